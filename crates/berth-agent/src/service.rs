@@ -1,0 +1,96 @@
+//! What the local API serves: the agent's pods, as the Kubernetes API would.
+//! The API server and the CLI depend only on this trait, so they can be tested
+//! against an in-memory implementation.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// A failure, as the Kubernetes API reports it: a `Status` with an HTTP code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 404 `NotFound`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `AlreadyExists`.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// 422 `Invalid`: the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// 400 `BadRequest`: the body could not be read.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 500 `InternalError`.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A change to a pod, for `get pods -w` (the Kubernetes watch event types).
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    Added(Pod),
+    Modified(Pod),
+    Deleted(Pod),
+}
+
+/// What `logs` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub container: Option<String>,
+    pub previous: bool,
+    pub follow: bool,
+    pub tail_lines: Option<u64>,
+}
+
+/// Where a container's log is and whether more may come.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    pub path: PathBuf,
+    /// The container instance writing to it is still running.
+    pub running: bool,
+}
+
+/// The agent's pods, as served by the local API.
+pub trait PodService: Send + Sync + 'static {
+    /// Creates a pod (POST). Defaults are applied and the pod validated; an
+    /// existing name gives `AlreadyExists`.
+    fn create(&self, namespace: &str, pod: Pod) -> impl Future<Output = Result<Pod, ApiError>> + Send;
+
+    /// Replaces a pod's spec (PUT); only what the API server allows to change.
+    fn replace(
+        &self,
+        namespace: &str,
+        name: &str,
+        pod: Pod,
+    ) -> impl Future<Output = Result<Pod, ApiError>> + Send;
+
+    fn get(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
+
+    /// All pods, or those of one namespace.
+    fn list(&self, namespace: Option<&str>) -> Vec<Pod>;
+
+    /// Starts a graceful delete; returns the pod as it is now (terminating).
+    fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace_period_seconds: Option<i64>,
+    ) -> impl Future<Output = Result<Pod, ApiError>> + Send;
+
+    /// Every change from now on.
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
+
+    /// Which log file `logs` reads.
+    fn log_target(&self, namespace: &str, name: &str, options: &LogOptions) -> Result<LogTarget, ApiError>;
+
+    /// Runs a command in a running container.
+    fn exec(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        command: Vec<String>,
+    ) -> impl Future<Output = Result<berth_runtime::ExecOutput, ApiError>> + Send;
+}

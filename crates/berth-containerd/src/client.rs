@@ -1,0 +1,116 @@
+//! The connection to containerd: one channel, a namespace interceptor, and the
+//! one place where gRPC status codes become [`RuntimeError`]s.
+
+use std::path::PathBuf;
+
+use berth_runtime::{RuntimeError, RuntimeErrorKind};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+
+/// Settings of the containerd adapter.
+#[derive(Debug, Clone)]
+pub struct ContainerdConfig {
+    pub socket: PathBuf,
+    pub namespace: String,
+    /// berth's state directory (`--root-dir`): CNI results, netns pins, pod dirs.
+    pub root_dir: PathBuf,
+    /// Where CNI plugins are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub cni_conf_dir: PathBuf,
+    /// The pause image; `None` means the built-in one.
+    pub pod_infra_image: Option<String>,
+    /// The `berth` binary, spawned by the shim as the container log writer.
+    pub logger_binary: PathBuf,
+}
+
+/// A connected containerd, in one namespace.
+#[derive(Clone)]
+pub struct Containerd {
+    pub(crate) channel: Channel,
+    pub(crate) config: std::sync::Arc<ContainerdConfig>,
+}
+
+/// Adds the `containerd-namespace` header to every request.
+#[derive(Clone)]
+pub(crate) struct NamespaceInterceptor {
+    namespace: MetadataValue<tonic::metadata::Ascii>,
+    lease: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Interceptor for NamespaceInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut()
+            .insert("containerd-namespace", self.namespace.clone());
+        if let Some(lease) = &self.lease {
+            req.metadata_mut().insert("containerd-lease", lease.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub(crate) type Svc = InterceptedService<Channel, NamespaceInterceptor>;
+
+impl Containerd {
+    /// Connects to containerd's socket. The connection is lazy in tonic; a
+    /// version call proves it is up.
+    pub async fn connect(config: ContainerdConfig) -> Result<Self, RuntimeError> {
+        let channel = containerd_client::connect(&config.socket)
+            .await
+            .map_err(|e| {
+                RuntimeError::new(
+                    RuntimeErrorKind::Unavailable,
+                    format!("connect to containerd at {}: {e}", config.socket.display()),
+                )
+            })?;
+        let this = Self {
+            channel,
+            config: std::sync::Arc::new(config),
+        };
+        let mut version =
+            containerd_client::services::v1::version_client::VersionClient::new(this.channel.clone());
+        version.version(()).await.map_err(status_error)?;
+        Ok(this)
+    }
+
+    pub fn config(&self) -> &ContainerdConfig {
+        &self.config
+    }
+
+    pub(crate) fn interceptor(&self, lease: Option<&str>) -> NamespaceInterceptor {
+        NamespaceInterceptor {
+            namespace: self
+                .config
+                .namespace
+                .parse()
+                .expect("namespace was validated as a header value"),
+            lease: lease.map(|l| l.parse().expect("lease ids are ascii")),
+        }
+    }
+
+    /// The intercepted channel every typed client is built on.
+    pub(crate) fn svc(&self) -> Svc {
+        InterceptedService::new(self.channel.clone(), self.interceptor(None))
+    }
+
+    /// The same, with requests inside a lease (protects new objects from GC).
+    pub(crate) fn svc_leased(&self, lease: &str) -> Svc {
+        InterceptedService::new(self.channel.clone(), self.interceptor(Some(lease)))
+    }
+}
+
+/// Maps a gRPC status to a runtime error. Only NotFound and AlreadyExists are
+/// reliably typed by containerd; state conflicts arrive as `Unknown` text.
+pub(crate) fn status_error(status: tonic::Status) -> RuntimeError {
+    use tonic::Code;
+    let kind = match status.code() {
+        Code::NotFound => RuntimeErrorKind::NotFound,
+        Code::AlreadyExists => RuntimeErrorKind::AlreadyExists,
+        Code::Unavailable => RuntimeErrorKind::Unavailable,
+        Code::DeadlineExceeded => RuntimeErrorKind::Timeout,
+        Code::InvalidArgument => RuntimeErrorKind::InvalidSpec,
+        _ => RuntimeErrorKind::Other,
+    };
+    RuntimeError::new(kind, status.message().to_string())
+}

@@ -1,0 +1,25 @@
+//! berth's [`ContainerRuntime`](berth_runtime::ContainerRuntime) over containerd's
+//! native gRPC API (containerd 1.6; no CRI, no server-side pull or import).
+//!
+//! Nothing prost- or tonic-typed leaves this crate.
+
+mod client;
+mod image;
+
+pub use client::{Containerd, ContainerdConfig};
+
+/// Label and annotation keys berth puts on every containerd object it owns, so a
+/// restarted agent can find what it owns (the kubelet's keys where they exist).
+pub mod labels {
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+    pub const CONTAINER_KIND: &str = "io.berth.container.kind";
+    pub const ATTEMPT: &str = "io.kubernetes.container.restartCount";
+    pub const SANDBOX_ID: &str = "io.berth.sandbox.id";
+    /// Marks a sandbox's pause container.
+    pub const SANDBOX: &str = "io.berth.sandbox";
+    /// Marks every object berth made.
+    pub const MANAGED: &str = "io.berth.managed";
+}

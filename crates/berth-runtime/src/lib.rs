@@ -1,0 +1,87 @@
+//! The runtime boundary: what the pod worker asks of a container runtime.
+//!
+//! The pod worker speaks in sandboxes, containers, images and exits. containerd is
+//! the one real implementation (`berth-containerd`); the test kit has an in-memory
+//! one that runs under tokio's paused clock. No gRPC or protobuf type crosses here.
+
+mod error;
+mod types;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use error::{RuntimeError, RuntimeErrorKind};
+pub use types::*;
+
+/// A container runtime as the pod worker sees it.
+///
+/// Removal verbs are idempotent: removing what is already gone succeeds, so the
+/// termination path can be retried blindly.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// The image as present in the runtime, or `None` when it is absent.
+    fn image_status(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, RuntimeError>> + Send;
+
+    /// Creates the pod's sandbox: network namespace and CNI (unless host network),
+    /// the pause container holding IPC and UTS, the pod cgroup.
+    fn create_sandbox(
+        &self,
+        config: &SandboxConfig,
+    ) -> impl Future<Output = Result<SandboxInfo, RuntimeError>> + Send;
+
+    /// Tears the sandbox down: pause task, container, snapshot, CNI DEL, network
+    /// namespace, pod cgroup. The pod's containers must be removed first.
+    fn remove_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates a container in the sandbox (not started).
+    fn create_container(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+
+    /// Arms a waiter for the container's exit. Call it before `start_container`,
+    /// so that an exit that comes at once is never missed; it may also be armed for
+    /// a container found running after an agent restart.
+    fn wait_container(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<ExitWaiter, RuntimeError>> + Send;
+
+    /// Starts a created container; returns when its process runs.
+    fn start_container(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<Started, RuntimeError>> + Send;
+
+    /// Sends a signal to every process of the container. A container that is
+    /// already gone is not an error.
+    fn signal_container(
+        &self,
+        id: &ContainerId,
+        signal: Signal,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes the container's task, record and snapshot.
+    fn remove_container(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs a command in a running container and collects its output.
+    fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+
+    /// Everything the runtime holds that carries berth's labels, for adoption
+    /// after an agent restart and for cleanup of orphans.
+    fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
+}

@@ -1,0 +1,363 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use jiff::Timestamp;
+use tokio::sync::oneshot;
+
+use crate::RuntimeError;
+
+/// Which pod an object belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodRef {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PodRef {
+    /// The kubelet's `format.Pod`: `name_namespace(uid)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}({})", self.name, self.namespace, self.uid)
+    }
+}
+
+/// A runtime container id (without the `containerd://` scheme).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerId(pub String);
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A runtime sandbox id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SandboxId(pub String);
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A POSIX signal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    pub const TERM: Signal = Signal(15);
+    pub const KILL: Signal = Signal(9);
+
+    const NAMES: [(&'static str, i32); 31] = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("PWR", 30),
+        ("SYS", 31),
+    ];
+
+    /// Parses `SIGTERM`, `TERM`, `sigterm` or `15`, as image STOPSIGNALs are written.
+    pub fn parse(text: &str) -> Option<Signal> {
+        let text = text.trim();
+        if let Ok(n) = text.parse::<i32>() {
+            return (1..=64).contains(&n).then_some(Signal(n));
+        }
+        let upper = text.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == bare)
+            .map(|(_, n)| Signal(*n))
+    }
+
+    /// `SIGTERM`, or the number for signals without a name.
+    pub fn name(self) -> String {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == self.0)
+            .map(|(name, _)| format!("SIG{name}"))
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+/// The parts of an image's config that shape a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value` strings.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// An image present in the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The normalized reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// The manifest digest, `sha256:...`.
+    pub digest: String,
+    pub size: u64,
+    pub config: ImageConfig,
+}
+
+impl ImageInfo {
+    /// The kubelet's `imageID` as containerd reports it: `repo@sha256:...`.
+    pub fn image_id(&self) -> String {
+        let repo = match self.reference.rfind(['@', ':']) {
+            Some(i) if !self.reference[i..].contains('/') => &self.reference[..i],
+            _ => &self.reference,
+        };
+        format!("{repo}@{}", self.digest)
+    }
+}
+
+/// A host port published by the pod's network (CNI portmap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+    pub host_ip: Option<String>,
+}
+
+/// What the runtime needs to make a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub pod: PodRef,
+    pub hostname: String,
+    pub host_network: bool,
+    /// The pod's log directory, `<log-dir>/<ns>_<name>_<uid>`.
+    pub log_dir: PathBuf,
+    pub port_mappings: Vec<PortMapping>,
+    /// The pod's own labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A sandbox that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub id: SandboxId,
+    pub pod: PodRef,
+    pub host_network: bool,
+    /// The network namespace the pod's containers join (none on host network).
+    pub netns: Option<PathBuf>,
+    /// The pause process, whose IPC and UTS namespaces the containers join.
+    pub pid: u32,
+    pub ips: Vec<IpAddr>,
+    pub created_at: Timestamp,
+}
+
+/// A bind mount into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// How a container takes part in the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerKind {
+    Init,
+    Sidecar,
+    Regular,
+}
+
+impl ContainerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerKind::Init => "init",
+            ContainerKind::Sidecar => "sidecar",
+            ContainerKind::Regular => "regular",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "init" => Some(ContainerKind::Init),
+            "sidecar" => Some(ContainerKind::Sidecar),
+            "regular" => Some(ContainerKind::Regular),
+            _ => None,
+        }
+    }
+}
+
+/// cgroup settings, as the kubelet maps `resources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_limit_bytes: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+}
+
+/// A fully resolved container: the worker has merged the image config with the
+/// pod spec, so the runtime only builds it.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    pub pod: PodRef,
+    pub name: String,
+    pub kind: ContainerKind,
+    /// The restart count this instance will carry.
+    pub attempt: u32,
+    pub image: ImageInfo,
+    /// The final argv (command and args merged with the image's).
+    pub args: Vec<String>,
+    /// The final environment, in order.
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
+    /// `uid[:gid]` or a user name resolved in the image.
+    pub user: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// Absolute path of this instance's CRI log file.
+    pub log_path: PathBuf,
+    pub read_only_root: bool,
+    pub privileged: bool,
+    pub resources: Resources,
+    /// Extra annotations kept with the container (e.g. the spec hash).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A container's process has started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub pid: u32,
+    pub started_at: Timestamp,
+}
+
+/// How a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit code, or 128 + the signal number when a signal ended it.
+    pub exit_code: i32,
+    pub finished_at: Timestamp,
+    pub oom_killed: bool,
+}
+
+/// Resolves once the container's process has exited.
+pub struct ExitWaiter(oneshot::Receiver<Result<ExitInfo, RuntimeError>>);
+
+impl ExitWaiter {
+    /// A waiter and the sender the runtime completes it with.
+    pub fn channel() -> (oneshot::Sender<Result<ExitInfo, RuntimeError>>, ExitWaiter) {
+        let (tx, rx) = oneshot::channel();
+        (tx, ExitWaiter(rx))
+    }
+}
+
+impl Future for ExitWaiter {
+    type Output = Result<ExitInfo, RuntimeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| Err(RuntimeError::other("exit waiter dropped by the runtime")))
+        })
+    }
+}
+
+/// The result of an exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A container's state as the runtime last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObservedState {
+    Created,
+    Running { started_at: Timestamp },
+    Exited {
+        started_at: Option<Timestamp>,
+        exit: ExitInfo,
+    },
+}
+
+/// A container found in the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedContainer {
+    pub id: ContainerId,
+    pub sandbox: SandboxId,
+    pub pod: PodRef,
+    pub name: String,
+    pub kind: ContainerKind,
+    pub attempt: u32,
+    pub image: String,
+    pub state: ObservedState,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Everything of berth's in the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub sandboxes: Vec<SandboxInfo>,
+    pub containers: Vec<ObservedContainer>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_as_images_write_them() {
+        assert_eq!(Signal::parse("SIGINT"), Some(Signal(2)));
+        assert_eq!(Signal::parse("TERM"), Some(Signal::TERM));
+        assert_eq!(Signal::parse("sigquit"), Some(Signal(3)));
+        assert_eq!(Signal::parse("9"), Some(Signal::KILL));
+        assert_eq!(Signal::parse("SIGNOPE"), None);
+        assert_eq!(Signal::parse("0"), None);
+        assert_eq!(Signal(2).name(), "SIGINT");
+    }
+
+    #[test]
+    fn image_id_is_repo_at_digest() {
+        let image = ImageInfo {
+            reference: "localhost:5000/team/app:v1".into(),
+            digest: "sha256:abc".into(),
+            size: 0,
+            config: ImageConfig::default(),
+        };
+        assert_eq!(image.image_id(), "localhost:5000/team/app@sha256:abc");
+        let image = ImageInfo {
+            reference: "localhost:5000/app".into(),
+            ..image
+        };
+        assert_eq!(image.image_id(), "localhost:5000/app@sha256:abc");
+    }
+}
