@@ -1,6 +1,25 @@
 //! The node agent as a library: pod sources (manifest directory, local API),
 //! the supervisor that owns one pod worker per pod, and the local API server.
 
+pub mod agent;
+pub mod config;
 pub mod service;
 
+pub use agent::run;
+pub use config::AgentConfig;
 pub use service::{ApiError, LogOptions, LogTarget, PodService, WatchEvent};
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(#[from] berth_runtime::RuntimeError),
+}

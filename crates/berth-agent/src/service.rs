@@ -93,4 +93,16 @@ pub trait PodService: Send + Sync + 'static {
         container: Option<&str>,
         command: Vec<String>,
     ) -> impl Future<Output = Result<berth_runtime::ExecOutput, ApiError>> + Send;
+
+    /// Imports an image archive (OCI layout or docker-archive tar) that the
+    /// agent can read at `path`.
+    fn import_image(
+        &self,
+        path: PathBuf,
+    ) -> impl Future<Output = Result<Vec<berth_runtime::ImageInfo>, ApiError>> + Send;
+
+    /// The images in the runtime.
+    fn list_images(
+        &self,
+    ) -> impl Future<Output = Result<Vec<berth_runtime::ImageInfo>, ApiError>> + Send;
 }
