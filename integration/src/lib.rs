@@ -1,1 +1,179 @@
-//! integration
+//! Shared pieces of berth's end-to-end tests: start a private containerd and an
+//! agent, build pod manifests, read pod JSON the way `kubectl` users do.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use berth_testkit::{AgentProcess, PrivateContainerd, TEST_IMAGE};
+
+/// Long enough for a debug build on 2 busy cores; an agent that works is far
+/// quicker (well under a second per pod).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A private containerd and an agent on it, or `None` when this machine cannot
+/// run containers (and `BERTH_REQUIRE_CONTAINERD` is not set). Declare the
+/// pair as `let (_containerd, agent) = ...` so the agent drops first.
+pub async fn setup() -> Option<(PrivateContainerd, AgentProcess)> {
+    let containerd = PrivateContainerd::start_or_skip().await?;
+    let agent = AgentProcess::start(&containerd).await;
+    Some((containerd, agent))
+}
+
+/// A container running `script` under `sh -c` in the test image.
+pub fn sh_container(name: &str, script: &str) -> Value {
+    json!({
+        "name": name,
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c", script],
+    })
+}
+
+/// A pod in `default` with these containers and restart policy.
+pub fn pod(name: &str, restart_policy: &str, containers: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": {
+            "restartPolicy": restart_policy,
+            "containers": containers,
+        }
+    })
+}
+
+/// The manifest as `apply -f` reads it (JSON is YAML).
+pub fn manifest(pod: &Value) -> String {
+    serde_json::to_string_pretty(pod).expect("serialize manifest")
+}
+
+/// `status.phase`.
+pub fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// `status.podIP`.
+pub fn pod_ip(pod: &Value) -> Option<&str> {
+    pod["status"]["podIP"].as_str().filter(|ip| !ip.is_empty())
+}
+
+/// `metadata.uid`.
+pub fn uid(pod: &Value) -> &str {
+    pod["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+/// The status of container `name`, if reported.
+pub fn container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    pod["status"]["containerStatuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+/// Whether container `name` is running.
+pub fn is_running(pod: &Value, name: &str) -> bool {
+    container_status(pod, name).is_some_and(|s| s["state"]["running"].is_object())
+}
+
+/// Whether every container of the pod is running and the phase is Running.
+pub fn all_running(pod: &Value) -> bool {
+    let Some(statuses) = pod["status"]["containerStatuses"].as_array() else {
+        return false;
+    };
+    let declared = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+    phase(pod) == "Running"
+        && statuses.len() == declared
+        && statuses.iter().all(|s| s["state"]["running"].is_object())
+}
+
+/// `state.waiting.reason` of container `name`.
+pub fn waiting_reason<'a>(pod: &'a Value, name: &str) -> Option<&'a str> {
+    container_status(pod, name)?["state"]["waiting"]["reason"].as_str()
+}
+
+/// `state.terminated` of container `name`.
+pub fn terminated<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    container_status(pod, name)
+        .map(|s| &s["state"]["terminated"])
+        .filter(|t| t.is_object())
+}
+
+/// `restartCount` of container `name` (0 when not reported).
+pub fn restart_count(pod: &Value, name: &str) -> i64 {
+    container_status(pod, name)
+        .and_then(|s| s["restartCount"].as_i64())
+        .unwrap_or(0)
+}
+
+/// The runtime id of container `name` (`containerID` without `containerd://`).
+pub fn container_id(pod: &Value, name: &str) -> Option<String> {
+    let id = container_status(pod, name)?["containerID"].as_str()?;
+    Some(id.strip_prefix("containerd://").unwrap_or(id).to_owned())
+}
+
+/// Waits until every container runs; returns the pod.
+pub async fn wait_running(agent: &AgentProcess, name: &str) -> Value {
+    agent
+        .wait_for("default", name, "Running", START_TIMEOUT, all_running)
+        .await
+}
+
+/// Waits until the pod reaches `Succeeded` or `Failed`.
+pub async fn wait_terminal(agent: &AgentProcess, name: &str) -> Value {
+    agent
+        .wait_for("default", name, "Succeeded or Failed", START_TIMEOUT, |p| {
+            matches!(phase(p), "Succeeded" | "Failed")
+        })
+        .await
+}
+
+/// `berth logs POD -c C`, which must succeed.
+pub async fn logs(agent: &AgentProcess, pod: &str, container: &str) -> String {
+    agent.cli_ok(&["logs", pod, "-c", container]).await
+}
+
+/// Every pod in `get pods -A -o json` (a `List`, or bare objects).
+pub async fn list_pods(agent: &AgentProcess) -> Vec<Value> {
+    let out = agent.cli_ok(&["get", "pods", "-A", "-o", "json"]).await;
+    let value: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    match value["items"].as_array() {
+        Some(items) => items.clone(),
+        None if value["kind"] == "Pod" => vec![value],
+        None => panic!("get pods -o json: neither a List nor a Pod: {out}"),
+    }
+}
+
+/// The PID of a running containerd task, from `ctr tasks ls`.
+pub fn task_pid(agent: &AgentProcess, id: &str) -> Option<i32> {
+    let out = agent.ctr(&["tasks", "ls"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next()? == id).then(|| fields.next()?.parse().ok())?
+        })
+}
+
+/// The ids `ctr <kind> ls -q` prints in the agent's namespace.
+pub fn ctr_list(agent: &AgentProcess, kind: &str) -> Vec<String> {
+    berth_testkit::containerd::ctr_ids(&agent.ctr(&[kind, "ls", "-q"]))
+}
+
+/// Every JSON value a `get pods -w -o json` stream printed, unwrapped from
+/// `List`s and watch events.
+pub fn watched_pods(stream: &[u8]) -> Vec<Value> {
+    let mut pods = Vec::new();
+    for value in serde_json::Deserializer::from_slice(stream).into_iter::<Value>() {
+        let Ok(value) = value else { break };
+        if let Some(items) = value["items"].as_array() {
+            pods.extend(items.iter().cloned());
+        } else if value["object"].is_object() {
+            pods.push(value["object"].clone());
+        } else {
+            pods.push(value);
+        }
+    }
+    pods
+}

@@ -1,18 +1,172 @@
-//! Boots the agent: sources, supervisor, local API; stops it on shutdown.
+//! Boots the agent: adopt what the runtime runs, load the sources, serve the
+//! local API; on shutdown leave the pods running (or drain them when a node
+//! shutdown grace period is configured).
 
-use berth_runtime::ContainerRuntime;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_pod::{Adopted, BackoffPolicy, WorkerConfig};
+use berth_runtime::{ContainerRuntime, ImageService, Observed};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::AgentConfig;
+use crate::manifests::{self, ManifestEvent};
+use crate::store::PodStore;
+use crate::supervisor::Supervisor;
+use crate::AgentError;
 
-/// Runs the agent until `shutdown` is cancelled. Pods keep running after it
-/// returns (the kubelet's rule: an agent restart adopts them).
-pub async fn run<R: ContainerRuntime>(
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> AgentError {
+    move |source| AgentError::Io { context, source }
+}
+
+/// Groups what the runtime holds by pod UID.
+fn group_by_pod(observed: Observed) -> HashMap<String, Adopted> {
+    let mut pods: HashMap<String, Adopted> = HashMap::new();
+    for sandbox in observed.sandboxes {
+        pods.entry(sandbox.pod.uid.clone()).or_default().sandbox = Some(sandbox);
+    }
+    for container in observed.containers {
+        pods.entry(container.pod.uid.clone())
+            .or_default()
+            .containers
+            .push(container);
+    }
+    pods
+}
+
+/// The static pods' UIDs in the manifest directory right now.
+async fn static_pod_uids(config: &AgentConfig) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(&config.manifest_dir) else {
+        return Vec::new();
+    };
+    let mut uids = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        if !manifests::is_manifest_file(&path) {
+            continue;
+        }
+        if let Some(ManifestEvent::Pods { pods, .. }) =
+            manifests::read_manifest(&path, &config.node_name).await
+        {
+            uids.extend(pods.into_iter().filter_map(|p| p.metadata.uid));
+        }
+    }
+    uids
+}
+
+/// Runs the agent until `shutdown` is cancelled. `ready` is called once the
+/// local API answers.
+pub async fn run<R: ContainerRuntime + ImageService>(
     config: AgentConfig,
     runtime: R,
     shutdown: CancellationToken,
-) -> Result<(), crate::AgentError> {
-    let _ = (config, runtime);
-    shutdown.cancelled().await;
+    ready: impl FnOnce(),
+) -> Result<(), AgentError> {
+    for dir in [&config.root_dir, &config.log_dir, &config.manifest_dir] {
+        std::fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
+    }
+    let runtime = Arc::new(runtime);
+    let mut adoptable = group_by_pod(runtime.list().await?);
+    info!(pods = adoptable.len(), "found pods in the runtime");
+
+    // Orphans: runtime pods that neither a stored API pod nor a manifest claims.
+    let api_pods_dir = config.root_dir.join("api-pods");
+    let mut claimed: Vec<String> = static_pod_uids(&config).await;
+    claimed.extend(
+        std::fs::read_dir(&api_pods_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.path().file_stem()?.to_str().map(str::to_string)),
+    );
+    let orphans: Vec<Adopted> = adoptable
+        .extract_if(|uid, _| !claimed.contains(uid))
+        .map(|(_, a)| a)
+        .collect();
+    for orphan in orphans {
+        crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
+    }
+
+    let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+    let store = Arc::new(PodStore::new(finished_tx));
+    let worker_config = Arc::new(WorkerConfig {
+        root_dir: config.root_dir.clone(),
+        log_dir: config.log_dir.clone(),
+        node_name: config.node_name.clone(),
+        host_ip: crate::node::host_ip(),
+        backoff: BackoffPolicy {
+            initial: Duration::from_secs(config.crash_loop_back_off.initial_seconds),
+            max: Duration::from_secs(config.crash_loop_back_off.max_seconds),
+        },
+    });
+    let supervisor = Arc::new(Supervisor::new(
+        runtime.clone(),
+        store,
+        worker_config,
+        api_pods_dir,
+        adoptable,
+    ));
+    supervisor
+        .load_api_pods()
+        .map_err(io_error("load stored pods".into()))?;
+
+    let (manifest_tx, mut manifest_rx) = mpsc::channel(64);
+    let sources = CancellationToken::new();
+    let watcher = manifests::watch_manifests(
+        config.manifest_dir.clone(),
+        config.node_name.clone(),
+        manifest_tx,
+        sources.clone(),
+    );
+    let listener = crate::api::bind(&config.socket)
+        .map_err(io_error(format!("bind {}", config.socket.display())))?;
+    let api = tokio::spawn(crate::api::serve_listener(
+        listener,
+        supervisor.clone(),
+        sources.clone(),
+    ));
+    info!(socket = %config.socket.display(), "berth agent ready");
+    ready();
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(uid) = finished_rx.recv() => supervisor.on_finished(&uid),
+            Some(event) = manifest_rx.recv() => match event {
+                ManifestEvent::Pods { path, pods } => supervisor.apply_file(&path, pods),
+                ManifestEvent::Removed { path } => supervisor.remove_file(&path),
+                ManifestEvent::Invalid { path, error } => {
+                    warn!(file = %path.display(), "invalid manifest, its pods are left as they were: {error}");
+                }
+            },
+        }
+    }
+
+    sources.cancel();
+    let _ = watcher.await;
+    if let Ok(Err(e)) = api.await {
+        warn!("local API: {e}");
+    }
+    if config.shutdown_grace_period_seconds > 0 {
+        let grace = Duration::from_secs(config.shutdown_grace_period_seconds);
+        info!(?grace, "node shutdown: terminating pods");
+        supervisor.terminate_all(grace);
+        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
+            while !supervisor.store().list(None).is_empty() {
+                match finished_rx.recv().await {
+                    Some(uid) => supervisor.on_finished(&uid),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!("pods still terminating when the shutdown grace period ended");
+        }
+    }
+    supervisor.detach_all().await;
+    info!("berth agent stopped; pods keep running");
     Ok(())
 }

@@ -1,5 +1,466 @@
-//! The agent's settings: flags and the config file (owned by the API/config helper).
+//! The agent's settings: a YAML config file (camelCase keys, every key
+//! optional) overridden by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax errors, wrong types and unknown keys (the message names the key).
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The kubelet's CrashLoopBackOff bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CrashLoopBackOff {
+    pub initial_seconds: u64,
+    pub max_seconds: u64,
+}
+
+impl Default for CrashLoopBackOff {
+    fn default() -> Self {
+        Self {
+            initial_seconds: 10,
+            max_seconds: 300,
+        }
+    }
+}
 
 /// Every setting of `berth agent`.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {}
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub containerd_socket: PathBuf,
+    pub containerd_namespace: String,
+    /// Agent state (pod records, sandboxes' files).
+    pub root_dir: PathBuf,
+    /// The kubelet's `podLogsDir`.
+    pub log_dir: PathBuf,
+    /// The static pod directory (the kubelet's `staticPodPath`).
+    pub manifest_dir: PathBuf,
+    /// The local API socket.
+    pub socket: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub cni_conf_dir: PathBuf,
+    /// The sandbox ("pause") image; `None` uses the built-in one.
+    pub pod_infra_image: Option<String>,
+    /// Static pods are named `<name>-<nodeName>`.
+    pub node_name: String,
+    pub crash_loop_back_off: CrashLoopBackOff,
+    /// How long the agent drains pods on a node shutdown; 0 leaves them running.
+    pub shutdown_grace_period_seconds: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            containerd_socket: "/run/containerd/containerd.sock".into(),
+            containerd_namespace: "berth".into(),
+            root_dir: "/var/lib/berth".into(),
+            log_dir: "/var/log/pods".into(),
+            manifest_dir: "/etc/berth/manifests".into(),
+            socket: "/run/berth/berth.sock".into(),
+            cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            pod_infra_image: None,
+            node_name: host_name(),
+            crash_loop_back_off: CrashLoopBackOff::default(),
+            shutdown_grace_period_seconds: 0,
+        }
+    }
+}
+
+/// The host name as the kubelet uses it for the node name: lower-cased, trimmed.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .map(|name| name.trim().to_lowercase())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The flags of `berth agent`; each one overrides the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentFlags {
+    /// YAML config file (camelCase keys); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// containerd's gRPC socket.
+    #[arg(long, value_name = "PATH")]
+    pub containerd_socket: Option<PathBuf>,
+    /// containerd namespace holding berth's containers and images.
+    #[arg(long, value_name = "NAME")]
+    pub containerd_namespace: Option<String>,
+    /// Directory for the agent's state.
+    #[arg(long, value_name = "DIR")]
+    pub root_dir: Option<PathBuf>,
+    /// Directory for container logs.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Directory of static pod manifests.
+    #[arg(long, value_name = "DIR")]
+    pub manifest_dir: Option<PathBuf>,
+    /// The local API socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Directory searched for CNI plugins (repeatable; replaces the list).
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// Directory of CNI network configurations.
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Sandbox image (default: built in).
+    #[arg(long, value_name = "IMAGE")]
+    pub pod_infra_image: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// First CrashLoopBackOff delay.
+    #[arg(long, value_name = "SECONDS")]
+    pub crash_loop_back_off_initial_seconds: Option<u64>,
+    /// Longest CrashLoopBackOff delay.
+    #[arg(long, value_name = "SECONDS")]
+    pub crash_loop_back_off_max_seconds: Option<u64>,
+    /// Grace for pods on a node shutdown (0: pods keep running).
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace_period_seconds: Option<u64>,
+}
+
+impl AgentConfig {
+    /// Reads `path` (defaults for keys it lacks), or the defaults when `None`.
+    /// Does not validate.
+    pub fn load(path: Option<&Path>) -> Result<AgentConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(AgentConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    fn parse(text: &str) -> Result<AgentConfig, String> {
+        // An empty file (or one of only comments) means "all defaults".
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            return Ok(AgentConfig::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The config file named by `--config` (if any), then each flag given;
+    /// the result is validated.
+    pub fn from_flags(flags: AgentFlags) -> Result<AgentConfig, ConfigError> {
+        let mut config = Self::load(flags.config.as_deref())?;
+        config.apply(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, flags: AgentFlags) {
+        fn set<T>(field: &mut T, flag: Option<T>) {
+            if let Some(value) = flag {
+                *field = value;
+            }
+        }
+        set(&mut self.containerd_socket, flags.containerd_socket);
+        set(&mut self.containerd_namespace, flags.containerd_namespace);
+        set(&mut self.root_dir, flags.root_dir);
+        set(&mut self.log_dir, flags.log_dir);
+        set(&mut self.manifest_dir, flags.manifest_dir);
+        set(&mut self.socket, flags.socket);
+        if !flags.cni_bin_dirs.is_empty() {
+            self.cni_bin_dirs = flags.cni_bin_dirs;
+        }
+        set(&mut self.cni_conf_dir, flags.cni_conf_dir);
+        if flags.pod_infra_image.is_some() {
+            self.pod_infra_image = flags.pod_infra_image;
+        }
+        set(&mut self.node_name, flags.node_name);
+        let backoff = &mut self.crash_loop_back_off;
+        set(
+            &mut backoff.initial_seconds,
+            flags.crash_loop_back_off_initial_seconds,
+        );
+        set(
+            &mut backoff.max_seconds,
+            flags.crash_loop_back_off_max_seconds,
+        );
+        set(
+            &mut self.shutdown_grace_period_seconds,
+            flags.shutdown_grace_period_seconds,
+        );
+    }
+
+    /// Checks what the file format cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Err(message) = validate_containerd_namespace(&self.containerd_namespace) {
+            return invalid("containerdNamespace", message);
+        }
+        let paths = [
+            ("containerdSocket", &self.containerd_socket),
+            ("rootDir", &self.root_dir),
+            ("logDir", &self.log_dir),
+            ("manifestDir", &self.manifest_dir),
+            ("socket", &self.socket),
+            ("cniConfDir", &self.cni_conf_dir),
+        ];
+        let cni_bin = self.cni_bin_dirs.iter().map(|dir| ("cniBinDirs", dir));
+        for (key, path) in paths.into_iter().chain(cni_bin) {
+            if !path.is_absolute() {
+                return invalid(key, format!("{} is not an absolute path", path.display()));
+            }
+        }
+        if self.cni_bin_dirs.is_empty() {
+            return invalid("cniBinDirs", "must name at least one directory".into());
+        }
+        if let Some(image) = &self.pod_infra_image {
+            if image.trim().is_empty() {
+                return invalid("podInfraImage", "must not be empty".into());
+            }
+        }
+        if let Err(message) = validate_node_name(&self.node_name) {
+            return invalid("nodeName", message);
+        }
+        let backoff = &self.crash_loop_back_off;
+        if backoff.initial_seconds < 1 {
+            return invalid(
+                "crashLoopBackOff.initialSeconds",
+                "must be at least 1".into(),
+            );
+        }
+        if backoff.max_seconds < 1 {
+            return invalid("crashLoopBackOff.maxSeconds", "must be at least 1".into());
+        }
+        if backoff.initial_seconds > backoff.max_seconds {
+            return invalid(
+                "crashLoopBackOff.initialSeconds",
+                format!(
+                    "{} exceeds maxSeconds {}",
+                    backoff.initial_seconds, backoff.max_seconds
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// containerd's identifier rule: up to 76 characters, alphanumeric runs
+/// joined by single `.`, `_` or `-`.
+fn validate_containerd_namespace(name: &str) -> Result<(), String> {
+    const MAX: usize = 76;
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX {
+        return Err(format!("{name:?} is longer than {MAX} characters"));
+    }
+    let well_formed = name
+        .split(['.', '_', '-'])
+        .all(|run| !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !well_formed {
+        return Err(format!(
+            "{name:?} must be alphanumeric runs separated by single '.', '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Node names are DNS-1123 subdomains (static pod names embed them).
+fn validate_node_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 253;
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.is_empty() || name.len() > MAX || !name.split('.').all(valid_label) {
+        return Err(format!(
+            "{name:?} must be a lowercase DNS-1123 subdomain of at most {MAX} characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let config = AgentConfig::load(None).unwrap();
+        assert_eq!(config.containerd_namespace, "berth");
+        assert_eq!(config.socket, Path::new("/run/berth/berth.sock"));
+        assert_eq!(config.crash_loop_back_off.initial_seconds, 10);
+        assert_eq!(config.crash_loop_back_off.max_seconds, 300);
+        assert_eq!(config.cni_bin_dirs.len(), 2);
+        assert!(config.pod_infra_image.is_none());
+        assert!(!config.node_name.is_empty());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let file = write("# nothing set\n");
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        assert_eq!(config, AgentConfig::default());
+    }
+
+    #[test]
+    fn file_sets_camel_case_keys_and_keeps_other_defaults() {
+        let file = write(
+            "containerdNamespace: test\nlogDir: /tmp/logs\nnodeName: node-a\n\
+             crashLoopBackOff:\n  maxSeconds: 20\npodInfraImage: pause:1\n",
+        );
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        assert_eq!(config.containerd_namespace, "test");
+        assert_eq!(config.log_dir, Path::new("/tmp/logs"));
+        assert_eq!(config.node_name, "node-a");
+        assert_eq!(config.crash_loop_back_off.max_seconds, 20);
+        assert_eq!(config.crash_loop_back_off.initial_seconds, 10);
+        assert_eq!(config.pod_infra_image.as_deref(), Some("pause:1"));
+        assert_eq!(config.root_dir, Path::new("/var/lib/berth"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let file = write("rootDir: /x\nlogdir: /y\n");
+        let err = AgentConfig::load(Some(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("logdir"), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+
+        let file = write("crashLoopBackOff:\n  initial: 3\n");
+        let err = AgentConfig::load(Some(file.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("initial"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = AgentConfig::load(Some(Path::new("/nonexistent/berth.yaml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = write("logDir: /from/file\nrootDir: /from/file/root\nnodeName: filenode\n");
+        let flags = AgentFlags {
+            config: Some(file.path().to_owned()),
+            log_dir: Some("/from/flag".into()),
+            cni_bin_dirs: vec!["/cni".into()],
+            crash_loop_back_off_max_seconds: Some(60),
+            ..AgentFlags::default()
+        };
+        let config = AgentConfig::from_flags(flags).unwrap();
+        assert_eq!(config.log_dir, Path::new("/from/flag"));
+        assert_eq!(config.root_dir, Path::new("/from/file/root"));
+        assert_eq!(config.node_name, "filenode");
+        assert_eq!(config.cni_bin_dirs, vec![PathBuf::from("/cni")]);
+        assert_eq!(config.crash_loop_back_off.max_seconds, 60);
+    }
+
+    #[test]
+    fn flags_are_parsed_by_clap() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: AgentFlags,
+        }
+        let cli = Cli::parse_from([
+            "berth",
+            "--cni-bin-dir",
+            "/a",
+            "--cni-bin-dir",
+            "/b",
+            "--node-name",
+            "n1",
+            "--crash-loop-back-off-initial-seconds",
+            "2",
+        ]);
+        let config = AgentConfig::from_flags(cli.flags).unwrap();
+        assert_eq!(
+            config.cni_bin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(config.node_name, "n1");
+        assert_eq!(config.crash_loop_back_off.initial_seconds, 2);
+    }
+
+    #[test]
+    fn validation_rejects_bad_settings() {
+        let check = |edit: fn(&mut AgentConfig), key: &str| {
+            let mut config = AgentConfig::default();
+            edit(&mut config);
+            match config.validate() {
+                Err(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, key),
+                other => panic!("expected {key} to be invalid, got {other:?}"),
+            }
+        };
+        check(
+            |c| c.containerd_namespace = "a..b".into(),
+            "containerdNamespace",
+        );
+        check(
+            |c| c.containerd_namespace = "".into(),
+            "containerdNamespace",
+        );
+        check(
+            |c| c.containerd_namespace = "x".repeat(77),
+            "containerdNamespace",
+        );
+        check(|c| c.log_dir = "relative/logs".into(), "logDir");
+        check(|c| c.cni_bin_dirs = vec!["cni".into()], "cniBinDirs");
+        check(|c| c.cni_bin_dirs.clear(), "cniBinDirs");
+        check(|c| c.node_name = "Upper".into(), "nodeName");
+        check(
+            |c| c.crash_loop_back_off.max_seconds = 0,
+            "crashLoopBackOff.maxSeconds",
+        );
+        check(
+            |c| c.crash_loop_back_off.initial_seconds = 0,
+            "crashLoopBackOff.initialSeconds",
+        );
+        check(
+            |c| c.crash_loop_back_off.initial_seconds = 400,
+            "crashLoopBackOff.initialSeconds",
+        );
+        check(|c| c.pod_infra_image = Some(" ".into()), "podInfraImage");
+
+        let mut ok = AgentConfig::default();
+        ok.containerd_namespace = "berth-test_1.a".into();
+        ok.node_name = "node-1.example".into();
+        ok.validate().unwrap();
+    }
+}

@@ -2,11 +2,20 @@
 //! the supervisor that owns one pod worker per pod, and the local API server.
 
 pub mod agent;
+pub mod api;
 pub mod config;
+pub mod logs;
+pub mod manifests;
+mod node;
+mod orphans;
+pub mod store;
+pub mod supervisor;
 pub mod service;
 
 pub use agent::run;
-pub use config::AgentConfig;
+pub use supervisor::Supervisor;
+pub use config::{AgentConfig, AgentFlags, ConfigError};
+pub use manifests::{watch_manifests, ManifestEvent};
 pub use service::{ApiError, LogOptions, LogTarget, PodService, WatchEvent};
 
 /// Why the agent could not run.

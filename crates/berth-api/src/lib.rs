@@ -1,1 +1,23 @@
-//! berth-api
+//! berth-api: the Kubernetes Pod as berth reads it, and the pure rules the
+//! kubelet and the API server apply to it. No I/O, no async.
+//!
+//! Pod types are k8s-openapi's `core/v1` (feature `v1_33`), so manifests read
+//! exactly as kubectl reads them. Every function here is deterministic: time
+//! comes in as a parameter.
+
+pub mod command;
+pub mod defaults;
+pub mod env;
+pub mod expansion;
+pub mod kubectl;
+pub mod manifest;
+pub mod pod;
+pub mod status;
+pub mod validation;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use k8s_openapi;
+pub use k8s_openapi::api::core::v1::{Pod, PodSpec};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

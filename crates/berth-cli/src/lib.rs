@@ -1,1 +1,103 @@
-//! berth-cli
+//! berth's kubectl-like client. Each verb talks to the agent's local API
+//! (the Kubernetes API's routes, over a unix socket) and prints what kubectl
+//! prints, byte for byte where kubectl's output is defined.
+//!
+//! The `berth` binary flattens [`Command`] into its own command line and calls
+//! [`run`]; tests call [`run_with`] to capture the output.
+
+mod apply;
+mod client;
+mod columns;
+mod delete;
+mod describe;
+mod error;
+mod exec;
+mod get;
+mod image;
+mod logs;
+mod output;
+mod tabwriter;
+mod table;
+mod target;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+pub use client::Client;
+
+use error::CliError;
+
+/// The client verbs, as kubectl spells them.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Apply a configuration to a pod by file name or stdin
+    Apply(apply::ApplyArgs),
+    /// Display one or many pods
+    Get(get::GetArgs),
+    /// Show details of a pod
+    Describe(describe::DescribeArgs),
+    /// Delete pods by name, or all pods of a namespace
+    Delete(delete::DeleteArgs),
+    /// Print the logs for a container in a pod
+    Logs(logs::LogsArgs),
+    /// Execute a command in a container
+    Exec(exec::ExecArgs),
+    /// Import and list the images of the node's container runtime
+    Image(image::ImageArgs),
+}
+
+/// Where a verb writes: stdout and stderr, or buffers in tests.
+pub struct Streams<'a> {
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
+}
+
+/// Runs `command` against the agent listening on `socket`, printing to the
+/// process's stdout and stderr. Returns the process exit code.
+pub async fn run(socket: PathBuf, command: Command) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let code = run_with(
+        socket,
+        command,
+        Streams {
+            out: &mut out,
+            err: &mut err,
+        },
+    )
+    .await;
+    out.flush()?;
+    Ok(code)
+}
+
+/// [`run`] with the output going to `streams`.
+pub async fn run_with(socket: PathBuf, command: Command, streams: Streams<'_>) -> i32 {
+    let client = Client::new(socket);
+    let Streams { out, err } = streams;
+    let result = match command {
+        Command::Apply(args) => apply::run(&client, args, out, err).await,
+        Command::Get(args) => get::run(&client, args, out, err).await,
+        Command::Describe(args) => describe::run(&client, args, out).await,
+        Command::Delete(args) => delete::run(&client, args, out, err).await,
+        Command::Logs(args) => logs::run(&client, args, out, err).await,
+        Command::Exec(args) => exec::run(&client, args, out, err).await,
+        Command::Image(args) => image::run(&client, args, out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = out.flush();
+            let _ = err.write_all(error::render(&e).as_bytes());
+            e.exit_code()
+        }
+    }
+}
+
+/// `-n`, or the manifest's namespace, or `default`.
+const DEFAULT_NAMESPACE: &str = "default";
+
+fn namespace_or_default(namespace: Option<&str>) -> String {
+    namespace.unwrap_or(DEFAULT_NAMESPACE).to_string()
+}
+
+type VerbResult = Result<i32, CliError>;

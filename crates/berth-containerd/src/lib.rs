@@ -3,10 +3,12 @@
 //!
 //! Nothing prost- or tonic-typed leaves this crate.
 
+pub mod archive;
 mod client;
 mod image;
 
 pub use client::{Containerd, ContainerdConfig};
+pub use image::normalize_reference;
 
 /// Label and annotation keys berth puts on every containerd object it owns, so a
 /// restarted agent can find what it owns (the kubelet's keys where they exist).

@@ -5,6 +5,8 @@
 //! one that runs under tokio's paused clock. No gRPC or protobuf type crosses here.
 
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 mod types;
 
 use std::future::Future;
@@ -84,4 +86,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
+}
+
+/// The images a runtime holds, for `berth image` (the CRI's image service).
+pub trait ImageService: Send + Sync + 'static {
+    /// Every image present.
+    fn list_images(&self) -> impl Future<Output = Result<Vec<ImageInfo>, RuntimeError>> + Send;
+
+    /// Imports an image archive (OCI image layout or docker-archive tar).
+    fn import_image(
+        &self,
+        path: &std::path::Path,
+    ) -> impl Future<Output = Result<Vec<ImageInfo>, RuntimeError>> + Send;
 }

@@ -1,1 +1,21 @@
-//! berth-testkit
+//! berth's test kit: busybox OCI images built from the host's static busybox,
+//! a private containerd per test, and the real `berth` binary driven as a user
+//! would drive it.
+//!
+//! Set-up failures panic with context: this crate only ever runs inside tests
+//! and test tools.
+
+pub mod agent;
+pub mod busybox;
+pub mod containerd;
+pub mod mounts;
+pub mod net;
+pub mod process;
+
+pub use agent::{AgentOptions, AgentProcess};
+pub use busybox::{busybox_image, write_busybox_archive};
+pub use containerd::PrivateContainerd;
+
+/// The image reference the test kit imports into every agent's namespace
+/// (a tag other than `latest`, so the default pull policy is IfNotPresent).
+pub const TEST_IMAGE: &str = "berth.test/busybox:1";

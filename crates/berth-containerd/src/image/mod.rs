@@ -2,38 +2,109 @@
 //! pull), resolution of a reference to its config and top snapshot, listing,
 //! and the built-in pause image.
 
-use berth_runtime::{ImageInfo, RuntimeError};
+mod cache;
+mod content;
+mod import;
+mod pause;
+mod records;
+mod reference;
+mod resolve;
+mod unpack;
+
+use berth_runtime::{ImageInfo, RuntimeError, RuntimeErrorKind};
+use containerd_client::types::Descriptor;
+use oci_spec::image::MediaType;
+
+pub use reference::normalize_reference;
 
 use crate::Containerd;
+
+/// The snapshotter images are unpacked for.
+pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 
 impl Containerd {
     /// The image as present in containerd (unpacked), or `None`.
     pub async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
-        let _ = reference;
-        todo!("image_status")
+        let name = normalize_reference(reference);
+        match self.image_target(&name).await? {
+            Some(target) => self.unpacked_image(&name, &target).await,
+            None => Ok(None),
+        }
     }
 
     /// The top snapshot (chain ID) a container of this image is prepared on.
     pub(crate) async fn snapshot_parent(&self, image: &ImageInfo) -> Result<String, RuntimeError> {
-        let _ = image;
-        todo!("snapshot_parent")
+        if let Some(top) = self.recall_top(&image.digest) {
+            return Ok(top);
+        }
+        let manifest = MediaType::ImageManifest.to_string();
+        Ok(self
+            .resolve(&manifest, &image.digest)
+            .await?
+            .top()
+            .to_string())
     }
 
     /// The pause image, imported from the built-in one when absent (or the
-    /// configured `--pod-infra-image`, which must be present).
-    pub(crate) async fn pause_image(&self) -> Result<ImageInfo, RuntimeError> {
-        todo!("pause_image")
+    /// configured `--pod-infra-image`, which must be present). Public so the
+    /// agent can make sure of it at start-up, off the pod start path.
+    pub async fn pause_image(&self) -> Result<ImageInfo, RuntimeError> {
+        self.ensure_pause_image().await
     }
 
     /// Imports an OCI image layout tar or a docker-archive tar, unpacks it and
     /// returns the images it named.
-    pub async fn import_archive(&self, path: &std::path::Path) -> Result<Vec<ImageInfo>, RuntimeError> {
-        let _ = path;
-        todo!("import_archive")
+    pub async fn import_archive(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => RuntimeErrorKind::NotFound,
+                _ => RuntimeErrorKind::Other,
+            };
+            RuntimeError::new(kind, format!("open {}: {e}", path.display()))
+        })?;
+        self.import_tar(std::io::BufReader::new(file)).await
     }
 
     /// Every image in the namespace.
     pub async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
-        todo!("list_images")
+        let mut images = Vec::new();
+        for record in self.image_records().await? {
+            let Some(target) = record.target else {
+                continue;
+            };
+            match self.unpacked_image(&record.name, &target).await {
+                Ok(Some(image)) => images.push(image),
+                Ok(None) => tracing::debug!(image = record.name, "skipping an image not unpacked"),
+                Err(e) => {
+                    tracing::debug!(image = record.name, error = %e, "skipping an unresolvable image")
+                }
+            }
+        }
+        Ok(images)
+    }
+
+    /// The image a record's target resolves to, if its content is present and
+    /// its top snapshot committed.
+    async fn unpacked_image(
+        &self,
+        name: &str,
+        target: &Descriptor,
+    ) -> Result<Option<ImageInfo>, RuntimeError> {
+        if let Some(image) = self.recall(&target.digest, name) {
+            return Ok(Some(image));
+        }
+        let image = match self.resolve(&target.media_type, &target.digest).await {
+            Ok(image) => image,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !self.snapshot_exists(image.top()).await? {
+            return Ok(None);
+        }
+        self.remember(&target.digest, &image);
+        Ok(Some(image.info(name)))
     }
 }

@@ -1,0 +1,154 @@
+//! `GET .../pods/{name}/log`: the container's output as text, optionally
+//! followed until the container stops.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::body::{send_chunk, streaming, ChunkSender};
+use super::routes::{Context, Query, Reply};
+use super::status::Failure;
+use crate::logs::{FileWatch, LogEntry, LogReader};
+use crate::service::{LogOptions, PodService};
+
+/// How often a follower without new output asks whether the container still runs.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+pub(crate) async fn pod_log<S: PodService>(
+    cx: &Context<S>,
+    namespace: &str,
+    name: &str,
+    query: &Query,
+) -> Reply {
+    let tail_lines = query.int("tailLines")?;
+    if tail_lines.is_some_and(|n| n < 0) {
+        return Err(Failure::bad_request(
+            "tailLines must be a non-negative integer",
+        ));
+    }
+    let options = LogOptions {
+        container: query
+            .get("container")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        previous: query.flag("previous")?,
+        follow: query.flag("follow")?,
+        tail_lines: tail_lines.map(|n| n as u64),
+    };
+    let timestamps = query.flag("timestamps")?;
+    let target = cx
+        .service
+        .log_target(namespace, name, &options)
+        .map_err(|e| Failure::from(e).for_pod(name))?;
+    let path = target.path.clone();
+    let reader = LogReader::open(&path)
+        .map_err(|e| Failure::internal(format!("cannot open log file {}: {e}", path.display())))?;
+
+    let (response, tx) = streaming("text/plain");
+    let follower = Follower {
+        service: cx.service.clone(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        options,
+        path,
+        timestamps,
+    };
+    let follow = follower.options.follow && target.running;
+    let shutdown = cx.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = follower.run(reader, follow, tx) => {}
+        }
+    });
+    Ok(response)
+}
+
+struct Follower<S> {
+    service: std::sync::Arc<S>,
+    namespace: String,
+    name: String,
+    options: LogOptions,
+    path: PathBuf,
+    timestamps: bool,
+}
+
+impl<S: PodService> Follower<S> {
+    async fn run(self, reader: LogReader, follow: bool, tx: ChunkSender) {
+        let keep_last = self
+            .options
+            .tail_lines
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let Some((mut reader, entries)) = read(reader, keep_last).await else {
+            return;
+        };
+        if !self.send(&tx, &entries).await {
+            return;
+        }
+        if follow {
+            let watch = FileWatch::new(&self.path);
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = watch.changed(FOLLOW_POLL) => {}
+                }
+                // Ask before reading: output written before the exit is then
+                // certain to be read below.
+                let still_running = self.still_running();
+                let Some((next, entries)) = read(reader, None).await else {
+                    return;
+                };
+                reader = next;
+                if !self.send(&tx, &entries).await {
+                    return;
+                }
+                if !still_running && entries.is_empty() {
+                    break;
+                }
+            }
+        }
+        let rest = reader.finish();
+        self.send(&tx, &rest).await;
+    }
+
+    /// Whether the container instance writing this file still runs.
+    fn still_running(&self) -> bool {
+        match self
+            .service
+            .log_target(&self.namespace, &self.name, &self.options)
+        {
+            Ok(target) => target.running && target.path == self.path,
+            Err(_) => false,
+        }
+    }
+
+    async fn send(&self, tx: &ChunkSender, entries: &[LogEntry]) -> bool {
+        if entries.is_empty() {
+            return true;
+        }
+        let mut out = Vec::new();
+        for entry in entries {
+            entry.render(self.timestamps, &mut out);
+        }
+        send_chunk(tx, out).await
+    }
+}
+
+/// Reads what was appended, off the async threads.
+async fn read(
+    mut reader: LogReader,
+    keep_last: Option<usize>,
+) -> Option<(LogReader, Vec<LogEntry>)> {
+    let result = tokio::task::spawn_blocking(move || {
+        let entries = reader.read_new(keep_last);
+        (reader, entries)
+    })
+    .await;
+    match result {
+        Ok((reader, Ok(entries))) => Some((reader, entries)),
+        Ok((reader, Err(error))) => {
+            tracing::debug!(path = %reader.path().display(), %error, "reading log file failed");
+            None
+        }
+        Err(_) => None,
+    }
+}

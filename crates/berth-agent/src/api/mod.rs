@@ -1,0 +1,14 @@
+//! The local API: the Kubernetes pod endpoints (same paths, same JSON) plus
+//! berth's image endpoints, served over HTTP/1.1 on a unix socket.
+
+mod body;
+mod exec;
+mod images;
+mod logs;
+mod routes;
+mod server;
+mod status;
+mod watch;
+
+pub use body::MAX_BODY_BYTES;
+pub use server::{bind, serve, serve_listener};

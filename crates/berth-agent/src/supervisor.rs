@@ -1,0 +1,458 @@
+//! The supervisor: one pod worker per pod UID, fed by the sources (local API,
+//! manifest directory), and the [`PodService`] the local API serves.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_pod::{Adopted, PodWorkerHandle, WorkerConfig};
+use berth_runtime::{ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use tracing::{debug, info, warn};
+
+use crate::service::{ApiError, LogOptions, LogTarget, PodService, WatchEvent};
+use crate::store::{self, PodStore};
+
+/// Owns the pods: their objects in the store and their workers.
+pub struct Supervisor<R> {
+    runtime: Arc<R>,
+    store: Arc<PodStore>,
+    worker_config: Arc<WorkerConfig>,
+    workers: Mutex<HashMap<String, PodWorkerHandle>>,
+    /// What the runtime held at start-up, by pod UID, until a pod claims it.
+    adoptable: Mutex<HashMap<String, Adopted>>,
+    /// Pods submitted through the API are kept here (one JSON file per UID)
+    /// so that an agent restart finds them again.
+    api_pods_dir: PathBuf,
+    /// Static pod UIDs by manifest file.
+    files: Mutex<HashMap<PathBuf, Vec<String>>>,
+}
+
+fn not_found(namespace: &str, name: &str) -> ApiError {
+    let _ = namespace;
+    ApiError::NotFound(format!("pods \"{name}\" not found"))
+}
+
+impl<R: ContainerRuntime + ImageService> Supervisor<R> {
+    pub fn new(
+        runtime: Arc<R>,
+        store: Arc<PodStore>,
+        worker_config: Arc<WorkerConfig>,
+        api_pods_dir: PathBuf,
+        adoptable: HashMap<String, Adopted>,
+    ) -> Self {
+        Self {
+            runtime,
+            store,
+            worker_config,
+            workers: Mutex::default(),
+            adoptable: Mutex::new(adoptable),
+            api_pods_dir,
+            files: Mutex::default(),
+        }
+    }
+
+    /// Stores the pod and starts its worker (adopting what the runtime holds).
+    fn admit(&self, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let adopted = self
+            .adoptable
+            .lock()
+            .expect("adoptable lock")
+            .remove(&uid)
+            .unwrap_or_default();
+        let deleting = pod.metadata.deletion_grace_period_seconds;
+        let pod = self.store.put(pod);
+        let handle = berth_pod::spawn(
+            self.runtime.clone(),
+            self.store.clone(),
+            self.worker_config.clone(),
+            Arc::new(pod),
+            adopted,
+        );
+        // A pod deleted before an agent restart goes on terminating.
+        if let Some(grace) = deleting {
+            handle.terminate(Duration::from_secs(grace.max(0) as u64));
+        }
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .insert(uid, handle);
+    }
+
+    /// Reloads the pods the API created before an agent restart.
+    pub fn load_api_pods(&self) -> std::io::Result<Vec<String>> {
+        std::fs::create_dir_all(&self.api_pods_dir)?;
+        let mut uids = Vec::new();
+        for entry in std::fs::read_dir(&self.api_pods_dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path).map(|b| serde_json::from_slice::<Pod>(&b)) {
+                Ok(Ok(pod)) => {
+                    uids.push(pod.metadata.uid.clone().unwrap_or_default());
+                    self.admit(pod);
+                }
+                Ok(Err(e)) => warn!(file = %path.display(), "skipping unreadable pod record: {e}"),
+                Err(e) => warn!(file = %path.display(), "skipping pod record: {e}"),
+            }
+        }
+        Ok(uids)
+    }
+
+    fn persist(&self, pod: &Pod) {
+        if pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get("kubernetes.io/config.source").map(String::as_str) == Some("file"))
+        {
+            return; // static pods live in their manifest files
+        }
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let path = self.api_pods_dir.join(format!("{uid}.json"));
+        let tmp = path.with_extension("tmp");
+        let mut record = pod.clone();
+        record.status = None;
+        let result = serde_json::to_vec(&record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            warn!(file = %path.display(), "persist pod: {e}");
+        }
+    }
+
+    /// A worker tore its pod down: forget the pod.
+    pub fn on_finished(&self, uid: &str) {
+        self.workers.lock().expect("workers lock").remove(uid);
+        if let Some(pod) = self.store.remove(uid) {
+            debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), "pod removed");
+        }
+        let _ = std::fs::remove_file(self.api_pods_dir.join(format!("{uid}.json")));
+    }
+
+    /// A manifest file's pods are now `pods`: new UIDs start, vanished ones
+    /// terminate with their own grace period.
+    pub fn apply_file(&self, path: &Path, pods: Vec<Pod>) {
+        let new: Vec<String> = pods
+            .iter()
+            .map(|p| p.metadata.uid.clone().unwrap_or_default())
+            .collect();
+        let old = self
+            .files
+            .lock()
+            .expect("files lock")
+            .insert(path.to_owned(), new.clone())
+            .unwrap_or_default();
+        for uid in old.iter().filter(|u| !new.contains(u)) {
+            self.terminate_uid(uid, None);
+        }
+        for pod in pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if self.store.get(&uid).is_none() {
+                info!(file = %path.display(), pod = pod.metadata.name.as_deref().unwrap_or(""), "static pod added");
+                self.admit(pod);
+            }
+        }
+    }
+
+    pub fn remove_file(&self, path: &Path) {
+        let old = self.files.lock().expect("files lock").remove(path);
+        for uid in old.unwrap_or_default() {
+            self.terminate_uid(&uid, None);
+        }
+    }
+
+    /// Starts a graceful delete of one pod; `grace` defaults to the pod's
+    /// `terminationGracePeriodSeconds`. A grace can only shrink.
+    fn terminate_uid(&self, uid: &str, grace: Option<i64>) -> Option<Pod> {
+        let pod = self.store.modify(uid, |pod| {
+            let spec_grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            let grace = grace.unwrap_or(spec_grace).max(0);
+            let meta = &mut pod.metadata;
+            let grace = meta
+                .deletion_grace_period_seconds
+                .map_or(grace, |g| g.min(grace));
+            meta.deletion_grace_period_seconds = Some(grace);
+            if meta.deletion_timestamp.is_none() {
+                meta.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    store::now().0 + jiff::SignedDuration::from_secs(grace),
+                ));
+            }
+        })?;
+        self.persist(&pod);
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+        if let Some(worker) = self.workers.lock().expect("workers lock").get(uid) {
+            worker.terminate(Duration::from_secs(grace as u64));
+        }
+        Some(pod)
+    }
+
+    /// Every pod's UID, for telling orphans apart.
+    pub fn known_uids(&self) -> Vec<String> {
+        self.store
+            .list(None)
+            .into_iter()
+            .filter_map(|p| p.metadata.uid)
+            .collect()
+    }
+
+    /// What the runtime held that no pod claimed.
+    pub fn take_unclaimed(&self) -> Vec<Adopted> {
+        self.adoptable
+            .lock()
+            .expect("adoptable lock")
+            .drain()
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// Stops every worker, leaving the pods running (an agent restart adopts
+    /// them).
+    pub async fn detach_all(&self) {
+        let workers: Vec<_> = self.workers.lock().expect("workers lock").drain().collect();
+        for (_, worker) in workers {
+            worker.detach().await;
+        }
+    }
+
+    /// Terminates every pod with at most `grace` (graceful node shutdown).
+    pub fn terminate_all(&self, grace: Duration) {
+        for pod in self.store.list(None) {
+            if let Some(uid) = pod.metadata.uid {
+                self.terminate_uid(&uid, Some(grace.as_secs() as i64));
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Arc<PodStore> {
+        &self.store
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        self.store
+            .find(namespace, name)
+            .ok_or_else(|| not_found(namespace, name))
+    }
+}
+
+fn statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus> {
+    status.into_iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    })
+}
+
+/// The container a request means: the named one, or the only/first one.
+fn pick_container<'a>(pod: &'a Pod, container: Option<&str>) -> Result<&'a ContainerStatus, ApiError> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let wanted = match container {
+        Some(c) => c.to_string(),
+        None => {
+            let names: Vec<&str> = spec
+                .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+                .unwrap_or_default();
+            match names.as_slice() {
+                [one] => one.to_string(),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        names.join(" ")
+                    )))
+                }
+            }
+        }
+    };
+    statuses(pod.status.as_ref())
+        .find(|s| s.name == wanted)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("container {wanted} is not valid for pod {name}"))
+        })
+}
+
+impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
+    async fn create(&self, namespace: &str, mut pod: Pod) -> Result<Pod, ApiError> {
+        pod.metadata.namespace = Some(namespace.to_string());
+        berth_api::defaults::apply_defaults(&mut pod);
+        berth_api::validation::validate_pod(&pod).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if self.store.find(namespace, &name).is_some() {
+            return Err(ApiError::AlreadyExists(format!("pods \"{name}\" already exists")));
+        }
+        pod.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+        pod.metadata.creation_timestamp = Some(store::now());
+        pod.metadata.deletion_timestamp = None;
+        pod.metadata.deletion_grace_period_seconds = None;
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        });
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_name = Some(self.worker_config.node_name.clone());
+        }
+        self.persist(&pod);
+        self.admit(pod.clone());
+        Ok(self.store.get(pod.metadata.uid.as_deref().unwrap_or_default()).unwrap_or(pod))
+    }
+
+    async fn replace(&self, namespace: &str, name: &str, mut pod: Pod) -> Result<Pod, ApiError> {
+        let old = self.pod(namespace, name)?;
+        pod.metadata.namespace = Some(namespace.to_string());
+        berth_api::defaults::apply_defaults(&mut pod);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_name = old.spec.as_ref().and_then(|s| s.node_name.clone());
+        }
+        berth_api::validation::validate_pod(&pod).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        berth_api::validation::validate_update(&old, &pod)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let uid = old.metadata.uid.clone().unwrap_or_default();
+        let updated = self
+            .store
+            .modify(&uid, |stored| {
+                stored.spec = pod.spec.clone();
+                stored.metadata.labels = pod.metadata.labels.clone();
+                stored.metadata.annotations = pod.metadata.annotations.clone();
+            })
+            .ok_or_else(|| not_found(namespace, name))?;
+        self.persist(&updated);
+        if let Some(worker) = self.workers.lock().expect("workers lock").get(&uid) {
+            worker.update(Arc::new(updated.clone()));
+        }
+        Ok(updated)
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        self.pod(namespace, name)
+    }
+
+    fn list(&self, namespace: Option<&str>) -> Vec<Pod> {
+        self.store.list(namespace)
+    }
+
+    async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace_period_seconds: Option<i64>,
+    ) -> Result<Pod, ApiError> {
+        if grace_period_seconds.is_some_and(|g| g < 0) {
+            return Err(ApiError::Invalid(
+                "gracePeriodSeconds: Invalid value: must be greater than or equal to 0".into(),
+            ));
+        }
+        let pod = self.pod(namespace, name)?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.terminate_uid(&uid, grace_period_seconds)
+            .ok_or_else(|| not_found(namespace, name))
+    }
+
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent> {
+        self.store.subscribe()
+    }
+
+    fn log_target(&self, namespace: &str, name: &str, options: &LogOptions) -> Result<LogTarget, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        let status = pick_container(&pod, options.container.as_deref())?;
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let dir = self
+            .worker_config
+            .log_dir
+            .join(format!("{namespace}_{name}_{uid}"))
+            .join(&status.name);
+        let state = status.state.clone().unwrap_or_default();
+        if options.previous {
+            let has_previous = status
+                .last_state
+                .as_ref()
+                .is_some_and(|s| s.terminated.is_some());
+            if !has_previous {
+                return Err(ApiError::BadRequest(format!(
+                    "previous terminated container \"{}\" in pod \"{name}\" not found",
+                    status.name
+                )));
+            }
+            let attempt = if state.terminated.is_some() || state.running.is_some() {
+                status.restart_count - 1
+            } else {
+                status.restart_count
+            };
+            return Ok(LogTarget {
+                path: dir.join(format!("{}.log", attempt.max(0))),
+                running: false,
+            });
+        }
+        if status.container_id.is_none() {
+            let reason = state
+                .waiting
+                .and_then(|w| w.reason)
+                .unwrap_or_else(|| "ContainerCreating".into());
+            return Err(ApiError::BadRequest(format!(
+                "container \"{}\" in pod \"{name}\" is waiting to start: {reason}",
+                status.name
+            )));
+        }
+        Ok(LogTarget {
+            path: dir.join(format!("{}.log", status.restart_count)),
+            running: state.running.is_some(),
+        })
+    }
+
+    async fn exec(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        command: Vec<String>,
+    ) -> Result<ExecOutput, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        let status = pick_container(&pod, container)?;
+        let running = status
+            .state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some());
+        let id = status
+            .container_id
+            .as_deref()
+            .and_then(|id| id.strip_prefix("containerd://"))
+            .filter(|_| running)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "container {} is not running in pod {name}",
+                    status.name
+                ))
+            })?;
+        if command.is_empty() {
+            return Err(ApiError::BadRequest("you must specify at least one command for the container".into()));
+        }
+        self.runtime
+            .exec(&ContainerId(id.to_string()), &command, None)
+            .await
+            .map_err(|e| ApiError::Internal(e.message))
+    }
+
+    async fn import_image(&self, path: PathBuf) -> Result<Vec<ImageInfo>, ApiError> {
+        self.runtime.import_image(&path).await.map_err(|e| match e.kind {
+            berth_runtime::RuntimeErrorKind::InvalidSpec | berth_runtime::RuntimeErrorKind::NotFound => {
+                ApiError::BadRequest(e.message)
+            }
+            _ => ApiError::Internal(e.message),
+        })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, ApiError> {
+        self.runtime
+            .list_images()
+            .await
+            .map_err(|e| ApiError::Internal(e.message))
+    }
+}

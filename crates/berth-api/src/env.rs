@@ -1,0 +1,274 @@
+//! A container's environment (kubelet `makeEnvironmentVariables`, §11).
+//!
+//! The kubelet builds the spec's variables itself: `env` entries in order, a
+//! literal `value` expanded against the variables the *spec* defined before
+//! it; `valueFrom` resolved from the pod. The image's ENV is merged in by the
+//! runtime underneath (image first, spec overriding), so the kubelet's `$(VAR)`
+//! expansion never sees image variables. berth has no API server, hence no
+//! ConfigMaps, Secrets or Services: references to them resolve like missing
+//! objects do in the kubelet (optional → skipped, otherwise an error).
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod};
+
+use crate::expansion;
+
+/// A variable whose value cannot be produced; the worker reports it as
+/// `CreateContainerConfigError`, with `detail` as the kubelet's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("couldn't resolve env var {name:?}: {detail}")]
+pub struct EnvError {
+    pub name: String,
+    pub detail: String,
+}
+
+/// Image env (`KEY=VALUE` strings) merged with the kubelet's variables
+/// (`kubelet_env`): a spec variable replaces an image one of the same name
+/// in place, new ones are appended in spec order.
+pub fn container_env(
+    image_env: &[String],
+    spec_env: &[EnvVar],
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    node_name: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut merged: Vec<(String, String)> = Vec::new();
+    let image_vars = image_env.iter().map(|kv| match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (kv.clone(), String::new()),
+    });
+    for (name, value) in image_vars.chain(kubelet_env(spec_env, pod, pod_ip, node_name)?) {
+        set(&mut merged, name, value);
+    }
+    Ok(merged)
+}
+
+/// Only the variables the kubelet itself defines, one per name (the last
+/// definition wins) in order of first definition. This is the map the
+/// kubelet expands `command`/`args` against.
+pub fn kubelet_env(
+    spec_env: &[EnvVar],
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    node_name: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for var in spec_env {
+        let value = if let Some(literal) = var.value.as_deref().filter(|v| !v.is_empty()) {
+            expansion::expand(literal, |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        } else if let Some(source) = &var.value_from {
+            match value_from(source, pod, pod_ip, node_name) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(detail) => return Err(EnvError { name: var.name.clone(), detail }),
+            }
+        } else {
+            String::new()
+        };
+        set(&mut vars, var.name.clone(), value);
+    }
+    Ok(vars)
+}
+
+fn set(vars: &mut Vec<(String, String)>, name: String, value: String) {
+    match vars.iter_mut().find(|(k, _)| *k == name) {
+        Some(slot) => slot.1 = value,
+        None => vars.push((name, value)),
+    }
+}
+
+/// `Ok(None)`: an optional reference that does not resolve (the kubelet
+/// skips the variable).
+fn value_from(
+    source: &EnvVarSource,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    node_name: &str,
+) -> Result<Option<String>, String> {
+    if let Some(field) = &source.field_ref {
+        let version = field.api_version.as_deref().unwrap_or("v1");
+        if !version.is_empty() && version != "v1" {
+            return Err(format!("unsupported pod version: {version}"));
+        }
+        return field_value(&field.field_path, pod, pod_ip, node_name).map(Some);
+    }
+    if let Some(cm) = &source.config_map_key_ref {
+        if cm.optional == Some(true) {
+            return Ok(None);
+        }
+        return Err(format!("configmaps {:?} not found", cm.name));
+    }
+    if let Some(secret) = &source.secret_key_ref {
+        if secret.optional == Some(true) {
+            return Ok(None);
+        }
+        return Err(format!("secrets {:?} not found", secret.name));
+    }
+    if let Some(resource) = &source.resource_field_ref {
+        return Err(format!(
+            "resourceFieldRef {:?} is not supported by berth",
+            resource.resource
+        ));
+    }
+    Ok(Some(String::new()))
+}
+
+/// The downward-API field paths an env var may name.
+fn field_value(
+    path: &str,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    node_name: &str,
+) -> Result<String, String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    if let Some(key) = subscript(path, "metadata.labels") {
+        return Ok(text(meta.labels.as_ref().and_then(|m| m.get(key))));
+    }
+    if let Some(key) = subscript(path, "metadata.annotations") {
+        return Ok(text(meta.annotations.as_ref().and_then(|m| m.get(key))));
+    }
+    match path {
+        "metadata.name" => Ok(text(meta.name.as_ref())),
+        "metadata.namespace" => Ok(text(meta.namespace.as_ref())),
+        "metadata.uid" => Ok(text(meta.uid.as_ref())),
+        "spec.nodeName" => Ok(spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| node_name.to_string())),
+        "spec.serviceAccountName" => Ok(text(spec.and_then(|s| s.service_account_name.as_ref()))),
+        "status.podIP" | "status.podIPs" => Ok(pod_ip.unwrap_or_default().to_string()),
+        _ => Err(format!("field path {path:?} is not supported by berth")),
+    }
+}
+
+/// `metadata.labels['key']` → `key`.
+fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let inner = path.strip_prefix(prefix)?.strip_prefix("['")?;
+    inner.strip_suffix("']")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{env, env_field, pod};
+    use k8s_openapi::api::core::v1::{ConfigMapKeySelector, SecretKeySelector};
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn sample_pod() -> Pod {
+        let mut p = pod("web");
+        p.metadata.uid = Some("uid-1".into());
+        p.metadata.labels = Some([("app".to_string(), "shop".to_string())].into());
+        p
+    }
+
+    #[test]
+    fn image_env_first_then_spec_overrides_in_place() {
+        let image = vec!["PATH=/usr/bin".to_string(), "HOME=/root".to_string(), "EMPTY".to_string()];
+        let spec = vec![env("HOME", "/home/app"), env("NEW", "1")];
+        let got = container_env(&image, &spec, &sample_pod(), None, "node-a").unwrap();
+        assert_eq!(
+            got,
+            pairs(&[("PATH", "/usr/bin"), ("HOME", "/home/app"), ("EMPTY", ""), ("NEW", "1")])
+        );
+    }
+
+    #[test]
+    fn values_expand_against_earlier_spec_variables_only() {
+        let image = vec!["IMG=from-image".to_string()];
+        let spec = vec![
+            env("LATER_REF", "$(A)"),
+            env("A", "a"),
+            env("B", "$(A)-b"),
+            env("C", "$(IMG)|$(MISSING)|$$(A)"),
+            env("A", "again"),
+            env("D", "$(A)"),
+        ];
+        let got = container_env(&image, &spec, &sample_pod(), None, "node-a").unwrap();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("IMG", "from-image"),
+                ("LATER_REF", "$(A)"),
+                ("A", "again"),
+                ("B", "a-b"),
+                ("C", "$(IMG)|$(MISSING)|$(A)"),
+                ("D", "again"),
+            ])
+        );
+    }
+
+    #[test]
+    fn field_refs() {
+        let spec = vec![
+            env_field("NAME", "metadata.name"),
+            env_field("NS", "metadata.namespace"),
+            env_field("UID", "metadata.uid"),
+            env_field("NODE", "spec.nodeName"),
+            env_field("IP", "status.podIP"),
+            env_field("IPS", "status.podIPs"),
+            env_field("APP", "metadata.labels['app']"),
+            env_field("NOPE", "metadata.annotations['x']"),
+            env("GREETING", "hi $(NAME) on $(NODE)"),
+        ];
+        let got = kubelet_env(&spec, &sample_pod(), Some("10.1.0.7"), "node-a").unwrap();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("NAME", "web"),
+                ("NS", "default"),
+                ("UID", "uid-1"),
+                ("NODE", "node-a"),
+                ("IP", "10.1.0.7"),
+                ("IPS", "10.1.0.7"),
+                ("APP", "shop"),
+                ("NOPE", ""),
+                ("GREETING", "hi web on node-a"),
+            ])
+        );
+        let no_ip = kubelet_env(&[env_field("IP", "status.podIP")], &sample_pod(), None, "n").unwrap();
+        assert_eq!(no_ip, pairs(&[("IP", "")]));
+    }
+
+    #[test]
+    fn unresolvable_sources_name_the_variable() {
+        let mut cm = env("CFG", "");
+        cm.value_from = Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: "settings".into(),
+                key: "k".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        });
+        let err = kubelet_env(&[cm.clone()], &sample_pod(), None, "n").unwrap_err();
+        assert_eq!(err.name, "CFG");
+        assert_eq!(err.detail, r#"configmaps "settings" not found"#);
+        assert_eq!(
+            err.to_string(),
+            r#"couldn't resolve env var "CFG": configmaps "settings" not found"#
+        );
+
+        let err = kubelet_env(&[env_field("HOST", "status.hostIP")], &sample_pod(), None, "n")
+            .unwrap_err();
+        assert_eq!(err.name, "HOST");
+
+        // Optional references that do not resolve are skipped, like the kubelet does.
+        let mut secret = env("S", "");
+        secret.value_from = Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: "creds".into(),
+                key: "k".into(),
+                optional: Some(true),
+            }),
+            ..Default::default()
+        });
+        let got = kubelet_env(&[secret, env("X", "1")], &sample_pod(), None, "n").unwrap();
+        assert_eq!(got, pairs(&[("X", "1")]));
+    }
+}

@@ -1,0 +1,20 @@
+//! The kubelet's pure status rules over k8s types: pod phase (`getPhase`),
+//! kubelet-owned conditions (status/generate.go), default container states,
+//! reasons and messages.
+
+mod conditions;
+mod container;
+mod duration;
+mod phase;
+
+pub use conditions::{
+    is_kubelet_condition, pod_conditions, with_foreign_conditions, CONTAINERS_NOT_INITIALIZED,
+    CONTAINERS_NOT_READY, POD_COMPLETED, POD_FAILED, READINESS_GATES_NOT_READY,
+    UNKNOWN_CONTAINER_STATUSES,
+};
+pub use container::{
+    crash_loop_message, default_waiting_state, terminated_reason, CONTAINER_CREATING,
+    CRASH_LOOP_BACK_OFF, POD_INITIALIZING,
+};
+pub use duration::go_duration;
+pub use phase::{any_regular_container_started, pod_phase, pod_phase_initialized};

@@ -1,0 +1,205 @@
+//! The `kubectl get pods` table: columns of `printPod`, laid out by the
+//! remembering tabwriter so watch rows line up with the first table.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::columns::{age_column, ready_column, restarts_column, status_column};
+use crate::tabwriter::TabWriter;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableOptions {
+    /// `-o wide`.
+    pub wide: bool,
+    /// `-A`: a NAMESPACE column first.
+    pub with_namespace: bool,
+}
+
+pub fn headers(options: TableOptions) -> Vec<&'static str> {
+    let mut headers = Vec::new();
+    if options.with_namespace {
+        headers.push("NAMESPACE");
+    }
+    headers.extend(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    if options.wide {
+        headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    }
+    headers
+}
+
+fn or_none(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => "<none>".to_string(),
+    }
+}
+
+pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> {
+    let mut row = Vec::new();
+    if options.with_namespace {
+        row.push(pod.metadata.namespace.clone().unwrap_or_default());
+    }
+    row.push(pod.metadata.name.clone().unwrap_or_default());
+    row.push(ready_column(pod));
+    row.push(status_column(pod));
+    row.push(restarts_column(pod, now));
+    row.push(age_column(pod, now));
+    if options.wide {
+        let status = pod.status.as_ref();
+        let ip = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .and_then(|ips| ips.first())
+            .map(|ip| ip.ip.as_str())
+            .or_else(|| status.and_then(|s| s.pod_ip.as_deref()));
+        let spec = pod.spec.as_ref();
+        row.push(or_none(ip));
+        row.push(or_none(spec.and_then(|s| s.node_name.as_deref())));
+        row.push(or_none(status.and_then(|s| s.nominated_node_name.as_deref())));
+        row.push(readiness_gates(pod));
+    }
+    row
+}
+
+/// `true/total` readiness gates, or `<none>`.
+fn readiness_gates(pod: &Pod) -> String {
+    let gates = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".to_string();
+    }
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let met = gates
+        .iter()
+        .filter(|g| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == g.condition_type)
+                .is_some_and(|c| c.status == "True")
+        })
+        .count();
+    format!("{met}/{}", gates.len())
+}
+
+/// A table printed in pieces (`get -w`): the header once, before the first
+/// row, and columns that only ever widen.
+pub struct PodTable {
+    options: TableOptions,
+    writer: TabWriter,
+    header_printed: bool,
+}
+
+impl PodTable {
+    pub fn new(options: TableOptions) -> Self {
+        Self {
+            options,
+            writer: TabWriter::for_table(),
+            header_printed: false,
+        }
+    }
+
+    /// The text for these pods; empty when there are none.
+    pub fn print(&mut self, pods: &[Pod], now: Timestamp) -> String {
+        if pods.is_empty() {
+            return String::new();
+        }
+        if !self.header_printed {
+            self.writer.write_str(&headers(self.options).join("\t"));
+            self.writer.write_str("\n");
+            self.header_printed = true;
+        }
+        for pod in pods {
+            self.writer
+                .write_str(&pod_row(pod, self.options, now).join("\t"));
+            self.writer.write_str("\n");
+        }
+        self.writer.flush()
+    }
+}
+
+/// A whole table at once.
+pub fn pod_table(pods: &[Pod], options: TableOptions, now: Timestamp) -> String {
+    PodTable::new(options).print(pods, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn now() -> Timestamp {
+        "2024-05-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn running(name: &str, ns: &str) -> Pod {
+        pod(json!({
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2024-05-01T11:59:15Z"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": "node-1"},
+            "status": {
+                "phase": "Running",
+                "podIP": "10.88.0.5",
+                "podIPs": [{"ip": "10.88.0.5"}],
+                "containerStatuses": [{
+                    "name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 2,
+                    "state": {"running": {"startedAt": "2024-05-01T11:59:50Z"}},
+                    "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:59:49Z"}}
+                }]
+            }
+        }))
+    }
+
+    #[test]
+    fn table_is_padded_like_kubectl() {
+        let pods = [running("web", "default"), running("a-much-longer-name", "default")];
+        assert_eq!(
+            pod_table(&pods, TableOptions::default(), now()),
+            "NAME                 READY   STATUS    RESTARTS      AGE\n\
+             web                  1/1     Running   2 (11s ago)   45s\n\
+             a-much-longer-name   1/1     Running   2 (11s ago)   45s\n"
+        );
+    }
+
+    #[test]
+    fn all_namespaces_and_wide_add_columns() {
+        let mut pending = pod(json!({
+            "metadata": {"name": "p", "namespace": "kube-system", "creationTimestamp": "2024-05-01T11:00:00Z"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                      "readinessGates": [{"conditionType": "example.com/gate"}]},
+            "status": {"phase": "Pending"}
+        }));
+        pending.metadata.labels = None;
+        let options = TableOptions {
+            wide: true,
+            with_namespace: true,
+        };
+        assert_eq!(
+            pod_table(&[running("web", "default"), pending], options, now()),
+            "NAMESPACE     NAME   READY   STATUS    RESTARTS      AGE   IP          NODE     NOMINATED NODE   READINESS GATES\n\
+             default       web    1/1     Running   2 (11s ago)   45s   10.88.0.5   node-1   <none>           <none>\n\
+             kube-system   p      0/1     Pending   0             60m   <none>      <none>   <none>           0/1\n"
+        );
+    }
+
+    #[test]
+    fn watch_rows_keep_the_first_widths_and_no_second_header() {
+        let mut table = PodTable::new(TableOptions::default());
+        let first = table.print(&[running("a-much-longer-name", "default")], now());
+        assert!(first.starts_with("NAME                 READY"));
+        let row = table.print(&[running("web", "default")], now());
+        assert_eq!(
+            row,
+            "web                  1/1     Running   2 (11s ago)   45s\n"
+        );
+        assert_eq!(table.print(&[], now()), "");
+    }
+}

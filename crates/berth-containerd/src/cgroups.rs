@@ -1,0 +1,114 @@
+//! Pod-level cgroups (cgroupfs layout). runc creates `/berth/pod<uid>/<ctr>`
+//! in every hierarchy but removes only the leaf, so the pod level is ours to
+//! remove when the sandbox goes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The parent of all pod cgroups.
+const ROOT: &str = "berth";
+
+/// The pod's cgroup, as an absolute cgroupfs path (`/berth/pod<uid>`).
+pub(crate) fn pod_cgroup(pod_uid: &str) -> String {
+    format!("/{ROOT}/pod{pod_uid}")
+}
+
+/// A container's `cgroupsPath` inside its pod.
+pub(crate) fn container_cgroup(pod_uid: &str, container_id: &str) -> String {
+    format!("{}/{container_id}", pod_cgroup(pod_uid))
+}
+
+/// Mount points of every cgroup hierarchy (v1 and v2), from a mountinfo text.
+/// Only mounts of the hierarchy root count: a bind of a sub-cgroup is not a
+/// place where `/berth/...` lives.
+pub(crate) fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let mut fields = left.split_whitespace();
+            let root = fields.nth(3)?;
+            let mount_point = fields.next()?;
+            (matches!(fstype, "cgroup" | "cgroup2") && root == "/").then(|| {
+                PathBuf::from(mount_point.replace("\\040", " "))
+            })
+        })
+        .collect()
+}
+
+/// Removes the pod's cgroup in every hierarchy, children first. A cgroup that
+/// still holds processes makes this fail with EBUSY, which is reported.
+pub(crate) fn remove_pod_cgroup(pod_uid: &str) -> io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let relative = pod_cgroup(pod_uid);
+    let mut first_error = None;
+    for hierarchy in hierarchies(&mountinfo) {
+        let dir = hierarchy.join(relative.trim_start_matches('/'));
+        if let Err(e) = remove_tree(&dir) {
+            tracing::warn!(cgroup = %dir.display(), error = %e, "remove pod cgroup");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// rmdir of a cgroup directory tree, depth first (cgroupfs files go with their dir).
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_cgroupfs_layout() {
+        assert_eq!(pod_cgroup("u-1"), "/berth/podu-1");
+        assert_eq!(container_cgroup("u-1", "c1"), "/berth/podu-1/c1");
+    }
+
+    #[test]
+    fn hierarchies_are_read_from_mountinfo() {
+        let mountinfo = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 31 0:32 /kubepods /mnt/sub rw,relatime - cgroup cgroup rw,memory
+60 23 0:40 / /proc rw - proc proc rw";
+        assert_eq!(
+            hierarchies(mountinfo),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/cpu"),
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                PathBuf::from("/sys/fs/cgroup/unified"),
+            ]
+        );
+    }
+
+    #[test]
+    fn remove_tree_removes_children_first_and_tolerates_absence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = tmp.path().join("pod");
+        std::fs::create_dir_all(pod.join("c1/sub")).unwrap();
+        std::fs::create_dir_all(pod.join("c2")).unwrap();
+        remove_tree(&pod).unwrap();
+        assert!(!pod.exists());
+        remove_tree(&pod).unwrap();
+    }
+}

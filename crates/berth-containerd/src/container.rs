@@ -1,0 +1,405 @@
+//! Containers of a pod: snapshot + container record (create), task create +
+//! start (start), and removal in the only safe order: task, record, snapshot.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use berth_runtime::{
+    ContainerConfig, ContainerId, ImageInfo, RuntimeError, RuntimeErrorKind, SandboxInfo, Started,
+};
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
+};
+use containerd_client::types::Mount as RootfsMount;
+use jiff::{SignedDuration, Timestamp};
+use oci_spec::runtime::Spec;
+
+use crate::image::SNAPSHOTTER;
+use crate::labels;
+use crate::spec::{self, ContainerSpec};
+use crate::task::{self, failed};
+use crate::Containerd;
+
+/// Where the container's CRI log goes (read back at start).
+pub(crate) const LOG_PATH_LABEL: &str = "io.berth.container.log-path";
+
+/// A short random suffix for unique ids.
+pub(crate) fn random_hex() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// `[a-z0-9-]`, no leading/trailing or doubled dashes, at most `max` chars.
+pub(crate) fn sanitize(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for ch in text.chars().flat_map(char::to_lowercase) {
+        let ch = if ch.is_ascii_alphanumeric() { ch } else { '-' };
+        if ch == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        if out.len() == max {
+            break;
+        }
+        out.push(ch);
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// `<sandbox>-<name>-<random>`: readable, unique per instance, a valid containerd id.
+pub(crate) fn new_container_id(sandbox: &str, name: &str) -> String {
+    format!("{sandbox}-{}-{}", sanitize(name, 24), random_hex())
+}
+
+/// The labels every object of a pod carries.
+pub(crate) fn pod_labels(
+    pod: &berth_runtime::PodRef,
+    sandbox_id: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::POD_UID.to_string(), pod.uid.clone()),
+        (labels::POD_NAME.to_string(), pod.name.clone()),
+        (labels::POD_NAMESPACE.to_string(), pod.namespace.clone()),
+        (labels::SANDBOX_ID.to_string(), sandbox_id.to_string()),
+    ])
+}
+
+pub(crate) async fn get(c: &Containerd, id: &str) -> Result<Option<Container>, RuntimeError> {
+    match c
+        .containers()
+        .get(GetContainerRequest { id: id.to_string() })
+        .await
+    {
+        Ok(response) => Ok(response.into_inner().container),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(failed(&format!("get container {id}"), status)),
+    }
+}
+
+pub(crate) async fn exists(c: &Containerd, id: &str) -> Result<bool, RuntimeError> {
+    Ok(get(c, id).await?.is_some())
+}
+
+/// Prepares the snapshot and writes the container record under a lease (so GC
+/// cannot take the fresh snapshot first); returns the rootfs mounts.
+/// `build_spec` sees the mounts, e.g. to read `/etc/passwd`.
+pub(crate) async fn create_record(
+    c: &Containerd,
+    id: &str,
+    image: &ImageInfo,
+    parent: &str,
+    labels: HashMap<String, String>,
+    build_spec: impl FnOnce(&[RootfsMount]) -> Result<Spec, RuntimeError>,
+) -> Result<Vec<RootfsMount>, RuntimeError> {
+    let lease = format!("berth-{id}");
+    let expire = Timestamp::now() + SignedDuration::from_hours(1);
+    c.leases()
+        .create(containerd_client::services::v1::CreateRequest {
+            id: lease.clone(),
+            labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
+        })
+        .await
+        .map_err(|s| failed(&format!("create lease for {id}"), s))?;
+    let result = create_leased(c, &lease, id, image, parent, labels, build_spec).await;
+    if let Err(e) = c
+        .leases()
+        .delete(containerd_client::services::v1::DeleteRequest {
+            id: lease.clone(),
+            sync: false,
+        })
+        .await
+    {
+        tracing::warn!(lease, error = %e.message(), "delete lease (it expires by itself)");
+    }
+    if result.is_err() {
+        // The record may not exist; the snapshot may. Both go.
+        remove_record(c, id).await.ok();
+    }
+    result
+}
+
+async fn create_leased(
+    c: &Containerd,
+    lease: &str,
+    id: &str,
+    image: &ImageInfo,
+    parent: &str,
+    labels: HashMap<String, String>,
+    build_spec: impl FnOnce(&[RootfsMount]) -> Result<Spec, RuntimeError>,
+) -> Result<Vec<RootfsMount>, RuntimeError> {
+    let svc = c.svc_leased(lease);
+    let mounts = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+        svc.clone(),
+    )
+    .prepare(PrepareSnapshotRequest {
+        snapshotter: SNAPSHOTTER.to_string(),
+        key: id.to_string(),
+        parent: parent.to_string(),
+        labels: labels.clone(),
+    })
+    .await
+    .map_err(|s| failed(&format!("prepare snapshot {id} on {}", image.reference), s))?
+    .into_inner()
+    .mounts;
+    let spec = build_spec(&mounts)?;
+    let container = Container {
+        id: id.to_string(),
+        labels,
+        image: image.reference.clone(),
+        runtime: Some(Runtime {
+            name: task::RUNTIME_NAME.to_string(),
+            options: None,
+        }),
+        spec: Some(crate::typeurl::spec_any(&spec)?),
+        snapshotter: SNAPSHOTTER.to_string(),
+        snapshot_key: id.to_string(),
+        ..Default::default()
+    };
+    containerd_client::services::v1::containers_client::ContainersClient::new(svc)
+        .create(CreateContainerRequest {
+            container: Some(container),
+        })
+        .await
+        .map_err(|s| failed(&format!("create container {id}"), s))?;
+    Ok(mounts)
+}
+
+/// Deletes the record and the snapshot (in that order); absent ones are fine.
+async fn remove_record(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
+    match c
+        .containers()
+        .delete(DeleteContainerRequest { id: id.to_string() })
+        .await
+    {
+        Err(status) if status.code() != tonic::Code::NotFound => {
+            return Err(failed(&format!("delete container {id}"), status))
+        }
+        _ => {}
+    }
+    match c
+        .snapshots()
+        .remove(RemoveSnapshotRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: id.to_string(),
+        })
+        .await
+    {
+        Err(status) if status.code() != tonic::Code::NotFound => {
+            Err(failed(&format!("remove snapshot {id}"), status))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Creates a container of the pod (record and snapshot; the task comes at start).
+pub(crate) async fn create(
+    c: &Containerd,
+    sandbox: &SandboxInfo,
+    config: &ContainerConfig,
+) -> Result<ContainerId, RuntimeError> {
+    let sandbox_id = sandbox.id.0.as_str();
+    let (pause, parent) = tokio::join!(get(c, sandbox_id), c.snapshot_parent(&config.image));
+    let pause = pause?.ok_or_else(|| {
+        RuntimeError::not_found(format!("sandbox {sandbox_id} of pod {} not found", config.pod))
+    })?;
+    let parent = parent?;
+    let hostname = crate::sandbox::hostname_of(&pause)?;
+
+    let id = new_container_id(sandbox_id, &config.name);
+    let mut labels = pod_labels(&config.pod, sandbox_id);
+    labels.insert(labels::CONTAINER_NAME.into(), config.name.clone());
+    labels.insert(labels::CONTAINER_KIND.into(), config.kind.as_str().into());
+    labels.insert(labels::ATTEMPT.into(), config.attempt.to_string());
+    labels.insert(
+        LOG_PATH_LABEL.into(),
+        config.log_path.to_string_lossy().into_owned(),
+    );
+    let shm = crate::sandbox::shm_dir(&c.config.root_dir, sandbox_id);
+    let build = |mounts: &[RootfsMount]| {
+        let layers = rootfs_layers(mounts);
+        let passwd = read_rootfs_file(&layers, "etc/passwd");
+        let group = read_rootfs_file(&layers, "etc/group");
+        let user = spec::resolve_user(config.user.as_deref(), passwd.as_deref(), group.as_deref())
+            .map_err(|e| {
+                RuntimeError::new(e.kind, format!("container {}: {}", config.name, e.message))
+            })?;
+        spec::container_spec(
+            config,
+            &ContainerSpec {
+                container_id: &id,
+                sandbox_id,
+                sandbox_pid: sandbox.pid,
+                netns: sandbox.netns.as_deref().filter(|_| !sandbox.host_network),
+                hostname: &hostname,
+                user,
+                shm: shm.exists().then_some(shm.as_path()),
+            },
+        )
+    };
+    create_record(c, &id, &config.image, &parent, labels, build).await?;
+    tracing::debug!(container = id, name = config.name, pod = %config.pod, "created container");
+    Ok(ContainerId(id))
+}
+
+/// Creates the task (stdio to the CRI logger) and starts it.
+pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, RuntimeError> {
+    let id = id.0.as_str();
+    let record = get(c, id)
+        .await?
+        .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
+    let (stdout, stderr) = match record.labels.get(LOG_PATH_LABEL).filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let uri = crate::logger::log_uri(&c.config.logger_binary, Path::new(path));
+            (uri.clone(), uri)
+        }
+        None => (String::new(), String::new()),
+    };
+    let result = async {
+        let mounts = rootfs_mounts(c, id, &record.snapshot_key).await?;
+        match task::create(c, id, mounts, stdout, stderr).await {
+            Ok(_) => {}
+            // A retried start after the task was made: go on to Start.
+            Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        task::signal_started(c, id, false);
+        task::start(c, id).await
+    }
+    .await;
+    match result {
+        Ok(pid) => {
+            tracing::debug!(container = id, pid, "started container");
+            Ok(Started {
+                pid,
+                started_at: Timestamp::now(),
+            })
+        }
+        Err(e) => {
+            // Like containerd's CRI: a container that failed to start is
+            // left without a task; armed waiters see exit code 128.
+            if let Err(cleanup) = task::destroy(c, id).await {
+                tracing::warn!(container = id, error = %cleanup, "delete task after a failed start");
+            }
+            task::signal_started(c, id, true);
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn rootfs_mounts(
+    c: &Containerd,
+    id: &str,
+    key: &str,
+) -> Result<Vec<RootfsMount>, RuntimeError> {
+    let key = if key.is_empty() { id } else { key };
+    Ok(c
+        .snapshots()
+        .mounts(MountsRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: key.to_string(),
+        })
+        .await
+        .map_err(|s| failed(&format!("rootfs mounts of {id}"), s))?
+        .into_inner()
+        .mounts)
+}
+
+/// Task, record, snapshot: in this order, since containerd protects none of
+/// them from the others. Absent parts are fine.
+pub(crate) async fn remove(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
+    task::destroy(c, id).await?;
+    remove_record(c, id).await?;
+    task::forget_start_signal(c, id);
+    tracing::debug!(container = id, "removed container");
+    Ok(())
+}
+
+/// The directories of a rootfs as its snapshot mounts name them, top first.
+fn rootfs_layers(mounts: &[RootfsMount]) -> Vec<PathBuf> {
+    let mut layers = Vec::new();
+    for mount in mounts {
+        match mount.r#type.as_str() {
+            "overlay" => {
+                let option = |name: &str| {
+                    mount
+                        .options
+                        .iter()
+                        .find_map(|o| o.strip_prefix(name).map(str::to_string))
+                };
+                if let Some(upper) = option("upperdir=") {
+                    layers.push(PathBuf::from(upper));
+                }
+                if let Some(lower) = option("lowerdir=") {
+                    layers.extend(lower.split(':').map(PathBuf::from));
+                }
+            }
+            _ => layers.push(PathBuf::from(&mount.source)),
+        }
+    }
+    layers
+}
+
+/// A file of the image as the container would see it, without mounting: the
+/// topmost layer that has the path wins; a whiteout (anything not a regular
+/// file) hides it.
+fn read_rootfs_file(layers: &[PathBuf], path: &str) -> Option<String> {
+    for layer in layers {
+        let file = layer.join(path);
+        match std::fs::symlink_metadata(&file) {
+            Ok(meta) if meta.is_file() => return std::fs::read_to_string(file).ok(),
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_sanitized_short_and_unique() {
+        assert_eq!(sanitize("My_App..2", 24), "my-app-2");
+        assert_eq!(sanitize("-a--b-", 24), "a-b");
+        assert_eq!(sanitize(&"x".repeat(40), 24).len(), 24);
+        let a = new_container_id("abcd1234-0011aabb", "web");
+        let b = new_container_id("abcd1234-0011aabb", "web");
+        assert_ne!(a, b);
+        assert!(a.starts_with("abcd1234-0011aabb-web-"));
+        assert!(a.len() <= 64);
+    }
+
+    #[test]
+    fn rootfs_files_are_read_from_the_topmost_layer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (upper, l1, l2) = (tmp.path().join("u"), tmp.path().join("l1"), tmp.path().join("l2"));
+        for dir in [&upper, &l1, &l2] {
+            std::fs::create_dir_all(dir.join("etc")).unwrap();
+        }
+        std::fs::write(l1.join("etc/passwd"), "top").unwrap();
+        std::fs::write(l2.join("etc/passwd"), "bottom").unwrap();
+        std::fs::write(l2.join("etc/group"), "g").unwrap();
+        let mounts = vec![RootfsMount {
+            r#type: "overlay".into(),
+            source: "overlay".into(),
+            target: String::new(),
+            options: vec![
+                "index=off".into(),
+                format!("upperdir={}", upper.display()),
+                format!("lowerdir={}:{}", l1.display(), l2.display()),
+            ],
+        }];
+        let layers = rootfs_layers(&mounts);
+        assert_eq!(layers, vec![upper.clone(), l1.clone(), l2.clone()]);
+        assert_eq!(read_rootfs_file(&layers, "etc/passwd").as_deref(), Some("top"));
+        assert_eq!(read_rootfs_file(&layers, "etc/group").as_deref(), Some("g"));
+        assert_eq!(read_rootfs_file(&layers, "etc/shadow"), None);
+        // A whiteout in an upper layer hides the file below.
+        std::fs::create_dir(l1.join("etc/group")).unwrap();
+        assert_eq!(read_rootfs_file(&layers, "etc/group"), None);
+    }
+}

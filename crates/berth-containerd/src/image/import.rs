@@ -1,0 +1,314 @@
+//! Client-side import of an OCI image layout or `docker save` tar: blobs
+//! stream into the content store, get their GC labels, are unpacked, and the
+//! named image records are pointed at them; all under one lease.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use berth_runtime::{ImageInfo, RuntimeError};
+use containerd_client::services::v1::WriteContentRequest;
+use containerd_client::types::Descriptor as CdDescriptor;
+use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifestBuilder, MediaType};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::content::{Upload, CHUNK};
+use super::normalize_reference;
+use super::resolve::Resolved;
+use crate::archive::{canonical_json, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::client::Svc;
+use crate::Containerd;
+
+/// Archive members that are documents, not blobs.
+const DOCUMENTS: [&str; 4] = ["index.json", "manifest.json", "oci-layout", "repositories"];
+/// Bigger "documents" are garbage, not something to hold in memory.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// One blob on its way from the archive reader to Content.Write.
+type Uploads = mpsc::Sender<mpsc::Receiver<WriteContentRequest>>;
+
+/// An archive's documents, and the stored blob behind each other member.
+#[derive(Default)]
+struct Archive {
+    documents: HashMap<String, Vec<u8>>,
+    blobs: HashMap<String, Blob>,
+}
+
+struct Blob {
+    digest: Digest,
+    size: u64,
+    gzip: bool,
+}
+
+/// One image of a docker archive's `manifest.json`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerImage {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn malformed(what: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::other(format!("image archive: {what}"))
+}
+
+fn descriptor(desc: &Descriptor) -> CdDescriptor {
+    CdDescriptor {
+        media_type: desc.media_type().to_string(),
+        digest: desc.digest().to_string(),
+        size: desc.size() as i64,
+        annotations: Default::default(),
+    }
+}
+
+impl Containerd {
+    /// Imports a tar read from `reader` and returns the images it names.
+    pub(super) async fn import_tar<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let started = Instant::now();
+        let lease = self.create_lease().await?;
+        let imported = self.import_leased(&lease, reader).await;
+        self.delete_lease(&lease).await;
+        if let Ok(images) = &imported {
+            let names: Vec<_> = images.iter().map(|i| &i.reference).collect();
+            tracing::debug!(?names, elapsed = ?started.elapsed(), "archive imported");
+        }
+        imported
+    }
+
+    async fn import_leased<R: Read + Send + 'static>(
+        &self,
+        lease: &str,
+        reader: R,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let svc = self.svc_leased(lease);
+        let (uploads, mut pending) = mpsc::channel(1);
+        let reading = tokio::task::spawn_blocking(move || read_archive(reader, uploads));
+        while let Some(requests) = pending.recv().await {
+            Self::write_content(svc.clone(), ReceiverStream::new(requests)).await?;
+        }
+        let archive = reading
+            .await
+            .map_err(|e| malformed(format!("reader failed: {e}")))?
+            .map_err(malformed)?;
+
+        let named = if let Some(index) = archive.documents.get("index.json") {
+            oci_targets(index)?
+        } else if let Some(manifest) = archive.documents.get("manifest.json") {
+            docker_targets(&svc, manifest, &archive.blobs).await?
+        } else {
+            return Err(malformed("neither an OCI layout nor a docker archive"));
+        };
+        if named.is_empty() {
+            return Err(malformed("it names no image"));
+        }
+
+        let mut resolved: HashMap<String, Resolved> = HashMap::new();
+        for (_, target) in &named {
+            if !resolved.contains_key(&target.digest) {
+                let image = self.resolve(&target.media_type, &target.digest).await?;
+                self.label_image_content(&image).await?;
+                self.unpack(lease, &image).await?;
+                resolved.insert(target.digest.clone(), image);
+            }
+        }
+        let mut images = Vec::with_capacity(named.len());
+        for (name, target) in named {
+            let image = &resolved[&target.digest];
+            self.remember(&target.digest, image);
+            self.put_image_record(&name, target).await?;
+            images.push(image.info(&name));
+        }
+        Ok(images)
+    }
+
+    /// The GC references that keep an image's content and snapshots alive
+    /// from its record on (the labels `ctr import` writes).
+    async fn label_image_content(&self, image: &Resolved) -> Result<(), RuntimeError> {
+        for (index, manifests) in &image.indexes {
+            let labels = manifests
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("containerd.io/gc.ref.content.m.{i}"), m.clone()));
+            self.label_content(index, labels.collect()).await?;
+        }
+        let config = image.manifest.config().digest().to_string();
+        let mut labels = HashMap::from([(
+            "containerd.io/gc.ref.content.config".to_string(),
+            config.clone(),
+        )]);
+        for (i, layer) in image.manifest.layers().iter().enumerate() {
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                layer.digest().to_string(),
+            );
+        }
+        self.label_content(&image.manifest_digest, labels).await?;
+        let snapshot = (
+            "containerd.io/gc.ref.snapshot.overlayfs".to_string(),
+            image.top().to_string(),
+        );
+        self.label_content(&config, [snapshot].into()).await?;
+        let diff_ids = image.config.rootfs().diff_ids();
+        for (layer, diff_id) in image.manifest.layers().iter().zip(diff_ids) {
+            let uncompressed = ("containerd.io/uncompressed".to_string(), diff_id.clone());
+            self.label_content(layer.digest().as_ref(), [uncompressed].into())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The images an OCI layout's `index.json` names: by containerd's name
+/// annotation, else by a `ref.name` that is a whole reference (not a bare tag).
+fn oci_targets(index: &[u8]) -> Result<Vec<(String, CdDescriptor)>, RuntimeError> {
+    let index =
+        ImageIndex::from_reader(index).map_err(|e| malformed(format!("index.json: {e}")))?;
+    let mut named = Vec::new();
+    for desc in index.manifests() {
+        let annotations = desc.annotations().clone().unwrap_or_default();
+        let name = annotations.get(ANNOTATION_IMAGE_NAME).or_else(|| {
+            annotations
+                .get(ANNOTATION_REF_NAME)
+                .filter(|r| r.contains(['/', ':', '@']))
+        });
+        match name {
+            Some(name) => named.push((normalize_reference(name), descriptor(desc))),
+            None => tracing::debug!(digest = %desc.digest(), "skipping an unnamed manifest"),
+        }
+    }
+    Ok(named)
+}
+
+/// The images of a docker archive, each given an OCI manifest stored in the
+/// content store (docker archives carry none).
+async fn docker_targets(
+    svc: &Svc,
+    manifest_json: &[u8],
+    blobs: &HashMap<String, Blob>,
+) -> Result<Vec<(String, CdDescriptor)>, RuntimeError> {
+    let images: Vec<DockerImage> = serde_json::from_slice(manifest_json)
+        .map_err(|e| malformed(format!("manifest.json: {e}")))?;
+    let blob = |path: &str| {
+        blobs
+            .get(path)
+            .ok_or_else(|| malformed(format!("{path} is missing")))
+    };
+    let mut named = Vec::new();
+    for image in images {
+        let config = blob(&image.config)?;
+        let layers = image
+            .layers
+            .iter()
+            .map(|path| {
+                let layer = blob(path)?;
+                let media_type = if layer.gzip {
+                    MediaType::ImageLayerGzip
+                } else {
+                    MediaType::ImageLayer
+                };
+                Ok(Descriptor::new(
+                    media_type,
+                    layer.size,
+                    layer.digest.clone(),
+                ))
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config.size,
+                config.digest.clone(),
+            ))
+            .layers(layers)
+            .build()
+            .map_err(malformed)?;
+        let manifest = canonical_json(&manifest);
+        let target = CdDescriptor {
+            media_type: MediaType::ImageManifest.to_string(),
+            digest: Containerd::write_bytes(svc.clone(), "manifest", &manifest).await?,
+            size: manifest.len() as i64,
+            annotations: Default::default(),
+        };
+        for tag in image.repo_tags.unwrap_or_default() {
+            named.push((normalize_reference(&tag), target.clone()));
+        }
+    }
+    Ok(named)
+}
+
+/// Reads the tar sequentially (on a blocking thread): documents into memory,
+/// every other file streamed to a Content.Write session handed to `uploads`.
+fn read_archive(reader: impl Read, uploads: Uploads) -> io::Result<Archive> {
+    let mut archive = Archive::default();
+    for entry in tar::Archive::new(reader).entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let size = entry.size();
+        if DOCUMENTS.contains(&path.as_str()) {
+            if size > MAX_DOCUMENT {
+                return Err(io::Error::other(format!("{path} is too big")));
+            }
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            archive.documents.insert(path, data);
+            continue;
+        }
+
+        let expected = path
+            .strip_prefix("blobs/sha256/")
+            .map(|hex| format!("sha256:{hex}"));
+        let mut upload = Upload::new("import", size, expected.as_deref());
+        let (requests, pending) = mpsc::channel(2);
+        uploads
+            .blocking_send(pending)
+            .map_err(|_| io::Error::other("import aborted"))?;
+        // The session ends early when containerd has the blob already; the
+        // archive is still read through, to check it.
+        let mut sending = true;
+        let mut hasher = Sha256::new();
+        let mut gzip = None;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            (&mut entry).take(CHUNK as u64).read_to_end(&mut chunk)?;
+            if chunk.is_empty() {
+                break;
+            }
+            gzip.get_or_insert(chunk.starts_with(&[0x1f, 0x8b]));
+            hasher.update(&chunk);
+            sending = sending && requests.blocking_send(upload.data(chunk)).is_ok();
+        }
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if expected.as_ref().is_some_and(|e| *e != digest) {
+            return Err(io::Error::other(format!(
+                "{path} does not match its digest"
+            )));
+        }
+        if sending {
+            let _ = requests.blocking_send(upload.commit(&digest));
+        }
+        let blob = Blob {
+            digest: digest.parse().map_err(io::Error::other)?,
+            size,
+            gzip: gzip.unwrap_or(false),
+        };
+        archive.blobs.insert(path, blob);
+    }
+    Ok(archive)
+}

@@ -1,0 +1,273 @@
+//! Container logs in the CRI format, written by a small process the shim spawns.
+//!
+//! A task's stdio is `binary://<berth>?logger=<path>`: the shim runs
+//! `berth logger <path>` with the container's stdout on fd 3, stderr on fd 4
+//! and a "ready" pipe on fd 5. It lives in the shim's process tree, so logs keep
+//! flowing across agent restarts.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+
+/// The hidden subcommand of the `berth` binary that runs [`run_logger`]. The
+/// shim passes the query key as the first argument, so the key is this name.
+pub const LOGGER_SUBCOMMAND: &str = "logger";
+
+/// Longest log entry before a line is split into partial fragments (containerd's default).
+const MAX_ENTRY: usize = 16 * 1024;
+
+/// The stdio URI that makes the shim spawn the logger for `log_path`.
+pub(crate) fn log_uri(logger_binary: &Path, log_path: &Path) -> String {
+    format!(
+        "binary://{}?{LOGGER_SUBCOMMAND}={}",
+        percent_encode(logger_binary.as_os_str().as_encoded_bytes(), true),
+        percent_encode(log_path.as_os_str().as_encoded_bytes(), false)
+    )
+}
+
+/// URL encoding as Go's `url.Parse` undoes it; `/` stays literal in the path.
+fn percent_encode(bytes: &[u8], keep_slash: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// CRI's tag: the entry ends a line (`F`) or continues in the next one (`P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Full,
+    Partial,
+}
+
+impl Tag {
+    fn as_str(self) -> &'static str {
+        match self {
+            Tag::Full => "F",
+            Tag::Partial => "P",
+        }
+    }
+}
+
+/// Cuts a byte stream into CRI entries: one per line, lines longer than the
+/// maximum in `P` fragments ending with an `F`.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max: usize,
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Feeds bytes; returns the entries they complete.
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<(Tag, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(newline) = data.iter().position(|&b| b == b'\n') {
+            self.pending.extend_from_slice(&data[..newline]);
+            data = &data[newline + 1..];
+            self.flush_partials(&mut out);
+            let mut line = std::mem::take(&mut self.pending);
+            // Like Go's bufio ReadLine, which containerd uses: "\r\n" ends a line too.
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            out.push((Tag::Full, line));
+        }
+        self.pending.extend_from_slice(data);
+        self.flush_partials(&mut out);
+        out
+    }
+
+    /// The end of the stream. A last line without a newline is written as a
+    /// partial entry, exactly as containerd's CRI logger does (it never saw the
+    /// line end); readers show it all the same.
+    pub fn finish(&mut self) -> Option<(Tag, Vec<u8>)> {
+        (!self.pending.is_empty()).then(|| (Tag::Partial, std::mem::take(&mut self.pending)))
+    }
+
+    fn flush_partials(&mut self, out: &mut Vec<(Tag, Vec<u8>)>) {
+        while self.pending.len() > self.max {
+            let rest = self.pending.split_off(self.max);
+            out.push((Tag::Partial, std::mem::replace(&mut self.pending, rest)));
+        }
+    }
+}
+
+/// One CRI log line: `<RFC3339Nano UTC> <stream> <F|P> <msg>\n`.
+pub fn cri_line(time: Timestamp, stream: &str, tag: Tag, msg: &[u8]) -> Vec<u8> {
+    let mut line = format!("{time} {stream} {} ", tag.as_str()).into_bytes();
+    line.extend_from_slice(msg);
+    line.push(b'\n');
+    line
+}
+
+/// The `berth logger <path>` entry point: copies fd 3 (stdout) and fd 4
+/// (stderr) into `log_path` until both reach EOF.
+pub fn run_logger(log_path: &Path) -> io::Result<()> {
+    ignore_sigterm()?;
+
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(log_path)?;
+    let file = Arc::new(Mutex::new(file));
+    let stdout = inherited(3);
+    let stderr = inherited(4);
+    // Ready: the shim starts the container once fd 5 is closed.
+    let _ = nix::unistd::close(5);
+
+    let copiers: Vec<_> = [(stdout, "stdout"), (stderr, "stderr")]
+        .into_iter()
+        .map(|(source, stream)| {
+            let file = Arc::clone(&file);
+            std::thread::spawn(move || copy_stream(source, stream, &file))
+        })
+        .collect();
+    let mut result = Ok(());
+    for copier in copiers {
+        let outcome = copier
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("log copier panicked")));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    result
+}
+
+/// The shim sends SIGTERM when the task goes; draining to EOF matters more.
+/// Process-wide, because the caller may already run other threads.
+#[allow(unsafe_code)]
+fn ignore_sigterm() -> io::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_IGN installs no handler code, so nothing runs in signal
+    // context and no async-signal-safety rule can be broken.
+    unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// A descriptor the shim passed in.
+#[allow(unsafe_code)]
+fn inherited(fd: RawFd) -> File {
+    // SAFETY: fds 3 and 4 are the pipes the shim hands to the logger process;
+    // nothing else in this process opens or owns them, so taking ownership once
+    // is sound.
+    unsafe { File::from_raw_fd(fd) }
+}
+
+fn copy_stream(mut source: File, stream: &str, file: &Mutex<File>) -> io::Result<()> {
+    let mut splitter = LineSplitter::new(MAX_ENTRY);
+    let mut buf = vec![0u8; 32 * 1024];
+    let write = |entries: Vec<(Tag, Vec<u8>)>| -> io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for (tag, msg) in entries {
+            out.extend(cri_line(now, stream, tag, &msg));
+        }
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(&out)
+    };
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write(splitter.push(&buf[..n]))?;
+    }
+    write(splitter.finish().into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(splitter: &mut LineSplitter, data: &[u8]) -> Vec<(Tag, String)> {
+        splitter
+            .push(data)
+            .into_iter()
+            .map(|(t, m)| (t, String::from_utf8(m).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_become_full_entries_across_reads() {
+        let mut s = LineSplitter::new(16);
+        assert_eq!(entries(&mut s, b"hello\nwor"), vec![(Tag::Full, "hello".into())]);
+        assert_eq!(
+            entries(&mut s, b"ld\r\n\nx"),
+            vec![(Tag::Full, "world".into()), (Tag::Full, "".into())]
+        );
+        assert_eq!(s.finish(), Some((Tag::Partial, b"x".to_vec())));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn long_lines_split_into_partials_with_a_final_full() {
+        let mut s = LineSplitter::new(4);
+        assert_eq!(
+            entries(&mut s, b"abcdefghij\n"),
+            vec![
+                (Tag::Partial, "abcd".into()),
+                (Tag::Partial, "efgh".into()),
+                (Tag::Full, "ij".into())
+            ]
+        );
+        // Exactly the maximum is still one full entry.
+        assert_eq!(entries(&mut s, b"abcd\n"), vec![(Tag::Full, "abcd".into())]);
+        // Partials are emitted as soon as the maximum is passed, not at the newline.
+        assert_eq!(entries(&mut s, b"abcde"), vec![(Tag::Partial, "abcd".into())]);
+        assert_eq!(entries(&mut s, b"\n"), vec![(Tag::Full, "e".into())]);
+    }
+
+    #[test]
+    fn cri_lines_have_time_stream_tag_and_message() {
+        let time: Timestamp = "2024-05-01T10:11:12.5Z".parse().unwrap();
+        assert_eq!(
+            cri_line(time, "stdout", Tag::Full, b"hi there"),
+            b"2024-05-01T10:11:12.5Z stdout F hi there\n"
+        );
+        let time: Timestamp = "2024-05-01T10:11:12.123456789Z".parse().unwrap();
+        assert_eq!(
+            cri_line(time, "stderr", Tag::Partial, b""),
+            b"2024-05-01T10:11:12.123456789Z stderr P \n"
+        );
+    }
+
+    #[test]
+    fn the_log_uri_has_one_percent_encoded_key() {
+        let uri = log_uri(
+            Path::new("/usr/bin/berth"),
+            Path::new("/var/log/pods/ns_p q_u/c/0.log"),
+        );
+        assert_eq!(
+            uri,
+            "binary:///usr/bin/berth?logger=%2Fvar%2Flog%2Fpods%2Fns_p%20q_u%2Fc%2F0.log"
+        );
+    }
+}

@@ -1,0 +1,777 @@
+//! OCI runtime specs for the pause container and for the pod's containers, as
+//! pure functions of their inputs (what containerd's CRI plugin would build).
+//!
+//! The spec is written as JSON and parsed into [`Spec`]: oci-spec's defaults
+//! (and its builders, which fall back to them) are not Kubernetes' defaults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_runtime::{ContainerConfig, ImageInfo, Resources, RuntimeError, RuntimeErrorKind};
+use oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+/// Puts every container of a pod into the one shim of its sandbox.
+pub(crate) const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
+
+const OCI_VERSION: &str = "1.0.2-dev";
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// containerd's (and Docker's) default capability set.
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability runc 1.1 knows, for privileged containers.
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Paths containerd's CRI plugin masks in unprivileged containers.
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
+];
+
+/// Paths containerd's CRI plugin makes read-only in unprivileged containers.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A user resolved to numeric ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UserIds {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// Inputs of the pause container's spec.
+pub(crate) struct SandboxSpec<'a> {
+    pub sandbox_id: &'a str,
+    pub pod_uid: &'a str,
+    pub image: &'a ImageInfo,
+    /// The pod's hostname; `None` on host network (the node's UTS namespace).
+    pub hostname: Option<&'a str>,
+    /// The pinned network namespace; `None` on host network.
+    pub netns: Option<&'a Path>,
+}
+
+/// What a container's spec needs besides its config and sandbox.
+pub(crate) struct ContainerSpec<'a> {
+    pub container_id: &'a str,
+    pub sandbox_id: &'a str,
+    /// The sandbox's pause process, whose IPC and UTS namespaces are joined.
+    pub sandbox_pid: u32,
+    /// The network namespace to join; `None` on host network.
+    pub netns: Option<&'a Path>,
+    /// The pod's hostname (for `HOSTNAME`).
+    pub hostname: &'a str,
+    pub user: UserIds,
+    /// The pod's shared `/dev/shm`; `None` gives the container its own tmpfs.
+    pub shm: Option<&'a Path>,
+}
+
+fn invalid(message: String) -> RuntimeError {
+    RuntimeError::new(RuntimeErrorKind::InvalidSpec, message)
+}
+
+/// The pause container: owns the pod's IPC and UTS namespaces and sits in the
+/// pinned network namespace.
+pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError> {
+    let config = &input.image.config;
+    let args: Vec<String> = config.entrypoint.iter().chain(&config.cmd).cloned().collect();
+    if args.is_empty() {
+        return Err(invalid(format!(
+            "pause image {} has no entrypoint or cmd",
+            input.image.reference
+        )));
+    }
+    let mut env = config.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    let mut namespaces = vec![ns("pid", None), ns("ipc", None), ns("mount", None)];
+    if input.hostname.is_some() {
+        namespaces.push(ns("uts", None));
+    }
+    if let Some(netns) = input.netns {
+        namespaces.push(ns("network", Some(netns)));
+    }
+    let annotations = BTreeMap::from([(GROUP_ANNOTATION.to_string(), input.sandbox_id.to_string())]);
+    let spec = json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": env,
+            "cwd": config.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/"),
+            "capabilities": capabilities(&DEFAULT_CAPS),
+            "noNewPrivileges": true,
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": input.hostname,
+        "mounts": default_mounts(false, None),
+        "annotations": annotations,
+        "linux": {
+            "cgroupsPath": crate::cgroups::container_cgroup(input.pod_uid, input.sandbox_id),
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": namespaces,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    });
+    to_spec(spec, input.sandbox_id)
+}
+
+/// A container of the pod: own PID and mount namespaces, the sandbox's IPC,
+/// UTS and network.
+pub(crate) fn container_spec(
+    config: &ContainerConfig,
+    input: &ContainerSpec<'_>,
+) -> Result<Spec, RuntimeError> {
+    if config.args.is_empty() {
+        return Err(invalid(format!(
+            "container {}: no command specified",
+            config.name
+        )));
+    }
+    let cwd = if config.working_dir.is_empty() {
+        "/"
+    } else {
+        config.working_dir.as_str()
+    };
+    if !cwd.starts_with('/') {
+        return Err(invalid(format!(
+            "container {}: working directory {cwd:?} is not absolute",
+            config.name
+        )));
+    }
+    let mut env: Vec<String> = Vec::with_capacity(config.env.len() + 2);
+    if !config.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(DEFAULT_PATH.to_string());
+    }
+    if !config.env.iter().any(|(k, _)| k == "HOSTNAME") {
+        env.push(format!("HOSTNAME={}", input.hostname));
+    }
+    for (key, value) in &config.env {
+        if key.is_empty() || key.contains('=') {
+            return Err(invalid(format!(
+                "container {}: invalid environment variable name {key:?}",
+                config.name
+            )));
+        }
+        env.push(format!("{key}={value}"));
+    }
+
+    let mut namespaces = vec![
+        ns("pid", None),
+        ns("mount", None),
+        ns("ipc", Some(&proc_ns(input.sandbox_pid, "ipc"))),
+    ];
+    if let Some(netns) = input.netns {
+        // On host network the pause keeps the node's UTS too: nothing to join.
+        namespaces.push(ns("uts", Some(&proc_ns(input.sandbox_pid, "uts"))));
+        namespaces.push(ns("network", Some(netns)));
+    }
+
+    let mut mounts = default_mounts(config.privileged, input.shm);
+    for mount in &config.mounts {
+        if !mount.container_path.starts_with('/') {
+            return Err(invalid(format!(
+                "container {}: mount destination {:?} is not absolute",
+                config.name, mount.container_path
+            )));
+        }
+    }
+    // A volume replaces a default mount at the same place, as in containerd.
+    mounts.retain(|m| {
+        !config
+            .mounts
+            .iter()
+            .any(|v| clean(&v.container_path) == m["destination"].as_str().unwrap_or(""))
+    });
+    for mount in &config.mounts {
+        let mode = if mount.read_only { "ro" } else { "rw" };
+        mounts.push(json!({
+            "destination": clean(&mount.container_path),
+            "type": "bind",
+            "source": mount.host_path,
+            "options": ["rbind", "rprivate", mode],
+        }));
+    }
+
+    let mut annotations: BTreeMap<String, String> = config.annotations.clone();
+    annotations.insert(GROUP_ANNOTATION.into(), input.sandbox_id.into());
+
+    let caps = if config.privileged {
+        capabilities(&ALL_CAPS)
+    } else {
+        capabilities(&DEFAULT_CAPS)
+    };
+    let mut linux = json!({
+        "cgroupsPath": crate::cgroups::container_cgroup(&config.pod.uid, input.container_id),
+        "resources": resources(&config.resources, config.privileged),
+        "namespaces": namespaces,
+    });
+    if !config.privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
+    if !input.user.additional_gids.is_empty() {
+        user["additionalGids"] = json!(input.user.additional_gids);
+    }
+    // No oomScoreAdj: negative values fail on these hosts (EIO) and the
+    // container inherits the shim's. No rlimits: raising one above the agent's
+    // own hard limit fails.
+    let spec = json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": false,
+            "user": user,
+            "args": config.args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": caps,
+            "noNewPrivileges": false,
+        },
+        "root": {"path": "rootfs", "readonly": config.read_only_root},
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": linux,
+    });
+    to_spec(spec, input.container_id)
+}
+
+fn to_spec(spec: Value, id: &str) -> Result<Spec, RuntimeError> {
+    serde_json::from_value(spec).map_err(|e| invalid(format!("build OCI spec of {id}: {e}")))
+}
+
+fn ns(kind: &str, path: Option<&Path>) -> Value {
+    match path {
+        Some(path) => json!({"type": kind, "path": path}),
+        None => json!({"type": kind}),
+    }
+}
+
+fn proc_ns(pid: u32, kind: &str) -> std::path::PathBuf {
+    format!("/proc/{pid}/ns/{kind}").into()
+}
+
+/// Bounding, effective and permitted; never inheritable or ambient.
+fn capabilities(caps: &[&str]) -> Value {
+    json!({"bounding": caps, "effective": caps, "permitted": caps})
+}
+
+fn clean(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
+}
+
+/// containerd's default Linux mounts (without `/run`, as the CRI plugin does).
+fn default_mounts(privileged: bool, shm: Option<&Path>) -> Vec<Value> {
+    let sys_mode = if privileged { "rw" } else { "ro" };
+    let shm = match shm {
+        Some(source) => json!({
+            "destination": "/dev/shm", "type": "bind", "source": source,
+            "options": ["rbind", "rprivate", "rw"],
+        }),
+        None => json!({
+            "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        }),
+    };
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        shm,
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", sys_mode]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", sys_mode]}),
+    ]
+}
+
+fn resources(resources: &Resources, privileged: bool) -> Value {
+    // Privileged containers may use every device node (the nodes themselves are
+    // not created here: only runc's defaults exist in /dev).
+    let mut out = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
+    if let Some(limit) = resources.memory_limit_bytes.filter(|l| *l > 0) {
+        // swap = limit: no swap beyond the limit, so an OOM is an OOM.
+        out["memory"] = json!({"limit": limit, "swap": limit});
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(shares) = resources.cpu_shares {
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if let Some(quota) = resources.cpu_quota {
+        cpu.insert("quota".into(), json!(quota));
+    }
+    if let Some(period) = resources.cpu_period {
+        cpu.insert("period".into(), json!(period));
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    out
+}
+
+/// Resolves a `user[:group]` (names or numbers) against the image's
+/// `/etc/passwd` and `/etc/group`, as containerd does. No user means root.
+/// Supplementary groups are those that list the user as a member.
+pub(crate) fn resolve_user(
+    user: Option<&str>,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<UserIds, RuntimeError> {
+    let spec = user.map(str::trim).filter(|u| !u.is_empty()).unwrap_or("0");
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd_entries: Vec<Vec<&str>> = passwd
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let group_entries: Vec<Vec<&str>> = group
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 3)
+        .collect();
+
+    let entry = match user_part.parse::<u32>() {
+        Ok(uid) => passwd_entries
+            .iter()
+            .find(|f| f[2].parse() == Ok(uid)),
+        Err(_) => passwd_entries.iter().find(|f| f[0] == user_part),
+    };
+    let (uid, mut gid, name) = match (user_part.parse::<u32>(), entry) {
+        (Ok(uid), Some(f)) => (uid, f[3].parse().unwrap_or(0), Some(f[0])),
+        (Ok(uid), None) => (uid, 0, None),
+        (Err(_), Some(f)) => {
+            let uid = f[2].parse().map_err(|_| {
+                invalid(format!("user {user_part:?}: bad uid in the image's /etc/passwd"))
+            })?;
+            (uid, f[3].parse().unwrap_or(0), Some(f[0]))
+        }
+        // root is root even in an image without /etc/passwd.
+        (Err(_), None) if user_part == "root" => (0, 0, Some("root")),
+        (Err(_), None) => {
+            return Err(invalid(format!(
+                "unable to find user {user_part}: no matching entries in passwd file"
+            )))
+        }
+    };
+    if let Some(group_part) = group_part {
+        gid = match group_part.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group_entries
+                .iter()
+                .find(|f| f[0] == group_part)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "unable to find group {group_part}: no matching entries in group file"
+                    ))
+                })?,
+        };
+    }
+    let mut additional_gids = Vec::new();
+    if let Some(name) = name {
+        for f in &group_entries {
+            let member = f.get(3).is_some_and(|m| m.split(',').any(|m| m.trim() == name));
+            if let (true, Ok(g)) = (member, f[2].parse::<u32>()) {
+                if g != gid && !additional_gids.contains(&g) {
+                    additional_gids.push(g);
+                }
+            }
+        }
+    }
+    Ok(UserIds {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_runtime::{ContainerKind, ImageConfig, Mount, PodRef};
+    use oci_spec::runtime::{Capability, LinuxNamespaceType};
+    use std::path::PathBuf;
+
+    fn image() -> ImageInfo {
+        ImageInfo {
+            reference: "localhost/pause:1".into(),
+            digest: "sha256:00".into(),
+            size: 1,
+            config: ImageConfig {
+                entrypoint: vec!["/pause".into()],
+                ..Default::default()
+            },
+        }
+    }
+
+    fn config() -> ContainerConfig {
+        ContainerConfig {
+            pod: PodRef {
+                uid: "uid-1".into(),
+                namespace: "default".into(),
+                name: "web".into(),
+            },
+            name: "app".into(),
+            kind: ContainerKind::Regular,
+            attempt: 0,
+            image: image(),
+            args: vec!["httpd".into(), "-f".into()],
+            env: vec![("A".into(), "1".into()), ("B".into(), "x=y".into())],
+            working_dir: "/www".into(),
+            user: None,
+            mounts: vec![Mount {
+                host_path: "/var/lib/berth/pods/uid-1/volumes/data".into(),
+                container_path: "/data/".into(),
+                read_only: true,
+            }],
+            log_path: "/var/log/pods/x/app/0.log".into(),
+            read_only_root: false,
+            privileged: false,
+            resources: Resources {
+                memory_limit_bytes: Some(64 << 20),
+                cpu_shares: Some(256),
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+            },
+            annotations: BTreeMap::from([("io.berth.hash".into(), "abc".into())]),
+        }
+    }
+
+    fn input(netns: Option<&Path>) -> ContainerSpec<'_> {
+        ContainerSpec {
+            container_id: "sb1-app-1",
+            sandbox_id: "sb1",
+            sandbox_pid: 4242,
+            netns,
+            hostname: "web",
+            user: UserIds {
+                uid: 1000,
+                gid: 100,
+                additional_gids: vec![10],
+            },
+            shm: Some(Path::new("/r/sandboxes/sb1/shm")),
+        }
+    }
+
+    fn namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+        let linux = spec.linux().as_ref().unwrap();
+        linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| (n.typ(), n.path().clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_container_joins_the_sandbox_namespaces() {
+        let netns = PathBuf::from("/r/netns/sb1");
+        let spec = container_spec(&config(), &input(Some(&netns))).unwrap();
+        assert_eq!(
+            namespaces(&spec),
+            vec![
+                (LinuxNamespaceType::Pid, None),
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Ipc, Some("/proc/4242/ns/ipc".into())),
+                (LinuxNamespaceType::Uts, Some("/proc/4242/ns/uts".into())),
+                (LinuxNamespaceType::Network, Some(netns.clone())),
+            ]
+        );
+        assert_eq!(spec.hostname(), &None, "the UTS namespace is the sandbox's");
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(Path::new("/berth/poduid-1/sb1-app-1"))
+        );
+        assert_eq!(linux.masked_paths().as_ref().unwrap().len(), MASKED_PATHS.len());
+        assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
+        let annotations = spec.annotations().as_ref().unwrap();
+        assert_eq!(annotations[GROUP_ANNOTATION], "sb1");
+        assert_eq!(annotations["io.berth.hash"], "abc");
+    }
+
+    #[test]
+    fn host_network_containers_have_no_net_or_uts_namespace() {
+        let spec = container_spec(&config(), &input(None)).unwrap();
+        let kinds: Vec<_> = namespaces(&spec).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Mount, LinuxNamespaceType::Ipc]
+        );
+    }
+
+    #[test]
+    fn the_process_gets_args_env_cwd_user_and_the_default_capabilities() {
+        let spec = container_spec(&config(), &input(None)).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.args().as_ref().unwrap(), &["httpd", "-f"]);
+        assert_eq!(
+            process.env().as_ref().unwrap(),
+            &[DEFAULT_PATH, "HOSTNAME=web", "A=1", "B=x=y"]
+        );
+        assert_eq!(process.cwd(), Path::new("/www"));
+        assert_eq!(process.user().uid(), 1000);
+        assert_eq!(process.user().gid(), 100);
+        assert_eq!(process.user().additional_gids().as_ref().unwrap(), &[10]);
+        assert_eq!(process.no_new_privileges(), Some(false));
+        assert_eq!(process.oom_score_adj(), None);
+        assert_eq!(process.rlimits(), &None);
+        let caps = process.capabilities().as_ref().unwrap();
+        let bounding = caps.bounding().as_ref().unwrap();
+        assert_eq!(bounding.len(), 14);
+        assert!(bounding.contains(&Capability::NetRaw));
+        assert!(!bounding.contains(&Capability::SysAdmin));
+        assert_eq!(caps.effective(), caps.bounding());
+        assert_eq!(caps.permitted(), caps.bounding());
+        assert_eq!(caps.inheritable(), &None);
+        assert_eq!(caps.ambient(), &None);
+    }
+
+    #[test]
+    fn mounts_are_the_defaults_plus_volumes_as_rprivate_binds() {
+        let mut config = config();
+        config.mounts.push(Mount {
+            host_path: "/big".into(),
+            container_path: "/dev/shm".into(),
+            read_only: false,
+        });
+        let spec = container_spec(&config, &input(None)).unwrap();
+        let mounts = spec.mounts().as_ref().unwrap();
+        let destinations: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
+        let expected: Vec<PathBuf> = [
+            "/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/data",
+            "/dev/shm",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(destinations, expected);
+        let data = &mounts[6];
+        assert_eq!(data.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            data.source().as_deref(),
+            Some(Path::new("/var/lib/berth/pods/uid-1/volumes/data"))
+        );
+        assert_eq!(data.options().as_ref().unwrap(), &["rbind", "rprivate", "ro"]);
+        let sys = &mounts[4];
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let root = spec.root().as_ref().unwrap();
+        assert_eq!(root.path(), Path::new("rootfs"));
+        assert_eq!(root.readonly(), Some(false));
+    }
+
+    #[test]
+    fn the_sandbox_shm_is_shared_unless_absent() {
+        let spec = container_spec(&config(), &input(None)).unwrap();
+        let shm = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap();
+        assert_eq!(shm.source().as_deref(), Some(Path::new("/r/sandboxes/sb1/shm")));
+        let mut own = input(None);
+        own.shm = None;
+        let spec = container_spec(&config(), &own).unwrap();
+        let shm = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap();
+        assert_eq!(shm.typ().as_deref(), Some("tmpfs"));
+    }
+
+    #[test]
+    fn resources_set_memory_with_equal_swap_and_cpu() {
+        let spec = container_spec(&config(), &input(None)).unwrap();
+        let resources = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let memory = resources.memory().as_ref().unwrap();
+        assert_eq!(memory.limit(), Some(64 << 20));
+        assert_eq!(memory.swap(), Some(64 << 20));
+        let cpu = resources.cpu().as_ref().unwrap();
+        assert_eq!(cpu.shares(), Some(256));
+        assert_eq!(cpu.quota(), Some(50_000));
+        assert_eq!(cpu.period(), Some(100_000));
+
+        let mut config = config();
+        config.resources = Resources::default();
+        let spec = container_spec(&config, &input(None)).unwrap();
+        let resources = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        assert_eq!(resources.memory(), &None);
+        assert_eq!(resources.cpu(), &None);
+    }
+
+    #[test]
+    fn privileged_containers_get_every_capability_and_no_masks() {
+        let mut config = config();
+        config.privileged = true;
+        let spec = container_spec(&config, &input(None)).unwrap();
+        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths(), &None);
+        assert_eq!(linux.readonly_paths(), &None);
+    }
+
+    #[test]
+    fn bad_configs_are_invalid_specs() {
+        let mut no_args = config();
+        no_args.args.clear();
+        let err = container_spec(&no_args, &input(None)).unwrap_err();
+        assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
+        assert!(err.message.contains("no command specified"), "{err}");
+        let mut relative = config();
+        relative.working_dir = "www".into();
+        let err = container_spec(&relative, &input(None)).unwrap_err();
+        assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
+        let mut bad_env = config();
+        bad_env.env.push(("".into(), "x".into()));
+        assert_eq!(
+            container_spec(&bad_env, &input(None)).unwrap_err().kind,
+            RuntimeErrorKind::InvalidSpec
+        );
+    }
+
+    #[test]
+    fn the_pause_spec_owns_ipc_and_uts_and_sits_in_the_netns() {
+        let image = image();
+        let netns = PathBuf::from("/r/netns/sb1");
+        let spec = sandbox_spec(&SandboxSpec {
+            sandbox_id: "sb1",
+            pod_uid: "uid-1",
+            image: &image,
+            hostname: Some("web"),
+            netns: Some(&netns),
+        })
+        .unwrap();
+        assert_eq!(spec.hostname().as_deref(), Some("web"));
+        assert_eq!(
+            namespaces(&spec),
+            vec![
+                (LinuxNamespaceType::Pid, None),
+                (LinuxNamespaceType::Ipc, None),
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Uts, None),
+                (LinuxNamespaceType::Network, Some(netns)),
+            ]
+        );
+        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &["/pause"]);
+        assert_eq!(
+            spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
+            Some(Path::new("/berth/poduid-1/sb1"))
+        );
+        assert_eq!(spec.annotations().as_ref().unwrap()[GROUP_ANNOTATION], "sb1");
+
+        let host = sandbox_spec(&SandboxSpec {
+            sandbox_id: "sb1",
+            pod_uid: "uid-1",
+            image: &image,
+            hostname: None,
+            netns: None,
+        })
+        .unwrap();
+        assert_eq!(host.hostname(), &None);
+        let kinds: Vec<_> = namespaces(&host).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Mount]
+        );
+    }
+
+    #[test]
+    fn users_resolve_by_number_or_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n";
+        let group = "root:x:0:\nwheel:x:10:root,www\nwww:x:33:\nstaff:x:50:www\n";
+        let ids = |u: Option<&str>| resolve_user(u, Some(passwd), Some(group));
+        assert_eq!(ids(None).unwrap(), UserIds { uid: 0, gid: 0, additional_gids: vec![10] });
+        assert_eq!(ids(Some("33")).unwrap(), UserIds { uid: 33, gid: 33, additional_gids: vec![10, 50] });
+        assert_eq!(ids(Some("www:staff")).unwrap().gid, 50);
+        assert_eq!(ids(Some("1234")).unwrap(), UserIds { uid: 1234, gid: 0, additional_gids: vec![] });
+        assert_eq!(ids(Some("1234:5")).unwrap(), UserIds { uid: 1234, gid: 5, additional_gids: vec![] });
+        assert_eq!(resolve_user(Some("root"), None, None).unwrap(), UserIds::default());
+        let err = ids(Some("nobody")).unwrap_err();
+        assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
+        assert!(err.message.contains("unable to find user nobody"), "{err}");
+        assert_eq!(ids(Some("www:nogroup")).unwrap_err().kind, RuntimeErrorKind::InvalidSpec);
+    }
+}

@@ -1,0 +1,260 @@
+//! Tasks: the running side of a container (create, start, wait, kill, delete),
+//! and the typed clients everything else uses.
+//!
+//! containerd reports state conflicts as `Unknown` text; only NotFound and
+//! AlreadyExists are typed, so the texts that mean "already gone" are matched here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use berth_runtime::{ExitInfo, RuntimeError};
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
+};
+use containerd_client::types::v1::Process;
+use containerd_client::types::Mount as RootfsMount;
+use jiff::Timestamp;
+use tokio::sync::Notify;
+
+use crate::client::{status_error, Svc};
+use crate::Containerd;
+
+/// The shim every berth container runs under.
+pub(crate) const RUNTIME_NAME: &str = "io.containerd.runc.v2";
+
+impl Containerd {
+    pub(crate) fn tasks(&self) -> TasksClient<Svc> {
+        TasksClient::new(self.svc())
+    }
+
+    pub(crate) fn containers(&self) -> ContainersClient<Svc> {
+        ContainersClient::new(self.svc())
+    }
+
+    pub(crate) fn snapshots(&self) -> SnapshotsClient<Svc> {
+        SnapshotsClient::new(self.svc())
+    }
+
+    pub(crate) fn leases(&self) -> LeasesClient<Svc> {
+        LeasesClient::new(self.svc())
+    }
+}
+
+/// A failed call on a named object, keeping the status' kind.
+pub(crate) fn failed(what: &str, status: tonic::Status) -> RuntimeError {
+    let error = status_error(status);
+    RuntimeError::new(error.kind, format!("{what}: {}", error.message))
+}
+
+/// "Nothing left to do" answers to kill and delete.
+pub(crate) fn is_gone(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::NotFound
+        || status.message().contains("process already finished")
+        || status.message().contains("not found")
+}
+
+/// Creates the task (shim, `runc create`); returns the pid.
+pub(crate) async fn create(
+    c: &Containerd,
+    id: &str,
+    rootfs: Vec<RootfsMount>,
+    stdout: String,
+    stderr: String,
+) -> Result<u32, RuntimeError> {
+    let response = c
+        .tasks()
+        .create(CreateTaskRequest {
+            container_id: id.to_string(),
+            rootfs,
+            stdout,
+            stderr,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| failed(&format!("create task {id}"), s))?;
+    Ok(response.into_inner().pid)
+}
+
+pub(crate) async fn start(c: &Containerd, id: &str) -> Result<u32, RuntimeError> {
+    let response = c
+        .tasks()
+        .start(StartRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await
+        .map_err(|s| failed(&format!("start task {id}"), s))?;
+    Ok(response.into_inner().pid)
+}
+
+/// Signals the task's processes; a task that is gone is not an error.
+pub(crate) async fn kill(c: &Containerd, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+    match c
+        .tasks()
+        .kill(KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal,
+            all,
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(status) if is_gone(&status) => Ok(()),
+        Err(status) => Err(failed(&format!("signal {signal} to task {id}"), status)),
+    }
+}
+
+/// Blocks until the task's init process exits (at once if it has).
+pub(crate) async fn wait(c: &Containerd, id: &str) -> Result<(u32, Option<Timestamp>), tonic::Status> {
+    let response = c
+        .tasks()
+        .wait(WaitRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok((response.exit_status, crate::typeurl::timestamp(response.exited_at.as_ref())))
+}
+
+/// The task's init process, or `None` when there is no task.
+pub(crate) async fn get(c: &Containerd, id: &str) -> Result<Option<Process>, RuntimeError> {
+    match c
+        .tasks()
+        .get(GetRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await
+    {
+        Ok(response) => Ok(response.into_inner().process),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(failed(&format!("get task {id}"), status)),
+    }
+}
+
+/// Kills (if needed), reaps and deletes the task. Idempotent.
+pub(crate) async fn destroy(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
+    let Some(process) = get(c, id).await? else {
+        return Ok(());
+    };
+    let stopped = containerd_client::types::v1::Status::Stopped as i32;
+    let created = containerd_client::types::v1::Status::Created as i32;
+    if process.status != stopped {
+        kill(c, id, libc::SIGKILL as u32, process.status != created).await?;
+        match wait(c, id).await {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(()),
+            Err(status) => return Err(failed(&format!("wait for killed task {id}"), status)),
+        }
+    }
+    match c
+        .tasks()
+        .delete(DeleteTaskRequest {
+            container_id: id.to_string(),
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+        Err(status) => Err(failed(&format!("delete task {id}"), status)),
+    }
+}
+
+/// Exit status 128 + signal, as containerd reports it.
+pub(crate) fn exit_info(exit_status: u32, exited_at: Option<Timestamp>, oom_killed: bool) -> ExitInfo {
+    ExitInfo {
+        exit_code: exit_status as i32,
+        finished_at: exited_at.unwrap_or_else(Timestamp::now),
+        oom_killed,
+    }
+}
+
+/// What an armed waiter learns when `start` creates (or fails to create) the task.
+#[derive(Default)]
+pub(crate) struct StartSignal {
+    notify: Notify,
+    failed_at: Mutex<Option<Timestamp>>,
+}
+
+type Starts = Mutex<HashMap<String, Arc<StartSignal>>>;
+
+/// Waiters armed before the task exists wait here for `start` (or removal),
+/// keyed by namespace and container id.
+fn starts() -> &'static Starts {
+    static STARTS: OnceLock<Starts> = OnceLock::new();
+    STARTS.get_or_init(Default::default)
+}
+
+fn start_key(c: &Containerd, id: &str) -> String {
+    format!("{}\0{}\0{id}", c.config.socket.display(), c.config.namespace)
+}
+
+pub(crate) fn start_signal(c: &Containerd, id: &str) -> Arc<StartSignal> {
+    let mut starts = starts().lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(starts.entry(start_key(c, id)).or_default())
+}
+
+/// Wakes the waiters of `id`: the task now exists, failed to start, or the
+/// container went away.
+pub(crate) fn signal_started(c: &Containerd, id: &str, failed: bool) {
+    let signal = start_signal(c, id);
+    if failed {
+        *signal.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Timestamp::now());
+    }
+    signal.notify.notify_waiters();
+}
+
+pub(crate) fn forget_start_signal(c: &Containerd, id: &str) {
+    let signal = starts()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&start_key(c, id));
+    if let Some(signal) = signal {
+        signal.notify.notify_waiters();
+    }
+}
+
+/// The exit of a container: waits for its task to exist, then for its exit.
+/// A start that failed to create the task ends the wait with exit code 128,
+/// as containerd's CRI plugin records a StartError.
+pub(crate) async fn wait_for_exit(c: &Containerd, id: &str) -> Result<ExitInfo, RuntimeError> {
+    let watcher = crate::events::oom_watcher(c).await;
+    loop {
+        let signal = start_signal(c, id);
+        let notified = signal.notify.notified();
+        tokio::pin!(notified);
+        // Registered before asking, so a start in between is not missed.
+        notified.as_mut().enable();
+        if let Some(at) = *signal.failed_at.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(exit_info(128, Some(at), false));
+        }
+        match wait(c, id).await {
+            Ok((status, exited_at)) => {
+                let oom = match &watcher {
+                    Some(watcher) => watcher.oom_killed(id).await,
+                    None => false,
+                };
+                return Ok(exit_info(status, exited_at, oom));
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                if !crate::container::exists(c, id).await? {
+                    forget_start_signal(c, id);
+                    return Err(RuntimeError::not_found(format!("container {id} not found")));
+                }
+                notified.await;
+            }
+            Err(status) => {
+                return Err(RuntimeError::new(
+                    status_error(status.clone()).kind,
+                    format!("wait for container {id}: {}", status.message()),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Turns a spec container and its image into the runtime's `ContainerConfig`,
+//! by the kubelet's rules (kubelet-semantics §11): image env then spec env,
+//! `$(VAR)` expansion of command and args, ENTRYPOINT/CMD merging, volumes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use berth_api::{command, env, expansion};
+use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Resources};
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::dirs::PodDirs;
+use crate::quantity;
+
+/// Why a container cannot be configured: the kubelet's
+/// `CreateContainerConfigError`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub String);
+
+/// Everything about the pod a container config needs.
+pub(crate) struct PodContext<'a> {
+    pub pod: &'a Pod,
+    pub pod_ref: &'a PodRef,
+    pub dirs: &'a PodDirs,
+    pub pod_ip: Option<String>,
+    pub node_name: &'a str,
+    pub hostname: &'a str,
+}
+
+pub(crate) fn build(
+    ctx: &PodContext<'_>,
+    container: &Container,
+    kind: ContainerKind,
+    attempt: u32,
+    image: &ImageInfo,
+    termination_message_file: Option<&std::path::Path>,
+) -> Result<ContainerConfig, ConfigError> {
+    let mut vars = env::container_env(
+        &image.config.env,
+        container.env.as_deref().unwrap_or_default(),
+        ctx.pod,
+        ctx.pod_ip.as_deref(),
+        ctx.node_name,
+    )
+    .map_err(|e| ConfigError(e.to_string()))?;
+    // containerd's CRI sets HOSTNAME unless the pod does.
+    if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
+        vars.push(("HOSTNAME".into(), ctx.hostname.to_string()));
+    }
+    let lookup: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let expand = |items: &Option<Vec<String>>| -> Vec<String> {
+        items
+            .iter()
+            .flatten()
+            .map(|s| expansion::expand(s, |name| lookup.get(name).map(|v| v.to_string())))
+            .collect()
+    };
+    let args = command::container_args(
+        &image.config.entrypoint,
+        &image.config.cmd,
+        &expand(&container.command),
+        &expand(&container.args),
+    );
+    if args.is_empty() {
+        return Err(ConfigError(
+            "no command specified: the image has no ENTRYPOINT or CMD and the container no command".into(),
+        ));
+    }
+    let working_dir = container
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| image.config.working_dir.clone().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let security = container.security_context.as_ref();
+    let pod_security = ctx.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let run_as_user = security
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_security.and_then(|s| s.run_as_user));
+    let run_as_group = security
+        .and_then(|s| s.run_as_group)
+        .or_else(|| pod_security.and_then(|s| s.run_as_group));
+    let user = match (run_as_user, run_as_group) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.to_string()),
+        (None, Some(g)) => Some(format!(
+            "{}:{g}",
+            image.config.user.as_deref().unwrap_or("0")
+        )),
+        (None, None) => image.config.user.clone().filter(|u| !u.is_empty()),
+    };
+
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "io.kubernetes.container.terminationMessagePath".to_string(),
+        container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into()),
+    );
+    if let Some(signal) = &image.config.stop_signal {
+        annotations.insert("io.berth.container.stopSignal".into(), signal.clone());
+    }
+
+    Ok(ContainerConfig {
+        pod: ctx.pod_ref.clone(),
+        name: container.name.clone(),
+        kind,
+        attempt,
+        image: image.clone(),
+        args,
+        env: vars,
+        working_dir,
+        user,
+        mounts: mounts(ctx, container, termination_message_file)?,
+        log_path: ctx.dirs.log_path(&container.name, attempt),
+        read_only_root: security
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+        resources: resources(container),
+        annotations,
+    })
+}
+
+fn mounts(
+    ctx: &PodContext<'_>,
+    container: &Container,
+    termination_message_file: Option<&std::path::Path>,
+) -> Result<Vec<Mount>, ConfigError> {
+    let volumes = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut mounts = Vec::new();
+    for vm in container.volume_mounts.iter().flatten() {
+        let volume = volumes
+            .iter()
+            .find(|v| v.name == vm.name)
+            .ok_or_else(|| ConfigError(format!("volume {:?} not found", vm.name)))?;
+        let mut host_path = ctx
+            .dirs
+            .volume_path(volume)
+            .ok_or_else(|| ConfigError(format!("volume {:?} has no supported source", vm.name)))?;
+        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+                return Err(ConfigError(format!(
+                    "subPath {sub:?} of volume {:?} must be a relative path without '..'",
+                    vm.name
+                )));
+            }
+            host_path = host_path.join(sub);
+            std::fs::create_dir_all(&host_path)
+                .map_err(|e| ConfigError(format!("create subPath {}: {e}", host_path.display())))?;
+        }
+        mounts.push(Mount {
+            host_path,
+            container_path: vm.mount_path.clone(),
+            read_only: vm.read_only.unwrap_or(false),
+        });
+    }
+    let taken = |path: &str| mounts.iter().any(|m: &Mount| m.container_path == path);
+    let mut extra = Vec::new();
+    for (file, path) in [
+        ("etc-hosts", "/etc/hosts"),
+        ("hostname", "/etc/hostname"),
+        ("resolv.conf", "/etc/resolv.conf"),
+    ] {
+        if !taken(path) {
+            extra.push(Mount {
+                host_path: ctx.dirs.etc_file(file),
+                container_path: path.into(),
+                read_only: false,
+            });
+        }
+    }
+    if let Some(file) = termination_message_file {
+        let path = container
+            .termination_message_path
+            .as_deref()
+            .unwrap_or("/dev/termination-log");
+        if !path.is_empty() && !taken(path) {
+            extra.push(Mount {
+                host_path: file.to_path_buf(),
+                container_path: path.into(),
+                read_only: false,
+            });
+        }
+    }
+    mounts.extend(extra);
+    Ok(mounts)
+}
+
+/// The kubelet's mapping of `resources` to cgroup settings: CPU requests to
+/// shares, CPU limits to a CFS quota over a 100 ms period, memory limits as is.
+fn resources(container: &Container) -> Resources {
+    let r = container.resources.as_ref();
+    let get = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+               key: &str| map.and_then(|m| m.get(key)).map(|q| q.0.clone());
+    let limits = r.and_then(|r| r.limits.as_ref());
+    let requests = r.and_then(|r| r.requests.as_ref());
+    let memory_limit_bytes = get(limits, "memory").and_then(|q| quantity::value(&q));
+    let cpu_limit = get(limits, "cpu").and_then(|q| quantity::milli_value(&q));
+    // A limit without a request requests the limit (API server defaulting).
+    let cpu_request = get(requests, "cpu")
+        .and_then(|q| quantity::milli_value(&q))
+        .or(cpu_limit);
+    const PERIOD: u64 = 100_000;
+    Resources {
+        memory_limit_bytes,
+        cpu_shares: Some(cpu_request.map_or(2, |m| ((m * 1024 / 1000) as u64).max(2))),
+        cpu_quota: cpu_limit.map(|m| ((m * PERIOD as i128 / 1000) as i64).max(1000)),
+        cpu_period: cpu_limit.map(|_| PERIOD),
+    }
+}

@@ -1,0 +1,199 @@
+//! The pod's directories and files on the host: volumes, the `/etc` files the
+//! kubelet manages, termination-message files, and the CRI log directory.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, Volume};
+
+/// Where one pod's files live.
+#[derive(Debug, Clone)]
+pub struct PodDirs {
+    /// `<root-dir>/pods/<uid>`.
+    pub pod: PathBuf,
+    /// `<log-dir>/<ns>_<name>_<uid>`.
+    pub logs: PathBuf,
+}
+
+impl PodDirs {
+    pub fn new(root_dir: &Path, log_dir: &Path, namespace: &str, name: &str, uid: &str) -> Self {
+        Self {
+            pod: root_dir.join("pods").join(uid),
+            logs: log_dir.join(format!("{namespace}_{name}_{uid}")),
+        }
+    }
+
+    pub fn log_path(&self, container: &str, attempt: u32) -> PathBuf {
+        self.logs.join(container).join(format!("{attempt}.log"))
+    }
+
+    fn empty_dir(&self, volume: &str) -> PathBuf {
+        self.pod
+            .join("volumes/kubernetes.io~empty-dir")
+            .join(volume)
+    }
+
+    pub(crate) fn etc_file(&self, name: &str) -> PathBuf {
+        self.pod.join(name)
+    }
+
+    /// Makes the pod's directories and its emptyDir volumes, and checks its
+    /// hostPath volumes as the kubelet's `type` rules say.
+    pub(crate) fn prepare(&self, pod: &Pod) -> Result<(), String> {
+        let io = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
+        fs::create_dir_all(&self.pod).map_err(|e| io("create", &self.pod, e))?;
+        fs::create_dir_all(&self.logs).map_err(|e| io("create", &self.logs, e))?;
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            if volume.empty_dir.is_some() {
+                let dir = self.empty_dir(&volume.name);
+                fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+                    .map_err(|e| io("chmod", &dir, e))?;
+            } else if let Some(host) = &volume.host_path {
+                check_host_path(
+                    &volume.name,
+                    Path::new(&host.path),
+                    host.type_.as_deref().unwrap_or(""),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host path behind a volume.
+    pub(crate) fn volume_path(&self, volume: &Volume) -> Option<PathBuf> {
+        if volume.empty_dir.is_some() {
+            Some(self.empty_dir(&volume.name))
+        } else {
+            volume.host_path.as_ref().map(|h| PathBuf::from(&h.path))
+        }
+    }
+
+    /// Writes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` for the pod.
+    pub(crate) fn write_etc_files(
+        &self,
+        hostname: &str,
+        pod_ip: Option<&str>,
+        host_network: bool,
+    ) -> io::Result<()> {
+        let hosts = if host_network {
+            let host = fs::read_to_string("/etc/hosts").unwrap_or_default();
+            format!("# Kubernetes-managed hosts file (host network).\n{host}")
+        } else {
+            let mut hosts = String::from(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+            );
+            if let Some(ip) = pod_ip {
+                hosts.push_str(&format!("{ip}\t{hostname}\n"));
+            }
+            hosts
+        };
+        fs::write(self.etc_file("etc-hosts"), hosts)?;
+        fs::write(self.etc_file("hostname"), format!("{hostname}\n"))?;
+        // No cluster DNS here: ClusterFirst falls back to the host's resolver,
+        // as the kubelet does without --cluster-dns.
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        fs::write(self.etc_file("resolv.conf"), resolv)
+    }
+
+    /// A fresh, empty termination-message file for one container instance
+    /// (mode 0666, as the kubelet makes it).
+    pub(crate) fn termination_message_file(&self, container: &str) -> io::Result<PathBuf> {
+        let dir = self.pod.join("containers").join(container);
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(hex::encode(rand::random::<[u8; 4]>()));
+        fs::write(&path, b"")?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
+        Ok(path)
+    }
+
+    /// Removes everything of the pod on the host.
+    pub(crate) fn remove(&self) -> io::Result<()> {
+        for dir in [&self.pod, &self.logs] {
+            match fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The kubelet's hostPath `type` checks; `DirectoryOrCreate` and
+/// `FileOrCreate` create what is missing.
+fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> {
+    let meta = fs::metadata(path);
+    let fail = |what: &str| {
+        Err(format!(
+            "MountVolume.SetUp failed for volume \"{volume}\" : hostPath type check failed: {} is not a {what}",
+            path.display()
+        ))
+    };
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => fail("directory"),
+            Err(_) => {
+                fs::create_dir_all(path).map_err(|e| format!("create {}: {e}", path.display()))?;
+                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| format!("chmod {}: {e}", path.display()))
+            }
+        },
+        "FileOrCreate" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => fail("file"),
+            Err(_) => fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(|_| ())
+                .map_err(|e| format!("create {}: {e}", path.display())),
+        },
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => fail("directory"),
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => fail("file"),
+        },
+        "Socket" => match meta {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => fail("socket file"),
+        },
+        "CharDevice" => match meta {
+            Ok(m) if m.file_type().is_char_device() => Ok(()),
+            _ => fail("character device"),
+        },
+        "BlockDevice" => match meta {
+            Ok(m) if m.file_type().is_block_device() => Ok(()),
+            _ => fail("block device"),
+        },
+        other => Err(format!("unsupported hostPath type {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("made");
+        assert!(check_host_path("v", &dir, "Directory").is_err());
+        check_host_path("v", &dir, "DirectoryOrCreate").unwrap();
+        assert!(dir.is_dir());
+        check_host_path("v", &dir, "Directory").unwrap();
+        let err = check_host_path("v", &dir, "File").unwrap_err();
+        assert!(err.contains("is not a file"), "{err}");
+        let file = tmp.path().join("f");
+        check_host_path("v", &file, "FileOrCreate").unwrap();
+        assert!(file.is_file());
+        assert!(check_host_path("v", &file, "Socket").is_err());
+        check_host_path("v", &tmp.path().join("whatever"), "").unwrap();
+    }
+}

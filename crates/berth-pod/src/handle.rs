@@ -1,0 +1,93 @@
+//! The supervisor's handle on a pod worker: newest spec wins, grace only
+//! shrinks, and detaching leaves the pod running (agent restart).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::{ContainerRuntime, ObservedContainer, SandboxInfo};
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::sink::PodSink;
+use crate::worker::{Worker, WorkerConfig};
+
+/// A request to terminate the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Termination {
+    /// The grace period; zero kills at once (`--force --grace-period 0`).
+    pub grace: Duration,
+}
+
+/// What the runtime still held of this pod when the agent started.
+#[derive(Debug, Clone, Default)]
+pub struct Adopted {
+    pub sandbox: Option<SandboxInfo>,
+    pub containers: Vec<ObservedContainer>,
+}
+
+/// The handle the supervisor keeps per pod UID.
+pub struct PodWorkerHandle {
+    spec: watch::Sender<Arc<Pod>>,
+    termination: watch::Sender<Option<Termination>>,
+    detach: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl PodWorkerHandle {
+    /// Hands the worker a newer spec; intermediate ones may be skipped.
+    pub fn update(&self, pod: Arc<Pod>) {
+        self.spec.send_replace(pod);
+    }
+
+    /// Asks the worker to terminate the pod. A later request can only shorten
+    /// the grace period, never lengthen it.
+    pub fn terminate(&self, grace: Duration) {
+        self.termination.send_if_modified(|current| match current {
+            Some(t) if t.grace <= grace => false,
+            _ => {
+                *current = Some(Termination { grace });
+                true
+            }
+        });
+    }
+
+    /// Stops the worker without touching the pod's containers.
+    pub async fn detach(self) {
+        self.detach.cancel();
+        let _ = self.task.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts the worker task for one pod.
+pub fn spawn<R: ContainerRuntime, S: PodSink>(
+    runtime: Arc<R>,
+    sink: Arc<S>,
+    config: Arc<WorkerConfig>,
+    pod: Arc<Pod>,
+    adopted: Adopted,
+) -> PodWorkerHandle {
+    let (spec_tx, spec_rx) = watch::channel(pod);
+    let (term_tx, term_rx) = watch::channel(None);
+    let detach = CancellationToken::new();
+    let worker = Worker::new(runtime, sink, config, spec_rx, term_rx, adopted);
+    let token = detach.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {}
+            _ = worker.run() => {}
+        }
+    });
+    PodWorkerHandle {
+        spec: spec_tx,
+        termination: term_tx,
+        detach,
+        task,
+    }
+}

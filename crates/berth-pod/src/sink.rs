@@ -1,0 +1,43 @@
+//! Where a worker reports: status snapshots, events, and its end.
+
+use berth_runtime::PodRef;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::PodStatus;
+
+/// The Kubernetes event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// An event about a pod, in the kubelet's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    pub pod: PodRef,
+    /// `spec.containers{name}` for container events.
+    pub field_path: Option<String>,
+    pub event_type: EventType,
+    pub reason: &'static str,
+    pub message: String,
+    pub at: Timestamp,
+}
+
+/// The worker's single writer: the supervisor's status store.
+pub trait PodSink: Send + Sync + 'static {
+    /// The pod's status changed.
+    fn status(&self, uid: &str, status: PodStatus);
+    /// Something happened to the pod.
+    fn event(&self, event: PodEvent);
+    /// The pod was deleted and everything of it torn down.
+    fn finished(&self, uid: &str);
+}

@@ -1,0 +1,197 @@
+//! Starting one container instance, step by step as the kubelet's
+//! `startContainer` (kubelet-semantics §2.4), each failure with its waiting
+//! reason: image → config → create → arm the exit waiter → start.
+
+use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeErrorKind};
+use jiff::Timestamp;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::container_config::{self, PodContext};
+use crate::record::{Instance, InstanceState, Waiting};
+use crate::sink::{EventType, PodSink};
+use crate::worker::{Worker, RETRY_AFTER};
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// Records why container `i` could not start and when to try again.
+    fn start_failed(&mut self, i: usize, reason: &str, message: String, event: Option<(&'static str, String)>) {
+        let field_path = self.field_path(i);
+        let (event_reason, event_message) =
+            event.unwrap_or(("Failed", format!("Error: {message}")));
+        self.event(EventType::Warning, event_reason, field_path, event_message);
+        let rec = &mut self.records[i];
+        rec.waiting = Some(Waiting {
+            reason: reason.into(),
+            message,
+        });
+        rec.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+
+    async fn ensure_image(&mut self, i: usize) -> Option<ImageInfo> {
+        let container = self.spec_container(i)?;
+        let image = container.image.clone().unwrap_or_default();
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let field_path = self.field_path(i);
+        match self.rt.image_status(&image).await {
+            Ok(Some(info)) => {
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    field_path,
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                Some(info)
+            }
+            Ok(None) if policy == "Never" => {
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.start_failed(
+                    i,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                    Some(("ErrImageNeverPull", message)),
+                );
+                None
+            }
+            Ok(None) => {
+                let message = format!(
+                    "Failed to pull image \"{image}\": pulling from registries is not supported yet; import the image with `berth image import`"
+                );
+                self.start_failed(i, "ErrImagePull", message.clone(), Some(("Failed", message)));
+                None
+            }
+            Err(e) => {
+                self.start_failed(
+                    i,
+                    "ImageInspectError",
+                    format!("Failed to inspect image \"{image}\": {e}"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// Creates and starts a new instance of container `i`.
+    pub(crate) async fn start_container(&mut self, i: usize) {
+        let Some(image) = self.ensure_image(i).await else {
+            return;
+        };
+        let Some(sandbox) = self.sandbox.clone() else {
+            return;
+        };
+        let Some(container) = self.spec_container(i).cloned() else {
+            return;
+        };
+        let attempt = self.records[i].next_attempt();
+        let kind = self.records[i].kind;
+        let message_file = match self.dirs.termination_message_file(&container.name) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                self.start_failed(i, "CreateContainerConfigError", format!("create termination message file: {e}"), None);
+                return;
+            }
+        };
+        let hostname = if sandbox.host_network {
+            String::new()
+        } else {
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| self.pod_ref.name.clone())
+        };
+        let ctx = PodContext {
+            pod: &self.pod,
+            pod_ref: &self.pod_ref,
+            dirs: &self.dirs,
+            pod_ip: if sandbox.host_network {
+                Some(self.cfg.host_ip.clone())
+            } else {
+                sandbox.ips.first().map(|ip| ip.to_string())
+            },
+            node_name: &self.cfg.node_name,
+            hostname: &hostname,
+        };
+        let config = match container_config::build(&ctx, &container, kind, attempt, &image, message_file.as_deref()) {
+            Ok(config) => config,
+            Err(e) => {
+                self.start_failed(i, "CreateContainerConfigError", e.0, None);
+                return;
+            }
+        };
+        if let Some(dir) = config.log_path.parent() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                self.start_failed(i, "CreateContainerConfigError", format!("create log directory {}: {e}", dir.display()), None);
+                return;
+            }
+        }
+        // Keep one dead instance (for `logs --previous`), as the kubelet's GC.
+        if let Some(old) = self.records[i].previous.take() {
+            let _ = self.rt.remove_container(&old.id).await;
+            let _ = std::fs::remove_file(self.dirs.log_path(&container.name, old.attempt));
+        }
+        let id = match self.rt.create_container(&sandbox, &config).await {
+            Ok(id) => id,
+            Err(e) => {
+                let reason = if e.kind == RuntimeErrorKind::InvalidSpec {
+                    "CreateContainerConfigError"
+                } else {
+                    "CreateContainerError"
+                };
+                self.start_failed(i, reason, e.message, None);
+                return;
+            }
+        };
+        let field_path = self.field_path(i);
+        self.event(EventType::Normal, "Created", field_path.clone(), "Container created".into());
+        let waiter = match self.rt.wait_container(&id).await {
+            Ok(waiter) => waiter,
+            Err(e) => {
+                let _ = self.rt.remove_container(&id).await;
+                self.start_failed(i, "CreateContainerError", e.message, None);
+                return;
+            }
+        };
+        let state = match self.rt.start_container(&id).await {
+            Ok(started) => {
+                debug!(pod = %self.pod_ref, container = %container.name, attempt, "container started");
+                self.event(EventType::Normal, "Started", field_path, "Container started".into());
+                self.forward_exit(id.clone(), waiter);
+                InstanceState::Running {
+                    started_at: started.started_at,
+                }
+            }
+            Err(e) => {
+                // containerd reports a failed start as a terminated container:
+                // reason StartError, exit code 128.
+                self.event(EventType::Warning, "Failed", field_path, format!("Error: {}", e.message));
+                InstanceState::Exited {
+                    started_at: None,
+                    exit: berth_runtime::ExitInfo {
+                        exit_code: 128,
+                        finished_at: Timestamp::now(),
+                        oom_killed: false,
+                    },
+                    reason: "StartError".into(),
+                    message: Some(e.message),
+                    observed: Instant::now(),
+                }
+            }
+        };
+        let rec = &mut self.records[i];
+        rec.previous = rec.current.take();
+        rec.current = Some(Instance {
+            id,
+            attempt,
+            image,
+            state,
+            termination_message_file: message_file,
+        });
+        rec.waiting = None;
+        rec.retry_at = None;
+    }
+}

@@ -1,0 +1,212 @@
+//! The pod's API status, built from the worker's records as the kubelet's
+//! `generateAPIPodStatus` builds it (kubelet-semantics §4, §5).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use berth_api::status as rules;
+use berth_runtime::{ContainerKind, ContainerRuntime};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::record::{ContainerRecord, Instance, InstanceState};
+use crate::sink::PodSink;
+use crate::worker::Worker;
+
+/// The kubelet reads at most this much of a termination-message file.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+
+/// The last 4 KiB of a termination-message file; `None` when it is empty.
+pub(crate) fn read_termination_message(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len == 0 {
+        return None;
+    }
+    file.seek(SeekFrom::Start(len.saturating_sub(MAX_TERMINATION_MESSAGE)))
+        .ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
+    let InstanceState::Exited {
+        started_at,
+        exit,
+        reason,
+        message,
+        ..
+    } = &instance.state
+    else {
+        return None;
+    };
+    Some(ContainerStateTerminated {
+        exit_code: exit.exit_code,
+        reason: Some(reason.clone()),
+        message: message.clone(),
+        started_at: started_at.map(Time),
+        finished_at: Some(Time(exit.finished_at)),
+        container_id: Some(format!("containerd://{}", instance.id)),
+        signal: None,
+    })
+}
+
+fn container_status(rec: &ContainerRecord, spec_image: &str, has_init: bool) -> ContainerStatus {
+    let current = rec.current.as_ref();
+    let running = current.is_some_and(Instance::is_running);
+    let state = if let Some(waiting) = &rec.waiting {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(waiting.reason.clone()),
+                message: Some(waiting.message.clone()),
+            }),
+            ..Default::default()
+        }
+    } else {
+        match current.map(|c| (&c.state, c)) {
+            Some((InstanceState::Running { started_at }, _)) => ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(*started_at)),
+                }),
+                ..Default::default()
+            },
+            Some((InstanceState::Created, _)) => ContainerState {
+                waiting: Some(ContainerStateWaiting::default()),
+                ..Default::default()
+            },
+            Some((InstanceState::Exited { .. }, instance)) => ContainerState {
+                terminated: terminated(instance),
+                ..Default::default()
+            },
+            None => rules::default_waiting_state(has_init),
+        }
+    };
+    // While waiting to restart, the run that ended is the last state.
+    let last = if rec.waiting.is_some() && current.is_some_and(|c| c.exit().is_some()) {
+        current
+    } else {
+        rec.previous.as_ref()
+    };
+    let last_state = last.and_then(terminated).map(|t| ContainerState {
+        terminated: Some(t),
+        ..Default::default()
+    });
+    let ready = match rec.kind {
+        ContainerKind::Init => rec.succeeded(),
+        _ => running,
+    };
+    ContainerStatus {
+        name: rec.name.clone(),
+        image: current.map_or_else(|| spec_image.to_string(), |c| c.image.reference.clone()),
+        image_id: current.map_or_else(String::new, |c| {
+            if c.image.digest.is_empty() {
+                String::new()
+            } else {
+                c.image.image_id()
+            }
+        }),
+        container_id: current.map(|c| format!("containerd://{}", c.id)),
+        state: Some(state),
+        last_state: Some(last_state.unwrap_or_default()),
+        ready,
+        restart_count: rec.restart_count() as i32,
+        started: Some(running),
+        ..Default::default()
+    }
+}
+
+/// The init and the regular container statuses, in spec order.
+pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
+    w: &Worker<R, S>,
+) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
+    let has_init = w.records.iter().any(|r| r.kind != ContainerKind::Regular);
+    let mut init = Vec::new();
+    let mut regular = Vec::new();
+    for (i, rec) in w.records.iter().enumerate() {
+        let image = w
+            .spec_container(i)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let status = container_status(rec, &image, has_init);
+        match rec.kind {
+            ContainerKind::Regular => regular.push(status),
+            _ => init.push(status),
+        }
+    }
+    (init, regular)
+}
+
+pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
+    w: &Worker<R, S>,
+    pod_is_terminal: bool,
+) -> PodStatus {
+    let (init, regular) = container_statuses(w);
+    let spec = w.pod.spec.clone().unwrap_or_default();
+    let phase = w.phase(pod_is_terminal);
+    let sandbox_ready = w.sandbox.is_some() && !pod_is_terminal && w.terminal_phase.is_none();
+    let conditions = rules::pod_conditions(
+        &spec,
+        &init,
+        &regular,
+        &phase,
+        sandbox_ready,
+        &w.conditions,
+        Time(Timestamp::now()),
+    );
+    let host_network = spec.host_network.unwrap_or(false);
+    let pod_ips: Vec<String> = match &w.sandbox {
+        Some(_) if host_network => vec![w.cfg.host_ip.clone()],
+        Some(sandbox) => sandbox.ips.iter().map(|ip| ip.to_string()).collect(),
+        None => Vec::new(),
+    };
+    PodStatus {
+        phase: Some(phase),
+        conditions: Some(conditions),
+        host_ip: Some(w.cfg.host_ip.clone()),
+        host_ips: Some(vec![HostIP {
+            ip: w.cfg.host_ip.clone(),
+        }]),
+        pod_ip: pod_ips.first().cloned(),
+        pod_ips: (!pod_ips.is_empty())
+            .then(|| pod_ips.into_iter().map(|ip| PodIP { ip }).collect()),
+        start_time: Some(Time(w.start_time)),
+        init_container_statuses: (!init.is_empty()).then_some(init),
+        container_statuses: Some(regular),
+        qos_class: Some(qos_class(&spec).into()),
+        ..Default::default()
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits.
+fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter());
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let r = c.resources.as_ref();
+        let limits = r.and_then(|r| r.limits.as_ref());
+        let requests = r.and_then(|r| r.requests.as_ref());
+        any |= limits.is_some_and(|l| !l.is_empty()) || requests.is_some_and(|q| !q.is_empty());
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|q| q.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}

@@ -1,0 +1,560 @@
+//! The worker loop: one task owns one pod. Each turn plans and executes what
+//! the pod needs (sandbox, init containers in order, main containers with
+//! restarts), publishes the status, then waits for the next input: a newer
+//! spec, a container exit, a termination request, or a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::status as rules;
+use berth_runtime::{
+    ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ImageInfo, ObservedState, PodRef,
+    RuntimeError, SandboxConfig, SandboxInfo,
+};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::dirs::PodDirs;
+use crate::handle::{Adopted, Termination};
+use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
+use crate::sink::{EventType, PodEvent, PodSink};
+
+/// Node-wide settings every worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub root_dir: std::path::PathBuf,
+    pub log_dir: std::path::PathBuf,
+    pub node_name: String,
+    pub host_ip: String,
+    pub backoff: BackoffPolicy,
+}
+
+/// How long a failed start or sandbox waits before the next try (the kubelet
+/// re-syncs a pod whose sync failed after about 10 s).
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A container exit, forwarded from the waiter armed before its start.
+pub(crate) struct ExitNote {
+    pub id: ContainerId,
+    pub result: Result<ExitInfo, RuntimeError>,
+}
+
+pub(crate) struct Worker<R, S> {
+    pub(crate) rt: Arc<R>,
+    pub(crate) sink: Arc<S>,
+    pub(crate) cfg: Arc<WorkerConfig>,
+    spec_rx: watch::Receiver<Arc<Pod>>,
+    pub(crate) term_rx: watch::Receiver<Option<Termination>>,
+    adopted: Option<Adopted>,
+    pub(crate) pod: Arc<Pod>,
+    pub(crate) pod_ref: PodRef,
+    pub(crate) dirs: PodDirs,
+    pub(crate) sandbox: Option<SandboxInfo>,
+    volumes_ready: bool,
+    /// Init containers first, then the main ones, in spec order.
+    pub(crate) records: Vec<ContainerRecord>,
+    pub(crate) backoff: Backoff,
+    pub(crate) exits_tx: mpsc::UnboundedSender<ExitNote>,
+    pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
+    pub(crate) start_time: Timestamp,
+    pub(crate) conditions: Vec<PodCondition>,
+    /// The phase once it went terminal; it never changes after that.
+    pub(crate) terminal_phase: Option<String>,
+    wake_at: Option<Instant>,
+}
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    pub(crate) fn new(
+        rt: Arc<R>,
+        sink: Arc<S>,
+        cfg: Arc<WorkerConfig>,
+        spec_rx: watch::Receiver<Arc<Pod>>,
+        term_rx: watch::Receiver<Option<Termination>>,
+        adopted: Adopted,
+    ) -> Self {
+        let pod = spec_rx.borrow().clone();
+        let meta = &pod.metadata;
+        let pod_ref = PodRef {
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: meta.name.clone().unwrap_or_default(),
+        };
+        let dirs = PodDirs::new(
+            &cfg.root_dir,
+            &cfg.log_dir,
+            &pod_ref.namespace,
+            &pod_ref.name,
+            &pod_ref.uid,
+        );
+        let spec = pod.spec.clone().unwrap_or_default();
+        let records = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| {
+                let kind = if c.restart_policy.as_deref() == Some("Always") {
+                    ContainerKind::Sidecar
+                } else {
+                    ContainerKind::Init
+                };
+                ContainerRecord::new(&c.name, kind)
+            })
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| ContainerRecord::new(&c.name, ContainerKind::Regular)),
+            )
+            .collect();
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map_or_else(Timestamp::now, |t| t.0);
+        Self {
+            backoff: Backoff::new(cfg.backoff),
+            rt,
+            sink,
+            cfg,
+            spec_rx,
+            term_rx,
+            adopted: Some(adopted),
+            pod,
+            pod_ref,
+            dirs,
+            sandbox: None,
+            volumes_ready: false,
+            records,
+            exits_tx,
+            exits_rx,
+            start_time,
+            conditions: Vec::new(),
+            terminal_phase: None,
+            wake_at: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        if let Some(adopted) = self.adopted.take() {
+            self.adopt(adopted).await;
+        }
+        loop {
+            let termination = *self.term_rx.borrow_and_update();
+            if let Some(termination) = termination {
+                return self.terminate(termination).await;
+            }
+            if self.terminal_phase.is_none() {
+                self.sync().await;
+            }
+            self.publish(false);
+            let wake_at = self.wake_at;
+            tokio::select! {
+                biased;
+                changed = self.term_rx.changed() => {
+                    if changed.is_err() {
+                        return; // the supervisor is gone
+                    }
+                }
+                Some(note) = self.exits_rx.recv() => self.on_exit(note),
+                Ok(()) = self.spec_rx.changed() => {
+                    self.pod = self.spec_rx.borrow_and_update().clone();
+                }
+                _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
+            }
+        }
+    }
+
+    fn wake_no_later_than(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    pub(crate) fn termination_requested(&self) -> bool {
+        self.term_rx.has_changed().unwrap_or(true) || self.term_rx.borrow().is_some()
+    }
+
+    pub(crate) fn event(
+        &self,
+        event_type: EventType,
+        reason: &'static str,
+        field_path: Option<String>,
+        message: String,
+    ) {
+        self.sink.event(PodEvent {
+            pod: self.pod_ref.clone(),
+            field_path,
+            event_type,
+            reason,
+            message,
+            at: Timestamp::now(),
+        });
+    }
+
+    /// The spec of the container behind record `i`.
+    pub(crate) fn spec_container(&self, i: usize) -> Option<&Container> {
+        let spec = self.pod.spec.as_ref()?;
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        if i < inits.len() {
+            inits.get(i)
+        } else {
+            spec.containers.get(i - inits.len())
+        }
+    }
+
+    pub(crate) fn field_path(&self, i: usize) -> Option<String> {
+        let rec = &self.records[i];
+        let list = match rec.kind {
+            ContainerKind::Regular => "containers",
+            _ => "initContainers",
+        };
+        Some(format!("spec.{list}{{{}}}", rec.name))
+    }
+
+    fn restart_policy(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always")
+    }
+
+    /// One planning-and-executing pass, as the kubelet's SyncPod.
+    async fn sync(&mut self) {
+        self.wake_at = None;
+        if !self.volumes_ready {
+            if let Err(e) = self.dirs.prepare(&self.pod) {
+                self.event(
+                    EventType::Warning,
+                    "FailedMount",
+                    None,
+                    format!("Unable to attach or mount volumes: {e}"),
+                );
+                self.wake_no_later_than(Instant::now() + Duration::from_secs(2));
+                return;
+            }
+            self.volumes_ready = true;
+        }
+        if self.sandbox.is_none() && !self.create_sandbox().await {
+            return;
+        }
+        if !self.sync_init_containers().await {
+            return;
+        }
+        for i in 0..self.records.len() {
+            if self.termination_requested() {
+                return;
+            }
+            if self.records[i].kind == ContainerKind::Regular {
+                self.ensure_running(i).await;
+            }
+        }
+        let phase = self.phase(false);
+        if phase == "Succeeded" || phase == "Failed" {
+            debug!(pod = %self.pod_ref, %phase, "pod reached a terminal phase");
+            self.terminal_phase = Some(phase);
+        }
+    }
+
+    async fn create_sandbox(&mut self) -> bool {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let hostname = if host_network {
+            nix_hostname()
+        } else {
+            spec.hostname.clone().unwrap_or_else(|| self.pod_ref.name.clone())
+        };
+        let config = SandboxConfig {
+            pod: self.pod_ref.clone(),
+            hostname: hostname.clone(),
+            host_network,
+            log_dir: self.dirs.logs.clone(),
+            port_mappings: port_mappings(&spec),
+            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+        };
+        match self.rt.create_sandbox(&config).await {
+            Ok(sandbox) => {
+                let ip = sandbox.ips.first().map(|ip| ip.to_string());
+                let ip = if host_network {
+                    Some(self.cfg.host_ip.clone())
+                } else {
+                    ip
+                };
+                if let Err(e) = self
+                    .dirs
+                    .write_etc_files(&hostname, ip.as_deref(), host_network)
+                {
+                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
+                }
+                self.sandbox = Some(sandbox);
+                true
+            }
+            Err(e) => {
+                warn!(pod = %self.pod_ref, "create sandbox: {e}");
+                self.event(
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    None,
+                    format!("Failed to create pod sandbox: {e}"),
+                );
+                self.wake_no_later_than(Instant::now() + RETRY_AFTER);
+                false
+            }
+        }
+    }
+
+    /// Runs init containers strictly one after another; true once the pod is
+    /// initialized (kubelet-semantics §2.3).
+    async fn sync_init_containers(&mut self) -> bool {
+        let any_regular_started = self
+            .records
+            .iter()
+            .any(|r| r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some()));
+        for i in 0..self.records.len() {
+            if self.termination_requested() {
+                return false;
+            }
+            match self.records[i].kind {
+                ContainerKind::Regular => continue,
+                ContainerKind::Sidecar => {
+                    self.ensure_running(i).await;
+                    if !self.records[i].is_running() && !any_regular_started {
+                        return false;
+                    }
+                }
+                ContainerKind::Init => {
+                    if any_regular_started || self.records[i].succeeded() {
+                        continue;
+                    }
+                    let rec = &self.records[i];
+                    if rec.is_running() {
+                        return false;
+                    }
+                    if rec.current.as_ref().and_then(Instance::exit).is_some()
+                        && self.restart_policy() == "Never"
+                    {
+                        return false; // the pod fails
+                    }
+                    self.ensure_running(i).await;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn should_restart(&self, rec: &ContainerRecord, exit: &ExitInfo) -> bool {
+        let failed = exit.exit_code != 0 || exit.oom_killed;
+        match rec.kind {
+            ContainerKind::Sidecar => true,
+            ContainerKind::Init => failed && self.restart_policy() != "Never",
+            ContainerKind::Regular => match self.restart_policy() {
+                "Never" => false,
+                "OnFailure" => failed,
+                _ => true,
+            },
+        }
+    }
+
+    /// Starts the container behind record `i` unless it runs, has finished for
+    /// good, or is held back by CrashLoopBackOff.
+    async fn ensure_running(&mut self, i: usize) {
+        let now = Instant::now();
+        let rec = &self.records[i];
+        if rec.retry_at.is_some_and(|t| t > now) {
+            let at = rec.retry_at.expect("checked");
+            self.wake_no_later_than(at);
+            return;
+        }
+        match rec.current.as_ref().map(|c| &c.state) {
+            None => {}
+            Some(InstanceState::Running { .. } | InstanceState::Created) => return,
+            Some(InstanceState::Exited { exit, observed, .. }) => {
+                let (exit, observed) = (*exit, *observed);
+                if !self.should_restart(rec, &exit) {
+                    return;
+                }
+                let Some(image) = self.spec_container(i).and_then(|c| c.image.clone()) else {
+                    return;
+                };
+                let key = (rec.name.clone(), image);
+                if let Some((until, delay)) = self.backoff.held_until(&key, observed) {
+                    let name = rec.name.clone();
+                    let message = rules::crash_loop_message(delay, &name, &self.pod_ref.to_string());
+                    let waiting = Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message,
+                    };
+                    if self.records[i].waiting.as_ref() != Some(&waiting) {
+                        self.event(
+                            EventType::Warning,
+                            "BackOff",
+                            self.field_path(i),
+                            format!(
+                                "Back-off restarting failed container {name} in pod {}",
+                                self.pod_ref
+                            ),
+                        );
+                    }
+                    self.records[i].waiting = Some(waiting);
+                    self.wake_no_later_than(until);
+                    return;
+                }
+                self.backoff.advance(key);
+            }
+        }
+        self.start_container(i).await;
+        if let Some(at) = self.records[i].retry_at {
+            self.wake_no_later_than(at);
+        }
+    }
+
+    pub(crate) fn on_exit(&mut self, note: ExitNote) {
+        let Some(rec) = self
+            .records
+            .iter_mut()
+            .find(|r| r.current.as_ref().is_some_and(|c| c.id == note.id))
+        else {
+            return;
+        };
+        let instance = rec.current.as_mut().expect("found by id");
+        let InstanceState::Running { started_at } = instance.state else {
+            return;
+        };
+        let exit = note.result.unwrap_or_else(|e| {
+            warn!(container = %note.id, "lost track of container: {e}");
+            ExitInfo {
+                exit_code: 137,
+                finished_at: Timestamp::now(),
+                oom_killed: false,
+            }
+        });
+        debug!(pod = %self.pod_ref, container = %rec.name, code = exit.exit_code, "container exited");
+        let reason = rules::terminated_reason(exit.exit_code, exit.oom_killed).to_string();
+        let message = instance
+            .termination_message_file
+            .as_deref()
+            .and_then(crate::status::read_termination_message);
+        instance.state = InstanceState::Exited {
+            started_at: Some(started_at),
+            exit,
+            reason,
+            message,
+            observed: Instant::now(),
+        };
+        rec.waiting = None;
+    }
+
+    /// Takes over what the runtime still runs for this pod (agent restart).
+    async fn adopt(&mut self, adopted: Adopted) {
+        let Some(sandbox) = adopted.sandbox else {
+            for c in adopted.containers {
+                let _ = self.rt.remove_container(&c.id).await;
+            }
+            return;
+        };
+        let mut containers = adopted.containers;
+        containers.sort_by_key(|c| std::cmp::Reverse(c.attempt));
+        for c in containers {
+            let Some(i) = self.records.iter().position(|r| r.name == c.name) else {
+                let _ = self.rt.remove_container(&c.id).await;
+                continue;
+            };
+            if c.sandbox != sandbox.id || self.records[i].previous.is_some() {
+                let _ = self.rt.remove_container(&c.id).await;
+                continue;
+            }
+            let image = match self.rt.image_status(&c.image).await {
+                Ok(Some(image)) => image,
+                _ => ImageInfo {
+                    reference: c.image.clone(),
+                    digest: String::new(),
+                    size: 0,
+                    config: Default::default(),
+                },
+            };
+            let state = match c.state {
+                ObservedState::Created => InstanceState::Created,
+                ObservedState::Running { started_at } => {
+                    if let Ok(waiter) = self.rt.wait_container(&c.id).await {
+                        self.forward_exit(c.id.clone(), waiter);
+                    }
+                    InstanceState::Running { started_at }
+                }
+                ObservedState::Exited { started_at, exit } => InstanceState::Exited {
+                    started_at,
+                    exit,
+                    reason: rules::terminated_reason(exit.exit_code, exit.oom_killed).into(),
+                    message: None,
+                    observed: Instant::now(),
+                },
+            };
+            let instance = Instance {
+                id: c.id,
+                attempt: c.attempt,
+                image,
+                state,
+                termination_message_file: None,
+            };
+            let rec = &mut self.records[i];
+            if rec.current.is_none() {
+                rec.current = Some(instance);
+            } else {
+                rec.previous = Some(instance);
+            }
+        }
+        self.volumes_ready = self.dirs.prepare(&self.pod).is_ok();
+        self.sandbox = Some(sandbox);
+        debug!(pod = %self.pod_ref, "adopted running pod");
+    }
+
+    pub(crate) fn forward_exit(&self, id: ContainerId, waiter: berth_runtime::ExitWaiter) {
+        let tx = self.exits_tx.clone();
+        tokio::spawn(async move {
+            let result = waiter.await;
+            let _ = tx.send(ExitNote { id, result });
+        });
+    }
+
+    pub(crate) fn phase(&self, pod_is_terminal: bool) -> String {
+        if let Some(phase) = &self.terminal_phase {
+            return phase.clone();
+        }
+        let (init, regular) = crate::status::container_statuses(self);
+        rules::pod_phase(
+            self.pod.spec.as_ref().expect("validated pods have a spec"),
+            &init,
+            &regular,
+            pod_is_terminal,
+        )
+    }
+
+    pub(crate) fn publish(&mut self, pod_is_terminal: bool) {
+        let status = crate::status::pod_status(self, pod_is_terminal);
+        self.conditions = status.conditions.clone().unwrap_or_default();
+        self.sink.status(&self.pod_ref.uid, status);
+    }
+}
+
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(berth_runtime::PortMapping {
+                host_port: u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect()
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

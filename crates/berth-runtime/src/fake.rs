@@ -1,0 +1,435 @@
+//! An in-memory [`ContainerRuntime`] for unit tests, driven by tokio's clock.
+//!
+//! Each container runs a [`Script`] chosen by container name: how long it runs,
+//! what it exits with, whether it ignores the stop signal, whether create or
+//! start fails. Every call is recorded as a [`Call`] for assertions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{oneshot, Notify};
+
+use crate::*;
+
+/// How a fake container behaves.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Exit on its own after this long (`None`: run until signalled).
+    pub run_for: Option<Duration>,
+    pub exit_code: i32,
+    /// Ignores the stop signal (only SIGKILL ends it).
+    pub ignores_stop: bool,
+    /// The exit code when a stop signal ends it.
+    pub stop_exit_code: i32,
+    pub create_error: Option<RuntimeError>,
+    pub start_error: Option<RuntimeError>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            run_for: None,
+            exit_code: 0,
+            ignores_stop: false,
+            stop_exit_code: 143,
+            create_error: None,
+            start_error: None,
+        }
+    }
+}
+
+impl Script {
+    /// Runs for `d`, then exits with `code`.
+    pub fn exits(code: i32, after: Duration) -> Self {
+        Self {
+            run_for: Some(after),
+            exit_code: code,
+            ..Self::default()
+        }
+    }
+}
+
+/// A recorded runtime call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    CreateSandbox { pod: String },
+    RemoveSandbox { id: String },
+    CreateContainer { name: String, attempt: u32 },
+    Start { name: String, attempt: u32 },
+    Signal { name: String, signal: Signal },
+    RemoveContainer { name: String },
+    Exec { name: String, command: Vec<String> },
+}
+
+struct FakeContainer {
+    name: String,
+    config: ContainerConfig,
+    sandbox: SandboxId,
+    state: ObservedState,
+    waiters: Vec<oneshot::Sender<Result<ExitInfo, RuntimeError>>>,
+    script: Script,
+    /// Bumped when the container exits, so its run timer stops.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    images: HashMap<String, ImageInfo>,
+    scripts: HashMap<String, Script>,
+    sandbox_error: Option<RuntimeError>,
+    sandboxes: BTreeMap<String, SandboxInfo>,
+    containers: BTreeMap<String, FakeContainer>,
+    calls: Vec<Call>,
+    exec_results: HashMap<String, ExecOutput>,
+    next_id: u64,
+}
+
+/// The in-memory runtime. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<Notify>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("fake runtime lock")
+    }
+
+    /// Makes an image present under `reference`.
+    pub fn add_image(&self, reference: &str, config: ImageConfig) {
+        let info = ImageInfo {
+            reference: reference.to_string(),
+            digest: format!("sha256:{:064x}", reference.len()),
+            size: 1024,
+            config,
+        };
+        self.lock().images.insert(reference.to_string(), info);
+    }
+
+    /// Sets how containers named `name` behave from now on.
+    pub fn script(&self, name: &str, script: Script) {
+        self.lock().scripts.insert(name.to_string(), script);
+    }
+
+    /// Makes the next sandbox creation fail.
+    pub fn fail_sandbox(&self, error: Option<RuntimeError>) {
+        self.lock().sandbox_error = error;
+    }
+
+    /// The result of every exec into containers named `name`.
+    pub fn exec_result(&self, name: &str, output: ExecOutput) {
+        self.lock().exec_results.insert(name.to_string(), output);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Ids of the containers that exist, with their names and states.
+    pub fn containers(&self) -> Vec<(String, ObservedState)> {
+        self.lock()
+            .containers
+            .values()
+            .map(|c| (c.name.clone(), c.state))
+            .collect()
+    }
+
+    pub fn sandbox_count(&self) -> usize {
+        self.lock().sandboxes.len()
+    }
+
+    /// Waits until `check` holds for the recorded calls.
+    pub async fn wait_for_calls(&self, check: impl Fn(&[Call]) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            if check(&self.lock().calls) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Makes a running container exit now with `code`, as if it ended by itself.
+    pub fn exit(&self, name: &str, code: i32) {
+        let mut inner = self.lock();
+        if let Some(id) = running_id(&inner, name) {
+            finish(&mut inner, &id, code);
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    fn record(&self, call: Call) {
+        self.lock().calls.push(call);
+        self.changed.notify_waiters();
+    }
+
+    fn schedule_exit(&self, id: String, generation: u64, after: Duration, code: i32) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let mut inner = this.lock();
+            if inner
+                .containers
+                .get(&id)
+                .is_some_and(|c| c.generation == generation)
+            {
+                finish(&mut inner, &id, code);
+            }
+            drop(inner);
+            this.changed.notify_waiters();
+        });
+    }
+}
+
+fn running_id(inner: &Inner, name: &str) -> Option<String> {
+    inner
+        .containers
+        .iter()
+        .find(|(_, c)| c.name == name && matches!(c.state, ObservedState::Running { .. }))
+        .map(|(id, _)| id.clone())
+}
+
+fn finish(inner: &mut Inner, id: &str, code: i32) {
+    let Some(c) = inner.containers.get_mut(id) else {
+        return;
+    };
+    let ObservedState::Running { started_at } = c.state else {
+        return;
+    };
+    let exit = ExitInfo {
+        exit_code: code,
+        finished_at: Timestamp::now(),
+        oom_killed: false,
+    };
+    c.state = ObservedState::Exited {
+        started_at: Some(started_at),
+        exit,
+    };
+    c.generation += 1;
+    for waiter in c.waiters.drain(..) {
+        let _ = waiter.send(Ok(exit));
+    }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Ok(self.lock().images.get(image).cloned())
+    }
+
+    async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        self.record(Call::CreateSandbox {
+            pod: config.pod.name.clone(),
+        });
+        let mut inner = self.lock();
+        if let Some(error) = inner.sandbox_error.take() {
+            return Err(error);
+        }
+        inner.next_id += 1;
+        let n = inner.next_id;
+        let info = SandboxInfo {
+            id: SandboxId(format!("sb-{n}")),
+            pod: config.pod.clone(),
+            host_network: config.host_network,
+            netns: None,
+            pid: 1000 + n as u32,
+            ips: vec![IpAddr::V4(Ipv4Addr::new(10, 88, 0, n as u8))],
+            created_at: Timestamp::now(),
+        };
+        inner.sandboxes.insert(info.id.0.clone(), info.clone());
+        Ok(info)
+    }
+
+    async fn remove_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        self.record(Call::RemoveSandbox {
+            id: sandbox.id.0.clone(),
+        });
+        self.lock().sandboxes.remove(&sandbox.id.0);
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError> {
+        self.record(Call::CreateContainer {
+            name: config.name.clone(),
+            attempt: config.attempt,
+        });
+        let mut inner = self.lock();
+        let script = inner.scripts.get(&config.name).cloned().unwrap_or_default();
+        if let Some(error) = script.create_error.clone() {
+            return Err(error);
+        }
+        inner.next_id += 1;
+        let id = format!("c-{}-{}", config.name, inner.next_id);
+        inner.containers.insert(
+            id.clone(),
+            FakeContainer {
+                name: config.name.clone(),
+                config: config.clone(),
+                sandbox: sandbox.id.clone(),
+                state: ObservedState::Created,
+                waiters: Vec::new(),
+                script,
+                generation: 0,
+            },
+        );
+        Ok(ContainerId(id))
+    }
+
+    async fn wait_container(&self, id: &ContainerId) -> Result<ExitWaiter, RuntimeError> {
+        let mut inner = self.lock();
+        let c = inner
+            .containers
+            .get_mut(&id.0)
+            .ok_or_else(|| RuntimeError::not_found(format!("container {id}")))?;
+        let (tx, waiter) = ExitWaiter::channel();
+        match c.state {
+            ObservedState::Exited { exit, .. } => {
+                let _ = tx.send(Ok(exit));
+            }
+            _ => c.waiters.push(tx),
+        }
+        Ok(waiter)
+    }
+
+    async fn start_container(&self, id: &ContainerId) -> Result<Started, RuntimeError> {
+        let (name, attempt) = {
+            let inner = self.lock();
+            let c = inner
+                .containers
+                .get(&id.0)
+                .ok_or_else(|| RuntimeError::not_found(format!("container {id}")))?;
+            (c.name.clone(), c.config.attempt)
+        };
+        self.record(Call::Start { name, attempt });
+        let mut inner = self.lock();
+        let c = inner.containers.get_mut(&id.0).expect("checked above");
+        if let Some(error) = c.script.start_error.clone() {
+            return Err(error);
+        }
+        let started_at = Timestamp::now();
+        c.state = ObservedState::Running { started_at };
+        let script = c.script.clone();
+        let generation = c.generation;
+        drop(inner);
+        if let Some(run_for) = script.run_for {
+            self.schedule_exit(id.0.clone(), generation, run_for, script.exit_code);
+        }
+        Ok(Started {
+            pid: 4242,
+            started_at,
+        })
+    }
+
+    async fn signal_container(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
+        let mut inner = self.lock();
+        let Some(c) = inner.containers.get(&id.0) else {
+            return Ok(());
+        };
+        let name = c.name.clone();
+        let exit_code = if signal == Signal::KILL {
+            Some(137)
+        } else if c.script.ignores_stop {
+            None
+        } else {
+            Some(c.script.stop_exit_code)
+        };
+        if let Some(code) = exit_code {
+            finish(&mut inner, &id.0, code);
+        }
+        inner.calls.push(Call::Signal { name, signal });
+        drop(inner);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let removed = self.lock().containers.remove(&id.0);
+        if let Some(c) = removed {
+            if matches!(c.state, ObservedState::Running { .. }) {
+                return Err(RuntimeError::other(format!(
+                    "cannot remove running container {id}"
+                )));
+            }
+            self.record(Call::RemoveContainer { name: c.name });
+        }
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        _timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let name = {
+            let inner = self.lock();
+            let c = inner
+                .containers
+                .get(&id.0)
+                .ok_or_else(|| RuntimeError::not_found(format!("container {id}")))?;
+            if !matches!(c.state, ObservedState::Running { .. }) {
+                return Err(RuntimeError::other("cannot exec in a stopped state"));
+            }
+            c.name.clone()
+        };
+        self.record(Call::Exec {
+            name: name.clone(),
+            command: command.to_vec(),
+        });
+        Ok(self
+            .lock()
+            .exec_results
+            .get(&name)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn list(&self) -> Result<Observed, RuntimeError> {
+        let inner = self.lock();
+        Ok(Observed {
+            sandboxes: inner.sandboxes.values().cloned().collect(),
+            containers: inner
+                .containers
+                .iter()
+                .map(|(id, c)| ObservedContainer {
+                    id: ContainerId(id.clone()),
+                    sandbox: c.sandbox.clone(),
+                    pod: c.config.pod.clone(),
+                    name: c.name.clone(),
+                    kind: c.config.kind,
+                    attempt: c.config.attempt,
+                    image: c.config.image.reference.clone(),
+                    state: c.state,
+                    annotations: c.config.annotations.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+impl ImageService for FakeRuntime {
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let mut images: Vec<_> = self.lock().images.values().cloned().collect();
+        images.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(images)
+    }
+
+    async fn import_image(&self, path: &std::path::Path) -> Result<Vec<ImageInfo>, RuntimeError> {
+        Err(RuntimeError::new(
+            RuntimeErrorKind::InvalidSpec,
+            format!("the fake runtime cannot import {}", path.display()),
+        ))
+    }
+}

@@ -1,0 +1,53 @@
+//! Stopping child processes with a bound on the wait, without sleeping.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+/// How a stopped process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited by itself within the grace period (its wait status).
+    Exited(WaitStatus),
+    /// It ignored the signal for the whole grace period and was killed.
+    Killed,
+    /// It was not our child any more (already reaped).
+    Gone,
+}
+
+/// Sends `signal` to our child `pid`, waits up to `grace` for it to end, then
+/// SIGKILLs it; always reaps it. Blocking: call it from `Drop` or
+/// `spawn_blocking`.
+pub fn terminate(pid: i32, signal: Signal, grace: Duration) -> Ended {
+    let pid = Pid::from_raw(pid);
+    let (tx, rx) = mpsc::channel();
+    // waitpid blocks, so it runs on its own thread; the channel gives us a wait
+    // on the exit event with a deadline.
+    let reaper = std::thread::spawn(move || {
+        let _ = tx.send(waitpid(pid, None));
+    });
+    if kill(pid, signal).is_err() {
+        // Already dead (or a zombie the reaper is about to collect).
+    }
+    let ended = match rx.recv_timeout(grace) {
+        Ok(Ok(status)) => Ended::Exited(status),
+        Ok(Err(_)) => Ended::Gone,
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            match rx.recv() {
+                Ok(Ok(_)) => Ended::Killed,
+                _ => Ended::Gone,
+            }
+        }
+    };
+    let _ = reaper.join();
+    ended
+}
+
+/// Whether a process with this pid exists (a zombie counts as existing).
+pub fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}

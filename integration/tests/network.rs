@@ -1,0 +1,97 @@
+//! Pod networking: the pod IP is reachable from the host, containers of a pod
+//! share localhost and emptyDir volumes.
+
+use std::time::Duration;
+
+use berth_integration::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// `GET path` from `ip:port`, retried until the server answers or the deadline.
+async fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body).await?;
+            std::io::Result::Ok(body)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(body)) => return body,
+            _ if Instant::now() >= deadline => panic!("{ip}:{port} did not answer in {timeout:?}"),
+            // The server may still be binding its port: retry.
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn pod_runs_and_its_ip_is_reachable_from_the_host() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let script =
+        "mkdir -p /www && echo hello-from-berth > /www/index.html && exec httpd -f -p 80 -h /www";
+    agent
+        .apply_yaml(&manifest(&pod(
+            "web",
+            "Always",
+            vec![sh_container("httpd", script)],
+        )))
+        .await;
+    let running = wait_running(&agent, "web").await;
+    let ip = pod_ip(&running)
+        .expect("a Running pod has a podIP")
+        .to_owned();
+    let prefix = agent.network().subnet().trim_end_matches("0/24").to_owned();
+    assert!(
+        ip.starts_with(&prefix),
+        "podIP {ip} outside {}",
+        agent.network().subnet()
+    );
+    assert_eq!(running["status"]["podIPs"][0]["ip"], ip.as_str());
+
+    let response = http_get(&ip, 80, "/index.html", Duration::from_secs(10)).await;
+    assert!(response.starts_with("HTTP/1."), "{response}");
+    assert!(response.contains("hello-from-berth"), "{response}");
+}
+
+#[tokio::test]
+async fn containers_share_localhost_and_an_empty_dir() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    // The client writes the page into the shared volume; the server serves it
+    // on the pod's loopback; the client fetches it over 127.0.0.1.
+    let mut server = sh_container("server", "exec httpd -f -p 8080 -h /data");
+    let mut client = sh_container(
+        "client",
+        "echo shared-page > /data/index.html; \
+         until wget -qO- http://127.0.0.1:8080/index.html; do sleep 0.2; done; \
+         exec sleep 3600",
+    );
+    server["volumeMounts"] = json!([{ "name": "data", "mountPath": "/data" }]);
+    client["volumeMounts"] = json!([{ "name": "data", "mountPath": "/data" }]);
+    let mut spec = pod("pair", "Always", vec![server, client]);
+    spec["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    agent.apply_yaml(&manifest(&spec)).await;
+    wait_running(&agent, "pair").await;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let out = agent.cli(&["logs", "pair", "-c", "client"]).await;
+        if String::from_utf8_lossy(&out.stdout).contains("shared-page") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client never fetched the page; its log: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

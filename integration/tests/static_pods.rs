@@ -1,0 +1,76 @@
+//! Static pods: files in the manifest directory become pods named
+//! `<name>-<node name>`; editing a file replaces the pod, removing it deletes it.
+
+use std::time::Duration;
+
+use berth_integration::*;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+fn static_manifest(mark: &str) -> String {
+    let mut container = sh_container("main", "echo started-$MARK; exec sleep 3600");
+    container["env"] = json!([{ "name": "MARK", "value": mark }]);
+    manifest(&pod("static-web", "Always", vec![container]))
+}
+
+/// Polls the pod list until `pred` holds for a pod whose name starts with
+/// `static-web-`.
+async fn wait_static(agent: &AgentProcess, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let pods = list_pods(agent).await;
+        let found = pods.iter().find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("static-web-"))
+        });
+        if let Some(pod) = found.filter(|p| pred(p)) {
+            return pod.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "static pod not {what}: {found:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn manifest_files_create_replace_and_remove_static_pods() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let file = agent.manifest_dir().join("web.yaml");
+    std::fs::write(&file, static_manifest("v1")).unwrap();
+
+    let first = wait_static(&agent, "Running", all_running).await;
+    let name = first["metadata"]["name"].as_str().unwrap().to_owned();
+    let node = first["spec"]["nodeName"]
+        .as_str()
+        .expect("static pods are bound to this node");
+    assert!(!node.is_empty());
+    assert_eq!(name, format!("static-web-{node}"));
+    let log = logs(&agent, &name, "main").await;
+    assert_eq!(log.trim_end(), "started-v1");
+
+    // Edit: a new pod (new UID) with the new spec replaces the old one.
+    std::fs::write(&file, static_manifest("v2")).unwrap();
+    let old_uid = uid(&first).to_owned();
+    let second = wait_static(&agent, "replaced", |p| uid(p) != old_uid && all_running(p)).await;
+    assert_eq!(second["metadata"]["name"], name.as_str());
+    let log = logs(&agent, &name, "main").await;
+    assert_eq!(log.trim_end(), "started-v2");
+    let static_pods = list_pods(&agent)
+        .await
+        .into_iter()
+        .filter(|p| p["metadata"]["name"] == name.as_str())
+        .count();
+    assert_eq!(static_pods, 1);
+
+    // Remove: the pod goes away (after its grace period; sleep as PID 1
+    // ignores SIGTERM, so give it the default 30 s and some).
+    std::fs::remove_file(&file).unwrap();
+    agent
+        .wait_gone("default", &name, Duration::from_secs(45))
+        .await;
+}

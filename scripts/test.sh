@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The project's one test command (the README's, and what CI runs): format,
+# lint, build, then every test. Run as root on a machine set up by
+# scripts/install-deps.sh: the containerd tests start their own private
+# containerd (never the host's) and BERTH_REQUIRE_CONTAINERD=1 makes them fail,
+# not skip, when they cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build"
+# Also builds target/debug/berth, the binary the e2e tests drive.
+cargo build --workspace --all-targets
+
+step "tests"
+export BERTH_REQUIRE_CONTAINERD=1
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
