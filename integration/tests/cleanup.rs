@@ -37,7 +37,7 @@ async fn deletion_leaves_a_clean_host() {
     let ip = pod_ip(&running).expect("podIP").to_owned();
     // While it runs, the things that must go later are there (so the checks
     // below look in the right places).
-    assert_eq!(allocated_ips(&agent), [ip.clone()]);
+    assert_eq!(allocated_ips(&agent), [ip.as_str()]);
     assert!(!ctr_list(&agent, "tasks").is_empty());
     assert!(
         !mounts_under(&agent.root_dir()).is_empty(),

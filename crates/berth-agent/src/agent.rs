@@ -26,7 +26,8 @@ fn io_error(context: String) -> impl FnOnce(std::io::Error) -> AgentError {
 fn group_by_pod(observed: Observed) -> HashMap<String, Adopted> {
     let mut pods: HashMap<String, Adopted> = HashMap::new();
     for sandbox in observed.sandboxes {
-        pods.entry(sandbox.pod.uid.clone()).or_default().sandbox = Some(sandbox);
+        let uid = sandbox.pod.uid.clone();
+        pods.entry(uid).or_default().sandbox = Some(sandbox);
     }
     for container in observed.containers {
         pods.entry(container.pod.uid.clone())

@@ -105,4 +105,10 @@ pub trait PodService: Send + Sync + 'static {
     fn list_images(
         &self,
     ) -> impl Future<Output = Result<Vec<berth_runtime::ImageInfo>, ApiError>> + Send;
+
+    /// Events about pods of one namespace (all when `None`), oldest first.
+    fn events(&self, namespace: Option<&str>) -> Vec<k8s_openapi::api::core::v1::Event> {
+        let _ = namespace;
+        Vec::new()
+    }
 }

@@ -449,6 +449,10 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         })
     }
 
+    fn events(&self, namespace: Option<&str>) -> Vec<k8s_openapi::api::core::v1::Event> {
+        self.store.events(namespace)
+    }
+
     async fn list_images(&self) -> Result<Vec<ImageInfo>, ApiError> {
         self.runtime
             .list_images()

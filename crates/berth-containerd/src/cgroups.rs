@@ -37,17 +37,24 @@ pub(crate) fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the pod's cgroup in every hierarchy, children first. A cgroup that
-/// still holds processes makes this fail with EBUSY, which is reported.
+/// Removes the pod's cgroup in every hierarchy, children first.
 pub(crate) fn remove_pod_cgroup(pod_uid: &str) -> io::Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let relative = pod_cgroup(pod_uid);
     let mut first_error = None;
     for hierarchy in hierarchies(&mountinfo) {
         let dir = hierarchy.join(relative.trim_start_matches('/'));
-        if let Err(e) = remove_tree(&dir) {
-            tracing::warn!(cgroup = %dir.display(), error = %e, "remove pod cgroup");
-            first_error.get_or_insert(e);
+        match remove_tree(&dir) {
+            Ok(()) => {}
+            // Still in use: another sandbox of the same pod (a re-created one)
+            // has containers there. Its own removal takes the pod level.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                tracing::debug!(cgroup = %dir.display(), "pod cgroup still in use");
+            }
+            Err(e) => {
+                tracing::warn!(cgroup = %dir.display(), error = %e, "remove pod cgroup");
+                first_error.get_or_insert(e);
+            }
         }
     }
     first_error.map_or(Ok(()), Err)

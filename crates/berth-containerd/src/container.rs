@@ -257,19 +257,20 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
         }
         None => (String::new(), String::new()),
     };
-    let result = async {
-        let mounts = rootfs_mounts(c, id, &record.snapshot_key).await?;
-        match task::create(c, id, mounts, stdout, stderr).await {
-            Ok(_) => {}
-            // A retried start after the task was made: go on to Start.
-            Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+    let mounts = rootfs_mounts(c, id, &record.snapshot_key).await?;
+    let created_here = match task::create(c, id, mounts, stdout, stderr).await {
+        Ok(_) => true,
+        // A retried start after the task was made: go on to Start.
+        Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => false,
+        Err(e) => {
+            // Like containerd's CRI: the container stays without a task and
+            // armed waiters see exit code 128 (StartError).
+            task::signal_started(c, id, true);
+            return Err(e);
         }
-        task::signal_started(c, id, false);
-        task::start(c, id).await
-    }
-    .await;
-    match result {
+    };
+    task::signal_started(c, id, false);
+    match task::start(c, id).await {
         Ok(pid) => {
             tracing::debug!(container = id, pid, "started container");
             Ok(Started {
@@ -278,12 +279,12 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
             })
         }
         Err(e) => {
-            // Like containerd's CRI: a container that failed to start is
-            // left without a task; armed waiters see exit code 128.
-            if let Err(cleanup) = task::destroy(c, id).await {
-                tracing::warn!(container = id, error = %cleanup, "delete task after a failed start");
+            if created_here {
+                if let Err(cleanup) = task::destroy(c, id).await {
+                    tracing::warn!(container = id, error = %cleanup, "delete task after a failed start");
+                }
+                task::signal_started(c, id, true);
             }
-            task::signal_started(c, id, true);
             Err(e)
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod archive;
 mod client;
+mod image_service;
 mod image;
 
 pub use client::{Containerd, ContainerdConfig};

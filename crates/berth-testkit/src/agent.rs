@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -62,7 +62,8 @@ pub struct AgentProcess {
     containerd_socket: PathBuf,
     namespace: String,
     extra_args: Vec<String>,
-    pid: Option<i32>,
+    /// The running agent; reaped by `process::terminate`.
+    child: Option<Child>,
     network: TestNetwork,
 }
 
@@ -87,7 +88,7 @@ impl AgentProcess {
                 .namespace
                 .unwrap_or_else(|| containerd.namespace().to_owned()),
             extra_args: options.extra_args,
-            pid: None,
+            child: None,
             network,
         };
         for sub in [
@@ -132,7 +133,7 @@ impl AgentProcess {
     /// Starts the agent process (again, after `stop` or `kill`) on the same
     /// directories and namespace, and waits for readiness.
     pub async fn launch(&mut self) {
-        assert!(self.pid.is_none(), "agent already running");
+        assert!(self.child.is_none(), "agent already running");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -167,7 +168,7 @@ impl AgentProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         let pid = child.id() as i32;
-        self.pid = Some(pid);
+        self.child = Some(child);
         let deadline = Instant::now() + READY_DEADLINE;
         // The agent says it is ready by creating its socket; /healthz proves the
         // API behind it answers. Polling is how any client would find out.
@@ -193,8 +194,8 @@ impl AgentProcess {
     }
 
     async fn signal_and_reap(&mut self, signal: Signal) -> process::Ended {
-        let pid = self.pid.take().expect("agent not running");
-        tokio::task::spawn_blocking(move || process::terminate(pid, signal, STOP_GRACE))
+        let child = self.child.take().expect("agent not running");
+        tokio::task::spawn_blocking(move || process::terminate(child, signal, STOP_GRACE))
             .await
             .expect("reaper task")
     }
@@ -206,7 +207,7 @@ impl AgentProcess {
 
     /// The agent's pid while it runs.
     pub fn pid(&self) -> Option<i32> {
-        self.pid
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 
     /// The containerd namespace it uses.
@@ -403,8 +404,8 @@ impl Drop for AgentProcess {
                 lines[lines.len().saturating_sub(200)..].join("\n")
             );
         }
-        if let Some(pid) = self.pid.take() {
-            process::terminate(pid, Signal::SIGTERM, STOP_GRACE);
+        if let Some(child) = self.child.take() {
+            process::terminate(child, Signal::SIGTERM, STOP_GRACE);
         }
         // Cleanup without berth: whatever the agent did or did not undo.
         purge_namespace(&self.containerd_socket, &self.namespace);

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ static INSTANCES: AtomicU32 = AtomicU32::new(0);
 #[derive(Debug)]
 pub struct PrivateContainerd {
     dir: Option<TempDir>,
+    /// Reaped by `process::terminate` on drop.
+    child: Option<Child>,
     pid: i32,
     socket: PathBuf,
     namespace: String,
@@ -86,6 +88,7 @@ impl PrivateContainerd {
         let this = Self {
             dir: Some(dir),
             pid: child.id() as i32,
+            child: Some(child),
             socket,
             namespace: format!("berth-test-{}-{n}", std::process::id()),
         };
@@ -172,7 +175,9 @@ impl Drop for PrivateContainerd {
         for ns in &names {
             purge_namespace(&self.socket, ns);
         }
-        process::terminate(self.pid, Signal::SIGTERM, STOP_GRACE);
+        if let Some(child) = self.child.take() {
+            process::terminate(child, Signal::SIGTERM, STOP_GRACE);
+        }
         kill_orphan_shims(&self.socket);
         for ns in &names {
             runc_purge(ns);

@@ -1,37 +1,36 @@
 //! Stopping child processes with a bound on the wait, without sleeping.
 
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 /// How a stopped process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// It exited by itself within the grace period (its wait status).
-    Exited(WaitStatus),
+    /// It exited by itself within the grace period.
+    Exited(ExitStatus),
     /// It ignored the signal for the whole grace period and was killed.
     Killed,
-    /// It was not our child any more (already reaped).
+    /// Waiting for it failed (it was reaped elsewhere).
     Gone,
 }
 
-/// Sends `signal` to our child `pid`, waits up to `grace` for it to end, then
+/// Sends `signal` to `child`, waits up to `grace` for it to end, then
 /// SIGKILLs it; always reaps it. Blocking: call it from `Drop` or
 /// `spawn_blocking`.
-pub fn terminate(pid: i32, signal: Signal, grace: Duration) -> Ended {
-    let pid = Pid::from_raw(pid);
+pub fn terminate(mut child: Child, signal: Signal, grace: Duration) -> Ended {
+    let pid = Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
-    // waitpid blocks, so it runs on its own thread; the channel gives us a wait
+    // `wait` blocks, so it runs on its own thread; the channel gives us a wait
     // on the exit event with a deadline.
     let reaper = std::thread::spawn(move || {
-        let _ = tx.send(waitpid(pid, None));
+        let _ = tx.send(child.wait());
     });
-    if kill(pid, signal).is_err() {
-        // Already dead (or a zombie the reaper is about to collect).
-    }
+    // An error means it is already dead: the reaper reports that.
+    let _ = kill(pid, signal);
     let ended = match rx.recv_timeout(grace) {
         Ok(Ok(status)) => Ended::Exited(status),
         Ok(Err(_)) => Ended::Gone,

@@ -1,1 +1,135 @@
-fn main() {}
+//! `berth`: the node agent (`berth agent`) and its kubectl-like client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_agent::{AgentConfig, AgentFlags};
+use berth_containerd::{Containerd, ContainerdConfig};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "Runs Kubernetes Pods on containerd, like the kubelet")]
+struct Cli {
+    /// The agent's local API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SOCKET",
+        default_value = "/run/berth/berth.sock"
+    )]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Run the node agent
+    Agent(AgentFlags),
+    /// Write a container's output as CRI log lines (spawned by the shim)
+    #[command(hide = true)]
+    Logger { log_path: PathBuf },
+    #[command(flatten)]
+    Client(berth_cli::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Top::Logger { log_path } => match berth_containerd::logger::run_logger(&log_path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth logger: {}: {e}", log_path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Top::Agent(flags) => match run_agent(flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Top::Client(command) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(berth_cli::run(cli.socket, command)) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Logs go to stderr; quiet (warnings) unless RUST_LOG / BERTH_LOG asks more.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("BERTH_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("warn,berth_agent=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
+    // Settings are checked before anything is touched.
+    let config = AgentConfig::from_flags(flags)?;
+    config.validate()?;
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let containerd = Containerd::connect(ContainerdConfig {
+            socket: config.containerd_socket.clone(),
+            namespace: config.containerd_namespace.clone(),
+            root_dir: config.root_dir.clone(),
+            cni_bin_dirs: config.cni_bin_dirs.clone(),
+            cni_conf_dir: config.cni_conf_dir.clone(),
+            pod_infra_image: config.pod_infra_image.clone(),
+            logger_binary: std::env::current_exe().context("locate the berth binary")?,
+        })
+        .await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        berth_agent::run(config, containerd, shutdown, || {
+            // Tell systemd (Type=notify) we serve; a no-op elsewhere.
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT stops the agent; its pods keep running.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping on signal");
+    shutdown.cancel();
+}
