@@ -1,1 +1,161 @@
-fn main() {}
+//! `berth-bench [N] [--rss]`: how long berth takes from `berth apply` to a
+//! Running pod, for N pods one after another and N at once, next to `ctr run
+//! -d` of the same image on the same private containerd. With `--rss`, also
+//! the agent's resident memory with 100 pods. Reports; never judges.
+//!
+//! Run the release build as root: `cargo build --release --bin berth --bin
+//! berth-bench && target/release/berth-bench 20`.
+
+use std::time::Duration;
+
+use berth_integration::{all_running, manifest, pod, sh_container};
+use berth_testkit::{AgentProcess, PrivateContainerd, TEST_IMAGE};
+use futures::future::join_all;
+use tokio::time::Instant;
+
+const POD_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut n = 10usize;
+    let mut rss = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--rss" => rss = true,
+            "-h" | "--help" => {
+                println!("usage: berth-bench [N (default 10)] [--rss]");
+                return Ok(());
+            }
+            _ => n = arg.parse().map_err(|_| anyhow::anyhow!("bad N {arg:?}"))?,
+        }
+    }
+    let Some(containerd) = PrivateContainerd::start_or_skip().await else {
+        return Ok(());
+    };
+    let agent = AgentProcess::start(&containerd).await;
+    println!("berth: {}", berth_testkit::agent::berth_bin().display());
+
+    // Warm-up: the first pod pays for the sandbox image and the CNI bridge.
+    apply_and_wait(&agent, "warmup").await;
+
+    let mut sequential = Vec::with_capacity(n);
+    for i in 0..n {
+        sequential.push(apply_and_wait(&agent, &format!("seq-{i}")).await);
+    }
+
+    let concurrent_start = Instant::now();
+    let runs = (0..n).map(|i| {
+        let agent = &agent;
+        async move { apply_and_wait(agent, &format!("conc-{i}")).await }
+    });
+    let concurrent = join_all(runs).await;
+    let concurrent_wall = concurrent_start.elapsed();
+
+    let mut ctr_runs = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("ctr-run-{i}");
+        let started = Instant::now();
+        let out = agent.ctr(&["run", "-d", TEST_IMAGE, &id, "sleep", "3600"]);
+        ctr_runs.push(started.elapsed());
+        if !out.status.success() {
+            eprintln!("ctr run {id}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    println!();
+    println!("{:<34} {:>9} {:>9} {:>5}", "", "p50 ms", "p90 ms", "n");
+    row("berth apply -> Running, sequential", &sequential);
+    row("berth apply -> Running, concurrent", &concurrent);
+    row("ctr run -d (no CNI, no pause)", &ctr_runs);
+    println!(
+        "{:<34} {:>9.1} ms for {n} pods",
+        "concurrent batch, wall clock",
+        ms(concurrent_wall)
+    );
+    let base = percentile(&ctr_runs, 50);
+    if !base.is_zero() {
+        println!(
+            "ratio p50 berth/ctr: sequential {:.2}x, concurrent {:.2}x",
+            percentile(&sequential, 50).as_secs_f64() / base.as_secs_f64(),
+            percentile(&concurrent, 50).as_secs_f64() / base.as_secs_f64()
+        );
+    }
+
+    if rss {
+        let have = 1 + 2 * n;
+        let wanted = 100usize.saturating_sub(have);
+        let more = (0..wanted).map(|i| {
+            let agent = &agent;
+            async move { apply_and_wait(agent, &format!("rss-{i}")).await }
+        });
+        // Ten at a time, to keep a 2-core machine responsive.
+        let mut pending = more;
+        loop {
+            let batch: Vec<_> = pending.by_ref().take(10).collect();
+            if batch.is_empty() {
+                break;
+            }
+            join_all(batch).await;
+        }
+        let pid = agent.pid().expect("agent runs");
+        println!("agent RSS with {} pods: {}", have + wanted, vm_rss(pid));
+    }
+    Ok(())
+}
+
+/// Applies a `sleep 3600` pod and returns the time until the API shows it
+/// Running. Polls the API directly (no CLI process per look) every 5 ms.
+async fn apply_and_wait(agent: &AgentProcess, name: &str) -> Duration {
+    let spec = pod(
+        name,
+        "Always",
+        vec![sh_container("main", "exec sleep 3600")],
+    );
+    let started = Instant::now();
+    agent.apply_yaml(&manifest(&spec)).await;
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    loop {
+        if let Some(pod) = agent.api_get_json(&path).await {
+            if all_running(&pod) {
+                return started.elapsed();
+            }
+        }
+        if started.elapsed() > POD_TIMEOUT {
+            eprintln!("{name}: not Running after {POD_TIMEOUT:?}");
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn row(label: &str, samples: &[Duration]) {
+    println!(
+        "{label:<34} {:>9.1} {:>9.1} {:>5}",
+        ms(percentile(samples, 50)),
+        ms(percentile(samples, 90)),
+        samples.len()
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile.
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn vm_rss(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 fn static_manifest(mark: &str) -> String {
-    let mut container = sh_container("main", "echo started-$MARK; exec sleep 3600");
+    let mut container = sh_container(
+        "main",
+        "trap 'exit 0' TERM; echo started-$MARK; while true; do sleep 0.1; done",
+    );
     container["env"] = json!([{ "name": "MARK", "value": mark }]);
     manifest(&pod("static-web", "Always", vec![container]))
 }

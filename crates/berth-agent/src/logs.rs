@@ -277,18 +277,21 @@ mod tests {
 
     #[test]
     fn parses_lines() {
-        let line = parse_cri_line(format!("{TS} stdout F hello world").as_bytes()).unwrap();
+        let text = format!("{TS} stdout F hello world");
+        let line = parse_cri_line(text.as_bytes()).unwrap();
         assert_eq!(line.timestamp, TS);
         assert_eq!(line.stream, LogStream::Stdout);
         assert!(!line.partial);
         assert_eq!(line.message, b"hello world");
 
-        let line = parse_cri_line(format!("{TS} stderr P:x  two spaces").as_bytes()).unwrap();
+        let text = format!("{TS} stderr P:x  two spaces");
+        let line = parse_cri_line(text.as_bytes()).unwrap();
         assert_eq!(line.stream, LogStream::Stderr);
         assert!(line.partial);
         assert_eq!(line.message, b" two spaces");
 
-        let empty = parse_cri_line(format!("{TS} stdout F").as_bytes()).unwrap();
+        let text = format!("{TS} stdout F");
+        let empty = parse_cri_line(text.as_bytes()).unwrap();
         assert_eq!(empty.message, b"");
 
         assert!(matches!(

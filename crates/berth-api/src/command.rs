@@ -28,7 +28,12 @@ pub fn expand_command_and_args(
     args: &[String],
     env: &[(String, String)],
 ) -> (Vec<String>, Vec<String>) {
-    let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let expand_all = |items: &[String]| -> Vec<String> {
         items.iter().map(|s| expansion::expand(s, lookup)).collect()
     };
@@ -48,18 +53,55 @@ mod tests {
         let ep = v(&["/entry", "-x"]);
         let cmd = v(&["default", "arg"]);
         // (entrypoint, cmd, command, args, expected)
-        let cases: Vec<(Vec<String>, Vec<String>, Vec<String>, Vec<String>, Vec<String>)> = vec![
+        type Row = (
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+        );
+        let cases: Vec<Row> = vec![
             // neither: ENTRYPOINT + CMD
-            (ep.clone(), cmd.clone(), v(&[]), v(&[]), v(&["/entry", "-x", "default", "arg"])),
+            (
+                ep.clone(),
+                cmd.clone(),
+                v(&[]),
+                v(&[]),
+                v(&["/entry", "-x", "default", "arg"]),
+            ),
             // only args: ENTRYPOINT + args (CMD dropped)
-            (ep.clone(), cmd.clone(), v(&[]), v(&["a1"]), v(&["/entry", "-x", "a1"])),
+            (
+                ep.clone(),
+                cmd.clone(),
+                v(&[]),
+                v(&["a1"]),
+                v(&["/entry", "-x", "a1"]),
+            ),
             // only command: command alone (ENTRYPOINT and CMD dropped)
-            (ep.clone(), cmd.clone(), v(&["/bin/sh"]), v(&[]), v(&["/bin/sh"])),
+            (
+                ep.clone(),
+                cmd.clone(),
+                v(&["/bin/sh"]),
+                v(&[]),
+                v(&["/bin/sh"]),
+            ),
             // both: command + args
-            (ep.clone(), cmd.clone(), v(&["/bin/sh", "-c"]), v(&["echo hi"]), v(&["/bin/sh", "-c", "echo hi"])),
+            (
+                ep.clone(),
+                cmd.clone(),
+                v(&["/bin/sh", "-c"]),
+                v(&["echo hi"]),
+                v(&["/bin/sh", "-c", "echo hi"]),
+            ),
             // image without ENTRYPOINT
             (v(&[]), cmd.clone(), v(&[]), v(&[]), v(&["default", "arg"])),
-            (v(&[]), cmd.clone(), v(&[]), v(&["a1", "a2"]), v(&["a1", "a2"])),
+            (
+                v(&[]),
+                cmd.clone(),
+                v(&[]),
+                v(&["a1", "a2"]),
+                v(&["a1", "a2"]),
+            ),
             // image without CMD
             (ep.clone(), v(&[]), v(&[]), v(&[]), v(&["/entry", "-x"])),
             // empty image and spec
@@ -78,11 +120,8 @@ mod tests {
             ("B".to_string(), "bee".to_string()),
             ("A".to_string(), "second".to_string()),
         ];
-        let (command, args) = expand_command_and_args(
-            &v(&["echo", "$(A)"]),
-            &v(&["$(B)-$(C)", "$$(A)"]),
-            &env,
-        );
+        let (command, args) =
+            expand_command_and_args(&v(&["echo", "$(A)"]), &v(&["$(B)-$(C)", "$$(A)"]), &env);
         assert_eq!(command, v(&["echo", "second"]));
         assert_eq!(args, v(&["bee-$(C)", "$(A)"]));
     }

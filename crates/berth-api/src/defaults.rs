@@ -9,14 +9,20 @@ use k8s_openapi::api::core::v1::{
 
 /// Fills every unset defaulted field of `pod`; set fields are left alone.
 pub fn apply_defaults(pod: &mut Pod) {
-    if pod.metadata.namespace.as_deref().unwrap_or_default().is_empty() {
+    if pod
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         pod.metadata.namespace = Some("default".into());
     }
     let spec = pod.spec.get_or_insert_with(Default::default);
-    or_set(&mut spec.restart_policy, "Always".into());
+    or_set_str(&mut spec.restart_policy, "Always");
     or_set(&mut spec.termination_grace_period_seconds, 30);
-    or_set(&mut spec.dns_policy, "ClusterFirst".into());
-    or_set(&mut spec.scheduler_name, "default-scheduler".into());
+    or_set_str(&mut spec.dns_policy, "ClusterFirst");
+    or_set_str(&mut spec.scheduler_name, "default-scheduler");
     or_set(&mut spec.security_context, PodSecurityContext::default());
     or_set(&mut spec.enable_service_links, true);
     or_set(&mut spec.priority, 0);
@@ -29,7 +35,7 @@ pub fn apply_defaults(pod: &mut Pod) {
         default_volume(volume);
     }
     let status = pod.status.get_or_insert_with(PodStatus::default);
-    or_set(&mut status.phase, "Pending".into());
+    or_set_str(&mut status.phase, "Pending");
 }
 
 /// `imagePullPolicy` for an image reference: `Always` when the tag is
@@ -55,32 +61,51 @@ fn or_set<T>(field: &mut Option<T>, value: T) {
     }
 }
 
-fn default_container(c: &mut Container, host_network: bool) {
-    if c.image_pull_policy.as_deref().unwrap_or_default().is_empty() {
-        c.image_pull_policy = Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
+/// Go strings have no "unset" apart from empty: both get the default.
+fn or_set_str(field: &mut Option<String>, value: &str) {
+    if field.as_deref().unwrap_or_default().is_empty() {
+        *field = Some(value.into());
     }
-    or_set(&mut c.termination_message_path, "/dev/termination-log".into());
-    or_set(&mut c.termination_message_policy, "File".into());
+}
+
+/// Probe numbers are plain `int32` in Go: zero means unset.
+fn or_set_nonzero(field: &mut Option<i32>, value: i32) {
+    if field.unwrap_or(0) == 0 {
+        *field = Some(value);
+    }
+}
+
+fn default_container(c: &mut Container, host_network: bool) {
+    let pull_policy = default_pull_policy(c.image.as_deref().unwrap_or_default());
+    or_set_str(&mut c.image_pull_policy, pull_policy);
+    or_set_str(&mut c.termination_message_path, "/dev/termination-log");
+    or_set_str(&mut c.termination_message_policy, "File");
     for port in c.ports.iter_mut().flatten() {
-        or_set(&mut port.protocol, "TCP".into());
+        or_set_str(&mut port.protocol, "TCP");
         // With the host's network the container port is the host port.
         if host_network && port.host_port.unwrap_or(0) == 0 {
             port.host_port = Some(port.container_port);
         }
     }
-    for probe in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe] {
-        if let Some(probe) = probe {
-            default_probe(probe);
-        }
+    let probes = [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ];
+    for probe in probes.into_iter().flatten() {
+        default_probe(probe);
     }
     if let Some(lifecycle) = &mut c.lifecycle {
-        for handler in [&mut lifecycle.post_start, &mut lifecycle.pre_stop].into_iter().flatten() {
+        for handler in [&mut lifecycle.post_start, &mut lifecycle.pre_stop]
+            .into_iter()
+            .flatten()
+        {
             default_lifecycle_handler(handler);
         }
     }
     for var in c.env.iter_mut().flatten() {
         if let Some(field) = var.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
-            or_set(&mut field.api_version, "v1".into());
+            or_set_str(&mut field.api_version, "v1");
         }
     }
     // Requests default to limits when only limits are given.
@@ -88,17 +113,19 @@ fn default_container(c: &mut Container, host_network: bool) {
         if let Some(limits) = &resources.limits {
             let requests = resources.requests.get_or_insert_with(Default::default);
             for (name, quantity) in limits {
-                requests.entry(name.clone()).or_insert_with(|| quantity.clone());
+                requests
+                    .entry(name.clone())
+                    .or_insert_with(|| quantity.clone());
             }
         }
     }
 }
 
 fn default_probe(p: &mut Probe) {
-    or_set(&mut p.timeout_seconds, 1);
-    or_set(&mut p.period_seconds, 10);
-    or_set(&mut p.success_threshold, 1);
-    or_set(&mut p.failure_threshold, 3);
+    or_set_nonzero(&mut p.timeout_seconds, 1);
+    or_set_nonzero(&mut p.period_seconds, 10);
+    or_set_nonzero(&mut p.success_threshold, 1);
+    or_set_nonzero(&mut p.failure_threshold, 3);
     if let Some(http) = &mut p.http_get {
         default_http_get(http);
     }
@@ -111,8 +138,8 @@ fn default_lifecycle_handler(h: &mut LifecycleHandler) {
 }
 
 fn default_http_get(http: &mut HTTPGetAction) {
-    or_set(&mut http.path, "/".into());
-    or_set(&mut http.scheme, "HTTP".into());
+    or_set_str(&mut http.path, "/");
+    or_set_str(&mut http.scheme, "HTTP");
 }
 
 fn default_volume(v: &mut Volume) {
@@ -182,7 +209,10 @@ mod tests {
         spec.restart_policy = Some("Never".into());
         spec.termination_grace_period_seconds = Some(0);
         spec.enable_service_links = Some(false);
-        p.status = Some(PodStatus { phase: Some("Running".into()), ..Default::default() });
+        p.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        });
         apply_defaults(&mut p);
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(p.metadata.namespace.as_deref(), Some("default"));
@@ -195,24 +225,50 @@ mod tests {
     #[test]
     fn container_defaults_apply_to_init_and_regular() {
         let probe = || Probe {
-            http_get: Some(HTTPGetAction { port: IntOrString::Int(8080), ..Default::default() }),
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::Int(8080),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let mut app = container("app", "nginx:1.25");
-        app.ports = Some(vec![ContainerPort { container_port: 80, ..Default::default() }]);
+        app.ports = Some(vec![ContainerPort {
+            container_port: 80,
+            ..Default::default()
+        }]);
         app.liveness_probe = Some(probe());
-        app.readiness_probe = Some(Probe { period_seconds: Some(2), ..probe() });
+        app.readiness_probe = Some(Probe {
+            period_seconds: Some(2),
+            timeout_seconds: Some(0),
+            ..probe()
+        });
         app.lifecycle = Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                http_get: Some(HTTPGetAction { port: IntOrString::Int(80), ..Default::default() }),
+                http_get: Some(HTTPGetAction {
+                    port: IntOrString::Int(80),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         });
         app.env = Some(vec![env_field("NAME", "metadata.name")]);
-        app.env.as_mut().unwrap()[0].value_from.as_mut().unwrap().field_ref.as_mut().unwrap().api_version = None;
+        app.env.as_mut().unwrap()[0]
+            .value_from
+            .as_mut()
+            .unwrap()
+            .field_ref
+            .as_mut()
+            .unwrap()
+            .api_version = None;
         app.resources = Some(ResourceRequirements {
-            limits: Some([("memory".to_string(), Quantity("64Mi".into())), ("cpu".to_string(), Quantity("1".into()))].into()),
+            limits: Some(
+                [
+                    ("memory".to_string(), Quantity("64Mi".into())),
+                    ("cpu".to_string(), Quantity("1".into())),
+                ]
+                .into(),
+            ),
             requests: Some([("cpu".to_string(), Quantity("100m".into()))].into()),
             ..Default::default()
         });
@@ -223,26 +279,53 @@ mod tests {
         let spec = p.spec.unwrap();
         let init = &spec.init_containers.as_ref().unwrap()[0];
         assert_eq!(init.image_pull_policy.as_deref(), Some("Never"));
-        assert_eq!(init.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            init.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         assert_eq!(init.termination_message_policy.as_deref(), Some("File"));
         let app = &spec.containers[0];
         assert_eq!(app.image_pull_policy.as_deref(), Some("IfNotPresent"));
-        assert_eq!(app.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            app.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         let port = &app.ports.as_ref().unwrap()[0];
         assert_eq!(port.protocol.as_deref(), Some("TCP"));
         assert_eq!(port.host_port, None);
         let live = app.liveness_probe.as_ref().unwrap();
         assert_eq!(
-            (live.timeout_seconds, live.period_seconds, live.success_threshold, live.failure_threshold),
+            (
+                live.timeout_seconds,
+                live.period_seconds,
+                live.success_threshold,
+                live.failure_threshold
+            ),
             (Some(1), Some(10), Some(1), Some(3))
         );
         assert_eq!(live.initial_delay_seconds, None);
         let http = live.http_get.as_ref().unwrap();
-        assert_eq!((http.path.as_deref(), http.scheme.as_deref()), (Some("/"), Some("HTTP")));
-        assert_eq!(app.readiness_probe.as_ref().unwrap().period_seconds, Some(2));
+        assert_eq!(
+            (http.path.as_deref(), http.scheme.as_deref()),
+            (Some("/"), Some("HTTP"))
+        );
+        let readiness = app.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            (readiness.period_seconds, readiness.timeout_seconds),
+            (Some(2), Some(1))
+        );
         let pre_stop = app.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
-        assert_eq!(pre_stop.http_get.as_ref().unwrap().path.as_deref(), Some("/"));
-        let field = app.env.as_ref().unwrap()[0].value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(
+            pre_stop.http_get.as_ref().unwrap().path.as_deref(),
+            Some("/")
+        );
+        let field = app.env.as_ref().unwrap()[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap();
         assert_eq!(field.api_version.as_deref(), Some("v1"));
         let requests = app.resources.as_ref().unwrap().requests.as_ref().unwrap();
         assert_eq!(requests.get("cpu"), Some(&Quantity("100m".into())));
@@ -253,11 +336,21 @@ mod tests {
     fn host_network_ports_and_volumes() {
         let mut app = container("app", "busybox:latest");
         app.ports = Some(vec![
-            ContainerPort { container_port: 80, ..Default::default() },
-            ContainerPort { container_port: 81, host_port: Some(9081), protocol: Some("UDP".into()), ..Default::default() },
+            ContainerPort {
+                container_port: 80,
+                ..Default::default()
+            },
+            ContainerPort {
+                container_port: 81,
+                host_port: Some(9081),
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            },
         ]);
         app.startup_probe = Some(Probe {
-            exec: Some(ExecAction { command: Some(vec!["true".into()]) }),
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
             failure_threshold: Some(30),
             ..Default::default()
         });
@@ -265,20 +358,32 @@ mod tests {
         let spec = p.spec.as_mut().unwrap();
         spec.host_network = Some(true);
         spec.volumes = Some(vec![
-            Volume { name: "scratch".into(), ..Default::default() },
+            Volume {
+                name: "scratch".into(),
+                ..Default::default()
+            },
             Volume {
                 name: "logs".into(),
-                host_path: Some(HostPathVolumeSource { path: "/var/log".into(), type_: None }),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/var/log".into(),
+                    type_: None,
+                }),
                 ..Default::default()
             },
             Volume {
                 name: "sock".into(),
-                host_path: Some(HostPathVolumeSource { path: "/run/x.sock".into(), type_: Some("Socket".into()) }),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/run/x.sock".into(),
+                    type_: Some("Socket".into()),
+                }),
                 ..Default::default()
             },
             Volume {
                 name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), ..Default::default() }),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ]);
@@ -287,16 +392,34 @@ mod tests {
         let app = &spec.containers[0];
         assert_eq!(app.image_pull_policy.as_deref(), Some("Always"));
         let ports = app.ports.as_ref().unwrap();
-        assert_eq!((ports[0].host_port, ports[0].protocol.as_deref()), (Some(80), Some("TCP")));
-        assert_eq!((ports[1].host_port, ports[1].protocol.as_deref()), (Some(9081), Some("UDP")));
+        assert_eq!(
+            (ports[0].host_port, ports[0].protocol.as_deref()),
+            (Some(80), Some("TCP"))
+        );
+        assert_eq!(
+            (ports[1].host_port, ports[1].protocol.as_deref()),
+            (Some(9081), Some("UDP"))
+        );
         let startup = app.startup_probe.as_ref().unwrap();
-        assert_eq!((startup.failure_threshold, startup.period_seconds), (Some(30), Some(10)));
+        assert_eq!(
+            (startup.failure_threshold, startup.period_seconds),
+            (Some(30), Some(10))
+        );
         let vols = spec.volumes.unwrap();
         assert_eq!(vols[0].empty_dir, Some(EmptyDirVolumeSource::default()));
-        assert_eq!(vols[1].host_path.as_ref().unwrap().type_.as_deref(), Some(""));
+        assert_eq!(
+            vols[1].host_path.as_ref().unwrap().type_.as_deref(),
+            Some("")
+        );
         assert_eq!(vols[1].empty_dir, None);
-        assert_eq!(vols[2].host_path.as_ref().unwrap().type_.as_deref(), Some("Socket"));
-        assert_eq!(vols[3].empty_dir.as_ref().unwrap().medium.as_deref(), Some("Memory"));
+        assert_eq!(
+            vols[2].host_path.as_ref().unwrap().type_.as_deref(),
+            Some("Socket")
+        );
+        assert_eq!(
+            vols[3].empty_dir.as_ref().unwrap().medium.as_deref(),
+            Some("Memory")
+        );
     }
 
     #[test]

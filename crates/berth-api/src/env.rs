@@ -61,7 +61,12 @@ pub fn kubelet_env(
             match value_from(source, pod, pod_ip, node_name) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
-                Err(detail) => return Err(EnvError { name: var.name.clone(), detail }),
+                Err(detail) => {
+                    return Err(EnvError {
+                        name: var.name.clone(),
+                        detail,
+                    })
+                }
             }
         } else {
             String::new()
@@ -157,7 +162,10 @@ mod tests {
     use k8s_openapi::api::core::v1::{ConfigMapKeySelector, SecretKeySelector};
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn sample_pod() -> Pod {
@@ -169,12 +177,21 @@ mod tests {
 
     #[test]
     fn image_env_first_then_spec_overrides_in_place() {
-        let image = vec!["PATH=/usr/bin".to_string(), "HOME=/root".to_string(), "EMPTY".to_string()];
+        let image = vec![
+            "PATH=/usr/bin".to_string(),
+            "HOME=/root".to_string(),
+            "EMPTY".to_string(),
+        ];
         let spec = vec![env("HOME", "/home/app"), env("NEW", "1")];
         let got = container_env(&image, &spec, &sample_pod(), None, "node-a").unwrap();
         assert_eq!(
             got,
-            pairs(&[("PATH", "/usr/bin"), ("HOME", "/home/app"), ("EMPTY", ""), ("NEW", "1")])
+            pairs(&[
+                ("PATH", "/usr/bin"),
+                ("HOME", "/home/app"),
+                ("EMPTY", ""),
+                ("NEW", "1")
+            ])
         );
     }
 
@@ -231,7 +248,8 @@ mod tests {
                 ("GREETING", "hi web on node-a"),
             ])
         );
-        let no_ip = kubelet_env(&[env_field("IP", "status.podIP")], &sample_pod(), None, "n").unwrap();
+        let no_ip =
+            kubelet_env(&[env_field("IP", "status.podIP")], &sample_pod(), None, "n").unwrap();
         assert_eq!(no_ip, pairs(&[("IP", "")]));
     }
 
@@ -254,8 +272,13 @@ mod tests {
             r#"couldn't resolve env var "CFG": configmaps "settings" not found"#
         );
 
-        let err = kubelet_env(&[env_field("HOST", "status.hostIP")], &sample_pod(), None, "n")
-            .unwrap_err();
+        let err = kubelet_env(
+            &[env_field("HOST", "status.hostIP")],
+            &sample_pod(),
+            None,
+            "n",
+        )
+        .unwrap_err();
         assert_eq!(err.name, "HOST");
 
         // Optional references that do not resolve are skipped, like the kubelet does.

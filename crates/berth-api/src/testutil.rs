@@ -159,7 +159,10 @@ pub fn terminated(name: &str, code: i32, reason: &str) -> ContainerStatus {
 
 /// `status` with a previous termination in `lastState`.
 pub fn after_exit(mut status: ContainerStatus, code: i32) -> ContainerStatus {
-    status.last_state = Some(terminated_state(code, if code == 0 { "Completed" } else { "Error" }));
+    status.last_state = Some(terminated_state(
+        code,
+        if code == 0 { "Completed" } else { "Error" },
+    ));
     status
 }
 

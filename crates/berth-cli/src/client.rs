@@ -74,7 +74,7 @@ pub enum ClientError {
     #[error("request to the berth agent failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("{}", .0.message)]
-    Api(ApiStatus),
+    Api(Box<ApiStatus>),
     #[error("invalid response from the berth agent: {0}")]
     Decode(#[from] serde_json::Error),
 }
@@ -104,12 +104,13 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
         tracing::debug!(%method, path, "local API request");
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Connect {
-                socket: self.socket.clone(),
-                source,
-            })?;
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    socket: self.socket.clone(),
+                    source,
+                })?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -134,7 +135,9 @@ impl Client {
         }
         let code = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        Err(ClientError::Api(ApiStatus::from_body(code, &body)))
+        Err(ClientError::Api(Box::new(ApiStatus::from_body(
+            code, &body,
+        ))))
     }
 
     /// Sends a request and decodes the JSON answer.

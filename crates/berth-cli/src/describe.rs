@@ -7,14 +7,12 @@ use std::io::Write;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStatus, EnvVar, Event, Pod, Probe, Toleration, Volume,
+    Container, ContainerState, ContainerStatus, Event, Pod, Probe, Toleration, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
 use crate::client::{encode_query, pod_path, pods_path, Client};
-use crate::columns::since;
-use crate::error::CliError;
 use crate::tabwriter::TabWriter;
 use crate::target::{decode_pod, pod_names, sorted_items};
 use crate::{namespace_or_default, VerbResult};
@@ -105,6 +103,15 @@ impl Writer {
     }
 }
 
+/// kubectl's `translateTimestampSince`: apimachinery's `HumanDuration`.
+fn since(at: Timestamp, now: Timestamp) -> String {
+    let seconds = now.as_second() - at.as_second();
+    if seconds < -1 {
+        return "<invalid>".to_string();
+    }
+    berth_api::kubectl::human_duration(std::time::Duration::from_secs(seconds.max(0) as u64))
+}
+
 /// Go's `time.RFC1123Z` in `tz`, as describe prints times.
 fn rfc1123z(at: &Timestamp, tz: &TimeZone) -> String {
     at.to_zoned(tz.clone())
@@ -126,24 +133,44 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let mut w = Writer::new();
-    w.write(0, &format!("Name:\t{}\n", meta.name.as_deref().unwrap_or_default()));
-    w.write(0, &format!("Namespace:\t{}\n", meta.namespace.as_deref().unwrap_or_default()));
+    w.write(
+        0,
+        &format!("Name:\t{}\n", meta.name.as_deref().unwrap_or_default()),
+    );
+    w.write(
+        0,
+        &format!(
+            "Namespace:\t{}\n",
+            meta.namespace.as_deref().unwrap_or_default()
+        ),
+    );
     if let Some(priority) = spec.priority {
         w.write(0, &format!("Priority:\t{priority}\n"));
     }
-    if let Some(class) = spec.priority_class_name.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(class) = spec
+        .priority_class_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
         w.write(0, &format!("Priority Class Name:\t{class}\n"));
     }
     if let Some(class) = spec.runtime_class_name.as_deref().filter(|s| !s.is_empty()) {
         w.write(0, &format!("Runtime Class Name:\t{class}\n"));
     }
-    if let Some(sa) = spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(sa) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
         w.write(0, &format!("Service Account:\t{sa}\n"));
     }
     match spec.node_name.as_deref().filter(|s| !s.is_empty()) {
         Some(node) => w.write(
             0,
-            &format!("Node:\t{node}/{}\n", status.host_ip.as_deref().unwrap_or_default()),
+            &format!(
+                "Node:\t{node}/{}\n",
+                status.host_ip.as_deref().unwrap_or_default()
+            ),
         ),
         None => w.write(0, "Node:\t<none>\n"),
     }
@@ -155,7 +182,10 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
     let phase = status.phase.clone().unwrap_or_default();
     match &meta.deletion_timestamp {
         Some(at) if phase != "Failed" && phase != "Succeeded" => {
-            w.write(0, &format!("Status:\tTerminating (lasts {})\n", since(at.0, now)));
+            w.write(
+                0,
+                &format!("Status:\tTerminating (lasts {})\n", since(at.0, now)),
+            );
             let grace = meta.deletion_grace_period_seconds.unwrap_or_default();
             w.write(0, &format!("Termination Grace Period:\t{grace}s\n"));
         }
@@ -167,14 +197,21 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
     if let Some(message) = status.message.as_deref().filter(|s| !s.is_empty()) {
         w.write(0, &format!("Message:\t{message}\n"));
     }
-    if let Some(profile) = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()) {
+    if let Some(profile) = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref())
+    {
         w.write(0, &format!("SeccompProfile:\t{}\n", profile.type_));
         if profile.type_ == "Localhost" {
             let localhost = profile.localhost_profile.as_deref().unwrap_or_default();
             w.write(0, &format!("LocalhostProfile:\t{localhost}\n"));
         }
     }
-    w.write(0, &format!("IP:\t{}\n", status.pod_ip.as_deref().unwrap_or_default()));
+    w.write(
+        0,
+        &format!("IP:\t{}\n", status.pod_ip.as_deref().unwrap_or_default()),
+    );
     match status.pod_ips.as_deref().unwrap_or_default() {
         [] => w.write(0, "IPs:\t<none>\n"),
         ips => {
@@ -190,16 +227,35 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
         .flatten()
         .find(|o| o.controller == Some(true))
     {
-        w.write(0, &format!("Controlled By:\t{}/{}\n", owner.kind, owner.name));
+        w.write(
+            0,
+            &format!("Controlled By:\t{}/{}\n", owner.kind, owner.name),
+        );
     }
-    if let Some(nominated) = status.nominated_node_name.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(nominated) = status
+        .nominated_node_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
         w.write(0, &format!("NominatedNodeName:\t{nominated}\n"));
     }
     let init = spec.init_containers.clone().unwrap_or_default();
     if !init.is_empty() {
-        containers(&mut w, pod, "Init Containers", &init, status.init_container_statuses.as_deref());
+        containers(
+            &mut w,
+            pod,
+            "Init Containers",
+            &init,
+            status.init_container_statuses.as_deref(),
+        );
     }
-    containers(&mut w, pod, "Containers", &spec.containers, status.container_statuses.as_deref());
+    containers(
+        &mut w,
+        pod,
+        "Containers",
+        &spec.containers,
+        status.container_statuses.as_deref(),
+    );
     let conditions = status.conditions.clone().unwrap_or_default();
     if let Some(gates) = spec.readiness_gates.as_deref().filter(|g| !g.is_empty()) {
         w.write(0, "Readiness Gates:\n  Type\tStatus\n");
@@ -243,7 +299,11 @@ fn labels_multiline(w: &mut Writer, title: &str, labels: Option<&BTreeMap<String
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const MAX_ANNOTATION_LEN: usize = 140;
 
-fn annotations_multiline(w: &mut Writer, title: &str, annotations: Option<&BTreeMap<String, String>>) {
+fn annotations_multiline(
+    w: &mut Writer,
+    title: &str,
+    annotations: Option<&BTreeMap<String, String>>,
+) {
     w.write(0, &format!("{title}:\t"));
     let shown: Vec<(&String, &String)> = annotations
         .into_iter()
@@ -262,7 +322,10 @@ fn annotations_multiline(w: &mut Writer, title: &str, annotations: Option<&BTree
         if value.len() + key.len() + 2 > MAX_ANNOTATION_LEN || value.contains('\n') {
             w.write(0, &format!("{key}:\n"));
             for line in value.split('\n') {
-                w.write(0, &format!("\t  {}\n", shorten(line, MAX_ANNOTATION_LEN - 2)));
+                w.write(
+                    0,
+                    &format!("\t  {}\n", shorten(line, MAX_ANNOTATION_LEN - 2)),
+                );
             }
         } else {
             w.write(0, &format!("{key}: {value}\n"));
@@ -282,7 +345,13 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
-fn containers(w: &mut Writer, pod: &Pod, label: &str, specs: &[Container], statuses: Option<&[ContainerStatus]>) {
+fn containers(
+    w: &mut Writer,
+    pod: &Pod,
+    label: &str,
+    specs: &[Container],
+    statuses: Option<&[ContainerStatus]>,
+) {
     let none = if specs.is_empty() { " <none>" } else { "" };
     w.write(0, &format!("{label}:{none}\n"));
     for container in specs {
@@ -292,22 +361,43 @@ fn containers(w: &mut Writer, pod: &Pod, label: &str, specs: &[Container], statu
             .find(|s| s.name == container.name);
         w.write(1, &format!("{}:\n", container.name));
         if let Some(s) = status {
-            w.write(2, &format!("Container ID:\t{}\n", s.container_id.as_deref().unwrap_or_default()));
+            w.write(
+                2,
+                &format!(
+                    "Container ID:\t{}\n",
+                    s.container_id.as_deref().unwrap_or_default()
+                ),
+            );
         }
-        w.write(2, &format!("Image:\t{}\n", container.image.as_deref().unwrap_or_default()));
+        w.write(
+            2,
+            &format!(
+                "Image:\t{}\n",
+                container.image.as_deref().unwrap_or_default()
+            ),
+        );
         if let Some(s) = status {
             w.write(2, &format!("Image ID:\t{}\n", s.image_id));
         }
         let ports = container.ports.as_deref().unwrap_or_default();
-        let proto = |p: &k8s_openapi::api::core::v1::ContainerPort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
-        let port_text: Vec<String> = ports.iter().map(|p| format!("{}/{}", p.container_port, proto(p))).collect();
+        let proto = |p: &k8s_openapi::api::core::v1::ContainerPort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        let port_text: Vec<String> = ports
+            .iter()
+            .map(|p| format!("{}/{}", p.container_port, proto(p)))
+            .collect();
         let host_text: Vec<String> = ports
             .iter()
             .map(|p| format!("{}/{}", p.host_port.unwrap_or(0), proto(p)))
             .collect();
         port_line(w, "Port", &port_text.join(", "));
         port_line(w, "Host Port", &host_text.join(", "));
-        if let Some(profile) = container.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()) {
+        if let Some(profile) = container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+        {
             w.write(2, &format!("SeccompProfile:\t{}\n", profile.type_));
         }
         for (title, lines) in [("Command", &container.command), ("Args", &container.args)] {
@@ -327,7 +417,10 @@ fn containers(w: &mut Writer, pod: &Pod, label: &str, specs: &[Container], statu
             w.write(2, &format!("Restart Count:\t{}\n", s.restart_count));
         }
         if let Some(resources) = &container.resources {
-            for (title, list) in [("Limits", &resources.limits), ("Requests", &resources.requests)] {
+            for (title, list) in [
+                ("Limits", &resources.limits),
+                ("Requests", &resources.requests),
+            ] {
                 if let Some(list) = list.as_ref().filter(|l| !l.is_empty()) {
                     w.write(2, &format!("{title}:\n"));
                     for (name, quantity) in list {
@@ -369,7 +462,10 @@ fn state(w: &mut Writer, title: &str, state: Option<&ContainerState>) {
     let state = state.cloned().unwrap_or_default();
     if let Some(running) = &state.running {
         w.write(2, &format!("{title}:\tRunning\n"));
-        w.write(3, &format!("Started:\t{}\n", time(running.started_at.as_ref())));
+        w.write(
+            3,
+            &format!("Started:\t{}\n", time(running.started_at.as_ref())),
+        );
     } else if let Some(waiting) = &state.waiting {
         w.write(2, &format!("{title}:\tWaiting\n"));
         if let Some(reason) = waiting.reason.as_deref().filter(|r| !r.is_empty()) {
@@ -410,7 +506,10 @@ pub fn describe_probe(probe: &Probe) -> String {
         probe.failure_threshold.unwrap_or(3),
     );
     if let Some(exec) = &probe.exec {
-        return format!("exec [{}] {attrs}", exec.command.clone().unwrap_or_default().join(" "));
+        return format!(
+            "exec [{}] {attrs}",
+            exec.command.clone().unwrap_or_default().join(" ")
+        );
     }
     if let Some(http) = &probe.http_get {
         let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
@@ -422,7 +521,11 @@ pub fn describe_probe(probe: &Probe) -> String {
             format!("{host}:{port}")
         };
         let path = http.path.as_deref().unwrap_or_default();
-        let sep = if path.is_empty() || path.starts_with('/') { "" } else { "/" };
+        let sep = if path.is_empty() || path.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
         return format!("http-get {scheme}://{host_port}{sep}{path} {attrs}");
     }
     if let Some(tcp) = &probe.tcp_socket {
@@ -486,10 +589,19 @@ fn env(w: &mut Writer, pod: &Pod, container: &Container) {
         if let Some(field) = &from.field_ref {
             let api_version = field.api_version.as_deref().unwrap_or("v1");
             let value = field_value(pod, &field.field_path);
-            w.write(3, &format!("{}:\t{value} ({api_version}:{})\n", var.name, field.field_path));
+            w.write(
+                3,
+                &format!(
+                    "{}:\t{value} ({api_version}:{})\n",
+                    var.name, field.field_path
+                ),
+            );
         } else if let Some(resource) = &from.resource_field_ref {
             let value = resource_value(container, &resource.resource);
-            w.write(3, &format!("{}:\t{value} ({})\n", var.name, resource.resource));
+            w.write(
+                3,
+                &format!("{}:\t{value} ({})\n", var.name, resource.resource),
+            );
         } else if let Some(secret) = &from.secret_key_ref {
             w.write(
                 3,
@@ -514,7 +626,6 @@ fn env(w: &mut Writer, pod: &Pod, container: &Container) {
             );
         }
     }
-    let _: Option<&EnvVar> = None;
 }
 
 /// The downward-API value a `fieldRef` names.
@@ -557,7 +668,9 @@ fn resource_value(container: &Container, resource: &str) -> String {
     };
     match value {
         Some(v) => v,
-        None if resource == "limits.cpu" || resource == "limits.memory" => "node allocatable".to_string(),
+        None if resource == "limits.cpu" || resource == "limits.memory" => {
+            "node allocatable".to_string()
+        }
         None => "0".to_string(),
     }
 }
@@ -571,11 +684,23 @@ fn mounts(w: &mut Writer, container: &Container) {
     w.write(2, "Mounts:\n");
     mounts.sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
     for mount in mounts {
-        let mut flags = vec![if mount.read_only == Some(true) { "ro".to_string() } else { "rw".to_string() }];
+        let mut flags = vec![if mount.read_only == Some(true) {
+            "ro".to_string()
+        } else {
+            "rw".to_string()
+        }];
         if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             flags.push(format!("path={sub:?}"));
         }
-        w.write(3, &format!("{} from {} ({})\n", mount.mount_path, mount.name, flags.join(",")));
+        w.write(
+            3,
+            &format!(
+                "{} from {} ({})\n",
+                mount.mount_path,
+                mount.name,
+                flags.join(",")
+            ),
+        );
     }
 }
 
@@ -638,7 +763,10 @@ fn volumes(w: &mut Writer, volumes: &[Volume]) {
                 ),
             );
         } else if volume.projected.is_some() {
-            w.write(2, "Type:\tProjected (a volume that contains injected data from multiple sources)\n");
+            w.write(
+                2,
+                "Type:\tProjected (a volume that contains injected data from multiple sources)\n",
+            );
         } else if volume.downward_api.is_some() {
             w.write(2, "Type:\tDownwardAPI (a volume populated by information about the pod)\n    Items:\n");
         } else {
@@ -669,7 +797,11 @@ fn tolerations(w: &mut Writer, mut tolerations: Vec<Toleration>) {
             text.push_str(&format!(":{effect}"));
         }
         if t.operator.as_deref() == Some("Exists") && value.is_empty() {
-            text.push_str(if key.is_empty() && effect.is_empty() { "op=Exists" } else { " op=Exists" });
+            text.push_str(if key.is_empty() && effect.is_empty() {
+                "op=Exists"
+            } else {
+                " op=Exists"
+            });
         }
         if let Some(seconds) = t.toleration_seconds {
             text.push_str(&format!(" for {seconds}s"));
@@ -739,11 +871,19 @@ fn describe_events(w: &mut Writer, events: &[Event], now: Timestamp) {
 
 /// The pod's QoS class: the status's, else computed as kubectl's `GetPodQOS`.
 pub fn qos_class(pod: &Pod) -> String {
-    if let Some(class) = pod.status.as_ref().and_then(|s| s.qos_class.clone()).filter(|c| !c.is_empty()) {
+    if let Some(class) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.clone())
+        .filter(|c| !c.is_empty())
+    {
         return class;
     }
     let spec = pod.spec.clone().unwrap_or_default();
-    let all = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let all = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
     let mut requests: BTreeMap<String, f64> = BTreeMap::new();
     let mut limits: BTreeMap<String, f64> = BTreeMap::new();
     let mut guaranteed = true;
@@ -753,7 +893,9 @@ pub fn qos_class(pod: &Pod) -> String {
         let mut container_requests = resources.requests.unwrap_or_default();
         // The API server defaults requests to limits.
         for (name, q) in &container_limits {
-            container_requests.entry(name.clone()).or_insert_with(|| q.clone());
+            container_requests
+                .entry(name.clone())
+                .or_insert_with(|| q.clone());
         }
         for (name, q) in &container_requests {
             if (name == "cpu" || name == "memory") && parse_quantity(&q.0) != Some(0.0) {
@@ -780,7 +922,10 @@ pub fn qos_class(pod: &Pod) -> String {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort".to_string();
     }
-    if guaranteed && requests.len() == limits.len() && requests.iter().all(|(k, v)| limits.get(k) == Some(v)) {
+    if guaranteed
+        && requests.len() == limits.len()
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    {
         return "Guaranteed".to_string();
     }
     "Burstable".to_string()

@@ -12,9 +12,6 @@ pub enum CliError {
     Usage(String),
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
-    /// Already reported; exit with this code.
-    #[error("exit status {0}")]
-    Exit(i32),
 }
 
 impl CliError {
@@ -22,30 +19,19 @@ impl CliError {
         Self::Usage(message.into())
     }
 
-    pub fn api_status(&self) -> Option<&ApiStatus> {
-        match self {
-            CliError::Client(ClientError::Api(status)) => Some(status),
-            _ => None,
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.api_status().is_some_and(ApiStatus::is_not_found)
-    }
-
-    /// The process exit code kubectl uses for this error.
+    /// The process exit code kubectl uses for errors.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            CliError::Exit(code) => *code,
-            _ => 1,
-        }
+        1
     }
 }
 
 /// kubectl's `AddSourceToErr`: names the file an API error came from.
 pub fn with_source(err: CliError, verb: &str, source: &str) -> CliError {
     match err {
-        CliError::Client(ClientError::Api(mut status)) if !source.is_empty() => {
+        // kubectl prints invalid objects from the status details instead.
+        CliError::Client(ClientError::Api(mut status))
+            if !source.is_empty() && status.reason != "Invalid" =>
+        {
             status.message = format!("error when {verb} \"{source}\": {}", status.message);
             CliError::Client(ClientError::Api(status))
         }
@@ -53,11 +39,9 @@ pub fn with_source(err: CliError, verb: &str, source: &str) -> CliError {
     }
 }
 
-/// The text kubectl prints to stderr for `err`, newline-terminated; empty for
-/// errors that were already reported.
+/// The text kubectl prints to stderr for `err`, newline-terminated.
 pub fn render(err: &CliError) -> String {
     match err {
-        CliError::Exit(_) => String::new(),
         CliError::Usage(message) => format!("error: {message}\n"),
         CliError::Client(ClientError::Api(status)) => render_status(status),
         CliError::Client(ClientError::Connect { socket, source }) => format!(
@@ -75,7 +59,10 @@ fn render_status(status: &ApiStatus) -> String {
     if status.reason.is_empty() {
         format!("Error from server: {}\n", status.message)
     } else {
-        format!("Error from server ({}): {}\n", status.reason, status.message)
+        format!(
+            "Error from server ({}): {}\n",
+            status.reason, status.message
+        )
     }
 }
 
@@ -154,7 +141,7 @@ mod tests {
     use crate::client::{StatusCause, StatusDetails};
 
     fn api(status: ApiStatus) -> CliError {
-        CliError::Client(ClientError::Api(status))
+        CliError::Client(ClientError::Api(Box::new(status)))
     }
 
     #[test]
@@ -165,8 +152,10 @@ mod tests {
             message: "pods \"x\" not found".into(),
             details: None,
         });
-        assert_eq!(render(&err), "Error from server (NotFound): pods \"x\" not found\n");
-        assert!(err.is_not_found());
+        assert_eq!(
+            render(&err),
+            "Error from server (NotFound): pods \"x\" not found\n"
+        );
     }
 
     #[test]
@@ -190,7 +179,12 @@ mod tests {
             render(&api(status.clone())),
             "The Pod \"x\" is invalid: spec.containers[0].image: Required value\n"
         );
-        status.details.as_mut().unwrap().causes.push(cause("spec.containers[0].name", "Required value"));
+        status
+            .details
+            .as_mut()
+            .unwrap()
+            .causes
+            .push(cause("spec.containers[0].name", "Required value"));
         assert_eq!(
             render(&api(status)),
             "The Pod \"x\" is invalid: \n* spec.containers[0].image: Required value\n* spec.containers[0].name: Required value\n"
@@ -212,7 +206,8 @@ mod tests {
         let server_text = api(ApiStatus {
             code: 422,
             reason: "Invalid".into(),
-            message: "Pod \"web\" is invalid: spec: Forbidden: pod updates may not change fields".into(),
+            message: "Pod \"web\" is invalid: spec: Forbidden: pod updates may not change fields"
+                .into(),
             details: None,
         });
         assert_eq!(

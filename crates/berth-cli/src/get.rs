@@ -7,7 +7,9 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::{encode_query, pod_path, pods_path, ApiStatus, BodyStream, Client, ClientError};
+use crate::client::{
+    encode_query, pod_path, pods_path, ApiStatus, BodyStream, Client, ClientError,
+};
 use crate::error::{render, CliError};
 use crate::output::{list, name_line, to_json, to_yaml, OutputFormat};
 use crate::table::{PodTable, TableOptions};
@@ -63,18 +65,29 @@ impl Printer {
     fn objects(&mut self, items: &[Value], now: Timestamp) -> Result<String, CliError> {
         Ok(match self.format {
             OutputFormat::Table | OutputFormat::Wide => {
-                let pods = items.iter().map(decode_pod).collect::<Result<Vec<_>, _>>()?;
+                let pods = items
+                    .iter()
+                    .map(decode_pod)
+                    .collect::<Result<Vec<_>, _>>()?;
                 self.table.print(&pods, now)
             }
             OutputFormat::Name => items.iter().map(|v| name_line("pod", name_of(v))).collect(),
             OutputFormat::Json => items.iter().map(to_json).collect(),
-            OutputFormat::Yaml => items.iter().map(|v| format!("---\n{}", to_yaml(v))).collect(),
+            OutputFormat::Yaml => items
+                .iter()
+                .map(|v| format!("---\n{}", to_yaml(v)))
+                .collect(),
         })
     }
 
     /// Objects printed as the answer of one `get`: JSON and YAML wrap several
     /// objects (or a listing) in a v1 `List`.
-    fn answer(&mut self, items: Vec<Value>, single: bool, now: Timestamp) -> Result<String, CliError> {
+    fn answer(
+        &mut self,
+        items: Vec<Value>,
+        single: bool,
+        now: Timestamp,
+    ) -> Result<String, CliError> {
         match self.format {
             OutputFormat::Json | OutputFormat::Yaml => {
                 let value = if single && items.len() == 1 {
@@ -188,13 +201,15 @@ async fn follow_watch(
         let event: WatchEvent = serde_json::from_slice(&line).map_err(ClientError::Decode)?;
         if event.kind == "ERROR" {
             let status: ApiStatus = serde_json::from_value(event.object).unwrap_or_default();
-            return Err(CliError::Client(ClientError::Api(status)));
+            return Err(CliError::Client(ClientError::Api(Box::new(status))));
         }
         if !names.is_empty() && !names.iter().any(|n| n == name_of(&event.object)) {
             continue;
         }
         // A watch without a resource version may first replay what we listed.
-        if event.kind == "ADDED" && listed.remove(uid_of(&event.object)).as_ref() == Some(&event.object) {
+        if event.kind == "ADDED"
+            && listed.remove(uid_of(&event.object)).as_ref() == Some(&event.object)
+        {
             continue;
         }
         let text = printer.objects(std::slice::from_ref(&event.object), Timestamp::now())?;

@@ -7,7 +7,6 @@
 
 mod apply;
 mod client;
-mod columns;
 mod delete;
 mod describe;
 mod error;
@@ -16,8 +15,8 @@ mod get;
 mod image;
 mod logs;
 mod output;
-mod tabwriter;
 mod table;
+mod tabwriter;
 mod target;
 
 use std::io::Write;

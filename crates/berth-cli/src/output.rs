@@ -40,7 +40,8 @@ pub fn list(items: Vec<Value>) -> Value {
     })
 }
 
-fn sorted(value: &Value) -> Value {
+/// `value` with every object's keys in order, as Go marshals maps.
+pub fn sorted(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -237,7 +238,10 @@ fn resolves_to_non_string(s: &str) -> bool {
             .strip_prefix("0b")
             .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c == '0' || c == '1'));
     let is_float = digits.parse::<f64>().is_ok()
-        && digits.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && digits
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
         && !digits.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E');
     is_int || is_float || looks_like_timestamp(s)
 }

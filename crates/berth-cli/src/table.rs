@@ -1,10 +1,10 @@
 //! The `kubectl get pods` table: columns of `printPod`, laid out by the
 //! remembering tabwriter so watch rows line up with the first table.
 
+use berth_api::kubectl::{age_column, ready_column, restarts_column, status_column};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::columns::{age_column, ready_column, restarts_column, status_column};
 use crate::tabwriter::TabWriter;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,7 +54,9 @@ pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> 
         let spec = pod.spec.as_ref();
         row.push(or_none(ip));
         row.push(or_none(spec.and_then(|s| s.node_name.as_deref())));
-        row.push(or_none(status.and_then(|s| s.nominated_node_name.as_deref())));
+        row.push(or_none(
+            status.and_then(|s| s.nominated_node_name.as_deref()),
+        ));
         row.push(readiness_gates(pod));
     }
     row
@@ -124,6 +126,7 @@ impl PodTable {
 }
 
 /// A whole table at once.
+#[cfg(test)]
 pub fn pod_table(pods: &[Pod], options: TableOptions, now: Timestamp) -> String {
     PodTable::new(options).print(pods, now)
 }
@@ -160,7 +163,10 @@ mod tests {
 
     #[test]
     fn table_is_padded_like_kubectl() {
-        let pods = [running("web", "default"), running("a-much-longer-name", "default")];
+        let pods = [
+            running("web", "default"),
+            running("a-much-longer-name", "default"),
+        ];
         assert_eq!(
             pod_table(&pods, TableOptions::default(), now()),
             "NAME                 READY   STATUS    RESTARTS      AGE\n\

@@ -80,7 +80,13 @@ impl TabWriter {
         out
     }
 
-    fn format(&mut self, out: &mut String, widths: &mut Vec<usize>, mut line0: usize, line1: usize) {
+    fn format(
+        &mut self,
+        out: &mut String,
+        widths: &mut Vec<usize>,
+        mut line0: usize,
+        line1: usize,
+    ) {
         let column = widths.len();
         let mut this = line0;
         while this < line1 {

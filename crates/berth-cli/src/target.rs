@@ -28,9 +28,9 @@ pub fn pod_names(args: &[String]) -> Result<Vec<String>, CliError> {
             .map(|arg| match arg.split_once('/') {
                 Some((kind, name)) if is_pod_type(kind) && !name.is_empty() => Ok(name.to_string()),
                 Some((kind, _)) if !is_pod_type(kind) => Err(unknown_type(kind)),
-                _ => Err(CliError::usage(format!(
-                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'berth get resource/<resource_name>' instead of 'berth get resource resource/<resource_name>'"
-                ))),
+                _ => Err(CliError::usage(
+                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'berth get resource/<resource_name>' instead of 'berth get resource resource/<resource_name>'",
+                )),
             })
             .collect();
     }
@@ -76,9 +76,7 @@ pub fn sorted_items(list: Value) -> Vec<Value> {
         Value::Array(items) => items,
         _ => Vec::new(),
     };
-    items.sort_by(|a, b| {
-        (namespace_of(a), name_of(a)).cmp(&(namespace_of(b), name_of(b)))
-    });
+    items.sort_by(|a, b| (namespace_of(a), name_of(a)).cmp(&(namespace_of(b), name_of(b))));
     items
 }
 
@@ -93,8 +91,14 @@ mod tests {
     #[test]
     fn type_and_names_forms() {
         assert_eq!(pod_names(&args(&["pods"])).unwrap(), Vec::<String>::new());
-        assert_eq!(pod_names(&args(&["po", "a", "b"])).unwrap(), args(&["a", "b"]));
-        assert_eq!(pod_names(&args(&["pod/a", "pods/b"])).unwrap(), args(&["a", "b"]));
+        assert_eq!(
+            pod_names(&args(&["po", "a", "b"])).unwrap(),
+            args(&["a", "b"])
+        );
+        assert_eq!(
+            pod_names(&args(&["pod/a", "pods/b"])).unwrap(),
+            args(&["a", "b"])
+        );
         let err = pod_names(&args(&["svc"])).unwrap_err();
         assert_eq!(
             crate::error::render(&err),

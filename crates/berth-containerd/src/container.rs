@@ -83,37 +83,56 @@ pub(crate) async fn exists(c: &Containerd, id: &str) -> Result<bool, RuntimeErro
     Ok(get(c, id).await?.is_some())
 }
 
-/// Prepares the snapshot and writes the container record under a lease (so GC
-/// cannot take the fresh snapshot first); returns the rootfs mounts.
-/// `build_spec` sees the mounts, e.g. to read `/etc/passwd`.
+/// A lease that keeps GC off a new snapshot until the container record
+/// references it.
+pub(crate) struct Lease(String);
+
+impl Lease {
+    pub(crate) async fn create(c: &Containerd, id: &str) -> Result<Lease, RuntimeError> {
+        let lease = format!("berth-{id}");
+        let expire = Timestamp::now() + SignedDuration::from_hours(1);
+        c.leases()
+            .create(containerd_client::services::v1::CreateRequest {
+                id: lease.clone(),
+                labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
+            })
+            .await
+            .map_err(|s| failed(&format!("create lease for {id}"), s))?;
+        Ok(Lease(lease))
+    }
+
+    /// Deletes the lease off the start path (it expires by itself anyway).
+    pub(crate) fn release(self, c: &Containerd) {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let deleted = c
+                .leases()
+                .delete(containerd_client::services::v1::DeleteRequest {
+                    id: self.0.clone(),
+                    sync: false,
+                })
+                .await;
+            if let Err(e) = deleted {
+                tracing::warn!(lease = self.0, error = %e.message(), "delete lease (it expires by itself)");
+            }
+        });
+    }
+}
+
+/// Prepares the snapshot and writes the container record under the lease;
+/// returns the rootfs mounts. `build_spec` sees the mounts, e.g. to read
+/// `/etc/passwd`.
 pub(crate) async fn create_record(
     c: &Containerd,
+    lease: Lease,
     id: &str,
     image: &ImageInfo,
     parent: &str,
     labels: HashMap<String, String>,
     build_spec: impl FnOnce(&[RootfsMount]) -> Result<Spec, RuntimeError>,
 ) -> Result<Vec<RootfsMount>, RuntimeError> {
-    let lease = format!("berth-{id}");
-    let expire = Timestamp::now() + SignedDuration::from_hours(1);
-    c.leases()
-        .create(containerd_client::services::v1::CreateRequest {
-            id: lease.clone(),
-            labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
-        })
-        .await
-        .map_err(|s| failed(&format!("create lease for {id}"), s))?;
-    let result = create_leased(c, &lease, id, image, parent, labels, build_spec).await;
-    if let Err(e) = c
-        .leases()
-        .delete(containerd_client::services::v1::DeleteRequest {
-            id: lease.clone(),
-            sync: false,
-        })
-        .await
-    {
-        tracing::warn!(lease, error = %e.message(), "delete lease (it expires by itself)");
-    }
+    let result = create_leased(c, &lease.0, id, image, parent, labels, build_spec).await;
+    lease.release(c);
     if result.is_err() {
         // The record may not exist; the snapshot may. Both go.
         remove_record(c, id).await.ok();
@@ -201,14 +220,26 @@ pub(crate) async fn create(
     config: &ContainerConfig,
 ) -> Result<ContainerId, RuntimeError> {
     let sandbox_id = sandbox.id.0.as_str();
-    let (pause, parent) = tokio::join!(get(c, sandbox_id), c.snapshot_parent(&config.image));
-    let pause = pause?.ok_or_else(|| {
-        RuntimeError::not_found(format!("sandbox {sandbox_id} of pod {} not found", config.pod))
-    })?;
-    let parent = parent?;
-    let hostname = crate::sandbox::hostname_of(&pause)?;
-
     let id = new_container_id(sandbox_id, &config.name);
+    let (pause, parent, lease) = tokio::join!(
+        get(c, sandbox_id),
+        c.snapshot_parent(&config.image),
+        Lease::create(c, &id)
+    );
+    let lease = lease?;
+    let looked_up = pause.and_then(|pause| {
+        let pause = pause.ok_or_else(|| {
+            RuntimeError::not_found(format!("sandbox {sandbox_id} of pod {} not found", config.pod))
+        })?;
+        Ok((crate::sandbox::hostname_of(&pause)?, parent?))
+    });
+    let (hostname, parent) = match looked_up {
+        Ok(found) => found,
+        Err(e) => {
+            lease.release(c);
+            return Err(e);
+        }
+    };
     let mut labels = pod_labels(&config.pod, sandbox_id);
     labels.insert(labels::CONTAINER_NAME.into(), config.name.clone());
     labels.insert(labels::CONTAINER_KIND.into(), config.kind.as_str().into());
@@ -239,7 +270,7 @@ pub(crate) async fn create(
             },
         )
     };
-    create_record(c, &id, &config.image, &parent, labels, build).await?;
+    create_record(c, lease, &id, &config.image, &parent, labels, build).await?;
     tracing::debug!(container = id, name = config.name, pod = %config.pod, "created container");
     Ok(ContainerId(id))
 }
@@ -247,9 +278,11 @@ pub(crate) async fn create(
 /// Creates the task (stdio to the CRI logger) and starts it.
 pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, RuntimeError> {
     let id = id.0.as_str();
-    let record = get(c, id)
-        .await?
+    // The snapshot key is the container id (ours by construction).
+    let (record, mounts) = tokio::join!(get(c, id), rootfs_mounts(c, id));
+    let record = record?
         .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
+    let mounts = mounts?;
     let (stdout, stderr) = match record.labels.get(LOG_PATH_LABEL).filter(|p| !p.is_empty()) {
         Some(path) => {
             let uri = crate::logger::log_uri(&c.config.logger_binary, Path::new(path));
@@ -257,7 +290,6 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
         }
         None => (String::new(), String::new()),
     };
-    let mounts = rootfs_mounts(c, id, &record.snapshot_key).await?;
     let created_here = match task::create(c, id, mounts, stdout, stderr).await {
         Ok(_) => true,
         // A retried start after the task was made: go on to Start.
@@ -290,17 +322,12 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     }
 }
 
-pub(crate) async fn rootfs_mounts(
-    c: &Containerd,
-    id: &str,
-    key: &str,
-) -> Result<Vec<RootfsMount>, RuntimeError> {
-    let key = if key.is_empty() { id } else { key };
+pub(crate) async fn rootfs_mounts(c: &Containerd, id: &str) -> Result<Vec<RootfsMount>, RuntimeError> {
     Ok(c
         .snapshots()
         .mounts(MountsRequest {
             snapshotter: SNAPSHOTTER.to_string(),
-            key: key.to_string(),
+            key: id.to_string(),
         })
         .await
         .map_err(|s| failed(&format!("rootfs mounts of {id}"), s))?

@@ -8,6 +8,20 @@ mod client;
 mod image_service;
 mod image;
 
+mod cgroups;
+mod cni;
+mod container;
+mod events;
+mod exec;
+mod list;
+pub mod logger;
+mod netns;
+mod runtime;
+mod sandbox;
+mod spec;
+mod task;
+mod typeurl;
+
 pub use client::{Containerd, ContainerdConfig};
 pub use image::normalize_reference;
 

@@ -2,9 +2,9 @@
 //! by the kubelet's rules (kubelet-semantics §11): image env then spec env,
 //! `$(VAR)` expansion of command and args, ENTRYPOINT/CMD merging, volumes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use berth_api::{command, env, expansion};
+use berth_api::{command, env};
 use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Resources};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
@@ -35,32 +35,24 @@ pub(crate) fn build(
     image: &ImageInfo,
     termination_message_file: Option<&std::path::Path>,
 ) -> Result<ContainerConfig, ConfigError> {
-    let mut vars = env::container_env(
-        &image.config.env,
-        container.env.as_deref().unwrap_or_default(),
-        ctx.pod,
-        ctx.pod_ip.as_deref(),
-        ctx.node_name,
-    )
-    .map_err(|e| ConfigError(e.to_string()))?;
+    let spec_env = container.env.as_deref().unwrap_or_default();
+    let pod_ip = ctx.pod_ip.as_deref();
+    let config_error = |e: env::EnvError| ConfigError(e.to_string());
+    let mut vars = env::container_env(&image.config.env, spec_env, ctx.pod, pod_ip, ctx.node_name)
+        .map_err(config_error)?;
     // containerd's CRI sets HOSTNAME unless the pod does.
     if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
         vars.push(("HOSTNAME".into(), ctx.hostname.to_string()));
     }
-    let lookup: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let expand = |items: &Option<Vec<String>>| -> Vec<String> {
-        items
-            .iter()
-            .flatten()
-            .map(|s| expansion::expand(s, |name| lookup.get(name).map(|v| v.to_string())))
-            .collect()
-    };
-    let args = command::container_args(
-        &image.config.entrypoint,
-        &image.config.cmd,
-        &expand(&container.command),
-        &expand(&container.args),
+    // command and args see the kubelet's variables only, not the image's.
+    let kubelet_vars =
+        env::kubelet_env(spec_env, ctx.pod, pod_ip, ctx.node_name).map_err(config_error)?;
+    let (command, args) = command::expand_command_and_args(
+        container.command.as_deref().unwrap_or_default(),
+        container.args.as_deref().unwrap_or_default(),
+        &kubelet_vars,
     );
+    let args = command::container_args(&image.config.entrypoint, &image.config.cmd, &command, &args);
     if args.is_empty() {
         return Err(ConfigError(
             "no command specified: the image has no ENTRYPOINT or CMD and the container no command".into(),

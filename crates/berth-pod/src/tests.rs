@@ -440,7 +440,10 @@ spec:
     let s = h
         .sink
         .wait_for("init-a running", |s| {
-            container(s, "init-a").state.as_ref().unwrap().running.is_some()
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.name == "init-a" && c.state.as_ref().is_some_and(|st| st.running.is_some()))
         })
         .await;
     let app = container(&s, "app").state.clone().unwrap().waiting.unwrap();
@@ -483,8 +486,13 @@ async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
     assert_eq!(h.rt.calls().len(), calls_before, "nothing was created again");
     // The adopted container's exit still reaches the worker.
     h.rt.exit("app", 1);
-    sink.wait_for("restart", |s| container(s, "app").restart_count == 1)
-        .await;
+    sink.wait_for("restart", |s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count == 1)
+    })
+    .await;
     w.terminate(Duration::from_secs(1));
     sink.wait_finished().await;
     assert_eq!(h.rt.sandbox_count(), 0);

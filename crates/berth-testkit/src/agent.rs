@@ -155,10 +155,9 @@ impl AgentProcess {
             .args(["--cni-bin-dir", "/usr/lib/cni"])
             .arg("--cni-conf-dir")
             .arg(self.cni_conf_dir())
-            .args(["--pod-infra-image", TEST_IMAGE])
             .args(&self.extra_args)
             .env(
-                "RUST_LOG",
+                "BERTH_LOG",
                 "info,berth=debug,berth_agent=debug,berth_pod=debug,berth_containerd=debug",
             )
             .env_remove("NOTIFY_SOCKET")
@@ -167,17 +166,20 @@ impl AgentProcess {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
-        let pid = child.id() as i32;
         self.child = Some(child);
         let deadline = Instant::now() + READY_DEADLINE;
         // The agent says it is ready by creating its socket; /healthz proves the
         // API behind it answers. Polling is how any client would find out.
         while !healthz(&self.socket()).await {
-            if !process::alive(pid) || Instant::now() >= deadline {
-                panic!(
-                    "berth agent did not become ready within {READY_DEADLINE:?}:\n{}",
-                    self.agent_log()
-                );
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!("berth agent exited during start-up ({status}); its log follows");
+            }
+            if Instant::now() >= deadline {
+                panic!("berth agent not ready within {READY_DEADLINE:?}; its log follows");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -198,6 +200,15 @@ impl AgentProcess {
         tokio::task::spawn_blocking(move || process::terminate(child, signal, STOP_GRACE))
             .await
             .expect("reaper task")
+    }
+
+    /// `GET path` on the agent's API without the CLI; the body as JSON when
+    /// the answer is a 200.
+    pub async fn api_get_json(&self, path: &str) -> Option<Value> {
+        match api_get(&self.socket(), path).await? {
+            (200, body) => serde_json::from_slice(&body).ok(),
+            _ => None,
+        }
     }
 
     /// Whether the API answers `/healthz` with 200.
@@ -418,23 +429,60 @@ impl Drop for AgentProcess {
 
 /// `GET /healthz` over the agent's socket; true on a 200.
 pub async fn healthz(socket: &Path) -> bool {
+    matches!(api_get(socket, "/healthz").await, Some((200, _)))
+}
+
+/// A plain HTTP/1.1 `GET path` over the agent's unix socket, for callers that
+/// must not pay for a CLI process per request (the benchmark's tight polls).
+/// Returns the status code and the (de-chunked) body; `None` when the agent
+/// does not answer within 2 s.
+pub async fn api_get(socket: &Path, path: &str) -> Option<(u16, Vec<u8>)> {
     let attempt = async {
         let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
-        let status = response.split(|b| *b == b'\n').next()?.to_vec();
-        let status = String::from_utf8(status).ok()?;
-        Some(status.split_whitespace().nth(1) == Some("200"))
+        parse_response(&response)
     };
     tokio::time::timeout(Duration::from_secs(2), attempt)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
+}
+
+fn parse_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let body = &response[split + 4..];
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    Some((
+        status,
+        if chunked {
+            dechunk(body)?
+        } else {
+            body.to_vec()
+        },
+    ))
+}
+
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_field = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
 }
 
 /// The `berth` binary: `$BERTH_BIN`, else `berth` in the cargo target
@@ -456,4 +504,19 @@ pub fn berth_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_parsed_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(parse_response(plain), Some((200, b"ok".to_vec())));
+        let chunked =
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked), Some((404, b"abcde".to_vec())));
+        assert_eq!(parse_response(b"garbage"), None);
+    }
 }

@@ -85,7 +85,7 @@ impl PrivateContainerd {
             .spawn()
             .expect("spawn containerd");
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
-        let this = Self {
+        let mut this = Self {
             dir: Some(dir),
             pid: child.id() as i32,
             child: Some(child),
@@ -99,13 +99,17 @@ impl PrivateContainerd {
     /// Polls the gRPC socket until it accepts a connection: containerd creates
     /// it only after its plugins are loaded, so a connect is the readiness
     /// signal, and polling it with a deadline is all a client can do.
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + BOOT_DEADLINE;
         loop {
             if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
                 return;
             }
-            if !process::alive(self.pid) || Instant::now() >= deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
                 panic!(
                     "containerd did not come up on {}:\n{}",
                     self.socket.display(),

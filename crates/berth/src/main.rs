@@ -110,7 +110,7 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
         tokio::spawn(stop_on_signal(shutdown.clone()));
         berth_agent::run(config, containerd, shutdown, || {
             // Tell systemd (Type=notify) we serve; a no-op elsewhere.
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         })
         .await?;
         Ok(())

@@ -82,10 +82,6 @@ impl Failure {
         self
     }
 
-    pub(crate) fn code(&self) -> StatusCode {
-        self.code
-    }
-
     pub(crate) fn status(&self) -> Status {
         Status {
             code: Some(i32::from(self.code.as_u16())),

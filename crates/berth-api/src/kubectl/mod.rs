@@ -78,10 +78,16 @@ impl PodRow {
             .iter()
             .map(|c| (c.name.as_str(), c))
             .collect();
-        let is_sidecar =
-            |name: &str| init_specs.get(name).is_some_and(|c| is_restartable_init_container(c));
+        let is_sidecar = |name: &str| {
+            init_specs
+                .get(name)
+                .is_some_and(|c| is_restartable_init_container(c))
+        };
         let mut total = spec.map_or(0, |s| s.containers.len());
-        total += init_specs.values().filter(|c| is_restartable_init_container(c)).count();
+        total += init_specs
+            .values()
+            .filter(|c| is_restartable_init_container(c))
+            .count();
 
         let mut ready = 0;
         let mut restarts: i64 = 0;
@@ -89,7 +95,10 @@ impl PodRow {
         let mut last_restart: Option<Timestamp> = None;
         let mut last_sidecar_restart: Option<Timestamp> = None;
         let mut initializing = false;
-        let init_statuses = status.init_container_statuses.as_deref().unwrap_or_default();
+        let init_statuses = status
+            .init_container_statuses
+            .as_deref()
+            .unwrap_or_default();
         let init_count = init_specs.len();
         for (i, c) in init_statuses.iter().enumerate() {
             let sidecar = is_sidecar(&c.name);
@@ -132,7 +141,13 @@ impl PodRow {
             restarts = sidecar_restarts;
             last_restart = last_sidecar_restart;
             let mut has_running = false;
-            for c in status.container_statuses.as_deref().unwrap_or_default().iter().rev() {
+            for c in status
+                .container_statuses
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .rev()
+            {
                 restarts += i64::from(c.restart_count);
                 later(&mut last_restart, finished_at(c.last_state.as_ref()));
                 let state = c.state.clone().unwrap_or_default();
@@ -153,7 +168,12 @@ impl PodRow {
                 }
             }
             if reason == "Completed" && has_running {
-                reason = if condition_true(conditions, "Ready") { "Running" } else { "NotReady" }.into();
+                reason = if condition_true(conditions, "Ready") {
+                    "Running"
+                } else {
+                    "NotReady"
+                }
+                .into();
             }
         }
 
@@ -176,7 +196,12 @@ impl PodRow {
 }
 
 fn finished_at(state: Option<&k8s_openapi::api::core::v1::ContainerState>) -> Option<Timestamp> {
-    state?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0)
+    state?
+        .terminated
+        .as_ref()?
+        .finished_at
+        .as_ref()
+        .map(|t| t.0)
 }
 
 fn later(latest: &mut Option<Timestamp>, candidate: Option<Timestamp>) {
@@ -188,7 +213,9 @@ fn later(latest: &mut Option<Timestamp>, candidate: Option<Timestamp>) {
 }
 
 fn condition_true(conditions: &[PodCondition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ fn cond(type_: &str, status: &str) -> PodCondition {
     }
 }
 
-fn phase_status(phase: &str, init: Vec<ContainerStatus>, regular: Vec<ContainerStatus>) -> PodStatus {
+fn phase_status(
+    phase: &str,
+    init: Vec<ContainerStatus>,
+    regular: Vec<ContainerStatus>,
+) -> PodStatus {
     PodStatus {
         phase: Some(phase.into()),
         init_container_statuses: (!init.is_empty()).then_some(init),
@@ -29,7 +33,9 @@ fn two() -> Vec<Container> {
 }
 
 fn inits(n: usize) -> Vec<Container> {
-    (1..=n).map(|i| container(&format!("i{i}"), "busybox")).collect()
+    (1..=n)
+        .map(|i| container(&format!("i{i}"), "busybox"))
+        .collect()
 }
 
 fn signal(mut s: ContainerStatus, sig: i32) -> ContainerStatus {
@@ -39,7 +45,10 @@ fn signal(mut s: ContainerStatus, sig: i32) -> ContainerStatus {
 }
 
 fn ok_init(name: &str) -> ContainerStatus {
-    ContainerStatus { ready: true, ..terminated(name, 0, "Completed") }
+    ContainerStatus {
+        ready: true,
+        ..terminated(name, 0, "Completed")
+    }
 }
 
 struct Case {
@@ -49,7 +58,13 @@ struct Case {
     status: &'static str,
 }
 
-fn case(name: &'static str, init: Vec<Container>, status: PodStatus, ready: &'static str, want: &'static str) -> Case {
+fn case(
+    name: &'static str,
+    init: Vec<Container>,
+    status: PodStatus,
+    ready: &'static str,
+    want: &'static str,
+) -> Case {
     Case {
         name,
         pod: with_status(pod_with("p", init, two()), status),
@@ -68,7 +83,11 @@ fn cases() -> Vec<Case> {
         reason: Some("SchedulingGated".into()),
         ..cond("PodScheduled", "False")
     }]);
-    let mut completed_ready = phase_status("Running", vec![], vec![ready("a"), terminated("b", 0, "Completed")]);
+    let mut completed_ready = phase_status(
+        "Running",
+        vec![],
+        vec![ready("a"), terminated("b", 0, "Completed")],
+    );
     completed_ready.conditions = Some(vec![cond("Ready", "True")]);
     let mut evicted = phase_status("Failed", vec![], vec![]);
     evicted.reason = Some("Evicted".into());
@@ -81,39 +100,337 @@ fn cases() -> Vec<Case> {
     );
     sidecar_crash.conditions = Some(vec![cond("Initialized", "True")]);
     vec![
-        case("pending without statuses", vec![], phase_status("Pending", vec![], vec![]), "0/2", "Pending"),
-        case("creating", vec![], phase_status("Pending", vec![], vec![waiting("a", "ContainerCreating"), waiting("b", "ContainerCreating")]), "0/2", "ContainerCreating"),
-        case("running, all ready", vec![], phase_status("Running", vec![], vec![ready("a"), ready("b")]), "2/2", "Running"),
-        case("running, one not ready", vec![], phase_status("Running", vec![], vec![ready("a"), running("b")]), "1/2", "Running"),
-        case("crash loop", vec![], phase_status("Running", vec![], vec![ready("a"), after_exit(waiting("b", "CrashLoopBackOff"), 1)]), "1/2", "CrashLoopBackOff"),
-        case("first container in spec order wins", vec![], phase_status("Pending", vec![], vec![waiting("a", "CrashLoopBackOff"), waiting("b", "ImagePullBackOff")]), "0/2", "CrashLoopBackOff"),
-        case("config error", vec![], phase_status("Pending", vec![], vec![ready("a"), waiting("b", "CreateContainerConfigError")]), "1/2", "CreateContainerConfigError"),
-        case("completed", vec![], phase_status("Succeeded", vec![], vec![terminated("a", 0, "Completed"), terminated("b", 0, "Completed")]), "0/2", "Completed"),
-        case("error", vec![], phase_status("Failed", vec![], vec![terminated("a", 1, "Error"), terminated("b", 0, "Completed")]), "0/2", "Error"),
+        case(
+            "pending without statuses",
+            vec![],
+            phase_status("Pending", vec![], vec![]),
+            "0/2",
+            "Pending",
+        ),
+        case(
+            "creating",
+            vec![],
+            phase_status(
+                "Pending",
+                vec![],
+                vec![
+                    waiting("a", "ContainerCreating"),
+                    waiting("b", "ContainerCreating"),
+                ],
+            ),
+            "0/2",
+            "ContainerCreating",
+        ),
+        case(
+            "running, all ready",
+            vec![],
+            phase_status("Running", vec![], vec![ready("a"), ready("b")]),
+            "2/2",
+            "Running",
+        ),
+        case(
+            "running, one not ready",
+            vec![],
+            phase_status("Running", vec![], vec![ready("a"), running("b")]),
+            "1/2",
+            "Running",
+        ),
+        case(
+            "crash loop",
+            vec![],
+            phase_status(
+                "Running",
+                vec![],
+                vec![ready("a"), after_exit(waiting("b", "CrashLoopBackOff"), 1)],
+            ),
+            "1/2",
+            "CrashLoopBackOff",
+        ),
+        case(
+            "first container in spec order wins",
+            vec![],
+            phase_status(
+                "Pending",
+                vec![],
+                vec![
+                    waiting("a", "CrashLoopBackOff"),
+                    waiting("b", "ImagePullBackOff"),
+                ],
+            ),
+            "0/2",
+            "CrashLoopBackOff",
+        ),
+        case(
+            "config error",
+            vec![],
+            phase_status(
+                "Pending",
+                vec![],
+                vec![ready("a"), waiting("b", "CreateContainerConfigError")],
+            ),
+            "1/2",
+            "CreateContainerConfigError",
+        ),
+        case(
+            "completed",
+            vec![],
+            phase_status(
+                "Succeeded",
+                vec![],
+                vec![
+                    terminated("a", 0, "Completed"),
+                    terminated("b", 0, "Completed"),
+                ],
+            ),
+            "0/2",
+            "Completed",
+        ),
+        case(
+            "error",
+            vec![],
+            phase_status(
+                "Failed",
+                vec![],
+                vec![terminated("a", 1, "Error"), terminated("b", 0, "Completed")],
+            ),
+            "0/2",
+            "Error",
+        ),
         // The walk is backwards, so the first container's reason is the one shown.
-        case("error hidden behind an earlier Completed", vec![], phase_status("Failed", vec![], vec![terminated("a", 0, "Completed"), terminated("b", 1, "Error")]), "0/2", "Completed"),
-        case("oom", vec![], phase_status("Running", vec![], vec![ready("a"), terminated("b", 137, "OOMKilled")]), "1/2", "OOMKilled"),
-        case("exit code without reason", vec![], phase_status("Failed", vec![], vec![terminated("a", 2, ""), terminated("b", 0, "Completed")]), "0/2", "ExitCode:2"),
-        case("signal without reason", vec![], phase_status("Failed", vec![], vec![signal(terminated("a", 137, ""), 9), terminated("b", 0, "Completed")]), "0/2", "Signal:9"),
-        case("completed while another runs, Ready", vec![], completed_ready, "1/2", "Running"),
-        case("completed while another runs, not Ready", vec![], phase_status("Running", vec![], vec![ready("a"), terminated("b", 0, "Completed")]), "1/2", "NotReady"),
-        case("init 0/2", inits(2), phase_status("Pending", vec![waiting("i1", "PodInitializing"), waiting("i2", "PodInitializing")], vec![waiting("a", "PodInitializing"), waiting("b", "PodInitializing")]), "0/2", "Init:0/2"),
-        case("init 1/2 running", inits(2), phase_status("Pending", vec![ok_init("i1"), running("i2")], vec![waiting("a", "PodInitializing"), waiting("b", "PodInitializing")]), "0/2", "Init:1/2"),
-        case("init waiting without reason", inits(1), phase_status("Pending", vec![waiting("i1", "")], vec![]), "0/2", "Init:0/1"),
-        case("init error", inits(2), phase_status("Failed", vec![ok_init("i1"), terminated("i2", 1, "Error")], vec![waiting("a", "PodInitializing"), waiting("b", "PodInitializing")]), "0/2", "Init:Error"),
-        case("init oom", inits(1), phase_status("Pending", vec![terminated("i1", 137, "OOMKilled")], vec![]), "0/2", "Init:OOMKilled"),
-        case("init exit code", inits(1), phase_status("Pending", vec![terminated("i1", 3, "")], vec![]), "0/2", "Init:ExitCode:3"),
-        case("init signal", inits(1), phase_status("Pending", vec![signal(terminated("i1", 137, ""), 9)], vec![]), "0/2", "Init:Signal:9"),
-        case("init crash loop", inits(1), phase_status("Pending", vec![after_exit(waiting("i1", "CrashLoopBackOff"), 1)], vec![]), "0/2", "Init:CrashLoopBackOff"),
-        case("init image pull", inits(1), phase_status("Pending", vec![waiting("i1", "ErrImagePull")], vec![]), "0/2", "Init:ErrImagePull"),
-        case("inits done, containers running", inits(2), phase_status("Running", vec![ok_init("i1"), ok_init("i2")], vec![ready("a"), ready("b")]), "2/2", "Running"),
-        case("sidecar not started", vec![sidecar("s")], phase_status("Pending", vec![running_unstarted("s")], vec![waiting("a", "PodInitializing"), waiting("b", "PodInitializing")]), "0/3", "Init:0/1"),
-        case("sidecar started and ready", vec![sidecar("s")], phase_status("Running", vec![ready("s")], vec![ready("a"), ready("b")]), "3/3", "Running"),
-        case("sidecar started, unready", vec![sidecar("s")], phase_status("Running", vec![running("s")], vec![ready("a"), ready("b")]), "2/3", "Running"),
-        case("sidecar crash after init", vec![sidecar("s")], sidecar_crash, "2/3", "Init:CrashLoopBackOff"),
-        deleting(case("terminating", vec![], phase_status("Running", vec![], vec![ready("a"), ready("b")]), "2/2", "Terminating")),
-        deleting(case("deleted after completion", vec![], phase_status("Succeeded", vec![], vec![terminated("a", 0, "Completed"), terminated("b", 0, "Completed")]), "0/2", "Completed")),
-        deleting(case("deleted on lost node", vec![], node_lost, "2/2", "Unknown")),
+        case(
+            "error hidden behind an earlier Completed",
+            vec![],
+            phase_status(
+                "Failed",
+                vec![],
+                vec![terminated("a", 0, "Completed"), terminated("b", 1, "Error")],
+            ),
+            "0/2",
+            "Completed",
+        ),
+        case(
+            "oom",
+            vec![],
+            phase_status(
+                "Running",
+                vec![],
+                vec![ready("a"), terminated("b", 137, "OOMKilled")],
+            ),
+            "1/2",
+            "OOMKilled",
+        ),
+        case(
+            "exit code without reason",
+            vec![],
+            phase_status(
+                "Failed",
+                vec![],
+                vec![terminated("a", 2, ""), terminated("b", 0, "Completed")],
+            ),
+            "0/2",
+            "ExitCode:2",
+        ),
+        case(
+            "signal without reason",
+            vec![],
+            phase_status(
+                "Failed",
+                vec![],
+                vec![
+                    signal(terminated("a", 137, ""), 9),
+                    terminated("b", 0, "Completed"),
+                ],
+            ),
+            "0/2",
+            "Signal:9",
+        ),
+        case(
+            "completed while another runs, Ready",
+            vec![],
+            completed_ready,
+            "1/2",
+            "Running",
+        ),
+        case(
+            "completed while another runs, not Ready",
+            vec![],
+            phase_status(
+                "Running",
+                vec![],
+                vec![ready("a"), terminated("b", 0, "Completed")],
+            ),
+            "1/2",
+            "NotReady",
+        ),
+        case(
+            "init 0/2",
+            inits(2),
+            phase_status(
+                "Pending",
+                vec![
+                    waiting("i1", "PodInitializing"),
+                    waiting("i2", "PodInitializing"),
+                ],
+                vec![
+                    waiting("a", "PodInitializing"),
+                    waiting("b", "PodInitializing"),
+                ],
+            ),
+            "0/2",
+            "Init:0/2",
+        ),
+        case(
+            "init 1/2 running",
+            inits(2),
+            phase_status(
+                "Pending",
+                vec![ok_init("i1"), running("i2")],
+                vec![
+                    waiting("a", "PodInitializing"),
+                    waiting("b", "PodInitializing"),
+                ],
+            ),
+            "0/2",
+            "Init:1/2",
+        ),
+        case(
+            "init waiting without reason",
+            inits(1),
+            phase_status("Pending", vec![waiting("i1", "")], vec![]),
+            "0/2",
+            "Init:0/1",
+        ),
+        case(
+            "init error",
+            inits(2),
+            phase_status(
+                "Failed",
+                vec![ok_init("i1"), terminated("i2", 1, "Error")],
+                vec![
+                    waiting("a", "PodInitializing"),
+                    waiting("b", "PodInitializing"),
+                ],
+            ),
+            "0/2",
+            "Init:Error",
+        ),
+        case(
+            "init oom",
+            inits(1),
+            phase_status("Pending", vec![terminated("i1", 137, "OOMKilled")], vec![]),
+            "0/2",
+            "Init:OOMKilled",
+        ),
+        case(
+            "init exit code",
+            inits(1),
+            phase_status("Pending", vec![terminated("i1", 3, "")], vec![]),
+            "0/2",
+            "Init:ExitCode:3",
+        ),
+        case(
+            "init signal",
+            inits(1),
+            phase_status(
+                "Pending",
+                vec![signal(terminated("i1", 137, ""), 9)],
+                vec![],
+            ),
+            "0/2",
+            "Init:Signal:9",
+        ),
+        case(
+            "init crash loop",
+            inits(1),
+            phase_status(
+                "Pending",
+                vec![after_exit(waiting("i1", "CrashLoopBackOff"), 1)],
+                vec![],
+            ),
+            "0/2",
+            "Init:CrashLoopBackOff",
+        ),
+        case(
+            "init image pull",
+            inits(1),
+            phase_status("Pending", vec![waiting("i1", "ErrImagePull")], vec![]),
+            "0/2",
+            "Init:ErrImagePull",
+        ),
+        case(
+            "inits done, containers running",
+            inits(2),
+            phase_status(
+                "Running",
+                vec![ok_init("i1"), ok_init("i2")],
+                vec![ready("a"), ready("b")],
+            ),
+            "2/2",
+            "Running",
+        ),
+        case(
+            "sidecar not started",
+            vec![sidecar("s")],
+            phase_status(
+                "Pending",
+                vec![running_unstarted("s")],
+                vec![
+                    waiting("a", "PodInitializing"),
+                    waiting("b", "PodInitializing"),
+                ],
+            ),
+            "0/3",
+            "Init:0/1",
+        ),
+        case(
+            "sidecar started and ready",
+            vec![sidecar("s")],
+            phase_status("Running", vec![ready("s")], vec![ready("a"), ready("b")]),
+            "3/3",
+            "Running",
+        ),
+        case(
+            "sidecar started, unready",
+            vec![sidecar("s")],
+            phase_status("Running", vec![running("s")], vec![ready("a"), ready("b")]),
+            "2/3",
+            "Running",
+        ),
+        case(
+            "sidecar crash after init",
+            vec![sidecar("s")],
+            sidecar_crash,
+            "2/3",
+            "Init:CrashLoopBackOff",
+        ),
+        deleting(case(
+            "terminating",
+            vec![],
+            phase_status("Running", vec![], vec![ready("a"), ready("b")]),
+            "2/2",
+            "Terminating",
+        )),
+        deleting(case(
+            "deleted after completion",
+            vec![],
+            phase_status(
+                "Succeeded",
+                vec![],
+                vec![
+                    terminated("a", 0, "Completed"),
+                    terminated("b", 0, "Completed"),
+                ],
+            ),
+            "0/2",
+            "Completed",
+        )),
+        deleting(case(
+            "deleted on lost node",
+            vec![],
+            node_lost,
+            "2/2",
+            "Unknown",
+        )),
         case("evicted", vec![], evicted, "0/2", "Evicted"),
         case("scheduling gated", vec![], gated, "0/2", "SchedulingGated"),
     ]
@@ -138,32 +455,84 @@ fn restarted(mut s: ContainerStatus, count: i32, finished: i64) -> ContainerStat
 #[test]
 fn restarts_column_cases() {
     let now = at(10_000).0;
-    let plain = |init: Vec<Container>, status: PodStatus| with_status(pod_with("p", init, two()), status);
+    let plain =
+        |init: Vec<Container>, status: PodStatus| with_status(pod_with("p", init, two()), status);
     let cases = vec![
-        ("no restarts", plain(vec![], phase_status("Running", vec![], vec![ready("a"), ready("b")])), "0"),
+        (
+            "no restarts",
+            plain(
+                vec![],
+                phase_status("Running", vec![], vec![ready("a"), ready("b")]),
+            ),
+            "0",
+        ),
         (
             "newest finish wins",
-            plain(vec![], phase_status("Running", vec![], vec![restarted(ready("a"), 1, 9_000), restarted(ready("b"), 2, 9_700)])),
+            plain(
+                vec![],
+                phase_status(
+                    "Running",
+                    vec![],
+                    vec![
+                        restarted(ready("a"), 1, 9_000),
+                        restarted(ready("b"), 2, 9_700),
+                    ],
+                ),
+            ),
             "3 (5m ago)",
         ),
         (
             "count without a finish time",
-            plain(vec![], phase_status("Running", vec![], vec![ContainerStatus { restart_count: 4, ..ready("a") }, ready("b")])),
+            plain(
+                vec![],
+                phase_status(
+                    "Running",
+                    vec![],
+                    vec![
+                        ContainerStatus {
+                            restart_count: 4,
+                            ..ready("a")
+                        },
+                        ready("b"),
+                    ],
+                ),
+            ),
             "4",
         ),
         (
             "while initializing, init restarts count",
-            plain(inits(1), phase_status("Pending", vec![restarted(waiting("i1", "CrashLoopBackOff"), 5, 9_990)], vec![])),
+            plain(
+                inits(1),
+                phase_status(
+                    "Pending",
+                    vec![restarted(waiting("i1", "CrashLoopBackOff"), 5, 9_990)],
+                    vec![],
+                ),
+            ),
             "5 (10s ago)",
         ),
         (
             "after init, finished inits no longer count",
-            plain(inits(1), phase_status("Running", vec![restarted(ok_init("i1"), 5, 9_000)], vec![restarted(ready("a"), 1, 9_880), ready("b")])),
+            plain(
+                inits(1),
+                phase_status(
+                    "Running",
+                    vec![restarted(ok_init("i1"), 5, 9_000)],
+                    vec![restarted(ready("a"), 1, 9_880), ready("b")],
+                ),
+            ),
             "1 (2m ago)",
         ),
         (
             "after init, sidecar restarts count",
-            plain(vec![sidecar("s")], phase_status("Running", vec![restarted(ready("s"), 2, 9_997)], vec![ready("a"), ready("b")])),
+            plain(
+                vec![sidecar("s")],
+                phase_status(
+                    "Running",
+                    vec![restarted(ready("s"), 2, 9_997)],
+                    vec![ready("a"), ready("b")],
+                ),
+            ),
             "2 (3s ago)",
         ),
     ];

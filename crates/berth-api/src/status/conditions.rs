@@ -51,28 +51,39 @@ pub fn pod_conditions(
     let ready_to_start = condition("PodReadyToStartContainers", sandbox_ready, None, None);
     let initialized = initialized_condition(spec, all, phase);
     let containers_ready = containers_ready_condition(spec, all, phase);
-    let mut gate_conditions: Vec<&PodCondition> =
-        previous.iter().filter(|c| !is_kubelet_condition(&c.type_)).collect();
+    let mut gate_conditions: Vec<&PodCondition> = previous
+        .iter()
+        .filter(|c| !is_kubelet_condition(&c.type_))
+        .collect();
     gate_conditions.extend([&ready_to_start, &initialized]);
     let ready = ready_condition(spec, &containers_ready, &gate_conditions);
     let scheduled = condition("PodScheduled", true, None, None);
 
-    [ready_to_start, initialized, ready, containers_ready, scheduled]
-        .into_iter()
-        .map(|mut c| {
-            let old = previous.iter().find(|o| o.type_ == c.type_);
-            c.last_transition_time = match old {
-                Some(o) if o.status == c.status => o.last_transition_time.clone().or(Some(now.clone())),
-                _ => Some(now.clone()),
-            };
-            c
-        })
-        .collect()
+    [
+        ready_to_start,
+        initialized,
+        ready,
+        containers_ready,
+        scheduled,
+    ]
+    .into_iter()
+    .map(|mut c| {
+        let old = previous.iter().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match old {
+            Some(o) if o.status == c.status => o.last_transition_time.clone().or(Some(now.clone())),
+            _ => Some(now.clone()),
+        };
+        c
+    })
+    .collect()
 }
 
 /// `previous`'s non-kubelet conditions followed by `generated`: the pod's
 /// full condition list as the kubelet publishes it.
-pub fn with_foreign_conditions(previous: &[PodCondition], generated: Vec<PodCondition>) -> Vec<PodCondition> {
+pub fn with_foreign_conditions(
+    previous: &[PodCondition],
+    generated: Vec<PodCondition>,
+) -> Vec<PodCondition> {
     previous
         .iter()
         .filter(|c| !is_kubelet_condition(&c.type_))
@@ -81,7 +92,12 @@ pub fn with_foreign_conditions(previous: &[PodCondition], generated: Vec<PodCond
         .collect()
 }
 
-fn condition(type_: &str, status: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> PodCondition {
     PodCondition {
         type_: type_.into(),
         status: if status { "True" } else { "False" }.into(),
@@ -96,7 +112,11 @@ fn go_list(names: &[&str]) -> String {
     format!("[{}]", names.join(" "))
 }
 
-fn initialized_condition(spec: &PodSpec, all: Option<&[ContainerStatus]>, phase: &str) -> PodCondition {
+fn initialized_condition(
+    spec: &PodSpec,
+    all: Option<&[ContainerStatus]>,
+    phase: &str,
+) -> PodCondition {
     let inits = init_containers(spec);
     let Some(all) = all else {
         if !inits.is_empty() {
@@ -110,7 +130,11 @@ fn initialized_condition(spec: &PodSpec, all: Option<&[ContainerStatus]>, phase:
         match find_status(all, &c.name) {
             None => unknown.push(c.name.as_str()),
             Some(s) => {
-                let done = if is_restartable_init_container(c) { is_started(s) } else { s.ready };
+                let done = if is_restartable_init_container(c) {
+                    is_started(s)
+                } else {
+                    s.ready
+                };
                 if !done {
                     incomplete.push(c.name.as_str());
                 }
@@ -134,7 +158,9 @@ fn initialized_from(
     // even while sidecars restart.
     let regular_started = spec.containers.iter().any(|c| {
         find_status(all, &c.name).is_some_and(|s| {
-            s.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            s.state
+                .as_ref()
+                .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
         })
     });
     if regular_started {
@@ -142,24 +168,46 @@ fn initialized_from(
     }
     let mut messages = Vec::new();
     if !unknown.is_empty() {
-        messages.push(format!("containers with unknown status: {}", go_list(unknown)));
+        messages.push(format!(
+            "containers with unknown status: {}",
+            go_list(unknown)
+        ));
     }
     if !incomplete.is_empty() {
-        messages.push(format!("containers with incomplete status: {}", go_list(incomplete)));
+        messages.push(format!(
+            "containers with incomplete status: {}",
+            go_list(incomplete)
+        ));
     }
     if messages.is_empty() {
         return condition("Initialized", true, None, None);
     }
-    condition("Initialized", false, Some(CONTAINERS_NOT_INITIALIZED), Some(messages.join(", ")))
+    condition(
+        "Initialized",
+        false,
+        Some(CONTAINERS_NOT_INITIALIZED),
+        Some(messages.join(", ")),
+    )
 }
 
-fn containers_ready_condition(spec: &PodSpec, all: Option<&[ContainerStatus]>, phase: &str) -> PodCondition {
+fn containers_ready_condition(
+    spec: &PodSpec,
+    all: Option<&[ContainerStatus]>,
+    phase: &str,
+) -> PodCondition {
     let Some(all) = all else {
-        return condition("ContainersReady", false, Some(UNKNOWN_CONTAINER_STATUSES), None);
+        return condition(
+            "ContainersReady",
+            false,
+            Some(UNKNOWN_CONTAINER_STATUSES),
+            None,
+        );
     };
     let mut unknown = Vec::new();
     let mut unready = Vec::new();
-    let sidecars = init_containers(spec).iter().filter(|c| is_restartable_init_container(c));
+    let sidecars = init_containers(spec)
+        .iter()
+        .filter(|c| is_restartable_init_container(c));
     for c in sidecars.chain(&spec.containers) {
         match find_status(all, &c.name) {
             None => unknown.push(c.name.as_str()),
@@ -168,23 +216,42 @@ fn containers_ready_condition(spec: &PodSpec, all: Option<&[ContainerStatus]>, p
         }
     }
     if (phase == "Succeeded" && unknown.is_empty()) || phase == "Failed" {
-        let reason = if phase == "Failed" { POD_FAILED } else { POD_COMPLETED };
+        let reason = if phase == "Failed" {
+            POD_FAILED
+        } else {
+            POD_COMPLETED
+        };
         return condition("ContainersReady", false, Some(reason), None);
     }
     let mut messages = Vec::new();
     if !unknown.is_empty() {
-        messages.push(format!("containers with unknown status: {}", go_list(&unknown)));
+        messages.push(format!(
+            "containers with unknown status: {}",
+            go_list(&unknown)
+        ));
     }
     if !unready.is_empty() {
-        messages.push(format!("containers with unready status: {}", go_list(&unready)));
+        messages.push(format!(
+            "containers with unready status: {}",
+            go_list(&unready)
+        ));
     }
     if messages.is_empty() {
         return condition("ContainersReady", true, None, None);
     }
-    condition("ContainersReady", false, Some(CONTAINERS_NOT_READY), Some(messages.join(", ")))
+    condition(
+        "ContainersReady",
+        false,
+        Some(CONTAINERS_NOT_READY),
+        Some(messages.join(", ")),
+    )
 }
 
-fn ready_condition(spec: &PodSpec, containers_ready: &PodCondition, conditions: &[&PodCondition]) -> PodCondition {
+fn ready_condition(
+    spec: &PodSpec,
+    containers_ready: &PodCondition,
+    conditions: &[&PodCondition],
+) -> PodCondition {
     if containers_ready.status != "True" {
         return PodCondition {
             type_: "Ready".into(),
@@ -208,7 +275,12 @@ fn ready_condition(spec: &PodSpec, containers_ready: &PodCondition, conditions: 
     if messages.is_empty() {
         return condition("Ready", true, None, None);
     }
-    condition("Ready", false, Some(READINESS_GATES_NOT_READY), Some(messages.join(", ")))
+    condition(
+        "Ready",
+        false,
+        Some(READINESS_GATES_NOT_READY),
+        Some(messages.join(", ")),
+    )
 }
 
 #[cfg(test)]
@@ -221,23 +293,45 @@ mod tests {
     use k8s_openapi::api::core::v1::PodReadinessGate;
 
     /// (type, status, reason, message) in the kubelet's order.
-    type Row = (&'static str, &'static str, Option<&'static str>, Option<&'static str>);
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
 
     fn rows(conditions: &[PodCondition]) -> Vec<(String, String, Option<String>, Option<String>)> {
         conditions
             .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
+            })
             .collect()
     }
 
     fn expect(want: [Row; 5]) -> Vec<(String, String, Option<String>, Option<String>)> {
         want.iter()
-            .map(|(t, s, r, m)| (t.to_string(), s.to_string(), r.map(Into::into), m.map(Into::into)))
+            .map(|(t, s, r, m)| {
+                (
+                    t.to_string(),
+                    s.to_string(),
+                    r.map(Into::into),
+                    m.map(Into::into),
+                )
+            })
             .collect()
     }
 
     fn ok_init(name: &str) -> ContainerStatus {
-        ContainerStatus { ready: true, ..terminated(name, 0, "Completed") }
+        ContainerStatus {
+            ready: true,
+            ..terminated(name, 0, "Completed")
+        }
     }
 
     #[test]
@@ -405,9 +499,21 @@ mod tests {
             },
         ];
         for case in cases {
-            let got = pod_conditions(&case.spec, &case.init, &case.regular, case.phase, case.sandbox, &[], at(50));
+            let got = pod_conditions(
+                &case.spec,
+                &case.init,
+                &case.regular,
+                case.phase,
+                case.sandbox,
+                &[],
+                at(50),
+            );
             assert_eq!(rows(&got), expect(case.want), "case {:?}", case.name);
-            assert!(got.iter().all(|c| c.last_transition_time == Some(at(50))), "{}", case.name);
+            assert!(
+                got.iter().all(|c| c.last_transition_time == Some(at(50))),
+                "{}",
+                case.name
+            );
         }
     }
 
@@ -415,11 +521,27 @@ mod tests {
     fn readiness_gates() {
         let mut spec = spec_with(vec![], vec![container("a", "busybox")], "Always");
         spec.readiness_gates = Some(vec![
-            PodReadinessGate { condition_type: "example.com/lb".into() },
-            PodReadinessGate { condition_type: "example.com/dns".into() },
+            PodReadinessGate {
+                condition_type: "example.com/lb".into(),
+            },
+            PodReadinessGate {
+                condition_type: "example.com/dns".into(),
+            },
         ]);
-        let lb = PodCondition { type_: "example.com/lb".into(), status: "False".into(), ..Default::default() };
-        let got = pod_conditions(&spec, &[], &[ready("a")], "Running", true, &[lb.clone()], at(1));
+        let lb = PodCondition {
+            type_: "example.com/lb".into(),
+            status: "False".into(),
+            ..Default::default()
+        };
+        let got = pod_conditions(
+            &spec,
+            &[],
+            &[ready("a")],
+            "Running",
+            true,
+            std::slice::from_ref(&lb),
+            at(1),
+        );
         let ready_cond = &got[2];
         assert_eq!(ready_cond.type_, "Ready");
         assert_eq!(ready_cond.status, "False");
@@ -433,15 +555,38 @@ mod tests {
         );
         assert_eq!(got[3].status, "True", "ContainersReady ignores gates");
 
-        let dns = PodCondition { type_: "example.com/dns".into(), status: "True".into(), ..Default::default() };
-        let lb_ok = PodCondition { status: "True".into(), ..lb };
-        let got = pod_conditions(&spec, &[], &[ready("a")], "Running", true, &[lb_ok.clone(), dns.clone()], at(1));
+        let dns = PodCondition {
+            type_: "example.com/dns".into(),
+            status: "True".into(),
+            ..Default::default()
+        };
+        let lb_ok = PodCondition {
+            status: "True".into(),
+            ..lb
+        };
+        let got = pod_conditions(
+            &spec,
+            &[],
+            &[ready("a")],
+            "Running",
+            true,
+            &[lb_ok.clone(), dns.clone()],
+            at(1),
+        );
         assert_eq!(got[2].status, "True");
         let full = with_foreign_conditions(&[lb_ok, got[2].clone(), dns], got.clone());
         let types: Vec<&str> = full.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
-            ["example.com/lb", "example.com/dns", "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+            [
+                "example.com/lb",
+                "example.com/dns",
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
         );
     }
 
@@ -451,7 +596,12 @@ mod tests {
         let first = pod_conditions(&spec, &[], &[running("a")], "Running", true, &[], at(10));
         let second = pod_conditions(&spec, &[], &[ready("a")], "Running", true, &first, at(20));
         let time_of = |conds: &[PodCondition], t: &str| {
-            conds.iter().find(|c| c.type_ == t).unwrap().last_transition_time.clone()
+            conds
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .last_transition_time
+                .clone()
         };
         assert_eq!(time_of(&second, "PodScheduled"), Some(at(10)));
         assert_eq!(time_of(&second, "Initialized"), Some(at(10)));
@@ -459,9 +609,25 @@ mod tests {
         assert_eq!(time_of(&second, "Ready"), Some(at(20)));
         assert_eq!(time_of(&second, "ContainersReady"), Some(at(20)));
         // Same status, different reason: the time stays.
-        let third = pod_conditions(&spec, &[], &[terminated("a", 0, "Completed")], "Succeeded", false, &second, at(30));
+        let third = pod_conditions(
+            &spec,
+            &[],
+            &[terminated("a", 0, "Completed")],
+            "Succeeded",
+            false,
+            &second,
+            at(30),
+        );
         assert_eq!(time_of(&third, "Ready"), Some(at(30)));
-        let fourth = pod_conditions(&spec, &[], &[terminated("a", 0, "Completed")], "Succeeded", false, &third, at(40));
+        let fourth = pod_conditions(
+            &spec,
+            &[],
+            &[terminated("a", 0, "Completed")],
+            "Succeeded",
+            false,
+            &third,
+            at(40),
+        );
         assert_eq!(time_of(&fourth, "Ready"), Some(at(30)));
         assert_eq!(time_of(&fourth, "PodReadyToStartContainers"), Some(at(30)));
     }

@@ -14,7 +14,11 @@ pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 /// Waiting `ContainerCreating`, or `PodInitializing` when the pod has init
 /// containers (applied to init and regular statuses alike).
 pub fn default_waiting_state(has_init: bool) -> ContainerState {
-    let reason = if has_init { POD_INITIALIZING } else { CONTAINER_CREATING };
+    let reason = if has_init {
+        POD_INITIALIZING
+    } else {
+        CONTAINER_CREATING
+    };
     ContainerState {
         waiting: Some(ContainerStateWaiting {
             reason: Some(reason.into()),
@@ -73,9 +77,18 @@ mod tests {
     #[test]
     fn crash_loop_messages() {
         let cases = [
-            (10, "back-off 10s restarting failed container=app pod=web_default(u1)"),
-            (80, "back-off 1m20s restarting failed container=app pod=web_default(u1)"),
-            (300, "back-off 5m0s restarting failed container=app pod=web_default(u1)"),
+            (
+                10,
+                "back-off 10s restarting failed container=app pod=web_default(u1)",
+            ),
+            (
+                80,
+                "back-off 1m20s restarting failed container=app pod=web_default(u1)",
+            ),
+            (
+                300,
+                "back-off 5m0s restarting failed container=app pod=web_default(u1)",
+            ),
         ];
         for (secs, want) in cases {
             let got = crash_loop_message(Duration::from_secs(secs), "app", "web_default(u1)");

@@ -44,7 +44,8 @@ pub fn pod_phase_initialized(
     pod_has_initialized: bool,
 ) -> String {
     // The kubelet looks statuses up by name in regular ++ init statuses.
-    let lookup = |name: &str| find_status(statuses, name).or_else(|| find_status(init_statuses, name));
+    let lookup =
+        |name: &str| find_status(statuses, name).or_else(|| find_status(init_statuses, name));
     let mut pending_init = 0;
     let mut pending_sidecars = 0;
     let mut failed_init = 0;
@@ -126,7 +127,11 @@ pub fn pod_phase_initialized(
     } else if running_n == 0 && stopped > 0 && unknown == 0 {
         if pod_is_terminal {
             // Nothing restarts any more, whatever the policy says.
-            if stopped == succeeded { "Succeeded" } else { "Failed" }
+            if stopped == succeeded {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
         } else if policy == "Always" {
             // Crash-looping containers keep the pod Running.
             "Running"
@@ -180,7 +185,11 @@ mod tests {
     }
 
     impl Case {
-        fn init(mut self, init: Vec<k8s_openapi::api::core::v1::Container>, st: Vec<ContainerStatus>) -> Self {
+        fn init(
+            mut self,
+            init: Vec<k8s_openapi::api::core::v1::Container>,
+            st: Vec<ContainerStatus>,
+        ) -> Self {
             self.init = init;
             self.init_statuses = st;
             self
@@ -203,57 +212,218 @@ mod tests {
         vec![
             // Regular containers only.
             case("no statuses yet", "Always", "Pending"),
-            case("all waiting", "Always", "Pending").st(vec![wait("a", "ContainerCreating"), wait("b", "ContainerCreating")]),
-            case("one running one waiting", "Always", "Pending").st(vec![run("a"), wait("b", "ContainerCreating")]),
+            case("all waiting", "Always", "Pending").st(vec![
+                wait("a", "ContainerCreating"),
+                wait("b", "ContainerCreating"),
+            ]),
+            case("one running one waiting", "Always", "Pending")
+                .st(vec![run("a"), wait("b", "ContainerCreating")]),
             case("one running one missing", "Always", "Pending").st(vec![run("a")]),
             case("all running", "Always", "Running").st(vec![run("a"), ready("b")]),
-            case("running and exited", "Never", "Running").st(vec![run("a"), exited("b", 1, "Error")]),
-            case("running and crash-looping", "Always", "Running").st(vec![run("a"), after_exit(wait("b", "CrashLoopBackOff"), 1)]),
-            case("all exited 0, Always", "Always", "Running").st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
-            case("all exited 0, OnFailure", "OnFailure", "Succeeded").st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
-            case("all exited 0, Never", "Never", "Succeeded").st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
-            case("one failed, Never", "Never", "Failed").st(vec![exited("a", 0, "Completed"), exited("b", 1, "Error")]),
-            case("one failed, OnFailure", "OnFailure", "Running").st(vec![exited("a", 0, "Completed"), exited("b", 1, "Error")]),
-            case("one failed, Always", "Always", "Running").st(vec![exited("a", 1, "Error"), exited("b", 1, "Error")]),
-            case("crash loop waiting counts as stopped", "Always", "Running").st(vec![after_exit(wait("a", "CrashLoopBackOff"), 1), after_exit(wait("b", "CrashLoopBackOff"), 2)]),
-            case("waiting after exit 0 under OnFailure", "OnFailure", "Running").st(vec![after_exit(wait("a", "CrashLoopBackOff"), 0), exited("b", 0, "Completed")]),
-            case("stopped with one unknown", "Never", "Pending").st(vec![exited("a", 0, "Completed")]),
-            case("terminal, all exited 0, Always", "Always", "Succeeded").st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]).terminal(),
-            case("terminal, SIGTERM exit 143, Always", "Always", "Failed").st(vec![exited("a", 0, "Completed"), exited("b", 143, "Error")]).terminal(),
-            case("terminal, still running", "Always", "Running").st(vec![run("a"), exited("b", 0, "Completed")]).terminal(),
-            case("terminal, waiting after exit 0", "Always", "Failed").st(vec![after_exit(wait("a", "CrashLoopBackOff"), 0), exited("b", 0, "Completed")]).terminal(),
+            case("running and exited", "Never", "Running")
+                .st(vec![run("a"), exited("b", 1, "Error")]),
+            case("running and crash-looping", "Always", "Running")
+                .st(vec![run("a"), after_exit(wait("b", "CrashLoopBackOff"), 1)]),
+            case("all exited 0, Always", "Always", "Running").st(vec![
+                exited("a", 0, "Completed"),
+                exited("b", 0, "Completed"),
+            ]),
+            case("all exited 0, OnFailure", "OnFailure", "Succeeded").st(vec![
+                exited("a", 0, "Completed"),
+                exited("b", 0, "Completed"),
+            ]),
+            case("all exited 0, Never", "Never", "Succeeded").st(vec![
+                exited("a", 0, "Completed"),
+                exited("b", 0, "Completed"),
+            ]),
+            case("one failed, Never", "Never", "Failed")
+                .st(vec![exited("a", 0, "Completed"), exited("b", 1, "Error")]),
+            case("one failed, OnFailure", "OnFailure", "Running")
+                .st(vec![exited("a", 0, "Completed"), exited("b", 1, "Error")]),
+            case("one failed, Always", "Always", "Running")
+                .st(vec![exited("a", 1, "Error"), exited("b", 1, "Error")]),
+            case("crash loop waiting counts as stopped", "Always", "Running").st(vec![
+                after_exit(wait("a", "CrashLoopBackOff"), 1),
+                after_exit(wait("b", "CrashLoopBackOff"), 2),
+            ]),
+            case(
+                "waiting after exit 0 under OnFailure",
+                "OnFailure",
+                "Running",
+            )
+            .st(vec![
+                after_exit(wait("a", "CrashLoopBackOff"), 0),
+                exited("b", 0, "Completed"),
+            ]),
+            case("stopped with one unknown", "Never", "Pending").st(vec![exited(
+                "a",
+                0,
+                "Completed",
+            )]),
+            case("terminal, all exited 0, Always", "Always", "Succeeded")
+                .st(vec![
+                    exited("a", 0, "Completed"),
+                    exited("b", 0, "Completed"),
+                ])
+                .terminal(),
+            case("terminal, SIGTERM exit 143, Always", "Always", "Failed")
+                .st(vec![exited("a", 0, "Completed"), exited("b", 143, "Error")])
+                .terminal(),
+            case("terminal, still running", "Always", "Running")
+                .st(vec![run("a"), exited("b", 0, "Completed")])
+                .terminal(),
+            case("terminal, waiting after exit 0", "Always", "Failed")
+                .st(vec![
+                    after_exit(wait("a", "CrashLoopBackOff"), 0),
+                    exited("b", 0, "Completed"),
+                ])
+                .terminal(),
             // Regular init containers.
             case("init not started", "Always", "Pending").init(vec![c("i1"), c("i2")], vec![]),
-            case("init waiting first time", "Always", "Pending").init(vec![c("i1")], vec![wait("i1", "PodInitializing")]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
+            case("init waiting first time", "Always", "Pending")
+                .init(vec![c("i1")], vec![wait("i1", "PodInitializing")])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
             case("init running", "Always", "Pending").init(vec![c("i1")], vec![run("i1")]),
-            case("first init done, second pending", "Always", "Pending").init(vec![c("i1"), c("i2")], vec![exited("i1", 0, "Completed"), wait("i2", "PodInitializing")]),
-            case("init failed, Never", "Never", "Failed").init(vec![c("i1")], vec![exited("i1", 1, "Error")]),
-            case("init failed, OnFailure", "OnFailure", "Pending").init(vec![c("i1")], vec![exited("i1", 1, "Error")]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("init failed, Always", "Always", "Pending").init(vec![c("i1")], vec![exited("i1", 1, "Error")]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("init crash-looping, Never", "Never", "Failed").init(vec![c("i1")], vec![after_exit(wait("i1", "CrashLoopBackOff"), 1)]),
-            case("init crash-looping, Always", "Always", "Pending").init(vec![c("i1")], vec![after_exit(wait("i1", "CrashLoopBackOff"), 1)]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("init waiting after exit 0 is done", "Always", "Running").init(vec![c("i1")], vec![after_exit(wait("i1", ""), 0)]).st(vec![run("a"), run("b")]),
-            case("inits done, containers running", "Always", "Running").init(vec![c("i1"), c("i2")], vec![exited("i1", 0, "Completed"), exited("i2", 0, "Completed")]).st(vec![run("a"), run("b")]),
-            case("inits done, containers creating", "Always", "Pending").init(vec![c("i1")], vec![exited("i1", 0, "Completed")]).st(vec![wait("a", "ContainerCreating"), wait("b", "ContainerCreating")]),
-            case("inits done, all succeeded, Never", "Never", "Succeeded").init(vec![c("i1")], vec![exited("i1", 0, "Completed")]).st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
+            case("first init done, second pending", "Always", "Pending").init(
+                vec![c("i1"), c("i2")],
+                vec![exited("i1", 0, "Completed"), wait("i2", "PodInitializing")],
+            ),
+            case("init failed, Never", "Never", "Failed")
+                .init(vec![c("i1")], vec![exited("i1", 1, "Error")]),
+            case("init failed, OnFailure", "OnFailure", "Pending")
+                .init(vec![c("i1")], vec![exited("i1", 1, "Error")])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("init failed, Always", "Always", "Pending")
+                .init(vec![c("i1")], vec![exited("i1", 1, "Error")])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("init crash-looping, Never", "Never", "Failed").init(
+                vec![c("i1")],
+                vec![after_exit(wait("i1", "CrashLoopBackOff"), 1)],
+            ),
+            case("init crash-looping, Always", "Always", "Pending")
+                .init(
+                    vec![c("i1")],
+                    vec![after_exit(wait("i1", "CrashLoopBackOff"), 1)],
+                )
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("init waiting after exit 0 is done", "Always", "Running")
+                .init(vec![c("i1")], vec![after_exit(wait("i1", ""), 0)])
+                .st(vec![run("a"), run("b")]),
+            case("inits done, containers running", "Always", "Running")
+                .init(
+                    vec![c("i1"), c("i2")],
+                    vec![exited("i1", 0, "Completed"), exited("i2", 0, "Completed")],
+                )
+                .st(vec![run("a"), run("b")]),
+            case("inits done, containers creating", "Always", "Pending")
+                .init(vec![c("i1")], vec![exited("i1", 0, "Completed")])
+                .st(vec![
+                    wait("a", "ContainerCreating"),
+                    wait("b", "ContainerCreating"),
+                ]),
+            case("inits done, all succeeded, Never", "Never", "Succeeded")
+                .init(vec![c("i1")], vec![exited("i1", 0, "Completed")])
+                .st(vec![
+                    exited("a", 0, "Completed"),
+                    exited("b", 0, "Completed"),
+                ]),
             // Sidecars (init containers with restartPolicy Always).
-            case("sidecar missing", "Always", "Pending").init(vec![sidecar("s")], vec![]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("sidecar waiting first time", "Always", "Pending").init(vec![sidecar("s")], vec![wait("s", "PodInitializing")]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("sidecar running not started", "Always", "Pending").init(vec![sidecar("s")], vec![running_unstarted("s")]).st(vec![wait("a", "PodInitializing"), wait("b", "PodInitializing")]),
-            case("sidecar started, regular creating", "Always", "Pending").init(vec![sidecar("s")], vec![run("s")]).st(vec![wait("a", "ContainerCreating"), wait("b", "ContainerCreating")]),
-            case("sidecar and regular running", "Always", "Running").init(vec![sidecar("s")], vec![ready("s")]).st(vec![run("a"), run("b")]),
-            case("sidecar unstarted after init is Running", "Always", "Running").init(vec![sidecar("s")], vec![running_unstarted("s")]).st(vec![run("a"), run("b")]),
-            case("sidecar restarting after init", "Always", "Running").init(vec![sidecar("s")], vec![after_exit(wait("s", "CrashLoopBackOff"), 1)]).st(vec![run("a"), run("b")]),
-            case("sidecar exited, job done, Never", "Never", "Succeeded").init(vec![sidecar("s")], vec![exited("s", 137, "Error")]).st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
-            case("sidecar running, job done, Never", "Never", "Running").init(vec![sidecar("s")], vec![run("s")]).st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]),
-            case("sidecar running, job failed, Never", "Never", "Running").init(vec![sidecar("s")], vec![run("s")]).st(vec![exited("a", 1, "Error"), exited("b", 0, "Completed")]),
-            case("sidecar then regular init running", "Always", "Pending").init(vec![sidecar("s"), c("i1")], vec![run("s"), run("i1")]),
-            case("sidecar and init done, regular running", "OnFailure", "Running").init(vec![sidecar("s"), c("i1")], vec![run("s"), exited("i1", 0, "Completed")]).st(vec![run("a"), run("b")]),
-            case("terminal, sidecar stopped, job ok", "Never", "Succeeded").init(vec![sidecar("s")], vec![exited("s", 143, "Error")]).st(vec![exited("a", 0, "Completed"), exited("b", 0, "Completed")]).terminal(),
+            case("sidecar missing", "Always", "Pending")
+                .init(vec![sidecar("s")], vec![])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("sidecar waiting first time", "Always", "Pending")
+                .init(vec![sidecar("s")], vec![wait("s", "PodInitializing")])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("sidecar running not started", "Always", "Pending")
+                .init(vec![sidecar("s")], vec![running_unstarted("s")])
+                .st(vec![
+                    wait("a", "PodInitializing"),
+                    wait("b", "PodInitializing"),
+                ]),
+            case("sidecar started, regular creating", "Always", "Pending")
+                .init(vec![sidecar("s")], vec![run("s")])
+                .st(vec![
+                    wait("a", "ContainerCreating"),
+                    wait("b", "ContainerCreating"),
+                ]),
+            case("sidecar and regular running", "Always", "Running")
+                .init(vec![sidecar("s")], vec![ready("s")])
+                .st(vec![run("a"), run("b")]),
+            case(
+                "sidecar unstarted after init is Running",
+                "Always",
+                "Running",
+            )
+            .init(vec![sidecar("s")], vec![running_unstarted("s")])
+            .st(vec![run("a"), run("b")]),
+            case("sidecar restarting after init", "Always", "Running")
+                .init(
+                    vec![sidecar("s")],
+                    vec![after_exit(wait("s", "CrashLoopBackOff"), 1)],
+                )
+                .st(vec![run("a"), run("b")]),
+            case("sidecar exited, job done, Never", "Never", "Succeeded")
+                .init(vec![sidecar("s")], vec![exited("s", 137, "Error")])
+                .st(vec![
+                    exited("a", 0, "Completed"),
+                    exited("b", 0, "Completed"),
+                ]),
+            case("sidecar running, job done, Never", "Never", "Running")
+                .init(vec![sidecar("s")], vec![run("s")])
+                .st(vec![
+                    exited("a", 0, "Completed"),
+                    exited("b", 0, "Completed"),
+                ]),
+            case("sidecar running, job failed, Never", "Never", "Running")
+                .init(vec![sidecar("s")], vec![run("s")])
+                .st(vec![exited("a", 1, "Error"), exited("b", 0, "Completed")]),
+            case("sidecar then regular init running", "Always", "Pending")
+                .init(vec![sidecar("s"), c("i1")], vec![run("s"), run("i1")]),
+            case(
+                "sidecar and init done, regular running",
+                "OnFailure",
+                "Running",
+            )
+            .init(
+                vec![sidecar("s"), c("i1")],
+                vec![run("s"), exited("i1", 0, "Completed")],
+            )
+            .st(vec![run("a"), run("b")]),
+            case("terminal, sidecar stopped, job ok", "Never", "Succeeded")
+                .init(vec![sidecar("s")], vec![exited("s", 143, "Error")])
+                .st(vec![
+                    exited("a", 0, "Completed"),
+                    exited("b", 0, "Completed"),
+                ])
+                .terminal(),
             // Single container pods.
-            case("single succeeded, Never", "Never", "Succeeded").regular(vec!["a"]).st(vec![exited("a", 0, "Completed")]),
-            case("single failed, Never", "Never", "Failed").regular(vec!["a"]).st(vec![exited("a", 2, "Error")]),
-            case("single OOM, OnFailure", "OnFailure", "Running").regular(vec!["a"]).st(vec![exited("a", 137, "OOMKilled")]),
+            case("single succeeded, Never", "Never", "Succeeded")
+                .regular(vec!["a"])
+                .st(vec![exited("a", 0, "Completed")]),
+            case("single failed, Never", "Never", "Failed")
+                .regular(vec!["a"])
+                .st(vec![exited("a", 2, "Error")]),
+            case("single OOM, OnFailure", "OnFailure", "Running")
+                .regular(vec!["a"])
+                .st(vec![exited("a", 137, "OOMKilled")]),
         ]
     }
 
@@ -276,7 +446,13 @@ mod tests {
         let init = vec![running_unstarted("s")];
         let statuses = vec![after_exit(wait("a", "PodInitializing"), 0)];
         assert_eq!(pod_phase(&spec, &init, &statuses, false), "Running");
-        assert_eq!(pod_phase_initialized(&spec, &init, &statuses, false, true), "Running");
-        assert_eq!(pod_phase_initialized(&spec, &init, &statuses, false, false), "Pending");
+        assert_eq!(
+            pod_phase_initialized(&spec, &init, &statuses, false, true),
+            "Running"
+        );
+        assert_eq!(
+            pod_phase_initialized(&spec, &init, &statuses, false, false),
+            "Pending"
+        );
     }
 }

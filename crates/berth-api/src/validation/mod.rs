@@ -1,1 +1,135 @@
-//! stub
+//! The API server's Pod validation (pkg/apis/core/validation) for the parts
+//! berth supports, with the API server's field paths and messages, plus
+//! berth's own limits (volume types, absolute paths).
+//!
+//! Validate after `defaults::apply_defaults`, as the API server does; fields
+//! the defaults fill in are accepted when unset.
+
+mod container;
+mod errors;
+mod handler;
+pub mod names;
+mod update;
+mod volume;
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+
+pub use errors::{BadValue, ErrorKind, FieldError, ValidationErrors};
+pub use update::validate_update;
+
+use errors::s;
+
+/// Validates a pod for creation.
+pub fn validate_pod(pod: &Pod) -> Result<(), ValidationErrors> {
+    ValidationErrors::check(
+        "Pod",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod_errors(pod),
+    )
+}
+
+/// Every creation error, in the API server's order.
+pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = metadata_errors(pod);
+    let Some(spec) = &pod.spec else {
+        errs.push(FieldError::required("spec.containers", ""));
+        return errs;
+    };
+    errs.extend(spec_errors(spec));
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
+    errs.extend(container::image_whitespace(
+        &spec.containers,
+        "spec.containers",
+    ));
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    errs.extend(container::image_whitespace(inits, "spec.initContainers"));
+    errs
+}
+
+fn metadata_errors(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    match pod.metadata.name.as_deref().unwrap_or_default() {
+        "" => errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
+        name => errs.extend(
+            names::dns1123_subdomain(name)
+                .into_iter()
+                .map(|m| FieldError::invalid("metadata.name", s(name), m)),
+        ),
+    }
+    match pod.metadata.namespace.as_deref().unwrap_or_default() {
+        "" => errs.push(FieldError::required("metadata.namespace", "")),
+        ns => errs.extend(
+            names::dns1123_label(ns)
+                .into_iter()
+                .map(|m| FieldError::invalid("metadata.namespace", s(ns), m)),
+        ),
+    }
+    errs
+}
+
+fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
+    let (volumes, mut errs) = volume::volumes(spec.volumes.as_deref().unwrap_or_default());
+    let grace = spec.termination_grace_period_seconds;
+    let ctx = container::Ctx {
+        volumes: &volumes,
+        grace,
+    };
+    errs.extend(container::containers(&spec.containers, &ctx));
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let regular_names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    errs.extend(container::init_containers(inits, &regular_names, &ctx));
+    if let Some(policy) = &spec.restart_policy {
+        errs.extend(one_of(
+            "spec.restartPolicy",
+            policy,
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+    if let Some(policy) = &spec.dns_policy {
+        let supported = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+        errs.extend(one_of("spec.dnsPolicy", policy, &supported));
+    }
+    if let Some(grace) = grace.filter(|g| *g < 0) {
+        errs.push(FieldError::invalid(
+            "spec.terminationGracePeriodSeconds",
+            BadValue::Int(grace),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(deadline) = spec
+        .active_deadline_seconds
+        .filter(|d| !(1..=i64::from(i32::MAX)).contains(d))
+    {
+        errs.push(FieldError::invalid(
+            "spec.activeDeadlineSeconds",
+            BadValue::Int(deadline),
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    errs
+}
+
+/// An enum field: empty is `Required`, anything else unknown `Unsupported`.
+pub(crate) fn one_of(field: &str, value: &str, supported: &[&str]) -> Option<FieldError> {
+    if value.is_empty() {
+        return Some(FieldError::required(field, ""));
+    }
+    (!supported.contains(&value)).then(|| FieldError::not_supported(field, s(value), supported))
+}
+
+#[cfg(test)]
+mod tests;

@@ -91,13 +91,21 @@ impl Containerd {
         let svc = self.svc_leased(lease);
         let (uploads, mut pending) = mpsc::channel(1);
         let reading = tokio::task::spawn_blocking(move || read_archive(reader, uploads));
+        // Each commit waits for an fsync: let it overlap with the next blob.
+        let mut writes = tokio::task::JoinSet::new();
         while let Some(requests) = pending.recv().await {
-            Self::write_content(svc.clone(), ReceiverStream::new(requests)).await?;
+            writes.spawn(Self::write_content(
+                svc.clone(),
+                ReceiverStream::new(requests),
+            ));
         }
         let archive = reading
             .await
             .map_err(|e| malformed(format!("reader failed: {e}")))?
             .map_err(malformed)?;
+        while let Some(written) = writes.join_next().await {
+            written.map_err(|e| malformed(format!("writer failed: {e}")))??;
+        }
 
         let named = if let Some(index) = archive.documents.get("index.json") {
             oci_targets(index)?
@@ -110,21 +118,27 @@ impl Containerd {
             return Err(malformed("it names no image"));
         }
 
-        let mut resolved: HashMap<String, Resolved> = HashMap::new();
-        for (_, target) in &named {
-            if !resolved.contains_key(&target.digest) {
+        let mut images = Vec::with_capacity(named.len());
+        let mut prepared: HashMap<String, Resolved> = HashMap::new();
+        for (name, target) in named {
+            // Imported before: content, labels and snapshots are in place.
+            let current = self.image_target(&name).await?;
+            if current.is_some_and(|t| t.digest == target.digest) {
+                if let Some(image) = self.unpacked_image(&name, &target).await? {
+                    images.push(image);
+                    continue;
+                }
+            }
+            if !prepared.contains_key(&target.digest) {
                 let image = self.resolve(&target.media_type, &target.digest).await?;
                 self.label_image_content(&image).await?;
                 self.unpack(lease, &image).await?;
-                resolved.insert(target.digest.clone(), image);
+                self.remember(&target.digest, &image);
+                prepared.insert(target.digest.clone(), image);
             }
-        }
-        let mut images = Vec::with_capacity(named.len());
-        for (name, target) in named {
-            let image = &resolved[&target.digest];
-            self.remember(&target.digest, image);
+            let image = prepared[&target.digest].info(&name);
             self.put_image_record(&name, target).await?;
-            images.push(image.info(&name));
+            images.push(image);
         }
         Ok(images)
     }

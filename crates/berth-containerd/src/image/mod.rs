@@ -88,7 +88,7 @@ impl Containerd {
 
     /// The image a record's target resolves to, if its content is present and
     /// its top snapshot committed.
-    async fn unpacked_image(
+    pub(super) async fn unpacked_image(
         &self,
         name: &str,
         target: &Descriptor,

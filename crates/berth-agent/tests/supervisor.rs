@@ -1,0 +1,240 @@
+//! The agent library against the in-memory runtime: the pod service's
+//! contract, static manifests, and an agent restart that adopts its pods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agent::store::PodStore;
+use berth_agent::{AgentConfig, ApiError, PodService, Supervisor};
+use berth_pod::{BackoffPolicy, WorkerConfig};
+use berth_runtime::fake::{Call, FakeRuntime};
+use berth_runtime::ImageConfig;
+use k8s_openapi::api::core::v1::Pod;
+use tokio_util::sync::CancellationToken;
+
+fn runtime() -> FakeRuntime {
+    let rt = FakeRuntime::new();
+    rt.add_image("busybox", ImageConfig {
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    });
+    rt
+}
+
+fn pod(yaml: &str) -> Pod {
+    berth_api::manifest::parse_pods(yaml).unwrap().remove(0)
+}
+
+const WEB: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox}
+";
+
+struct Fixture {
+    rt: FakeRuntime,
+    supervisor: Arc<Supervisor<FakeRuntime>>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
+    let store = Arc::new(PodStore::new(finished_tx));
+    let supervisor = Arc::new(Supervisor::new(
+        Arc::new(rt.clone()),
+        store,
+        Arc::new(WorkerConfig {
+            root_dir: dir.path().join("root"),
+            log_dir: dir.path().join("logs"),
+            node_name: "node".into(),
+            host_ip: "192.0.2.1".into(),
+            backoff: BackoffPolicy::default(),
+        }),
+        dir.path().join("root/api-pods"),
+        Default::default(),
+    ));
+    let s = supervisor.clone();
+    tokio::spawn(async move {
+        while let Some(uid) = finished_rx.recv().await {
+            s.on_finished(&uid);
+        }
+    });
+    Fixture {
+        rt,
+        supervisor,
+        _dir: dir,
+    }
+}
+
+async fn wait_for(f: &Fixture, what: &str, check: impl Fn(&[Pod]) -> bool) {
+    let mut changes = f.supervisor.watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pods = f.supervisor.list(None);
+        if check(&pods) {
+            return;
+        }
+        tokio::select! {
+            _ = changes.recv() => {}
+            _ = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}: {pods:#?}"),
+        }
+    }
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn create_get_delete_as_the_api_does() {
+    let f = fixture();
+    let created = f.supervisor.create("default", pod(WEB)).await.unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert_eq!(created.spec.as_ref().unwrap().restart_policy.as_deref(), Some("Always"));
+    wait_for(&f, "Running", |pods| pods.iter().any(|p| phase(p) == "Running")).await;
+
+    let again = f.supervisor.create("default", pod(WEB)).await.unwrap_err();
+    assert_eq!(again, ApiError::AlreadyExists("pods \"web\" already exists".into()));
+    assert!(matches!(f.supervisor.get("default", "nope"), Err(ApiError::NotFound(_))));
+    assert!(f.supervisor.get("other", "web").is_err(), "namespaces are apart");
+
+    let deleting = f.supervisor.delete("default", "web", None).await.unwrap();
+    assert_eq!(deleting.metadata.deletion_grace_period_seconds, Some(1));
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    wait_for(&f, "gone", |pods| pods.is_empty()).await;
+    assert_eq!(f.rt.sandbox_count(), 0);
+}
+
+#[tokio::test]
+async fn an_invalid_pod_is_rejected_and_nothing_is_created() {
+    let f = fixture();
+    let bad = pod("
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: app}
+");
+    let err = f.supervisor.create("default", bad).await.unwrap_err();
+    let ApiError::Invalid(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("spec.containers[0].image: Required value"), "{message}");
+    assert!(f.supervisor.list(None).is_empty());
+    assert!(f.rt.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_exec_runs_in_the_named_container() {
+    let f = fixture();
+    f.rt.exec_result("app", berth_runtime::ExecOutput {
+        exit_code: 3,
+        stdout: b"hi\n".to_vec(),
+        stderr: Vec::new(),
+    });
+    f.supervisor.create("default", pod(WEB)).await.unwrap();
+    wait_for(&f, "Running", |pods| pods.iter().any(|p| phase(p) == "Running")).await;
+    let out = f
+        .supervisor
+        .exec("default", "web", None, vec!["echo".into(), "hi".into()])
+        .await
+        .unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_slice()), (3, &b"hi\n"[..]));
+    let err = f
+        .supervisor
+        .exec("default", "web", Some("nope"), vec!["true".into()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
+}
+
+fn agent_config(dir: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        root_dir: dir.join("root"),
+        log_dir: dir.join("logs"),
+        manifest_dir: dir.join("manifests"),
+        socket: dir.join("berth.sock"),
+        node_name: "node".into(),
+        ..AgentConfig::default()
+    }
+}
+
+/// Starts `berth_agent::run` on a task; returns its stop token and handle.
+async fn start_agent(
+    config: AgentConfig,
+    rt: FakeRuntime,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        berth_agent::run(config, rt, token, move || {
+            let _ = ready_tx.send(());
+        })
+        .await
+        .unwrap();
+    });
+    ready_rx.await.expect("agent became ready");
+    (shutdown, task)
+}
+
+fn count(rt: &FakeRuntime, wanted: fn(&Call) -> bool) -> usize {
+    rt.calls().iter().filter(|c| wanted(c)).count()
+}
+
+#[tokio::test]
+async fn static_pods_survive_an_agent_restart_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(dir.path());
+    std::fs::create_dir_all(&config.manifest_dir).unwrap();
+    let manifest = config.manifest_dir.join("web.yaml");
+    std::fs::write(&manifest, WEB).unwrap();
+    let rt = runtime();
+
+    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
+    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::Start { .. })))
+        .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(rt.sandbox_count(), 1, "the pod outlives the agent");
+
+    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
+    // The restarted agent adopts the pod; removing the manifest then stops it.
+    std::fs::remove_file(&manifest).unwrap();
+    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::RemoveSandbox { .. })))
+        .await;
+    assert_eq!(count(&rt, |c| matches!(c, Call::CreateSandbox { .. })), 1);
+    assert_eq!(count(&rt, |c| matches!(c, Call::Start { .. })), 1);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn pods_nobody_claims_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(dir.path());
+    std::fs::create_dir_all(&config.manifest_dir).unwrap();
+    let manifest = config.manifest_dir.join("web.yaml");
+    std::fs::write(&manifest, WEB).unwrap();
+    let rt = runtime();
+    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
+    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::Start { .. })))
+        .await;
+    stop.cancel();
+    task.await.unwrap();
+
+    // Deleted while the agent was down.
+    std::fs::remove_file(&manifest).unwrap();
+    let (stop, task) = start_agent(config, rt.clone()).await;
+    assert_eq!(rt.sandbox_count(), 0);
+    assert!(rt.containers().is_empty());
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -1,0 +1,427 @@
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVarSource, ExecAction, HTTPGetAction,
+    HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe, SleepAction,
+    TCPSocketAction, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::*;
+
+type Mutation = Box<dyn Fn(&mut Pod)>;
+use crate::defaults::apply_defaults;
+use crate::testutil::{container, env, pod, sidecar};
+
+fn base() -> Pod {
+    let mut p = pod("web");
+    let spec = p.spec.as_mut().unwrap();
+    spec.containers = vec![container("app", "busybox:1.36")];
+    spec.volumes = Some(vec![Volume {
+        name: "data".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }]);
+    apply_defaults(&mut p);
+    p
+}
+
+fn spec(p: &mut Pod) -> &mut PodSpec {
+    p.spec.as_mut().unwrap()
+}
+
+fn app(p: &mut Pod) -> &mut Container {
+    &mut spec(p).containers[0]
+}
+
+fn exec(cmd: &[&str]) -> ExecAction {
+    ExecAction {
+        command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn host_path(name: &str, path: &str, type_: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.into(),
+            type_: type_.map(Into::into),
+        }),
+        ..Default::default()
+    }
+}
+
+fn errors_of(p: &Pod) -> Vec<String> {
+    match validate_pod(p) {
+        Ok(()) => vec![],
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+#[test]
+fn valid_pods_pass() {
+    assert_eq!(errors_of(&base()), Vec::<String>::new());
+    let mut p = base();
+    let s = spec(&mut p);
+    s.init_containers = Some(vec![container("setup", "busybox"), sidecar("proxy")]);
+    s.volumes
+        .as_mut()
+        .unwrap()
+        .push(host_path("logs", "/var/log", Some("DirectoryOrCreate")));
+    let c = &mut s.containers[0];
+    c.volume_mounts = Some(vec![mount("data", "/data"), mount("logs", "/logs")]);
+    c.ports = Some(vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: 8080,
+        ..Default::default()
+    }]);
+    c.liveness_probe = Some(Probe {
+        exec: Some(exec(&["true"])),
+        ..Default::default()
+    });
+    c.readiness_probe = Some(Probe {
+        http_get: Some(HTTPGetAction {
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        success_threshold: Some(2),
+        ..Default::default()
+    });
+    c.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: 5 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c.env = Some(vec![env("A", "1"), env("my.var-x", "2")]);
+    apply_defaults(&mut p);
+    assert_eq!(errors_of(&p), Vec::<String>::new());
+}
+
+#[test]
+fn validation_error_table() {
+    let cases: Vec<(&str, Mutation, Vec<String>)> = vec![
+        ("image required", Box::new(|p| app(p).image = None), vec!["spec.containers[0].image: Required value".into()]),
+        ("image blank", Box::new(|p| app(p).image = Some(" ".into())), vec![r#"spec.containers[0].image: Invalid value: " ": must not have leading or trailing whitespace"#.into()]),
+        ("name required", Box::new(|p| p.metadata.name = None), vec!["metadata.name: Required value: name or generateName is required".into()]),
+        ("name not a subdomain", Box::new(|p| p.metadata.name = Some("Web_1".into())), vec![r#"metadata.name: Invalid value: "Web_1": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#.into()]),
+        ("name too long", Box::new(|p| p.metadata.name = Some("a".repeat(254))), vec![format!("metadata.name: Invalid value: \"{}\": must be no more than 253 characters", "a".repeat(254))]),
+        ("namespace with dots", Box::new(|p| p.metadata.namespace = Some("team.a".into())), vec![r#"metadata.namespace: Invalid value: "team.a": must not contain dots"#.into()]),
+        ("no containers", Box::new(|p| spec(p).containers.clear()), vec!["spec.containers: Required value".into()]),
+        ("container name", Box::new(|p| app(p).name = "App".into()), vec![format!("spec.containers[0].name: Invalid value: \"App\": {LABEL_MSG}")]),
+        ("container name required", Box::new(|p| app(p).name = String::new()), vec!["spec.containers[0].name: Required value".into()]),
+        ("duplicate container names", Box::new(|p| { let c = app(p).clone(); spec(p).containers.push(c) }), vec![r#"spec.containers[1].name: Duplicate value: "app""#.into()]),
+        ("init name clashes with regular", Box::new(|p| spec(p).init_containers = Some(vec![container("app", "busybox")])), vec![r#"spec.initContainers[0].name: Duplicate value: "app""#.into()]),
+        ("restart policy", Box::new(|p| spec(p).restart_policy = Some("Sometimes".into())), vec![r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#.into()]),
+        ("restart policy empty", Box::new(|p| spec(p).restart_policy = Some(String::new())), vec!["spec.restartPolicy: Required value".into()]),
+        ("pull policy", Box::new(|p| app(p).image_pull_policy = Some("Maybe".into())), vec![r#"spec.containers[0].imagePullPolicy: Unsupported value: "Maybe": supported values: "Always", "IfNotPresent", "Never""#.into()]),
+        ("grace period", Box::new(|p| spec(p).termination_grace_period_seconds = Some(-1)), vec!["spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0".into()]),
+        ("active deadline", Box::new(|p| spec(p).active_deadline_seconds = Some(0)), vec!["spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive".into()]),
+        ("container port range", Box::new(|p| app(p).ports = Some(vec![ContainerPort { container_port: 70000, protocol: Some("TCP".into()), ..Default::default() }])), vec!["spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive".into()]),
+        ("container port required", Box::new(|p| app(p).ports = Some(vec![ContainerPort::default()])), vec!["spec.containers[0].ports[0].containerPort: Required value".into()]),
+        ("port protocol", Box::new(|p| app(p).ports = Some(vec![ContainerPort { container_port: 80, protocol: Some("ICMP".into()), ..Default::default() }])), vec![r#"spec.containers[0].ports[0].protocol: Unsupported value: "ICMP": supported values: "SCTP", "TCP", "UDP""#.into()]),
+        (
+            "duplicate port names",
+            Box::new(|p| {
+                let port = |n| ContainerPort { name: Some("web".into()), container_port: n, ..Default::default() };
+                app(p).ports = Some(vec![port(80), port(81)]);
+            }),
+            vec![r#"spec.containers[0].ports[1].name: Duplicate value: "web""#.into()],
+        ),
+        (
+            "host port conflict",
+            Box::new(|p| {
+                let port = |n| ContainerPort { container_port: n, host_port: Some(8080), protocol: Some("TCP".into()), ..Default::default() };
+                let mut other = container("other", "busybox");
+                other.ports = Some(vec![port(81)]);
+                app(p).ports = Some(vec![port(80)]);
+                spec(p).containers.push(other);
+            }),
+            vec![r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#.into()],
+        ),
+        ("duplicate volume", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(Volume { name: "data".into(), empty_dir: Some(Default::default()), ..Default::default() })), vec![r#"spec.volumes[1].name: Duplicate value: "data""#.into()]),
+        ("volume name", Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].name = "Data".into()), vec![format!("spec.volumes[0].name: Invalid value: \"Data\": {LABEL_MSG}")]),
+        (
+            "unsupported volume type",
+            Box::new(|p| {
+                spec(p).volumes.as_mut().unwrap().push(Volume {
+                    name: "cfg".into(),
+                    config_map: Some(Default::default()),
+                    ..Default::default()
+                })
+            }),
+            vec![r#"spec.volumes[1].configMap: Unsupported value: "configMap": supported values: "emptyDir", "hostPath""#.into()],
+        ),
+        (
+            "two volume sources",
+            Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].host_path = Some(HostPathVolumeSource { path: "/x".into(), type_: Some(String::new()) })),
+            vec!["spec.volumes[0].emptyDir: Forbidden: may not specify more than 1 volume type".into()],
+        ),
+        ("hostPath relative", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "var/log", Some("")))), vec![r#"spec.volumes[1].hostPath.path: Invalid value: "var/log": must be an absolute path"#.into()]),
+        ("hostPath backsteps", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "/var/../etc", Some("")))), vec![r#"spec.volumes[1].hostPath.path: Invalid value: "/var/../etc": must not contain '..'"#.into()]),
+        ("hostPath path required", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "", None))), vec!["spec.volumes[1].hostPath.path: Required value".into()]),
+        ("hostPath type", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "/x", Some("Dir")))), vec![r#"spec.volumes[1].hostPath.type: Unsupported value: "Dir": supported values: "", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket""#.into()]),
+        ("mount of unknown volume", Box::new(|p| app(p).volume_mounts = Some(vec![mount("nope", "/x")])), vec![r#"spec.containers[0].volumeMounts[0].name: Not found: "nope""#.into()]),
+        ("mount path relative", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "data")])), vec![r#"spec.containers[0].volumeMounts[0].mountPath: Invalid value: "data": must be an absolute path"#.into()]),
+        ("mount path required", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "")])), vec!["spec.containers[0].volumeMounts[0].mountPath: Required value".into()]),
+        ("mount path unique", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "/d"), mount("data", "/d")])), vec![r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/d": must be unique"#.into()]),
+        ("liveness success threshold", Box::new(|p| app(p).liveness_probe = Some(Probe { exec: Some(exec(&["true"])), success_threshold: Some(3), ..Default::default() })), vec!["spec.containers[0].livenessProbe.successThreshold: Invalid value: 3: must be 1".into()]),
+        ("startup success threshold", Box::new(|p| app(p).startup_probe = Some(Probe { exec: Some(exec(&["true"])), success_threshold: Some(2), ..Default::default() })), vec!["spec.containers[0].startupProbe.successThreshold: Invalid value: 2: must be 1".into()]),
+        ("probe without handler", Box::new(|p| app(p).liveness_probe = Some(Probe::default())), vec!["spec.containers[0].livenessProbe: Required value: must specify a handler type".into()]),
+        (
+            "probe with two handlers",
+            Box::new(|p| {
+                app(p).readiness_probe = Some(Probe {
+                    exec: Some(exec(&["true"])),
+                    tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(80), host: None }),
+                    ..Default::default()
+                })
+            }),
+            vec!["spec.containers[0].readinessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type".into()],
+        ),
+        ("probe negative period", Box::new(|p| app(p).readiness_probe = Some(Probe { exec: Some(exec(&["true"])), period_seconds: Some(-5), ..Default::default() })), vec!["spec.containers[0].readinessProbe.periodSeconds: Invalid value: -5: must be greater than or equal to 0".into()]),
+        ("exec without command", Box::new(|p| app(p).liveness_probe = Some(Probe { exec: Some(exec(&[])), ..Default::default() })), vec!["spec.containers[0].livenessProbe.exec.command: Required value".into()]),
+        ("http port", Box::new(|p| app(p).liveness_probe = Some(Probe { http_get: Some(HTTPGetAction { port: IntOrString::Int(0), ..Default::default() }), ..Default::default() })), vec!["spec.containers[0].livenessProbe.httpGet.port: Invalid value: 0: must be between 1 and 65535, inclusive".into()]),
+        ("hook without handler", Box::new(|p| app(p).lifecycle = Some(Lifecycle { post_start: Some(LifecycleHandler::default()), ..Default::default() })), vec!["spec.containers[0].lifecycle.postStart: Required value: must specify a handler type".into()]),
+        (
+            "hook with two handlers",
+            Box::new(|p| {
+                app(p).lifecycle = Some(Lifecycle {
+                    pre_stop: Some(LifecycleHandler { exec: Some(exec(&["x"])), sleep: Some(SleepAction { seconds: 1 }), ..Default::default() }),
+                    ..Default::default()
+                })
+            }),
+            vec!["spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type".into()],
+        ),
+        ("sleep beyond grace", Box::new(|p| app(p).lifecycle = Some(Lifecycle { pre_stop: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: 31 }), ..Default::default() }), ..Default::default() })), vec!["spec.containers[0].lifecycle.preStop.sleep: Invalid value: 31: must be non-negative and less than terminationGracePeriodSeconds (30)".into()]),
+        (
+            "init restart policy",
+            Box::new(|p| {
+                let mut c = container("setup", "busybox");
+                c.restart_policy = Some("Never".into());
+                spec(p).init_containers = Some(vec![c]);
+            }),
+            vec![r#"spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#.into()],
+        ),
+        (
+            "probe on a regular init container",
+            Box::new(|p| {
+                let mut c = container("setup", "busybox");
+                c.readiness_probe = Some(Probe { exec: Some(exec(&["true"])), ..Default::default() });
+                spec(p).init_containers = Some(vec![c]);
+            }),
+            vec!["spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always".into()],
+        ),
+        (
+            "sidecar probes are validated",
+            Box::new(|p| {
+                let mut c = sidecar("proxy");
+                c.liveness_probe = Some(Probe::default());
+                spec(p).init_containers = Some(vec![c]);
+            }),
+            vec!["spec.initContainers[0].livenessProbe: Required value: must specify a handler type".into()],
+        ),
+        ("restart policy on a regular container", Box::new(|p| app(p).restart_policy = Some("Always".into())), vec!["spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers".into()]),
+        ("env name with =", Box::new(|p| app(p).env = Some(vec![env("A=B", "1")])), vec![r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#.into()]),
+        ("env name required", Box::new(|p| app(p).env = Some(vec![env("", "1")])), vec!["spec.containers[0].env[0].name: Required value".into()]),
+        (
+            "env value and valueFrom",
+            Box::new(|p| {
+                let mut var = env("X", "1");
+                var.value_from = Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector { api_version: Some("v1".into()), field_path: "metadata.name".into() }),
+                    ..Default::default()
+                });
+                app(p).env = Some(vec![var]);
+            }),
+            vec![r#"spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when `value` is not empty"#.into()],
+        ),
+        (
+            "env fieldRef not allowed",
+            Box::new(|p| {
+                let mut var = env("X", "");
+                var.value_from = Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector { api_version: Some("v1".into()), field_path: "status.phase".into() }),
+                    ..Default::default()
+                });
+                app(p).env = Some(vec![var]);
+            }),
+            vec![r#"spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "status.phase": supported values: "metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs""#.into()],
+        ),
+    ];
+    for (name, mutate, want) in cases {
+        let mut p = base();
+        mutate(&mut p);
+        assert_eq!(errors_of(&p), want, "case {name:?}");
+    }
+}
+
+#[test]
+fn display_like_the_api_server() {
+    let mut p = base();
+    app(&mut p).image = None;
+    assert_eq!(
+        validate_pod(&p).unwrap_err().to_string(),
+        r#"Pod "web" is invalid: spec.containers[0].image: Required value"#
+    );
+    spec(&mut p).volumes.as_mut().unwrap().push(Volume {
+        name: "data".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    });
+    assert_eq!(
+        validate_pod(&p).unwrap_err().to_string(),
+        r#"Pod "web" is invalid: [spec.volumes[1].name: Duplicate value: "data", spec.containers[0].image: Required value]"#
+    );
+    // Identical messages are shown once.
+    let err = ValidationErrors {
+        kind: "Pod".into(),
+        name: "x".into(),
+        errors: vec![
+            FieldError::required("a", ""),
+            FieldError::required("a", ""),
+            FieldError::not_found("b", BadValue::Str("c".into())),
+        ],
+    };
+    assert_eq!(
+        err.to_string(),
+        r#"Pod "x" is invalid: [a: Required value, b: Not found: "c"]"#
+    );
+    assert_eq!(err.errors[0].kind.to_string(), "Required value");
+}
+
+fn update_errors(old: &Pod, new: &Pod) -> Vec<String> {
+    match validate_update(old, new) {
+        Ok(()) => vec![],
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn updates() {
+    let old = base();
+    let allowed: Vec<(&str, Mutation)> = vec![
+        ("nothing", Box::new(|_| {})),
+        (
+            "image",
+            Box::new(|p| app(p).image = Some("busybox:1.37".into())),
+        ),
+        (
+            "set deadline",
+            Box::new(|p| spec(p).active_deadline_seconds = Some(60)),
+        ),
+        (
+            "add toleration",
+            Box::new(|p| {
+                spec(p).tolerations = Some(vec![Toleration {
+                    key: Some("k".into()),
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                }])
+            }),
+        ),
+        (
+            "labels",
+            Box::new(|p| p.metadata.labels = Some([("a".to_string(), "b".to_string())].into())),
+        ),
+        (
+            "empty list same as unset",
+            Box::new(|p| app(p).ports = Some(vec![])),
+        ),
+    ];
+    for (name, mutate) in allowed {
+        let mut new = old.clone();
+        mutate(&mut new);
+        assert_eq!(update_errors(&old, &new), Vec::<String>::new(), "{name}");
+    }
+
+    let mut with_init = old.clone();
+    spec(&mut with_init).init_containers = Some(vec![container("setup", "busybox:1")]);
+    apply_defaults(&mut with_init);
+    let mut new_init_image = with_init.clone();
+    spec(&mut new_init_image).init_containers.as_mut().unwrap()[0].image = Some("busybox:2".into());
+    assert_eq!(
+        update_errors(&with_init, &new_init_image),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        update_errors(&old, &with_init).len(),
+        1,
+        "adding an init container is forbidden"
+    );
+
+    let mut with_deadline = old.clone();
+    spec(&mut with_deadline).active_deadline_seconds = Some(60);
+    let mut raised = with_deadline.clone();
+    spec(&mut raised).active_deadline_seconds = Some(120);
+    assert_eq!(
+        update_errors(&with_deadline, &raised),
+        vec!["spec.activeDeadlineSeconds: Invalid value: 120: must be less than or equal to previous value"]
+    );
+    let mut lowered = with_deadline.clone();
+    spec(&mut lowered).active_deadline_seconds = Some(30);
+    assert_eq!(
+        update_errors(&with_deadline, &lowered),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        update_errors(&with_deadline, &old),
+        vec![
+            r#"spec.activeDeadlineSeconds: Invalid value: "null": must not update from a positive integer to nil value"#
+        ]
+    );
+
+    let mut tolerating = old.clone();
+    spec(&mut tolerating).tolerations = Some(vec![Toleration {
+        key: Some("k".into()),
+        ..Default::default()
+    }]);
+    assert_eq!(
+        update_errors(&tolerating, &old),
+        vec!["spec.tolerations[0]: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
+    );
+
+    let mut renamed = old.clone();
+    renamed.metadata.name = Some("api".into());
+    assert_eq!(
+        update_errors(&old, &renamed),
+        vec![r#"metadata.name: Invalid value: "api": field is immutable"#]
+    );
+
+    let mut changed = old.clone();
+    spec(&mut changed).restart_policy = Some("Never".into());
+    app(&mut changed).image = Some("busybox:1.37".into());
+    app(&mut changed).command = Some(vec!["sleep".into()]);
+    let err = validate_update(&old, &changed).unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    assert_eq!(
+        err.to_string(),
+        "Pod \"web\" is invalid: spec: Forbidden: pod updates may not change fields other than \
+         `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,\
+         `spec.tolerations` (only additions to existing tolerations),\
+         `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n  \
+         changed: spec.containers[0].command, spec.restartPolicy"
+    );
+
+    let mut grace = old.clone();
+    spec(&mut grace).termination_grace_period_seconds = Some(10);
+    assert_eq!(
+        update_errors(&old, &grace).len(),
+        1,
+        "grace period is immutable"
+    );
+    let mut negative = old.clone();
+    spec(&mut negative).termination_grace_period_seconds = Some(-1);
+    let mut one = old.clone();
+    spec(&mut one).termination_grace_period_seconds = Some(1);
+    assert_eq!(update_errors(&negative, &one), Vec::<String>::new());
+}

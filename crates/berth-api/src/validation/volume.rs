@@ -1,0 +1,152 @@
+//! `spec.volumes`: names, exactly one source, and berth's supported sources
+//! (emptyDir, hostPath).
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{HostPathVolumeSource, Volume};
+
+use super::errors::{s, FieldError};
+use super::names;
+
+/// The API server's order of volume sources (validateVolumeSource); the
+/// first one set is the volume's source, any further one is an error.
+const SOURCES: [&str; 30] = [
+    "hostPath",
+    "emptyDir",
+    "gitRepo",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "flocker",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "quobyte",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "vsphereVolume",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "azureDisk",
+    "storageos",
+    "configMap",
+    "scaleIO",
+    "projected",
+    "csi",
+    "ephemeral",
+    "image",
+];
+
+const SUPPORTED: [&str; 2] = ["emptyDir", "hostPath"];
+
+const HOST_PATH_TYPES: [&str; 8] = [
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+];
+
+/// Validates the volumes; returns the names mounts may refer to (volumes
+/// without API errors, as the API server registers them).
+pub(super) fn volumes(volumes: &[Volume]) -> (HashSet<String>, Vec<FieldError>) {
+    let mut known = HashSet::new();
+    let mut errs = Vec::new();
+    for (i, vol) in volumes.iter().enumerate() {
+        let path = format!("spec.volumes[{i}]");
+        let (mut el, unsupported) = source_errors(vol, &path);
+        let name_path = format!("{path}.name");
+        if vol.name.is_empty() {
+            el.push(FieldError::required(&name_path, ""));
+        } else {
+            el.extend(
+                names::dns1123_label(&vol.name)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(&name_path, s(&vol.name), m)),
+            );
+        }
+        if known.contains(&vol.name) {
+            el.push(FieldError::duplicate(&name_path, s(&vol.name)));
+        }
+        if el.is_empty() {
+            known.insert(vol.name.clone());
+        }
+        errs.extend(el);
+        errs.extend(unsupported);
+    }
+    (known, errs)
+}
+
+/// The sources set on `vol`, in the API server's order.
+fn sources(vol: &Volume) -> Vec<&'static str> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(vol) else {
+        return vec![];
+    };
+    SOURCES
+        .into_iter()
+        .filter(|src| fields.get(*src).is_some_and(|v| !v.is_null()))
+        .collect()
+}
+
+/// (API-server errors, berth's unsupported-source error).
+fn source_errors(vol: &Volume, path: &str) -> (Vec<FieldError>, Option<FieldError>) {
+    let set = sources(vol);
+    let mut errs = Vec::new();
+    let Some(first) = set.first() else {
+        errs.push(FieldError::required(path, "must specify a volume type"));
+        return (errs, None);
+    };
+    for extra in &set[1..] {
+        errs.push(FieldError::forbidden(
+            format!("{path}.{extra}"),
+            "may not specify more than 1 volume type",
+        ));
+    }
+    if let Some(host_path) = vol.host_path.as_ref().filter(|_| *first == "hostPath") {
+        errs.extend(host_path_errors(host_path, &format!("{path}.hostPath")));
+    }
+    let unsupported = (!SUPPORTED.contains(first))
+        .then(|| FieldError::not_supported(format!("{path}.{first}"), s(first), &SUPPORTED));
+    (errs, unsupported)
+}
+
+fn host_path_errors(hp: &HostPathVolumeSource, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let path_field = format!("{path}.path");
+    if hp.path.is_empty() {
+        errs.push(FieldError::required(&path_field, ""));
+        return errs;
+    }
+    if hp.path.split('/').any(|part| part == "..") {
+        errs.push(FieldError::invalid(
+            &path_field,
+            s(&hp.path),
+            "must not contain '..'",
+        ));
+    }
+    // berth's own rule: the kubelet would fail the mount later.
+    if !hp.path.starts_with('/') {
+        errs.push(FieldError::invalid(
+            &path_field,
+            s(&hp.path),
+            "must be an absolute path",
+        ));
+    }
+    if let Some(t) = hp.type_.as_deref().filter(|t| !HOST_PATH_TYPES.contains(t)) {
+        errs.push(FieldError::not_supported(
+            format!("{path}.type"),
+            s(t),
+            &HOST_PATH_TYPES,
+        ));
+    }
+    errs
+}

@@ -1,0 +1,572 @@
+//! The client verbs against a small in-process fake of the local API on a
+//! temporary unix socket: request shapes, server answers, printed output.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_cli::{run_with, Command, Streams};
+use clap::Parser;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tokio::sync::broadcast;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+#[derive(Default)]
+struct State {
+    pods: BTreeMap<(String, String), Value>,
+    /// Every request, as "METHOD path".
+    requests: Vec<String>,
+    /// Bodies of POST/PUT/DELETE requests.
+    bodies: Vec<Value>,
+    next_uid: u32,
+}
+
+#[derive(Clone)]
+struct Fake {
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<String>,
+    /// How long a deleted pod stays terminating before it is removed.
+    grace: Duration,
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .unwrap()
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": message, "reason": reason, "code": code.as_u16()}),
+    )
+}
+
+fn event(kind: &str, pod: &Value) -> String {
+    format!("{}\n", json!({"type": kind, "object": pod}))
+}
+
+impl Fake {
+    fn new(grace: Duration) -> Self {
+        Self {
+            state: Arc::default(),
+            events: broadcast::channel(64).0,
+            grace,
+        }
+    }
+
+    fn insert(&self, pod: Value) {
+        let mut state = self.state.lock().unwrap();
+        let key = (
+            pod["metadata"]["namespace"].as_str().unwrap().to_string(),
+            pod["metadata"]["name"].as_str().unwrap().to_string(),
+        );
+        state.pods.insert(key, pod);
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    async fn handle(self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        {
+            let mut state = self.state.lock().unwrap();
+            state.requests.push(format!("{method} {uri}"));
+            if !body.is_null() {
+                state.bodies.push(body.clone());
+            }
+        }
+        let path = uri.path().to_string();
+        let query = uri.query().unwrap_or_default().to_string();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Ok(match (method.as_str(), segments.as_slice()) {
+            ("GET", ["api", "v1", "pods"]) if query.contains("watch=true") => self.watch(None),
+            ("GET", ["api", "v1", "namespaces", ns, "pods"]) if query.contains("watch=true") => {
+                self.watch(Some(ns.to_string()))
+            }
+            ("GET", ["api", "v1", "pods"]) => self.list(None),
+            ("GET", ["api", "v1", "namespaces", ns, "pods"]) => self.list(Some(ns)),
+            ("POST", ["api", "v1", "namespaces", ns, "pods"]) => self.create(ns, body),
+            ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => match self.get(ns, name) {
+                Some(pod) => json_response(StatusCode::OK, &pod),
+                None => not_found(name),
+            },
+            ("PUT", ["api", "v1", "namespaces", ns, "pods", name]) => self.replace(ns, name, body),
+            ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => self.delete(ns, name),
+            ("POST", ["api", "v1", "namespaces", _, "pods", name, "exec"]) => json_response(
+                StatusCode::OK,
+                &json!({"exitCode": 3, "stdout": format!("{name}:{}\n", body["command"][1].as_str().unwrap_or("")), "stderr": "warn\n"}),
+            ),
+            ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
+                Response::new(Full::new(Bytes::from(format!("log of {name} ({query})\n"))).boxed())
+            }
+            ("GET", ["api", "v1", "namespaces", _, "events"]) => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+            ),
+            _ => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            ),
+        })
+    }
+
+    fn get(&self, ns: &str, name: &str) -> Option<Value> {
+        let key = (ns.to_string(), name.to_string());
+        self.state.lock().unwrap().pods.get(&key).cloned()
+    }
+
+    fn list(&self, ns: Option<&str>) -> Response<Body> {
+        let state = self.state.lock().unwrap();
+        let items: Vec<Value> = state
+            .pods
+            .iter()
+            .filter(|((pod_ns, _), _)| ns.is_none_or(|ns| ns == pod_ns))
+            .map(|(_, pod)| pod.clone())
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
+        )
+    }
+
+    fn create(&self, ns: &str, mut pod: Value) -> Response<Body> {
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if pod["spec"]["containers"][0]["image"].is_null() {
+            return json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+                        "message": format!("Pod \"{name}\" is invalid: spec.containers[0].image: Required value"),
+                        "details": {"name": name, "kind": "Pod", "causes": [
+                            {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers[0].image"}]}}),
+            );
+        }
+        let uid = {
+            let mut state = self.state.lock().unwrap();
+            state.next_uid += 1;
+            format!("uid-{}", state.next_uid)
+        };
+        pod["metadata"]["uid"] = json!(uid);
+        pod["metadata"]["namespace"] = json!(ns);
+        pod["metadata"]["creationTimestamp"] = json!("2024-05-01T11:00:00Z");
+        pod["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        pod["status"] = json!({"phase": "Pending"});
+        self.insert(pod.clone());
+        let _ = self.events.send(event("ADDED", &pod));
+        json_response(StatusCode::CREATED, &pod)
+    }
+
+    fn replace(&self, ns: &str, name: &str, pod: Value) -> Response<Body> {
+        if self.get(ns, name).is_none() {
+            return not_found(name);
+        }
+        self.insert(pod.clone());
+        let _ = self.events.send(event("MODIFIED", &pod));
+        json_response(StatusCode::OK, &pod)
+    }
+
+    fn delete(&self, ns: &str, name: &str) -> Response<Body> {
+        let Some(mut pod) = self.get(ns, name) else {
+            return not_found(name);
+        };
+        pod["metadata"]["deletionTimestamp"] = json!("2024-05-01T12:00:00Z");
+        self.insert(pod.clone());
+        let fake = self.clone();
+        let key = (ns.to_string(), name.to_string());
+        let gone = pod.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(fake.grace).await;
+            fake.state.lock().unwrap().pods.remove(&key);
+            let _ = fake.events.send(event("DELETED", &gone));
+        });
+        json_response(StatusCode::OK, &pod)
+    }
+
+    fn watch(&self, ns: Option<String>) -> Response<Body> {
+        let receiver = self.events.subscribe();
+        let stream = futures::stream::unfold(receiver, move |mut receiver| {
+            let ns = ns.clone();
+            async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(line) if line == END_OF_WATCH => return None,
+                        Ok(line) => {
+                            let event: Value = serde_json::from_str(&line).unwrap();
+                            let pod_ns = event["object"]["metadata"]["namespace"]
+                                .as_str()
+                                .unwrap_or_default();
+                            if ns.as_deref().is_none_or(|ns| ns == pod_ns) {
+                                return Some((
+                                    Ok::<_, Infallible>(Frame::data(Bytes::from(line))),
+                                    receiver,
+                                ));
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Response::new(BodyExt::boxed(StreamBody::new(stream)))
+    }
+}
+
+/// Sent on the event channel to end every open watch stream.
+const END_OF_WATCH: &str = "END\n";
+
+fn not_found(name: &str) -> Response<Body> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("pods \"{name}\" not found"),
+    )
+}
+
+/// A running fake on a fresh socket.
+struct Harness {
+    fake: Fake,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(grace: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("berth.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let fake = Fake::new(grace);
+        let server = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let fake = server.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| fake.clone().handle(req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            fake,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `berth ARGS...`; returns (exit code, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_with(
+            self.socket.clone(),
+            cli.command,
+            Streams {
+                out: &mut out,
+                err: &mut err,
+            },
+        )
+        .await;
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+}
+
+fn running_pod(name: &str, ns: &str, containers: &[&str]) -> Value {
+    let specs: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({"name": c, "image": "busybox"}))
+        .collect();
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            json!({"name": c, "image": "busybox", "imageID": "", "ready": true, "restartCount": 0,
+                        "state": {"running": {"startedAt": "2024-05-01T11:00:00Z"}}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "creationTimestamp": "2024-05-01T11:00:00Z"},
+           "spec": {"containers": specs},
+           "status": {"phase": "Running", "containerStatuses": statuses}})
+}
+
+fn write_manifest(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn apply_creates_then_leaves_unchanged_then_configures() {
+    let h = Harness::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = write_manifest(dir.path(), "web.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: app\n    image: busybox:1\n");
+    assert_eq!(
+        h.run(&["apply", "-f", &v1]).await,
+        (0, "pod/web created\n".into(), String::new())
+    );
+    assert_eq!(
+        h.run(&["apply", "-f", &v1]).await,
+        (0, "pod/web unchanged\n".into(), String::new())
+    );
+
+    let v2 = write_manifest(dir.path(), "web2.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: app\n    image: busybox:2\n");
+    assert_eq!(
+        h.run(&["apply", "-f", &v2]).await,
+        (0, "pod/web configured\n".into(), String::new())
+    );
+    let stored = h.fake.get("default", "web").unwrap();
+    assert_eq!(stored["spec"]["containers"][0]["image"], "busybox:2");
+    assert_eq!(
+        stored["spec"]["containers"][0]["imagePullPolicy"], "Always",
+        "server defaults are kept"
+    );
+    assert_eq!(stored["metadata"]["uid"], "uid-1");
+}
+
+#[tokio::test]
+async fn apply_reports_invalid_pods_and_sends_nothing_for_broken_files() {
+    let h = Harness::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_manifest(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: app\n",
+    );
+    assert_eq!(
+        h.run(&["apply", "-f", &bad]).await,
+        (
+            1,
+            String::new(),
+            "The Pod \"bad\" is invalid: spec.containers[0].image: Required value\n".into()
+        )
+    );
+
+    let before = h.fake.requests().len();
+    let broken = write_manifest(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: [\n",
+    );
+    let (code, out, err) = h.run(&["apply", "-f", &broken]).await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with(&format!("error: error parsing {broken}: ")),
+        "{err}"
+    );
+    assert_eq!(h.fake.requests().len(), before, "nothing was sent");
+}
+
+#[tokio::test]
+async fn get_prints_tables_lists_and_not_found() {
+    let h = Harness::start(Duration::ZERO).await;
+    let (code, out, err) = h.run(&["get", "pods"]).await;
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "", "No resources found in default namespace.\n")
+    );
+
+    h.fake.insert(running_pod("web", "default", &["app"]));
+    h.fake.insert(running_pod("db", "prod", &["pg"]));
+    let (code, out, _) = h.run(&["get", "pods"]).await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "NAME   READY   STATUS    RESTARTS   AGE");
+    assert!(
+        lines[1].starts_with("web    1/1     Running   0          "),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2);
+
+    let (_, out, _) = h.run(&["get", "pods", "-A"]).await;
+    assert!(
+        out.starts_with("NAMESPACE   NAME   READY   STATUS    RESTARTS   AGE\ndefault     web "),
+        "{out}"
+    );
+    assert!(out.contains("\nprod        db "), "{out}");
+
+    let (code, out, _) = h.run(&["get", "pods", "-o", "json"]).await;
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            code,
+            list["kind"].as_str(),
+            list["items"][0]["metadata"]["name"].as_str()
+        ),
+        (0, Some("List"), Some("web"))
+    );
+    let (_, out, _) = h.run(&["get", "pod", "web", "-o", "name"]).await;
+    assert_eq!(out, "pod/web\n");
+
+    assert_eq!(
+        h.run(&["get", "pod", "nope"]).await,
+        (
+            1,
+            String::new(),
+            "Error from server (NotFound): pods \"nope\" not found\n".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn get_watch_prints_a_row_per_event_without_a_second_header() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.insert(running_pod("web", "default", &["app"]));
+    let socket = h.socket.clone();
+    let watcher = tokio::spawn(async move {
+        let cli = Cli::try_parse_from(["berth", "get", "pods", "-w"]).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let fut = run_with(
+            socket,
+            cli.command,
+            Streams {
+                out: &mut out,
+                err: &mut err,
+            },
+        );
+        let code = tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("the watch ends when the server ends the stream");
+        (code, String::from_utf8(out).unwrap())
+    });
+    // Wait until the watch is open, then change a pod.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !h.fake.requests().iter().any(|r| r.contains("watch=true")) {
+        assert!(tokio::time::Instant::now() < deadline, "watch never opened");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut other = running_pod("a-longer-name", "default", &["app"]);
+    other["metadata"]["uid"] = json!("uid-other");
+    h.fake.insert(other.clone());
+    let _ = h.fake.events.send(event("ADDED", &other));
+    let _ = h.fake.events.send(END_OF_WATCH.to_string());
+    let (code, out) = watcher.await.unwrap();
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("NAME   READY"), "{out}");
+    assert!(lines[2].starts_with("a-longer-name   1/1"), "{out}");
+}
+
+#[tokio::test]
+async fn delete_waits_for_the_deleted_event() {
+    let h = Harness::start(Duration::from_millis(200)).await;
+    h.fake.insert(running_pod("web", "default", &["app"]));
+    let (code, out, err) = h.run(&["delete", "pod", "web"]).await;
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "pod \"web\" deleted from default namespace\n", "")
+    );
+    assert!(
+        h.fake.get("default", "web").is_none(),
+        "returned before the pod was gone"
+    );
+    let body = h.fake.state.lock().unwrap().bodies.last().cloned().unwrap();
+    assert_eq!(body, json!({"kind": "DeleteOptions", "apiVersion": "v1"}));
+
+    h.fake.insert(running_pod("db", "default", &["pg"]));
+    let (code, out, err) = h
+        .run(&["delete", "pod", "db", "--force", "--wait=false"])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "pod \"db\" force deleted from default namespace\n");
+    assert!(
+        err.starts_with("Warning: Immediate deletion does not wait"),
+        "{err}"
+    );
+    let body = h.fake.state.lock().unwrap().bodies.last().cloned().unwrap();
+    assert_eq!(body["gracePeriodSeconds"], 0);
+
+    assert_eq!(
+        h.run(&["delete", "pod", "nope"]).await,
+        (
+            1,
+            String::new(),
+            "Error from server (NotFound): pods \"nope\" not found\n".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn exec_mirrors_output_and_exit_code() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.insert(running_pod("web", "default", &["app"]));
+    assert_eq!(
+        h.run(&["exec", "web", "--", "echo", "hi"]).await,
+        (
+            3,
+            "web:hi\n".into(),
+            "warn\ncommand terminated with exit code 3\n".into()
+        )
+    );
+    let sent = h.fake.state.lock().unwrap().bodies.last().cloned().unwrap();
+    assert_eq!(sent, json!({"command": ["echo", "hi"], "container": "app"}));
+}
+
+#[tokio::test]
+async fn logs_default_to_the_first_container_with_a_notice() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.insert(running_pod("web", "default", &["a", "b"]));
+    assert_eq!(
+        h.run(&["logs", "web", "--tail", "5"]).await,
+        (
+            0,
+            "log of web (container=a&tailLines=5)\n".into(),
+            "Defaulted container \"a\" out of: a, b\n".into()
+        )
+    );
+    let (_, out, err) = h.run(&["logs", "pod/web", "-c", "b", "-p"]).await;
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("log of web (container=b&previous=true)\n", "")
+    );
+}
+
+#[tokio::test]
+async fn describe_without_events_endpoint_says_none() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.insert(running_pod("web", "default", &["app"]));
+    let (code, out, _) = h.run(&["describe", "pod", "web"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Name:         web\nNamespace:    default\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("<none>\n") && out.contains("\nEvents:"),
+        "{out}"
+    );
+}

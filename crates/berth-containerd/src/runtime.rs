@@ -1,0 +1,73 @@
+//! [`ContainerRuntime`] for [`Containerd`]: each verb delegates to the module
+//! that owns it.
+
+use std::time::Duration;
+
+use berth_runtime::{
+    ContainerConfig, ContainerId, ContainerRuntime, ExecOutput, ExitWaiter, ImageInfo, Observed,
+    RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
+};
+
+use crate::{container, exec, list, sandbox, task, Containerd};
+
+impl ContainerRuntime for Containerd {
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Containerd::image_status(self, image).await
+    }
+
+    async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        sandbox::create(self, config).await
+    }
+
+    async fn remove_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        sandbox::remove(self, sandbox).await
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError> {
+        container::create(self, sandbox, config).await
+    }
+
+    async fn wait_container(&self, id: &ContainerId) -> Result<ExitWaiter, RuntimeError> {
+        if !container::exists(self, &id.0).await? {
+            return Err(RuntimeError::not_found(format!("container {id} not found")));
+        }
+        let (tx, waiter) = ExitWaiter::channel();
+        let this = self.clone();
+        let id = id.0.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(task::wait_for_exit(&this, &id).await);
+        });
+        Ok(waiter)
+    }
+
+    async fn start_container(&self, id: &ContainerId) -> Result<Started, RuntimeError> {
+        container::start(self, id).await
+    }
+
+    async fn signal_container(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
+        // SIGKILL goes to every process of the container; other signals to its
+        // init process, as the kubelet's stop signal is meant.
+        task::kill(self, &id.0, signal.0 as u32, signal == Signal::KILL).await
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        container::remove(self, &id.0).await
+    }
+
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        exec::exec(self, &id.0, command, timeout).await
+    }
+
+    async fn list(&self) -> Result<Observed, RuntimeError> {
+        list::list(self).await
+    }
+}

@@ -1,0 +1,533 @@
+//! Sandboxes, containers, exec, logs and cleanup against a private containerd
+//! (root, runc and the CNI plugins needed). Skips with a message when
+//! containerd is missing or the test is not root.
+//!
+//! The test binary doubles as the container log writer: the shim runs it as
+//! `<test-binary> logger <path>`, which selects `logger_process_entry` below.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_containerd::archive::ImageBuilder;
+use berth_containerd::{Containerd, ContainerdConfig};
+use berth_runtime::{
+    ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ImageInfo, ObservedState,
+    PodRef, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+const CONTAINERD: &str = "/usr/bin/containerd";
+const CNI_BIN: &str = "/usr/lib/cni";
+
+/// Runs only when the shim spawned this binary as the log writer.
+#[test]
+fn logger_process_entry() {
+    let args: Vec<String> = std::env::args().collect();
+    if std::env::var_os("CONTAINER_ID").is_none() || args.get(1).map(String::as_str) != Some("logger") {
+        return;
+    }
+    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
+/// A containerd of the test's own, killed (by pid) when dropped, plus the
+/// bridge its CNI network made.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    namespace: String,
+    bridge: Option<String>,
+    pod_uids: Vec<String>,
+}
+
+impl Daemon {
+    fn start(namespace: &str) -> Option<Self> {
+        if !Path::new(CONTAINERD).exists() {
+            eprintln!("skipping: {CONTAINERD} is not installed");
+            return None;
+        }
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping: needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new(CONTAINERD)
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is installed, so it must start");
+        Some(Self {
+            child,
+            dir,
+            namespace: namespace.to_string(),
+            bridge: None,
+            pod_uids: Vec::new(),
+        })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("berth")
+    }
+
+    fn config(&self) -> ContainerdConfig {
+        ContainerdConfig {
+            socket: self.dir.path().join("containerd.sock"),
+            namespace: self.namespace.clone(),
+            root_dir: self.root(),
+            cni_bin_dirs: vec!["/nonexistent/cni".into(), CNI_BIN.into()],
+            cni_conf_dir: self.dir.path().join("cni-conf"),
+            pod_infra_image: None,
+            logger_binary: std::env::current_exe().unwrap(),
+        }
+    }
+
+    /// A network of this test's own (bridge and subnet), so parallel runs do not collide.
+    fn write_network(&mut self, tag: u8) {
+        let n = std::process::id() % 200 + 20;
+        let bridge = format!("bt{n}x{tag}");
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "berth-test",
+            "plugins": [
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                 "hairpinMode": true,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("10.{}.{n}.0/24", 230 + tag)}]],
+                          "routes": [{"dst": "0.0.0.0/0"}],
+                          "dataDir": self.root().join("cni/networks")}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        });
+        let conf_dir = self.dir.path().join("cni-conf");
+        std::fs::create_dir_all(&conf_dir).unwrap();
+        std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
+        self.bridge = Some(bridge);
+    }
+
+    async fn connect(&self) -> Containerd {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Containerd::connect(self.config()).await {
+                Ok(client) => return client,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("containerd did not come up: {e}"),
+            }
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("containerd.sock"))
+            .args(["-n", &self.namespace])
+            .args(args)
+            .output()
+            .expect("ctr ships with containerd");
+        assert!(output.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    /// Best effort after a failed test: shims and containers outlive containerd,
+    /// so tasks go first; then the daemon, leftover mounts and pod cgroups.
+    fn drop(&mut self) {
+        let socket = self.dir.path().join("containerd.sock");
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .args(["-n", &self.namespace])
+                .args(args)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for task in ctr(&["tasks", "ls", "-q"]).lines() {
+            ctr(&["tasks", "rm", "-f", task]);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let prefix = format!("{}/", self.dir.path().display());
+        let mut leftovers: Vec<String> = mounts()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(&prefix))
+            .map(String::from)
+            .collect();
+        leftovers.sort_by(|a, b| b.cmp(a));
+        for mount in leftovers {
+            let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for uid in &self.pod_uids {
+            for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+                let pod = hierarchy.path().join("berth").join(format!("pod{uid}"));
+                for child in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+                let _ = std::fs::remove_dir(&pod);
+            }
+        }
+        if let Some(bridge) = &self.bridge {
+            let _ = Command::new("ip").args(["link", "del", bridge]).status();
+        }
+    }
+}
+
+async fn import_busybox(runtime: &Containerd, dir: &Path) -> ImageInfo {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let mut image = ImageBuilder::new("berth.test/busybox:1")
+        .file("/bin/busybox", busybox, 0o755)
+        .file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\n".to_vec(), 0o644)
+        .file("/etc/group", b"root:x:0:\nwheel:x:10:root\nwww:x:33:\n".to_vec(), 0o644)
+        .file("/www/index.html", b"hello from berth\n".to_vec(), 0o644)
+        .dir("/tmp", 0o1777)
+        .env(vec!["PATH=/bin".into()]);
+    for applet in ["sh", "sleep", "httpd", "echo", "cat", "hostname", "wget", "id", "head", "tail", "true"] {
+        image = image.symlink(&format!("/bin/{applet}"), "busybox");
+    }
+    let archive = dir.join("busybox.tar");
+    image.write_oci_archive(std::fs::File::create(&archive).unwrap()).unwrap();
+    runtime.import_archive(&archive).await.expect("import busybox");
+    runtime
+        .image_status("berth.test/busybox:1")
+        .await
+        .unwrap()
+        .expect("busybox is present after import")
+}
+
+fn pod(name: &str) -> PodRef {
+    PodRef {
+        uid: format!("{name}-0000-1111-2222-333344445555"),
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxConfig {
+    SandboxConfig {
+        pod: pod.clone(),
+        hostname: pod.name.clone(),
+        host_network,
+        log_dir: log_dir.to_path_buf(),
+        port_mappings: vec![],
+        labels: BTreeMap::new(),
+    }
+}
+
+fn container(pod: &PodRef, image: &ImageInfo, name: &str, args: &[&str], log_dir: &Path) -> ContainerConfig {
+    ContainerConfig {
+        pod: pod.clone(),
+        name: name.into(),
+        kind: ContainerKind::Regular,
+        attempt: 0,
+        image: image.clone(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: vec![("PATH".into(), "/bin".into())],
+        working_dir: String::new(),
+        user: None,
+        mounts: vec![],
+        log_path: log_dir.join(name).join("0.log"),
+        read_only_root: false,
+        privileged: false,
+        resources: Resources::default(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Polls `check` until it returns `Some`, or panics at the deadline.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn http_get(ip: IpAddr, port: u16) -> Option<String> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port)))
+        .await
+        .ok()?
+        .ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    Some(body)
+}
+
+fn mounts() -> String {
+    std::fs::read_to_string("/proc/mounts").unwrap()
+}
+
+/// Nothing of the sandbox left anywhere: containerd, mounts, IPAM, cgroups, CNI cache.
+fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
+    let root = daemon.root();
+    let mounts = mounts();
+    assert!(!mounts.contains(&root.join("netns").display().to_string()), "netns pin left: {mounts}");
+    assert!(!mounts.contains(&root.join("sandboxes").display().to_string()), "shm left");
+    for ip in &sandbox.ips {
+        let lease = root.join("cni/networks/berth-test").join(ip.to_string());
+        assert!(!lease.exists(), "IPAM reservation left: {}", lease.display());
+    }
+    let cache = std::fs::read_dir(root.join("cni/results")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(cache, 0, "CNI result cache left");
+    let cgroup = Path::new("/sys/fs/cgroup/memory/berth").join(format!("pod{}", sandbox.pod.uid));
+    assert!(!cgroup.exists(), "pod cgroup left: {}", cgroup.display());
+    let containers = daemon.ctr(&["containers", "ls", "-q"]);
+    let tasks = daemon.ctr(&["tasks", "ls"]);
+    let snapshots = daemon.ctr(&["snapshots", "ls"]);
+    for id in ids.iter().copied().chain([sandbox.id.0.as_str()]) {
+        assert!(!containers.contains(id), "container {id} left: {containers}");
+        assert!(!tasks.contains(id), "task {id} left: {tasks}");
+        assert!(!snapshots.contains(id), "snapshot {id} left: {snapshots}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_network_shared_namespaces_exec_and_logs() {
+    let Some(mut daemon) = Daemon::start("berth-rt-net") else { return };
+    daemon.write_network(0);
+    let pod = pod("web");
+    daemon.pod_uids.push(pod.uid.clone());
+    let runtime = daemon.connect().await;
+    let image = import_busybox(&runtime, daemon.dir.path()).await;
+    runtime.pause_image().await.expect("pause image");
+    let logs = daemon.dir.path().join("logs/default_web_uid");
+
+    let t = Instant::now();
+    let sandbox = runtime
+        .create_sandbox(&sandbox_config(&pod, false, &logs))
+        .await
+        .expect("create sandbox");
+    eprintln!("create_sandbox: {:.1} ms", ms(t));
+    assert!(sandbox.pid > 0);
+    let ip = *sandbox.ips.first().expect("the pod has an IP");
+    let netns = sandbox.netns.clone().expect("own network namespace");
+    assert!(mounts().contains(&netns.display().to_string()));
+
+    // A server in one container, reachable from the host at the pod IP.
+    let t = Instant::now();
+    let web_config = container(&pod, &image, "web", &["httpd", "-f", "-p", "8080", "-h", "/www"], &logs);
+    let web = runtime.create_container(&sandbox, &web_config).await.expect("create web");
+    let web_exit = runtime.wait_container(&web).await.expect("arm web waiter");
+    let started = runtime.start_container(&web).await.expect("start web");
+    eprintln!("create+start container: {:.1} ms", ms(t));
+    assert!(started.pid > 0);
+    let body = eventually("httpd at the pod IP", Duration::from_secs(5), || http_get(ip, 8080)).await;
+    assert!(body.contains("hello from berth"), "{body}");
+
+    // A second container: same localhost, same hostname; its output is logged.
+    let client_config = container(
+        &pod,
+        &image,
+        "client",
+        &["sh", "-c", "echo out-line; echo err-line >&2; exec sleep 3600"],
+        &logs,
+    );
+    let client = runtime.create_container(&sandbox, &client_config).await.expect("create client");
+    runtime.start_container(&client).await.expect("start client");
+    let log = eventually("both log lines", Duration::from_secs(5), || async {
+        let text = std::fs::read_to_string(&client_config.log_path).ok()?;
+        (text.contains("out-line") && text.contains("err-line")).then_some(text)
+    })
+    .await;
+    for line in log.lines() {
+        let fields: Vec<&str> = line.splitn(4, ' ').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        fields[0].parse::<jiff::Timestamp>().expect("RFC 3339 time");
+        assert!(matches!(fields[1], "stdout" | "stderr"), "{line}");
+        assert_eq!(fields[2], "F", "{line}");
+    }
+    assert!(log.contains(" stdout F out-line\n"), "{log}");
+    assert!(log.contains(" stderr F err-line\n"), "{log}");
+
+    let wget = runtime
+        .exec(&client, &["wget".into(), "-q".into(), "-O-".into(), "http://127.0.0.1:8080/".into()], None)
+        .await
+        .expect("exec wget");
+    assert_eq!(wget.exit_code, 0, "{wget:?}");
+    assert_eq!(String::from_utf8_lossy(&wget.stdout), "hello from berth\n");
+    for id in [&web, &client] {
+        let out = runtime.exec(id, &["hostname".into()], None).await.expect("exec hostname");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
+    }
+    let out = runtime
+        .exec(&client, &["sh".into(), "-c".into(), "echo o; echo e >&2; exit 3".into()], Some(Duration::from_secs(10)))
+        .await
+        .expect("exec sh");
+    assert_eq!((out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()), (3, &b"o\n"[..], &b"e\n"[..]));
+    let t = Instant::now();
+    let err = runtime
+        .exec(&client, &["sleep".into(), "30".into()], Some(Duration::from_millis(300)))
+        .await
+        .expect_err("exec times out");
+    assert_eq!(err.kind, RuntimeErrorKind::Timeout, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let err = runtime.exec(&client, &["/no/such/binary".into()], None).await.expect_err("no binary");
+    assert_ne!(err.kind, RuntimeErrorKind::Timeout);
+
+    // Teardown: containers first, then the sandbox; twice, since removal is idempotent.
+    runtime.signal_container(&web, Signal::KILL).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), web_exit).await.expect("web exits").unwrap();
+    assert_eq!(exit.exit_code, 137);
+    for id in [&web, &client] {
+        runtime.remove_container(id).await.expect("remove container");
+        runtime.remove_container(id).await.expect("remove container again");
+    }
+    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox");
+    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox again");
+    assert_sandbox_gone(&daemon, &sandbox, &[&web.0, &client.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_signals_list_and_oom() {
+    let Some(mut daemon) = Daemon::start("berth-rt-life") else { return };
+    let pod = pod("life");
+    daemon.pod_uids.push(pod.uid.clone());
+    let runtime = daemon.connect().await;
+    let image = import_busybox(&runtime, daemon.dir.path()).await;
+    let logs = daemon.dir.path().join("logs/default_life_uid");
+    let sandbox = runtime
+        .create_sandbox(&sandbox_config(&pod, true, &logs))
+        .await
+        .expect("create host-network sandbox");
+    assert!(sandbox.netns.is_none() && sandbox.ips.is_empty());
+
+    let run = |name: &str, args: &[&str]| container(&pod, &image, name, args, &logs);
+    let start = |config: ContainerConfig| {
+        let runtime = runtime.clone();
+        let sandbox = sandbox.clone();
+        async move {
+            let id = runtime.create_container(&sandbox, &config).await.expect("create");
+            let waiter = runtime.wait_container(&id).await.expect("arm waiter");
+            runtime.start_container(&id).await.expect("start");
+            (id, waiter)
+        }
+    };
+
+    // An exit code propagates through the waiter.
+    let (seven, waiter) = start(run("seven", &["sh", "-c", "exit 7"])).await;
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(exit.exit_code, 7);
+    assert!(!exit.oom_killed);
+
+    // Host network: the node's hostname.
+    let node = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let (sleeper, _) = start(run("sleeper", &["sleep", "3600"])).await;
+    let out = runtime.exec(&sleeper, &["hostname".into()], None).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node);
+
+    // SIGTERM ignored; SIGKILL is not.
+    let (stubborn, mut waiter) = start(run("stubborn", &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"])).await;
+    runtime.signal_container(&stubborn, Signal::TERM).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut waiter).await.is_err(),
+        "a container ignoring SIGTERM must survive it"
+    );
+    runtime.signal_container(&stubborn, Signal::KILL).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(exit.exit_code, 137);
+    runtime.signal_container(&stubborn, Signal::KILL).await.expect("signalling the dead is fine");
+
+    // A trap turns SIGTERM into a chosen exit code.
+    let (trapper, waiter) = start(run("trapper", &["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"])).await;
+    runtime.exec(&trapper, &["true".into()], None).await.unwrap();
+    runtime.signal_container(&trapper, Signal::TERM).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(exit.exit_code, 42);
+
+    // A missing binary fails at start; the armed waiter sees 128 (StartError).
+    let missing = runtime.create_container(&sandbox, &run("missing", &["/no/such/binary"])).await.unwrap();
+    let waiter = runtime.wait_container(&missing).await.unwrap();
+    let err = runtime.start_container(&missing).await.expect_err("start fails");
+    assert!(err.message.contains("/no/such/binary"), "{err}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(exit.exit_code, 128);
+
+    // A user name that the image does not know is a spec error.
+    let mut nobody = run("nobody", &["true"]);
+    nobody.user = Some("nobody".into());
+    let err = runtime.create_container(&sandbox, &nobody).await.expect_err("unknown user");
+    assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec, "{err}");
+    let mut www = run("www", &["sleep", "3600"]);
+    www.user = Some("www".into());
+    let (www, _) = start(www).await;
+    let id = runtime.exec(&www, &["id".into()], None).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "uid=33(www) gid=33(www)");
+
+    // The memory limit holds, and its kill is reported as an OOM kill.
+    let mut hog = run("hog", &["sh", "-c", "cat /dev/zero | tail"]);
+    hog.resources.memory_limit_bytes = Some(32 << 20);
+    let (hog, waiter) = start(hog).await;
+    let exit = tokio::time::timeout(Duration::from_secs(30), waiter).await.unwrap().unwrap();
+    assert_eq!(exit.exit_code, 137, "{exit:?}");
+    assert!(exit.oom_killed, "{exit:?}");
+
+    // What is there, as a restarted agent would find it.
+    let observed = runtime.list().await.unwrap();
+    assert_eq!(observed.sandboxes.len(), 1);
+    let found = &observed.sandboxes[0];
+    assert_eq!((found.id.clone(), found.pod.clone(), found.pid, found.host_network), (sandbox.id.clone(), pod.clone(), sandbox.pid, true));
+    let state = |id: &ContainerId| {
+        let c = observed.containers.iter().find(|c| &c.id == id).expect("listed");
+        assert_eq!((c.pod.clone(), c.sandbox.clone(), c.kind, c.attempt), (pod.clone(), sandbox.id.clone(), ContainerKind::Regular, 0));
+        c.state
+    };
+    assert!(matches!(state(&seven), ObservedState::Exited { exit, .. } if exit.exit_code == 7));
+    assert!(matches!(state(&stubborn), ObservedState::Exited { exit, .. } if exit.exit_code == 137));
+    assert!(matches!(state(&sleeper), ObservedState::Running { .. }));
+    assert!(matches!(state(&missing), ObservedState::Created));
+    assert_eq!(observed.containers.len(), 7);
+
+    for id in [&seven, &sleeper, &stubborn, &trapper, &missing, &www, &hog] {
+        runtime.remove_container(id).await.expect("remove");
+    }
+    let err = runtime.wait_container(&seven).await.err().expect("waiting for a removed container");
+    assert_eq!(err.kind, RuntimeErrorKind::NotFound);
+    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox");
+    assert_sandbox_gone(&daemon, &sandbox, &[&seven.0, &sleeper.0, &hog.0]);
+    assert!(runtime.list().await.unwrap() == Default::default());
+}
