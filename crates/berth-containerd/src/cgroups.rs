@@ -30,9 +30,8 @@ pub(crate) fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
             let mut fields = left.split_whitespace();
             let root = fields.nth(3)?;
             let mount_point = fields.next()?;
-            (matches!(fstype, "cgroup" | "cgroup2") && root == "/").then(|| {
-                PathBuf::from(mount_point.replace("\\040", " "))
-            })
+            (matches!(fstype, "cgroup" | "cgroup2") && root == "/")
+                .then(|| PathBuf::from(mount_point.replace("\\040", " ")))
         })
         .collect()
 }

@@ -128,8 +128,12 @@ pub(crate) fn parse_network(text: &str, is_list: bool) -> Result<NetworkList, St
         let Value::Object(mut plugin) = value else {
             return Err("not a JSON object".into());
         };
-        let name = plugin.remove("name").and_then(|v| v.as_str().map(String::from));
-        let version = plugin.remove("cniVersion").and_then(|v| v.as_str().map(String::from));
+        let name = plugin
+            .remove("name")
+            .and_then(|v| v.as_str().map(String::from));
+        let version = plugin
+            .remove("cniVersion")
+            .and_then(|v| v.as_str().map(String::from));
         NetworkList {
             name: name.ok_or("missing name")?,
             cni_version: version.unwrap_or_else(|| CNI_VERSION.into()),
@@ -503,7 +507,10 @@ mod tests {
         let net = load_network(&tmp.path().join("missing"), &root).unwrap();
         assert_eq!(net, default_network(&root));
         std::fs::write(tmp.path().join("README"), "not a config").unwrap();
-        assert_eq!(load_network(tmp.path(), &root).unwrap(), default_network(&root));
+        assert_eq!(
+            load_network(tmp.path(), &root).unwrap(),
+            default_network(&root)
+        );
     }
 
     #[test]
@@ -551,7 +558,10 @@ mod tests {
         assert_eq!(bridge["name"], "berth");
         assert_eq!(bridge["cniVersion"], "1.0.0");
         assert!(bridge.get("prevResult").is_none());
-        assert!(bridge.get("runtimeConfig").is_none(), "bridge declares no capability");
+        assert!(
+            bridge.get("runtimeConfig").is_none(),
+            "bridge declares no capability"
+        );
         let portmap = plugin_stdin(&net, &net.plugins[1], Some(&prev), &ports);
         assert_eq!(portmap["prevResult"], prev);
         assert_eq!(
@@ -568,11 +578,17 @@ mod tests {
                                      {"address": "fd00::7/64"}]});
         assert_eq!(
             result_ips(&result),
-            vec!["10.88.0.7".parse::<IpAddr>().unwrap(), "fd00::7".parse().unwrap()]
+            vec![
+                "10.88.0.7".parse::<IpAddr>().unwrap(),
+                "fd00::7".parse().unwrap()
+            ]
         );
         assert!(result_ips(&Value::Null).is_empty());
         assert_eq!(
-            plugin_error(br#"{"code":7,"msg":"failed to allocate","details":"range full"}"#, b""),
+            plugin_error(
+                br#"{"code":7,"msg":"failed to allocate","details":"range full"}"#,
+                b""
+            ),
             "failed to allocate: range full (code 7)"
         );
         assert_eq!(plugin_error(b"", b"boom\n"), "boom");

@@ -54,10 +54,7 @@ pub(crate) fn new_container_id(sandbox: &str, name: &str) -> String {
 }
 
 /// The labels every object of a pod carries.
-pub(crate) fn pod_labels(
-    pod: &berth_runtime::PodRef,
-    sandbox_id: &str,
-) -> HashMap<String, String> {
+pub(crate) fn pod_labels(pod: &berth_runtime::PodRef, sandbox_id: &str) -> HashMap<String, String> {
     HashMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::POD_UID.to_string(), pod.uid.clone()),
@@ -94,7 +91,10 @@ impl Lease {
         c.leases()
             .create(containerd_client::services::v1::CreateRequest {
                 id: lease.clone(),
-                labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
+                labels: HashMap::from([(
+                    "containerd.io/gc.expire".to_string(),
+                    expire.to_string(),
+                )]),
             })
             .await
             .map_err(|s| failed(&format!("create lease for {id}"), s))?;
@@ -150,19 +150,20 @@ async fn create_leased(
     build_spec: impl FnOnce(&[RootfsMount]) -> Result<Spec, RuntimeError>,
 ) -> Result<Vec<RootfsMount>, RuntimeError> {
     let svc = c.svc_leased(lease);
-    let mounts = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
-        svc.clone(),
-    )
-    .prepare(PrepareSnapshotRequest {
-        snapshotter: SNAPSHOTTER.to_string(),
-        key: id.to_string(),
-        parent: parent.to_string(),
-        labels: labels.clone(),
-    })
-    .await
-    .map_err(|s| failed(&format!("prepare snapshot {id} on {}", image.reference), s))?
-    .into_inner()
-    .mounts;
+    let mounts =
+        containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+            svc.clone(),
+        )
+        .prepare(PrepareSnapshotRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: id.to_string(),
+            parent: parent.to_string(),
+            labels: labels.clone(),
+        })
+        .await
+        .map_err(|s| failed(&format!("prepare snapshot {id} on {}", image.reference), s))?
+        .into_inner()
+        .mounts;
     let spec = build_spec(&mounts)?;
     let container = Container {
         id: id.to_string(),
@@ -229,7 +230,10 @@ pub(crate) async fn create(
     let lease = lease?;
     let looked_up = pause.and_then(|pause| {
         let pause = pause.ok_or_else(|| {
-            RuntimeError::not_found(format!("sandbox {sandbox_id} of pod {} not found", config.pod))
+            RuntimeError::not_found(format!(
+                "sandbox {sandbox_id} of pod {} not found",
+                config.pod
+            ))
         })?;
         Ok((crate::sandbox::hostname_of(&pause)?, parent?))
     });
@@ -280,8 +284,8 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     let id = id.0.as_str();
     // The snapshot key is the container id (ours by construction).
     let (record, mounts) = tokio::join!(get(c, id), rootfs_mounts(c, id));
-    let record = record?
-        .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
+    let record =
+        record?.ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
     let mounts = mounts?;
     let (stdout, stderr) = match record.labels.get(LOG_PATH_LABEL).filter(|p| !p.is_empty()) {
         Some(path) => {
@@ -322,9 +326,11 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     }
 }
 
-pub(crate) async fn rootfs_mounts(c: &Containerd, id: &str) -> Result<Vec<RootfsMount>, RuntimeError> {
-    Ok(c
-        .snapshots()
+pub(crate) async fn rootfs_mounts(
+    c: &Containerd,
+    id: &str,
+) -> Result<Vec<RootfsMount>, RuntimeError> {
+    Ok(c.snapshots()
         .mounts(MountsRequest {
             snapshotter: SNAPSHOTTER.to_string(),
             key: id.to_string(),
@@ -404,7 +410,11 @@ mod tests {
     #[test]
     fn rootfs_files_are_read_from_the_topmost_layer() {
         let tmp = tempfile::tempdir().unwrap();
-        let (upper, l1, l2) = (tmp.path().join("u"), tmp.path().join("l1"), tmp.path().join("l2"));
+        let (upper, l1, l2) = (
+            tmp.path().join("u"),
+            tmp.path().join("l1"),
+            tmp.path().join("l2"),
+        );
         for dir in [&upper, &l1, &l2] {
             std::fs::create_dir_all(dir.join("etc")).unwrap();
         }
@@ -423,7 +433,10 @@ mod tests {
         }];
         let layers = rootfs_layers(&mounts);
         assert_eq!(layers, vec![upper.clone(), l1.clone(), l2.clone()]);
-        assert_eq!(read_rootfs_file(&layers, "etc/passwd").as_deref(), Some("top"));
+        assert_eq!(
+            read_rootfs_file(&layers, "etc/passwd").as_deref(),
+            Some("top")
+        );
         assert_eq!(read_rootfs_file(&layers, "etc/group").as_deref(), Some("g"));
         assert_eq!(read_rootfs_file(&layers, "etc/shadow"), None);
         // A whiteout in an upper layer hides the file below.

@@ -77,8 +77,10 @@ impl OomWatcher {
         if let Some(id) = exit {
             seen.exits.insert(id, now);
         }
-        seen.ooms.retain(|_, at| now.duration_since(*at) < RETENTION);
-        seen.exits.retain(|_, at| now.duration_since(*at) < RETENTION);
+        seen.ooms
+            .retain(|_, at| now.duration_since(*at) < RETENTION);
+        seen.exits
+            .retain(|_, at| now.duration_since(*at) < RETENTION);
         drop(seen);
         self.changed.notify_waiters();
     }
@@ -201,11 +203,7 @@ fn handle(watcher: &OomWatcher, envelope: containerd_client::types::Envelope) {
                 }
             }
         }
-        PING_TOPIC => {
-            if !watcher.live.load(Ordering::Acquire) {
-                watcher.set_live(true);
-            }
-        }
+        PING_TOPIC if !watcher.live.load(Ordering::Acquire) => watcher.set_live(true),
         _ => {}
     }
 }

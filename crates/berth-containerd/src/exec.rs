@@ -60,9 +60,14 @@ pub(crate) async fn exec(
 
     let exec_id = format!("exec-{}", crate::container::random_hex());
     let fifos = Fifos {
-        dir: c.config.root_dir.join("exec").join(format!("{id}-{exec_id}")),
+        dir: c
+            .config
+            .root_dir
+            .join("exec")
+            .join(format!("{id}-{exec_id}")),
     };
-    let io_error = |e: std::io::Error| RuntimeError::other(format!("exec {exec_id} in {id}: fifo: {e}"));
+    let io_error =
+        |e: std::io::Error| RuntimeError::other(format!("exec {exec_id} in {id}: fifo: {e}"));
     std::fs::create_dir_all(&fifos.dir).map_err(io_error)?;
     let stdout_path = fifos.dir.join("stdout");
     let stderr_path = fifos.dir.join("stderr");
@@ -128,7 +133,10 @@ async fn run(
         .await
     {
         wait.abort();
-        return Err(failed(&format!("start exec {exec_id} in container {id}"), status));
+        return Err(failed(
+            &format!("start exec {exec_id} in container {id}"),
+            status,
+        ));
     }
     let waited = match timeout {
         Some(limit) => match tokio::time::timeout(limit, &mut wait).await {
@@ -158,7 +166,10 @@ async fn run(
     };
     match waited {
         Ok(Ok(response)) => Ok(response.into_inner().exit_status as i32),
-        Ok(Err(status)) => Err(failed(&format!("wait for exec {exec_id} in container {id}"), status)),
+        Ok(Err(status)) => Err(failed(
+            &format!("wait for exec {exec_id} in container {id}"),
+            status,
+        )),
         Err(e) => Err(RuntimeError::other(format!("wait for exec {exec_id}: {e}"))),
     }
 }
@@ -188,21 +199,19 @@ fn open_fifo(path: &Path) -> std::io::Result<(pipe::Receiver, pipe::Sender)> {
     Ok((receiver, sender))
 }
 
-fn read_bounded(mut receiver: pipe::Receiver) -> impl std::future::Future<Output = Vec<u8>> {
-    async move {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match receiver.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    let room = MAX_OUTPUT.saturating_sub(out.len());
-                    out.extend_from_slice(&buf[..n.min(room)]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+async fn read_bounded(mut receiver: pipe::Receiver) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match receiver.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
-        out
     }
+    out
 }

@@ -38,7 +38,11 @@ pub(crate) async fn list(c: &Containerd) -> Result<Observed, RuntimeError> {
         .into_iter()
         // containerd 1.6 fills only `id` (the container id) in this listing.
         .map(|p| {
-            let id = if p.container_id.is_empty() { p.id.clone() } else { p.container_id.clone() };
+            let id = if p.container_id.is_empty() {
+                p.id.clone()
+            } else {
+                p.container_id.clone()
+            };
             (id, p)
         })
         .collect();
@@ -168,11 +172,15 @@ mod tests {
 
     #[test]
     fn process_start_is_boot_time_plus_ticks() {
-        let stat = "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 250 1000 10 0";
+        let stat =
+            "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 250 1000 10 0";
         let proc_stat = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
         assert_eq!(
             start_time(stat, proc_stat, 100),
-            Some(Timestamp::from_second(1_700_000_002).unwrap() + jiff::SignedDuration::from_millis(500))
+            Some(
+                Timestamp::from_second(1_700_000_002).unwrap()
+                    + jiff::SignedDuration::from_millis(500)
+            )
         );
         assert_eq!(start_time("garbage", proc_stat, 100), None);
     }
@@ -205,6 +213,9 @@ mod tests {
         );
         task.status = Status::Running as i32;
         task.pid = std::process::id();
-        assert!(matches!(state_of(Some(&task)), ObservedState::Running { .. }));
+        assert!(matches!(
+            state_of(Some(&task)),
+            ObservedState::Running { .. }
+        ));
     }
 }

@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn lines_become_full_entries_across_reads() {
         let mut s = LineSplitter::new(16);
-        assert_eq!(entries(&mut s, b"hello\nwor"), vec![(Tag::Full, "hello".into())]);
+        assert_eq!(
+            entries(&mut s, b"hello\nwor"),
+            vec![(Tag::Full, "hello".into())]
+        );
         assert_eq!(
             entries(&mut s, b"ld\r\n\nx"),
             vec![(Tag::Full, "world".into()), (Tag::Full, "".into())]
@@ -241,7 +244,10 @@ mod tests {
         // Exactly the maximum is still one full entry.
         assert_eq!(entries(&mut s, b"abcd\n"), vec![(Tag::Full, "abcd".into())]);
         // Partials are emitted as soon as the maximum is passed, not at the newline.
-        assert_eq!(entries(&mut s, b"abcde"), vec![(Tag::Partial, "abcd".into())]);
+        assert_eq!(
+            entries(&mut s, b"abcde"),
+            vec![(Tag::Partial, "abcd".into())]
+        );
         assert_eq!(entries(&mut s, b"\n"), vec![(Tag::Full, "e".into())]);
     }
 

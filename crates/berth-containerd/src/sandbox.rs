@@ -30,7 +30,11 @@ const PAUSE_NAME: &str = "POD";
 /// a valid CNI container id.
 pub(crate) fn new_sandbox_id(pod_uid: &str) -> String {
     let prefix = sanitize(pod_uid, 8);
-    let prefix = if prefix.is_empty() { "pod".to_string() } else { prefix };
+    let prefix = if prefix.is_empty() {
+        "pod".to_string()
+    } else {
+        prefix
+    };
     format!("{prefix}-{}", random_hex())
 }
 
@@ -66,31 +70,44 @@ pub(crate) fn hostname_of(pause: &Container) -> Result<String, RuntimeError> {
     if pause.labels.get(HOST_NETWORK_LABEL).map(String::as_str) == Some("true") {
         return Ok(node_hostname());
     }
-    pause.labels.get(HOSTNAME_LABEL).cloned().ok_or_else(|| {
-        RuntimeError::other(format!("sandbox {} has no hostname label", pause.id))
-    })
+    pause
+        .labels
+        .get(HOSTNAME_LABEL)
+        .cloned()
+        .ok_or_else(|| RuntimeError::other(format!("sandbox {} has no hostname label", pause.id)))
 }
 
 fn io_error(what: String) -> impl FnOnce(std::io::Error) -> RuntimeError {
     move |e| RuntimeError::other(format!("{what}: {e}"))
 }
 
-pub(crate) async fn create(c: &Containerd, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+pub(crate) async fn create(
+    c: &Containerd,
+    config: &SandboxConfig,
+) -> Result<SandboxInfo, RuntimeError> {
     let id = new_sandbox_id(&config.pod.uid);
     let root = &c.config.root_dir;
     let netns = (!config.host_network).then(|| netns_path(root, &id));
     let created_at = Timestamp::now();
     let result = async {
         if let Some(path) = &netns {
-            netns::create(path)
-                .map_err(io_error(format!("create network namespace {}", path.display())))?;
+            netns::create(path).map_err(io_error(format!(
+                "create network namespace {}",
+                path.display()
+            )))?;
         }
         mount_shm(&shm_dir(root, &id))?;
         let network = async {
             match &netns {
                 Some(path) => {
-                    cni::setup_pod_network(&cni_paths(c), &id, path, &config.pod, &config.port_mappings)
-                        .await
+                    cni::setup_pod_network(
+                        &cni_paths(c),
+                        &id,
+                        path,
+                        &config.pod,
+                        &config.port_mappings,
+                    )
+                    .await
                 }
                 None => Ok(Vec::new()),
             }
@@ -176,7 +193,10 @@ pub(crate) async fn remove(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), 
         .map_err(|e| {
             RuntimeError::new(
                 e.kind,
-                format!("remove sandbox {} of pod {}: {}", sandbox.id, sandbox.pod, e.message),
+                format!(
+                    "remove sandbox {} of pod {}: {}",
+                    sandbox.id, sandbox.pod, e.message
+                ),
             )
         })
 }
@@ -201,7 +221,10 @@ async fn teardown(
     if !host_network {
         note(cni::teardown_pod_network(&cni_paths(c), id, Some(&pin), pod).await);
     }
-    note(netns::remove(&pin).map_err(io_error(format!("remove network namespace {}", pin.display()))));
+    note(netns::remove(&pin).map_err(io_error(format!(
+        "remove network namespace {}",
+        pin.display()
+    ))));
     note(unmount_shm(root, id));
     let uid = pod.uid.clone();
     note(
@@ -225,7 +248,12 @@ fn mount_shm(dir: &Path) -> Result<(), RuntimeError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
     )
-    .map_err(|e| RuntimeError::other(format!("mount the pod's /dev/shm at {}: {e}", dir.display())))
+    .map_err(|e| {
+        RuntimeError::other(format!(
+            "mount the pod's /dev/shm at {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 fn unmount_shm(root_dir: &Path, id: &str) -> Result<(), RuntimeError> {
@@ -260,7 +288,9 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("3f2504e0-"), "{a}");
         assert_eq!(a.len(), 17);
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         assert!(new_sandbox_id("__").starts_with("pod-"));
     }
 }

@@ -146,7 +146,12 @@ fn invalid(message: String) -> RuntimeError {
 /// pinned network namespace.
 pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError> {
     let config = &input.image.config;
-    let args: Vec<String> = config.entrypoint.iter().chain(&config.cmd).cloned().collect();
+    let args: Vec<String> = config
+        .entrypoint
+        .iter()
+        .chain(&config.cmd)
+        .cloned()
+        .collect();
     if args.is_empty() {
         return Err(invalid(format!(
             "pause image {} has no entrypoint or cmd",
@@ -164,7 +169,8 @@ pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError
     if let Some(netns) = input.netns {
         namespaces.push(ns("network", Some(netns)));
     }
-    let annotations = BTreeMap::from([(GROUP_ANNOTATION.to_string(), input.sandbox_id.to_string())]);
+    let annotations =
+        BTreeMap::from([(GROUP_ANNOTATION.to_string(), input.sandbox_id.to_string())]);
     let spec = json!({
         "ociVersion": OCI_VERSION,
         "process": {
@@ -419,9 +425,7 @@ pub(crate) fn resolve_user(
         .collect();
 
     let entry = match user_part.parse::<u32>() {
-        Ok(uid) => passwd_entries
-            .iter()
-            .find(|f| f[2].parse() == Ok(uid)),
+        Ok(uid) => passwd_entries.iter().find(|f| f[2].parse() == Ok(uid)),
         Err(_) => passwd_entries.iter().find(|f| f[0] == user_part),
     };
     let (uid, mut gid, name) = match (user_part.parse::<u32>(), entry) {
@@ -429,7 +433,9 @@ pub(crate) fn resolve_user(
         (Ok(uid), None) => (uid, 0, None),
         (Err(_), Some(f)) => {
             let uid = f[2].parse().map_err(|_| {
-                invalid(format!("user {user_part:?}: bad uid in the image's /etc/passwd"))
+                invalid(format!(
+                    "user {user_part:?}: bad uid in the image's /etc/passwd"
+                ))
             })?;
             (uid, f[3].parse().unwrap_or(0), Some(f[0]))
         }
@@ -458,7 +464,9 @@ pub(crate) fn resolve_user(
     let mut additional_gids = Vec::new();
     if let Some(name) = name {
         for f in &group_entries {
-            let member = f.get(3).is_some_and(|m| m.split(',').any(|m| m.trim() == name));
+            let member = f
+                .get(3)
+                .is_some_and(|m| m.split(',').any(|m| m.trim() == name));
             if let (true, Ok(g)) = (member, f[2].parse::<u32>()) {
                 if g != gid && !additional_gids.contains(&g) {
                     additional_gids.push(g);
@@ -572,8 +580,15 @@ mod tests {
             linux.cgroups_path().as_deref(),
             Some(Path::new("/berth/poduid-1/sb1-app-1"))
         );
-        assert_eq!(linux.masked_paths().as_ref().unwrap().len(), MASKED_PATHS.len());
-        assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
+        assert_eq!(
+            linux.masked_paths().as_ref().unwrap().len(),
+            MASKED_PATHS.len()
+        );
+        assert!(linux
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_string()));
         let annotations = spec.annotations().as_ref().unwrap();
         assert_eq!(annotations[GROUP_ANNOTATION], "sb1");
         assert_eq!(annotations["io.berth.hash"], "abc");
@@ -585,7 +600,11 @@ mod tests {
         let kinds: Vec<_> = namespaces(&spec).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             kinds,
-            vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Mount, LinuxNamespaceType::Ipc]
+            vec![
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Ipc
+            ]
         );
     }
 
@@ -628,7 +647,13 @@ mod tests {
         let mounts = spec.mounts().as_ref().unwrap();
         let destinations: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
         let expected: Vec<PathBuf> = [
-            "/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/data",
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/mqueue",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/data",
             "/dev/shm",
         ]
         .iter()
@@ -641,7 +666,10 @@ mod tests {
             data.source().as_deref(),
             Some(Path::new("/var/lib/berth/pods/uid-1/volumes/data"))
         );
-        assert_eq!(data.options().as_ref().unwrap(), &["rbind", "rprivate", "ro"]);
+        assert_eq!(
+            data.options().as_ref().unwrap(),
+            &["rbind", "rprivate", "ro"]
+        );
         let sys = &mounts[4];
         assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
         let root = spec.root().as_ref().unwrap();
@@ -652,12 +680,27 @@ mod tests {
     #[test]
     fn the_sandbox_shm_is_shared_unless_absent() {
         let spec = container_spec(&config(), &input(None)).unwrap();
-        let shm = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap();
-        assert_eq!(shm.source().as_deref(), Some(Path::new("/r/sandboxes/sb1/shm")));
+        let shm = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/dev/shm"))
+            .unwrap();
+        assert_eq!(
+            shm.source().as_deref(),
+            Some(Path::new("/r/sandboxes/sb1/shm"))
+        );
         let mut own = input(None);
         own.shm = None;
         let spec = container_spec(&config(), &own).unwrap();
-        let shm = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap();
+        let shm = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/dev/shm"))
+            .unwrap();
         assert_eq!(shm.typ().as_deref(), Some("tmpfs"));
     }
 
@@ -686,8 +729,18 @@ mod tests {
         let mut config = config();
         config.privileged = true;
         let spec = container_spec(&config, &input(None)).unwrap();
-        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
-        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert!(caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
         let linux = spec.linux().as_ref().unwrap();
         assert_eq!(linux.masked_paths(), &None);
         assert_eq!(linux.readonly_paths(), &None);
@@ -735,12 +788,18 @@ mod tests {
                 (LinuxNamespaceType::Network, Some(netns)),
             ]
         );
-        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &["/pause"]);
+        assert_eq!(
+            spec.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["/pause"]
+        );
         assert_eq!(
             spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
             Some(Path::new("/berth/poduid-1/sb1"))
         );
-        assert_eq!(spec.annotations().as_ref().unwrap()[GROUP_ANNOTATION], "sb1");
+        assert_eq!(
+            spec.annotations().as_ref().unwrap()[GROUP_ANNOTATION],
+            "sb1"
+        );
 
         let host = sandbox_spec(&SandboxSpec {
             sandbox_id: "sb1",
@@ -754,7 +813,11 @@ mod tests {
         let kinds: Vec<_> = namespaces(&host).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             kinds,
-            vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Mount]
+            vec![
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Ipc,
+                LinuxNamespaceType::Mount
+            ]
         );
     }
 
@@ -763,15 +826,49 @@ mod tests {
         let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n";
         let group = "root:x:0:\nwheel:x:10:root,www\nwww:x:33:\nstaff:x:50:www\n";
         let ids = |u: Option<&str>| resolve_user(u, Some(passwd), Some(group));
-        assert_eq!(ids(None).unwrap(), UserIds { uid: 0, gid: 0, additional_gids: vec![10] });
-        assert_eq!(ids(Some("33")).unwrap(), UserIds { uid: 33, gid: 33, additional_gids: vec![10, 50] });
+        assert_eq!(
+            ids(None).unwrap(),
+            UserIds {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![10]
+            }
+        );
+        assert_eq!(
+            ids(Some("33")).unwrap(),
+            UserIds {
+                uid: 33,
+                gid: 33,
+                additional_gids: vec![10, 50]
+            }
+        );
         assert_eq!(ids(Some("www:staff")).unwrap().gid, 50);
-        assert_eq!(ids(Some("1234")).unwrap(), UserIds { uid: 1234, gid: 0, additional_gids: vec![] });
-        assert_eq!(ids(Some("1234:5")).unwrap(), UserIds { uid: 1234, gid: 5, additional_gids: vec![] });
-        assert_eq!(resolve_user(Some("root"), None, None).unwrap(), UserIds::default());
+        assert_eq!(
+            ids(Some("1234")).unwrap(),
+            UserIds {
+                uid: 1234,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            ids(Some("1234:5")).unwrap(),
+            UserIds {
+                uid: 1234,
+                gid: 5,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve_user(Some("root"), None, None).unwrap(),
+            UserIds::default()
+        );
         let err = ids(Some("nobody")).unwrap_err();
         assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
         assert!(err.message.contains("unable to find user nobody"), "{err}");
-        assert_eq!(ids(Some("www:nogroup")).unwrap_err().kind, RuntimeErrorKind::InvalidSpec);
+        assert_eq!(
+            ids(Some("www:nogroup")).unwrap_err().kind,
+            RuntimeErrorKind::InvalidSpec
+        );
     }
 }

@@ -92,7 +92,12 @@ pub(crate) async fn start(c: &Containerd, id: &str) -> Result<u32, RuntimeError>
 }
 
 /// Signals the task's processes; a task that is gone is not an error.
-pub(crate) async fn kill(c: &Containerd, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+pub(crate) async fn kill(
+    c: &Containerd,
+    id: &str,
+    signal: u32,
+    all: bool,
+) -> Result<(), RuntimeError> {
     match c
         .tasks()
         .kill(KillRequest {
@@ -110,7 +115,10 @@ pub(crate) async fn kill(c: &Containerd, id: &str, signal: u32, all: bool) -> Re
 }
 
 /// Blocks until the task's init process exits (at once if it has).
-pub(crate) async fn wait(c: &Containerd, id: &str) -> Result<(u32, Option<Timestamp>), tonic::Status> {
+pub(crate) async fn wait(
+    c: &Containerd,
+    id: &str,
+) -> Result<(u32, Option<Timestamp>), tonic::Status> {
     let response = c
         .tasks()
         .wait(WaitRequest {
@@ -119,7 +127,10 @@ pub(crate) async fn wait(c: &Containerd, id: &str) -> Result<(u32, Option<Timest
         })
         .await?
         .into_inner();
-    Ok((response.exit_status, crate::typeurl::timestamp(response.exited_at.as_ref())))
+    Ok((
+        response.exit_status,
+        crate::typeurl::timestamp(response.exited_at.as_ref()),
+    ))
 }
 
 /// The task's init process, or `None` when there is no task.
@@ -167,7 +178,11 @@ pub(crate) async fn destroy(c: &Containerd, id: &str) -> Result<(), RuntimeError
 }
 
 /// Exit status 128 + signal, as containerd reports it.
-pub(crate) fn exit_info(exit_status: u32, exited_at: Option<Timestamp>, oom_killed: bool) -> ExitInfo {
+pub(crate) fn exit_info(
+    exit_status: u32,
+    exited_at: Option<Timestamp>,
+    oom_killed: bool,
+) -> ExitInfo {
     ExitInfo {
         exit_code: exit_status as i32,
         finished_at: exited_at.unwrap_or_else(Timestamp::now),
@@ -192,7 +207,11 @@ fn starts() -> &'static Starts {
 }
 
 fn start_key(c: &Containerd, id: &str) -> String {
-    format!("{}\0{}\0{id}", c.config.socket.display(), c.config.namespace)
+    format!(
+        "{}\0{}\0{id}",
+        c.config.socket.display(),
+        c.config.namespace
+    )
 }
 
 pub(crate) fn start_signal(c: &Containerd, id: &str) -> Arc<StartSignal> {

@@ -27,7 +27,9 @@ const CNI_BIN: &str = "/usr/lib/cni";
 #[test]
 fn logger_process_entry() {
     let args: Vec<String> = std::env::args().collect();
-    if std::env::var_os("CONTAINER_ID").is_none() || args.get(1).map(String::as_str) != Some("logger") {
+    if std::env::var_os("CONTAINER_ID").is_none()
+        || args.get(1).map(String::as_str) != Some("logger")
+    {
         return;
     }
     let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
@@ -151,7 +153,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .args(args)
             .output()
             .expect("ctr ships with containerd");
-        assert!(output.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     }
 }
@@ -189,7 +195,11 @@ impl Drop for Daemon {
             let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
         for uid in &self.pod_uids {
-            for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let pod = hierarchy.path().join("berth").join(format!("pod{uid}"));
                 for child in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
                     let _ = std::fs::remove_dir(child.path());
@@ -207,17 +217,32 @@ async fn import_busybox(runtime: &Containerd, dir: &Path) -> ImageInfo {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let mut image = ImageBuilder::new("berth.test/busybox:1")
         .file("/bin/busybox", busybox, 0o755)
-        .file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\n".to_vec(), 0o644)
-        .file("/etc/group", b"root:x:0:\nwheel:x:10:root\nwww:x:33:\n".to_vec(), 0o644)
+        .file(
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\n".to_vec(),
+            0o644,
+        )
+        .file(
+            "/etc/group",
+            b"root:x:0:\nwheel:x:10:root\nwww:x:33:\n".to_vec(),
+            0o644,
+        )
         .file("/www/index.html", b"hello from berth\n".to_vec(), 0o644)
         .dir("/tmp", 0o1777)
         .env(vec!["PATH=/bin".into()]);
-    for applet in ["sh", "sleep", "httpd", "echo", "cat", "hostname", "wget", "id", "head", "tail", "true"] {
+    for applet in [
+        "sh", "sleep", "httpd", "echo", "cat", "hostname", "wget", "id", "head", "tail", "true",
+    ] {
         image = image.symlink(&format!("/bin/{applet}"), "busybox");
     }
     let archive = dir.join("busybox.tar");
-    image.write_oci_archive(std::fs::File::create(&archive).unwrap()).unwrap();
-    runtime.import_archive(&archive).await.expect("import busybox");
+    image
+        .write_oci_archive(std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    runtime
+        .import_archive(&archive)
+        .await
+        .expect("import busybox");
     runtime
         .image_status("berth.test/busybox:1")
         .await
@@ -244,7 +269,13 @@ fn sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxCo
     }
 }
 
-fn container(pod: &PodRef, image: &ImageInfo, name: &str, args: &[&str], log_dir: &Path) -> ContainerConfig {
+fn container(
+    pod: &PodRef,
+    image: &ImageInfo,
+    name: &str,
+    args: &[&str],
+    log_dir: &Path,
+) -> ContainerConfig {
     ContainerConfig {
         pod: pod.clone(),
         name: name.into(),
@@ -285,10 +316,13 @@ where
 }
 
 async fn http_get(ip: IpAddr, port: u16) -> Option<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port)))
-        .await
-        .ok()?
-        .ok()?;
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect((ip, port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
     let mut body = String::new();
     tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut body))
@@ -306,13 +340,25 @@ fn mounts() -> String {
 fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
     let root = daemon.root();
     let mounts = mounts();
-    assert!(!mounts.contains(&root.join("netns").display().to_string()), "netns pin left: {mounts}");
-    assert!(!mounts.contains(&root.join("sandboxes").display().to_string()), "shm left");
+    assert!(
+        !mounts.contains(&root.join("netns").display().to_string()),
+        "netns pin left: {mounts}"
+    );
+    assert!(
+        !mounts.contains(&root.join("sandboxes").display().to_string()),
+        "shm left"
+    );
     for ip in &sandbox.ips {
         let lease = root.join("cni/networks/berth-test").join(ip.to_string());
-        assert!(!lease.exists(), "IPAM reservation left: {}", lease.display());
+        assert!(
+            !lease.exists(),
+            "IPAM reservation left: {}",
+            lease.display()
+        );
     }
-    let cache = std::fs::read_dir(root.join("cni/results")).map(|d| d.count()).unwrap_or(0);
+    let cache = std::fs::read_dir(root.join("cni/results"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(cache, 0, "CNI result cache left");
     let cgroup = Path::new("/sys/fs/cgroup/memory/berth").join(format!("pod{}", sandbox.pod.uid));
     assert!(!cgroup.exists(), "pod cgroup left: {}", cgroup.display());
@@ -320,7 +366,10 @@ fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
     let tasks = daemon.ctr(&["tasks", "ls"]);
     let snapshots = daemon.ctr(&["snapshots", "ls"]);
     for id in ids.iter().copied().chain([sandbox.id.0.as_str()]) {
-        assert!(!containers.contains(id), "container {id} left: {containers}");
+        assert!(
+            !containers.contains(id),
+            "container {id} left: {containers}"
+        );
         assert!(!tasks.contains(id), "task {id} left: {tasks}");
         assert!(!snapshots.contains(id), "snapshot {id} left: {snapshots}");
     }
@@ -328,7 +377,9 @@ fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_network_shared_namespaces_exec_and_logs() {
-    let Some(mut daemon) = Daemon::start("berth-rt-net") else { return };
+    let Some(mut daemon) = Daemon::start("berth-rt-net") else {
+        return;
+    };
     daemon.write_network(0);
     let pod = pod("web");
     daemon.pod_uids.push(pod.uid.clone());
@@ -350,13 +401,25 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
 
     // A server in one container, reachable from the host at the pod IP.
     let t = Instant::now();
-    let web_config = container(&pod, &image, "web", &["httpd", "-f", "-p", "8080", "-h", "/www"], &logs);
-    let web = runtime.create_container(&sandbox, &web_config).await.expect("create web");
+    let web_config = container(
+        &pod,
+        &image,
+        "web",
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+        &logs,
+    );
+    let web = runtime
+        .create_container(&sandbox, &web_config)
+        .await
+        .expect("create web");
     let web_exit = runtime.wait_container(&web).await.expect("arm web waiter");
     let started = runtime.start_container(&web).await.expect("start web");
     eprintln!("create+start container: {:.1} ms", ms(t));
     assert!(started.pid > 0);
-    let body = eventually("httpd at the pod IP", Duration::from_secs(5), || http_get(ip, 8080)).await;
+    let body = eventually("httpd at the pod IP", Duration::from_secs(5), || {
+        http_get(ip, 8080)
+    })
+    .await;
     assert!(body.contains("hello from berth"), "{body}");
 
     // A second container: same localhost, same hostname; its output is logged.
@@ -364,11 +427,21 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
         &pod,
         &image,
         "client",
-        &["sh", "-c", "echo out-line; echo err-line >&2; exec sleep 3600"],
+        &[
+            "sh",
+            "-c",
+            "echo out-line; echo err-line >&2; exec sleep 3600",
+        ],
         &logs,
     );
-    let client = runtime.create_container(&sandbox, &client_config).await.expect("create client");
-    runtime.start_container(&client).await.expect("start client");
+    let client = runtime
+        .create_container(&sandbox, &client_config)
+        .await
+        .expect("create client");
+    runtime
+        .start_container(&client)
+        .await
+        .expect("start client");
     let log = eventually("both log lines", Duration::from_secs(5), || async {
         let text = std::fs::read_to_string(&client_config.log_path).ok()?;
         (text.contains("out-line") && text.contains("err-line")).then_some(text)
@@ -385,46 +458,93 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
     assert!(log.contains(" stderr F err-line\n"), "{log}");
 
     let wget = runtime
-        .exec(&client, &["wget".into(), "-q".into(), "-O-".into(), "http://127.0.0.1:8080/".into()], None)
+        .exec(
+            &client,
+            &[
+                "wget".into(),
+                "-q".into(),
+                "-O-".into(),
+                "http://127.0.0.1:8080/".into(),
+            ],
+            None,
+        )
         .await
         .expect("exec wget");
     assert_eq!(wget.exit_code, 0, "{wget:?}");
     assert_eq!(String::from_utf8_lossy(&wget.stdout), "hello from berth\n");
     for id in [&web, &client] {
-        let out = runtime.exec(id, &["hostname".into()], None).await.expect("exec hostname");
+        let out = runtime
+            .exec(id, &["hostname".into()], None)
+            .await
+            .expect("exec hostname");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
     }
     let out = runtime
-        .exec(&client, &["sh".into(), "-c".into(), "echo o; echo e >&2; exit 3".into()], Some(Duration::from_secs(10)))
+        .exec(
+            &client,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo o; echo e >&2; exit 3".into(),
+            ],
+            Some(Duration::from_secs(10)),
+        )
         .await
         .expect("exec sh");
-    assert_eq!((out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()), (3, &b"o\n"[..], &b"e\n"[..]));
+    assert_eq!(
+        (out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()),
+        (3, &b"o\n"[..], &b"e\n"[..])
+    );
     let t = Instant::now();
     let err = runtime
-        .exec(&client, &["sleep".into(), "30".into()], Some(Duration::from_millis(300)))
+        .exec(
+            &client,
+            &["sleep".into(), "30".into()],
+            Some(Duration::from_millis(300)),
+        )
         .await
         .expect_err("exec times out");
     assert_eq!(err.kind, RuntimeErrorKind::Timeout, "{err}");
     assert!(t.elapsed() < Duration::from_secs(5));
-    let err = runtime.exec(&client, &["/no/such/binary".into()], None).await.expect_err("no binary");
+    let err = runtime
+        .exec(&client, &["/no/such/binary".into()], None)
+        .await
+        .expect_err("no binary");
     assert_ne!(err.kind, RuntimeErrorKind::Timeout);
 
     // Teardown: containers first, then the sandbox; twice, since removal is idempotent.
     runtime.signal_container(&web, Signal::KILL).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), web_exit).await.expect("web exits").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), web_exit)
+        .await
+        .expect("web exits")
+        .unwrap();
     assert_eq!(exit.exit_code, 137);
     for id in [&web, &client] {
-        runtime.remove_container(id).await.expect("remove container");
-        runtime.remove_container(id).await.expect("remove container again");
+        runtime
+            .remove_container(id)
+            .await
+            .expect("remove container");
+        runtime
+            .remove_container(id)
+            .await
+            .expect("remove container again");
     }
-    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox");
-    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox again");
+    runtime
+        .remove_sandbox(&sandbox)
+        .await
+        .expect("remove sandbox");
+    runtime
+        .remove_sandbox(&sandbox)
+        .await
+        .expect("remove sandbox again");
     assert_sandbox_gone(&daemon, &sandbox, &[&web.0, &client.0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_signals_list_and_oom() {
-    let Some(mut daemon) = Daemon::start("berth-rt-life") else { return };
+    let Some(mut daemon) = Daemon::start("berth-rt-life") else {
+        return;
+    };
     let pod = pod("life");
     daemon.pod_uids.push(pod.uid.clone());
     let runtime = daemon.connect().await;
@@ -441,7 +561,10 @@ async fn exits_signals_list_and_oom() {
         let runtime = runtime.clone();
         let sandbox = sandbox.clone();
         async move {
-            let id = runtime.create_container(&sandbox, &config).await.expect("create");
+            let id = runtime
+                .create_container(&sandbox, &config)
+                .await
+                .expect("create");
             let waiter = runtime.wait_container(&id).await.expect("arm waiter");
             runtime.start_container(&id).await.expect("start");
             (id, waiter)
@@ -450,59 +573,118 @@ async fn exits_signals_list_and_oom() {
 
     // An exit code propagates through the waiter.
     let (seven, waiter) = start(run("seven", &["sh", "-c", "exit 7"])).await;
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 7);
     assert!(!exit.oom_killed);
 
     // Host network: the node's hostname.
     let node = nix::unistd::gethostname().unwrap().into_string().unwrap();
     let (sleeper, _) = start(run("sleeper", &["sleep", "3600"])).await;
-    let out = runtime.exec(&sleeper, &["hostname".into()], None).await.unwrap();
+    let out = runtime
+        .exec(&sleeper, &["hostname".into()], None)
+        .await
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node);
 
     // SIGTERM ignored; SIGKILL is not.
-    let (stubborn, mut waiter) = start(run("stubborn", &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"])).await;
-    runtime.signal_container(&stubborn, Signal::TERM).await.unwrap();
+    let (stubborn, mut waiter) = start(run(
+        "stubborn",
+        &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+    ))
+    .await;
+    runtime
+        .signal_container(&stubborn, Signal::TERM)
+        .await
+        .unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut waiter).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), &mut waiter)
+            .await
+            .is_err(),
         "a container ignoring SIGTERM must survive it"
     );
-    runtime.signal_container(&stubborn, Signal::KILL).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    runtime
+        .signal_container(&stubborn, Signal::KILL)
+        .await
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 137);
-    runtime.signal_container(&stubborn, Signal::KILL).await.expect("signalling the dead is fine");
+    runtime
+        .signal_container(&stubborn, Signal::KILL)
+        .await
+        .expect("signalling the dead is fine");
 
     // A trap turns SIGTERM into a chosen exit code.
-    let (trapper, waiter) = start(run("trapper", &["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"])).await;
-    runtime.exec(&trapper, &["true".into()], None).await.unwrap();
-    runtime.signal_container(&trapper, Signal::TERM).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let (trapper, waiter) = start(run(
+        "trapper",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+        ],
+    ))
+    .await;
+    runtime
+        .exec(&trapper, &["true".into()], None)
+        .await
+        .unwrap();
+    runtime
+        .signal_container(&trapper, Signal::TERM)
+        .await
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 42);
 
     // A missing binary fails at start; the armed waiter sees 128 (StartError).
-    let missing = runtime.create_container(&sandbox, &run("missing", &["/no/such/binary"])).await.unwrap();
+    let missing = runtime
+        .create_container(&sandbox, &run("missing", &["/no/such/binary"]))
+        .await
+        .unwrap();
     let waiter = runtime.wait_container(&missing).await.unwrap();
-    let err = runtime.start_container(&missing).await.expect_err("start fails");
+    let err = runtime
+        .start_container(&missing)
+        .await
+        .expect_err("start fails");
     assert!(err.message.contains("/no/such/binary"), "{err}");
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 128);
 
     // A user name that the image does not know is a spec error.
     let mut nobody = run("nobody", &["true"]);
     nobody.user = Some("nobody".into());
-    let err = runtime.create_container(&sandbox, &nobody).await.expect_err("unknown user");
+    let err = runtime
+        .create_container(&sandbox, &nobody)
+        .await
+        .expect_err("unknown user");
     assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec, "{err}");
     let mut www = run("www", &["sleep", "3600"]);
     www.user = Some("www".into());
     let (www, _) = start(www).await;
     let id = runtime.exec(&www, &["id".into()], None).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "uid=33(www) gid=33(www)");
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        "uid=33(www) gid=33(www)"
+    );
 
     // The memory limit holds, and its kill is reported as an OOM kill.
     let mut hog = run("hog", &["sh", "-c", "cat /dev/zero | tail"]);
     hog.resources.memory_limit_bytes = Some(32 << 20);
     let (hog, waiter) = start(hog).await;
-    let exit = tokio::time::timeout(Duration::from_secs(30), waiter).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 137, "{exit:?}");
     assert!(exit.oom_killed, "{exit:?}");
 
@@ -510,14 +692,31 @@ async fn exits_signals_list_and_oom() {
     let observed = runtime.list().await.unwrap();
     assert_eq!(observed.sandboxes.len(), 1);
     let found = &observed.sandboxes[0];
-    assert_eq!((found.id.clone(), found.pod.clone(), found.pid, found.host_network), (sandbox.id.clone(), pod.clone(), sandbox.pid, true));
+    assert_eq!(
+        (
+            found.id.clone(),
+            found.pod.clone(),
+            found.pid,
+            found.host_network
+        ),
+        (sandbox.id.clone(), pod.clone(), sandbox.pid, true)
+    );
     let state = |id: &ContainerId| {
-        let c = observed.containers.iter().find(|c| &c.id == id).expect("listed");
-        assert_eq!((c.pod.clone(), c.sandbox.clone(), c.kind, c.attempt), (pod.clone(), sandbox.id.clone(), ContainerKind::Regular, 0));
+        let c = observed
+            .containers
+            .iter()
+            .find(|c| &c.id == id)
+            .expect("listed");
+        assert_eq!(
+            (c.pod.clone(), c.sandbox.clone(), c.kind, c.attempt),
+            (pod.clone(), sandbox.id.clone(), ContainerKind::Regular, 0)
+        );
         c.state
     };
     assert!(matches!(state(&seven), ObservedState::Exited { exit, .. } if exit.exit_code == 7));
-    assert!(matches!(state(&stubborn), ObservedState::Exited { exit, .. } if exit.exit_code == 137));
+    assert!(
+        matches!(state(&stubborn), ObservedState::Exited { exit, .. } if exit.exit_code == 137)
+    );
     assert!(matches!(state(&sleeper), ObservedState::Running { .. }));
     assert!(matches!(state(&missing), ObservedState::Created));
     assert_eq!(observed.containers.len(), 7);
@@ -525,9 +724,67 @@ async fn exits_signals_list_and_oom() {
     for id in [&seven, &sleeper, &stubborn, &trapper, &missing, &www, &hog] {
         runtime.remove_container(id).await.expect("remove");
     }
-    let err = runtime.wait_container(&seven).await.err().expect("waiting for a removed container");
+    let err = runtime
+        .wait_container(&seven)
+        .await
+        .err()
+        .expect("waiting for a removed container");
     assert_eq!(err.kind, RuntimeErrorKind::NotFound);
-    runtime.remove_sandbox(&sandbox).await.expect("remove sandbox");
+    runtime
+        .remove_sandbox(&sandbox)
+        .await
+        .expect("remove sandbox");
     assert_sandbox_gone(&daemon, &sandbox, &[&seven.0, &sleeper.0, &hog.0]);
     assert!(runtime.list().await.unwrap() == Default::default());
+}
+
+/// Start latency of a one-container pod (sandbox with CNI, then the
+/// container). Run on purpose: `cargo test --release -p berth-containerd
+/// --test runtime -- --ignored --nocapture start_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn start_latency() {
+    let Some(mut daemon) = Daemon::start("berth-rt-bench") else {
+        return;
+    };
+    daemon.write_network(2);
+    let pod = pod("bench");
+    daemon.pod_uids.push(pod.uid.clone());
+    let runtime = daemon.connect().await;
+    let image = import_busybox(&runtime, daemon.dir.path()).await;
+    runtime.pause_image().await.expect("pause image");
+    let logs = daemon.dir.path().join("logs/bench");
+    let (mut sandboxes, mut containers, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let t = Instant::now();
+        let sandbox = runtime
+            .create_sandbox(&sandbox_config(&pod, false, &logs))
+            .await
+            .unwrap();
+        let sandbox_ms = ms(t);
+        let t2 = Instant::now();
+        let config = container(&pod, &image, "app", &["sleep", "3600"], &logs);
+        let id = runtime.create_container(&sandbox, &config).await.unwrap();
+        let _waiter = runtime.wait_container(&id).await.unwrap();
+        runtime.start_container(&id).await.unwrap();
+        containers.push(ms(t2));
+        totals.push(ms(t));
+        sandboxes.push(sandbox_ms);
+        runtime.remove_container(&id).await.unwrap();
+        runtime.remove_sandbox(&sandbox).await.unwrap();
+    }
+    for (what, mut samples) in [
+        ("create_sandbox", sandboxes),
+        ("create+start container", containers),
+        ("pod total", totals),
+    ] {
+        samples.sort_by(f64::total_cmp);
+        eprintln!(
+            "{what}: p50 {:.1} ms, p90 {:.1} ms, min {:.1}, max {:.1}",
+            samples[samples.len() / 2],
+            samples[samples.len() * 9 / 10],
+            samples[0],
+            samples[samples.len() - 1]
+        );
+    }
 }

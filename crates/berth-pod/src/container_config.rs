@@ -208,3 +208,166 @@ fn resources(container: &Container) -> Resources {
         cpu_period: cpu_limit.map(|_| PERIOD),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_runtime::ImageConfig;
+
+    fn pod(yaml: &str) -> Pod {
+        let mut pod = berth_api::manifest::parse_pods(yaml).unwrap().remove(0);
+        berth_api::defaults::apply_defaults(&mut pod);
+        pod.metadata.uid = Some("u1".into());
+        pod
+    }
+
+    fn image() -> ImageInfo {
+        ImageInfo {
+            reference: "docker.io/library/app:1".into(),
+            digest: "sha256:00".into(),
+            size: 0,
+            config: ImageConfig {
+                entrypoint: vec!["/entry".into()],
+                cmd: vec!["default".into()],
+                env: vec!["PATH=/bin".into(), "MODE=image".into()],
+                working_dir: Some("/srv".into()),
+                user: Some("1000".into()),
+                stop_signal: None,
+            },
+        }
+    }
+
+    fn build_for(yaml: &str) -> ContainerConfig {
+        let pod = pod(yaml);
+        let tmp = std::env::temp_dir();
+        let dirs = PodDirs::new(&tmp, &tmp, "default", "p", "u1");
+        let pod_ref = PodRef {
+            uid: "u1".into(),
+            namespace: "default".into(),
+            name: "p".into(),
+        };
+        let ctx = PodContext {
+            pod: &pod,
+            pod_ref: &pod_ref,
+            dirs: &dirs,
+            pod_ip: Some("10.0.0.7".into()),
+            node_name: "node",
+            hostname: "p",
+        };
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        build(&ctx, container, ContainerKind::Regular, 2, &image(), None).unwrap()
+    }
+
+    #[test]
+    fn args_follow_the_kubelet_rules_and_expand_spec_variables_only() {
+        let c = build_for(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: app
+    image: app:1
+    args: ["$(GREETING) $$(GREETING) $(PATH) $(MISSING)"]
+    env:
+    - {name: GREETING, value: hi}
+    - {name: MODE, value: spec}
+    - name: IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+"#,
+        );
+        assert_eq!(c.args, vec!["/entry", "hi $(GREETING) $(PATH) $(MISSING)"]);
+        let env: std::collections::HashMap<_, _> = c.env.iter().cloned().collect();
+        assert_eq!(env["MODE"], "spec", "spec env overrides the image's");
+        assert_eq!(env["PATH"], "/bin");
+        assert_eq!(env["IP"], "10.0.0.7");
+        assert_eq!(env["HOSTNAME"], "p");
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.user.as_deref(), Some("1000"));
+        assert!(c.log_path.ends_with("default_p_u1/app/2.log"));
+    }
+
+    #[test]
+    fn command_replaces_entrypoint_and_cmd() {
+        let c = build_for(
+            "
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  securityContext: {runAsUser: 7, runAsGroup: 8}
+  containers:
+  - {name: app, image: 'app:1', command: [sh, -c, 'exit 0'], workingDir: /w}
+",
+        );
+        assert_eq!(c.args, vec!["sh", "-c", "exit 0"]);
+        assert_eq!(c.working_dir, "/w");
+        assert_eq!(c.user.as_deref(), Some("7:8"));
+    }
+
+    #[test]
+    fn volumes_and_etc_files_are_mounted() {
+        let c = build_for(
+            "
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  volumes:
+  - {name: data, emptyDir: {}}
+  - {name: host, hostPath: {path: /srv/x}}
+  containers:
+  - name: app
+    image: 'app:1'
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    - {name: host, mountPath: /etc/hosts, readOnly: true}
+",
+        );
+        let paths: Vec<_> = c
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("/data", false),
+                ("/etc/hosts", true),
+                ("/etc/hostname", false),
+                ("/etc/resolv.conf", false)
+            ]
+        );
+        assert!(c.mounts[0]
+            .host_path
+            .ends_with("pods/u1/volumes/kubernetes.io~empty-dir/data"));
+    }
+
+    #[test]
+    fn resources_map_to_cgroup_settings() {
+        let c = build_for(
+            "
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: app
+    image: 'app:1'
+    resources:
+      limits: {cpu: 500m, memory: 64Mi}
+      requests: {cpu: 250m}
+",
+        );
+        assert_eq!(
+            c.resources,
+            Resources {
+                memory_limit_bytes: Some(64 << 20),
+                cpu_shares: Some(256),
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+            }
+        );
+    }
+}

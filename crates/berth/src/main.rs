@@ -75,11 +75,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; quiet (warnings) unless RUST_LOG / BERTH_LOG asks more.
+/// berth's own crates, for a bare `BERTH_LOG=debug`.
+const BERTH_CRATES: [&str; 4] = ["berth", "berth_agent", "berth_pod", "berth_containerd"];
+
+/// Logs go to stderr, quiet (warnings) by default. `BERTH_LOG` takes a level
+/// for berth's own crates (`debug`) or a full filter (`berth_pod=trace,h2=debug`).
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("BERTH_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("warn,berth_agent=info"));
+    let filter = match std::env::var("BERTH_LOG") {
+        Ok(spec) if !spec.contains('=') && !spec.contains(',') => {
+            let mut filter = EnvFilter::new("warn");
+            for krate in BERTH_CRATES {
+                if let Ok(directive) = format!("{krate}={spec}").parse() {
+                    filter = filter.add_directive(directive);
+                }
+            }
+            filter
+        }
+        Ok(spec) => EnvFilter::new(spec),
+        Err(_) => EnvFilter::new("warn,berth_agent=info"),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
