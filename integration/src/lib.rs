@@ -177,3 +177,34 @@ pub fn watched_pods(stream: &[u8]) -> Vec<Value> {
     }
     pods
 }
+
+/// Polls `berth logs POD -c C` until it contains `needle` (a container's
+/// "ready" line: e.g. its SIGTERM trap is installed); returns the log.
+pub async fn wait_log_contains(
+    agent: &AgentProcess,
+    pod: &str,
+    container: &str,
+    needle: &str,
+) -> String {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let out = agent.cli(&["logs", pod, "-c", container]).await;
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pod}/{container} never logged {needle:?}; log: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A container that exits 0 on SIGTERM, logging `ready` once its trap is set.
+pub fn term_handling_container(name: &str) -> Value {
+    sh_container(
+        name,
+        "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+    )
+}

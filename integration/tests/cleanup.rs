@@ -25,15 +25,15 @@ async fn deletion_leaves_a_clean_host() {
     let Some((_containerd, agent)) = setup().await else {
         return;
     };
-    let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
     agent
         .apply_yaml(&manifest(&pod(
             "tidy",
             "Always",
-            vec![sh_container("main", script)],
+            vec![term_handling_container("main")],
         )))
         .await;
     let running = wait_running(&agent, "tidy").await;
+    wait_log_contains(&agent, "tidy", "main", "ready").await;
     let ip = pod_ip(&running).expect("podIP").to_owned();
     // While it runs, the things that must go later are there (so the checks
     // below look in the right places).

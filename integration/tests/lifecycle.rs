@@ -161,15 +161,16 @@ async fn a_container_that_handles_sigterm_stops_at_once() {
         return;
     };
     // sh runs traps between commands, so the loop's sleeps are short.
-    let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
     agent
         .apply_yaml(&manifest(&pod(
             "polite",
             "Always",
-            vec![sh_container("main", script)],
+            vec![term_handling_container("main")],
         )))
         .await;
     wait_running(&agent, "polite").await;
+    // Only once the trap is installed does SIGTERM mean "exit".
+    wait_log_contains(&agent, "polite", "main", "ready").await;
     let started = Instant::now();
     agent.cli_ok(&["delete", "pod", "polite", "--wait"]).await;
     let took = started.elapsed();

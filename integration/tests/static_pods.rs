@@ -53,7 +53,7 @@ async fn manifest_files_create_replace_and_remove_static_pods() {
         .expect("static pods are bound to this node");
     assert!(!node.is_empty());
     assert_eq!(name, format!("static-web-{node}"));
-    let log = logs(&agent, &name, "main").await;
+    let log = wait_log_contains(&agent, &name, "main", "started-v1").await;
     assert_eq!(log.trim_end(), "started-v1");
 
     // Edit: a new pod (new UID) with the new spec replaces the old one.
@@ -61,7 +61,7 @@ async fn manifest_files_create_replace_and_remove_static_pods() {
     let old_uid = uid(&first).to_owned();
     let second = wait_static(&agent, "replaced", |p| uid(p) != old_uid && all_running(p)).await;
     assert_eq!(second["metadata"]["name"], name.as_str());
-    let log = logs(&agent, &name, "main").await;
+    let log = wait_log_contains(&agent, &name, "main", "started-v2").await;
     assert_eq!(log.trim_end(), "started-v2");
     let static_pods = list_pods(&agent)
         .await

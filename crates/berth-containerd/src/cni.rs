@@ -43,7 +43,8 @@ pub(crate) struct Attachment<'a> {
     pub netns: Option<&'a Path>,
     pub ifname: &'a str,
     pub pod: &'a PodRef,
-    pub port_mappings: &'a [PortMapping],
+    /// The `portMappings` runtime config, CNI-shaped.
+    pub port_mappings: &'a [Value],
 }
 
 /// What DEL needs later: the network as it was at ADD time and its result.
@@ -52,6 +53,10 @@ struct CachedResult {
     network: NetworkList,
     ifname: String,
     result: Value,
+    /// The `portMappings` runtime config of the ADD: portmap's DEL needs it
+    /// to find its chains.
+    #[serde(default)]
+    port_mappings: Vec<Value>,
 }
 
 /// The network used when the conf dir holds none.
@@ -163,6 +168,7 @@ pub(crate) async fn setup_pod_network(
 ) -> Result<Vec<IpAddr>, RuntimeError> {
     let network = load_network(&paths.conf_dir, &paths.root_dir)?;
     let loopback = loopback_network();
+    let port_mappings = port_mappings_config(port_mappings);
     let lo = Attachment {
         sandbox_id,
         netns: Some(netns),
@@ -175,7 +181,7 @@ pub(crate) async fn setup_pod_network(
         netns: Some(netns),
         ifname: "eth0",
         pod,
-        port_mappings,
+        port_mappings: &port_mappings,
     };
     let (lo_result, eth0_result) = tokio::join!(
         add_cached(paths, &loopback, &lo),
@@ -213,6 +219,7 @@ pub(crate) async fn teardown_pod_network(
                 network,
                 ifname: "eth0".into(),
                 result: Value::Null,
+                port_mappings: Vec::new(),
             },
         ));
     }
@@ -223,7 +230,7 @@ pub(crate) async fn teardown_pod_network(
             netns,
             ifname: &entry.ifname,
             pod,
-            port_mappings: &[],
+            port_mappings: &entry.port_mappings,
         };
         let prev = (!entry.result.is_null()).then_some(&entry.result);
         match del(paths, &entry.network, &attachment, prev).await {
@@ -294,6 +301,7 @@ async fn add_cached(
         network: network.clone(),
         ifname: attachment.ifname.to_string(),
         result: result.clone(),
+        port_mappings: attachment.port_mappings.to_vec(),
     };
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(cache_dir(&paths.root_dir))?;
@@ -344,11 +352,29 @@ async fn del(
 /// The plugin's config as the CNI spec hands it over: the plugin object plus
 /// the list's name and version, `prevResult`, and the runtime config for the
 /// capabilities the plugin declares.
+/// Port mappings as CNI's `portMappings` capability takes them.
+pub(crate) fn port_mappings_config(port_mappings: &[PortMapping]) -> Vec<Value> {
+    port_mappings
+        .iter()
+        .map(|p| {
+            let mut m = json!({
+                "hostPort": p.host_port,
+                "containerPort": p.container_port,
+                "protocol": p.protocol.to_ascii_lowercase(),
+            });
+            if let Some(ip) = p.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                m["hostIP"] = json!(ip);
+            }
+            m
+        })
+        .collect()
+}
+
 pub(crate) fn plugin_stdin(
     network: &NetworkList,
     plugin: &Value,
     prev: Option<&Value>,
-    port_mappings: &[PortMapping],
+    port_mappings: &[Value],
 ) -> Value {
     let mut conf = plugin.clone();
     let Some(obj) = conf.as_object_mut() else {
@@ -365,21 +391,10 @@ pub(crate) fn plugin_stdin(
         .unwrap_or(false);
     obj.remove("runtimeConfig");
     if wants_ports && !port_mappings.is_empty() {
-        let mappings: Vec<Value> = port_mappings
-            .iter()
-            .map(|p| {
-                let mut m = json!({
-                    "hostPort": p.host_port,
-                    "containerPort": p.container_port,
-                    "protocol": p.protocol.to_ascii_lowercase(),
-                });
-                if let Some(ip) = p.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
-                    m["hostIP"] = json!(ip);
-                }
-                m
-            })
-            .collect();
-        obj.insert("runtimeConfig".into(), json!({ "portMappings": mappings }));
+        obj.insert(
+            "runtimeConfig".into(),
+            json!({ "portMappings": port_mappings }),
+        );
     }
     conf
 }
@@ -547,12 +562,12 @@ mod tests {
     #[test]
     fn plugin_stdin_carries_name_version_prev_result_and_declared_capabilities() {
         let net = default_network(Path::new("/r"));
-        let ports = [PortMapping {
+        let ports = port_mappings_config(&[PortMapping {
             host_port: 18080,
             container_port: 80,
             protocol: "TCP".into(),
             host_ip: Some("127.0.0.1".into()),
-        }];
+        }]);
         let prev = json!({"cniVersion": "1.0.0", "ips": []});
         let bridge = plugin_stdin(&net, &net.plugins[0], None, &ports);
         assert_eq!(bridge["name"], "berth");

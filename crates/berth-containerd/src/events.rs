@@ -56,14 +56,16 @@ impl OomWatcher {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let mut seen = self.seen();
-                if seen.exits.remove(id).is_some() || !self.live.load(Ordering::Acquire) {
-                    return seen.ooms.remove(id).is_some();
+                let seen = self.seen();
+                // Not removed: several waiters may ask about one exit (the
+                // worker's and the kill path's); RETENTION forgets them.
+                if seen.exits.contains_key(id) || !self.live.load(Ordering::Acquire) {
+                    return seen.ooms.contains_key(id);
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 tracing::debug!(container = id, "no exit event in time; OOM unknown");
-                return self.seen().ooms.remove(id).is_some();
+                return self.seen().ooms.contains_key(id);
             }
         }
     }

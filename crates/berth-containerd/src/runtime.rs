@@ -8,7 +8,7 @@ use berth_runtime::{
     RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, exec, list, sandbox, task, Containerd};
+use crate::{container, events, exec, list, sandbox, task, Containerd};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -35,11 +35,13 @@ impl ContainerRuntime for Containerd {
         if !container::exists(self, &id.0).await? {
             return Err(RuntimeError::not_found(format!("container {id} not found")));
         }
+        // Live before the container can start, so its OOM event is not missed.
+        let oom_watcher = events::oom_watcher(self).await;
         let (tx, waiter) = ExitWaiter::channel();
         let this = self.clone();
         let id = id.0.clone();
         tokio::spawn(async move {
-            let _ = tx.send(task::wait_for_exit(&this, &id).await);
+            let _ = tx.send(task::wait_for_exit(&this, &id, oom_watcher).await);
         });
         Ok(waiter)
     }

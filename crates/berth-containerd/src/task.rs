@@ -242,8 +242,11 @@ pub(crate) fn forget_start_signal(c: &Containerd, id: &str) {
 /// The exit of a container: waits for its task to exist, then for its exit.
 /// A start that failed to create the task ends the wait with exit code 128,
 /// as containerd's CRI plugin records a StartError.
-pub(crate) async fn wait_for_exit(c: &Containerd, id: &str) -> Result<ExitInfo, RuntimeError> {
-    let watcher = crate::events::oom_watcher(c).await;
+pub(crate) async fn wait_for_exit(
+    c: &Containerd,
+    id: &str,
+    watcher: Option<Arc<crate::events::OomWatcher>>,
+) -> Result<ExitInfo, RuntimeError> {
     loop {
         let signal = start_signal(c, id);
         let notified = signal.notify.notified();

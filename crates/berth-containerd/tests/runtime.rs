@@ -15,7 +15,7 @@ use berth_containerd::archive::ImageBuilder;
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ImageInfo, ObservedState,
-    PodRef, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
+    PodRef, PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -356,6 +356,11 @@ fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
             lease.display()
         );
     }
+    if let Ok(nat) = Command::new("iptables").args(["-t", "nat", "-S"]).output() {
+        let nat = String::from_utf8_lossy(&nat.stdout);
+        let tag = format!("id: \\\"{}\\\"", sandbox.id);
+        assert!(!nat.contains(&tag), "port mapping rules left: {nat}");
+    }
     let cache = std::fs::read_dir(root.join("cni/results"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -388,9 +393,17 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
     runtime.pause_image().await.expect("pause image");
     let logs = daemon.dir.path().join("logs/default_web_uid");
 
+    let host_port = 18000 + (std::process::id() % 1000) as u16;
+    let mut config = sandbox_config(&pod, false, &logs);
+    config.port_mappings.push(PortMapping {
+        host_port,
+        container_port: 8080,
+        protocol: "TCP".into(),
+        host_ip: Some("127.0.0.1".into()),
+    });
     let t = Instant::now();
     let sandbox = runtime
-        .create_sandbox(&sandbox_config(&pod, false, &logs))
+        .create_sandbox(&config)
         .await
         .expect("create sandbox");
     eprintln!("create_sandbox: {:.1} ms", ms(t));
@@ -418,6 +431,12 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
     assert!(started.pid > 0);
     let body = eventually("httpd at the pod IP", Duration::from_secs(5), || {
         http_get(ip, 8080)
+    })
+    .await;
+    assert!(body.contains("hello from berth"), "{body}");
+    let localhost = IpAddr::from([127, 0, 0, 1]);
+    let body = eventually("httpd at the host port", Duration::from_secs(5), || {
+        http_get(localhost, host_port)
     })
     .await;
     assert!(body.contains("hello from berth"), "{body}");

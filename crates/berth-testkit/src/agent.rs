@@ -160,6 +160,7 @@ impl AgentProcess {
                 "BERTH_LOG",
                 "info,berth=debug,berth_agent=debug,berth_pod=debug,berth_containerd=debug",
             )
+            .env("NO_COLOR", "1")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
