@@ -16,18 +16,23 @@ fn static_manifest(mark: &str) -> String {
     manifest(&pod("static-web", "Always", vec![container]))
 }
 
-/// Polls the pod list until `pred` holds for a pod whose name starts with
-/// `static-web-`.
+/// Polls the pod list until `pred` holds for the pod named `static-web-*`.
+/// At every look there is at most one: a name is unique in the API, and the
+/// kubelet starts a replaced static pod only once the old one has terminated.
 async fn wait_static(agent: &AgentProcess, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let pods = list_pods(agent).await;
-        let found = pods.iter().find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("static-web-"))
-        });
-        if let Some(pod) = found.filter(|p| pred(p)) {
+        let found: Vec<Value> = list_pods(agent)
+            .await
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("static-web-"))
+            })
+            .collect();
+        assert!(found.len() <= 1, "two pods share a name: {found:#?}");
+        if let Some(pod) = found.first().filter(|p| pred(p)) {
             return pod.clone();
         }
         assert!(

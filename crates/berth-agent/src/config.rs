@@ -458,9 +458,11 @@ mod tests {
         );
         check(|c| c.pod_infra_image = Some(" ".into()), "podInfraImage");
 
-        let mut ok = AgentConfig::default();
-        ok.containerd_namespace = "berth-test_1.a".into();
-        ok.node_name = "node-1.example".into();
+        let ok = AgentConfig {
+            containerd_namespace: "berth-test_1.a".into(),
+            node_name: "node-1.example".into(),
+            ..AgentConfig::default()
+        };
         ok.validate().unwrap();
     }
 }

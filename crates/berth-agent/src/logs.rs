@@ -189,16 +189,15 @@ impl LogReader {
                     let line = std::mem::take(&mut self.unterminated);
                     self.assembler.push(&line)
                 };
-                if let Some(entry) = entry {
-                    if keep_last == Some(0) {
-                        continue;
-                    }
-                    if keep_last.is_some_and(|keep| entries.len() == keep) {
-                        entries.pop_front();
-                    }
-                    entries.push_back(entry);
-                }
                 rest = &rest[newline + 1..];
+                let Some(entry) = entry else { continue };
+                if keep_last == Some(0) {
+                    continue;
+                }
+                if keep_last.is_some_and(|keep| entries.len() == keep) {
+                    entries.pop_front();
+                }
+                entries.push_back(entry);
             }
             self.unterminated.extend_from_slice(rest);
         }

@@ -52,29 +52,6 @@ pub fn is_manifest_file(path: &Path) -> bool {
     )
 }
 
-/// Parses one or more pods: a JSON object, or YAML documents separated by `---`
-/// (empty documents are skipped).
-pub fn parse_pods(text: &str) -> Result<Vec<Pod>, String> {
-    use serde::Deserialize;
-    if text.trim_start().starts_with('{') {
-        return serde_json::from_str(text)
-            .map(|pod| vec![pod])
-            .map_err(|e| e.to_string());
-    }
-    let mut pods = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml_ng::Value::deserialize(document)
-            .map_err(|e| format!("document {}: {e}", index + 1))?;
-        if value.is_null() {
-            continue;
-        }
-        let pod =
-            serde_yaml_ng::from_value(value).map_err(|e| format!("document {}: {e}", index + 1))?;
-        pods.push(pod);
-    }
-    Ok(pods)
-}
-
 /// Applies the kubelet's static pod defaults to the `index`th pod of `path`.
 pub fn static_pod(mut pod: Pod, path: &Path, index: usize, node_name: &str) -> Result<Pod, String> {
     let name = match pod.metadata.name.as_deref() {
@@ -141,9 +118,9 @@ pub async fn read_manifest(path: &Path, node_name: &str) -> Option<ManifestEvent
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
         Err(error) => return Some(invalid(error.to_string())),
     };
-    let pods = match parse_pods(&text) {
+    let pods = match berth_api::manifest::parse_pods(&text) {
         Ok(pods) => pods,
-        Err(error) => return Some(invalid(error)),
+        Err(error) => return Some(invalid(error.to_string())),
     };
     let pods: Result<Vec<Pod>, String> = pods
         .into_iter()
@@ -201,7 +178,8 @@ impl ManifestSource {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = rescan.tick() => {
-                    if watcher.is_none() {
+                    // Also when the directory was deleted: its watch died with it.
+                    if watcher.is_none() || !self.dir.is_dir() {
                         watcher = self.watch_dir(changed_tx.clone());
                     }
                     if !self.rescan().await {
@@ -360,24 +338,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_multi_document_yaml_and_json() {
-        let two = format!("---\n{POD}---\n# empty\n---\n{}", POD.replace("web", "db"));
-        let pods = parse_pods(&two).unwrap();
-        assert_eq!(pods.len(), 2);
-        assert_eq!(pods[1].metadata.name.as_deref(), Some("db"));
-
-        let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"}}"#;
-        assert_eq!(
-            parse_pods(json).unwrap()[0].metadata.name.as_deref(),
-            Some("j")
-        );
-        assert!(parse_pods("apiVersion: v1\nkind: Service\n").is_err());
-        assert!(parse_pods("metadata: [").is_err());
-    }
-
-    #[test]
     fn static_pod_defaults() {
-        let pod = parse_pods(POD).unwrap().remove(0);
+        let pod = berth_api::manifest::parse_pods(POD).unwrap().remove(0);
         let path = Path::new("/etc/berth/manifests/web.yaml");
         let out = static_pod(pod.clone(), path, 0, "node1").unwrap();
         let meta = &out.metadata;

@@ -27,6 +27,9 @@ pub struct Supervisor<R> {
     api_pods_dir: PathBuf,
     /// Static pod UIDs by manifest file.
     files: Mutex<HashMap<PathBuf, Vec<String>>>,
+    /// Static pods waiting for an older pod of the same full name to go: the
+    /// kubelet never runs two of them at once.
+    queued: Mutex<Vec<Pod>>,
 }
 
 fn not_found(namespace: &str, name: &str) -> ApiError {
@@ -50,6 +53,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             adoptable: Mutex::new(adoptable),
             api_pods_dir,
             files: Mutex::default(),
+            queued: Mutex::default(),
         }
     }
 
@@ -125,13 +129,31 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         }
     }
 
-    /// A worker tore its pod down: forget the pod.
+    /// A worker tore its pod down: forget the pod, and start a static pod
+    /// that waited for its name.
     pub fn on_finished(&self, uid: &str) {
         self.workers.lock().expect("workers lock").remove(uid);
         if let Some(pod) = self.store.remove(uid) {
             debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), "pod removed");
         }
         let _ = std::fs::remove_file(self.api_pods_dir.join(format!("{uid}.json")));
+        let ready: Vec<Pod> = {
+            let mut queued = self.queued.lock().expect("queued lock");
+            let (ready, waiting) = std::mem::take(&mut *queued)
+                .into_iter()
+                .partition(|p| self.name_is_free(p));
+            *queued = waiting;
+            ready
+        };
+        for pod in ready {
+            self.admit(pod);
+        }
+    }
+
+    fn name_is_free(&self, pod: &Pod) -> bool {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        self.store.find(namespace, name).is_none()
     }
 
     /// A manifest file's pods are now `pods`: new UIDs start, vanished ones
@@ -150,18 +172,31 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         for uid in old.iter().filter(|u| !new.contains(u)) {
             self.terminate_uid(uid, None);
         }
+        let mut queued = self.queued.lock().expect("queued lock");
+        // A queued pod whose file changed again is replaced by the new one.
+        queued.retain(|q| !old.contains(q.metadata.uid.as_ref().unwrap_or(&String::new())));
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if self.store.get(&uid).is_none() {
+            if self.store.get(&uid).is_some() || queued.iter().any(|q| q.metadata.uid == pod.metadata.uid) {
+                continue;
+            }
+            if self.name_is_free(&pod) {
                 info!(file = %path.display(), pod = pod.metadata.name.as_deref().unwrap_or(""), "static pod added");
                 self.admit(pod);
+            } else {
+                queued.push(pod);
             }
         }
     }
 
     pub fn remove_file(&self, path: &Path) {
         let old = self.files.lock().expect("files lock").remove(path);
-        for uid in old.unwrap_or_default() {
+        let old = old.unwrap_or_default();
+        self.queued
+            .lock()
+            .expect("queued lock")
+            .retain(|q| !old.contains(q.metadata.uid.as_ref().unwrap_or(&String::new())));
+        for uid in old {
             self.terminate_uid(&uid, None);
         }
     }

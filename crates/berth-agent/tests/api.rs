@@ -539,6 +539,16 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     );
 
     let response = server
+        .send(Method::POST, pods, Some("text/plain"), "x")
+        .await?;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut unknown_field = pod_json("x");
+    unknown_field["spec"]["contaners"] = json!([]);
+    let (status, failure) = server.json(Method::POST, pods, Some(unknown_field)).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spec.contaners"), "{failure}");
+    let response = server
         .send(Method::POST, pods, Some("application/json"), "{not json")
         .await?;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);

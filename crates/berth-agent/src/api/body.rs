@@ -81,16 +81,10 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Byt
     }
 }
 
-/// How a request body is encoded, from its `Content-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    Json,
-    Yaml,
-}
-
-pub(crate) fn body_encoding(headers: &HeaderMap) -> Result<Encoding, Failure> {
+/// Refuses bodies that are neither JSON nor YAML (by `Content-Type`).
+pub(crate) fn check_media_type(headers: &HeaderMap) -> Result<(), Failure> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(Encoding::Json);
+        return Ok(());
     };
     let value = value.to_str().unwrap_or_default();
     let media_type = value
@@ -100,26 +94,21 @@ pub(crate) fn body_encoding(headers: &HeaderMap) -> Result<Encoding, Failure> {
         .trim()
         .to_ascii_lowercase();
     match media_type.as_str() {
-        "" | "application/json" | "*/*" => Ok(Encoding::Json),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(Encoding::Yaml),
+        "" | "*/*" | "application/json" | "application/yaml" | "application/x-yaml"
+        | "text/yaml" => Ok(()),
         _ => Err(Failure::unsupported_media_type(value)),
     }
 }
 
-/// Decodes the one Pod a POST or PUT carries.
-pub(crate) fn parse_pod(encoding: Encoding, bytes: &[u8]) -> Result<Pod, Failure> {
+/// Decodes the one Pod a POST or PUT carries (strictly: unknown fields are
+/// errors, as with kubectl's default `fieldValidation=Strict`).
+pub(crate) fn parse_pod(bytes: &[u8]) -> Result<Pod, Failure> {
     let undecodable =
         |error: String| Failure::bad_request(format!("cannot decode the Pod: {error}"));
-    let pods = match encoding {
-        Encoding::Json => {
-            return serde_json::from_slice(bytes).map_err(|e| undecodable(e.to_string()))
-        }
-        Encoding::Yaml => {
-            let text =
-                std::str::from_utf8(bytes).map_err(|_| undecodable("body is not UTF-8".into()))?;
-            crate::manifests::parse_pods(text).map_err(undecodable)?
-        }
-    };
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| undecodable("the body is not UTF-8".into()))?;
+    // One parser for both: JSON bodies are read as JSON, others as YAML.
+    let pods = berth_api::manifest::parse_pods(text).map_err(|e| undecodable(e.to_string()))?;
     let count = pods.len();
     let mut pods = pods.into_iter();
     match (pods.next(), count) {

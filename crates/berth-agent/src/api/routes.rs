@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{
-    body_encoding, json_response, parse_json, parse_pod, read_body, text_response, Body,
+    check_media_type, json_response, parse_json, parse_pod, read_body, text_response, Body,
 };
 use super::status::Failure;
 use crate::service::PodService;
@@ -132,10 +132,10 @@ async fn create_pod<S: PodService>(
     namespace: &str,
     request: Request<Incoming>,
 ) -> Reply {
-    let encoding = body_encoding(request.headers())?;
+    check_media_type(request.headers())?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body).await?;
-    let mut pod = parse_pod(encoding, &bytes)?;
+    let mut pod = parse_pod(&bytes)?;
     match pod.metadata.namespace.as_deref() {
         None | Some("") => pod.metadata.namespace = Some(namespace.to_owned()),
         Some(ns) if ns == namespace => {}
@@ -158,10 +158,10 @@ async fn replace_pod<S: PodService>(
     name: &str,
     request: Request<Incoming>,
 ) -> Reply {
-    let encoding = body_encoding(request.headers())?;
+    check_media_type(request.headers())?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body).await?;
-    let mut pod = parse_pod(encoding, &bytes)?;
+    let mut pod = parse_pod(&bytes)?;
     let body_name = pod.metadata.name.as_deref().unwrap_or_default();
     if body_name != name {
         return Err(Failure::bad_request(format!(
