@@ -22,8 +22,12 @@ cargo build --workspace --all-targets
 step "tests"
 export BERTH_REQUIRE_CONTAINERD=1
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests. They go first, so that the run's closing
+  # line is nextest's summary of all the other tests.
   cargo test --workspace --doc
+  # Each test in its own process; hung tests are killed (scripts/nextest.toml).
+  cargo nextest run --workspace --no-fail-fast --config-file scripts/nextest.toml
 else
-  cargo test --workspace --no-fail-fast
+  # No per-test timeout here: bound the whole run instead.
+  timeout 25m cargo test --workspace --no-fail-fast
 fi

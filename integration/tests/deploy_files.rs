@@ -48,3 +48,52 @@ fn the_systemd_unit_waits_for_readiness_and_spares_the_pods() {
         assert!(lines.contains(&expected), "missing {expected}");
     }
 }
+
+/// What scripts/up.sh does, on a private containerd and agent: import the
+/// busybox image that berth-mkimage builds, drop the example manifest into
+/// the manifest directory, and fetch the page from the pod's IP.
+#[tokio::test]
+async fn the_example_static_pod_serves_its_page() {
+    use berth_integration::*;
+    use berth_testkit::{AgentOptions, PrivateContainerd};
+
+    let Some(containerd) = PrivateContainerd::start_or_skip().await else {
+        return;
+    };
+    let options = AgentOptions {
+        import_test_image: false,
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start_with(&containerd, options).await;
+    let archive = agent.work_dir().join("busybox.oci.tar");
+    let mut file = std::fs::File::create(&archive).unwrap();
+    berth_testkit::busybox_image("docker.io/library/busybox:latest")
+        .write_oci_archive(&mut file)
+        .unwrap();
+    agent
+        .cli_ok(&["image", "import", &archive.to_string_lossy()])
+        .await;
+    std::fs::copy(
+        repo_file("deploy/manifests/web.yaml"),
+        agent.manifest_dir().join("web.yaml"),
+    )
+    .unwrap();
+
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let web = loop {
+        let pods = list_pods(&agent).await;
+        if let Some(pod) = pods.into_iter().find(all_running) {
+            break pod;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "web never Running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let name = web["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("web-"), "{name}");
+    let ip = pod_ip(&web).expect("podIP");
+    let page = http_get(ip, 80, "/", std::time::Duration::from_secs(10)).await;
+    assert!(
+        page.contains(&format!("hello from berth: pod {name}")),
+        "{page}"
+    );
+}

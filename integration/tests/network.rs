@@ -5,29 +5,7 @@ use std::time::Duration;
 
 use berth_integration::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-
-/// `GET path` from `ip:port`, retried until the server answers or the deadline.
-async fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = async {
-            let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
-            let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n");
-            stream.write_all(request.as_bytes()).await?;
-            let mut body = String::new();
-            stream.read_to_string(&mut body).await?;
-            std::io::Result::Ok(body)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-            Ok(Ok(body)) => return body,
-            _ if Instant::now() >= deadline => panic!("{ip}:{port} did not answer in {timeout:?}"),
-            // The server may still be binding its port: retry.
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 #[tokio::test]
 async fn pod_runs_and_its_ip_is_reachable_from_the_host() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_pod::{Adopted, BackoffPolicy, WorkerConfig};
 use berth_runtime::{ContainerRuntime, ImageService, Observed};
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -38,23 +39,25 @@ fn group_by_pod(observed: Observed) -> HashMap<String, Adopted> {
     pods
 }
 
-/// The static pods' UIDs in the manifest directory right now.
-async fn static_pod_uids(config: &AgentConfig) -> Vec<String> {
+/// The manifest directory's pods right now, so that static pods are known
+/// (and adopted) before the agent reports ready; the watcher's first events
+/// repeat them harmlessly.
+async fn initial_manifests(config: &AgentConfig) -> Vec<(std::path::PathBuf, Vec<Pod>)> {
     let Ok(entries) = std::fs::read_dir(&config.manifest_dir) else {
         return Vec::new();
     };
-    let mut uids = Vec::new();
+    let mut files = Vec::new();
     for path in entries.flatten().map(|e| e.path()) {
         if !manifests::is_manifest_file(&path) {
             continue;
         }
-        if let Some(ManifestEvent::Pods { pods, .. }) =
+        if let Some(ManifestEvent::Pods { path, pods }) =
             manifests::read_manifest(&path, &config.node_name).await
         {
-            uids.extend(pods.into_iter().filter_map(|p| p.metadata.uid));
+            files.push((path, pods));
         }
     }
-    uids
+    files
 }
 
 /// Runs the agent until `shutdown` is cancelled. `ready` is called once the
@@ -74,7 +77,11 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 
     // Orphans: runtime pods that neither a stored API pod nor a manifest claims.
     let api_pods_dir = config.root_dir.join("api-pods");
-    let mut claimed: Vec<String> = static_pod_uids(&config).await;
+    let static_pods = initial_manifests(&config).await;
+    let mut claimed: Vec<String> = static_pods
+        .iter()
+        .flat_map(|(_, pods)| pods.iter().filter_map(|p| p.metadata.uid.clone()))
+        .collect();
     claimed.extend(
         std::fs::read_dir(&api_pods_dir)
             .into_iter()
@@ -112,12 +119,17 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     supervisor
         .load_api_pods()
         .map_err(io_error("load stored pods".into()))?;
+    let known_files: Vec<std::path::PathBuf> = static_pods.iter().map(|(p, _)| p.clone()).collect();
+    for (path, pods) in static_pods {
+        supervisor.apply_file(&path, pods);
+    }
 
     let (manifest_tx, mut manifest_rx) = mpsc::channel(64);
     let sources = CancellationToken::new();
     let watcher = manifests::watch_manifests(
         config.manifest_dir.clone(),
         config.node_name.clone(),
+        known_files,
         manifest_tx,
         sources.clone(),
     );

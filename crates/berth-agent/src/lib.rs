@@ -8,15 +8,15 @@ pub mod logs;
 pub mod manifests;
 mod node;
 mod orphans;
+pub mod service;
 pub mod store;
 pub mod supervisor;
-pub mod service;
 
 pub use agent::run;
-pub use supervisor::Supervisor;
 pub use config::{AgentConfig, AgentFlags, ConfigError};
 pub use manifests::{watch_manifests, ManifestEvent};
 pub use service::{ApiError, LogOptions, LogTarget, PodService, WatchEvent};
+pub use supervisor::Supervisor;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]

@@ -138,9 +138,12 @@ pub async fn read_manifest(path: &Path, node_name: &str) -> Option<ManifestEvent
 
 /// Follows the manifest directory until `shutdown`: first the current files,
 /// then one event per changed file. The directory is created if absent.
+/// `known` are files whose pods the caller already holds: one that is gone
+/// by the first scan is reported `Removed`.
 pub fn watch_manifests(
     dir: PathBuf,
     node_name: String,
+    known: Vec<PathBuf>,
     tx: mpsc::Sender<ManifestEvent>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -149,7 +152,8 @@ pub fn watch_manifests(
             dir,
             node_name,
             tx,
-            reported: HashMap::new(),
+            // A digest no event has, so the first scan reports them again.
+            reported: known.into_iter().map(|path| (path, [0; 32])).collect(),
         };
         source.run(shutdown).await;
     })

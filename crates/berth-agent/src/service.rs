@@ -56,7 +56,11 @@ pub struct LogTarget {
 pub trait PodService: Send + Sync + 'static {
     /// Creates a pod (POST). Defaults are applied and the pod validated; an
     /// existing name gives `AlreadyExists`.
-    fn create(&self, namespace: &str, pod: Pod) -> impl Future<Output = Result<Pod, ApiError>> + Send;
+    fn create(
+        &self,
+        namespace: &str,
+        pod: Pod,
+    ) -> impl Future<Output = Result<Pod, ApiError>> + Send;
 
     /// Replaces a pod's spec (PUT); only what the API server allows to change.
     fn replace(
@@ -83,7 +87,12 @@ pub trait PodService: Send + Sync + 'static {
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
 
     /// Which log file `logs` reads.
-    fn log_target(&self, namespace: &str, name: &str, options: &LogOptions) -> Result<LogTarget, ApiError>;
+    fn log_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &LogOptions,
+    ) -> Result<LogTarget, ApiError>;
 
     /// Runs a command in a running container.
     fn exec(

@@ -107,12 +107,9 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     }
 
     fn persist(&self, pod: &Pod) {
-        if pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.get("kubernetes.io/config.source").map(String::as_str) == Some("file"))
-        {
+        if pod.metadata.annotations.as_ref().is_some_and(|a| {
+            a.get("kubernetes.io/config.source").map(String::as_str) == Some("file")
+        }) {
             return; // static pods live in their manifest files
         }
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -134,7 +131,10 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     pub fn on_finished(&self, uid: &str) {
         self.workers.lock().expect("workers lock").remove(uid);
         if let Some(pod) = self.store.remove(uid) {
-            debug!(pod = pod.metadata.name.as_deref().unwrap_or(""), "pod removed");
+            debug!(
+                pod = pod.metadata.name.as_deref().unwrap_or(""),
+                "pod removed"
+            );
         }
         let _ = std::fs::remove_file(self.api_pods_dir.join(format!("{uid}.json")));
         let ready: Vec<Pod> = {
@@ -177,7 +177,9 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         queued.retain(|q| !old.contains(q.metadata.uid.as_ref().unwrap_or(&String::new())));
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if self.store.get(&uid).is_some() || queued.iter().any(|q| q.metadata.uid == pod.metadata.uid) {
+            if self.store.get(&uid).is_some()
+                || queued.iter().any(|q| q.metadata.uid == pod.metadata.uid)
+            {
                 continue;
             }
             if self.name_is_free(&pod) {
@@ -217,9 +219,10 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
                 .map_or(grace, |g| g.min(grace));
             meta.deletion_grace_period_seconds = Some(grace);
             if meta.deletion_timestamp.is_none() {
-                meta.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    store::now().0 + jiff::SignedDuration::from_secs(grace),
-                ));
+                meta.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        store::now().0 + jiff::SignedDuration::from_secs(grace),
+                    ));
             }
         })?;
         self.persist(&pod);
@@ -288,7 +291,10 @@ fn statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus
 }
 
 /// The container a request means: the named one, or the only/first one.
-fn pick_container<'a>(pod: &'a Pod, container: Option<&str>) -> Result<&'a ContainerStatus, ApiError> {
+fn pick_container<'a>(
+    pod: &'a Pod,
+    container: Option<&str>,
+) -> Result<&'a ContainerStatus, ApiError> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let spec = pod.spec.as_ref();
     let wanted = match container {
@@ -322,7 +328,9 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         berth_api::validation::validate_pod(&pod).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let name = pod.metadata.name.clone().unwrap_or_default();
         if self.store.find(namespace, &name).is_some() {
-            return Err(ApiError::AlreadyExists(format!("pods \"{name}\" already exists")));
+            return Err(ApiError::AlreadyExists(format!(
+                "pods \"{name}\" already exists"
+            )));
         }
         pod.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
         pod.metadata.creation_timestamp = Some(store::now());
@@ -337,7 +345,10 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         }
         self.persist(&pod);
         self.admit(pod.clone());
-        Ok(self.store.get(pod.metadata.uid.as_deref().unwrap_or_default()).unwrap_or(pod))
+        Ok(self
+            .store
+            .get(pod.metadata.uid.as_deref().unwrap_or_default())
+            .unwrap_or(pod))
     }
 
     async fn replace(&self, namespace: &str, name: &str, mut pod: Pod) -> Result<Pod, ApiError> {
@@ -395,7 +406,12 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         self.store.subscribe()
     }
 
-    fn log_target(&self, namespace: &str, name: &str, options: &LogOptions) -> Result<LogTarget, ApiError> {
+    fn log_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &LogOptions,
+    ) -> Result<LogTarget, ApiError> {
         let pod = self.pod(namespace, name)?;
         let status = pick_container(&pod, options.container.as_deref())?;
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -451,10 +467,7 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
     ) -> Result<ExecOutput, ApiError> {
         let pod = self.pod(namespace, name)?;
         let status = pick_container(&pod, container)?;
-        let running = status
-            .state
-            .as_ref()
-            .is_some_and(|s| s.running.is_some());
+        let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
         let id = status
             .container_id
             .as_deref()
@@ -467,7 +480,9 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
                 ))
             })?;
         if command.is_empty() {
-            return Err(ApiError::BadRequest("you must specify at least one command for the container".into()));
+            return Err(ApiError::BadRequest(
+                "you must specify at least one command for the container".into(),
+            ));
         }
         self.runtime
             .exec(&ContainerId(id.to_string()), &command, None)
@@ -476,12 +491,14 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
     }
 
     async fn import_image(&self, path: PathBuf) -> Result<Vec<ImageInfo>, ApiError> {
-        self.runtime.import_image(&path).await.map_err(|e| match e.kind {
-            berth_runtime::RuntimeErrorKind::InvalidSpec | berth_runtime::RuntimeErrorKind::NotFound => {
-                ApiError::BadRequest(e.message)
-            }
-            _ => ApiError::Internal(e.message),
-        })
+        self.runtime
+            .import_image(&path)
+            .await
+            .map_err(|e| match e.kind {
+                berth_runtime::RuntimeErrorKind::InvalidSpec
+                | berth_runtime::RuntimeErrorKind::NotFound => ApiError::BadRequest(e.message),
+                _ => ApiError::Internal(e.message),
+            })
     }
 
     fn events(&self, namespace: Option<&str>) -> Vec<k8s_openapi::api::core::v1::Event> {

@@ -900,7 +900,13 @@ async fn manifests_add_change_remove() -> Result<()> {
 
     let (tx, mut rx) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
-    let task = watch_manifests(manifests.clone(), "node1".into(), tx, shutdown.clone());
+    let task = watch_manifests(
+        manifests.clone(),
+        "node1".into(),
+        Vec::new(),
+        tx,
+        shutdown.clone(),
+    );
 
     let ManifestEvent::Pods { path, pods } = next_event(&mut rx).await? else {
         bail!("expected the existing file's pods");
@@ -972,7 +978,13 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
     let manifests = dir.path().join("absent");
     let (tx, mut rx) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
-    let task = watch_manifests(manifests.clone(), "node1".into(), tx, shutdown.clone());
+    let task = watch_manifests(
+        manifests.clone(),
+        "node1".into(),
+        Vec::new(),
+        tx,
+        shutdown.clone(),
+    );
 
     // Created by the source; poll for it with a deadline.
     let deadline = tokio::time::Instant::now() + WAIT;

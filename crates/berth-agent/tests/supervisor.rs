@@ -14,10 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 fn runtime() -> FakeRuntime {
     let rt = FakeRuntime::new();
-    rt.add_image("busybox", ImageConfig {
-        cmd: vec!["sh".into()],
-        ..Default::default()
-    });
+    rt.add_image(
+        "busybox",
+        ImageConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+    );
     rt
 }
 
@@ -88,7 +91,10 @@ async fn wait_for(f: &Fixture, what: &str, check: impl Fn(&[Pod]) -> bool) {
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 #[tokio::test]
@@ -96,13 +102,28 @@ async fn create_get_delete_as_the_api_does() {
     let f = fixture();
     let created = f.supervisor.create("default", pod(WEB)).await.unwrap();
     assert!(created.metadata.uid.is_some());
-    assert_eq!(created.spec.as_ref().unwrap().restart_policy.as_deref(), Some("Always"));
-    wait_for(&f, "Running", |pods| pods.iter().any(|p| phase(p) == "Running")).await;
+    assert_eq!(
+        created.spec.as_ref().unwrap().restart_policy.as_deref(),
+        Some("Always")
+    );
+    wait_for(&f, "Running", |pods| {
+        pods.iter().any(|p| phase(p) == "Running")
+    })
+    .await;
 
     let again = f.supervisor.create("default", pod(WEB)).await.unwrap_err();
-    assert_eq!(again, ApiError::AlreadyExists("pods \"web\" already exists".into()));
-    assert!(matches!(f.supervisor.get("default", "nope"), Err(ApiError::NotFound(_))));
-    assert!(f.supervisor.get("other", "web").is_err(), "namespaces are apart");
+    assert_eq!(
+        again,
+        ApiError::AlreadyExists("pods \"web\" already exists".into())
+    );
+    assert!(matches!(
+        f.supervisor.get("default", "nope"),
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(
+        f.supervisor.get("other", "web").is_err(),
+        "namespaces are apart"
+    );
 
     let deleting = f.supervisor.delete("default", "web", None).await.unwrap();
     assert_eq!(deleting.metadata.deletion_grace_period_seconds, Some(1));
@@ -126,7 +147,10 @@ spec:
     let ApiError::Invalid(message) = err else {
         panic!("{err:?}")
     };
-    assert!(message.contains("spec.containers[0].image: Required value"), "{message}");
+    assert!(
+        message.contains("spec.containers[0].image: Required value"),
+        "{message}"
+    );
     assert!(f.supervisor.list(None).is_empty());
     assert!(f.rt.calls().is_empty());
 }
@@ -134,13 +158,19 @@ spec:
 #[tokio::test]
 async fn an_exec_runs_in_the_named_container() {
     let f = fixture();
-    f.rt.exec_result("app", berth_runtime::ExecOutput {
-        exit_code: 3,
-        stdout: b"hi\n".to_vec(),
-        stderr: Vec::new(),
-    });
+    f.rt.exec_result(
+        "app",
+        berth_runtime::ExecOutput {
+            exit_code: 3,
+            stdout: b"hi\n".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
     f.supervisor.create("default", pod(WEB)).await.unwrap();
-    wait_for(&f, "Running", |pods| pods.iter().any(|p| phase(p) == "Running")).await;
+    wait_for(&f, "Running", |pods| {
+        pods.iter().any(|p| phase(p) == "Running")
+    })
+    .await;
     let out = f
         .supervisor
         .exec("default", "web", None, vec!["echo".into(), "hi".into()])
@@ -208,8 +238,12 @@ async fn static_pods_survive_an_agent_restart_without_duplicates() {
     let (stop, task) = start_agent(config.clone(), rt.clone()).await;
     // The restarted agent adopts the pod; removing the manifest then stops it.
     std::fs::remove_file(&manifest).unwrap();
-    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::RemoveSandbox { .. })))
-        .await;
+    rt.wait_for_calls(|calls| {
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::RemoveSandbox { .. }))
+    })
+    .await;
     assert_eq!(count(&rt, |c| matches!(c, Call::CreateSandbox { .. })), 1);
     assert_eq!(count(&rt, |c| matches!(c, Call::Start { .. })), 1);
     stop.cancel();

@@ -68,8 +68,9 @@ impl Containerd {
             channel,
             config: std::sync::Arc::new(config),
         };
-        let mut version =
-            containerd_client::services::v1::version_client::VersionClient::new(this.channel.clone());
+        let mut version = containerd_client::services::v1::version_client::VersionClient::new(
+            this.channel.clone(),
+        );
         version.version(()).await.map_err(status_error)?;
         Ok(this)
     }

@@ -5,8 +5,8 @@
 
 pub mod archive;
 mod client;
-mod image_service;
 mod image;
+mod image_service;
 
 mod cgroups;
 mod cni;

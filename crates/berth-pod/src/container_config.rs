@@ -52,10 +52,12 @@ pub(crate) fn build(
         container.args.as_deref().unwrap_or_default(),
         &kubelet_vars,
     );
-    let args = command::container_args(&image.config.entrypoint, &image.config.cmd, &command, &args);
+    let args =
+        command::container_args(&image.config.entrypoint, &image.config.cmd, &command, &args);
     if args.is_empty() {
         return Err(ConfigError(
-            "no command specified: the image has no ENTRYPOINT or CMD and the container no command".into(),
+            "no command specified: the image has no ENTRYPOINT or CMD and the container no command"
+                .into(),
         ));
     }
     let working_dir = container
@@ -65,7 +67,11 @@ pub(crate) fn build(
         .or_else(|| image.config.working_dir.clone().filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "/".into());
     let security = container.security_context.as_ref();
-    let pod_security = ctx.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let pod_security = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
     let run_as_user = security
         .and_then(|s| s.run_as_user)
         .or_else(|| pod_security.and_then(|s| s.run_as_user));
@@ -190,7 +196,9 @@ fn mounts(
 /// shares, CPU limits to a CFS quota over a 100 ms period, memory limits as is.
 fn resources(container: &Container) -> Resources {
     let r = container.resources.as_ref();
-    let get = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    let get = |map: Option<
+        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
                key: &str| map.and_then(|m| m.get(key)).map(|q| q.0.clone());
     let limits = r.and_then(|r| r.limits.as_ref());
     let requests = r.and_then(|r| r.requests.as_ref());

@@ -14,7 +14,13 @@ use crate::worker::{Worker, RETRY_AFTER};
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// Records why container `i` could not start and when to try again.
-    fn start_failed(&mut self, i: usize, reason: &str, message: String, event: Option<(&'static str, String)>) {
+    fn start_failed(
+        &mut self,
+        i: usize,
+        reason: &str,
+        message: String,
+        event: Option<(&'static str, String)>,
+    ) {
         let field_path = self.field_path(i);
         let (event_reason, event_message) =
             event.unwrap_or(("Failed", format!("Error: {message}")));
@@ -60,7 +66,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 let message = format!(
                     "Failed to pull image \"{image}\": pulling from registries is not supported yet; import the image with `berth image import`"
                 );
-                self.start_failed(i, "ErrImagePull", message.clone(), Some(("Failed", message)));
+                self.start_failed(
+                    i,
+                    "ErrImagePull",
+                    message.clone(),
+                    Some(("Failed", message)),
+                );
                 None
             }
             Err(e) => {
@@ -91,7 +102,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let message_file = match self.dirs.termination_message_file(&container.name) {
             Ok(path) => Some(path),
             Err(e) => {
-                self.start_failed(i, "CreateContainerConfigError", format!("create termination message file: {e}"), None);
+                self.start_failed(
+                    i,
+                    "CreateContainerConfigError",
+                    format!("create termination message file: {e}"),
+                    None,
+                );
                 return;
             }
         };
@@ -116,7 +132,14 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             node_name: &self.cfg.node_name,
             hostname: &hostname,
         };
-        let config = match container_config::build(&ctx, &container, kind, attempt, &image, message_file.as_deref()) {
+        let config = match container_config::build(
+            &ctx,
+            &container,
+            kind,
+            attempt,
+            &image,
+            message_file.as_deref(),
+        ) {
             Ok(config) => config,
             Err(e) => {
                 self.start_failed(i, "CreateContainerConfigError", e.0, None);
@@ -125,7 +148,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         if let Some(dir) = config.log_path.parent() {
             if let Err(e) = std::fs::create_dir_all(dir) {
-                self.start_failed(i, "CreateContainerConfigError", format!("create log directory {}: {e}", dir.display()), None);
+                self.start_failed(
+                    i,
+                    "CreateContainerConfigError",
+                    format!("create log directory {}: {e}", dir.display()),
+                    None,
+                );
                 return;
             }
         }
@@ -147,7 +175,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
         };
         let field_path = self.field_path(i);
-        self.event(EventType::Normal, "Created", field_path.clone(), "Container created".into());
+        self.event(
+            EventType::Normal,
+            "Created",
+            field_path.clone(),
+            "Container created".into(),
+        );
         let waiter = match self.rt.wait_container(&id).await {
             Ok(waiter) => waiter,
             Err(e) => {
@@ -159,7 +192,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let state = match self.rt.start_container(&id).await {
             Ok(started) => {
                 debug!(pod = %self.pod_ref, container = %container.name, attempt, "container started");
-                self.event(EventType::Normal, "Started", field_path, "Container started".into());
+                self.event(
+                    EventType::Normal,
+                    "Started",
+                    field_path,
+                    "Container started".into(),
+                );
                 self.forward_exit(id.clone(), waiter);
                 InstanceState::Running {
                     started_at: started.started_at,
@@ -168,7 +206,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             Err(e) => {
                 // containerd reports a failed start as a terminated container:
                 // reason StartError, exit code 128.
-                self.event(EventType::Warning, "Failed", field_path, format!("Error: {}", e.message));
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    field_path,
+                    format!("Error: {}", e.message),
+                );
                 InstanceState::Exited {
                     started_at: None,
                     exit: berth_runtime::ExitInfo {

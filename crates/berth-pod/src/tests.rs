@@ -35,7 +35,12 @@ impl PodSink for Recorder {
 
 impl Recorder {
     fn latest(&self) -> PodStatus {
-        self.statuses.lock().unwrap().last().cloned().unwrap_or_default()
+        self.statuses
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits (in paused time) until the newest status satisfies `check`.
@@ -43,6 +48,8 @@ impl Recorder {
         let deadline = Instant::now() + Duration::from_secs(3600);
         loop {
             let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let latest = self.latest();
             if check(&latest) {
                 return latest;
@@ -57,6 +64,8 @@ impl Recorder {
     async fn wait_finished(&self) {
         loop {
             let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if *self.finished.lock().unwrap() {
                 return;
             }
@@ -65,7 +74,12 @@ impl Recorder {
     }
 
     fn reasons(&self) -> Vec<&'static str> {
-        self.events.lock().unwrap().iter().map(|e| e.reason).collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.reason)
+            .collect()
     }
 }
 
@@ -155,10 +169,7 @@ spec:
 async fn a_pod_runs_and_reports_ready() {
     let h = Harness::new();
     let _w = h.spawn(pod(ONE));
-    let s = h
-        .sink
-        .wait_for("Running", |s| phase(s) == "Running")
-        .await;
+    let s = h.sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.1"));
     let app = container(&s, "app");
     assert!(app.ready && app.started == Some(true));
@@ -215,7 +226,13 @@ async fn crash_loop_backs_off_ten_then_twenty_seconds() {
             .starts_with("back-off 40s restarting failed container=app pod=web_default(uid-1)"),
         "{waiting:?}"
     );
-    let last = app.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    let last = app
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     assert_eq!(phase(&s), "Running", "a crash-looping pod stays Running");
 }
@@ -224,9 +241,16 @@ async fn crash_loop_backs_off_ten_then_twenty_seconds() {
 async fn never_restart_fails_the_pod_with_the_exit_code() {
     let h = Harness::new();
     h.rt.script("app", Script::exits(3, Duration::from_secs(1)));
-    let _w = h.spawn(pod(&ONE.replace("spec:\n", "spec:\n  restartPolicy: Never\n")));
+    let _w = h.spawn(pod(
+        &ONE.replace("spec:\n", "spec:\n  restartPolicy: Never\n")
+    ));
     let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
-    let t = container(&s, "app").state.clone().unwrap().terminated.unwrap();
+    let t = container(&s, "app")
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(h.starts("app"), 1);
@@ -236,9 +260,19 @@ async fn never_restart_fails_the_pod_with_the_exit_code() {
 async fn on_failure_with_exit_zero_succeeds() {
     let h = Harness::new();
     h.rt.script("app", Script::exits(0, Duration::from_secs(1)));
-    let _w = h.spawn(pod(&ONE.replace("spec:\n", "spec:\n  restartPolicy: OnFailure\n")));
-    let s = h.sink.wait_for("Succeeded", |s| phase(s) == "Succeeded").await;
-    let t = container(&s, "app").state.clone().unwrap().terminated.unwrap();
+    let _w = h.spawn(pod(
+        &ONE.replace("spec:\n", "spec:\n  restartPolicy: OnFailure\n")
+    ));
+    let s = h
+        .sink
+        .wait_for("Succeeded", |s| phase(s) == "Succeeded")
+        .await;
+    let t = container(&s, "app")
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(t.reason.as_deref(), Some("Completed"));
     assert_eq!(h.starts("app"), 1);
 }
@@ -272,7 +306,12 @@ async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
     assert!(matches!(calls.last(), Some(Call::RemoveSandbox { .. })));
     let s = h.sink.latest();
     assert_eq!(phase(&s), "Failed");
-    let t = container(&s, "app").state.clone().unwrap().terminated.unwrap();
+    let t = container(&s, "app")
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(t.exit_code, 137);
     assert!(h.sink.reasons().contains(&"Killing"));
 }
@@ -333,12 +372,11 @@ async fn force_with_zero_grace_kills_at_once_and_a_small_grace_gets_two_seconds(
     w.terminate(Duration::ZERO);
     h.sink.wait_finished().await;
     assert_eq!(Instant::now() - begin, Duration::ZERO);
-    let signals: Vec<_> = h
-        .rt
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Signal { .. }))
-        .collect();
+    let signals: Vec<_> =
+        h.rt.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Signal { .. }))
+            .collect();
     assert_eq!(
         signals,
         vec![Call::Signal {
@@ -440,25 +478,23 @@ spec:
     let s = h
         .sink
         .wait_for("init-a running", |s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .any(|c| c.name == "init-a" && c.state.as_ref().is_some_and(|st| st.running.is_some()))
+            s.init_container_statuses.iter().flatten().any(|c| {
+                c.name == "init-a" && c.state.as_ref().is_some_and(|st| st.running.is_some())
+            })
         })
         .await;
     let app = container(&s, "app").state.clone().unwrap().waiting.unwrap();
     assert_eq!(app.reason.as_deref(), Some("PodInitializing"));
     h.sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(5));
-    let order: Vec<String> = h
-        .rt
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            Call::Start { name, .. } => Some(name),
-            _ => None,
-        })
-        .collect();
+    let order: Vec<String> =
+        h.rt.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Start { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
     assert_eq!(order, vec!["init-a", "init-b", "app"]);
 }
 
@@ -483,7 +519,11 @@ async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
         },
     );
     sink.wait_for("Running", |s| phase(s) == "Running").await;
-    assert_eq!(h.rt.calls().len(), calls_before, "nothing was created again");
+    assert_eq!(
+        h.rt.calls().len(),
+        calls_before,
+        "nothing was created again"
+    );
     // The adopted container's exit still reaches the worker.
     h.rt.exit("app", 1);
     sink.wait_for("restart", |s| {

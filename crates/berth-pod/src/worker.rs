@@ -264,7 +264,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let hostname = if host_network {
             nix_hostname()
         } else {
-            spec.hostname.clone().unwrap_or_else(|| self.pod_ref.name.clone())
+            spec.hostname
+                .clone()
+                .unwrap_or_else(|| self.pod_ref.name.clone())
         };
         let config = SandboxConfig {
             pod: self.pod_ref.clone(),
@@ -308,10 +310,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// Runs init containers strictly one after another; true once the pod is
     /// initialized (kubelet-semantics §2.3).
     async fn sync_init_containers(&mut self) -> bool {
-        let any_regular_started = self
-            .records
-            .iter()
-            .any(|r| r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some()));
+        let any_regular_started = self.records.iter().any(|r| {
+            r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some())
+        });
         for i in 0..self.records.len() {
             if self.termination_requested() {
                 return false;
@@ -382,7 +383,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 let key = (rec.name.clone(), image);
                 if let Some((until, delay)) = self.backoff.held_until(&key, observed) {
                     let name = rec.name.clone();
-                    let message = rules::crash_loop_message(delay, &name, &self.pod_ref.to_string());
+                    let message =
+                        rules::crash_loop_message(delay, &name, &self.pod_ref.to_string());
                     let waiting = Waiting {
                         reason: "CrashLoopBackOff".into(),
                         message,

@@ -150,6 +150,9 @@ impl FakeRuntime {
     pub async fn wait_for_calls(&self, check: impl Fn(&[Call]) -> bool) {
         loop {
             let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a change in between is not lost.
+            notified.as_mut().enable();
             if check(&self.lock().calls) {
                 return;
             }

@@ -302,7 +302,9 @@ pub struct ExecOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObservedState {
     Created,
-    Running { started_at: Timestamp },
+    Running {
+        started_at: Timestamp,
+    },
     Exited {
         started_at: Option<Timestamp>,
         exit: ExitInfo,

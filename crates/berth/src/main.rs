@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Runs Kubernetes Pods on containerd, like the kubelet")]
+#[command(
+    name = "berth",
+    version,
+    about = "Runs Kubernetes Pods on containerd, like the kubelet"
+)]
 struct Cli {
     /// The agent's local API socket.
     #[arg(

@@ -2,6 +2,7 @@
 //! berth's image endpoints, served over HTTP/1.1 on a unix socket.
 
 mod body;
+mod events;
 mod exec;
 mod images;
 mod logs;

@@ -70,6 +70,10 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (["api", "v1", "namespaces", ns, "pods", name, "exec"], &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
         }
+        (["api", "v1", "events"], &Method::GET) => super::events::list(cx, None, &query),
+        (["api", "v1", "namespaces", ns, "events"], &Method::GET) => {
+            super::events::list(cx, Some(ns), &query)
+        }
         (["apis", "berth.io", "v1", "images"], &Method::GET) => super::images::list(cx).await,
         (["apis", "berth.io", "v1", "images", "import"], &Method::POST) => {
             super::images::import(cx, request).await
@@ -88,6 +92,8 @@ fn is_known_path(segments: &[&str]) -> bool {
             | ["api", "v1", "namespaces", _, "pods"]
             | ["api", "v1", "namespaces", _, "pods", _]
             | ["api", "v1", "namespaces", _, "pods", _, "log" | "exec"]
+            | ["api", "v1", "events"]
+            | ["api", "v1", "namespaces", _, "events"]
             | ["apis", "berth.io", "v1", "images"]
             | ["apis", "berth.io", "v1", "images", "import"]
     )
