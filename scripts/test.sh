@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "packages"
+# A no-op when everything is installed; on a fresh machine this makes the
+# one test command enough.
+bash scripts/install-deps.sh --test
+if [[ -f "${HOME:-/root}/.cargo/env" ]]; then
+  # shellcheck disable=SC1091
+  source "${HOME:-/root}/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "fatal: cargo is not installed" >&2; exit 1; }
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

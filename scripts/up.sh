@@ -110,8 +110,11 @@ wait_until 60 has_ip || {
 ip=$(pod_ip)
 
 berth --socket "$SOCKET" get pods -o wide
-say "wget -qO- http://$ip/"
-served() { wget -qO- -T 2 "http://$ip/"; }
+say "GET http://$ip/"
+# bash's /dev/tcp: a fresh Debian has no curl, and busybox's wget needs DNS.
+served() {
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/80" && printf "GET / HTTP/1.0\r\n\r\n" >&3 && sed "1,/^\r\?$/d" <&3' _ "$ip"
+}
 wait_until 10 served || die "the pod does not answer on $ip:80"
 
 cat <<DONE

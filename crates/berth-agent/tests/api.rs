@@ -267,6 +267,24 @@ impl Server {
             .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
         Ok((status, value))
     }
+
+    /// POSTs `pod` to the pods of `namespace`.
+    async fn create(&self, namespace: &str, pod: Value) -> Result<(StatusCode, Value)> {
+        let path = format!("/api/v1/namespaces/{namespace}/pods");
+        self.json(Method::POST, &path, Some(pod)).await
+    }
+
+    /// `method` on `/api/v1/namespaces/default/pods/{pod}`; `pod` may name a
+    /// subresource (`web/exec`).
+    async fn pod(
+        &self,
+        method: Method,
+        pod: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let path = format!("/api/v1/namespaces/default/pods/{pod}");
+        self.json(method, &path, body).await
+    }
 }
 
 fn header(response: &hyper::Response<Incoming>, name: &str) -> String {
@@ -405,13 +423,7 @@ async fn stale_socket_is_replaced() -> Result<()> {
 #[tokio::test]
 async fn create_get_list_replace_delete() -> Result<()> {
     let server = Server::start().await?;
-    let (status, pod) = server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/default/pods",
-            Some(pod_json("web")),
-        )
-        .await?;
+    let (status, pod) = server.create("default", pod_json("web")).await?;
     assert_eq!(status, StatusCode::CREATED, "{pod}");
     assert_eq!(pod["kind"], "Pod");
     assert_eq!(
@@ -420,9 +432,7 @@ async fn create_get_list_replace_delete() -> Result<()> {
     );
     assert_eq!(pod["metadata"]["uid"], "uid-web");
 
-    let (status, pod) = server
-        .json(Method::GET, "/api/v1/namespaces/default/pods/web", None)
-        .await?;
+    let (status, pod) = server.pod(Method::GET, "web", None).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pod["metadata"]["name"], "web");
 
@@ -453,33 +463,17 @@ async fn create_get_list_replace_delete() -> Result<()> {
     let mut changed = pod_json("web");
     changed["metadata"]["labels"] = json!({"a": "b"});
     let (status, pod) = server
-        .json(
-            Method::PUT,
-            "/api/v1/namespaces/default/pods/web",
-            Some(changed.clone()),
-        )
+        .pod(Method::PUT, "web", Some(changed.clone()))
         .await?;
     assert_eq!(status, StatusCode::OK, "{pod}");
     assert_eq!(pod["metadata"]["labels"]["a"], "b");
-    let (status, failure) = server
-        .json(
-            Method::PUT,
-            "/api/v1/namespaces/default/pods/other",
-            Some(changed),
-        )
-        .await?;
+    let (status, failure) = server.pod(Method::PUT, "other", Some(changed)).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_status(&failure, 400, "BadRequest");
 
     // DeleteOptions in the body; then the query parameter form.
     let options = json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 7, "propagationPolicy": "Background"});
-    let (status, pod) = server
-        .json(
-            Method::DELETE,
-            "/api/v1/namespaces/default/pods/web",
-            Some(options),
-        )
-        .await?;
+    let (status, pod) = server.pod(Method::DELETE, "web", Some(options)).await?;
     assert_eq!(status, StatusCode::OK, "{pod}");
     assert_eq!(pod["metadata"]["name"], "web");
     let response = server
@@ -504,9 +498,7 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     let server = Server::start().await?;
     let pods = "/api/v1/namespaces/default/pods";
 
-    let (status, failure) = server
-        .json(Method::GET, "/api/v1/namespaces/default/pods/nope", None)
-        .await?;
+    let (status, failure) = server.pod(Method::GET, "nope", None).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_status(&failure, 404, "NotFound");
     assert_eq!(failure["message"], "pods \"nope\" not found");
@@ -578,21 +570,13 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_status(&failure, 404, "NotFound");
 
-    let (status, failure) = server
-        .json(Method::PATCH, "/api/v1/namespaces/default/pods/web", None)
-        .await?;
+    let (status, failure) = server.pod(Method::PATCH, "web", None).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_status(&failure, 405, "MethodNotAllowed");
 
     // A UID precondition that does not hold.
     let options = json!({"preconditions": {"uid": "someone-else"}});
-    let (status, failure) = server
-        .json(
-            Method::DELETE,
-            "/api/v1/namespaces/default/pods/web",
-            Some(options),
-        )
-        .await?;
+    let (status, failure) = server.pod(Method::DELETE, "web", Some(options)).await?;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_status(&failure, 409, "Conflict");
     Ok(())
@@ -601,13 +585,7 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
 #[tokio::test]
 async fn watch_streams_current_pods_then_changes() -> Result<()> {
     let server = Server::start().await?;
-    server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/default/pods",
-            Some(pod_json("first")),
-        )
-        .await?;
+    server.create("default", pod_json("first")).await?;
 
     let response = server
         .send(
@@ -636,27 +614,9 @@ async fn watch_streams_current_pods_then_changes() -> Result<()> {
     // A pod in another namespace only reaches the all-namespaces watch.
     let mut other = pod_json("other");
     other["metadata"]["namespace"] = json!("kube-system");
-    server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/kube-system/pods",
-            Some(other),
-        )
-        .await?;
-    server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/default/pods",
-            Some(pod_json("second")),
-        )
-        .await?;
-    server
-        .json(
-            Method::DELETE,
-            "/api/v1/namespaces/default/pods/first",
-            None,
-        )
-        .await?;
+    server.create("kube-system", other).await?;
+    server.create("default", pod_json("second")).await?;
+    server.pod(Method::DELETE, "first", None).await?;
 
     let event = watch.next_json().await?;
     assert_eq!(
@@ -755,13 +715,7 @@ async fn log_content_and_tail() -> Result<()> {
         .await?;
     assert_eq!(body, format!("{TS} four\n"));
 
-    let (status, failure) = server
-        .json(
-            Method::GET,
-            "/api/v1/namespaces/default/pods/none/log",
-            None,
-        )
-        .await?;
+    let (status, failure) = server.pod(Method::GET, "none/log", None).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_status(&failure, 404, "NotFound");
     Ok(())
@@ -799,13 +753,7 @@ async fn log_follow_streams_until_the_container_stops() -> Result<()> {
 async fn exec_returns_exit_code_and_output() -> Result<()> {
     let server = Server::start().await?;
     let request = json!({"command": ["sh", "-c", "exit 3"], "container": "c"});
-    let (status, out) = server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/default/pods/web/exec",
-            Some(request),
-        )
-        .await?;
+    let (status, out) = server.pod(Method::POST, "web/exec", Some(request)).await?;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(
         out,
@@ -813,18 +761,14 @@ async fn exec_returns_exit_code_and_output() -> Result<()> {
     );
 
     let (status, failure) = server
-        .json(
-            Method::POST,
-            "/api/v1/namespaces/default/pods/web/exec",
-            Some(json!({"command": []})),
-        )
+        .pod(Method::POST, "web/exec", Some(json!({"command": []})))
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_status(&failure, 400, "BadRequest");
     let (status, _) = server
-        .json(
+        .pod(
             Method::POST,
-            "/api/v1/namespaces/default/pods/gone/exec",
+            "gone/exec",
             Some(json!({"command": ["true"]})),
         )
         .await?;
@@ -871,10 +815,40 @@ async fn image_endpoints() -> Result<()> {
 
 const MANIFEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
 
-async fn next_event(rx: &mut mpsc::Receiver<ManifestEvent>) -> Result<ManifestEvent> {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await?
-        .context("manifest source ended")
+/// `watch_manifests` on a directory, for node `node1`.
+struct Source {
+    rx: mpsc::Receiver<ManifestEvent>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Source {
+    fn start(dir: &Path) -> Source {
+        let (tx, rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = watch_manifests(
+            dir.to_owned(),
+            "node1".into(),
+            Vec::new(),
+            tx,
+            shutdown.clone(),
+        );
+        Source { rx, shutdown, task }
+    }
+
+    async fn next(&mut self) -> Result<ManifestEvent> {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await?
+            .context("manifest source ended")
+    }
+
+    /// Stops the source and checks that no event is left unread.
+    async fn stop(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task).await??;
+        assert!(self.rx.try_recv().is_err(), "no stray events");
+        Ok(())
+    }
 }
 
 /// Writes a file the way editors do: to a temporary name, then renamed.
@@ -898,17 +872,9 @@ async fn manifests_add_change_remove() -> Result<()> {
     std::fs::write(manifests.join(".hidden.yaml"), MANIFEST)?;
     std::fs::write(manifests.join("notes.txt"), "not a manifest")?;
 
-    let (tx, mut rx) = mpsc::channel(16);
-    let shutdown = CancellationToken::new();
-    let task = watch_manifests(
-        manifests.clone(),
-        "node1".into(),
-        Vec::new(),
-        tx,
-        shutdown.clone(),
-    );
+    let mut source = Source::start(&manifests);
 
-    let ManifestEvent::Pods { path, pods } = next_event(&mut rx).await? else {
+    let ManifestEvent::Pods { path, pods } = source.next().await? else {
         bail!("expected the existing file's pods");
     };
     assert_eq!(path, existing);
@@ -927,7 +893,7 @@ async fn manifests_add_change_remove() -> Result<()> {
         &added,
         &format!("{MANIFEST}---\n{}", MANIFEST.replace("web", "db")),
     )?;
-    let ManifestEvent::Pods { path, pods } = next_event(&mut rx).await? else {
+    let ManifestEvent::Pods { path, pods } = source.next().await? else {
         bail!("expected the new file's pods");
     };
     assert_eq!(path, added);
@@ -942,7 +908,7 @@ async fn manifests_add_change_remove() -> Result<()> {
         &existing,
         MANIFEST.replace("image: busybox", "image: busybox:1"),
     )?;
-    let ManifestEvent::Pods { path, pods } = next_event(&mut rx).await? else {
+    let ManifestEvent::Pods { path, pods } = source.next().await? else {
         bail!("expected the changed pods");
     };
     assert_eq!(path, existing);
@@ -950,7 +916,7 @@ async fn manifests_add_change_remove() -> Result<()> {
     assert_ne!(second_uid, first_uid);
 
     std::fs::remove_file(&existing)?;
-    let ManifestEvent::Removed { path } = next_event(&mut rx).await? else {
+    let ManifestEvent::Removed { path } = source.next().await? else {
         bail!("expected the removal");
     };
     assert_eq!(path, existing);
@@ -960,14 +926,12 @@ async fn manifests_add_change_remove() -> Result<()> {
         manifests.join("z.json"),
         r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"}}"#,
     )?;
-    let ManifestEvent::Pods { path, .. } = next_event(&mut rx).await? else {
+    let ManifestEvent::Pods { path, .. } = source.next().await? else {
         bail!("expected the JSON manifest");
     };
     assert_eq!(path, manifests.join("z.json"));
 
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, task).await??;
-    assert!(rx.try_recv().is_err(), "no stray events");
+    source.stop().await?;
     Ok(())
 }
 
@@ -976,15 +940,7 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // The directory does not exist yet: the source creates it.
     let manifests = dir.path().join("absent");
-    let (tx, mut rx) = mpsc::channel(16);
-    let shutdown = CancellationToken::new();
-    let task = watch_manifests(
-        manifests.clone(),
-        "node1".into(),
-        Vec::new(),
-        tx,
-        shutdown.clone(),
-    );
+    let mut source = Source::start(&manifests);
 
     // Created by the source; poll for it with a deadline.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -996,14 +952,11 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
     }
     // Wait for the initial scan to finish: a first file gives its event.
     std::fs::write(manifests.join("good.yaml"), MANIFEST)?;
-    assert!(matches!(
-        next_event(&mut rx).await?,
-        ManifestEvent::Pods { .. }
-    ));
+    assert!(matches!(source.next().await?, ManifestEvent::Pods { .. }));
 
     let bad = manifests.join("bad.yaml");
     write_atomically(&bad, "apiVersion: v1\nkind: Pod\nmetadata: [broken\n")?;
-    let ManifestEvent::Invalid { path, error } = next_event(&mut rx).await? else {
+    let ManifestEvent::Invalid { path, error } = source.next().await? else {
         bail!("expected Invalid");
     };
     assert_eq!(path, bad);
@@ -1011,14 +964,12 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
 
     // Fixing it yields its pods; a following good file proves nothing came between.
     write_atomically(&bad, &MANIFEST.replace("web", "fixed"))?;
-    let ManifestEvent::Pods { path, pods } = next_event(&mut rx).await? else {
+    let ManifestEvent::Pods { path, pods } = source.next().await? else {
         bail!("expected Pods after the fix");
     };
     assert_eq!(path, bad);
     assert_eq!(pods[0].metadata.name.as_deref(), Some("fixed-node1"));
 
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, task).await??;
-    assert!(rx.try_recv().is_err(), "no stray events");
+    source.stop().await?;
     Ok(())
 }

@@ -196,23 +196,53 @@ fn agent_config(dir: &std::path::Path) -> AgentConfig {
     }
 }
 
-/// Starts `berth_agent::run` on a task; returns its stop token and handle.
-async fn start_agent(
-    config: AgentConfig,
-    rt: FakeRuntime,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        berth_agent::run(config, rt, token, move || {
-            let _ = ready_tx.send(());
-        })
-        .await
-        .unwrap();
-    });
-    ready_rx.await.expect("agent became ready");
-    (shutdown, task)
+/// `berth_agent::run` on a task.
+struct Agent {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts one and waits until it is ready.
+    async fn start(config: AgentConfig, rt: FakeRuntime) -> Self {
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            berth_agent::run(config, rt, token, move || {
+                let _ = ready_tx.send(());
+            })
+            .await
+            .unwrap();
+        });
+        ready_rx.await.expect("agent became ready");
+        Self { shutdown, task }
+    }
+
+    /// Cancels it and waits for a clean exit.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// An agent config under `dir` with [`WEB`] as a static manifest; returns
+/// the manifest's path too.
+fn with_web_manifest(dir: &std::path::Path) -> (AgentConfig, std::path::PathBuf) {
+    let config = agent_config(dir);
+    std::fs::create_dir_all(&config.manifest_dir).unwrap();
+    let manifest = config.manifest_dir.join("web.yaml");
+    std::fs::write(&manifest, WEB).unwrap();
+    (config, manifest)
+}
+
+/// Runs an agent until it has started a container, then stops it: the
+/// pod is left running in `rt`.
+async fn run_until_a_start(config: &AgentConfig, rt: &FakeRuntime) {
+    let agent = Agent::start(config.clone(), rt.clone()).await;
+    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::Start { .. })))
+        .await;
+    agent.stop().await;
 }
 
 fn count(rt: &FakeRuntime, wanted: fn(&Call) -> bool) -> usize {
@@ -222,20 +252,13 @@ fn count(rt: &FakeRuntime, wanted: fn(&Call) -> bool) -> usize {
 #[tokio::test]
 async fn static_pods_survive_an_agent_restart_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let config = agent_config(dir.path());
-    std::fs::create_dir_all(&config.manifest_dir).unwrap();
-    let manifest = config.manifest_dir.join("web.yaml");
-    std::fs::write(&manifest, WEB).unwrap();
+    let (config, manifest) = with_web_manifest(dir.path());
     let rt = runtime();
 
-    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
-    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::Start { .. })))
-        .await;
-    stop.cancel();
-    task.await.unwrap();
+    run_until_a_start(&config, &rt).await;
     assert_eq!(rt.sandbox_count(), 1, "the pod outlives the agent");
 
-    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
+    let agent = Agent::start(config.clone(), rt.clone()).await;
     // The restarted agent adopts the pod; removing the manifest then stops it.
     std::fs::remove_file(&manifest).unwrap();
     rt.wait_for_calls(|calls| {
@@ -246,29 +269,20 @@ async fn static_pods_survive_an_agent_restart_without_duplicates() {
     .await;
     assert_eq!(count(&rt, |c| matches!(c, Call::CreateSandbox { .. })), 1);
     assert_eq!(count(&rt, |c| matches!(c, Call::Start { .. })), 1);
-    stop.cancel();
-    task.await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test]
 async fn pods_nobody_claims_are_removed_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = agent_config(dir.path());
-    std::fs::create_dir_all(&config.manifest_dir).unwrap();
-    let manifest = config.manifest_dir.join("web.yaml");
-    std::fs::write(&manifest, WEB).unwrap();
+    let (config, manifest) = with_web_manifest(dir.path());
     let rt = runtime();
-    let (stop, task) = start_agent(config.clone(), rt.clone()).await;
-    rt.wait_for_calls(|calls| calls.iter().any(|c| matches!(c, Call::Start { .. })))
-        .await;
-    stop.cancel();
-    task.await.unwrap();
+    run_until_a_start(&config, &rt).await;
 
     // Deleted while the agent was down.
     std::fs::remove_file(&manifest).unwrap();
-    let (stop, task) = start_agent(config, rt.clone()).await;
+    let agent = Agent::start(config, rt.clone()).await;
     assert_eq!(rt.sandbox_count(), 0);
     assert!(rt.containers().is_empty());
-    stop.cancel();
-    task.await.unwrap();
+    agent.stop().await;
 }

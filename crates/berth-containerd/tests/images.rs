@@ -1,120 +1,25 @@
 //! Image import, status, listing and the pause image against a private
-//! containerd. Skips (with a message) when /usr/bin/containerd is missing.
+//! containerd. Skips (with a message) when containerd is missing or the test
+//! is not root, unless BERTH_REQUIRE_CONTAINERD=1.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use berth_containerd::archive::ImageBuilder;
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{ImageConfig, RuntimeErrorKind};
+use berth_testkit::{busybox_image, PrivateContainerd};
 use tokio::time::Instant;
 
-const CONTAINERD: &str = "/usr/bin/containerd";
-const NAMESPACE: &str = "berth-images-test";
-
-/// A containerd of the test's own, killed (by pid) when dropped.
-struct PrivateContainerd {
-    child: Child,
-    dir: tempfile::TempDir,
+async fn connect(config: ContainerdConfig) -> Containerd {
+    Containerd::connect(config)
+        .await
+        .expect("connect to the private containerd")
 }
 
-impl PrivateContainerd {
-    fn start() -> Option<Self> {
-        if !Path::new(CONTAINERD).exists() {
-            eprintln!("skipping: {CONTAINERD} is not installed");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display();
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"#
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let child = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is installed, so it must start");
-        Some(Self { child, dir })
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
-    }
-
-    fn config(&self) -> ContainerdConfig {
-        ContainerdConfig {
-            socket: self.socket(),
-            namespace: NAMESPACE.into(),
-            root_dir: self.dir.path().join("berth"),
-            cni_bin_dirs: vec![],
-            cni_conf_dir: self.dir.path().join("cni"),
-            pod_infra_image: None,
-            logger_binary: "/bin/false".into(),
-        }
-    }
-
-    /// Connects once the daemon answers (it boots in tens of milliseconds).
-    async fn connect(&self, config: ContainerdConfig) -> Containerd {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Containerd::connect(config.clone()).await {
-                Ok(client) => return client,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("containerd did not come up: {e}"),
-            }
-        }
-    }
-
-    /// Runs `ctr` against this daemon, in the test namespace.
-    fn ctr(&self, args: &[&str]) -> String {
-        let output = Command::new("ctr")
-            .arg("--address")
-            .arg(self.socket())
-            .args(["-n", NAMESPACE])
-            .args(args)
-            .output()
-            .expect("ctr ships with containerd");
-        assert!(
-            output.status.success(),
-            "ctr {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for PrivateContainerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The test kit's busybox with every image config field set, so the tests
+/// can check that each one survives import.
 fn busybox(reference: &str) -> ImageBuilder {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    ImageBuilder::new(reference)
-        .file("/bin/busybox", busybox, 0o755)
-        .symlink("/bin/sh", "busybox")
-        .dir("/tmp", 0o1777)
+    busybox_image(reference)
         .entrypoint(vec!["/bin/sh".into(), "-c".into()])
         .cmd(vec!["echo hello".into()])
         .env(vec!["PATH=/bin".into(), "GREETING=hi".into()])
@@ -147,11 +52,11 @@ fn write_archive(dir: &Path, name: &str, image: &ImageBuilder, docker: bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_oci_and_docker_archives() {
-    let Some(daemon) = PrivateContainerd::start() else {
+    let Some(daemon) = PrivateContainerd::start_or_skip().await else {
         return;
     };
-    let client = daemon.connect(daemon.config()).await;
-    let dir = daemon.dir.path();
+    let client = connect(daemon.runtime_config()).await;
+    let dir = daemon.dir();
 
     let oci = write_archive(dir, "oci.tar", &busybox("busybox"), false);
     let started = Instant::now();
@@ -222,7 +127,7 @@ async fn imports_oci_and_docker_archives() {
     assert_eq!(client.image_status("busybox:absent").await.unwrap(), None);
 
     // Whether the top snapshot is there, as containerd itself sees it.
-    let snapshots = daemon.ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
+    let snapshots = daemon.ctr_stdout(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
     assert_eq!(
         snapshots
             .lines()
@@ -239,11 +144,11 @@ async fn imports_oci_and_docker_archives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolves_images_imported_by_ctr_and_survives_gc() {
-    let Some(daemon) = PrivateContainerd::start() else {
+    let Some(daemon) = PrivateContainerd::start_or_skip().await else {
         return;
     };
-    let client = daemon.connect(daemon.config()).await;
-    let dir = daemon.dir.path();
+    let client = connect(daemon.runtime_config()).await;
+    let dir = daemon.dir();
 
     // ctr's own import and unpack: our status must agree on chain IDs.
     let archive = write_archive(
@@ -252,7 +157,7 @@ async fn resolves_images_imported_by_ctr_and_survives_gc() {
         &busybox("example.com/tools/busybox:ctr"),
         false,
     );
-    daemon.ctr(&["images", "import", archive.to_str().unwrap()]);
+    daemon.ctr_stdout(&["images", "import", archive.to_str().unwrap()]);
     let started = Instant::now();
     let image = client
         .image_status("example.com/tools/busybox:ctr")
@@ -281,27 +186,27 @@ async fn resolves_images_imported_by_ctr_and_survives_gc() {
         true,
     );
     let ours = client.import_archive(&archive).await.unwrap().remove(0);
-    let lease = daemon.ctr(&["leases", "create"]);
+    let lease = daemon.ctr_stdout(&["leases", "create"]);
     let lease = lease
         .split_whitespace()
         .next()
         .expect("ctr prints the lease id");
-    daemon.ctr(&["leases", "rm", "--sync", lease]);
-    let content = daemon.ctr(&["content", "ls"]);
+    daemon.ctr_stdout(&["leases", "rm", "--sync", lease]);
+    let content = daemon.ctr_stdout(&["content", "ls"]);
     assert!(content.contains(&ours.digest), "{content}");
     // Two manifests and two layers (gzip in OCI, plain in docker), one
     // config shared by both images.
     assert_eq!(content.lines().skip(1).count(), 5, "{content}");
     assert_eq!(
         daemon
-            .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"])
+            .ctr_stdout(&["snapshots", "--snapshotter", "overlayfs", "ls"])
             .lines()
             .filter(|l| l.contains("Committed"))
             .count(),
         1
     );
     assert_eq!(
-        daemon.ctr(&["leases", "ls"]).lines().count(),
+        daemon.ctr_stdout(&["leases", "ls"]).lines().count(),
         1,
         "only the header: import leases are gone"
     );
@@ -312,10 +217,10 @@ async fn resolves_images_imported_by_ctr_and_survives_gc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_image_is_built_in_or_required() {
-    let Some(daemon) = PrivateContainerd::start() else {
+    let Some(daemon) = PrivateContainerd::start_or_skip().await else {
         return;
     };
-    let client = daemon.connect(daemon.config()).await;
+    let client = connect(daemon.runtime_config()).await;
 
     let started = Instant::now();
     let pause = client.pause_image().await.unwrap();
@@ -336,9 +241,9 @@ async fn pause_image_is_built_in_or_required() {
 
     let config = ContainerdConfig {
         pod_infra_image: Some("registry.k8s.io/pause:3.9".into()),
-        ..daemon.config()
+        ..daemon.runtime_config()
     };
-    let configured = daemon.connect(config).await;
+    let configured = connect(config).await;
     let err = configured.pause_image().await.unwrap_err();
     assert_eq!(err.kind, RuntimeErrorKind::ImageNotPresent);
     assert!(
@@ -349,11 +254,8 @@ async fn pause_image_is_built_in_or_required() {
 
     let config = ContainerdConfig {
         pod_infra_image: Some(pause.reference.clone()),
-        ..daemon.config()
+        ..daemon.runtime_config()
     };
-    assert_eq!(
-        daemon.connect(config).await.pause_image().await.unwrap(),
-        pause
-    );
+    assert_eq!(connect(config).await.pause_image().await.unwrap(), pause);
     println!("pause image: created {created:?}, present {present:?}");
 }

@@ -1,6 +1,7 @@
 //! Sandboxes, containers, exec, logs and cleanup against a private containerd
 //! (root, runc and the CNI plugins needed). Skips with a message when
-//! containerd is missing or the test is not root.
+//! containerd is missing or the test is not root, unless
+//! BERTH_REQUIRE_CONTAINERD=1.
 //!
 //! The test binary doubles as the container log writer: the shim runs it as
 //! `<test-binary> logger <path>`, which selects `logger_process_entry` below.
@@ -8,19 +9,19 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use berth_containerd::archive::ImageBuilder;
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{
-    ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ImageInfo, ObservedState,
-    PodRef, PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
+    ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ExitWaiter, ImageInfo,
+    ObservedState, PodRef, PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo,
+    Signal,
 };
+use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-const CONTAINERD: &str = "/usr/bin/containerd";
 const CNI_BIN: &str = "/usr/lib/cni";
 
 /// Runs only when the shim spawned this binary as the log writer.
@@ -39,74 +40,43 @@ fn logger_process_entry() {
     std::process::exit(code);
 }
 
-/// A containerd of the test's own, killed (by pid) when dropped, plus the
-/// bridge its CNI network made.
+/// A containerd of the test's own, plus what the test leaves on the host
+/// outside it. Fields drop in order: containerd (tasks, shims, mounts) goes
+/// first, so the pod cgroups are empty when `host` removes them.
 struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    namespace: String,
+    containerd: PrivateContainerd,
+    host: HostLeftovers,
+}
+
+/// The bridge the test's CNI network made and the pods' cgroups.
+#[derive(Default)]
+struct HostLeftovers {
     bridge: Option<String>,
     pod_uids: Vec<String>,
 }
 
 impl Daemon {
-    fn start(namespace: &str) -> Option<Self> {
-        if !Path::new(CONTAINERD).exists() {
-            eprintln!("skipping: {CONTAINERD} is not installed");
-            return None;
-        }
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipping: needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display();
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"#
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let child = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is installed, so it must start");
+    async fn start() -> Option<Self> {
         Some(Self {
-            child,
-            dir,
-            namespace: namespace.to_string(),
-            bridge: None,
-            pod_uids: Vec::new(),
+            containerd: PrivateContainerd::start_or_skip().await?,
+            host: HostLeftovers::default(),
         })
     }
 
+    fn dir(&self) -> &Path {
+        self.containerd.dir()
+    }
+
     fn root(&self) -> PathBuf {
-        self.dir.path().join("berth")
+        self.dir().join("berth")
     }
 
     fn config(&self) -> ContainerdConfig {
         ContainerdConfig {
-            socket: self.dir.path().join("containerd.sock"),
-            namespace: self.namespace.clone(),
             root_dir: self.root(),
             cni_bin_dirs: vec!["/nonexistent/cni".into(), CNI_BIN.into()],
-            cni_conf_dir: self.dir.path().join("cni-conf"),
-            pod_infra_image: None,
             logger_binary: std::env::current_exe().unwrap(),
+            ..self.containerd.runtime_config()
         }
     }
 
@@ -126,74 +96,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
-        let conf_dir = self.dir.path().join("cni-conf");
+        let conf_dir = self.config().cni_conf_dir;
         std::fs::create_dir_all(&conf_dir).unwrap();
         std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
-        self.bridge = Some(bridge);
+        self.host.bridge = Some(bridge);
     }
 
     async fn connect(&self) -> Containerd {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Containerd::connect(self.config()).await {
-                Ok(client) => return client,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("containerd did not come up: {e}"),
-            }
-        }
+        Containerd::connect(self.config())
+            .await
+            .expect("connect to the private containerd")
     }
 
     fn ctr(&self, args: &[&str]) -> String {
-        let output = Command::new("ctr")
-            .arg("--address")
-            .arg(self.dir.path().join("containerd.sock"))
-            .args(["-n", &self.namespace])
-            .args(args)
-            .output()
-            .expect("ctr ships with containerd");
-        assert!(
-            output.status.success(),
-            "ctr {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.containerd.ctr_stdout(args)
     }
 }
 
-impl Drop for Daemon {
-    /// Best effort after a failed test: shims and containers outlive containerd,
-    /// so tasks go first; then the daemon, leftover mounts and pod cgroups.
+impl Drop for HostLeftovers {
+    /// Best effort after a failed test.
     fn drop(&mut self) {
-        let socket = self.dir.path().join("containerd.sock");
-        let ctr = |args: &[&str]| {
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&socket)
-                .args(["-n", &self.namespace])
-                .args(args)
-                .output()
-                .ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        for task in ctr(&["tasks", "ls", "-q"]).lines() {
-            ctr(&["tasks", "rm", "-f", task]);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let prefix = format!("{}/", self.dir.path().display());
-        let mut leftovers: Vec<String> = mounts()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|m| m.starts_with(&prefix))
-            .map(String::from)
-            .collect();
-        leftovers.sort_by(|a, b| b.cmp(a));
-        for mount in leftovers {
-            let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
         for uid in &self.pod_uids {
             for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
                 .into_iter()
@@ -213,10 +135,10 @@ impl Drop for Daemon {
     }
 }
 
+/// The test kit's busybox with a `www` user (and no `nobody`) and a page for
+/// httpd to serve.
 async fn import_busybox(runtime: &Containerd, dir: &Path) -> ImageInfo {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let mut image = ImageBuilder::new("berth.test/busybox:1")
-        .file("/bin/busybox", busybox, 0o755)
+    let image = busybox_image(TEST_IMAGE)
         .file(
             "/etc/passwd",
             b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\n".to_vec(),
@@ -227,14 +149,7 @@ async fn import_busybox(runtime: &Containerd, dir: &Path) -> ImageInfo {
             b"root:x:0:\nwheel:x:10:root\nwww:x:33:\n".to_vec(),
             0o644,
         )
-        .file("/www/index.html", b"hello from berth\n".to_vec(), 0o644)
-        .dir("/tmp", 0o1777)
-        .env(vec!["PATH=/bin".into()]);
-    for applet in [
-        "sh", "sleep", "httpd", "echo", "cat", "hostname", "wget", "id", "head", "tail", "true",
-    ] {
-        image = image.symlink(&format!("/bin/{applet}"), "busybox");
-    }
+        .file("/www/index.html", b"hello from berth\n".to_vec(), 0o644);
     let archive = dir.join("busybox.tar");
     image
         .write_oci_archive(std::fs::File::create(&archive).unwrap())
@@ -244,10 +159,33 @@ async fn import_busybox(runtime: &Containerd, dir: &Path) -> ImageInfo {
         .await
         .expect("import busybox");
     runtime
-        .image_status("berth.test/busybox:1")
+        .image_status(TEST_IMAGE)
         .await
         .unwrap()
         .expect("busybox is present after import")
+}
+
+/// What each test starts from: a daemon, a client of it with busybox
+/// imported, and the pod the test runs, with its log directory. `network`:
+/// the tag of a CNI network of the test's own (the pause image is made ready
+/// too); `None` for a test of host-network pods only.
+async fn set_up(
+    pod_name: &str,
+    network: Option<u8>,
+) -> Option<(Daemon, Containerd, ImageInfo, PodRef, PathBuf)> {
+    let mut daemon = Daemon::start().await?;
+    if let Some(tag) = network {
+        daemon.write_network(tag);
+    }
+    let pod = pod(pod_name);
+    daemon.host.pod_uids.push(pod.uid.clone());
+    let runtime = daemon.connect().await;
+    let image = import_busybox(&runtime, daemon.dir()).await;
+    if network.is_some() {
+        runtime.pause_image().await.expect("pause image");
+    }
+    let logs = daemon.dir().join("logs").join(pod_name);
+    Some((daemon, runtime, image, pod, logs))
 }
 
 fn pod(name: &str) -> PodRef {
@@ -293,6 +231,14 @@ fn container(
         resources: Resources::default(),
         annotations: BTreeMap::new(),
     }
+}
+
+/// What the waiter reports, which must come within `timeout`.
+async fn exit_within(timeout: Duration, waiter: ExitWaiter) -> ExitInfo {
+    tokio::time::timeout(timeout, waiter)
+        .await
+        .expect("the container exits in time")
+        .expect("the exit is reported")
 }
 
 fn ms(since: Instant) -> f64 {
@@ -382,16 +328,9 @@ fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_network_shared_namespaces_exec_and_logs() {
-    let Some(mut daemon) = Daemon::start("berth-rt-net") else {
+    let Some((daemon, runtime, image, pod, logs)) = set_up("web", Some(0)).await else {
         return;
     };
-    daemon.write_network(0);
-    let pod = pod("web");
-    daemon.pod_uids.push(pod.uid.clone());
-    let runtime = daemon.connect().await;
-    let image = import_busybox(&runtime, daemon.dir.path()).await;
-    runtime.pause_image().await.expect("pause image");
-    let logs = daemon.dir.path().join("logs/default_web_uid");
 
     let host_port = 18000 + (std::process::id() % 1000) as u16;
     let mut config = sandbox_config(&pod, false, &logs);
@@ -533,10 +472,7 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
 
     // Teardown: containers first, then the sandbox; twice, since removal is idempotent.
     runtime.signal_container(&web, Signal::KILL).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), web_exit)
-        .await
-        .expect("web exits")
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(10), web_exit).await;
     assert_eq!(exit.exit_code, 137);
     for id in [&web, &client] {
         runtime
@@ -561,14 +497,9 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_signals_list_and_oom() {
-    let Some(mut daemon) = Daemon::start("berth-rt-life") else {
+    let Some((daemon, runtime, image, pod, logs)) = set_up("life", None).await else {
         return;
     };
-    let pod = pod("life");
-    daemon.pod_uids.push(pod.uid.clone());
-    let runtime = daemon.connect().await;
-    let image = import_busybox(&runtime, daemon.dir.path()).await;
-    let logs = daemon.dir.path().join("logs/default_life_uid");
     let sandbox = runtime
         .create_sandbox(&sandbox_config(&pod, true, &logs))
         .await
@@ -592,10 +523,7 @@ async fn exits_signals_list_and_oom() {
 
     // An exit code propagates through the waiter.
     let (seven, waiter) = start(run("seven", &["sh", "-c", "exit 7"])).await;
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(10), waiter).await;
     assert_eq!(exit.exit_code, 7);
     assert!(!exit.oom_killed);
 
@@ -628,10 +556,7 @@ async fn exits_signals_list_and_oom() {
         .signal_container(&stubborn, Signal::KILL)
         .await
         .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(10), waiter).await;
     assert_eq!(exit.exit_code, 137);
     runtime
         .signal_container(&stubborn, Signal::KILL)
@@ -656,10 +581,7 @@ async fn exits_signals_list_and_oom() {
         .signal_container(&trapper, Signal::TERM)
         .await
         .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(10), waiter).await;
     assert_eq!(exit.exit_code, 42);
 
     // A missing binary fails at start; the armed waiter sees 128 (StartError).
@@ -673,10 +595,7 @@ async fn exits_signals_list_and_oom() {
         .await
         .expect_err("start fails");
     assert!(err.message.contains("/no/such/binary"), "{err}");
-    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(10), waiter).await;
     assert_eq!(exit.exit_code, 128);
 
     // A user name that the image does not know is a spec error.
@@ -700,10 +619,7 @@ async fn exits_signals_list_and_oom() {
     let mut hog = run("hog", &["sh", "-c", "cat /dev/zero | tail"]);
     hog.resources.memory_limit_bytes = Some(32 << 20);
     let (hog, waiter) = start(hog).await;
-    let exit = tokio::time::timeout(Duration::from_secs(30), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = exit_within(Duration::from_secs(30), waiter).await;
     assert_eq!(exit.exit_code, 137, "{exit:?}");
     assert!(exit.oom_killed, "{exit:?}");
 
@@ -763,16 +679,9 @@ async fn exits_signals_list_and_oom() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn start_latency() {
-    let Some(mut daemon) = Daemon::start("berth-rt-bench") else {
+    let Some((_daemon, runtime, image, pod, logs)) = set_up("bench", Some(2)).await else {
         return;
     };
-    daemon.write_network(2);
-    let pod = pod("bench");
-    daemon.pod_uids.push(pod.uid.clone());
-    let runtime = daemon.connect().await;
-    let image = import_busybox(&runtime, daemon.dir.path()).await;
-    runtime.pause_image().await.expect("pause image");
-    let logs = daemon.dir.path().join("logs/bench");
     let (mut sandboxes, mut containers, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
         let t = Instant::now();

@@ -96,6 +96,14 @@ fn container<'a>(s: &'a PodStatus, name: &str) -> &'a k8s_openapi::api::core::v1
         .expect("container status")
 }
 
+fn terminated(s: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    container(s, name)
+        .state
+        .clone()
+        .and_then(|st| st.terminated)
+        .expect("terminated")
+}
+
 fn pod(yaml: &str) -> Arc<Pod> {
     let mut pod = berth_api::manifest::parse_pods(yaml)
         .expect("test manifest parses")
@@ -147,6 +155,15 @@ impl Harness {
         )
     }
 
+    /// A harness whose pod [`ONE`] runs, its `app` following `script`.
+    async fn running(script: Script) -> (Self, PodWorkerHandle) {
+        let h = Self::new();
+        h.rt.script("app", script);
+        let w = h.spawn(pod(ONE));
+        h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+        (h, w)
+    }
+
     fn starts(&self, name: &str) -> usize {
         self.rt
             .calls()
@@ -164,6 +181,14 @@ spec:
   containers:
   - {name: app, image: busybox}
 ";
+
+/// A container that survives its stop signal, so only SIGKILL ends it.
+fn ignores_stop() -> Script {
+    Script {
+        ignores_stop: true,
+        ..Script::default()
+    }
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_pod_runs_and_reports_ready() {
@@ -245,12 +270,7 @@ async fn never_restart_fails_the_pod_with_the_exit_code() {
         &ONE.replace("spec:\n", "spec:\n  restartPolicy: Never\n")
     ));
     let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
-    let t = container(&s, "app")
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let t = terminated(&s, "app");
     assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(h.starts("app"), 1);
@@ -267,28 +287,14 @@ async fn on_failure_with_exit_zero_succeeds() {
         .sink
         .wait_for("Succeeded", |s| phase(s) == "Succeeded")
         .await;
-    let t = container(&s, "app")
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let t = terminated(&s, "app");
     assert_eq!(t.reason.as_deref(), Some("Completed"));
     assert_eq!(h.starts("app"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
-    let h = Harness::new();
-    h.rt.script(
-        "app",
-        Script {
-            ignores_stop: true,
-            ..Script::default()
-        },
-    );
-    let w = h.spawn(pod(ONE));
-    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let (h, w) = Harness::running(ignores_stop()).await;
     let begin = Instant::now();
     w.terminate(Duration::from_secs(5));
     h.sink.wait_finished().await;
@@ -306,28 +312,18 @@ async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
     assert!(matches!(calls.last(), Some(Call::RemoveSandbox { .. })));
     let s = h.sink.latest();
     assert_eq!(phase(&s), "Failed");
-    let t = container(&s, "app")
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
+    let t = terminated(&s, "app");
     assert_eq!(t.exit_code, 137);
     assert!(h.sink.reasons().contains(&"Killing"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_container_that_handles_the_stop_signal_ends_at_once_and_the_pod_succeeds() {
-    let h = Harness::new();
-    h.rt.script(
-        "app",
-        Script {
-            stop_exit_code: 0,
-            ..Script::default()
-        },
-    );
-    let w = h.spawn(pod(ONE));
-    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let (h, w) = Harness::running(Script {
+        stop_exit_code: 0,
+        ..Script::default()
+    })
+    .await;
     let begin = Instant::now();
     w.terminate(Duration::from_secs(30));
     h.sink.wait_finished().await;
@@ -337,16 +333,7 @@ async fn a_container_that_handles_the_stop_signal_ends_at_once_and_the_pod_succe
 
 #[tokio::test(start_paused = true)]
 async fn a_shorter_grace_cuts_the_wait_and_a_longer_one_is_ignored() {
-    let h = Harness::new();
-    h.rt.script(
-        "app",
-        Script {
-            ignores_stop: true,
-            ..Script::default()
-        },
-    );
-    let w = h.spawn(pod(ONE));
-    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let (h, w) = Harness::running(ignores_stop()).await;
     let begin = Instant::now();
     w.terminate(Duration::from_secs(30));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -358,16 +345,7 @@ async fn a_shorter_grace_cuts_the_wait_and_a_longer_one_is_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn force_with_zero_grace_kills_at_once_and_a_small_grace_gets_two_seconds() {
-    let h = Harness::new();
-    h.rt.script(
-        "app",
-        Script {
-            ignores_stop: true,
-            ..Script::default()
-        },
-    );
-    let w = h.spawn(pod(ONE));
-    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let (h, w) = Harness::running(ignores_stop()).await;
     let begin = Instant::now();
     w.terminate(Duration::ZERO);
     h.sink.wait_finished().await;
@@ -385,16 +363,7 @@ async fn force_with_zero_grace_kills_at_once_and_a_small_grace_gets_two_seconds(
         }]
     );
 
-    let h = Harness::new();
-    h.rt.script(
-        "app",
-        Script {
-            ignores_stop: true,
-            ..Script::default()
-        },
-    );
-    let w = h.spawn(pod(ONE));
-    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let (h, w) = Harness::running(ignores_stop()).await;
     let begin = Instant::now();
     w.terminate(Duration::from_secs(1));
     h.sink.wait_finished().await;

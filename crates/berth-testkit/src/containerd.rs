@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use berth_containerd::ContainerdConfig;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -137,16 +138,44 @@ impl PrivateContainerd {
 
     /// containerd's root (content, snapshots).
     pub fn root(&self) -> PathBuf {
-        self.base().join("root")
+        self.dir().join("root")
     }
 
-    fn base(&self) -> &Path {
+    /// The tempdir this daemon lives in; a test may keep its own files there
+    /// (removed, after unmounting, on drop).
+    pub fn dir(&self) -> &Path {
         self.dir.as_ref().expect("dir lives until drop").path()
+    }
+
+    /// A `berth-containerd` configuration for this daemon and namespace:
+    /// berth's root and CNI config dir under [`Self::dir`], no CNI plugins,
+    /// `/bin/false` as the log writer. Tests override what they exercise.
+    pub fn runtime_config(&self) -> ContainerdConfig {
+        ContainerdConfig {
+            socket: self.socket.clone(),
+            namespace: self.namespace.clone(),
+            root_dir: self.dir().join("berth"),
+            cni_bin_dirs: vec![],
+            cni_conf_dir: self.dir().join("cni-conf"),
+            pod_infra_image: None,
+            logger_binary: "/bin/false".into(),
+        }
     }
 
     /// Runs `ctr --address <socket> -n <namespace> args...`.
     pub fn ctr(&self, args: &[&str]) -> Output {
         ctr(&self.socket, &self.namespace, args)
+    }
+
+    /// Runs `ctr` like [`Self::ctr`], panicking unless it succeeds; its stdout.
+    pub fn ctr_stdout(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs `ctr` in another namespace of this containerd.
@@ -156,7 +185,7 @@ impl PrivateContainerd {
 
     /// The last `lines` lines of containerd's own log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(self.base().join("containerd.log")).unwrap_or_default();
+        let text = fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
