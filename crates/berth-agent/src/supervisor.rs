@@ -58,7 +58,10 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     }
 
     /// Stores the pod and starts its worker (adopting what the runtime holds).
-    fn admit(&self, pod: Pod) {
+    fn admit(&self, mut pod: Pod) {
+        if pod.metadata.creation_timestamp.is_none() {
+            pod.metadata.creation_timestamp = Some(store::now());
+        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let adopted = self
             .adoptable
@@ -281,6 +284,15 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     }
 }
 
+/// A pod from the manifest directory.
+fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/config.source"))
+        .is_some_and(|source| source == "file")
+}
+
 fn statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus> {
     status.into_iter().flat_map(|s| {
         s.init_container_statuses
@@ -398,6 +410,14 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         }
         let pod = self.pod(namespace, name)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if is_static(&pod) {
+            // As with the kubelet's mirror pods: the API object goes and comes
+            // back at once; the pod itself runs on until its manifest changes.
+            if let Some(removed) = self.store.remove(&uid) {
+                self.store.put(removed);
+            }
+            return Ok(pod);
+        }
         self.terminate_uid(&uid, grace_period_seconds)
             .ok_or_else(|| not_found(namespace, name))
     }

@@ -286,3 +286,46 @@ async fn pods_nobody_claims_are_removed_at_start() {
     assert!(rt.containers().is_empty());
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_static_pod_through_the_api_leaves_it_running() {
+    let f = fixture();
+    let mut static_pod = pod(WEB);
+    berth_api::defaults::apply_defaults(&mut static_pod);
+    static_pod.metadata.uid = Some("static-1".into());
+    static_pod.metadata.annotations = Some(
+        [(
+            "kubernetes.io/config.source".to_string(),
+            "file".to_string(),
+        )]
+        .into(),
+    );
+    f.supervisor
+        .apply_file(std::path::Path::new("/m/web.yaml"), vec![static_pod]);
+    wait_for(&f, "Running", |pods| {
+        pods.iter().any(|p| phase(p) == "Running")
+    })
+    .await;
+    let mut changes = f.supervisor.watch();
+    let deleted = f
+        .supervisor
+        .delete("default", "web", Some(0))
+        .await
+        .unwrap();
+    assert!(deleted.metadata.creation_timestamp.is_some());
+    assert!(matches!(
+        changes.recv().await,
+        Ok(berth_agent::WatchEvent::Deleted(_))
+    ));
+    assert!(matches!(
+        changes.recv().await,
+        Ok(berth_agent::WatchEvent::Added(_))
+    ));
+    let again = f.supervisor.get("default", "web").unwrap();
+    assert!(again.metadata.deletion_timestamp.is_none());
+    assert!(!f
+        .rt
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Signal { .. })));
+}
