@@ -6,6 +6,7 @@
 //! comes in as a parameter.
 
 pub mod command;
+pub mod cri_log;
 pub mod defaults;
 pub mod env;
 pub mod expansion;

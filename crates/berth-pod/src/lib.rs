@@ -17,6 +17,7 @@ mod sink;
 mod start;
 mod status;
 mod terminate;
+mod termination_message;
 mod worker;
 
 pub use backoff::BackoffPolicy;

@@ -1,9 +1,6 @@
 //! The pod's API status, built from the worker's records as the kubelet's
 //! `generateAPIPodStatus` builds it (kubelet-semantics §4, §5).
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
-
 use berth_api::status as rules;
 use berth_runtime::{ContainerKind, ContainerRuntime};
 use jiff::Timestamp;
@@ -16,23 +13,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::record::{ContainerRecord, Instance, InstanceState};
 use crate::sink::PodSink;
 use crate::worker::Worker;
-
-/// The kubelet reads at most this much of a termination-message file.
-const MAX_TERMINATION_MESSAGE: u64 = 4096;
-
-/// The last 4 KiB of a termination-message file; `None` when it is empty.
-pub(crate) fn read_termination_message(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    if len == 0 {
-        return None;
-    }
-    file.seek(SeekFrom::Start(len.saturating_sub(MAX_TERMINATION_MESSAGE)))
-        .ok()?;
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
 
 fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
     let InstanceState::Exited {
@@ -124,6 +104,8 @@ fn container_status(rec: &ContainerRecord, spec_image: &str, has_init: bool) -> 
 pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
     w: &Worker<R, S>,
 ) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
+    // The kubelet shares 12 KiB of messages evenly among the pod's containers.
+    let share = crate::termination_message::POD_LIMIT / w.records.len().max(1);
     let has_init = w.records.iter().any(|r| r.kind != ContainerKind::Regular);
     let mut init = Vec::new();
     let mut regular = Vec::new();
@@ -132,7 +114,15 @@ pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
             .spec_container(i)
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        let status = container_status(rec, &image, has_init);
+        let mut status = container_status(rec, &image, has_init);
+        for state in [status.state.as_mut(), status.last_state.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(message) = state.terminated.as_mut().and_then(|t| t.message.as_mut()) {
+                crate::termination_message::truncate(message, share);
+            }
+        }
         match rec.kind {
             ContainerKind::Regular => regular.push(status),
             _ => init.push(status),

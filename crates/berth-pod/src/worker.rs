@@ -414,13 +414,18 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     pub(crate) fn on_exit(&mut self, note: ExitNote) {
-        let Some(rec) = self
+        let Some(i) = self
             .records
-            .iter_mut()
-            .find(|r| r.current.as_ref().is_some_and(|c| c.id == note.id))
+            .iter()
+            .position(|r| r.current.as_ref().is_some_and(|c| c.id == note.id))
         else {
             return;
         };
+        let fallback_to_logs = self
+            .spec_container(i)
+            .and_then(|c| c.termination_message_policy.as_deref())
+            == Some("FallbackToLogsOnError");
+        let rec = &mut self.records[i];
         let instance = rec.current.as_mut().expect("found by id");
         let InstanceState::Running { started_at } = instance.state else {
             return;
@@ -435,10 +440,14 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         });
         debug!(pod = %self.pod_ref, container = %rec.name, code = exit.exit_code, "container exited");
         let reason = rules::terminated_reason(exit.exit_code, exit.oom_killed).to_string();
-        let message = instance
+        let mut message = instance
             .termination_message_file
             .as_deref()
-            .and_then(crate::status::read_termination_message);
+            .and_then(crate::termination_message::from_file);
+        if message.is_none() && fallback_to_logs && exit.exit_code != 0 {
+            let log = self.dirs.log_path(&rec.name, instance.attempt);
+            message = crate::termination_message::from_log(&log);
+        }
         instance.state = InstanceState::Exited {
             started_at: Some(started_at),
             exit,
