@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{ContainerId, ContainerRuntime, Signal};
+use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime, Signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::handle::Termination;
-use crate::record::InstanceState;
 use crate::sink::{EventType, PodSink};
 use crate::worker::Worker;
 
@@ -21,74 +20,97 @@ use crate::worker::Worker;
 /// (`minimumGracePeriodInSeconds`), unless the delete was forced with 0.
 const MINIMUM_GRACE: Duration = Duration::from_secs(2);
 
-/// When the grace period of a request ends. A zero grace kills at once.
-fn deadline(termination: Termination, now: Instant) -> Instant {
-    now + termination.grace
-}
-
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     pub(crate) async fn terminate(mut self, first: Termination) {
-        let now = Instant::now();
-        let (deadline_tx, deadline_rx) = watch::channel(deadline(first, now));
+        self.stop_containers(first.grace, true).await;
+        self.publish(true);
+        self.teardown().await;
+        self.publish(true);
+        self.sink.finished(&self.pod_ref.uid);
+    }
+
+    /// Stops every running container within `grace`: the main and init
+    /// containers at once, then the sidecars one by one in reverse order
+    /// (kubelet-semantics §7.1), all against one deadline. When `requested`,
+    /// later termination requests can bring the deadline closer.
+    pub(crate) async fn stop_containers(&mut self, grace: Duration, requested: bool) {
+        let start = Instant::now();
+        let (deadline_tx, deadline_rx) = watch::channel(start + grace);
+        let floor = if grace.is_zero() {
+            start
+        } else {
+            start + MINIMUM_GRACE
+        };
+        let mut sidecars: Vec<usize> = (0..self.records.len())
+            .filter(|&i| self.records[i].kind == ContainerKind::Sidecar)
+            .collect();
+        sidecars.reverse();
+        let first: Vec<usize> = (0..self.records.len())
+            .filter(|&i| self.records[i].kind != ContainerKind::Sidecar)
+            .collect();
+        let waves = std::iter::once(first).chain(sidecars.into_iter().map(|i| vec![i]));
         let mut kills = JoinSet::new();
-        for i in 0..self.records.len() {
-            let Some(current) = self.records[i].current.as_ref() else {
-                continue;
-            };
-            if !matches!(current.state, InstanceState::Running { .. }) {
-                continue;
+        for wave in waves {
+            for &i in &wave {
+                if let Some(kill) = self.kill(i, &deadline_rx, floor) {
+                    kills.spawn(kill);
+                }
             }
-            let id = current.id.clone();
-            let signal = current
-                .image
-                .config
-                .stop_signal
-                .as_deref()
-                .and_then(Signal::parse)
-                .unwrap_or(Signal::TERM);
-            let name = self.records[i].name.clone();
-            self.event(
-                EventType::Normal,
-                "Killing",
-                self.field_path(i),
-                format!("Stopping container {name}"),
-            );
-            let floor = if first.grace.is_zero() {
-                now
-            } else {
-                now + MINIMUM_GRACE
-            };
-            kills.spawn(kill_container(
-                self.rt.clone(),
-                id,
-                signal,
-                deadline_rx.clone(),
-                floor,
-            ));
-        }
-        while self.records.iter().any(|r| r.is_running()) {
-            self.publish(false);
-            tokio::select! {
-                Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                Ok(()) = self.term_rx.changed() => {
-                    if let Some(t) = *self.term_rx.borrow_and_update() {
-                        let shorter = deadline(t, Instant::now());
-                        deadline_tx.send_if_modified(|d| {
-                            let earlier = shorter < *d;
-                            if earlier {
-                                *d = shorter;
-                            }
-                            earlier
-                        });
+            while wave.iter().any(|&i| self.records[i].is_running()) {
+                self.publish(false);
+                tokio::select! {
+                    Some(note) = self.exits_rx.recv() => self.on_exit(note),
+                    Ok(()) = self.term_rx.changed(), if requested => {
+                        if let Some(t) = *self.term_rx.borrow_and_update() {
+                            let shorter = Instant::now() + t.grace;
+                            deadline_tx.send_if_modified(|d| {
+                                let earlier = shorter < *d;
+                                if earlier {
+                                    *d = shorter;
+                                }
+                                earlier
+                            });
+                        }
                     }
                 }
             }
         }
         while kills.join_next().await.is_some() {}
-        self.publish(true);
-        self.teardown().await;
-        self.publish(true);
-        self.sink.finished(&self.pod_ref.uid);
+    }
+
+    /// The kill of container `i` if it runs: its Killing event, then stop
+    /// signal and SIGKILL at the deadline.
+    fn kill(
+        &self,
+        i: usize,
+        deadline: &watch::Receiver<Instant>,
+        floor: Instant,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let current = self.records[i].current.as_ref()?;
+        if !current.is_running() {
+            return None;
+        }
+        let signal = current
+            .image
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(Signal::parse)
+            .unwrap_or(Signal::TERM);
+        let name = &self.records[i].name;
+        self.event(
+            EventType::Normal,
+            "Killing",
+            self.field_path(i),
+            format!("Stopping container {name}"),
+        );
+        Some(kill_container(
+            self.rt.clone(),
+            current.id.clone(),
+            signal,
+            deadline.clone(),
+            floor,
+        ))
     }
 
     /// Removes every container, the sandbox and the pod's files. Each removal

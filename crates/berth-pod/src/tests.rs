@@ -507,3 +507,67 @@ async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
     assert_eq!(h.rt.sandbox_count(), 0);
     assert!(h.rt.containers().is_empty());
 }
+
+const WITH_SIDECARS: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: proxy, image: busybox, restartPolicy: Always}
+  - {name: logs, image: busybox, restartPolicy: Always}
+  containers:
+  - {name: app, image: busybox}
+";
+
+fn stop_order(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Signal { name, signal } if *signal == Signal::TERM => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sidecars_start_first_and_stop_last_in_reverse_order() {
+    let h = Harness::new();
+    h.rt.script("app", ignores_stop());
+    let w = h.spawn(pod(WITH_SIDECARS));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let starts: Vec<String> =
+        h.rt.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Start { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(starts, vec!["proxy", "logs", "app"]);
+    let begin = Instant::now();
+    w.terminate(Duration::from_secs(10));
+    h.sink.wait_finished().await;
+    // The main container holds out until SIGKILL; only then do the sidecars go.
+    assert_eq!(Instant::now() - begin, Duration::from_secs(10));
+    assert_eq!(stop_order(&h.rt.calls()), vec!["app", "logs", "proxy"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sidecars_are_stopped_when_the_main_containers_are_done() {
+    let h = Harness::new();
+    h.rt.script("app", Script::exits(0, Duration::from_secs(5)));
+    let _w = h.spawn(pod(WITH_SIDECARS));
+    let s = h
+        .sink
+        .wait_for("Succeeded", |s| phase(s) == "Succeeded")
+        .await;
+    assert_eq!(stop_order(&h.rt.calls()), vec!["logs", "proxy"]);
+    assert!(s.init_container_statuses.iter().flatten().all(|c| c
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .is_some()));
+}

@@ -251,6 +251,18 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.ensure_running(i).await;
             }
         }
+        if self.main_containers_done() && self.records.iter().any(|r| r.is_running()) {
+            // Nothing left to run but sidecars: stop them, as the kubelet's
+            // KillPod ends a Job pod with sidecars.
+            let grace = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            self.stop_containers(Duration::from_secs(grace.max(0) as u64), false)
+                .await;
+        }
         let phase = self.phase(false);
         if phase == "Succeeded" || phase == "Failed" {
             debug!(pod = %self.pod_ref, %phase, "pod reached a terminal phase");
@@ -344,6 +356,19 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
         }
         true
+    }
+
+    /// Every main container has exited for good.
+    fn main_containers_done(&self) -> bool {
+        self.records
+            .iter()
+            .filter(|r| r.kind == ContainerKind::Regular)
+            .all(|r| {
+                r.current
+                    .as_ref()
+                    .and_then(Instance::exit)
+                    .is_some_and(|(exit, _)| !self.should_restart(r, exit))
+            })
     }
 
     fn should_restart(&self, rec: &ContainerRecord, exit: &ExitInfo) -> bool {
