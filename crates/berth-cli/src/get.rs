@@ -1,4 +1,5 @@
-//! `get pods [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-w]`.
+//! `get pods [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-w]`, and
+//! `get events` (see [`crate::get_events`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,6 +12,7 @@ use crate::client::{
     encode_query, pod_path, pods_path, ApiStatus, BodyStream, Client, ClientError,
 };
 use crate::error::{render, CliError};
+use crate::get_events;
 use crate::output::{list, name_line, to_json, to_yaml, OutputFormat};
 use crate::table::{PodTable, TableOptions};
 use crate::target::{decode_pod, name_of, pod_names, sorted_items, uid_of};
@@ -18,7 +20,7 @@ use crate::{namespace_or_default, VerbResult};
 
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    /// `pods [NAME...]` or `pod/NAME...`
+    /// `pods [NAME...]`, `pod/NAME...` or `events`
     #[arg(required = true, value_name = "TYPE[/NAME]")]
     args: Vec<String>,
     /// The namespace of the request
@@ -112,11 +114,24 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> VerbResult {
-    let names = pod_names(&args.args)?;
     let format = match args.output.as_deref() {
         None | Some("") => OutputFormat::Table,
         Some(s) => s.parse().map_err(CliError::Usage)?,
     };
+    if let Some(kind) = args.args.first().filter(|k| get_events::is_event_type(k)) {
+        if args.args.len() > 1 {
+            return Err(CliError::usage(format!(
+                "berth get {kind} lists every event of a namespace; it takes no names"
+            )));
+        }
+        if args.watch {
+            return Err(CliError::usage("berth get events does not support --watch"));
+        }
+        let namespace = namespace_or_default(args.namespace.as_deref());
+        let scope = (!args.all_namespaces).then_some(namespace.as_str());
+        return get_events::run(client, scope, format, out, err).await;
+    }
+    let names = pod_names(&args.args)?;
     if args.all_namespaces && !names.is_empty() {
         return Err(CliError::usage(
             "a resource cannot be retrieved by name across all namespaces",

@@ -10,8 +10,10 @@ mod client;
 mod delete;
 mod describe;
 mod error;
+mod event_table;
 mod exec;
 mod get;
+mod get_events;
 mod image;
 mod logs;
 mod output;
@@ -31,7 +33,7 @@ use error::CliError;
 pub enum Command {
     /// Apply a configuration to a pod by file name or stdin
     Apply(apply::ApplyArgs),
-    /// Display one or many pods
+    /// Display one or many pods, or the events of a namespace
     Get(get::GetArgs),
     /// Show details of a pod
     Describe(describe::DescribeArgs),

@@ -33,6 +33,8 @@ struct State {
     /// Bodies of POST/PUT/DELETE requests.
     bodies: Vec<Value>,
     next_uid: u32,
+    /// The events the API keeps; `None`: no events endpoint (404).
+    events: Option<Vec<Value>>,
 }
 
 #[derive(Clone)]
@@ -121,11 +123,8 @@ impl Fake {
             ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
                 Response::new(Full::new(Bytes::from(format!("log of {name} ({query})\n"))).boxed())
             }
-            ("GET", ["api", "v1", "namespaces", _, "events"]) => status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the server could not find the requested resource".into(),
-            ),
+            ("GET", ["api", "v1", "namespaces", ns, "events"]) => self.list_events(Some(ns)),
+            ("GET", ["api", "v1", "events"]) => self.list_events(None),
             _ => status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -150,6 +149,25 @@ impl Fake {
         json_response(
             StatusCode::OK,
             &json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
+        )
+    }
+
+    fn list_events(&self, ns: Option<&str>) -> Response<Body> {
+        let state = self.state.lock().unwrap();
+        let Some(events) = &state.events else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+            );
+        };
+        let items: Vec<&Value> = events
+            .iter()
+            .filter(|e| ns.is_none_or(|ns| e["metadata"]["namespace"] == ns))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items}),
         )
     }
 
@@ -568,5 +586,101 @@ async fn describe_without_events_endpoint_says_none() {
     assert!(
         out.ends_with("<none>\n") && out.contains("\nEvents:"),
         "{out}"
+    );
+}
+
+/// A kubelet event about pod `pod`, seen `count` times, last `ago` before now.
+fn pod_event(name: &str, ns: &str, pod: &str, reason: &str, count: i32, ago: i64) -> Value {
+    let last = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(ago);
+    let first = last - jiff::SignedDuration::from_secs(30);
+    json!({"apiVersion": "v1", "kind": "Event",
+           "metadata": {"name": name, "namespace": ns},
+           "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns, "uid": format!("uid-{pod}"),
+                              "fieldPath": "spec.containers{app}"},
+           "reason": reason, "message": format!("{reason} container app"), "type": "Normal",
+           "count": count, "firstTimestamp": first.to_string(), "lastTimestamp": last.to_string(),
+           "source": {"component": "kubelet"}})
+}
+
+#[tokio::test]
+async fn get_events_lists_like_kubectl() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.state.lock().unwrap().events = Some(Vec::new());
+    assert_eq!(
+        h.run(&["get", "events"]).await,
+        (
+            0,
+            String::new(),
+            "No resources found in default namespace.\n".into()
+        )
+    );
+
+    // Stored out of order: printed in the API server's (namespace, name) order.
+    h.fake.state.lock().unwrap().events = Some(vec![
+        pod_event("web.2", "default", "web", "Started", 1, 5),
+        pod_event("db.1", "prod", "db", "Pulled", 1, 7),
+        pod_event("web.1", "default", "web", "Created", 3, 600),
+    ]);
+    let (code, out, err) = h.run(&["get", "ev"]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "LAST SEEN   TYPE     REASON    OBJECT    MESSAGE");
+    // Ages are computed at print time: allow a few seconds of test latency.
+    let (age, rest) = lines[1].split_once(' ').unwrap();
+    assert_eq!(
+        (age, rest.trim_start()),
+        ("10m", "Normal   Created   pod/web   Created container app"),
+        "{out}"
+    );
+    let (age, rest) = lines[2].split_once(' ').unwrap();
+    assert!(["5s", "6s", "7s"].contains(&age), "{out}");
+    assert_eq!(
+        rest.trim_start(),
+        "Normal   Started   pod/web   Started container app"
+    );
+
+    let (_, out, _) = h.run(&["get", "events", "-A"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("NAMESPACE   LAST SEEN   TYPE"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("default     10m "), "{out}");
+    assert!(
+        lines[3].starts_with("prod        ")
+            && lines[3].ends_with("pod/db    Pulled container app"),
+        "{out}"
+    );
+
+    let (code, out, _) = h.run(&["get", "events", "-n", "prod", "-o", "json"]).await;
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["involvedObject"]["uid"], "uid-db");
+    let (_, yaml, _) = h.run(&["get", "events", "-n", "prod", "-o", "yaml"]).await;
+    assert!(
+        yaml.starts_with("apiVersion: v1\nitems:\n- apiVersion: v1\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.ends_with("kind: List\nmetadata:\n  resourceVersion: \"\"\n"),
+        "{yaml}"
+    );
+
+    let requests = h.fake.requests();
+    assert!(
+        requests.contains(&"GET /api/v1/namespaces/default/events".to_string()),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"GET /api/v1/events".to_string()),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"GET /api/v1/namespaces/prod/events".to_string()),
+        "{requests:?}"
     );
 }
