@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-pub use berth_testkit::{AgentProcess, PrivateContainerd, TEST_IMAGE};
+pub use berth_testkit::{AgentOptions, AgentProcess, PrivateContainerd, TEST_IMAGE};
 
 /// Long enough for a debug build on 2 busy cores; an agent that works is far
 /// quicker (well under a second per pod).
@@ -19,6 +19,26 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn setup() -> Option<(PrivateContainerd, AgentProcess)> {
     let containerd = PrivateContainerd::start_or_skip().await?;
     let agent = AgentProcess::start(&containerd).await;
+    Some((containerd, agent))
+}
+
+/// Like [`setup`], with CrashLoopBackOff shortened to `initial` doubling up to
+/// `max` seconds, so crash-loop tests see several restarts in seconds.
+pub async fn setup_with_back_off(
+    initial: u64,
+    max: u64,
+) -> Option<(PrivateContainerd, AgentProcess)> {
+    let containerd = PrivateContainerd::start_or_skip().await?;
+    let options = AgentOptions {
+        extra_args: vec![
+            "--crash-loop-back-off-initial-seconds".into(),
+            initial.to_string(),
+            "--crash-loop-back-off-max-seconds".into(),
+            max.to_string(),
+        ],
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start_with(&containerd, options).await;
     Some((containerd, agent))
 }
 
@@ -88,6 +108,22 @@ pub fn all_running(pod: &Value) -> bool {
         && statuses.iter().all(|s| s["state"]["running"].is_object())
 }
 
+/// The status of init container `name`, if reported.
+pub fn init_container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    pod["status"]["initContainerStatuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+/// The pod condition of `type_` (`Ready`, `Initialized`, ...), if reported.
+pub fn condition<'a>(pod: &'a Value, type_: &str) -> Option<&'a Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
 /// `state.waiting.reason` of container `name`.
 pub fn waiting_reason<'a>(pod: &'a Value, name: &str) -> Option<&'a str> {
     container_status(pod, name)?["state"]["waiting"]["reason"].as_str()
@@ -132,6 +168,81 @@ pub async fn wait_terminal(agent: &AgentProcess, name: &str) -> Value {
 /// `berth logs POD -c C`, which must succeed.
 pub async fn logs(agent: &AgentProcess, pod: &str, container: &str) -> String {
     agent.cli_ok(&["logs", pod, "-c", container]).await
+}
+
+/// The row of pod `name` in `berth get pods`, split into columns (NAME,
+/// READY, STATUS, RESTARTS, AGE; RESTARTS may carry "(5s ago)").
+pub async fn get_pods_row(agent: &AgentProcess, name: &str) -> Option<Vec<String>> {
+    let out = agent.cli(&["get", "pods"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .skip(1)
+        .find(|l| l.split_whitespace().next() == Some(name))?;
+    Some(row.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Polls the STATUS column of pod `name` until it reads `want`, appending
+/// every value not equal to the last recorded one to `seen`.
+pub async fn record_status_until(
+    agent: &AgentProcess,
+    name: &str,
+    want: &str,
+    seen: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = get_pods_row(agent, name)
+            .await
+            .and_then(|r| r.get(2).cloned())
+        {
+            if seen.last() != Some(&status) {
+                seen.push(status.clone());
+            }
+            if status == want {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name}: STATUS never {want:?}; seen {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `want` occurs in `seen` in order (not necessarily adjacent).
+pub fn is_subsequence(seen: &[String], want: &[&str]) -> bool {
+    let mut rest = seen.iter();
+    want.iter().all(|w| rest.any(|s| s == w))
+}
+
+/// The events of `/api/v1/namespaces/{ns}/events` about pod `name`: the list
+/// itself (to check its kind) and the items whose involved object is the pod.
+pub async fn pod_events(agent: &AgentProcess, namespace: &str, name: &str) -> (Value, Vec<Value>) {
+    let path = format!("/api/v1/namespaces/{namespace}/events");
+    let list = agent
+        .api_get_json(&path)
+        .await
+        .unwrap_or_else(|| panic!("GET {path} did not answer 200 with JSON"));
+    let items = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| e["involvedObject"]["name"] == name)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    (list, items)
+}
+
+/// The first event with this reason and involved field path.
+pub fn find_event<'a>(events: &'a [Value], reason: &str, field_path: &str) -> Option<&'a Value> {
+    events
+        .iter()
+        .find(|e| e["reason"] == reason && e["involvedObject"]["fieldPath"] == field_path)
 }
 
 /// Every pod in `get pods -A -o json` (a `List`, or bare objects).

@@ -20,6 +20,7 @@ use oci_spec::runtime::Spec;
 
 use crate::image::SNAPSHOTTER;
 use crate::labels;
+use crate::netns::PodNamespaces;
 use crate::spec::{self, ContainerSpec};
 use crate::task::{self, failed};
 use crate::Containerd;
@@ -253,6 +254,7 @@ pub(crate) async fn create(
         config.log_path.to_string_lossy().into_owned(),
     );
     let shm = crate::sandbox::shm_dir(&c.config.root_dir, sandbox_id);
+    let namespaces = PodNamespaces::of(&c.config.root_dir, sandbox_id, sandbox.host_network);
     let build = |mounts: &[RootfsMount]| {
         let layers = rootfs_layers(mounts);
         let passwd = read_rootfs_file(&layers, "etc/passwd");
@@ -266,8 +268,7 @@ pub(crate) async fn create(
             &ContainerSpec {
                 container_id: &id,
                 sandbox_id,
-                sandbox_pid: sandbox.pid,
-                netns: sandbox.netns.as_deref().filter(|_| !sandbox.host_network),
+                namespaces: &namespaces,
                 hostname: &hostname,
                 user,
                 shm: shm.exists().then_some(shm.as_path()),
@@ -287,6 +288,21 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     let record =
         record?.ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
     let mounts = mounts?;
+    let sandbox_id = record.labels.get(labels::SANDBOX_ID).cloned();
+    let started = start_task(c, id, &record, mounts).await;
+    if let Some(sandbox_id) = sandbox_id {
+        crate::sandbox::container_started(c, &sandbox_id);
+    }
+    started
+}
+
+/// Task create (stdio to the CRI logger) and start of a container's record.
+async fn start_task(
+    c: &Containerd,
+    id: &str,
+    record: &Container,
+    mounts: Vec<RootfsMount>,
+) -> Result<Started, RuntimeError> {
     let (stdout, stderr) = match record.labels.get(LOG_PATH_LABEL).filter(|p| !p.is_empty()) {
         Some(path) => {
             let uri = crate::logger::log_uri(&c.config.logger_binary, Path::new(path));

@@ -11,7 +11,8 @@ use containerd_client::services::v1::{Container, ListContainersRequest, ListTask
 use containerd_client::types::v1::{Process, Status};
 use jiff::Timestamp;
 
-use crate::sandbox::{netns_path, HOST_NETWORK_LABEL};
+use crate::netns::PodNamespaces;
+use crate::sandbox::HOST_NETWORK_LABEL;
 use crate::spec::GROUP_ANNOTATION;
 use crate::task::failed;
 use crate::{cni, labels, Containerd};
@@ -80,7 +81,7 @@ fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> 
         id: SandboxId(container.id.clone()),
         pod: pod_of(container),
         host_network,
-        netns: (!host_network).then(|| netns_path(root, &container.id)),
+        netns: PodNamespaces::of(root, &container.id, host_network).net,
         pid: task
             .filter(|t| t.status == Status::Running as i32)
             .map_or(0, |t| t.pid),

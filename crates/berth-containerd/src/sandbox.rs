@@ -1,21 +1,26 @@
-//! Pod sandboxes: network namespace + CNI, a shared `/dev/shm`, and the pause
-//! container holding the pod's IPC and UTS namespaces, all under the pod cgroup.
+//! Pod sandboxes: agent-owned network, IPC and UTS namespaces (pinned), CNI, a
+//! shared `/dev/shm`, and the pause container, all under the pod cgroup.
 //!
-//! Create runs CNI ADD concurrently with the whole pause container start
-//! (image, snapshot, record, task): the pause process does not need the network,
-//! and start latency is what users see. Teardown is idempotent and also
-//! cleans up after a create that failed halfway.
+//! The pod's containers join the pinned namespaces by path, so nothing waits
+//! for the pause process: create writes the pause record concurrently with
+//! CNI ADD and returns; the pause task is created and started in the
+//! background after the pod's first container. Removal waits for that start. Teardown is
+//! idempotent and also cleans up after a create that failed halfway.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use berth_runtime::{PodRef, RuntimeError, SandboxConfig, SandboxId, SandboxInfo};
 use containerd_client::services::v1::Container;
+use containerd_client::types::Mount as RootfsMount;
 use jiff::Timestamp;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use tokio::sync::{watch, Notify};
 
 use crate::cni::{self, CniPaths};
 use crate::container::{self, pod_labels, random_hex, sanitize};
+use crate::netns::PodNamespaces;
 use crate::spec::{self, SandboxSpec};
 use crate::{labels, netns, task, Containerd};
 
@@ -36,10 +41,6 @@ pub(crate) fn new_sandbox_id(pod_uid: &str) -> String {
         prefix
     };
     format!("{prefix}-{}", random_hex())
-}
-
-pub(crate) fn netns_path(root_dir: &Path, sandbox_id: &str) -> PathBuf {
-    netns::dir(root_dir).join(sandbox_id)
 }
 
 fn sandbox_dir(root_dir: &Path, sandbox_id: &str) -> PathBuf {
@@ -87,18 +88,21 @@ pub(crate) async fn create(
 ) -> Result<SandboxInfo, RuntimeError> {
     let id = new_sandbox_id(&config.pod.uid);
     let root = &c.config.root_dir;
-    let netns = (!config.host_network).then(|| netns_path(root, &id));
+    let namespaces = PodNamespaces::of(root, &id, config.host_network);
+    let hostname = if config.host_network {
+        node_hostname()
+    } else {
+        config.hostname.clone()
+    };
     let created_at = Timestamp::now();
     let result = async {
-        if let Some(path) = &netns {
-            netns::create(path).map_err(io_error(format!(
-                "create network namespace {}",
-                path.display()
-            )))?;
-        }
+        netns::create(&namespaces, &hostname).map_err(io_error(format!(
+            "create the pod's namespaces in {}",
+            namespaces.dir.display()
+        )))?;
         mount_shm(&shm_dir(root, &id))?;
         let network = async {
-            match &netns {
+            match &namespaces.net {
                 Some(path) => {
                     cni::setup_pod_network(
                         &cni_paths(c),
@@ -112,19 +116,26 @@ pub(crate) async fn create(
                 None => Ok(Vec::new()),
             }
         };
-        let (ips, pid) = tokio::join!(network, start_pause(c, &id, config, netns.as_deref()));
-        Ok::<_, RuntimeError>((ips?, pid?))
+        let pause = async {
+            let mounts = create_pause(c, &id, config, &namespaces, &hostname).await?;
+            spawn_pause_start(c, &id, mounts);
+            Ok::<_, RuntimeError>(())
+        };
+        let (ips, pause) = tokio::join!(network, pause);
+        pause?;
+        ips
     }
     .await;
     match result {
-        Ok((ips, pid)) => {
-            tracing::debug!(sandbox = id, pod = %config.pod, pid, ?ips, "created sandbox");
+        Ok(ips) => {
+            tracing::debug!(sandbox = id, pod = %config.pod, ?ips, "created sandbox");
             Ok(SandboxInfo {
                 id: SandboxId(id),
                 pod: config.pod.clone(),
                 host_network: config.host_network,
-                netns,
-                pid,
+                netns: namespaces.net,
+                // Not known yet: the pause task starts in the background.
+                pid: 0,
                 ips,
                 created_at,
             })
@@ -141,13 +152,14 @@ pub(crate) async fn create(
     }
 }
 
-/// The pause container: image, snapshot, record, task, start. Returns its pid.
-async fn start_pause(
+/// The pause container's record and snapshot. Returns its rootfs mounts.
+async fn create_pause(
     c: &Containerd,
     id: &str,
     config: &SandboxConfig,
-    netns: Option<&Path>,
-) -> Result<u32, RuntimeError> {
+    namespaces: &PodNamespaces,
+    hostname: &str,
+) -> Result<Vec<RootfsMount>, RuntimeError> {
     let lookup = async {
         let image = c.pause_image().await?;
         let parent = c.snapshot_parent(&image).await?;
@@ -162,29 +174,105 @@ async fn start_pause(
             return Err(e);
         }
     };
-    let hostname = if config.host_network {
-        node_hostname()
-    } else {
-        config.hostname.clone()
-    };
     let mut labels: HashMap<String, String> = pod_labels(&config.pod, id);
     labels.insert(labels::SANDBOX.into(), "true".into());
     labels.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
-    labels.insert(HOSTNAME_LABEL.into(), hostname.clone());
+    labels.insert(HOSTNAME_LABEL.into(), hostname.to_string());
     labels.insert(HOST_NETWORK_LABEL.into(), config.host_network.to_string());
     let spec_input = SandboxSpec {
         sandbox_id: id,
         pod_uid: &config.pod.uid,
         image: &image,
-        hostname: (!config.host_network).then_some(hostname.as_str()),
-        netns,
+        namespaces,
     };
-    let mounts = container::create_record(c, lease, id, &image, &parent, labels, |_| {
+    container::create_record(c, lease, id, &image, &parent, labels, |_| {
         spec::sandbox_spec(&spec_input)
     })
-    .await?;
-    task::create(c, id, mounts, String::new(), String::new()).await?;
-    task::start(c, id).await
+    .await
+}
+
+/// How long the pause start waits for the pod's first container to start.
+const PAUSE_START_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A pause start in flight. `go` lets it begin; `done` closes when it is over.
+#[derive(Clone)]
+struct PauseStart {
+    go: Arc<Notify>,
+    done: watch::Receiver<()>,
+}
+
+/// Pause starts in flight, keyed like task start signals.
+type PauseStarts = Mutex<HashMap<String, PauseStart>>;
+
+fn pause_starts() -> &'static PauseStarts {
+    static STARTS: OnceLock<PauseStarts> = OnceLock::new();
+    STARTS.get_or_init(Default::default)
+}
+
+fn pause_start(c: &Containerd, id: &str) -> Option<PauseStart> {
+    pause_starts()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&task::start_key(c, id))
+        .cloned()
+}
+
+/// Creates and starts the pause task in the background, once the pod's first
+/// container has started (or after [`PAUSE_START_DEFERRAL`]): a shim serves
+/// one task create or start at a time, and nothing needs the pause process, so
+/// it must not delay the container. A failure is logged; the sandbox's
+/// removal cleans up whatever is left.
+fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
+    let key = task::start_key(c, id);
+    let (done, waiters) = watch::channel(());
+    let go = Arc::new(Notify::new());
+    pause_starts()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            key.clone(),
+            PauseStart {
+                go: Arc::clone(&go),
+                done: waiters,
+            },
+        );
+    let (c, id) = (c.clone(), id.to_string());
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(PAUSE_START_DEFERRAL, go.notified()).await;
+        let started = async {
+            task::create(&c, &id, mounts, String::new(), String::new()).await?;
+            task::start(&c, &id).await
+        }
+        .await;
+        match started {
+            Ok(pid) => tracing::debug!(sandbox = id, pid, "started pause container"),
+            Err(e) => {
+                tracing::warn!(sandbox = id, error = %e, "start pause container (removing the sandbox cleans up)")
+            }
+        }
+        pause_starts()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        drop(done);
+    });
+}
+
+/// A container of the sandbox has started (or failed to): the pause may go.
+pub(crate) fn container_started(c: &Containerd, sandbox_id: &str) {
+    if let Some(pending) = pause_start(c, sandbox_id) {
+        // A stored permit: the pause task may not be waiting yet.
+        pending.go.notify_one();
+    }
+}
+
+/// Lets a pending pause start go at once and waits until it is over.
+async fn pause_start_done(c: &Containerd, id: &str) {
+    if let Some(mut pending) = pause_start(c, id) {
+        pending.go.notify_one();
+        // Returns (with an error) once the sender is dropped.
+        let _ = pending.done.changed().await;
+    }
 }
 
 pub(crate) async fn remove(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
@@ -201,7 +289,7 @@ pub(crate) async fn remove(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), 
         })
 }
 
-/// Pause container, CNI DEL, netns pin, shm, pod cgroup. Every step runs even
+/// Pause container, CNI DEL, namespace pins, shm, pod cgroup. Every step runs even
 /// when an earlier one failed; the first failure is returned.
 async fn teardown(
     c: &Containerd,
@@ -210,6 +298,8 @@ async fn teardown(
     host_network: bool,
 ) -> Result<(), RuntimeError> {
     let root = &c.config.root_dir;
+    // A task created behind teardown's back would outlive the sandbox.
+    pause_start_done(c, id).await;
     let mut first_error: Option<RuntimeError> = None;
     let mut note = |result: Result<(), RuntimeError>| {
         if let Err(e) = result {
@@ -217,13 +307,13 @@ async fn teardown(
         }
     };
     note(container::remove(c, id).await);
-    let pin = netns_path(root, id);
-    if !host_network {
-        note(cni::teardown_pod_network(&cni_paths(c), id, Some(&pin), pod).await);
+    let namespaces = PodNamespaces::of(root, id, host_network);
+    if let Some(net) = &namespaces.net {
+        note(cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await);
     }
-    note(netns::remove(&pin).map_err(io_error(format!(
-        "remove network namespace {}",
-        pin.display()
+    note(netns::remove(&namespaces.dir).map_err(io_error(format!(
+        "remove the pod's namespaces in {}",
+        namespaces.dir.display()
     ))));
     note(unmount_shm(root, id));
     let uid = pod.uid.clone();

@@ -11,6 +11,8 @@ use berth_runtime::{ContainerConfig, ImageInfo, Resources, RuntimeError, Runtime
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use crate::netns::PodNamespaces;
+
 /// Puts every container of a pod into the one shim of its sandbox.
 pub(crate) const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
@@ -117,20 +119,16 @@ pub(crate) struct SandboxSpec<'a> {
     pub sandbox_id: &'a str,
     pub pod_uid: &'a str,
     pub image: &'a ImageInfo,
-    /// The pod's hostname; `None` on host network (the node's UTS namespace).
-    pub hostname: Option<&'a str>,
-    /// The pinned network namespace; `None` on host network.
-    pub netns: Option<&'a Path>,
+    /// The pod's pinned namespaces (the UTS one already carries the hostname).
+    pub namespaces: &'a PodNamespaces,
 }
 
 /// What a container's spec needs besides its config and sandbox.
 pub(crate) struct ContainerSpec<'a> {
     pub container_id: &'a str,
     pub sandbox_id: &'a str,
-    /// The sandbox's pause process, whose IPC and UTS namespaces are joined.
-    pub sandbox_pid: u32,
-    /// The network namespace to join; `None` on host network.
-    pub netns: Option<&'a Path>,
+    /// The pod's pinned namespaces, joined by path.
+    pub namespaces: &'a PodNamespaces,
     /// The pod's hostname (for `HOSTNAME`).
     pub hostname: &'a str,
     pub user: UserIds,
@@ -142,8 +140,8 @@ fn invalid(message: String) -> RuntimeError {
     RuntimeError::new(RuntimeErrorKind::InvalidSpec, message)
 }
 
-/// The pause container: owns the pod's IPC and UTS namespaces and sits in the
-/// pinned network namespace.
+/// The pause container: joins the pod's pinned namespaces like every other
+/// container, with a PID namespace of its own.
 pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError> {
     let config = &input.image.config;
     let args: Vec<String> = config
@@ -162,13 +160,11 @@ pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
     }
-    let mut namespaces = vec![ns("pid", None), ns("ipc", None), ns("mount", None)];
-    if input.hostname.is_some() {
-        namespaces.push(ns("uts", None));
-    }
-    if let Some(netns) = input.netns {
-        namespaces.push(ns("network", Some(netns)));
-    }
+    let namespaces = [
+        vec![ns("pid", None), ns("mount", None)],
+        pod_namespaces(input.namespaces),
+    ]
+    .concat();
     let annotations =
         BTreeMap::from([(GROUP_ANNOTATION.to_string(), input.sandbox_id.to_string())]);
     let spec = json!({
@@ -183,7 +179,6 @@ pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": true},
-        "hostname": input.hostname,
         "mounts": default_mounts(false, None),
         "annotations": annotations,
         "linux": {
@@ -197,8 +192,8 @@ pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError
     to_spec(spec, input.sandbox_id)
 }
 
-/// A container of the pod: own PID and mount namespaces, the sandbox's IPC,
-/// UTS and network.
+/// A container of the pod: own PID and mount namespaces, the pod's pinned
+/// IPC, UTS and network.
 pub(crate) fn container_spec(
     config: &ContainerConfig,
     input: &ContainerSpec<'_>,
@@ -237,16 +232,11 @@ pub(crate) fn container_spec(
         env.push(format!("{key}={value}"));
     }
 
-    let mut namespaces = vec![
-        ns("pid", None),
-        ns("mount", None),
-        ns("ipc", Some(&proc_ns(input.sandbox_pid, "ipc"))),
-    ];
-    if let Some(netns) = input.netns {
-        // On host network the pause keeps the node's UTS too: nothing to join.
-        namespaces.push(ns("uts", Some(&proc_ns(input.sandbox_pid, "uts"))));
-        namespaces.push(ns("network", Some(netns)));
-    }
+    let namespaces = [
+        vec![ns("pid", None), ns("mount", None)],
+        pod_namespaces(input.namespaces),
+    ]
+    .concat();
 
     let mut mounts = default_mounts(config.privileged, input.shm);
     for mount in &config.mounts {
@@ -328,8 +318,17 @@ fn ns(kind: &str, path: Option<&Path>) -> Value {
     }
 }
 
-fn proc_ns(pid: u32, kind: &str) -> std::path::PathBuf {
-    format!("/proc/{pid}/ns/{kind}").into()
+/// The pod's pinned namespaces; on host network only IPC (the node's UTS and
+/// network stay).
+fn pod_namespaces(pinned: &PodNamespaces) -> Vec<Value> {
+    let mut namespaces = vec![ns("ipc", Some(&pinned.ipc))];
+    if let Some(uts) = &pinned.uts {
+        namespaces.push(ns("uts", Some(uts)));
+    }
+    if let Some(net) = &pinned.net {
+        namespaces.push(ns("network", Some(net)));
+    }
+    namespaces
 }
 
 /// Bounding, effective and permitted; never inheritable or ambient.
@@ -487,6 +486,7 @@ mod tests {
     use berth_runtime::{ContainerKind, ImageConfig, Mount, PodRef};
     use oci_spec::runtime::{Capability, LinuxNamespaceType};
     use std::path::PathBuf;
+    use std::sync::LazyLock;
 
     fn image() -> ImageInfo {
         ImageInfo {
@@ -533,12 +533,17 @@ mod tests {
         }
     }
 
-    fn input(netns: Option<&Path>) -> ContainerSpec<'_> {
+    /// The pins of sandbox `sb1` under root `/r`, on a pod network or the host's.
+    static POD_NS: LazyLock<PodNamespaces> =
+        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", false));
+    static HOST_NS: LazyLock<PodNamespaces> =
+        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", true));
+
+    fn input(namespaces: &PodNamespaces) -> ContainerSpec<'_> {
         ContainerSpec {
             container_id: "sb1-app-1",
             sandbox_id: "sb1",
-            sandbox_pid: 4242,
-            netns,
+            namespaces,
             hostname: "web",
             user: UserIds {
                 uid: 1000,
@@ -562,16 +567,15 @@ mod tests {
 
     #[test]
     fn a_container_joins_the_sandbox_namespaces() {
-        let netns = PathBuf::from("/r/netns/sb1");
-        let spec = container_spec(&config(), &input(Some(&netns))).unwrap();
+        let spec = container_spec(&config(), &input(&POD_NS)).unwrap();
         assert_eq!(
             namespaces(&spec),
             vec![
                 (LinuxNamespaceType::Pid, None),
                 (LinuxNamespaceType::Mount, None),
-                (LinuxNamespaceType::Ipc, Some("/proc/4242/ns/ipc".into())),
-                (LinuxNamespaceType::Uts, Some("/proc/4242/ns/uts".into())),
-                (LinuxNamespaceType::Network, Some(netns.clone())),
+                (LinuxNamespaceType::Ipc, Some("/r/ns/sb1/ipc".into())),
+                (LinuxNamespaceType::Uts, Some("/r/ns/sb1/uts".into())),
+                (LinuxNamespaceType::Network, Some("/r/ns/sb1/net".into())),
             ]
         );
         assert_eq!(spec.hostname(), &None, "the UTS namespace is the sandbox's");
@@ -596,7 +600,7 @@ mod tests {
 
     #[test]
     fn host_network_containers_have_no_net_or_uts_namespace() {
-        let spec = container_spec(&config(), &input(None)).unwrap();
+        let spec = container_spec(&config(), &input(&HOST_NS)).unwrap();
         let kinds: Vec<_> = namespaces(&spec).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             kinds,
@@ -610,7 +614,7 @@ mod tests {
 
     #[test]
     fn the_process_gets_args_env_cwd_user_and_the_default_capabilities() {
-        let spec = container_spec(&config(), &input(None)).unwrap();
+        let spec = container_spec(&config(), &input(&HOST_NS)).unwrap();
         let process = spec.process().as_ref().unwrap();
         assert_eq!(process.args().as_ref().unwrap(), &["httpd", "-f"]);
         assert_eq!(
@@ -643,7 +647,7 @@ mod tests {
             container_path: "/dev/shm".into(),
             read_only: false,
         });
-        let spec = container_spec(&config, &input(None)).unwrap();
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
         let mounts = spec.mounts().as_ref().unwrap();
         let destinations: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
         let expected: Vec<PathBuf> = [
@@ -679,7 +683,7 @@ mod tests {
 
     #[test]
     fn the_sandbox_shm_is_shared_unless_absent() {
-        let spec = container_spec(&config(), &input(None)).unwrap();
+        let spec = container_spec(&config(), &input(&HOST_NS)).unwrap();
         let shm = spec
             .mounts()
             .as_ref()
@@ -691,7 +695,7 @@ mod tests {
             shm.source().as_deref(),
             Some(Path::new("/r/sandboxes/sb1/shm"))
         );
-        let mut own = input(None);
+        let mut own = input(&HOST_NS);
         own.shm = None;
         let spec = container_spec(&config(), &own).unwrap();
         let shm = spec
@@ -706,7 +710,7 @@ mod tests {
 
     #[test]
     fn resources_set_memory_with_equal_swap_and_cpu() {
-        let spec = container_spec(&config(), &input(None)).unwrap();
+        let spec = container_spec(&config(), &input(&HOST_NS)).unwrap();
         let resources = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let memory = resources.memory().as_ref().unwrap();
         assert_eq!(memory.limit(), Some(64 << 20));
@@ -718,7 +722,7 @@ mod tests {
 
         let mut config = config();
         config.resources = Resources::default();
-        let spec = container_spec(&config, &input(None)).unwrap();
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
         let resources = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
         assert_eq!(resources.memory(), &None);
         assert_eq!(resources.cpu(), &None);
@@ -728,7 +732,7 @@ mod tests {
     fn privileged_containers_get_every_capability_and_no_masks() {
         let mut config = config();
         config.privileged = true;
-        let spec = container_spec(&config, &input(None)).unwrap();
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
         let caps = spec
             .process()
             .as_ref()
@@ -750,42 +754,40 @@ mod tests {
     fn bad_configs_are_invalid_specs() {
         let mut no_args = config();
         no_args.args.clear();
-        let err = container_spec(&no_args, &input(None)).unwrap_err();
+        let err = container_spec(&no_args, &input(&HOST_NS)).unwrap_err();
         assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
         assert!(err.message.contains("no command specified"), "{err}");
         let mut relative = config();
         relative.working_dir = "www".into();
-        let err = container_spec(&relative, &input(None)).unwrap_err();
+        let err = container_spec(&relative, &input(&HOST_NS)).unwrap_err();
         assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
         let mut bad_env = config();
         bad_env.env.push(("".into(), "x".into()));
         assert_eq!(
-            container_spec(&bad_env, &input(None)).unwrap_err().kind,
+            container_spec(&bad_env, &input(&HOST_NS)).unwrap_err().kind,
             RuntimeErrorKind::InvalidSpec
         );
     }
 
     #[test]
-    fn the_pause_spec_owns_ipc_and_uts_and_sits_in_the_netns() {
+    fn the_pause_spec_joins_the_pinned_namespaces() {
         let image = image();
-        let netns = PathBuf::from("/r/netns/sb1");
         let spec = sandbox_spec(&SandboxSpec {
             sandbox_id: "sb1",
             pod_uid: "uid-1",
             image: &image,
-            hostname: Some("web"),
-            netns: Some(&netns),
+            namespaces: &POD_NS,
         })
         .unwrap();
-        assert_eq!(spec.hostname().as_deref(), Some("web"));
+        assert_eq!(spec.hostname(), &None, "the pinned UTS namespace has it");
         assert_eq!(
             namespaces(&spec),
             vec![
                 (LinuxNamespaceType::Pid, None),
-                (LinuxNamespaceType::Ipc, None),
                 (LinuxNamespaceType::Mount, None),
-                (LinuxNamespaceType::Uts, None),
-                (LinuxNamespaceType::Network, Some(netns)),
+                (LinuxNamespaceType::Ipc, Some("/r/ns/sb1/ipc".into())),
+                (LinuxNamespaceType::Uts, Some("/r/ns/sb1/uts".into())),
+                (LinuxNamespaceType::Network, Some("/r/ns/sb1/net".into())),
             ]
         );
         assert_eq!(
@@ -805,18 +807,16 @@ mod tests {
             sandbox_id: "sb1",
             pod_uid: "uid-1",
             image: &image,
-            hostname: None,
-            netns: None,
+            namespaces: &HOST_NS,
         })
         .unwrap();
         assert_eq!(host.hostname(), &None);
-        let kinds: Vec<_> = namespaces(&host).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
-            kinds,
+            namespaces(&host),
             vec![
-                LinuxNamespaceType::Pid,
-                LinuxNamespaceType::Ipc,
-                LinuxNamespaceType::Mount
+                (LinuxNamespaceType::Pid, None),
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Ipc, Some("/r/ns/sb1/ipc".into())),
             ]
         );
     }

@@ -75,7 +75,7 @@ pub(crate) async fn create(
             ..Default::default()
         })
         .await
-        .map_err(|s| failed(&format!("create task {id}"), s))?;
+        .map_err(|s| failed("failed to create containerd task", s))?;
     Ok(response.into_inner().pid)
 }
 
@@ -87,7 +87,7 @@ pub(crate) async fn start(c: &Containerd, id: &str) -> Result<u32, RuntimeError>
             exec_id: String::new(),
         })
         .await
-        .map_err(|s| failed(&format!("start task {id}"), s))?;
+        .map_err(|s| failed("failed to start containerd task", s))?;
     Ok(response.into_inner().pid)
 }
 
@@ -206,7 +206,7 @@ fn starts() -> &'static Starts {
     STARTS.get_or_init(Default::default)
 }
 
-fn start_key(c: &Containerd, id: &str) -> String {
+pub(crate) fn start_key(c: &Containerd, id: &str) -> String {
     format!(
         "{}\0{}\0{id}",
         c.config.socket.display(),

@@ -287,9 +287,11 @@ fn assert_sandbox_gone(daemon: &Daemon, sandbox: &SandboxInfo, ids: &[&str]) {
     let root = daemon.root();
     let mounts = mounts();
     assert!(
-        !mounts.contains(&root.join("netns").display().to_string()),
-        "netns pin left: {mounts}"
+        !mounts.contains(&root.join("ns").display().to_string()),
+        "namespace pin left: {mounts}"
     );
+    let pins = root.join("ns").join(&sandbox.id.0);
+    assert!(!pins.exists(), "pin directory left: {}", pins.display());
     assert!(
         !mounts.contains(&root.join("sandboxes").display().to_string()),
         "shm left"
@@ -346,7 +348,6 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
         .await
         .expect("create sandbox");
     eprintln!("create_sandbox: {:.1} ms", ms(t));
-    assert!(sandbox.pid > 0);
     let ip = *sandbox.ips.first().expect("the pod has an IP");
     let netns = sandbox.netns.clone().expect("own network namespace");
     assert!(mounts().contains(&netns.display().to_string()));
@@ -628,14 +629,10 @@ async fn exits_signals_list_and_oom() {
     assert_eq!(observed.sandboxes.len(), 1);
     let found = &observed.sandboxes[0];
     assert_eq!(
-        (
-            found.id.clone(),
-            found.pod.clone(),
-            found.pid,
-            found.host_network
-        ),
-        (sandbox.id.clone(), pod.clone(), sandbox.pid, true)
+        (found.id.clone(), found.pod.clone(), found.host_network),
+        (sandbox.id.clone(), pod.clone(), true)
     );
+    assert!(found.pid > 0, "the pause container runs");
     let state = |id: &ContainerId| {
         let c = observed
             .containers
@@ -671,6 +668,174 @@ async fn exits_signals_list_and_oom() {
         .expect("remove sandbox");
     assert_sandbox_gone(&daemon, &sandbox, &[&seven.0, &sleeper.0, &hog.0]);
     assert!(runtime.list().await.unwrap() == Default::default());
+}
+
+/// The inode of a namespace file (`/proc/<pid>/ns/<kind>` or a pin).
+fn ns_inode(path: impl AsRef<Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+        .ino()
+}
+
+/// The parent pid of a process (its shim, for a container's init).
+fn parent_pid(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The shims serving this test's containerd.
+fn shims_of(socket: &Path) -> Vec<u32> {
+    let address = socket.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && args.contains(&address.as_bytes())
+        })
+        .collect()
+}
+
+/// The pause pid once the background start has run it.
+async fn pause_pid(runtime: &Containerd, sandbox: &SandboxInfo) -> u32 {
+    eventually(
+        "the pause container runs",
+        Duration::from_secs(10),
+        || async {
+            let observed = runtime.list().await.ok()?;
+            let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id)?;
+            (found.pid > 0).then_some(found.pid)
+        },
+    )
+    .await
+}
+
+/// Containers start right after `create_sandbox` returns, while the pause task
+/// is still starting: all of a pod's processes still land in one shim and in
+/// the pod's pinned IPC, UTS and network namespaces; removal unpins them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_share_the_pinned_namespaces_in_one_shim() {
+    let Some((mut daemon, runtime, image, _, logs)) = set_up("share", Some(1)).await else {
+        return;
+    };
+    let socket = daemon.config().socket;
+    let shims_before = shims_of(&socket).len();
+    let pods: Vec<PodRef> = (0..3).map(|i| pod(&format!("share{i}"))).collect();
+    daemon
+        .host
+        .pod_uids
+        .extend(pods.iter().map(|p| p.uid.clone()));
+    let host_pod = pod("sharehost");
+    daemon.host.pod_uids.push(host_pod.uid.clone());
+    let configs: Vec<SandboxConfig> = pods
+        .iter()
+        .map(|p| sandbox_config(p, false, &logs))
+        .chain([sandbox_config(&host_pod, true, &logs)])
+        .collect();
+    let runs = configs.iter().map(|config| {
+        let (runtime, image, logs) = (&runtime, &image, &logs);
+        async move {
+            let sandbox = runtime
+                .create_sandbox(config)
+                .await
+                .expect("create sandbox");
+            let app = container(&config.pod, image, "app", &["sleep", "3600"], logs);
+            let id = runtime
+                .create_container(&sandbox, &app)
+                .await
+                .expect("create");
+            let started = runtime.start_container(&id).await.expect("start");
+            (sandbox, id, started.pid)
+        }
+    });
+    let pods_up = futures::future::join_all(runs).await;
+
+    let root = daemon.root();
+    for (sandbox, id, app) in &pods_up {
+        let pause = pause_pid(&runtime, sandbox).await;
+        let pins = root.join("ns").join(&sandbox.id.0);
+        let host_network = sandbox.host_network;
+        for kind in ["ipc", "uts", "net"] {
+            let (p, a) = (
+                ns_inode(format!("/proc/{pause}/ns/{kind}")),
+                ns_inode(format!("/proc/{app}/ns/{kind}")),
+            );
+            assert_eq!(p, a, "{kind} shared by pause and app of {}", sandbox.id);
+            let own = kind == "ipc" || !host_network;
+            let expected = if own {
+                ns_inode(pins.join(kind))
+            } else {
+                ns_inode(format!("/proc/self/ns/{kind}"))
+            };
+            assert_eq!(
+                a, expected,
+                "{kind} of {} (host network: {host_network})",
+                sandbox.id
+            );
+        }
+        assert_ne!(
+            ns_inode(format!("/proc/{app}/ns/ipc")),
+            ns_inode("/proc/self/ns/ipc"),
+            "IPC is the pod's own even on host network"
+        );
+        let hostname = runtime
+            .exec(id, &["hostname".into()], None)
+            .await
+            .expect("exec hostname");
+        let expected = if host_network {
+            nix::unistd::gethostname()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            sandbox.pod.name.clone()
+        };
+        assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), expected);
+        assert_eq!(
+            parent_pid(pause),
+            parent_pid(*app),
+            "pause and app of {} share a shim",
+            sandbox.id
+        );
+    }
+    assert_eq!(
+        shims_of(&socket).len() - shims_before,
+        pods_up.len(),
+        "one shim per pod"
+    );
+
+    for (sandbox, id, _) in &pods_up {
+        runtime
+            .remove_container(id)
+            .await
+            .expect("remove container");
+        runtime
+            .remove_sandbox(sandbox)
+            .await
+            .expect("remove sandbox");
+        runtime
+            .remove_sandbox(sandbox)
+            .await
+            .expect("remove sandbox again");
+    }
+    for (sandbox, id, _) in &pods_up {
+        assert_sandbox_gone(&daemon, sandbox, &[&id.0]);
+    }
+    assert!(
+        !mounts().contains(&root.join("ns").display().to_string()),
+        "no namespace pin is mounted"
+    );
 }
 
 /// Start latency of a one-container pod (sandbox with CNI, then the

@@ -11,6 +11,7 @@ mod backoff;
 mod container_config;
 mod dirs;
 mod handle;
+mod hooks;
 mod quantity;
 mod record;
 mod sink;
@@ -18,12 +19,14 @@ mod start;
 mod status;
 mod terminate;
 mod termination_message;
+mod timeline;
 mod worker;
 
 pub use backoff::BackoffPolicy;
 pub use dirs::PodDirs;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
 pub use sink::{EventType, PodEvent, PodSink};
+pub use timeline::{TimelineEntry, TimelineStep};
 pub use worker::WorkerConfig;
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use berth_runtime::PodRef;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PodStatus;
 
+use crate::timeline::TimelineEntry;
+
 /// The Kubernetes event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -40,4 +42,6 @@ pub trait PodSink: Send + Sync + 'static {
     fn event(&self, event: PodEvent);
     /// The pod was deleted and everything of it torn down.
     fn finished(&self, uid: &str);
+    /// A step of the pod's lifecycle timeline, in the order they happened.
+    fn timeline(&self, _uid: &str, _entry: TimelineEntry) {}
 }

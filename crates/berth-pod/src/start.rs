@@ -1,6 +1,6 @@
 //! Starting one container instance, step by step as the kubelet's
 //! `startContainer` (kubelet-semantics §2.4), each failure with its waiting
-//! reason: image → config → create → arm the exit waiter → start.
+//! reason: image → config → create → arm the exit waiter → start → postStart.
 
 use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeErrorKind};
 use jiff::Timestamp;
@@ -10,6 +10,7 @@ use tracing::debug;
 use crate::container_config::{self, PodContext};
 use crate::record::{Instance, InstanceState, Waiting};
 use crate::sink::{EventType, PodSink};
+use crate::timeline::TimelineStep;
 use crate::worker::{Worker, RETRY_AFTER};
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
@@ -49,6 +50,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     field_path,
                     format!("Container image \"{image}\" already present on machine"),
                 );
+                let name = self.records[i].name.clone();
+                self.step(Some(&name), TimelineStep::ImageReady, image);
                 Some(info)
             }
             Ok(None) if policy == "Never" => {
@@ -181,6 +184,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             field_path.clone(),
             "Container created".into(),
         );
+        self.step(
+            Some(&container.name),
+            TimelineStep::ContainerCreated,
+            id.to_string(),
+        );
         let waiter = match self.rt.wait_container(&id).await {
             Ok(waiter) => waiter,
             Err(e) => {
@@ -198,6 +206,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     field_path,
                     "Container started".into(),
                 );
+                self.step(
+                    Some(&container.name),
+                    TimelineStep::ContainerStarted,
+                    format!("attempt {attempt}"),
+                );
                 self.forward_exit(id.clone(), waiter);
                 InstanceState::Running {
                     started_at: started.started_at,
@@ -205,7 +218,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             Err(e) => {
                 // containerd reports a failed start as a terminated container:
-                // reason StartError, exit code 128.
+                // reason StartError, exit code 128. The restart policy decides
+                // on the next pass, at once.
+                self.wake_no_later_than(Instant::now());
                 self.event(
                     EventType::Warning,
                     "Failed",
@@ -236,5 +251,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         });
         rec.waiting = None;
         rec.retry_at = None;
+        self.run_post_start(i).await;
     }
 }

@@ -1,6 +1,7 @@
-//! Termination (kubelet-semantics §1.2, §7): every running container gets its
-//! stop signal at once, in parallel, and SIGKILL when the grace period is
-//! over; a later request can only bring the deadline closer. Then everything
+//! Termination (kubelet-semantics §1.2, §7): every running container runs
+//! its preStop hook and gets its stop signal at once, in parallel, and SIGKILL
+//! when the grace period is over; a later request can only bring the deadline
+//! closer. A single container is killed (failed postStart) the same way. Then everything
 //! of the pod is removed and the final status published.
 
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::handle::Termination;
+use crate::hooks::{Hook, HookKind};
 use crate::sink::{EventType, PodSink};
+use crate::timeline::{Reporter, TimelineStep};
 use crate::worker::Worker;
 
 /// The kubelet never gives a container less than this after its stop signal
@@ -25,6 +28,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.stop_containers(first.grace, true).await;
         self.publish(true);
         self.teardown().await;
+        self.step(None, TimelineStep::TornDown, String::new());
         self.publish(true);
         self.sink.finished(&self.pod_ref.uid);
     }
@@ -34,13 +38,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// (kubelet-semantics §7.1), all against one deadline. When `requested`,
     /// later termination requests can bring the deadline closer.
     pub(crate) async fn stop_containers(&mut self, grace: Duration, requested: bool) {
-        let start = Instant::now();
-        let (deadline_tx, deadline_rx) = watch::channel(start + grace);
-        let floor = if grace.is_zero() {
-            start
-        } else {
-            start + MINIMUM_GRACE
-        };
         let mut sidecars: Vec<usize> = (0..self.records.len())
             .filter(|&i| self.records[i].kind == ContainerKind::Sidecar)
             .collect();
@@ -48,20 +45,71 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let first: Vec<usize> = (0..self.records.len())
             .filter(|&i| self.records[i].kind != ContainerKind::Sidecar)
             .collect();
-        let waves = std::iter::once(first).chain(sidecars.into_iter().map(|i| vec![i]));
+        let turns = std::iter::once(first)
+            .chain(sidecars.into_iter().map(|i| vec![i]))
+            .collect();
+        self.stop(turns, grace, requested, None).await;
+    }
+
+    /// Kills container `i` for `reason` (the Killing event's message, e.g.
+    /// `FailedPostStartHook`) within the pod's grace period, through the same
+    /// path as pod termination (preStop included); returns once it exited.
+    pub(crate) async fn kill_container(&mut self, i: usize, reason: &str) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        let grace = Duration::from_secs(grace.max(0) as u64);
+        self.stop(vec![vec![i]], grace, true, Some(reason)).await;
+    }
+
+    /// Kills the containers of `turns`, all against one deadline: every kill
+    /// starts at once (Killing event, preStop), but a turn's stop signal waits
+    /// until the containers of the turns before it have exited.
+    async fn stop(
+        &mut self,
+        turns: Vec<Vec<usize>>,
+        grace: Duration,
+        requested: bool,
+        reason: Option<&str>,
+    ) {
+        let (deadline_tx, deadline_rx) = watch::channel(Instant::now() + grace);
+        let (turn_tx, turn_rx) = watch::channel(0);
+        // A clone, so that a request seen here is still news to the worker
+        // loop when this kill happened inside a sync.
+        let mut term_rx = self.term_rx.clone();
         let mut kills = JoinSet::new();
-        for wave in waves {
-            for &i in &wave {
-                if let Some(kill) = self.kill(i, &deadline_rx, floor) {
+        for (turn, containers) in turns.iter().enumerate() {
+            for &i in containers {
+                let timing = KillTiming {
+                    deadline: deadline_rx.clone(),
+                    graceful: !grace.is_zero(),
+                    turn,
+                    turns: turn_rx.clone(),
+                };
+                if let Some(kill) = self.kill(i, reason, timing) {
                     kills.spawn(kill);
                 }
             }
-            while wave.iter().any(|&i| self.records[i].is_running()) {
-                self.publish(false);
+        }
+        for (turn, containers) in turns.iter().enumerate() {
+            turn_tx.send_replace(turn);
+            while containers.iter().any(|&i| self.records[i].is_running()) {
+                // A single kill happens inside a sync, which publishes after.
+                if reason.is_none() {
+                    self.publish(false);
+                }
                 tokio::select! {
                     Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                    Ok(()) = self.term_rx.changed(), if requested => {
-                        if let Some(t) = *self.term_rx.borrow_and_update() {
+                    Ok(()) = term_rx.changed(), if requested => {
+                        if let Some(t) = *term_rx.borrow_and_update() {
                             let shorter = Instant::now() + t.grace;
                             deadline_tx.send_if_modified(|d| {
                                 let earlier = shorter < *d;
@@ -78,39 +126,46 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         while kills.join_next().await.is_some() {}
     }
 
-    /// The kill of container `i` if it runs: its Killing event, then stop
-    /// signal and SIGKILL at the deadline.
+    /// The kill of container `i` if it runs: its Killing event, then preStop,
+    /// the stop signal and SIGKILL at the deadline.
     fn kill(
         &self,
         i: usize,
-        deadline: &watch::Receiver<Instant>,
-        floor: Instant,
+        reason: Option<&str>,
+        timing: KillTiming,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let current = self.records[i].current.as_ref()?;
         if !current.is_running() {
             return None;
         }
-        let signal = current
-            .image
-            .config
-            .stop_signal
-            .as_deref()
+        // lifecycle.stopSignal, else the image's STOPSIGNAL, else SIGTERM.
+        let signal = self
+            .spec_container(i)
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.stop_signal.as_deref())
+            .or(current.image.config.stop_signal.as_deref())
             .and_then(Signal::parse)
             .unwrap_or(Signal::TERM);
-        let name = &self.records[i].name;
+        let name = self.records[i].name.clone();
+        let message = reason.map_or_else(|| format!("Stopping container {name}"), str::to_string);
+        let field_path = self.field_path(i);
         self.event(
             EventType::Normal,
             "Killing",
-            self.field_path(i),
-            format!("Stopping container {name}"),
+            field_path.clone(),
+            message.clone(),
         );
-        Some(kill_container(
-            self.rt.clone(),
-            current.id.clone(),
+        self.step(Some(&name), TimelineStep::Killing, message);
+        let task = KillTask {
+            rt: self.rt.clone(),
+            id: current.id.clone(),
+            name,
+            field_path,
             signal,
-            deadline.clone(),
-            floor,
-        ))
+            pre_stop: self.hook(i, HookKind::PreStop),
+            report: self.reporter(),
+        };
+        Some(task.run(timing))
     }
 
     /// Removes every container, the sandbox and the pod's files. Each removal
@@ -154,34 +209,114 @@ where
     }
 }
 
-/// Stop signal, then SIGKILL at the deadline (never before `floor`).
-async fn kill_container<R: ContainerRuntime>(
+/// When a kill may act: the shared deadline (it can only come closer), and
+/// the turn this container's stop signal waits for (sidecars).
+struct KillTiming {
+    deadline: watch::Receiver<Instant>,
+    /// False for a zero grace period: SIGKILL at once, no preStop.
+    graceful: bool,
+    turn: usize,
+    turns: watch::Receiver<usize>,
+}
+
+/// One container's kill, detached from the worker (kubelet-semantics §7.2).
+struct KillTask<R, S> {
     rt: Arc<R>,
     id: ContainerId,
+    name: String,
+    field_path: Option<String>,
     signal: Signal,
-    mut deadline: watch::Receiver<Instant>,
-    floor: Instant,
-) {
-    let Ok(waiter) = rt.wait_container(&id).await else {
-        return;
-    };
-    tokio::pin!(waiter);
-    let forced = *deadline.borrow() <= floor && floor <= Instant::now();
-    if !forced {
-        if let Err(e) = rt.signal_container(&id, signal).await {
-            warn!(container = %id, "send {}: {e}", signal.name());
+    pre_stop: Option<Hook>,
+    report: Reporter<S>,
+}
+
+impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
+    /// preStop, then the stop signal once it is this container's turn, then
+    /// SIGKILL at the deadline (never sooner than 2 s after the signal).
+    async fn run(self, mut timing: KillTiming) {
+        let Ok(waiter) = self.rt.wait_container(&self.id).await else {
+            return;
+        };
+        tokio::pin!(waiter);
+        // A container that already exited by itself gets nothing, no preStop.
+        tokio::select! {
+            biased;
+            _ = &mut waiter => return,
+            _ = std::future::ready(()) => {}
         }
-        loop {
-            let at = (*deadline.borrow_and_update()).max(floor);
+        if timing.graceful {
+            if let Some(hook) = &self.pre_stop {
+                self.pre_stop(hook, &mut timing.deadline).await;
+            }
+            if timing.turn > 0 {
+                tokio::select! {
+                    _ = &mut waiter => return,
+                    _ = async { let _ = timing.turns.wait_for(|t| *t >= timing.turn).await; } => {}
+                    _ = deadline_passes(&mut timing.deadline, None) => {}
+                }
+            }
+            if let Err(e) = self.rt.signal_container(&self.id, self.signal).await {
+                warn!(container = %self.id, "send {}: {e}", self.signal.name());
+            }
+            self.step(TimelineStep::StopSignal, self.signal.name());
+            let floor = Instant::now() + MINIMUM_GRACE;
             tokio::select! {
                 _ = &mut waiter => return,
-                _ = tokio::time::sleep_until(at) => break,
-                Ok(()) = deadline.changed() => {}
+                _ = deadline_passes(&mut timing.deadline, Some(floor)) => {}
+            }
+        }
+        debug!(container = %self.id, "grace period over: SIGKILL");
+        if let Err(e) = self.rt.signal_container(&self.id, Signal::KILL).await {
+            warn!(container = %self.id, "send SIGKILL: {e}");
+        }
+        self.step(TimelineStep::Sigkill, String::new());
+    }
+
+    /// Runs the preStop hook until it returns or the deadline passes (the
+    /// hook is then abandoned, as the kubelet stops waiting for it).
+    async fn pre_stop(&self, hook: &Hook, deadline: &mut watch::Receiver<Instant>) {
+        self.step(TimelineStep::PreStopStarted, hook.describe());
+        let outcome = tokio::select! {
+            result = hook.run(&*self.rt, &self.id) => Some(result),
+            _ = deadline_passes(deadline, None) => None,
+        };
+        match outcome {
+            Some(Ok(())) => self.step(TimelineStep::PreStopSucceeded, String::new()),
+            Some(Err(message)) => {
+                self.report.event(
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    self.field_path.clone(),
+                    message.clone(),
+                );
+                self.step(TimelineStep::PreStopFailed, message);
+            }
+            None => {
+                debug!(container = %self.id, "preStop hook did not finish within the grace period");
+                self.step(TimelineStep::PreStopTimedOut, String::new());
             }
         }
     }
-    debug!(container = %id, "grace period over: SIGKILL");
-    if let Err(e) = rt.signal_container(&id, Signal::KILL).await {
-        warn!(container = %id, "send SIGKILL: {e}");
+
+    fn step(&self, step: TimelineStep, detail: String) {
+        self.report.step(Some(&self.name), step, detail);
+    }
+}
+
+/// Resolves when the deadline (which may move closer meanwhile) has passed,
+/// but never before `floor`.
+async fn deadline_passes(deadline: &mut watch::Receiver<Instant>, floor: Option<Instant>) {
+    loop {
+        let at = *deadline.borrow_and_update();
+        let at = floor.map_or(at, |f| at.max(f));
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => return,
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep_until(at).await;
+                    return;
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
 use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
 use crate::sink::{EventType, PodEvent, PodSink};
+use crate::timeline::TimelineStep;
 
 /// Node-wide settings every worker shares.
 #[derive(Debug, Clone)]
@@ -168,7 +169,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
-    fn wake_no_later_than(&mut self, at: Instant) {
+    pub(crate) fn wake_no_later_than(&mut self, at: Instant) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 
@@ -302,6 +303,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 {
                     warn!(pod = %self.pod_ref, "write /etc files: {e}");
                 }
+                self.step(None, TimelineStep::SandboxCreated, sandbox.id.to_string());
                 self.sandbox = Some(sandbox);
                 true
             }
@@ -481,6 +483,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             observed: Instant::now(),
         };
         rec.waiting = None;
+        let name = rec.name.clone();
+        self.step(
+            Some(&name),
+            TimelineStep::ContainerExited,
+            format!("exit code {}", exit.exit_code),
+        );
     }
 
     /// Takes over what the runtime still runs for this pod (agent restart).

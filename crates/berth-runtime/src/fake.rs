@@ -84,6 +84,7 @@ struct Inner {
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
     exec_results: HashMap<String, ExecOutput>,
+    exec_delays: HashMap<String, Duration>,
     next_id: u64,
 }
 
@@ -127,6 +128,11 @@ impl FakeRuntime {
     /// The result of every exec into containers named `name`.
     pub fn exec_result(&self, name: &str, output: ExecOutput) {
         self.lock().exec_results.insert(name.to_string(), output);
+    }
+
+    /// How long every exec into containers named `name` takes.
+    pub fn exec_delay(&self, name: &str, delay: Duration) {
+        self.lock().exec_delays.insert(name.to_string(), delay);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -391,6 +397,10 @@ impl ContainerRuntime for FakeRuntime {
             name: name.clone(),
             command: command.to_vec(),
         });
+        let delay = self.lock().exec_delays.get(&name).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         Ok(self
             .lock()
             .exec_results

@@ -1,0 +1,474 @@
+//! Lifecycle hooks (kubelet-semantics §2.5, §6): the `exec`, `httpGet` and
+//! `sleep` handlers, and postStart, which holds a container (and every
+//! container after it in spec order) until it returns. preStop runs inside the
+//! kill path (terminate.rs), within the grace period.
+
+use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::record::Waiting;
+use crate::sink::{EventType, PodSink};
+use crate::timeline::TimelineStep;
+use crate::worker::Worker;
+
+/// The kubelet drains at most this much of a hook's HTTP answer.
+const MAX_BODY: usize = 10 * 1024;
+
+/// The kubelet's `User-Agent` for hook requests (`kube-lifecycle/<major>.<minor>`).
+const HOOK_USER_AGENT: &str = "kube-lifecycle/1.33";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookKind {
+    PostStart,
+    PreStop,
+}
+
+/// One container's hook, with what its handler needs to run detached from the
+/// worker (preStop runs in the kill task).
+#[derive(Debug, Clone)]
+pub(crate) struct Hook {
+    handler: LifecycleHandler,
+    /// The container's ports, for named `httpGet` ports.
+    ports: Vec<ContainerPort>,
+    /// The default `httpGet` host.
+    pod_ip: Option<String>,
+    container: String,
+    /// `name_namespace(uid)`, for failure messages.
+    pod: String,
+}
+
+impl Hook {
+    /// What the handler does, for the timeline.
+    pub(crate) fn describe(&self) -> String {
+        let h = &self.handler;
+        if let Some(exec) = &h.exec {
+            format!("exec {:?}", exec.command.as_deref().unwrap_or_default())
+        } else if let Some(http) = &h.http_get {
+            let port = match &http.port {
+                IntOrString::Int(n) => n.to_string(),
+                IntOrString::String(s) => s.clone(),
+            };
+            let host = http
+                .host
+                .as_deref()
+                .or(self.pod_ip.as_deref())
+                .unwrap_or("");
+            format!(
+                "httpGet {}://{}:{port}{}",
+                http.scheme
+                    .as_deref()
+                    .unwrap_or("HTTP")
+                    .to_ascii_lowercase(),
+                host,
+                http.path.as_deref().unwrap_or("/")
+            )
+        } else if let Some(sleep) = &h.sleep {
+            format!("sleep {}s", sleep.seconds)
+        } else {
+            "unsupported handler".into()
+        }
+    }
+
+    /// Runs the handler. `Err` carries the kubelet's failure message, which
+    /// the FailedPostStartHook / FailedPreStopHook event shows.
+    pub(crate) async fn run<R: ContainerRuntime>(
+        &self,
+        rt: &R,
+        id: &ContainerId,
+    ) -> Result<(), String> {
+        let (c, pod) = (&self.container, &self.pod);
+        let h = &self.handler;
+        if let Some(exec) = &h.exec {
+            let command = exec.command.clone().unwrap_or_default();
+            // The kubelet's ExecSync for hooks has no timeout.
+            let (error, output) = match rt.exec(id, &command, None).await {
+                Ok(out) if out.exit_code == 0 => return Ok(()),
+                Ok(out) => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let error = format!(
+                        "command '{}' exited with {}: {stderr}",
+                        command.join(" "),
+                        out.exit_code
+                    );
+                    let mut output = out.stdout;
+                    output.extend_from_slice(&out.stderr);
+                    (error, String::from_utf8_lossy(&output).into_owned())
+                }
+                Err(e) => (e.to_string(), String::new()),
+            };
+            return Err(format!(
+                "Exec lifecycle hook ({}) for Container \"{c}\" in Pod \"{pod}\" failed - error: {error}, message: {output:?}",
+                go_list(&command)
+            ));
+        }
+        if let Some(http) = &h.http_get {
+            let path = http.path.as_deref().unwrap_or("/");
+            return self.http_get(http).await.map_err(|error| {
+                format!("HTTP lifecycle hook ({path}) for Container \"{c}\" in Pod \"{pod}\" failed - error: {error}")
+            });
+        }
+        if let Some(sleep) = &h.sleep {
+            // Cancelled only by dropping this future (the grace period ran out).
+            let seconds = u64::try_from(sleep.seconds).unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            return Ok(());
+        }
+        // tcpSocket is accepted by validation for compatibility but fails at
+        // runtime on the kubelet too.
+        Err(format!(
+            "Cannot run handler: invalid handler: {}",
+            self.describe()
+        ))
+    }
+
+    /// One GET over one fresh TCP connection; any HTTP answer is success, as
+    /// the kubelet ignores the status code.
+    async fn http_get(&self, action: &HTTPGetAction) -> Result<(), String> {
+        let scheme = action
+            .scheme
+            .as_deref()
+            .unwrap_or("HTTP")
+            .to_ascii_lowercase();
+        if scheme != "http" {
+            return Err(format!(
+                "scheme {scheme:?} is not supported (berth has no TLS client)"
+            ));
+        }
+        let host = action
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .or(self.pod_ip.as_deref())
+            .ok_or("the pod has no IP and the hook names no host")?;
+        let port = resolve_port(&action.port, &self.ports)?;
+        let mut path = action.path.clone().unwrap_or_default();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut request = hyper::Request::get(path.as_str())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("invalid path {path:?}: {e}"))?;
+        let headers = request.headers_mut();
+        headers.insert(USER_AGENT, HeaderValue::from_static(HOOK_USER_AGENT));
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+        );
+        let mut overridden = Vec::new();
+        for h in action.http_headers.iter().flatten() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| format!("header {:?}: {e}", h.name))?;
+            let value =
+                HeaderValue::from_str(&h.value).map_err(|e| format!("header {:?}: {e}", h.name))?;
+            // The spec's headers replace the defaults (a `Host` one sets the
+            // request's host); repeated names all go out.
+            if !overridden.contains(&name) {
+                headers.remove(&name);
+                overridden.push(name.clone());
+            }
+            headers.append(name, value);
+        }
+        let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("dial tcp {authority}: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!("lifecycle hook connection ended: {e}");
+            }
+        });
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("Get \"http://{authority}{path}\": {e}"))?;
+        debug!(status = %response.status(), "lifecycle hook answered");
+        // Drain a little of the body, ignoring errors, as the kubelet does.
+        let mut body = response.into_body();
+        let mut read = 0;
+        while read < MAX_BODY {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A numbered port, or a name looked up among the container's ports.
+fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
+    let number = match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(name) => match name.parse::<i32>() {
+            Ok(n) => n,
+            Err(_) => ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port)
+                .ok_or_else(|| format!("couldn't find port: {name} in the container's ports"))?,
+        },
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port number: {number}"))
+}
+
+/// A command as Go's `%v` prints a string slice: `[sh -c exit 1]`.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// The pod's first IP (the node's with host network).
+    pub(crate) fn pod_ip(&self) -> Option<String> {
+        let sandbox = self.sandbox.as_ref()?;
+        if sandbox.host_network {
+            Some(self.cfg.host_ip.clone())
+        } else {
+            sandbox.ips.first().map(|ip| ip.to_string())
+        }
+    }
+
+    /// The hook of container `i`, if its spec has one.
+    pub(crate) fn hook(&self, i: usize, kind: HookKind) -> Option<Hook> {
+        let container = self.spec_container(i)?;
+        let lifecycle = container.lifecycle.as_ref()?;
+        let handler = match kind {
+            HookKind::PostStart => lifecycle.post_start.clone()?,
+            HookKind::PreStop => lifecycle.pre_stop.clone()?,
+        };
+        Some(Hook {
+            handler,
+            ports: container.ports.clone().unwrap_or_default(),
+            pod_ip: self.pod_ip(),
+            container: container.name.clone(),
+            pod: self.pod_ref.to_string(),
+        })
+    }
+
+    /// Runs container `i`'s postStart hook right after its start. The
+    /// container stays Waiting and the worker (so every later container)
+    /// waits until the hook returns; a failure kills the container and leaves
+    /// the restart to restartPolicy. A termination request abandons the hook.
+    pub(crate) async fn run_post_start(&mut self, i: usize) {
+        let Some(id) = self.records[i]
+            .current
+            .as_ref()
+            .filter(|c| c.is_running())
+            .map(|c| c.id.clone())
+        else {
+            return;
+        };
+        let Some(hook) = self.hook(i, HookKind::PostStart) else {
+            return;
+        };
+        let name = self.records[i].name.clone();
+        let has_init = self
+            .records
+            .iter()
+            .any(|r| r.kind != ContainerKind::Regular);
+        self.records[i].waiting = Some(Waiting {
+            reason: if has_init {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            }
+            .into(),
+            message: String::new(),
+        });
+        self.step(Some(&name), TimelineStep::PostStartStarted, hook.describe());
+        let rt = self.rt.clone();
+        // A clone, so that the worker loop still sees the request as news.
+        let mut term_rx = self.term_rx.clone();
+        let outcome = tokio::select! {
+            result = hook.run(&*rt, &id) => Some(result),
+            _ = async { let _ = term_rx.wait_for(Option::is_some).await; } => None,
+        };
+        self.records[i].waiting = None;
+        match outcome {
+            None => self.step(
+                Some(&name),
+                TimelineStep::PostStartAbandoned,
+                "the pod is terminating".into(),
+            ),
+            Some(Ok(())) => self.step(Some(&name), TimelineStep::PostStartSucceeded, String::new()),
+            Some(Err(message)) => {
+                debug!(pod = %self.pod_ref, container = %name, "postStart failed: {message}");
+                self.event(
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    self.field_path(i),
+                    message.clone(),
+                );
+                self.step(Some(&name), TimelineStep::PostStartFailed, message);
+                self.kill_container(i, "FailedPostStartHook").await;
+                // Wake the worker at once: restartPolicy decides on the exit.
+                self.records[i].retry_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_runtime::fake::FakeRuntime;
+    use k8s_openapi::api::core::v1::{HTTPHeader, SleepAction};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn http_hook(action: HTTPGetAction, ports: Vec<ContainerPort>) -> Hook {
+        Hook {
+            handler: LifecycleHandler {
+                http_get: Some(action),
+                ..Default::default()
+            },
+            ports,
+            pod_ip: Some("127.0.0.1".into()),
+            container: "app".into(),
+            pod: "web_default(uid-1)".into(),
+        }
+    }
+
+    /// Answers one request with `500` and hands back the request head.
+    async fn one_shot_server() -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        (port, served)
+    }
+
+    #[tokio::test]
+    async fn http_get_ignores_the_status_code_and_sends_path_headers_and_a_named_port() {
+        let (port, served) = one_shot_server().await;
+        let hook = http_hook(
+            HTTPGetAction {
+                path: Some("/hooks/start?x=1".into()),
+                port: IntOrString::String("admin".into()),
+                http_headers: Some(vec![
+                    HTTPHeader {
+                        name: "X-Hook".into(),
+                        value: "post-start".into(),
+                    },
+                    HTTPHeader {
+                        name: "Accept".into(),
+                        value: "text/plain".into(),
+                    },
+                ]),
+                ..Default::default()
+            },
+            vec![ContainerPort {
+                name: Some("admin".into()),
+                container_port: i32::from(port),
+                ..Default::default()
+            }],
+        );
+        let rt = FakeRuntime::new();
+        hook.run(&rt, &ContainerId("c".into())).await.unwrap();
+        let head = served.await.unwrap();
+        assert!(
+            head.starts_with("get /hooks/start?x=1 http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
+        assert!(head.contains("x-hook: post-start\r\n"), "{head}");
+        assert!(head.contains("accept: text/plain\r\n"), "{head}");
+        assert!(!head.contains("accept: */*"), "{head}");
+        assert!(
+            head.contains("user-agent: kube-lifecycle/1.33\r\n"),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_get_fails_on_a_refused_connection_and_an_unknown_port_name() {
+        // Bound then dropped: nothing listens there any more.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rt = FakeRuntime::new();
+        let id = ContainerId("c".into());
+        let refused = http_hook(
+            HTTPGetAction {
+                path: Some("/stop".into()),
+                port: IntOrString::Int(i32::from(port)),
+                ..Default::default()
+            },
+            Vec::new(),
+        );
+        let error = refused.run(&rt, &id).await.unwrap_err();
+        assert!(
+            error.starts_with(
+                "HTTP lifecycle hook (/stop) for Container \"app\" in Pod \"web_default(uid-1)\" failed - error: dial tcp"
+            ),
+            "{error}"
+        );
+        let unnamed = http_hook(
+            HTTPGetAction {
+                port: IntOrString::String("admin".into()),
+                ..Default::default()
+            },
+            Vec::new(),
+        );
+        let error = unnamed.run(&rt, &id).await.unwrap_err();
+        assert!(error.contains("couldn't find port: admin"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_waits_its_seconds() {
+        let hook = Hook {
+            handler: LifecycleHandler {
+                sleep: Some(SleepAction { seconds: 7 }),
+                ..Default::default()
+            },
+            ports: Vec::new(),
+            pod_ip: None,
+            container: "app".into(),
+            pod: "web_default(uid-1)".into(),
+        };
+        let begin = Instant::now();
+        hook.run(&FakeRuntime::new(), &ContainerId("c".into()))
+            .await
+            .unwrap();
+        assert_eq!(Instant::now() - begin, std::time::Duration::from_secs(7));
+        assert_eq!(hook.describe(), "sleep 7s");
+    }
+}

@@ -1,0 +1,145 @@
+//! The pod's lifecycle timeline: every step the worker takes, stamped to the
+//! millisecond, so `berth trace pod` can answer "did preStop finish before
+//! SIGKILL?" without guessing. Events say what the kubelet would say; the
+//! timeline says exactly when.
+
+use std::sync::Arc;
+
+use berth_runtime::{ContainerRuntime, PodRef};
+use jiff::{Timestamp, Unit};
+
+use crate::sink::{EventType, PodEvent, PodSink};
+use crate::worker::Worker;
+
+/// One step of a pod's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimelineStep {
+    SandboxCreated,
+    /// The image is present; detail: the reference.
+    ImageReady,
+    ContainerCreated,
+    ContainerStarted,
+    /// Detail: `exit code N`.
+    ContainerExited,
+    /// Detail: the handler (`exec [..]`, `httpGet http://..`, `sleep 5s`).
+    PostStartStarted,
+    PostStartSucceeded,
+    /// Detail: the failure message.
+    PostStartFailed,
+    /// The pod began terminating while the hook ran; it was abandoned.
+    PostStartAbandoned,
+    /// The worker decided to kill the container; detail: why.
+    Killing,
+    PreStopStarted,
+    PreStopSucceeded,
+    PreStopFailed,
+    /// The grace period ran out before the hook returned.
+    PreStopTimedOut,
+    /// Detail: the signal's name.
+    StopSignal,
+    /// SIGKILL at the end of the grace period.
+    Sigkill,
+    /// Containers, sandbox and pod directories removed.
+    TornDown,
+}
+
+impl TimelineStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SandboxCreated => "SandboxCreated",
+            Self::ImageReady => "ImageReady",
+            Self::ContainerCreated => "ContainerCreated",
+            Self::ContainerStarted => "ContainerStarted",
+            Self::ContainerExited => "ContainerExited",
+            Self::PostStartStarted => "PostStartStarted",
+            Self::PostStartSucceeded => "PostStartSucceeded",
+            Self::PostStartFailed => "PostStartFailed",
+            Self::PostStartAbandoned => "PostStartAbandoned",
+            Self::Killing => "Killing",
+            Self::PreStopStarted => "PreStopStarted",
+            Self::PreStopSucceeded => "PreStopSucceeded",
+            Self::PreStopFailed => "PreStopFailed",
+            Self::PreStopTimedOut => "PreStopTimedOut",
+            Self::StopSignal => "StopSignal",
+            Self::Sigkill => "SIGKILL",
+            Self::TornDown => "TornDown",
+        }
+    }
+}
+
+/// A timeline entry: when, which container (none for pod-level steps),
+/// what, and a free-form detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Wall-clock time, rounded to the millisecond.
+    pub at: Timestamp,
+    pub container: Option<String>,
+    pub step: TimelineStep,
+    pub detail: String,
+}
+
+/// Reports for one pod from wherever the work happens, including the kill
+/// tasks that outlive a borrow of the worker.
+pub(crate) struct Reporter<S> {
+    sink: Arc<S>,
+    pod: PodRef,
+}
+
+impl<S> Clone for Reporter<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: self.sink.clone(),
+            pod: self.pod.clone(),
+        }
+    }
+}
+
+impl<S: PodSink> Reporter<S> {
+    pub(crate) fn new(sink: Arc<S>, pod: PodRef) -> Self {
+        Self { sink, pod }
+    }
+
+    pub(crate) fn step(&self, container: Option<&str>, step: TimelineStep, detail: String) {
+        let now = Timestamp::now();
+        let at = now.round(Unit::Millisecond).unwrap_or(now);
+        self.sink.timeline(
+            &self.pod.uid,
+            TimelineEntry {
+                at,
+                container: container.map(str::to_string),
+                step,
+                detail,
+            },
+        );
+    }
+
+    pub(crate) fn event(
+        &self,
+        event_type: EventType,
+        reason: &'static str,
+        field_path: Option<String>,
+        message: String,
+    ) {
+        self.sink.event(PodEvent {
+            pod: self.pod.clone(),
+            field_path,
+            event_type,
+            reason,
+            message,
+            at: Timestamp::now(),
+        });
+    }
+}
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// A reporter for work that runs apart from the worker (kill tasks).
+    pub(crate) fn reporter(&self) -> Reporter<S> {
+        Reporter::new(self.sink.clone(), self.pod_ref.clone())
+    }
+
+    /// Records a step of this pod's timeline.
+    pub(crate) fn step(&self, container: Option<&str>, step: TimelineStep, detail: String) {
+        self.reporter().step(container, step, detail);
+    }
+}
