@@ -23,9 +23,9 @@ use crate::Containerd;
 
 const PING_TOPIC: &str = "/berth/ping";
 /// How long a waiter waits for the exit event after Wait returned.
-const EXIT_EVENT_GRACE: Duration = Duration::from_secs(2);
+const EXIT_EVENT_GRACE: Duration = Duration::from_secs(5);
 /// How long the first waiter waits for the subscription to become live.
-const LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+const LIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events nobody asked about are forgotten after this.
 const RETENTION: Duration = Duration::from_secs(300);
 

@@ -176,7 +176,8 @@ pub struct SandboxInfo {
     pub host_network: bool,
     /// The network namespace the pod's containers join (none on host network).
     pub netns: Option<PathBuf>,
-    /// The pause process, whose IPC and UTS namespaces the containers join.
+    /// The pause process; 0 while it is still starting (it only holds the
+    /// namespaces, which the agent pins itself, so nothing waits for it).
     pub pid: u32,
     pub ips: Vec<IpAddr>,
     pub created_at: Timestamp,

@@ -1,0 +1,222 @@
+//! The worker against the in-memory runtime, under tokio's paused clock.
+
+mod hooks;
+mod restarts;
+mod termination;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_runtime::fake::{Call, FakeRuntime, Script};
+use berth_runtime::{ImageConfig, Signal};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::*;
+
+#[derive(Default)]
+struct Recorder {
+    statuses: Mutex<Vec<PodStatus>>,
+    events: Mutex<Vec<PodEvent>>,
+    finished: Mutex<bool>,
+    timeline: Mutex<Vec<TimelineEntry>>,
+    changed: Notify,
+}
+
+impl PodSink for Recorder {
+    fn status(&self, _uid: &str, status: PodStatus) {
+        self.statuses.lock().unwrap().push(status);
+        self.changed.notify_waiters();
+    }
+    fn event(&self, event: PodEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+    fn finished(&self, _uid: &str) {
+        *self.finished.lock().unwrap() = true;
+        self.changed.notify_waiters();
+    }
+    fn timeline(&self, _uid: &str, entry: TimelineEntry) {
+        self.timeline.lock().unwrap().push(entry);
+    }
+}
+
+impl Recorder {
+    fn latest(&self) -> PodStatus {
+        self.statuses
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits (in paused time) until the newest status satisfies `check`.
+    async fn wait_for(&self, what: &str, check: impl Fn(&PodStatus) -> bool) -> PodStatus {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let latest = self.latest();
+            if check(&latest) {
+                return latest;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}; last status: {latest:#?}"),
+            }
+        }
+    }
+
+    async fn wait_finished(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if *self.finished.lock().unwrap() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn reasons(&self) -> Vec<&'static str> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.reason)
+            .collect()
+    }
+}
+
+fn phase(s: &PodStatus) -> &str {
+    s.phase.as_deref().unwrap_or("")
+}
+
+fn container<'a>(s: &'a PodStatus, name: &str) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .expect("container status")
+}
+
+fn terminated(s: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    container(s, name)
+        .state
+        .clone()
+        .and_then(|st| st.terminated)
+        .expect("terminated")
+}
+
+fn pod(yaml: &str) -> Arc<Pod> {
+    let mut pod = berth_api::manifest::parse_pods(yaml)
+        .expect("test manifest parses")
+        .remove(0);
+    berth_api::defaults::apply_defaults(&mut pod);
+    pod.metadata.uid = Some("uid-1".into());
+    Arc::new(pod)
+}
+
+struct Harness {
+    rt: FakeRuntime,
+    sink: Arc<Recorder>,
+    _dirs: tempfile::TempDir,
+    config: Arc<WorkerConfig>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dirs = tempfile::tempdir().unwrap();
+        let rt = FakeRuntime::new();
+        rt.add_image(
+            "busybox",
+            ImageConfig {
+                cmd: vec!["sh".into()],
+                ..Default::default()
+            },
+        );
+        Self {
+            rt,
+            sink: Arc::new(Recorder::default()),
+            config: Arc::new(WorkerConfig {
+                root_dir: dirs.path().join("root"),
+                log_dir: dirs.path().join("logs"),
+                node_name: "node".into(),
+                host_ip: "192.0.2.1".into(),
+                backoff: BackoffPolicy::default(),
+            }),
+            _dirs: dirs,
+        }
+    }
+
+    fn spawn(&self, pod: Arc<Pod>) -> PodWorkerHandle {
+        spawn(
+            Arc::new(self.rt.clone()),
+            self.sink.clone(),
+            self.config.clone(),
+            pod,
+            Adopted::default(),
+        )
+    }
+
+    /// A harness whose pod [`ONE`] runs, its `app` following `script`.
+    async fn running(script: Script) -> (Self, PodWorkerHandle) {
+        let h = Self::new();
+        h.rt.script("app", script);
+        let w = h.spawn(pod(ONE));
+        h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+        (h, w)
+    }
+
+    fn starts(&self, name: &str) -> usize {
+        self.rt
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Start { name: n, .. } if n == name))
+            .count()
+    }
+}
+
+const ONE: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: app, image: busybox}
+";
+
+/// A container that survives its stop signal, so only SIGKILL ends it.
+fn ignores_stop() -> Script {
+    Script {
+        ignores_stop: true,
+        ..Script::default()
+    }
+}
+
+const WITH_SIDECARS: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: proxy, image: busybox, restartPolicy: Always}
+  - {name: logs, image: busybox, restartPolicy: Always}
+  containers:
+  - {name: app, image: busybox}
+";
+
+fn stop_order(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Signal { name, signal } if *signal == Signal::TERM => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}

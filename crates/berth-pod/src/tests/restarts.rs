@@ -1,0 +1,278 @@
+//! Starting, restarting and back-off; init containers; adoption.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_runs_and_reports_ready() {
+    let h = Harness::new();
+    let _w = h.spawn(pod(ONE));
+    let s = h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.1"));
+    let app = container(&s, "app");
+    assert!(app.ready && app.started == Some(true));
+    assert!(app.state.as_ref().unwrap().running.is_some());
+    let ready = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(h.sink.reasons(), vec!["Pulled", "Created", "Started"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_loop_backs_off_ten_then_twenty_seconds() {
+    let h = Harness::new();
+    h.rt.script("app", Script::exits(1, Duration::from_secs(1)));
+    let begin = Instant::now();
+    let _w = h.spawn(pod(ONE));
+    let mut at = Vec::new();
+    for n in 1..=4 {
+        h.rt.wait_for_calls(|calls| {
+            calls
+                .iter()
+                .filter(|c| matches!(c, Call::Start { .. }))
+                .count()
+                >= n
+        })
+        .await;
+        at.push((Instant::now() - begin).as_secs());
+    }
+    // Start, run 1 s, restart at once, run 1 s, wait 10 s, run 1 s, wait 20 s.
+    assert_eq!(at, vec![0, 1, 12, 33]);
+    let s = h
+        .sink
+        .wait_for("CrashLoopBackOff", |s| {
+            container(s, "app")
+                .state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("CrashLoopBackOff")
+        })
+        .await;
+    let app = container(&s, "app");
+    assert_eq!(app.restart_count, 3);
+    let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("back-off 40s restarting failed container=app pod=web_default(uid-1)"),
+        "{waiting:?}"
+    );
+    let last = app
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(phase(&s), "Running", "a crash-looping pod stays Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_restart_fails_the_pod_with_the_exit_code() {
+    let h = Harness::new();
+    h.rt.script("app", Script::exits(3, Duration::from_secs(1)));
+    let _w = h.spawn(pod(
+        &ONE.replace("spec:\n", "spec:\n  restartPolicy: Never\n")
+    ));
+    let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
+    let t = terminated(&s, "app");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.starts("app"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_with_exit_zero_succeeds() {
+    let h = Harness::new();
+    h.rt.script("app", Script::exits(0, Duration::from_secs(1)));
+    let _w = h.spawn(pod(
+        &ONE.replace("spec:\n", "spec:\n  restartPolicy: OnFailure\n")
+    ));
+    let s = h
+        .sink
+        .wait_for("Succeeded", |s| phase(s) == "Succeeded")
+        .await;
+    let t = terminated(&s, "app");
+    assert_eq!(t.reason.as_deref(), Some("Completed"));
+    assert_eq!(h.starts("app"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absent_image_with_pull_policy_never_waits_with_err_image_never_pull() {
+    let h = Harness::new();
+    let _w = h.spawn(pod(&ONE.replace(
+        "image: busybox}",
+        "image: missing:v1, imagePullPolicy: Never}",
+    )));
+    let s = h
+        .sink
+        .wait_for("ErrImageNeverPull", |s| {
+            s.container_statuses.iter().flatten().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|st| st.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("ErrImageNeverPull")
+            })
+        })
+        .await;
+    assert_eq!(phase(&s), "Pending");
+    assert!(h.sink.reasons().contains(&"ErrImageNeverPull"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_failure_shows_create_container_error_and_other_containers_run() {
+    let h = Harness::new();
+    h.rt.script(
+        "bad",
+        Script {
+            create_error: Some(berth_runtime::RuntimeError::other("no such device")),
+            ..Script::default()
+        },
+    );
+    let two = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: bad, image: busybox}
+  - {name: good, image: busybox}
+";
+    let _w = h.spawn(pod(two));
+    let s = h
+        .sink
+        .wait_for("good running", |s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.name == "good" && c.ready)
+        })
+        .await;
+    let bad = container(&s, "bad").state.clone().unwrap().waiting.unwrap();
+    assert_eq!(bad.reason.as_deref(), Some("CreateContainerError"));
+    assert_eq!(bad.message.as_deref(), Some("no such device"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_run_one_after_another_before_the_main_ones() {
+    let h = Harness::new();
+    h.rt.script("init-a", Script::exits(0, Duration::from_secs(2)));
+    h.rt.script("init-b", Script::exits(0, Duration::from_secs(3)));
+    let begin = Instant::now();
+    let _w = h.spawn(pod("
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - {name: init-a, image: busybox}
+  - {name: init-b, image: busybox}
+  containers:
+  - {name: app, image: busybox}
+"));
+    let s = h
+        .sink
+        .wait_for("init-a running", |s| {
+            s.init_container_statuses.iter().flatten().any(|c| {
+                c.name == "init-a" && c.state.as_ref().is_some_and(|st| st.running.is_some())
+            })
+        })
+        .await;
+    let app = container(&s, "app").state.clone().unwrap().waiting.unwrap();
+    assert_eq!(app.reason.as_deref(), Some("PodInitializing"));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert_eq!(Instant::now() - begin, Duration::from_secs(5));
+    let order: Vec<String> =
+        h.rt.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Start { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(order, vec!["init-a", "init-b", "app"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
+    let h = Harness::new();
+    let w = h.spawn(pod(ONE));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    w.detach().await;
+    let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    assert_eq!(observed.sandboxes.len(), 1);
+    let calls_before = h.rt.calls().len();
+    let sink = Arc::new(Recorder::default());
+    let w = spawn(
+        Arc::new(h.rt.clone()),
+        sink.clone(),
+        h.config.clone(),
+        pod(ONE),
+        Adopted {
+            sandbox: observed.sandboxes.first().cloned(),
+            containers: observed.containers.clone(),
+        },
+    );
+    sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert_eq!(
+        h.rt.calls().len(),
+        calls_before,
+        "nothing was created again"
+    );
+    // The adopted container's exit still reaches the worker.
+    h.rt.exit("app", 1);
+    sink.wait_for("restart", |s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count == 1)
+    })
+    .await;
+    w.terminate(Duration::from_secs(1));
+    sink.wait_finished().await;
+    assert_eq!(h.rt.sandbox_count(), 0);
+    assert!(h.rt.containers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_error_is_restarted_and_then_backs_off() {
+    let h = Harness::new();
+    h.rt.script(
+        "app",
+        Script {
+            start_error: Some(berth_runtime::RuntimeError::other(
+                "failed to create containerd task: exec: \"/no/such\": no such file",
+            )),
+            ..Script::default()
+        },
+    );
+    let _w = h.spawn(pod(ONE));
+    let s = h
+        .sink
+        .wait_for("CrashLoopBackOff", |s| {
+            s.container_statuses.iter().flatten().any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|st| st.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+            })
+        })
+        .await;
+    let app = container(&s, "app");
+    assert_eq!(app.restart_count, 1);
+    let last = app.last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    assert_eq!(h.starts("app"), 2);
+}
