@@ -120,4 +120,15 @@ pub trait PodService: Send + Sync + 'static {
         let _ = namespace;
         Vec::new()
     }
+
+    /// A pod's lifecycle timeline, oldest first. Services that keep none
+    /// know no pod to trace.
+    fn timeline(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<berth_pod::TimelineEntry>, ApiError> {
+        let _ = namespace;
+        Err(ApiError::NotFound(format!("pods \"{name}\" not found")))
+    }
 }

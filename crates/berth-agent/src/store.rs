@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use berth_pod::{PodEvent, PodSink};
+use berth_pod::{PodEvent, PodSink, TimelineEntry};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -16,12 +16,17 @@ use crate::service::WatchEvent;
 /// crash-looping pod cannot fill memory (the API server's TTL is one hour).
 const MAX_EVENTS: usize = 2000;
 const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Timeline entries kept per pod: the newest ones, so a crash-looping pod's
+/// timeline stays bounded but still shows its latest attempts.
+pub const MAX_TIMELINE: usize = 1000;
 
 #[derive(Default)]
 struct Inner {
     /// By UID.
     pods: BTreeMap<String, Pod>,
     events: VecDeque<Event>,
+    /// Lifecycle timelines by pod UID, kept as long as the pod is.
+    timelines: BTreeMap<String, VecDeque<TimelineEntry>>,
     resource_version: u64,
     event_serial: u64,
 }
@@ -121,10 +126,32 @@ impl PodStore {
         Some(pod)
     }
 
+    /// Removes a pod's object and its timeline.
     pub fn remove(&self, uid: &str) -> Option<Pod> {
-        let pod = self.lock().pods.remove(uid)?;
+        let pod = {
+            let mut inner = self.lock();
+            inner.timelines.remove(uid);
+            inner.pods.remove(uid)?
+        };
         let _ = self.changes.send(WatchEvent::Deleted(pod.clone()));
         Some(pod)
+    }
+
+    /// Deletes a pod's API object and puts it back at once (a static pod's
+    /// mirror): watchers see it go and come, the pod's timeline stays.
+    pub fn recreate(&self, uid: &str) -> Option<Pod> {
+        let pod = self.lock().pods.remove(uid)?;
+        let _ = self.changes.send(WatchEvent::Deleted(pod.clone()));
+        Some(self.put(pod))
+    }
+
+    /// A pod's lifecycle timeline, oldest first; empty for unknown UIDs.
+    pub fn timeline(&self, uid: &str) -> Vec<TimelineEntry> {
+        self.lock()
+            .timelines
+            .get(uid)
+            .map(|entries| entries.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Events of one namespace (all when `None`), oldest first.
@@ -220,9 +247,70 @@ impl PodSink for PodStore {
     fn finished(&self, uid: &str) {
         let _ = self.finished.send(uid.to_string());
     }
+
+    fn timeline(&self, uid: &str, entry: TimelineEntry) {
+        let mut inner = self.lock();
+        // A step reported after the pod was removed would never be dropped.
+        if !inner.pods.contains_key(uid) {
+            return;
+        }
+        let entries = inner.timelines.entry(uid.to_string()).or_default();
+        if entries.len() >= MAX_TIMELINE {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
 }
 
 /// Now, as an API timestamp.
 pub(crate) fn now() -> Time {
     Time(Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_pod::TimelineStep;
+
+    use super::*;
+
+    fn store_with(uid: &str) -> PodStore {
+        let store = PodStore::new(tokio::sync::mpsc::unbounded_channel().0);
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some(uid.into());
+        pod.metadata.name = Some("web".into());
+        pod.metadata.namespace = Some("default".into());
+        store.put(pod);
+        store
+    }
+
+    fn entry(n: usize) -> TimelineEntry {
+        TimelineEntry {
+            at: Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_millis(n as i64),
+            container: Some("app".into()),
+            step: TimelineStep::ContainerStarted,
+            detail: n.to_string(),
+        }
+    }
+
+    #[test]
+    fn timeline_keeps_the_newest_entries_and_goes_with_the_pod() {
+        let store = store_with("u1");
+        for n in 0..MAX_TIMELINE + 5 {
+            PodSink::timeline(&store, "u1", entry(n));
+        }
+        let kept = store.timeline("u1");
+        assert_eq!(kept.len(), MAX_TIMELINE);
+        assert_eq!(kept[0].detail, "5");
+        assert_eq!(kept[MAX_TIMELINE - 1], entry(MAX_TIMELINE + 4));
+
+        // A static pod's mirror is recreated: the timeline stays.
+        store.recreate("u1").expect("pod exists");
+        assert_eq!(store.timeline("u1").len(), MAX_TIMELINE);
+
+        store.remove("u1").expect("pod exists");
+        assert!(store.timeline("u1").is_empty());
+        // Late steps of a removed pod are not kept.
+        PodSink::timeline(&store, "u1", entry(1));
+        assert!(store.timeline("u1").is_empty());
+    }
 }

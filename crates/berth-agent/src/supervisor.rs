@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_pod::{Adopted, PodWorkerHandle, WorkerConfig};
+use berth_pod::{Adopted, PodWorkerHandle, TimelineEntry, WorkerConfig};
 use berth_runtime::{ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use tracing::{debug, info, warn};
@@ -413,9 +413,7 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         if is_static(&pod) {
             // As with the kubelet's mirror pods: the API object goes and comes
             // back at once; the pod itself runs on until its manifest changes.
-            if let Some(removed) = self.store.remove(&uid) {
-                self.store.put(removed);
-            }
+            self.store.recreate(&uid);
             return Ok(pod);
         }
         self.terminate_uid(&uid, grace_period_seconds)
@@ -523,6 +521,13 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
 
     fn events(&self, namespace: Option<&str>) -> Vec<k8s_openapi::api::core::v1::Event> {
         self.store.events(namespace)
+    }
+
+    fn timeline(&self, namespace: &str, name: &str) -> Result<Vec<TimelineEntry>, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        Ok(self
+            .store
+            .timeline(pod.metadata.uid.as_deref().unwrap_or_default()))
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, ApiError> {

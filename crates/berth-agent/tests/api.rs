@@ -13,6 +13,7 @@ use berth_agent::manifests::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
 use berth_agent::{
     api, watch_manifests, ApiError, LogOptions, LogTarget, ManifestEvent, PodService, WatchEvent,
 };
+use berth_pod::{TimelineEntry, TimelineStep};
 use berth_runtime::{ExecOutput, ImageInfo};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -171,6 +172,26 @@ impl PodService for FakeService {
             )));
         }
         self.list_images().await
+    }
+
+    /// Every known pod has the same two steps.
+    fn timeline(&self, namespace: &str, name: &str) -> Result<Vec<TimelineEntry>, ApiError> {
+        self.get(namespace, name)?;
+        let at: jiff::Timestamp = "2024-05-01T11:00:00.5Z".parse().expect("a timestamp");
+        Ok(vec![
+            TimelineEntry {
+                at,
+                container: None,
+                step: TimelineStep::SandboxCreated,
+                detail: String::new(),
+            },
+            TimelineEntry {
+                at: at + jiff::SignedDuration::from_millis(1042),
+                container: Some("c".into()),
+                step: TimelineStep::ContainerStarted,
+                detail: String::new(),
+            },
+        ])
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, ApiError> {
@@ -971,5 +992,33 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
     assert_eq!(pods[0].metadata.name.as_deref(), Some("fixed-node1"));
 
     source.stop().await?;
+    Ok(())
+}
+
+// ---- timeline ----
+
+#[tokio::test]
+async fn timeline_lists_steps_with_millisecond_times() -> Result<()> {
+    let server = Server::start().await?;
+    server.create("default", pod_json("web")).await?;
+    let path = "/apis/berth.io/v1/namespaces/default/pods/web/timeline";
+    let (status, list) = server.json(Method::GET, path, None).await?;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        list,
+        json!({"items": [
+            {"time": "2024-05-01T11:00:00.500Z", "container": null, "step": "SandboxCreated", "detail": ""},
+            {"time": "2024-05-01T11:00:01.542Z", "container": "c", "step": "ContainerStarted", "detail": ""},
+        ]})
+    );
+
+    let missing = "/apis/berth.io/v1/namespaces/default/pods/nope/timeline";
+    let (status, failure) = server.json(Method::GET, missing, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_status(&failure, 404, "NotFound");
+    assert_eq!(failure["message"], "pods \"nope\" not found");
+
+    let (status, _) = server.json(Method::DELETE, path, None).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     Ok(())
 }

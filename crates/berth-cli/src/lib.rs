@@ -20,6 +20,7 @@ mod output;
 mod table;
 mod tabwriter;
 mod target;
+mod trace;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import and list the images of the node's container runtime
     Image(image::ImageArgs),
+    /// Show a pod's lifecycle timeline, step by step to the millisecond
+    Trace(trace::TraceArgs),
 }
 
 /// Where a verb writes: stdout and stderr, or buffers in tests.
@@ -83,6 +86,7 @@ pub async fn run_with(socket: PathBuf, command: Command, streams: Streams<'_>) -
         Command::Logs(args) => logs::run(&client, args, out, err).await,
         Command::Exec(args) => exec::run(&client, args, out, err).await,
         Command::Image(args) => image::run(&client, args, out).await,
+        Command::Trace(args) => trace::run(&client, args, out, err).await,
     };
     match result {
         Ok(code) => code,

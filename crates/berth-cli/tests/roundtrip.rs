@@ -125,6 +125,12 @@ impl Fake {
             }
             ("GET", ["api", "v1", "namespaces", ns, "events"]) => self.list_events(Some(ns)),
             ("GET", ["api", "v1", "events"]) => self.list_events(None),
+            ("GET", ["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"]) => {
+                match self.get(ns, name) {
+                    Some(_) => json_response(StatusCode::OK, &timeline_of(name)),
+                    None => not_found(name),
+                }
+            }
             _ => status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -681,6 +687,55 @@ async fn get_events_lists_like_kubectl() {
     );
     assert!(
         requests.contains(&"GET /api/v1/namespaces/prod/events".to_string()),
+        "{requests:?}"
+    );
+}
+
+/// What the fake serves as every pod's timeline.
+fn timeline_of(pod: &str) -> Value {
+    json!({"items": [
+        {"time": "2024-05-01T11:00:00.250Z", "container": null, "step": "SandboxCreated", "detail": ""},
+        {"time": "2024-05-01T11:00:00.300Z", "container": "app", "step": "ImageReady", "detail": format!("{pod}-image")},
+        {"time": "2024-05-01T11:00:02.000Z", "container": "app", "step": "ContainerStarted", "detail": ""},
+    ]})
+}
+
+#[tokio::test]
+async fn trace_prints_the_timeline_or_not_found() {
+    let h = Harness::start(Duration::ZERO).await;
+    h.fake.insert(running_pod("web", "prod", &["app"]));
+    let (code, out, err) = h.run(&["trace", "pod", "web", "-n", "prod"]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "TIME           +MS     CONTAINER   STEP               DETAIL\n\
+         11:00:00.250   +0      -           SandboxCreated     \n\
+         11:00:00.300   +50     app         ImageReady         web-image\n\
+         11:00:02.000   +1750   app         ContainerStarted   \n"
+    );
+
+    let (code, out, _) = h
+        .run(&["trace", "pod/web", "-n", "prod", "-o", "json"])
+        .await;
+    assert_eq!(code, 0);
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer, timeline_of("web"));
+
+    assert_eq!(
+        h.run(&["trace", "pod", "x"]).await,
+        (
+            1,
+            String::new(),
+            "Error from server (NotFound): pods \"x\" not found\n".into()
+        )
+    );
+    let requests = h.fake.requests();
+    assert!(
+        requests.contains(&"GET /apis/berth.io/v1/namespaces/prod/pods/web/timeline".to_string()),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"GET /apis/berth.io/v1/namespaces/default/pods/x/timeline".to_string()),
         "{requests:?}"
     );
 }

@@ -9,6 +9,7 @@ mod logs;
 mod routes;
 mod server;
 mod status;
+mod timeline;
 mod watch;
 
 pub use body::MAX_BODY_BYTES;

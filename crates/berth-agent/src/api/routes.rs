@@ -74,6 +74,9 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (["api", "v1", "namespaces", ns, "events"], &Method::GET) => {
             super::events::list(cx, Some(ns), &query)
         }
+        (["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"], &Method::GET) => {
+            super::timeline::get(cx, ns, name)
+        }
         (["apis", "berth.io", "v1", "images"], &Method::GET) => super::images::list(cx).await,
         (["apis", "berth.io", "v1", "images", "import"], &Method::POST) => {
             super::images::import(cx, request).await
@@ -94,6 +97,16 @@ fn is_known_path(segments: &[&str]) -> bool {
             | ["api", "v1", "namespaces", _, "pods", _, "log" | "exec"]
             | ["api", "v1", "events"]
             | ["api", "v1", "namespaces", _, "events"]
+            | [
+                "apis",
+                "berth.io",
+                "v1",
+                "namespaces",
+                _,
+                "pods",
+                _,
+                "timeline"
+            ]
             | ["apis", "berth.io", "v1", "images"]
             | ["apis", "berth.io", "v1", "images", "import"]
     )
