@@ -342,3 +342,114 @@ pub async fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> Str
         }
     }
 }
+
+/// Where [`mount_stamps`] mounts the stamp directory in every container.
+pub const STAMPS_MOUNT: &str = "/stamps";
+
+/// Mounts the hostPath directory `dir` (type DirectoryOrCreate, so berth makes
+/// it) at [`STAMPS_MOUNT`] in every container and init container of `pod`;
+/// returns the host path of the stamp file, `/stamps/f` in the containers.
+pub fn mount_stamps(pod: &mut Value, dir: &std::path::Path) -> std::path::PathBuf {
+    let spec = &mut pod["spec"];
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = spec[list].as_array_mut() {
+            for c in containers {
+                c["volumeMounts"] = json!([{ "name": "stamps", "mountPath": STAMPS_MOUNT }]);
+            }
+        }
+    }
+    spec["volumes"] = json!([{
+        "name": "stamps",
+        "hostPath": { "path": dir, "type": "DirectoryOrCreate" }
+    }]);
+    dir.join("f")
+}
+
+/// A shell command appending `NAME <uptime> <idle>` to the stamp file. The
+/// kernel's uptime is shared by every container and the host, so stamps of
+/// different containers (and [`host_uptime`]) compare.
+pub fn stamp(name: &str) -> String {
+    format!("echo {name} $(cat /proc/uptime) >> {STAMPS_MOUNT}/f")
+}
+
+/// A lifecycle handler running `script` under `sh -c` in the container.
+pub fn exec_handler(script: &str) -> Value {
+    json!({ "exec": { "command": ["sh", "-c", script] } })
+}
+
+/// One line of the stamp file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub name: String,
+    /// Seconds since boot when it was written.
+    pub uptime: f64,
+}
+
+/// The stamps in the file, in the order they were appended (lines that are
+/// not stamps are skipped).
+pub fn read_stamps(path: &std::path::Path) -> Vec<Stamp> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [name @ .., uptime, _idle] = words.as_slice() else {
+                return None;
+            };
+            Some(Stamp {
+                name: name.join(" "),
+                uptime: uptime.parse().ok()?,
+            })
+        })
+        .filter(|s| !s.name.is_empty())
+        .collect()
+}
+
+/// The index of the first stamp called `name`; panics with all stamps if none.
+pub fn stamp_index(stamps: &[Stamp], name: &str) -> usize {
+    stamps
+        .iter()
+        .position(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} stamp in {stamps:#?}"))
+}
+
+/// Polls the stamp file until every one of `names` is in it; returns it.
+pub async fn wait_stamps(path: &std::path::Path, names: &[&str]) -> Vec<Stamp> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let stamps = read_stamps(path);
+        if names.iter().all(|n| stamps.iter().any(|s| s.name == *n)) {
+            return stamps;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stamps {names:?} not all written to {}: {stamps:#?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The host's seconds since boot, comparable with [`Stamp::uptime`].
+pub fn host_uptime() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").expect("read /proc/uptime");
+    text.split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("parse /proc/uptime")
+}
+
+/// `berth delete pod NAME extra... --wait`, which must succeed and leave no
+/// pod behind; returns how long it took.
+pub async fn timed_delete(agent: &AgentProcess, name: &str, extra: &[&str]) -> Duration {
+    let mut args = vec!["delete", "pod", name];
+    args.extend_from_slice(extra);
+    args.push("--wait");
+    let started = Instant::now();
+    agent.cli_ok(&args).await;
+    let took = started.elapsed();
+    assert!(
+        agent.try_get_pod_json("default", name).await.is_none(),
+        "pod {name} still listed after delete --wait"
+    );
+    took
+}
