@@ -44,11 +44,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let concurrent_start = Instant::now();
-    let runs = (0..n).map(|i| {
-        let agent = &agent;
-        async move { apply_and_wait(agent, &format!("conc-{i}")).await }
-    });
-    let concurrent = join_all(runs).await;
+    let names: Vec<String> = (0..n).map(|i| format!("conc-{i}")).collect();
+    let concurrent = apply_all_and_wait(&agent, &names).await;
     let concurrent_wall = concurrent_start.elapsed();
 
     let mut ctr_runs = Vec::with_capacity(n);
@@ -103,16 +100,49 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies a `sleep 3600` pod and returns the time until the API shows it
-/// Running. Polls the API directly (no CLI process per look) every 5 ms.
-async fn apply_and_wait(agent: &AgentProcess, name: &str) -> Duration {
-    let spec = pod(
+fn sleeper(name: &str) -> String {
+    manifest(&pod(
         name,
         "Always",
         vec![sh_container("main", "exec sleep 3600")],
-    );
+    ))
+}
+
+/// Applies pods all at once (one `berth apply` each) and returns, per pod,
+/// the time until the API shows it Running. One poller lists the pods every
+/// 10 ms, so that measuring does not take the CPU from what is measured.
+async fn apply_all_and_wait(agent: &AgentProcess, names: &[String]) -> Vec<Duration> {
     let started = Instant::now();
-    agent.apply_yaml(&manifest(&spec)).await;
+    let manifests: Vec<String> = names.iter().map(|name| sleeper(name)).collect();
+    let applies = join_all(manifests.iter().map(|m| agent.apply_yaml(m)));
+    let poll = async {
+        let mut done: Vec<Option<Duration>> = vec![None; names.len()];
+        while done.iter().any(Option::is_none) && started.elapsed() < POD_TIMEOUT {
+            if let Some(list) = agent.api_get_json("/api/v1/namespaces/default/pods").await {
+                for pod in list["items"].as_array().into_iter().flatten() {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                    if let Some(i) = names.iter().position(|n| n == name) {
+                        if done[i].is_none() && all_running(pod) {
+                            done[i] = Some(started.elapsed());
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done.into_iter()
+            .map(|d| d.unwrap_or_else(|| started.elapsed()))
+            .collect::<Vec<_>>()
+    };
+    let (_, times) = tokio::join!(applies, poll);
+    times
+}
+
+/// Applies a `sleep 3600` pod and returns the time until the API shows it
+/// Running. Polls the API directly (no CLI process per look) every 5 ms.
+async fn apply_and_wait(agent: &AgentProcess, name: &str) -> Duration {
+    let started = Instant::now();
+    agent.apply_yaml(&sleeper(name)).await;
     let path = format!("/api/v1/namespaces/default/pods/{name}");
     loop {
         if let Some(pod) = agent.api_get_json(&path).await {
