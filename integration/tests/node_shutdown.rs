@@ -44,7 +44,9 @@ async fn stopping_the_agent_with_a_shutdown_grace_terminates_the_pods() {
     );
     let containers = agent.ctr(&["containers", "list", "-q"]);
     assert!(
-        String::from_utf8_lossy(&containers.stdout).trim().is_empty(),
+        String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .is_empty(),
         "nothing left in containerd: {}",
         String::from_utf8_lossy(&containers.stdout)
     );
