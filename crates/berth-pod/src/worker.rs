@@ -21,7 +21,7 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
 use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
-use crate::sink::{EventType, PodEvent, PodSink};
+use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
 
 /// Node-wide settings every worker shares.
@@ -184,14 +184,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         field_path: Option<String>,
         message: String,
     ) {
-        self.sink.event(PodEvent {
-            pod: self.pod_ref.clone(),
-            field_path,
-            event_type,
-            reason,
-            message,
-            at: Timestamp::now(),
-        });
+        self.reporter()
+            .event(event_type, reason, field_path, message);
     }
 
     /// The spec of the container behind record `i`.
