@@ -129,90 +129,105 @@ impl Hook {
         ))
     }
 
-    /// One GET over one fresh TCP connection; any HTTP answer is success, as
-    /// the kubelet ignores the status code.
+    /// One GET; any HTTP answer is success, as the kubelet ignores the
+    /// status code of a hook.
     async fn http_get(&self, action: &HTTPGetAction) -> Result<(), String> {
-        let scheme = action
-            .scheme
-            .as_deref()
-            .unwrap_or("HTTP")
-            .to_ascii_lowercase();
-        if scheme != "http" {
-            return Err(format!(
-                "scheme {scheme:?} is not supported (berth has no TLS client)"
-            ));
-        }
-        let host = action
-            .host
-            .as_deref()
-            .filter(|h| !h.is_empty())
-            .or(self.pod_ip.as_deref())
-            .ok_or("the pod has no IP and the hook names no host")?;
-        let port = resolve_port(&action.port, &self.ports)?;
-        let mut path = action.path.clone().unwrap_or_default();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let mut request = hyper::Request::get(path.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("invalid path {path:?}: {e}"))?;
-        let headers = request.headers_mut();
-        headers.insert(USER_AGENT, HeaderValue::from_static(HOOK_USER_AGENT));
-        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
-        headers.insert(
-            HOST,
-            HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
-        );
-        let mut overridden = Vec::new();
-        for h in action.http_headers.iter().flatten() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|e| format!("header {:?}: {e}", h.name))?;
-            let value =
-                HeaderValue::from_str(&h.value).map_err(|e| format!("header {:?}: {e}", h.name))?;
-            // The spec's headers replace the defaults (a `Host` one sets the
-            // request's host); repeated names all go out.
-            if !overridden.contains(&name) {
-                headers.remove(&name);
-                overridden.push(name.clone());
-            }
-            headers.append(name, value);
-        }
-        let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| format!("dial tcp {authority}: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!("lifecycle hook connection ended: {e}");
-            }
-        });
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("Get \"http://{authority}{path}\": {e}"))?;
-        debug!(status = %response.status(), "lifecycle hook answered");
-        // Drain a little of the body, ignoring errors, as the kubelet does.
-        let mut body = response.into_body();
-        let mut read = 0;
-        while read < MAX_BODY {
-            match body.frame().await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-                _ => break,
-            }
-        }
+        let status = http_get(action, &self.ports, self.pod_ip.as_deref(), HOOK_USER_AGENT).await?;
+        debug!(%status, "lifecycle hook answered");
         Ok(())
     }
 }
 
+/// One GET over one fresh TCP connection (hooks and probes): the spec's
+/// path, port (named ports resolved among `ports`), host (else
+/// `default_host`, the pod IP) and headers; returns the answer's status after
+/// draining at most [`MAX_BODY`] of the body.
+pub(crate) async fn http_get(
+    action: &HTTPGetAction,
+    ports: &[ContainerPort],
+    default_host: Option<&str>,
+    user_agent: &'static str,
+) -> Result<hyper::StatusCode, String> {
+    let scheme = action
+        .scheme
+        .as_deref()
+        .unwrap_or("HTTP")
+        .to_ascii_lowercase();
+    if scheme != "http" {
+        return Err(format!(
+            "scheme {scheme:?} is not supported (berth has no TLS client)"
+        ));
+    }
+    let host = action
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .or(default_host)
+        .ok_or("the pod has no IP and no host is named")?;
+    let port = resolve_port(&action.port, ports)?;
+    let mut path = action.path.clone().unwrap_or_default();
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = hyper::Request::get(path.as_str())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("invalid path {path:?}: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent));
+    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        HOST,
+        HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+    );
+    let mut overridden = Vec::new();
+    for h in action.http_headers.iter().flatten() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|e| format!("header {:?}: {e}", h.name))?;
+        let value =
+            HeaderValue::from_str(&h.value).map_err(|e| format!("header {:?}: {e}", h.name))?;
+        // The spec's headers replace the defaults (a `Host` one sets the
+        // request's host); repeated names all go out.
+        if !overridden.contains(&name) {
+            headers.remove(&name);
+            overridden.push(name.clone());
+        }
+        headers.append(name, value);
+    }
+    let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("dial tcp {authority}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!("HTTP connection ended: {e}");
+        }
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("Get \"http://{authority}{path}\": {e}"))?;
+    let status = response.status();
+    // Drain a little of the body, ignoring errors, as the kubelet does.
+    let mut body = response.into_body();
+    let mut read = 0;
+    while read < MAX_BODY {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            _ => break,
+        }
+    }
+    Ok(status)
+}
+
 /// A numbered port, or a name looked up among the container's ports.
-fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
+pub(crate) fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
     let number = match port {
         IntOrString::Int(n) => *n,
         IntOrString::String(name) => match name.parse::<i32>() {

@@ -12,6 +12,7 @@ mod container_config;
 mod dirs;
 mod handle;
 mod hooks;
+mod probe;
 mod quantity;
 mod record;
 mod sink;

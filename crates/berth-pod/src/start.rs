@@ -252,5 +252,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         rec.waiting = None;
         rec.retry_at = None;
         self.run_post_start(i).await;
+        self.start_probers(i);
     }
 }

@@ -36,7 +36,13 @@ fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
     })
 }
 
-fn container_status(rec: &ContainerRecord, spec_image: &str, has_init: bool) -> ContainerStatus {
+/// `probed` is `(started, ready)` as the container's probes say (§8.8).
+fn container_status(
+    rec: &ContainerRecord,
+    spec_image: &str,
+    has_init: bool,
+    probed: (bool, bool),
+) -> ContainerStatus {
     let current = rec.current.as_ref();
     let running = current.is_some_and(Instance::is_running);
     let state = if let Some(waiting) = &rec.waiting {
@@ -78,7 +84,7 @@ fn container_status(rec: &ContainerRecord, spec_image: &str, has_init: bool) -> 
     });
     let ready = match rec.kind {
         ContainerKind::Init => rec.succeeded(),
-        _ => running,
+        _ => running && probed.1,
     };
     ContainerStatus {
         name: rec.name.clone(),
@@ -95,7 +101,7 @@ fn container_status(rec: &ContainerRecord, spec_image: &str, has_init: bool) -> 
         last_state: Some(last_state.unwrap_or_default()),
         ready,
         restart_count: rec.restart_count() as i32,
-        started: Some(running),
+        started: Some(running && probed.0),
         ..Default::default()
     }
 }
@@ -114,7 +120,7 @@ pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
             .spec_container(i)
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        let mut status = container_status(rec, &image, has_init);
+        let mut status = container_status(rec, &image, has_init, w.probe_status(i));
         for state in [status.state.as_mut(), status.last_state.as_mut()]
             .into_iter()
             .flatten()

@@ -25,6 +25,7 @@ const MINIMUM_GRACE: Duration = Duration::from_secs(2);
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     pub(crate) async fn terminate(mut self, first: Termination) {
+        self.stop_liveness_probers();
         self.stop_containers(first.grace, true).await;
         self.publish(true);
         self.teardown().await;
@@ -55,10 +56,23 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// `FailedPostStartHook`) within the pod's grace period, through the same
     /// path as pod termination (preStop included); returns once it exited.
     pub(crate) async fn kill_container(&mut self, i: usize, reason: &str) {
+        self.kill_container_with_grace(i, reason, None).await;
+    }
+
+    /// [`Self::kill_container`] for a failed liveness or startup probe, whose
+    /// own `terminationGracePeriodSeconds` replaces the pod's unless the pod
+    /// is being deleted (kubelet-semantics §7.2 step 2).
+    pub(crate) async fn kill_container_with_grace(
+        &mut self,
+        i: usize,
+        reason: &str,
+        probe_grace: Option<i64>,
+    ) {
         let grace = self
             .pod
             .metadata
             .deletion_grace_period_seconds
+            .or(probe_grace)
             .or_else(|| {
                 self.pod
                     .spec
@@ -85,6 +99,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         // A clone, so that a request seen here is still news to the worker
         // loop when this kill happened inside a sync.
         let mut term_rx = self.term_rx.clone();
+        // Pod termination: readiness is still probed and can turn false.
+        let whole_pod = requested && reason.is_none();
         let mut kills = JoinSet::new();
         for (turn, containers) in turns.iter().enumerate() {
             for &i in containers {
@@ -108,6 +124,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 }
                 tokio::select! {
                     Some(note) = self.exits_rx.recv() => self.on_exit(note),
+                    Some(update) = self.probe_rx.recv(), if whole_pod => self.on_readiness(update),
                     Ok(()) = term_rx.changed(), if requested => {
                         if let Some(t) = *term_rx.borrow_and_update() {
                             let shorter = Instant::now() + t.grace;

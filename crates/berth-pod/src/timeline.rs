@@ -42,6 +42,10 @@ pub enum TimelineStep {
     Sigkill,
     /// Containers, sandbox and pod directories removed.
     TornDown,
+    /// A probe's verdict turned to success; detail: the probe kind.
+    ProbeSucceeded,
+    /// A probe's verdict turned to failure; detail: kind and output.
+    ProbeFailed,
 }
 
 impl TimelineStep {
@@ -64,6 +68,8 @@ impl TimelineStep {
             Self::StopSignal => "StopSignal",
             Self::Sigkill => "SIGKILL",
             Self::TornDown => "TornDown",
+            Self::ProbeSucceeded => "ProbeSucceeded",
+            Self::ProbeFailed => "ProbeFailed",
         }
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
+use crate::probe::{InstanceProbes, ProbeUpdate};
 use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
@@ -66,6 +67,10 @@ pub(crate) struct Worker<R, S> {
     /// The phase once it went terminal; it never changes after that.
     pub(crate) terminal_phase: Option<String>,
     wake_at: Option<Instant>,
+    /// The probers of each running instance, by container id.
+    pub(crate) probes: std::collections::HashMap<ContainerId, InstanceProbes>,
+    pub(crate) probe_tx: mpsc::UnboundedSender<ProbeUpdate>,
+    pub(crate) probe_rx: mpsc::UnboundedReceiver<ProbeUpdate>,
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
@@ -111,6 +116,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             )
             .collect();
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let start_time = pod
             .status
             .as_ref()
@@ -136,6 +142,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             conditions: Vec::new(),
             terminal_phase: None,
             wake_at: None,
+            probes: Default::default(),
+            probe_tx,
+            probe_rx,
         }
     }
 
@@ -161,6 +170,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     }
                 }
                 Some(note) = self.exits_rx.recv() => self.on_exit(note),
+                Some(update) = self.probe_rx.recv() => self.on_probe(update).await,
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
                 }
@@ -208,7 +218,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         Some(format!("spec.{list}{{{}}}", rec.name))
     }
 
-    fn restart_policy(&self) -> &str {
+    pub(crate) fn restart_policy(&self) -> &str {
         self.pod
             .spec
             .as_ref()
@@ -442,6 +452,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         else {
             return;
         };
+        self.stop_probers(&note.id);
         let fallback_to_logs = self
             .spec_container(i)
             .and_then(|c| c.termination_message_policy.as_deref())
@@ -545,6 +556,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         self.volumes_ready = self.dirs.prepare(&self.pod).is_ok();
         self.sandbox = Some(sandbox);
+        for i in 0..self.records.len() {
+            self.start_probers(i);
+        }
         debug!(pod = %self.pod_ref, "adopted running pod");
     }
 

@@ -1,6 +1,7 @@
 //! The worker against the in-memory runtime, under tokio's paused clock.
 
 mod hooks;
+mod probes;
 mod restarts;
 mod termination;
 

@@ -1,0 +1,95 @@
+//! One prober task per (container instance, probe kind): probes at its
+//! period without pile-up, reports every failing attempt as an `Unhealthy`
+//! event and sends the worker verdict changes only (kubelet-semantics §8.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::{ContainerId, ContainerRuntime};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::debug;
+
+use super::handler::{Handler, Outcome};
+use super::threshold::Threshold;
+use super::{ProbeKind, ProbeUpdate, Verdict};
+use crate::sink::{EventType, PodSink};
+use crate::timeline::{Reporter, TimelineStep};
+
+pub(crate) struct Prober<R, S> {
+    pub rt: Arc<R>,
+    pub id: ContainerId,
+    pub container: String,
+    pub field_path: Option<String>,
+    pub kind: ProbeKind,
+    pub handler: Handler,
+    pub threshold: Threshold,
+    /// The first attempt (container start + initialDelaySeconds).
+    pub first_at: Instant,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub report: Reporter<S>,
+    pub tx: mpsc::UnboundedSender<ProbeUpdate>,
+}
+
+impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
+    pub(crate) async fn run(mut self) {
+        let mut ticker = tokio::time::interval_at(self.first_at, self.period);
+        // A slow attempt delays the next one instead of letting them pile up.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let outcome = self.handler.run(&*self.rt, &self.id, self.timeout).await;
+            let title = self.kind.title();
+            let (success, detail) = match outcome {
+                Outcome::Success => (true, String::new()),
+                Outcome::Failure(output) => {
+                    self.event(format!("{title} probe failed: {output}"));
+                    (false, output)
+                }
+                Outcome::Error(e) => {
+                    // The kubelet throws an errored attempt away.
+                    self.event(format!("{title} probe errored: {e}"));
+                    continue;
+                }
+            };
+            let Some(verdict) = self.threshold.record(success) else {
+                continue;
+            };
+            debug!(container = %self.id, kind = title, ?verdict, "probe verdict changed");
+            let step = match verdict {
+                Verdict::Success => TimelineStep::ProbeSucceeded,
+                Verdict::Failure => TimelineStep::ProbeFailed,
+            };
+            let detail = if detail.is_empty() {
+                title.to_string()
+            } else {
+                format!("{title}: {detail}")
+            };
+            self.report.step(Some(&self.container), step, detail);
+            let update = ProbeUpdate {
+                id: self.id.clone(),
+                kind: self.kind,
+                verdict,
+            };
+            if self.tx.send(update).is_err() {
+                return;
+            }
+            // A failed liveness or a decided startup probe holds until a new
+            // instance replaces this one (§8.4).
+            match (self.kind, verdict) {
+                (ProbeKind::Startup, _) | (ProbeKind::Liveness, Verdict::Failure) => return,
+                _ => {}
+            }
+        }
+    }
+
+    fn event(&self, message: String) {
+        self.report.event(
+            EventType::Warning,
+            "Unhealthy",
+            self.field_path.clone(),
+            message,
+        );
+    }
+}
