@@ -108,7 +108,9 @@ impl Handler {
                 let connect = TcpStream::connect((host.trim_matches(['[', ']']), port));
                 match tokio::time::timeout(timeout, connect).await {
                     Ok(Ok(_stream)) => Outcome::Success,
-                    Ok(Err(e)) => Outcome::Failure(format!("dial tcp {address}: {e}")),
+                    Ok(Err(e)) => {
+                        Outcome::Failure(format!("dial tcp {address}: {}", go_dial_error(&e)))
+                    }
                     Err(_) => Outcome::Failure(format!("dial tcp {address}: i/o timeout")),
                 }
             }
@@ -159,6 +161,21 @@ fn url(action: &HTTPGetAction, pod_ip: Option<&str>) -> String {
         .to_ascii_lowercase();
     let path = action.path.as_deref().unwrap_or("/");
     format!("{scheme}://{host}:{port}{path}")
+}
+
+/// A connect error in Go's words, as the kubelet's messages carry them
+/// (`connect: connection refused`).
+fn go_dial_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+        _ => {
+            // std's "No route to host (os error 113)" → "connect: no route to host".
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            format!("connect: {}", text.to_lowercase())
+        }
+    }
 }
 
 #[cfg(test)]
