@@ -32,8 +32,7 @@ pub struct Supervisor<R> {
     queued: Mutex<Vec<Pod>>,
 }
 
-fn not_found(namespace: &str, name: &str) -> ApiError {
-    let _ = namespace;
+fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("pods \"{name}\" not found"))
 }
 
@@ -236,25 +235,6 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         Some(pod)
     }
 
-    /// Every pod's UID, for telling orphans apart.
-    pub fn known_uids(&self) -> Vec<String> {
-        self.store
-            .list(None)
-            .into_iter()
-            .filter_map(|p| p.metadata.uid)
-            .collect()
-    }
-
-    /// What the runtime held that no pod claimed.
-    pub fn take_unclaimed(&self) -> Vec<Adopted> {
-        self.adoptable
-            .lock()
-            .expect("adoptable lock")
-            .drain()
-            .map(|(_, a)| a)
-            .collect()
-    }
-
     /// Stops every worker, leaving the pods running (an agent restart adopts
     /// them).
     pub async fn detach_all(&self) {
@@ -280,7 +260,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     fn pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
         self.store
             .find(namespace, name)
-            .ok_or_else(|| not_found(namespace, name))
+            .ok_or_else(|| not_found(name))
     }
 }
 
@@ -381,7 +361,7 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
                 stored.metadata.labels = pod.metadata.labels.clone();
                 stored.metadata.annotations = pod.metadata.annotations.clone();
             })
-            .ok_or_else(|| not_found(namespace, name))?;
+            .ok_or_else(|| not_found(name))?;
         self.persist(&updated);
         if let Some(worker) = self.workers.lock().expect("workers lock").get(&uid) {
             worker.update(Arc::new(updated.clone()));
@@ -417,7 +397,7 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
             return Ok(pod);
         }
         self.terminate_uid(&uid, grace_period_seconds)
-            .ok_or_else(|| not_found(namespace, name))
+            .ok_or_else(|| not_found(name))
     }
 
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent> {

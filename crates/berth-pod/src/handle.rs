@@ -58,10 +58,6 @@ impl PodWorkerHandle {
         self.detach.cancel();
         let _ = self.task.await;
     }
-
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
 }
 
 /// Starts the worker task for one pod.

@@ -345,10 +345,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 mod tests {
     use berth_runtime::fake::FakeRuntime;
     use k8s_openapi::api::core::v1::{HTTPHeader, SleepAction};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::tests::one_shot_server;
 
     fn http_hook(action: HTTPGetAction, ports: Vec<ContainerPort>) -> Hook {
         Hook {
@@ -363,31 +363,9 @@ mod tests {
         }
     }
 
-    /// Answers one request with `500` and hands back the request head.
-    async fn one_shot_server() -> (u16, tokio::task::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let served = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                let n = stream.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request ended early");
-                head.extend_from_slice(&buf[..n]);
-            }
-            stream
-                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail")
-                .await
-                .unwrap();
-            String::from_utf8(head).unwrap().to_ascii_lowercase()
-        });
-        (port, served)
-    }
-
     #[tokio::test]
     async fn http_get_ignores_the_status_code_and_sends_path_headers_and_a_named_port() {
-        let (port, served) = one_shot_server().await;
+        let (port, served) = one_shot_server("500 Internal Server Error").await;
         let hook = http_hook(
             HTTPGetAction {
                 path: Some("/hooks/start?x=1".into()),

@@ -221,3 +221,27 @@ fn stop_order(calls: &[Call]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A one-request HTTP server on loopback: answers with `status` and hands
+/// back the request head (lower-cased), for hook and probe handler tests.
+pub(crate) async fn one_shot_server(
+    status: &'static str,
+) -> (u16, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    });
+    (port, served)
+}
