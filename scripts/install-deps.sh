@@ -10,6 +10,7 @@ packages=(
   containerd runc containernetworking-plugins iptables iproute2 # runtime
   protobuf-compiler build-essential pkg-config ca-certificates   # build
   busybox-static # the only image source: there is no registry to pull from
+  docker-registry skopeo # tests: a local registry, and pushing into it
 )
 # busybox-static is needed by up.sh too (it builds the example's image), so
 # --test adds nothing today; the flag stays so callers say what they need.

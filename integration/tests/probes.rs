@@ -352,3 +352,217 @@ async fn a_startup_probe_holds_back_a_failing_liveness_probe() {
     }
     wait_unhealthy(&agent, "slow-start", "Liveness probe failed:").await;
 }
+
+/// A pod on the node's network, so that probes aimed at the pod IP reach
+/// servers this test runs on the host.
+fn host_network_pod(name: &str, main: Value) -> Value {
+    let mut pod = pod(name, "Always", vec![main]);
+    pod["spec"]["hostNetwork"] = json!(true);
+    pod
+}
+
+#[tokio::test]
+async fn a_grpc_readiness_probe_follows_the_health_service() {
+    use tonic_health::ServingStatus;
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("berth.test", ServingStatus::NotServing)
+        .await;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut main = term_handling_container("main");
+    main["readinessProbe"] = json!({
+        "grpc": { "port": port, "service": "berth.test" },
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    });
+    agent
+        .apply_yaml(&manifest(&host_network_pod("grpc-ready", main)))
+        .await;
+
+    wait_running(&agent, "grpc-ready").await;
+    wait_unhealthy(
+        &agent,
+        "grpc-ready",
+        "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")",
+    )
+    .await;
+    let unready = agent.get_pod_json("default", "grpc-ready").await;
+    assert!(running_with_ready(&unready, false), "{unready:#}");
+
+    reporter
+        .set_service_status("berth.test", ServingStatus::Serving)
+        .await;
+    agent
+        .wait_for("default", "grpc-ready", "ready", START_TIMEOUT, |p| {
+            running_with_ready(p, true)
+        })
+        .await;
+    reporter
+        .set_service_status("berth.test", ServingStatus::NotServing)
+        .await;
+    agent
+        .wait_for("default", "grpc-ready", "not ready", START_TIMEOUT, |p| {
+            running_with_ready(p, false)
+        })
+        .await;
+}
+
+/// An HTTPS server with a self-signed certificate that answers every
+/// request with `answer`; it counts the requests it read.
+async fn https_server(
+    answer: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{pki_types::PrivateKeyDer, ServerConfig};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["pod.invalid".into()]).unwrap();
+    let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, served)
+}
+
+#[tokio::test]
+async fn an_https_probe_skips_verification_and_a_redirect_elsewhere_only_warns() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    // The answer sends the prober to another host (loopback is not the node's
+    // IP): the kubelet stops there and counts a warning as success.
+    let (port, served) = https_server(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/elsewhere\r\ncontent-length: 5\r\n\r\nmoved",
+    )
+    .await;
+    let mut main = term_handling_container("main");
+    main["readinessProbe"] = json!({
+        "httpGet": { "scheme": "HTTPS", "path": "/healthz", "port": port },
+        "periodSeconds": 1,
+    });
+    agent
+        .apply_yaml(&manifest(&host_network_pod("https-ready", main)))
+        .await;
+
+    agent
+        .wait_for("default", "https-ready", "ready", START_TIMEOUT, |p| {
+            running_with_ready(p, true)
+        })
+        .await;
+    let warning = wait_event(&agent, "https-ready", "ProbeWarning", |e| {
+        e["reason"] == "ProbeWarning"
+    })
+    .await;
+    assert_eq!(warning["type"], "Warning", "{warning:#}");
+    assert_eq!(
+        warning["message"],
+        "Readiness probe warning: Probe terminated redirects, Response body: moved"
+    );
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn an_exec_probe_that_overruns_its_timeout_fails_and_readiness_waits_its_delay() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut slow = term_handling_container("main");
+    slow["readinessProbe"] = json!({
+        "exec": { "command": ["sleep", "5"] },
+        "timeoutSeconds": 1,
+        "periodSeconds": 1,
+    });
+    let mut delayed = term_handling_container("delayed");
+    delayed["readinessProbe"] = json!({
+        "exec": { "command": ["true"] },
+        "initialDelaySeconds": 3,
+        "periodSeconds": 1,
+    });
+    agent
+        .apply_yaml(&manifest(&pod(
+            "probe-timing",
+            "Always",
+            vec![slow, delayed],
+        )))
+        .await;
+
+    let running = wait_running(&agent, "probe-timing").await;
+    let event = wait_unhealthy(
+        &agent,
+        "probe-timing",
+        "Readiness probe failed: command \"sleep 5\" timed out",
+    )
+    .await;
+    assert_eq!(event["type"], "Warning");
+    let now = agent.get_pod_json("default", "probe-timing").await;
+    assert!(!ready(&now, "main"), "{now:#}");
+
+    // `delayed` turns ready, but never before its initial delay.
+    let started_at = |pod: &Value| {
+        container_status(pod, "delayed").and_then(|s| {
+            s["state"]["running"]["startedAt"]
+                .as_str()
+                .map(|t| t.parse::<k8s_openapi::jiff::Timestamp>().unwrap())
+        })
+    };
+    let started = started_at(&running).expect("delayed runs");
+    let mut seen_unready_at = None;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let pod = agent.get_pod_json("default", "probe-timing").await;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        if ready(&pod, "delayed") {
+            // startedAt is truncated to the second, so it is never late.
+            let after = now.duration_since(started).as_secs_f64();
+            assert!(after >= 3.0, "ready {after:.2} s after the start");
+            break;
+        }
+        seen_unready_at = Some(now);
+        assert!(
+            Instant::now() < deadline,
+            "delayed never turned ready: {pod:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_unready_at.is_some(), "the container was ready at once");
+}

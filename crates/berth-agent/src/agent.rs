@@ -108,6 +108,10 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             initial: Duration::from_secs(config.crash_loop_back_off.initial_seconds),
             max: Duration::from_secs(config.crash_loop_back_off.max_seconds),
         },
+        image_pull_backoff: BackoffPolicy {
+            initial: Duration::from_secs(config.image_pull_back_off.initial_seconds),
+            max: Duration::from_secs(config.image_pull_back_off.max_seconds),
+        },
     });
     let supervisor = Arc::new(Supervisor::new(
         runtime.clone(),
@@ -140,6 +144,18 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         supervisor.clone(),
         sources.clone(),
     ));
+    let image_gc = tokio::spawn(crate::image_gc::run(
+        runtime.clone(),
+        crate::image_gc::ImageGcPolicy {
+            image_fs_dir: config.image_fs_dir.clone(),
+            high_percent: config.image_gc_high_threshold_percent,
+            low_percent: config.image_gc_low_threshold_percent,
+            minimum_age: Duration::from_secs(config.image_minimum_gc_age_seconds),
+            period: Duration::from_secs(config.image_gc_period_seconds),
+            pinned: config.pod_infra_image.clone(),
+        },
+        sources.clone(),
+    ));
     info!(socket = %config.socket.display(), "berth agent ready");
     ready();
 
@@ -159,6 +175,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 
     sources.cancel();
     let _ = watcher.await;
+    let _ = image_gc.await;
     if let Ok(Err(e)) = api.await {
         warn!("local API: {e}");
     }

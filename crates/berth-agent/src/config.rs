@@ -21,15 +21,17 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-/// The kubelet's CrashLoopBackOff bounds.
+/// A back-off's bounds: the first delay, doubling up to the longest
+/// (CrashLoopBackOff and the image pull back-off both start at 10 s and end
+/// at 300 s on the kubelet).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct CrashLoopBackOff {
+pub struct BackOffBounds {
     pub initial_seconds: u64,
     pub max_seconds: u64,
 }
 
-impl Default for CrashLoopBackOff {
+impl Default for BackOffBounds {
     fn default() -> Self {
         Self {
             initial_seconds: 10,
@@ -58,9 +60,28 @@ pub struct AgentConfig {
     pub pod_infra_image: Option<String>,
     /// Static pods are named `<name>-<nodeName>`.
     pub node_name: String,
-    pub crash_loop_back_off: CrashLoopBackOff,
+    pub crash_loop_back_off: BackOffBounds,
+    /// Failed pulls of an image back off per pod and image.
+    pub image_pull_back_off: BackOffBounds,
+    /// The image filesystem (containerd's root) whose use image GC watches.
+    pub image_fs_dir: PathBuf,
+    /// Image GC starts at this disk use…
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: u8,
+    /// …and frees unused images until this one.
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: u8,
+    /// Images younger than this (since the agent first saw them) are kept.
+    #[serde(rename = "imageMinimumGCAgeSeconds")]
+    pub image_minimum_gc_age_seconds: u64,
+    /// How often image GC looks at the disk.
+    #[serde(rename = "imageGCPeriodSeconds")]
+    pub image_gc_period_seconds: u64,
     /// How long the agent drains pods on a node shutdown; 0 leaves them running.
     pub shutdown_grace_period_seconds: u64,
+    /// Registry credentials, plain-HTTP/insecure hosts and mirrors (see
+    /// deploy/registries.yaml); read once at start.
+    pub registry_config: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -76,8 +97,15 @@ impl Default for AgentConfig {
             cni_conf_dir: "/etc/cni/net.d".into(),
             pod_infra_image: None,
             node_name: host_name(),
-            crash_loop_back_off: CrashLoopBackOff::default(),
+            crash_loop_back_off: BackOffBounds::default(),
+            image_pull_back_off: BackOffBounds::default(),
+            image_fs_dir: "/var/lib/containerd".into(),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_minimum_gc_age_seconds: 120,
+            image_gc_period_seconds: 300,
             shutdown_grace_period_seconds: 0,
+            registry_config: None,
         }
     }
 }
@@ -134,9 +162,34 @@ pub struct AgentFlags {
     /// Longest CrashLoopBackOff delay.
     #[arg(long, value_name = "SECONDS")]
     pub crash_loop_back_off_max_seconds: Option<u64>,
+    /// First image pull back-off delay.
+    #[arg(long, value_name = "SECONDS")]
+    pub image_pull_back_off_initial_seconds: Option<u64>,
+    /// Longest image pull back-off delay.
+    #[arg(long, value_name = "SECONDS")]
+    pub image_pull_back_off_max_seconds: Option<u64>,
+    /// The image filesystem image GC watches (containerd's root).
+    #[arg(long, value_name = "DIR")]
+    pub image_fs_dir: Option<PathBuf>,
+    /// Disk use (percent) at which unused images are removed; 100 disables.
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_high_threshold_percent: Option<u8>,
+    /// Disk use (percent) image GC frees down to.
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_low_threshold_percent: Option<u8>,
+    /// Images the agent first saw less than this long ago are kept.
+    #[arg(long, value_name = "SECONDS")]
+    pub image_minimum_gc_age_seconds: Option<u64>,
+    /// How often image GC looks at the disk.
+    #[arg(long, value_name = "SECONDS")]
+    pub image_gc_period_seconds: Option<u64>,
     /// Grace for pods on a node shutdown (0: pods keep running).
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace_period_seconds: Option<u64>,
+    /// Registry settings (YAML, or docker's config.json): credentials,
+    /// plain-HTTP and insecure registries, mirrors.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -204,10 +257,39 @@ impl AgentConfig {
             &mut backoff.max_seconds,
             flags.crash_loop_back_off_max_seconds,
         );
+        let backoff = &mut self.image_pull_back_off;
+        set(
+            &mut backoff.initial_seconds,
+            flags.image_pull_back_off_initial_seconds,
+        );
+        set(
+            &mut backoff.max_seconds,
+            flags.image_pull_back_off_max_seconds,
+        );
+        set(&mut self.image_fs_dir, flags.image_fs_dir);
+        set(
+            &mut self.image_gc_high_threshold_percent,
+            flags.image_gc_high_threshold_percent,
+        );
+        set(
+            &mut self.image_gc_low_threshold_percent,
+            flags.image_gc_low_threshold_percent,
+        );
+        set(
+            &mut self.image_minimum_gc_age_seconds,
+            flags.image_minimum_gc_age_seconds,
+        );
+        set(
+            &mut self.image_gc_period_seconds,
+            flags.image_gc_period_seconds,
+        );
         set(
             &mut self.shutdown_grace_period_seconds,
             flags.shutdown_grace_period_seconds,
         );
+        if flags.registry_config.is_some() {
+            self.registry_config = flags.registry_config;
+        }
     }
 
     /// Checks what the file format cannot express.
@@ -230,6 +312,14 @@ impl AgentConfig {
                 return invalid(key, format!("{} is not an absolute path", path.display()));
             }
         }
+        if let Some(path) = &self.registry_config {
+            if !path.is_absolute() {
+                return invalid(
+                    "registryConfig",
+                    format!("{} is not an absolute path", path.display()),
+                );
+            }
+        }
         if self.cni_bin_dirs.is_empty() {
             return invalid("cniBinDirs", "must name at least one directory".into());
         }
@@ -241,27 +331,72 @@ impl AgentConfig {
         if let Err(message) = validate_node_name(&self.node_name) {
             return invalid("nodeName", message);
         }
-        let backoff = &self.crash_loop_back_off;
-        if backoff.initial_seconds < 1 {
-            return invalid(
+        validate_back_off(
+            [
                 "crashLoopBackOff.initialSeconds",
-                "must be at least 1".into(),
+                "crashLoopBackOff.maxSeconds",
+            ],
+            &self.crash_loop_back_off,
+        )?;
+        validate_back_off(
+            [
+                "imagePullBackOff.initialSeconds",
+                "imagePullBackOff.maxSeconds",
+            ],
+            &self.image_pull_back_off,
+        )?;
+        let (high, low) = (
+            self.image_gc_high_threshold_percent,
+            self.image_gc_low_threshold_percent,
+        );
+        if high > 100 {
+            return invalid(
+                "imageGCHighThresholdPercent",
+                format!("{high} is more than 100"),
             );
         }
-        if backoff.max_seconds < 1 {
-            return invalid("crashLoopBackOff.maxSeconds", "must be at least 1".into());
-        }
-        if backoff.initial_seconds > backoff.max_seconds {
+        if low > high {
             return invalid(
-                "crashLoopBackOff.initialSeconds",
-                format!(
-                    "{} exceeds maxSeconds {}",
-                    backoff.initial_seconds, backoff.max_seconds
-                ),
+                "imageGCLowThresholdPercent",
+                format!("{low} exceeds imageGCHighThresholdPercent {high}"),
+            );
+        }
+        if self.image_gc_period_seconds < 1 {
+            return invalid("imageGCPeriodSeconds", "must be at least 1".into());
+        }
+        if !self.image_fs_dir.is_absolute() {
+            return invalid(
+                "imageFsDir",
+                format!("{} is not an absolute path", self.image_fs_dir.display()),
             );
         }
         Ok(())
     }
+}
+
+/// Both bounds at least 1 s, the first no longer than the longest; errors
+/// name `initial_key` or `max_key`.
+fn validate_back_off(
+    [initial_key, max_key]: [&'static str; 2],
+    bounds: &BackOffBounds,
+) -> Result<(), ConfigError> {
+    let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+    if bounds.initial_seconds < 1 {
+        return invalid(initial_key, "must be at least 1".into());
+    }
+    if bounds.max_seconds < 1 {
+        return invalid(max_key, "must be at least 1".into());
+    }
+    if bounds.initial_seconds > bounds.max_seconds {
+        return invalid(
+            initial_key,
+            format!(
+                "{} exceeds maxSeconds {}",
+                bounds.initial_seconds, bounds.max_seconds
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// containerd's identifier rule: up to 76 characters, alphanumeric runs
@@ -338,7 +473,8 @@ mod tests {
     fn file_sets_camel_case_keys_and_keeps_other_defaults() {
         let file = write(
             "containerdNamespace: test\nlogDir: /tmp/logs\nnodeName: node-a\n\
-             crashLoopBackOff:\n  maxSeconds: 20\npodInfraImage: pause:1\n",
+             crashLoopBackOff:\n  maxSeconds: 20\npodInfraImage: pause:1\n\
+             registryConfig: /etc/berth/registries.yaml\n",
         );
         let config = AgentConfig::load(Some(file.path())).unwrap();
         assert_eq!(config.containerd_namespace, "test");
@@ -347,6 +483,10 @@ mod tests {
         assert_eq!(config.crash_loop_back_off.max_seconds, 20);
         assert_eq!(config.crash_loop_back_off.initial_seconds, 10);
         assert_eq!(config.pod_infra_image.as_deref(), Some("pause:1"));
+        assert_eq!(
+            config.registry_config.as_deref(),
+            Some(Path::new("/etc/berth/registries.yaml"))
+        );
         assert_eq!(config.root_dir, Path::new("/var/lib/berth"));
     }
 
@@ -408,6 +548,8 @@ mod tests {
             "n1",
             "--crash-loop-back-off-initial-seconds",
             "2",
+            "--registry-config",
+            "/etc/r.yaml",
         ]);
         let config = AgentConfig::from_flags(cli.flags).unwrap();
         assert_eq!(
@@ -416,6 +558,7 @@ mod tests {
         );
         assert_eq!(config.node_name, "n1");
         assert_eq!(config.crash_loop_back_off.initial_seconds, 2);
+        assert_eq!(config.registry_config, Some(PathBuf::from("/etc/r.yaml")));
     }
 
     #[test]
@@ -456,7 +599,25 @@ mod tests {
             |c| c.crash_loop_back_off.initial_seconds = 400,
             "crashLoopBackOff.initialSeconds",
         );
+        check(
+            |c| c.image_pull_back_off.initial_seconds = 0,
+            "imagePullBackOff.initialSeconds",
+        );
+        check(
+            |c| c.image_gc_high_threshold_percent = 101,
+            "imageGCHighThresholdPercent",
+        );
+        check(
+            |c| c.image_gc_low_threshold_percent = 90,
+            "imageGCLowThresholdPercent",
+        );
+        check(|c| c.image_gc_period_seconds = 0, "imageGCPeriodSeconds");
+        check(|c| c.image_fs_dir = "containerd".into(), "imageFsDir");
         check(|c| c.pod_infra_image = Some(" ".into()), "podInfraImage");
+        check(
+            |c| c.registry_config = Some("registries.yaml".into()),
+            "registryConfig",
+        );
 
         let ok = AgentConfig {
             containerd_namespace: "berth-test_1.a".into(),

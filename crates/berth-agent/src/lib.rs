@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 pub mod config;
+pub mod image_gc;
 pub mod logs;
 pub mod manifests;
 mod node;

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 409 `AlreadyExists`.
     #[error("{0}")]
     AlreadyExists(String),
+    /// 409 `Conflict`: the object is in use (an image a container runs on).
+    #[error("{0}")]
+    Conflict(String),
     /// 422 `Invalid`: the message names the field.
     #[error("{0}")]
     Invalid(String),
@@ -50,6 +53,14 @@ pub struct LogTarget {
     pub path: PathBuf,
     /// The container instance writing to it is still running.
     pub running: bool,
+}
+
+/// An image a pull left in the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    pub image: berth_runtime::ImageInfo,
+    /// The runtime held this very image (same digest) before the pull.
+    pub up_to_date: bool,
 }
 
 /// The agent's pods, as served by the local API.
@@ -114,6 +125,31 @@ pub trait PodService: Send + Sync + 'static {
     fn list_images(
         &self,
     ) -> impl Future<Output = Result<Vec<berth_runtime::ImageInfo>, ApiError>> + Send;
+
+    /// Pulls `reference` from its registry (tags are always resolved again),
+    /// reporting per-blob progress to `progress`. Registry failures are
+    /// `Internal` with the registry's message.
+    fn pull_image(
+        &self,
+        reference: &str,
+        progress: tokio::sync::mpsc::UnboundedSender<berth_runtime::PullProgress>,
+    ) -> impl Future<Output = Result<PulledImage, ApiError>> + Send {
+        let _ = progress;
+        let message = format!("cannot pull {reference}: this agent has no image puller");
+        async move { Err(ApiError::Internal(message)) }
+    }
+
+    /// Removes the image `reference` and returns its normalized reference:
+    /// `NotFound` when absent, `Conflict` while a running or created
+    /// container of a known pod uses it (as `docker rmi` refuses without
+    /// `--force`).
+    fn remove_image(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send {
+        let message = format!("image \"{reference}\" not found");
+        async move { Err(ApiError::NotFound(message)) }
+    }
 
     /// Events about pods of one namespace (all when `None`), oldest first.
     fn events(&self, namespace: Option<&str>) -> Vec<k8s_openapi::api::core::v1::Event> {

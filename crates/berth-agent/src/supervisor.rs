@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_pod::{Adopted, PodWorkerHandle, TimelineEntry, WorkerConfig};
-use berth_runtime::{ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService};
+use berth_runtime::{
+    ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService, ObservedState,
+    PullProgress, RuntimeErrorKind,
+};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use tracing::{debug, info, warn};
 
-use crate::service::{ApiError, LogOptions, LogTarget, PodService, WatchEvent};
+use crate::service::{ApiError, LogOptions, LogTarget, PodService, PulledImage, WatchEvent};
 use crate::store::{self, PodStore};
 
 /// Owns the pods: their objects in the store and their workers.
@@ -255,6 +258,33 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
     pub fn store(&self) -> &Arc<PodStore> {
         &self.store
+    }
+
+    /// `namespace/name` of the known pods with a running or created container
+    /// on the image `reference` (as the runtime names it), with the
+    /// container's name.
+    async fn image_users(&self, reference: &str) -> Result<Vec<(String, String)>, ApiError> {
+        let observed = self
+            .runtime
+            .list()
+            .await
+            .map_err(|e| ApiError::Internal(e.message))?;
+        let mut users: Vec<(String, String)> = observed
+            .containers
+            .into_iter()
+            .filter(|c| c.image == reference)
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    ObservedState::Created | ObservedState::Running { .. }
+                )
+            })
+            .filter(|c| self.store.get(&c.pod.uid).is_some())
+            .map(|c| (format!("{}/{}", c.pod.namespace, c.pod.name), c.name))
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
     }
 
     fn pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
@@ -508,6 +538,53 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         Ok(self
             .store
             .timeline(pod.metadata.uid.as_deref().unwrap_or_default()))
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: tokio::sync::mpsc::UnboundedSender<PullProgress>,
+    ) -> Result<PulledImage, ApiError> {
+        // What was there before tells "up to date" from a new image.
+        let before = self.runtime.image_status(reference).await.ok().flatten();
+        let image = self
+            .runtime
+            .pull_image(reference, Some(progress))
+            .await
+            .map_err(|e| match e.kind {
+                RuntimeErrorKind::InvalidSpec => ApiError::BadRequest(e.message),
+                _ => ApiError::Internal(e.message),
+            })?;
+        let up_to_date = before.is_some_and(|b| b.digest == image.digest);
+        info!(image = %image.reference, digest = %image.digest, up_to_date, "image pulled");
+        Ok(PulledImage { image, up_to_date })
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<String, ApiError> {
+        let not_found = || ApiError::NotFound(format!("image \"{reference}\" not found"));
+        let internal = |e: berth_runtime::RuntimeError| ApiError::Internal(e.message);
+        // The runtime's name for it (normalized); an image it cannot show
+        // (not unpacked, say) may still have a record to remove.
+        let present = self
+            .runtime
+            .image_status(reference)
+            .await
+            .map_err(internal)?;
+        let name = present.map_or_else(|| reference.to_string(), |image| image.reference);
+        let users = self.image_users(&name).await?;
+        if let Some((pod, container)) = users.first() {
+            return Err(ApiError::Conflict(format!(
+                "unable to remove image \"{reference}\": container \"{container}\" of pod \"{pod}\" is using it"
+            )));
+        }
+        match self.runtime.remove_image(reference).await {
+            Ok(()) => {
+                info!(image = %name, "image removed");
+                Ok(name)
+            }
+            Err(e) if e.is_not_found() => Err(not_found()),
+            Err(e) => Err(internal(e)),
+        }
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, ApiError> {

@@ -1,12 +1,12 @@
 //! The agent library against the in-memory runtime: the pod service's
 //! contract, static manifests, and an agent restart that adopts its pods.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent::store::PodStore;
 use berth_agent::{AgentConfig, ApiError, PodService, Supervisor};
-use berth_pod::{BackoffPolicy, WorkerConfig};
 use berth_runtime::fake::{Call, FakeRuntime};
 use berth_runtime::ImageConfig;
 use k8s_openapi::api::core::v1::Pod;
@@ -47,27 +47,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
-    let store = Arc::new(PodStore::new(finished_tx));
-    let supervisor = Arc::new(Supervisor::new(
-        Arc::new(rt.clone()),
-        store,
-        Arc::new(WorkerConfig {
-            root_dir: dir.path().join("root"),
-            log_dir: dir.path().join("logs"),
-            node_name: "node".into(),
-            host_ip: "192.0.2.1".into(),
-            backoff: BackoffPolicy::default(),
-        }),
-        dir.path().join("root/api-pods"),
-        Default::default(),
-    ));
-    let s = supervisor.clone();
-    tokio::spawn(async move {
-        while let Some(uid) = finished_rx.recv().await {
-            s.on_finished(&uid);
-        }
-    });
+    let supervisor = common::supervisor(&rt, dir.path());
     Fixture {
         rt,
         supervisor,

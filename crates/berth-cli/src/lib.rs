@@ -17,6 +17,7 @@ mod get_events;
 mod image;
 mod logs;
 mod output;
+mod pull_progress;
 mod table;
 mod tabwriter;
 mod target;
@@ -44,7 +45,7 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Execute a command in a container
     Exec(exec::ExecArgs),
-    /// Import and list the images of the node's container runtime
+    /// Pull, remove, import and list the images of the node's container runtime
     Image(image::ImageArgs),
     /// Show a pod's lifecycle timeline, step by step to the millisecond
     Trace(trace::TraceArgs),
@@ -59,23 +60,26 @@ pub struct Streams<'a> {
 /// Runs `command` against the agent listening on `socket`, printing to the
 /// process's stdout and stderr. Returns the process exit code.
 pub async fn run(socket: PathBuf, command: Command) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let code = run_with(
-        socket,
-        command,
-        Streams {
-            out: &mut out,
-            err: &mut err,
-        },
-    )
-    .await;
+    let terminal = out.is_terminal();
+    let streams = Streams {
+        out: &mut out,
+        err: &mut err,
+    };
+    let code = run_verb(socket, command, streams, terminal).await;
     out.flush()?;
     Ok(code)
 }
 
-/// [`run`] with the output going to `streams`.
+/// [`run`] with the output going to `streams` (never a terminal).
 pub async fn run_with(socket: PathBuf, command: Command, streams: Streams<'_>) -> i32 {
+    run_verb(socket, command, streams, false).await
+}
+
+/// Runs one verb; `terminal` says stdout is one (for live progress).
+async fn run_verb(socket: PathBuf, command: Command, streams: Streams<'_>, terminal: bool) -> i32 {
     let client = Client::new(socket);
     let Streams { out, err } = streams;
     let result = match command {
@@ -85,7 +89,7 @@ pub async fn run_with(socket: PathBuf, command: Command, streams: Streams<'_>) -
         Command::Delete(args) => delete::run(&client, args, out, err).await,
         Command::Logs(args) => logs::run(&client, args, out, err).await,
         Command::Exec(args) => exec::run(&client, args, out, err).await,
-        Command::Image(args) => image::run(&client, args, out).await,
+        Command::Image(args) => image::run(&client, args, out, err, terminal).await,
         Command::Trace(args) => trace::run(&client, args, out, err).await,
     };
     match result {

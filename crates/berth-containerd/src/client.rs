@@ -30,6 +30,10 @@ pub struct ContainerdConfig {
 pub struct Containerd {
     pub(crate) channel: Channel,
     pub(crate) config: std::sync::Arc<ContainerdConfig>,
+    /// Registry settings and clients for pulls.
+    pub(crate) registries: std::sync::Arc<crate::image::Registries>,
+    /// Pulls under way, shared by clones.
+    pub(crate) pulls: crate::image::Flights,
 }
 
 /// Adds the `containerd-namespace` header to every request.
@@ -67,12 +71,22 @@ impl Containerd {
         let this = Self {
             channel,
             config: std::sync::Arc::new(config),
+            registries: Default::default(),
+            pulls: Default::default(),
         };
         let mut version = containerd_client::services::v1::version_client::VersionClient::new(
             this.channel.clone(),
         );
         version.version(()).await.map_err(status_error)?;
         Ok(this)
+    }
+
+    /// Uses `registries` (credentials, plain-HTTP and insecure hosts,
+    /// mirrors) for pulls from now on; the default reaches every registry
+    /// over verified HTTPS, anonymously.
+    pub fn with_registries(mut self, registries: crate::RegistryConfig) -> Self {
+        self.registries = std::sync::Arc::new(crate::image::Registries::new(registries));
+        self
     }
 
     pub fn config(&self) -> &ContainerdConfig {

@@ -14,4 +14,8 @@ impl ImageService for Containerd {
     async fn import_image(&self, path: &Path) -> Result<Vec<ImageInfo>, RuntimeError> {
         self.import_archive(path).await
     }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        Containerd::remove_image(self, reference).await
+    }
 }

@@ -23,7 +23,9 @@ mod task;
 mod typeurl;
 
 pub use client::{Containerd, ContainerdConfig};
-pub use image::normalize_reference;
+pub use image::{
+    normalize_reference, Credentials, RegistryConfig, RegistryConfigError, RegistryHost,
+};
 
 /// Label and annotation keys berth puts on every containerd object it owns, so a
 /// restarted agent can find what it owns (the kubelet's keys where they exist).

@@ -62,6 +62,13 @@ impl Backoff {
         (Instant::now() < until).then_some((until, entry.delay))
     }
 
+    /// When the key's last failure is still held back by its delay (image
+    /// pulls: the delay counts from the failure itself).
+    pub(crate) fn held(&mut self, key: &(String, String)) -> Option<(Instant, Duration)> {
+        let last = self.entries.get(key)?.last_advance;
+        self.held_until(key, last)
+    }
+
     /// Records a restart: the next crash waits longer.
     pub(crate) fn advance(&mut self, key: (String, String)) {
         let now = Instant::now();

@@ -4,23 +4,16 @@
 //! kill path (terminate.rs), within the grace period.
 
 use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::header::{HeaderName, HeaderValue, ACCEPT, HOST, USER_AGENT};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::http_get;
 use crate::record::Waiting;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
 use crate::worker::Worker;
-
-/// The kubelet drains at most this much of a hook's HTTP answer.
-const MAX_BODY: usize = 10 * 1024;
 
 /// The kubelet's `User-Agent` for hook requests (`kube-lifecycle/<major>.<minor>`).
 const HOOK_USER_AGENT: &str = "kube-lifecycle/1.33";
@@ -132,117 +125,12 @@ impl Hook {
     /// One GET; any HTTP answer is success, as the kubelet ignores the
     /// status code of a hook.
     async fn http_get(&self, action: &HTTPGetAction) -> Result<(), String> {
-        let status = http_get(action, &self.ports, self.pod_ip.as_deref(), HOOK_USER_AGENT).await?;
-        debug!(%status, "lifecycle hook answered");
+        let (url, headers) =
+            http_get::request(action, &self.ports, self.pod_ip.as_deref(), HOOK_USER_AGENT)?;
+        let answer = http_get::get(url, headers, None).await?;
+        debug!(status = answer.status, "lifecycle hook answered");
         Ok(())
     }
-}
-
-/// One GET over one fresh TCP connection (hooks and probes): the spec's
-/// path, port (named ports resolved among `ports`), host (else
-/// `default_host`, the pod IP) and headers; returns the answer's status after
-/// draining at most [`MAX_BODY`] of the body.
-pub(crate) async fn http_get(
-    action: &HTTPGetAction,
-    ports: &[ContainerPort],
-    default_host: Option<&str>,
-    user_agent: &'static str,
-) -> Result<hyper::StatusCode, String> {
-    let scheme = action
-        .scheme
-        .as_deref()
-        .unwrap_or("HTTP")
-        .to_ascii_lowercase();
-    if scheme != "http" {
-        return Err(format!(
-            "scheme {scheme:?} is not supported (berth has no TLS client)"
-        ));
-    }
-    let host = action
-        .host
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .or(default_host)
-        .ok_or("the pod has no IP and no host is named")?;
-    let port = resolve_port(&action.port, ports)?;
-    let mut path = action.path.clone().unwrap_or_default();
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut request = hyper::Request::get(path.as_str())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("invalid path {path:?}: {e}"))?;
-    let headers = request.headers_mut();
-    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent));
-    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
-    headers.insert(
-        HOST,
-        HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
-    );
-    let mut overridden = Vec::new();
-    for h in action.http_headers.iter().flatten() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|e| format!("header {:?}: {e}", h.name))?;
-        let value =
-            HeaderValue::from_str(&h.value).map_err(|e| format!("header {:?}: {e}", h.name))?;
-        // The spec's headers replace the defaults (a `Host` one sets the
-        // request's host); repeated names all go out.
-        if !overridden.contains(&name) {
-            headers.remove(&name);
-            overridden.push(name.clone());
-        }
-        headers.append(name, value);
-    }
-    let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("dial tcp {authority}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!("HTTP connection ended: {e}");
-        }
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("Get \"http://{authority}{path}\": {e}"))?;
-    let status = response.status();
-    // Drain a little of the body, ignoring errors, as the kubelet does.
-    let mut body = response.into_body();
-    let mut read = 0;
-    while read < MAX_BODY {
-        match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-            _ => break,
-        }
-    }
-    Ok(status)
-}
-
-/// A numbered port, or a name looked up among the container's ports.
-pub(crate) fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
-    let number = match port {
-        IntOrString::Int(n) => *n,
-        IntOrString::String(name) => match name.parse::<i32>() {
-            Ok(n) => n,
-            Err(_) => ports
-                .iter()
-                .find(|p| p.name.as_deref() == Some(name.as_str()))
-                .map(|p| p.container_port)
-                .ok_or_else(|| format!("couldn't find port: {name} in the container's ports"))?,
-        },
-    };
-    u16::try_from(number)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("invalid port number: {number}"))
 }
 
 /// A command as Go's `%v` prints a string slice: `[sh -c exit 1]`.
@@ -428,11 +316,12 @@ mod tests {
             Vec::new(),
         );
         let error = refused.run(&rt, &id).await.unwrap_err();
-        assert!(
-            error.starts_with(
-                "HTTP lifecycle hook (/stop) for Container \"app\" in Pod \"web_default(uid-1)\" failed - error: dial tcp"
-            ),
-            "{error}"
+        assert_eq!(
+            error,
+            format!(
+                "HTTP lifecycle hook (/stop) for Container \"app\" in Pod \"web_default(uid-1)\" failed - error: \
+                 Get \"http://127.0.0.1:{port}/stop\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
         );
         let unnamed = http_hook(
             HTTPGetAction {

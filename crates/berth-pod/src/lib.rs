@@ -12,6 +12,8 @@ mod container_config;
 mod dirs;
 mod handle;
 mod hooks;
+mod http_get;
+mod image_pull;
 mod probe;
 mod quantity;
 mod record;

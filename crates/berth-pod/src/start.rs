@@ -2,7 +2,7 @@
 //! `startContainer` (kubelet-semantics §2.4), each failure with its waiting
 //! reason: image → config → create → arm the exit waiter → start → postStart.
 
-use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeErrorKind};
+use berth_runtime::{ContainerRuntime, RuntimeErrorKind};
 use jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::debug;
@@ -15,7 +15,7 @@ use crate::worker::{Worker, RETRY_AFTER};
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// Records why container `i` could not start and when to try again.
-    fn start_failed(
+    pub(crate) fn start_failed(
         &mut self,
         i: usize,
         reason: &str,
@@ -32,61 +32,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             message,
         });
         rec.retry_at = Some(Instant::now() + RETRY_AFTER);
-    }
-
-    async fn ensure_image(&mut self, i: usize) -> Option<ImageInfo> {
-        let container = self.spec_container(i)?;
-        let image = container.image.clone().unwrap_or_default();
-        let policy = container
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| "IfNotPresent".into());
-        let field_path = self.field_path(i);
-        match self.rt.image_status(&image).await {
-            Ok(Some(info)) => {
-                self.event(
-                    EventType::Normal,
-                    "Pulled",
-                    field_path,
-                    format!("Container image \"{image}\" already present on machine"),
-                );
-                let name = self.records[i].name.clone();
-                self.step(Some(&name), TimelineStep::ImageReady, image);
-                Some(info)
-            }
-            Ok(None) if policy == "Never" => {
-                let message =
-                    format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.start_failed(
-                    i,
-                    "ErrImageNeverPull",
-                    message.clone(),
-                    Some(("ErrImageNeverPull", message)),
-                );
-                None
-            }
-            Ok(None) => {
-                let message = format!(
-                    "Failed to pull image \"{image}\": pulling from registries is not supported yet; import the image with `berth image import`"
-                );
-                self.start_failed(
-                    i,
-                    "ErrImagePull",
-                    message.clone(),
-                    Some(("Failed", message)),
-                );
-                None
-            }
-            Err(e) => {
-                self.start_failed(
-                    i,
-                    "ImageInspectError",
-                    format!("Failed to inspect image \"{image}\": {e}"),
-                    None,
-                );
-                None
-            }
-        }
     }
 
     /// Creates and starts a new instance of container `i`.
@@ -252,6 +197,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         rec.waiting = None;
         rec.retry_at = None;
         self.run_post_start(i).await;
-        self.start_probers(i);
+        self.start_probers(i, false);
     }
 }

@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub node_name: String,
     pub host_ip: String,
     pub backoff: BackoffPolicy,
+    /// The image pull back-off (the kubelet's: 10 s doubling to 300 s).
+    pub image_pull_backoff: BackoffPolicy,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet
@@ -60,6 +62,7 @@ pub(crate) struct Worker<R, S> {
     /// Init containers first, then the main ones, in spec order.
     pub(crate) records: Vec<ContainerRecord>,
     pub(crate) backoff: Backoff,
+    pub(crate) pull_backoff: Backoff,
     pub(crate) exits_tx: mpsc::UnboundedSender<ExitNote>,
     pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
     pub(crate) start_time: Timestamp,
@@ -124,6 +127,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .map_or_else(Timestamp::now, |t| t.0);
         Self {
             backoff: Backoff::new(cfg.backoff),
+            pull_backoff: Backoff::new(cfg.image_pull_backoff),
             rt,
             sink,
             cfg,
@@ -504,9 +508,33 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             return;
         };
+        if sandbox.pid == 0 {
+            // The pause process is gone (containerd restarted, the node
+            // rebooted): as the kubelet does, kill the sandbox and start the
+            // pod in a new one.
+            self.event(
+                EventType::Normal,
+                "SandboxChanged",
+                None,
+                "Pod sandbox changed, it will be killed and re-created.".into(),
+            );
+            for c in &adopted.containers {
+                let _ = self.rt.remove_container(&c.id).await;
+            }
+            if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
+                warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
+            }
+            return;
+        }
         let mut containers = adopted.containers;
         containers.sort_by_key(|c| std::cmp::Reverse(c.attempt));
         for c in containers {
+            if c.state == ObservedState::Created {
+                // Created but never started (the agent stopped in between):
+                // nothing ran, so a new instance replaces it.
+                let _ = self.rt.remove_container(&c.id).await;
+                continue;
+            }
             let Some(i) = self.records.iter().position(|r| r.name == c.name) else {
                 let _ = self.rt.remove_container(&c.id).await;
                 continue;
@@ -557,7 +585,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.volumes_ready = self.dirs.prepare(&self.pod).is_ok();
         self.sandbox = Some(sandbox);
         for i in 0..self.records.len() {
-            self.start_probers(i);
+            self.start_probers(i, true);
         }
         debug!(pod = %self.pod_ref, "adopted running pod");
     }

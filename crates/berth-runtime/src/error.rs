@@ -13,6 +13,10 @@ pub enum RuntimeErrorKind {
     InvalidSpec,
     /// The runtime cannot be reached.
     Unavailable,
+    /// An image registry (and every mirror of it) cannot be reached; the
+    /// kubelet's `RegistryUnavailable`. Registry answers such as "manifest
+    /// unknown" or "unauthorized" are `Other`, with the registry's text.
+    RegistryUnavailable,
     /// The operation did not finish in its time.
     Timeout,
     /// Anything else; the message says what.

@@ -3,6 +3,11 @@
 //! Each container runs a [`Script`] chosen by container name: how long it runs,
 //! what it exits with, whether it ignores the stop signal, whether create or
 //! start fails. Every call is recorded as a [`Call`] for assertions.
+//!
+//! Images: [`FakeRuntime::add_image`] makes one present; a pull succeeds for
+//! images made pullable with [`FakeRuntime::add_pullable`] (or present
+//! already), takes [`FakeRuntime::pull_delay`] of tokio time, and fails with
+//! the error set by [`FakeRuntime::fail_pull`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -62,6 +67,8 @@ pub enum Call {
     Signal { name: String, signal: Signal },
     RemoveContainer { name: String },
     Exec { name: String, command: Vec<String> },
+    Pull { image: String },
+    RemoveImage { image: String },
 }
 
 struct FakeContainer {
@@ -78,6 +85,10 @@ struct FakeContainer {
 #[derive(Default)]
 struct Inner {
     images: HashMap<String, ImageInfo>,
+    /// What the "registry" serves; a pull makes it present.
+    pullable: HashMap<String, ImageInfo>,
+    pull_errors: HashMap<String, RuntimeError>,
+    pull_delay: Duration,
     scripts: HashMap<String, Script>,
     sandbox_error: Option<RuntimeError>,
     sandboxes: BTreeMap<String, SandboxInfo>,
@@ -113,6 +124,31 @@ impl FakeRuntime {
             config,
         };
         self.lock().images.insert(reference.to_string(), info);
+    }
+
+    /// Makes `image` pullable under `reference`: after a pull, `image_status`
+    /// returns it (with `reference` as its reference). Replacing it models a
+    /// tag moved in the registry.
+    pub fn add_pullable(&self, reference: &str, image: ImageInfo) {
+        let image = ImageInfo {
+            reference: reference.to_string(),
+            ..image
+        };
+        self.lock().pullable.insert(reference.to_string(), image);
+    }
+
+    /// Makes every pull of `reference` fail with `error` until set to `None`.
+    pub fn fail_pull(&self, reference: &str, error: Option<RuntimeError>) {
+        let mut inner = self.lock();
+        match error {
+            Some(error) => inner.pull_errors.insert(reference.to_string(), error),
+            None => inner.pull_errors.remove(reference),
+        };
+    }
+
+    /// How long every pull takes (tokio time, so instant under a paused clock).
+    pub fn pull_delay(&self, delay: Duration) {
+        self.lock().pull_delay = delay;
     }
 
     /// Sets how containers named `name` behave from now on.
@@ -232,6 +268,44 @@ fn finish(inner: &mut Inner, id: &str, code: i32) {
 impl ContainerRuntime for FakeRuntime {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         Ok(self.lock().images.get(image).cloned())
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
+    ) -> Result<ImageInfo, RuntimeError> {
+        self.record(Call::Pull {
+            image: image.to_string(),
+        });
+        let delay = self.lock().pull_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut inner = self.lock();
+        if let Some(error) = inner.pull_errors.get(image) {
+            return Err(error.clone());
+        }
+        let pulled = inner
+            .pullable
+            .get(image)
+            .or_else(|| inner.images.get(image))
+            .cloned()
+            .ok_or_else(|| {
+                RuntimeError::other(format!(
+                    "failed to pull and unpack image \"{image}\": manifest unknown"
+                ))
+            })?;
+        inner.images.insert(image.to_string(), pulled.clone());
+        drop(inner);
+        if let Some(progress) = progress {
+            let _ = progress.send(PullProgress {
+                layer: pulled.digest.clone(),
+                done: pulled.size,
+                total: pulled.size,
+            });
+        }
+        Ok(pulled)
     }
 
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
@@ -444,5 +518,78 @@ impl ImageService for FakeRuntime {
             RuntimeErrorKind::InvalidSpec,
             format!("the fake runtime cannot import {}", path.display()),
         ))
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.record(Call::RemoveImage {
+            image: reference.to_string(),
+        });
+        match self.lock().images.remove(reference) {
+            Some(_) => Ok(()),
+            None => Err(RuntimeError::not_found(format!(
+                "image \"{reference}\": not found"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(digest: &str) -> ImageInfo {
+        ImageInfo {
+            reference: String::new(),
+            digest: digest.into(),
+            size: 7,
+            config: ImageConfig::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pulls_are_scripted_delayed_and_recorded() {
+        let rt = FakeRuntime::new();
+        rt.add_pullable("r/app:1", image("sha256:a"));
+        rt.pull_delay(Duration::from_secs(3));
+        assert_eq!(rt.image_status("r/app:1").await.unwrap(), None);
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = tokio::time::Instant::now();
+        let pulled = rt.pull_image("r/app:1", Some(tx)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(pulled.reference, "r/app:1");
+        assert_eq!(rt.image_status("r/app:1").await.unwrap(), Some(pulled));
+        assert_eq!(rx.recv().await.unwrap().done, 7);
+
+        // A moved tag: the next pull brings the new image.
+        rt.add_pullable("r/app:1", image("sha256:b"));
+        let moved = rt.pull_image("r/app:1", None).await.unwrap();
+        assert_eq!(moved.digest, "sha256:b");
+
+        rt.fail_pull("r/app:1", Some(RuntimeError::other("manifest unknown")));
+        let err = rt.pull_image("r/app:1", None).await.unwrap_err();
+        assert_eq!(err.message, "manifest unknown");
+        rt.fail_pull("r/app:1", None);
+        rt.pull_image("r/app:1", None).await.unwrap();
+
+        let err = rt.pull_image("r/absent:1", None).await.unwrap_err();
+        assert!(err.message.contains("manifest unknown"), "{err}");
+        let pulls = rt
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Pull { .. }))
+            .count();
+        assert_eq!(pulls, 5);
+    }
+
+    #[tokio::test]
+    async fn present_images_pull_and_remove() {
+        let rt = FakeRuntime::new();
+        rt.add_image("r/app:1", ImageConfig::default());
+        rt.pull_image("r/app:1", None).await.unwrap();
+        rt.remove_image("r/app:1").await.unwrap();
+        assert_eq!(rt.image_status("r/app:1").await.unwrap(), None);
+        let err = rt.remove_image("r/app:1").await.unwrap_err();
+        assert!(err.is_not_found());
     }
 }

@@ -26,6 +26,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         image: &str,
     ) -> impl Future<Output = Result<Option<ImageInfo>, RuntimeError>> + Send;
 
+    /// Pulls `image` from its registry (or a mirror) into the runtime and
+    /// returns it, present and unpacked. A tag is always resolved again, so a
+    /// moved tag updates the image (the `Always` policy); blobs present
+    /// already are not fetched again. Concurrent pulls of one reference share
+    /// one fetch. Per-blob progress goes to `progress` when given.
+    fn pull_image(
+        &self,
+        image: &str,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
+    ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send;
+
     /// Creates the pod's sandbox: network namespace and CNI (unless host network),
     /// the pause container holding IPC and UTS, the pod cgroup.
     fn create_sandbox(
@@ -98,4 +109,12 @@ pub trait ImageService: Send + Sync + 'static {
         &self,
         path: &std::path::Path,
     ) -> impl Future<Output = Result<Vec<ImageInfo>, RuntimeError>> + Send;
+
+    /// Removes the image record `reference` (normalized as pulls name it);
+    /// `NotFound` when there is none. Content and snapshots no other image
+    /// uses are then garbage-collected by the runtime.
+    fn remove_image(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 }

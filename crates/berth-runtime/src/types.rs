@@ -146,6 +146,18 @@ impl ImageInfo {
     }
 }
 
+/// How far a pull has fetched one blob (a layer, or the config), for
+/// `berth image pull`'s progress display. Reports for a blob come in order;
+/// the last one has `done == total`. A blob already present is reported once,
+/// complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    /// The blob's digest, `sha256:...`.
+    pub layer: String,
+    pub done: u64,
+    pub total: u64,
+}
+
 /// A host port published by the pod's network (CNI portmap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMapping {

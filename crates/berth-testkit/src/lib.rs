@@ -11,10 +11,12 @@ pub mod containerd;
 pub mod mounts;
 pub mod net;
 pub mod process;
+pub mod registry;
 
 pub use agent::{AgentOptions, AgentProcess};
 pub use busybox::{busybox_image, write_busybox_archive};
 pub use containerd::PrivateContainerd;
+pub use registry::{LocalRegistry, PushOptions};
 
 /// The image reference the test kit imports into every agent's namespace
 /// (a tag other than `latest`, so the default pull policy is IfNotPresent).

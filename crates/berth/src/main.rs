@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_agent::{AgentConfig, AgentFlags};
-use berth_containerd::{Containerd, ContainerdConfig};
+use berth_containerd::{Containerd, ContainerdConfig, RegistryConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Top {
     /// Run the node agent
-    Agent(AgentFlags),
+    Agent(Box<AgentFlags>),
     /// Write a container's output as CRI log lines (spawned by the shim)
     #[command(hide = true)]
     Logger { log_path: PathBuf },
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Top::Agent(flags) => match run_agent(flags) {
+        Top::Agent(flags) => match run_agent(*flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth agent: {e:#}");
@@ -108,6 +108,11 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
     // Settings are checked before anything is touched.
     let config = AgentConfig::from_flags(flags)?;
     config.validate()?;
+    // A bad registry file stops the agent here, naming the file.
+    let registries = match &config.registry_config {
+        Some(path) => RegistryConfig::load(path)?,
+        None => RegistryConfig::default(),
+    };
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -123,7 +128,8 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
             pod_infra_image: config.pod_infra_image.clone(),
             logger_binary: std::env::current_exe().context("locate the berth binary")?,
         })
-        .await?;
+        .await?
+        .with_registries(registries);
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         berth_agent::run(config, containerd, shutdown, || {

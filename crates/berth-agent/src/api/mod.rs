@@ -6,6 +6,7 @@ mod events;
 mod exec;
 mod images;
 mod logs;
+mod reference;
 mod routes;
 mod server;
 mod status;

@@ -81,6 +81,12 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (["apis", "berth.io", "v1", "images", "import"], &Method::POST) => {
             super::images::import(cx, request).await
         }
+        (["apis", "berth.io", "v1", "images", "pull"], &Method::POST) => {
+            super::images::pull(cx, request).await
+        }
+        (["apis", "berth.io", "v1", "images", reference], &Method::DELETE) => {
+            super::images::remove(cx, &decode_segment(reference)).await
+        }
         (segments, _) if is_known_path(segments) => Err(Failure::method_not_allowed()),
         _ => Err(Failure::unknown_path()),
     }
@@ -108,7 +114,7 @@ fn is_known_path(segments: &[&str]) -> bool {
                 "timeline"
             ]
             | ["apis", "berth.io", "v1", "images"]
-            | ["apis", "berth.io", "v1", "images", "import"]
+            | ["apis", "berth.io", "v1", "images", _]
     )
 }
 
@@ -299,6 +305,15 @@ impl Query {
 
 /// `%XX` escapes and `+` as space, as in form encoding; bad escapes stay as they are.
 fn percent_decode(text: &str) -> String {
+    decode(text, true)
+}
+
+/// A path segment: `%XX` escapes only (a `+` is itself).
+fn decode_segment(text: &str) -> String {
+    decode(text, false)
+}
+
+fn decode(text: &str, plus_is_space: bool) -> String {
     fn hex(byte: u8) -> Option<u8> {
         (byte as char).to_digit(16).map(|d| d as u8)
     }
@@ -316,7 +331,7 @@ fn percent_decode(text: &str) -> String {
                 i += 3;
                 continue;
             }
-            (b'+', None) => out.push(b' '),
+            (b'+', None) if plus_is_space => out.push(b' '),
             (byte, None) => out.push(byte),
         }
         i += 1;
@@ -339,5 +354,9 @@ mod tests {
         assert!(Query::parse("watch=yes").flag("watch").is_err());
         assert!(Query::parse("watch=1").flag("watch").unwrap());
         assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(
+            decode_segment("docker.io%2Flibrary%2Fbusybox%3A1.36+x"),
+            "docker.io/library/busybox:1.36+x"
+        );
     }
 }

@@ -82,6 +82,12 @@ impl Failure {
         self
     }
 
+    /// Names the image the failure is about in `details`.
+    pub(crate) fn for_image(mut self, reference: &str) -> Failure {
+        self.details = Some(("images", reference.to_owned()));
+        self
+    }
+
     pub(crate) fn status(&self) -> Status {
         Status {
             code: Some(i32::from(self.code.as_u16())),
@@ -118,6 +124,7 @@ impl From<ApiError> for Failure {
             ApiError::Invalid(message) => {
                 Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
             }
+            ApiError::Conflict(message) => Failure::conflict(message),
             ApiError::BadRequest(message) => Failure::bad_request(message),
             ApiError::Internal(message) => Failure::internal(message),
         }

@@ -49,6 +49,11 @@ impl Containerd {
         cache().insert(self.cache_key(target_digest), entry);
     }
 
+    /// Forgets a target whose record is gone: GC may take its snapshots.
+    pub(super) fn forget(&self, target_digest: &str) {
+        cache().remove(&self.cache_key(target_digest));
+    }
+
     /// The image a target resolves to, named `reference`, if remembered.
     pub(super) fn recall(&self, target_digest: &str, reference: &str) -> Option<ImageInfo> {
         let entry = cache().get(&self.cache_key(target_digest))?.clone();

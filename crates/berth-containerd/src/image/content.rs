@@ -7,8 +7,8 @@ use berth_runtime::RuntimeError;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
-    CreateRequest, DeleteRequest, Info, ReadContentRequest, UpdateRequest, WriteAction,
-    WriteContentRequest,
+    AbortRequest, AddResourceRequest, CreateRequest, DeleteRequest, Info, InfoRequest,
+    ReadContentRequest, Resource, UpdateRequest, WriteAction, WriteContentRequest,
 };
 use futures::Stream;
 use tonic::Code;
@@ -42,6 +42,11 @@ impl Upload {
             expected: expected.unwrap_or_default().to_string(),
             offset: 0,
         }
+    }
+
+    /// The ingest this session writes to, for aborting it.
+    pub(super) fn ingest_ref(&self) -> &str {
+        &self.ingest_ref
     }
 
     pub(super) fn data(&mut self, data: Vec<u8>) -> WriteContentRequest {
@@ -122,6 +127,64 @@ impl Containerd {
             return Err(RuntimeError::other(format!("content {digest} is corrupt")));
         }
         Ok(data)
+    }
+
+    /// Whether the content store has the blob.
+    pub(super) async fn content_exists(&self, digest: &str) -> Result<bool, RuntimeError> {
+        let request = InfoRequest {
+            digest: digest.to_string(),
+        };
+        match ContentClient::new(self.svc()).info(request).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(status_error(status)),
+        }
+    }
+
+    /// Puts a blob that exists already under `lease`, so GC keeps it until
+    /// the image that is being made refers to it.
+    pub(super) async fn lease_content(
+        &self,
+        lease: &str,
+        digest: &str,
+    ) -> Result<(), RuntimeError> {
+        self.lease_resource(lease, digest, "content").await
+    }
+
+    /// The same for a resource of any type (`snapshots/overlayfs`, ...).
+    pub(super) async fn lease_resource(
+        &self,
+        lease: &str,
+        id: &str,
+        kind: &str,
+    ) -> Result<(), RuntimeError> {
+        let request = AddResourceRequest {
+            id: lease.to_string(),
+            resource: Some(Resource {
+                id: id.to_string(),
+                r#type: kind.to_string(),
+            }),
+        };
+        LeasesClient::new(self.svc())
+            .add_resource(request)
+            .await
+            .map_err(status_error)?;
+        Ok(())
+    }
+
+    /// Drops a half-written ingest (a failed or interrupted fetch).
+    pub(super) async fn abort_ingest(&self, ingest_ref: &str) {
+        let request = AbortRequest {
+            r#ref: ingest_ref.to_string(),
+        };
+        match ContentClient::new(self.svc()).abort(request).await {
+            Ok(_) => tracing::debug!(ingest_ref, "ingest aborted"),
+            // Never started, or committed after all.
+            Err(status) if status.code() == Code::NotFound => {}
+            Err(status) => {
+                tracing::warn!(ingest_ref, error = %status.message(), "cannot abort ingest")
+            }
+        }
     }
 
     /// Merges labels into a blob's labels (the GC references of notes 3.9).

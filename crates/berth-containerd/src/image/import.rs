@@ -145,7 +145,7 @@ impl Containerd {
 
     /// The GC references that keep an image's content and snapshots alive
     /// from its record on (the labels `ctr import` writes).
-    async fn label_image_content(&self, image: &Resolved) -> Result<(), RuntimeError> {
+    pub(super) async fn label_image_content(&self, image: &Resolved) -> Result<(), RuntimeError> {
         for (index, manifests) in &image.indexes {
             let labels = manifests
                 .iter()

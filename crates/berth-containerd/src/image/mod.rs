@@ -4,10 +4,14 @@
 
 mod cache;
 mod content;
+mod flight;
 mod import;
 mod pause;
+mod pull;
 mod records;
 mod reference;
+mod registry;
+mod registry_config;
 mod resolve;
 mod unpack;
 
@@ -15,7 +19,10 @@ use berth_runtime::{ImageInfo, RuntimeError, RuntimeErrorKind};
 use containerd_client::types::Descriptor;
 use oci_spec::image::MediaType;
 
+pub(crate) use flight::Flights;
 pub use reference::normalize_reference;
+pub(crate) use registry::Registries;
+pub use registry_config::{Credentials, RegistryConfig, RegistryConfigError, RegistryHost};
 
 use crate::Containerd;
 
@@ -66,6 +73,19 @@ impl Containerd {
             RuntimeError::new(kind, format!("open {}: {e}", path.display()))
         })?;
         self.import_tar(std::io::BufReader::new(file)).await
+    }
+
+    /// Removes the image record `reference` names; `NotFound` without one.
+    /// containerd's GC then takes what no other image uses.
+    pub async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let name = normalize_reference(reference);
+        let target = self.image_target(&name).await?;
+        self.delete_image_record(&name).await?;
+        if let Some(target) = target {
+            self.forget(&target.digest);
+        }
+        tracing::debug!(image = name, "image removed");
+        Ok(())
     }
 
     /// Every image in the namespace.

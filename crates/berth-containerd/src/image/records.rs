@@ -3,7 +3,8 @@
 use berth_runtime::RuntimeError;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{
-    CreateImageRequest, GetImageRequest, Image, ListImagesRequest, UpdateImageRequest,
+    CreateImageRequest, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
+    UpdateImageRequest,
 };
 use containerd_client::types::Descriptor;
 use tonic::Code;
@@ -23,6 +24,22 @@ impl Containerd {
         match ImagesClient::new(self.svc()).get(request).await {
             Ok(response) => Ok(response.into_inner().image.and_then(|i| i.target)),
             Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status_error(status)),
+        }
+    }
+
+    /// Deletes the record `name`; `NotFound` when there is none.
+    pub(super) async fn delete_image_record(&self, name: &str) -> Result<(), RuntimeError> {
+        let request = DeleteImageRequest {
+            name: name.to_string(),
+            sync: false,
+            target: None,
+        };
+        match ImagesClient::new(self.svc()).delete(request).await {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::NotFound => Err(RuntimeError::not_found(
+                format!("image \"{name}\": not found"),
+            )),
             Err(status) => Err(status_error(status)),
         }
     }

@@ -1,5 +1,5 @@
-//! From an image record's target to what a container needs: the linux/amd64
-//! manifest, its config, and the chain IDs naming its unpacked layers.
+//! From an image record's target to what a container needs: the manifest
+//! for the node's platform, its config, and the chain IDs naming its unpacked layers.
 
 use berth_runtime::{ImageConfig, ImageInfo, RuntimeError};
 use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, Os};
@@ -7,15 +7,15 @@ use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageIndex, ImageMan
 use crate::archive::sha256_digest;
 use crate::Containerd;
 
-const INDEX_MEDIA_TYPES: [&str; 2] = [
+pub(super) const INDEX_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
 /// Indexes nest rarely, and never this deep in a sane image.
-const MAX_INDEX_DEPTH: usize = 4;
+pub(super) const MAX_INDEX_DEPTH: usize = 4;
 
-/// An image resolved for linux/amd64.
+/// An image resolved for the node's platform.
 #[derive(Debug)]
 pub(super) struct Resolved {
     /// The indexes walked on the way down, each with the manifests it lists.
@@ -58,17 +58,31 @@ pub(super) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     ids
 }
 
-/// The linux/amd64 entry of an index, else one that names no platform.
-fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
+/// The node's architecture in the OCI's words (`amd64`, `arm64`, ...).
+pub(super) fn node_arch() -> Arch {
+    match std::env::consts::ARCH {
+        "x86_64" => Arch::Amd64,
+        "aarch64" => Arch::ARM64,
+        other => Arch::from(other),
+    }
+}
+
+/// The linux/`arch` entry of an index, else one that names no platform.
+pub(super) fn pick_platform<'a>(index: &'a ImageIndex, arch: &Arch) -> Option<&'a Descriptor> {
     let manifests = index.manifests();
     manifests
         .iter()
         .find(|d| {
             d.platform()
                 .as_ref()
-                .is_some_and(|p| *p.os() == Os::Linux && *p.architecture() == Arch::Amd64)
+                .is_some_and(|p| *p.os() == Os::Linux && p.architecture() == arch)
         })
         .or_else(|| manifests.iter().find(|d| d.platform().is_none()))
+}
+
+/// Why an index has nothing for this node.
+pub(super) fn no_platform(arch: &Arch) -> String {
+    format!("no manifest for platform linux/{arch}")
 }
 
 fn image_config(image: &ImageConfiguration) -> ImageConfig {
@@ -110,8 +124,9 @@ impl Containerd {
                     .iter()
                     .map(|d| d.digest().to_string())
                     .collect();
-                let chosen = pick_platform(&index)
-                    .ok_or_else(|| invalid(&digest, "no linux/amd64 manifest"))?;
+                let arch = node_arch();
+                let chosen = pick_platform(&index, &arch)
+                    .ok_or_else(|| invalid(&digest, no_platform(&arch)))?;
                 let next = (chosen.media_type().to_string(), chosen.digest().to_string());
                 indexes.push((digest, children));
                 (media_type, digest) = next;
@@ -170,6 +185,8 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(pick_platform(&index).unwrap().size(), 2);
+        assert_eq!(pick_platform(&index, &Arch::Amd64).unwrap().size(), 2);
+        assert_eq!(pick_platform(&index, &Arch::ARM64).unwrap().size(), 1);
+        assert!(pick_platform(&index, &Arch::ARM).is_none());
     }
 }

@@ -31,6 +31,12 @@ impl Containerd {
 
     /// Applies every layer not yet unpacked on its parent chain, under `lease`.
     pub(super) async fn unpack(&self, lease: &str, image: &Resolved) -> Result<(), RuntimeError> {
+        // Snapshots found committed must stay until the image refers to them,
+        // even if an image removed a moment ago left them to GC.
+        let kind = format!("snapshots/{SNAPSHOTTER}");
+        for chain_id in &image.chain_ids {
+            self.lease_resource(lease, chain_id, &kind).await?;
+        }
         if self.snapshot_exists(image.top()).await? {
             return Ok(());
         }

@@ -1,12 +1,20 @@
 //! The probe handlers (kubelet-semantics §8.5): `exec` in the container,
-//! `httpGet` (200–399 is success) and `tcpSocket` (a connect), each within
-//! `timeoutSeconds`.
+//! `httpGet` (200–399 is success, a redirect elsewhere a warning),
+//! `tcpSocket` (a connect) and `grpc` (the gRPC health checking protocol),
+//! each within `timeoutSeconds`.
 
 use std::time::Duration;
 
 use berth_runtime::{ContainerId, ContainerRuntime, RuntimeErrorKind};
-use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{ContainerPort, Probe};
+use reqwest::header::HeaderMap;
+use reqwest::Url;
 use tokio::net::TcpStream;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::http_get::{self, authority, go_dial_error};
 
 /// The kubelet's `User-Agent` for probes (`kube-probe/<major>.<minor>`).
 const PROBE_USER_AGENT: &str = "kube-probe/1.33";
@@ -18,6 +26,9 @@ const MAX_OUTPUT: usize = 10 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Success,
+    /// Counts as success, with a `ProbeWarning` event (an HTTP redirect to
+    /// another host, which the kubelet does not follow).
+    Warning(String),
     /// Failure, with the output the Unhealthy event shows.
     Failure(String),
     /// The prober itself failed (e.g. the runtime is unreachable): the
@@ -29,14 +40,14 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone)]
 pub(crate) enum Handler {
     Exec(Vec<String>),
-    Http {
-        action: HTTPGetAction,
-        ports: Vec<ContainerPort>,
-        pod_ip: Option<String>,
-    },
+    Http(Result<(Url, HeaderMap), String>),
     Tcp {
         host: Option<String>,
         port: Result<u16, String>,
+    },
+    Grpc {
+        address: Option<String>,
+        service: String,
     },
     Unsupported(&'static str),
 }
@@ -46,18 +57,24 @@ impl Handler {
         if let Some(exec) = &probe.exec {
             Self::Exec(exec.command.clone().unwrap_or_default())
         } else if let Some(http) = &probe.http_get {
-            Self::Http {
-                action: http.clone(),
-                ports: ports.to_vec(),
-                pod_ip,
-            }
+            Self::Http(http_get::request(
+                http,
+                ports,
+                pod_ip.as_deref(),
+                PROBE_USER_AGENT,
+            ))
         } else if let Some(tcp) = &probe.tcp_socket {
             Self::Tcp {
                 host: tcp.host.clone().filter(|h| !h.is_empty()).or(pod_ip),
-                port: crate::hooks::resolve_port(&tcp.port, ports),
+                port: http_get::resolve_port(&tcp.port, ports),
             }
-        } else if probe.grpc.is_some() {
-            Self::Unsupported("grpc probes are not supported by berth yet")
+        } else if let Some(grpc) = &probe.grpc {
+            // gRPC probes always target the pod IP (the field has no host).
+            let port = u16::try_from(grpc.port).unwrap_or_default();
+            Self::Grpc {
+                address: pod_ip.map(|ip| authority(&ip, port)),
+                service: grpc.service.clone().unwrap_or_default(),
+            }
         } else {
             Self::Unsupported("the probe has no handler")
         }
@@ -72,26 +89,8 @@ impl Handler {
     ) -> Outcome {
         match self {
             Self::Exec(command) => exec(rt, id, command, timeout).await,
-            Self::Http {
-                action,
-                ports,
-                pod_ip,
-            } => {
-                let get =
-                    crate::hooks::http_get(action, ports, pod_ip.as_deref(), PROBE_USER_AGENT);
-                match tokio::time::timeout(timeout, get).await {
-                    Ok(Ok(status)) if (200..400).contains(&status.as_u16()) => Outcome::Success,
-                    Ok(Ok(status)) => Outcome::Failure(format!(
-                        "HTTP probe failed with statuscode: {}",
-                        status.as_u16()
-                    )),
-                    Ok(Err(e)) => Outcome::Failure(e),
-                    Err(_) => Outcome::Failure(format!(
-                        "Get {:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
-                        url(action, pod_ip.as_deref())
-                    )),
-                }
-            }
+            Self::Http(Err(e)) => Outcome::Failure(e.clone()),
+            Self::Http(Ok((url, headers))) => http(url, headers, timeout).await,
             Self::Tcp { host, port } => {
                 let port = match port {
                     Ok(port) => *port,
@@ -100,20 +99,12 @@ impl Handler {
                 let Some(host) = host else {
                     return Outcome::Failure("the pod has no IP and no host is named".into());
                 };
-                let address = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
-                let connect = TcpStream::connect((host.trim_matches(['[', ']']), port));
-                match tokio::time::timeout(timeout, connect).await {
-                    Ok(Ok(_stream)) => Outcome::Success,
-                    Ok(Err(e)) => {
-                        Outcome::Failure(format!("dial tcp {address}: {}", go_dial_error(&e)))
-                    }
-                    Err(_) => Outcome::Failure(format!("dial tcp {address}: i/o timeout")),
-                }
+                tcp(host, port, timeout).await
             }
+            Self::Grpc { address, service } => match address {
+                Some(address) => grpc(address, service, timeout).await,
+                None => Outcome::Failure("the pod has no IP".into()),
+            },
             Self::Unsupported(why) => Outcome::Failure((*why).into()),
         }
     }
@@ -143,38 +134,95 @@ async fn exec<R: ContainerRuntime>(
     }
 }
 
-fn url(action: &HTTPGetAction, pod_ip: Option<&str>) -> String {
-    let host = action
-        .host
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .or(pod_ip)
-        .unwrap_or("");
-    let port = match &action.port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => n.to_string(),
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
-    };
-    let scheme = action
-        .scheme
-        .as_deref()
-        .unwrap_or("HTTP")
-        .to_ascii_lowercase();
-    let path = action.path.as_deref().unwrap_or("/");
-    format!("{scheme}://{host}:{port}{path}")
+/// httpGet: 2xx is success; a 3xx is what is left of a redirect to another
+/// host, which the kubelet reports as a warning and counts as success.
+async fn http(url: &Url, headers: &HeaderMap, timeout: Duration) -> Outcome {
+    match http_get::get(url.clone(), headers.clone(), Some(timeout)).await {
+        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Success,
+        Ok(answer) if (300..400).contains(&answer.status) => Outcome::Warning(format!(
+            "Probe terminated redirects, Response body: {}",
+            answer.body
+        )),
+        // The body is left out on purpose, as the kubelet does.
+        Ok(answer) => Outcome::Failure(format!(
+            "HTTP probe failed with statuscode: {}",
+            answer.status
+        )),
+        Err(e) => Outcome::Failure(e),
+    }
 }
 
-/// A connect error in Go's words, as the kubelet's messages carry them
-/// (`connect: connection refused`).
-fn go_dial_error(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
-        _ => {
-            // std's "No route to host (os error 113)" → "connect: no route to host".
-            let text = e.to_string();
-            let text = text.split(" (os error").next().unwrap_or(&text);
-            format!("connect: {}", text.to_lowercase())
+async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
+    let address = authority(host, port);
+    let connect = TcpStream::connect((host.trim_matches(['[', ']']), port));
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(_stream)) => Outcome::Success,
+        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {address}: {}", go_dial_error(&e))),
+        Err(_) => Outcome::Failure(format!("dial tcp {address}: i/o timeout")),
+    }
+}
+
+/// grpc: `grpc.health.v1.Health/Check` over a fresh plaintext connection;
+/// only SERVING is success. Messages are the kubelet's.
+async fn grpc(address: &str, service: &str, timeout: Duration) -> Outcome {
+    let go_timeout = berth_api::status::go_duration(timeout);
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{address}")) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(PROBE_USER_AGENT)
+            .expect("the probe user agent is a valid header"),
+        Err(e) => return Outcome::Failure(format!("error: invalid address {address:?}: {e}")),
+    };
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(e)) => {
+            let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            return Outcome::Failure(format!(
+                "error: failed to connect service at {address:?}: {cause}"
+            ));
         }
+        Err(_) => {
+            return Outcome::Failure(format!(
+                "timeout: failed to connect service {address:?} within {go_timeout}: context deadline exceeded"
+            ))
+        }
+    };
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let mut client = HealthClient::new(channel);
+    let check = client.check(request);
+    let status = match tokio::time::timeout(timeout, check).await {
+        Err(_) => {
+            return Outcome::Failure(format!(
+                "timeout: health rpc did not complete within {go_timeout}"
+            ))
+        }
+        Ok(Err(status)) => {
+            return Outcome::Failure(match status.code() {
+                tonic::Code::Unimplemented => format!(
+                    "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                    status.message()
+                ),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                    format!("timeout: health rpc did not complete within {go_timeout}")
+                }
+                _ => format!(
+                    "error: health rpc probe failed: rpc error: code = {:?} desc = {}",
+                    status.code(),
+                    status.message()
+                ),
+            })
+        }
+        Ok(Ok(response)) => response.into_inner().status,
+    };
+    if status == ServingStatus::Serving as i32 {
+        Outcome::Success
+    } else {
+        let name = ServingStatus::try_from(status)
+            .map_or_else(|_| status.to_string(), |s| s.as_str_name().to_owned());
+        Outcome::Failure(format!("service unhealthy (responded with {name:?})"))
     }
 }
 
@@ -184,19 +232,22 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use tokio::net::TcpListener;
 
+    use k8s_openapi::api::core::v1::{GRPCAction, HTTPGetAction};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
     use crate::tests::one_shot_server;
 
     fn http(port: u16) -> Handler {
-        Handler::Http {
-            action: HTTPGetAction {
+        let probe = Probe {
+            http_get: Some(HTTPGetAction {
                 path: Some("/healthz".into()),
                 port: IntOrString::Int(i32::from(port)),
                 ..Default::default()
-            },
-            ports: Vec::new(),
-            pod_ip: Some("127.0.0.1".into()),
-        }
+            }),
+            ..Default::default()
+        };
+        Handler::new(&probe, &[], Some("127.0.0.1".into()))
     }
 
     #[tokio::test]
@@ -206,7 +257,10 @@ mod tests {
         let second = Duration::from_secs(1);
         for (status, expected) in [
             ("200 OK", Outcome::Success),
-            ("302 Found", Outcome::Success),
+            (
+                "302 Found",
+                Outcome::Warning("Probe terminated redirects, Response body: ok".into()),
+            ),
             (
                 "404 Not Found",
                 Outcome::Failure("HTTP probe failed with statuscode: 404".into()),
@@ -239,6 +293,188 @@ mod tests {
         assert!(
             output.starts_with(&format!("dial tcp 127.0.0.1:{port}: ")),
             "{output}"
+        );
+    }
+
+    /// Serves `answers` in turn, one connection each, and returns the
+    /// request heads it read.
+    async fn server_on(
+        ip: &str,
+        answers: Vec<String>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let mut heads = Vec::new();
+            for answer in answers {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "request ended early");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                heads.push(String::from_utf8(head).unwrap().to_ascii_lowercase());
+            }
+            heads
+        });
+        (port, served)
+    }
+
+    fn redirect_to(location: &str) -> String {
+        format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 5\r\n\r\nmoved")
+    }
+
+    #[tokio::test]
+    async fn http_get_follows_redirects_on_the_same_host_only() {
+        let rt = FakeRuntime::new();
+        let id = ContainerId("c".into());
+        let second = Duration::from_secs(1);
+
+        // Same host: followed to the 200 (keep-alive off: a new connection).
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned();
+        let (port, served) = server_on("127.0.0.1", vec![redirect_to("/ready"), ok]).await;
+        assert_eq!(http(port).run(&rt, &id, second).await, Outcome::Success);
+        let heads = served.await.unwrap();
+        assert!(heads[1].starts_with("get /ready http/1.1\r\n"), "{heads:?}");
+
+        // Another host: not followed; a warning that counts as success.
+        let (other, _) = server_on("127.0.0.2", Vec::new()).await;
+        let elsewhere = redirect_to(&format!("http://127.0.0.2:{other}/"));
+        let (port, served) = server_on("127.0.0.1", vec![elsewhere]).await;
+        assert_eq!(
+            http(port).run(&rt, &id, second).await,
+            Outcome::Warning("Probe terminated redirects, Response body: moved".into())
+        );
+        served.await.unwrap();
+
+        // An endless loop on one host ends after 10 redirects, as a failure.
+        let answers = (0..11).map(|_| redirect_to("/again")).collect();
+        let (port, _served) = server_on("127.0.0.1", answers).await;
+        assert_eq!(
+            http(port).run(&rt, &id, second).await,
+            Outcome::Failure(format!(
+                "Get \"http://127.0.0.1:{port}/again\": stopped after 10 redirects"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn https_probes_do_not_verify_the_certificate() {
+        let cert = rcgen::generate_simple_self_signed(vec!["pod.invalid".into()]).unwrap();
+        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(
+            cert.signing_key.serialize_der(),
+        )
+        .unwrap();
+        let config = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = tls.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            tls.shutdown().await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let probe = Probe {
+            http_get: Some(HTTPGetAction {
+                scheme: Some("HTTPS".into()),
+                path: Some("/secure".into()),
+                port: IntOrString::Int(i32::from(port)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let handler = Handler::new(&probe, &[], Some("127.0.0.1".into()));
+        let outcome = handler
+            .run(
+                &FakeRuntime::new(),
+                &ContainerId("c".into()),
+                Duration::from_secs(2),
+            )
+            .await;
+        assert_eq!(outcome, Outcome::Success);
+        assert!(served
+            .await
+            .unwrap()
+            .starts_with("GET /secure HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_check_the_named_service() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("ready", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("draining", ServingStatus::NotServing)
+            .await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming),
+        );
+        let grpc = |port: u16, service: &str| {
+            let probe = Probe {
+                grpc: Some(GRPCAction {
+                    port: i32::from(port),
+                    service: Some(service.into()),
+                }),
+                ..Default::default()
+            };
+            Handler::new(&probe, &[], Some("127.0.0.1".into()))
+        };
+        let rt = FakeRuntime::new();
+        let id = ContainerId("c".into());
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            grpc(port, "ready").run(&rt, &id, second).await,
+            Outcome::Success
+        );
+        assert_eq!(
+            grpc(port, "draining").run(&rt, &id, second).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        let Outcome::Failure(unknown) = grpc(port, "nothing").run(&rt, &id, second).await else {
+            panic!("an unknown service must fail");
+        };
+        assert!(
+            unknown.starts_with("error: health rpc probe failed: "),
+            "{unknown}"
+        );
+
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let Outcome::Failure(refused) = grpc(closed, "").run(&rt, &id, second).await else {
+            panic!("a closed port must fail");
+        };
+        assert!(
+            refused.starts_with(&format!(
+                "error: failed to connect service at \"127.0.0.1:{closed}\": "
+            )),
+            "{refused}"
         );
     }
 }

@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use berth_runtime::{ContainerId, ContainerRuntime};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::record::InstanceState;
 use crate::sink::PodSink;
 use crate::worker::Worker;
 
@@ -60,11 +62,18 @@ pub(crate) struct ProbeUpdate {
     pub verdict: Verdict,
 }
 
+/// After an agent restart every adopted container's probers start at once;
+/// as the kubelet does, their first attempts are spread by a random delay,
+/// here at most this long (the kubelet allows a whole period).
+const ADOPTION_JITTER: Duration = Duration::from_secs(1);
+
 /// The probers of one running container instance and what they concluded.
 #[derive(Debug)]
 pub(crate) struct InstanceProbes {
     /// When the container started (for initialDelaySeconds).
     started_at: Instant,
+    /// The instance was adopted at agent start: spread the first attempts.
+    adopted: bool,
     /// The startup probe succeeded (or there is none).
     started: bool,
     /// The readiness verdict is Success.
@@ -94,16 +103,27 @@ fn seconds(value: Option<i32>, default: u64) -> Duration {
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// Starts the probers of container `i`'s running instance, right after
-    /// its start (and postStart): the startup probe first, liveness and
-    /// readiness only once it succeeded.
-    pub(crate) fn start_probers(&mut self, i: usize) {
-        let Some(id) = self.records[i]
+    /// its start (and postStart), or when the agent adopts it: the startup
+    /// probe first, liveness and readiness only once it succeeded.
+    pub(crate) fn start_probers(&mut self, i: usize, adopted: bool) {
+        let Some((id, started_at)) = self.records[i]
             .current
             .as_ref()
-            .filter(|c| c.is_running())
-            .map(|c| c.id.clone())
+            .and_then(|c| match c.state {
+                InstanceState::Running { started_at } => Some((c.id.clone(), started_at)),
+                _ => None,
+            })
         else {
             return;
+        };
+        // initialDelaySeconds counts from the container's start, which for
+        // an adopted one lies before the agent's (§8.3).
+        let started_at = if adopted {
+            let age = Timestamp::now().duration_since(started_at);
+            let age = Duration::try_from(age).unwrap_or_default();
+            Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+        } else {
+            Instant::now()
         };
         if self.records[i].kind == berth_runtime::ContainerKind::Init {
             return;
@@ -114,7 +134,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.probes.insert(
             id.clone(),
             InstanceProbes {
-                started_at: Instant::now(),
+                started_at,
+                adopted,
                 started: !has_startup,
                 ready: false,
                 tasks: HashMap::new(),
@@ -138,6 +159,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let Some(entry) = self.probes.get(id) else {
             return;
         };
+        let period = seconds(probe.period_seconds, 10).max(Duration::from_secs(1));
+        let jitter = if entry.adopted {
+            rand::random_range(Duration::ZERO..period.min(ADOPTION_JITTER))
+        } else {
+            Duration::ZERO
+        };
         let handler = handler::Handler::new(
             probe,
             container.ports.as_deref().unwrap_or_default(),
@@ -157,8 +184,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             ),
             // Never before initialDelaySeconds after the container started.
             first_at: (entry.started_at + seconds(probe.initial_delay_seconds, 0))
-                .max(Instant::now()),
-            period: seconds(probe.period_seconds, 10).max(Duration::from_secs(1)),
+                .max(Instant::now() + jitter),
+            period,
             timeout: seconds(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
             report: self.reporter(),
             tx: self.probe_tx.clone(),

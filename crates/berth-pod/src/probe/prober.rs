@@ -43,13 +43,20 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
             let title = self.kind.title();
             let (success, detail) = match outcome {
                 Outcome::Success => (true, String::new()),
+                Outcome::Warning(output) => {
+                    self.event("ProbeWarning", format!("{title} probe warning: {output}"));
+                    (true, String::new())
+                }
                 Outcome::Failure(output) => {
-                    self.event(format!("{title} probe failed: {output}"));
+                    self.event("Unhealthy", format!("{title} probe failed: {output}"));
                     (false, output)
                 }
                 Outcome::Error(e) => {
                     // The kubelet throws an errored attempt away.
-                    self.event(format!("{title} probe errored: {e}"));
+                    self.event(
+                        "Unhealthy",
+                        format!("{title} probe errored and resulted in unknown state: {e}"),
+                    );
                     continue;
                 }
             };
@@ -84,12 +91,8 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
         }
     }
 
-    fn event(&self, message: String) {
-        self.report.event(
-            EventType::Warning,
-            "Unhealthy",
-            self.field_path.clone(),
-            message,
-        );
+    fn event(&self, reason: &'static str, message: String) {
+        self.report
+            .event(EventType::Warning, reason, self.field_path.clone(), message);
     }
 }

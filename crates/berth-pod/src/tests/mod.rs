@@ -1,6 +1,7 @@
 //! The worker against the in-memory runtime, under tokio's paused clock.
 
 mod hooks;
+mod images;
 mod probes;
 mod restarts;
 mod termination;
@@ -149,6 +150,7 @@ impl Harness {
                 node_name: "node".into(),
                 host_ip: "192.0.2.1".into(),
                 backoff: BackoffPolicy::default(),
+                image_pull_backoff: BackoffPolicy::default(),
             }),
             _dirs: dirs,
         }

@@ -302,3 +302,46 @@ async fn readiness_is_probed_while_the_pod_terminates_and_turns_false() {
     assert_eq!(condition(&s, "Ready"), "False");
     h.sink.wait_finished().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn adopted_containers_are_probed_again_within_a_small_jitter() {
+    let h = Harness::new();
+    h.rt.exec_result("app", exit(0, ""));
+    let probed =
+        with_probes("readinessProbe: {exec: {command: [check, ready]}, periodSeconds: 10}");
+    let w = h.spawn(probed.clone());
+    h.sink.wait_for("ready", ready).await;
+    w.detach().await;
+    let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    let execs = |rt: &FakeRuntime| {
+        rt.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Exec { .. }))
+            .count()
+    };
+    let before = execs(&h.rt);
+    let adopted_at = Instant::now();
+    let sink = Arc::new(Recorder::default());
+    let _w = spawn(
+        Arc::new(h.rt.clone()),
+        sink.clone(),
+        h.config.clone(),
+        probed,
+        Adopted {
+            sandbox: observed.sandboxes.first().cloned(),
+            containers: observed.containers.clone(),
+        },
+    );
+    h.rt.wait_for_calls(|calls| {
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Exec { .. }))
+            .count()
+            > before
+    })
+    .await;
+    // The kubelet may wait a whole period (10 s) after a restart; berth
+    // spreads adopted probes over at most one second.
+    assert!(Instant::now() - adopted_at < Duration::from_secs(1));
+    sink.wait_for("ready again", ready).await;
+}

@@ -18,7 +18,11 @@ async fn a_pod_runs_and_reports_ready() {
         .find(|c| c.type_ == "Ready")
         .unwrap();
     assert_eq!(ready.status, "True");
-    assert_eq!(h.sink.reasons(), vec!["Pulled", "Created", "Started"]);
+    // `busybox` has no tag, so its policy is Always: it is pulled again.
+    assert_eq!(
+        h.sink.reasons(),
+        vec!["Pulling", "Pulled", "Created", "Started"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -275,4 +279,33 @@ async fn a_start_error_is_restarted_and_then_backs_off() {
         (128, Some("StartError"))
     );
     assert_eq!(h.starts("app"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_sandbox_is_replaced_on_adoption() {
+    let h = Harness::new();
+    let w = h.spawn(pod(ONE));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    w.detach().await;
+    let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    let mut dead = observed.sandboxes[0].clone();
+    // The pause process is gone, as after a containerd restart.
+    dead.pid = 0;
+    let sink = Arc::new(Recorder::default());
+    let _w = spawn(
+        Arc::new(h.rt.clone()),
+        sink.clone(),
+        h.config.clone(),
+        pod(ONE),
+        Adopted {
+            sandbox: Some(dead.clone()),
+            containers: observed.containers.clone(),
+        },
+    );
+    sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert!(sink.reasons().contains(&"SandboxChanged"));
+    let now = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    assert_eq!(now.sandboxes.len(), 1);
+    assert_ne!(now.sandboxes[0].id, dead.id, "a new sandbox");
+    assert!(now.containers.iter().all(|c| c.sandbox != dead.id));
 }

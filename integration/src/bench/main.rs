@@ -1,37 +1,56 @@
 //! `berth-bench [N] [--rss]`: how long berth takes from `berth apply` to a
 //! Running pod, for N pods one after another and N at once, next to `ctr run
 //! -d` of the same image on the same private containerd. With `--rss`, also
-//! the agent's resident memory with 100 pods. Reports; never judges.
+//! the agent's resident memory with 100 pods.
 //!
-//! Run the release build as root: `cargo build --release --bin berth --bin
-//! berth-bench && target/release/berth-bench 20`.
+//! `berth-bench --probes N [SECONDS]`: N pods with 3 probes each at period
+//! 1 s; the agent's CPU and memory and the probes' period drift.
+//!
+//! Reports; never judges. Run the release build as root: `cargo build
+//! --release --bin berth --bin berth-bench && target/release/berth-bench 20`.
+
+mod measure;
+mod probes;
 
 use std::time::Duration;
 
 use berth_integration::{all_running, manifest, pod, sh_container};
 use berth_testkit::{AgentProcess, PrivateContainerd, TEST_IMAGE};
 use futures::future::join_all;
+use measure::{ms, percentile, vm_rss};
 use tokio::time::Instant;
 
 const POD_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut n = 10usize;
+    let mut numbers = Vec::new();
     let mut rss = false;
+    let mut probe_mode = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--rss" => rss = true,
+            "--probes" => probe_mode = true,
             "-h" | "--help" => {
                 println!("usage: berth-bench [N (default 10)] [--rss]");
+                println!("       berth-bench --probes [PODS (default 50)] [SECONDS (default 30)]");
                 return Ok(());
             }
-            _ => n = arg.parse().map_err(|_| anyhow::anyhow!("bad N {arg:?}"))?,
+            _ => numbers.push(
+                arg.parse::<usize>()
+                    .map_err(|_| anyhow::anyhow!("bad number {arg:?}"))?,
+            ),
         }
     }
     let Some(containerd) = PrivateContainerd::start_or_skip().await else {
         return Ok(());
     };
+    if probe_mode {
+        let pods = numbers.first().copied().unwrap_or(50);
+        let seconds = numbers.get(1).copied().unwrap_or(30) as u64;
+        return probes::run(&containerd, pods, Duration::from_secs(seconds)).await;
+    }
+    let n = numbers.first().copied().unwrap_or(10);
     let agent = AgentProcess::start(&containerd).await;
     println!("berth: {}", berth_testkit::agent::berth_bin().display());
 
@@ -165,27 +184,4 @@ fn row(label: &str, samples: &[Duration]) {
         ms(percentile(samples, 90)),
         samples.len()
     );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Nearest-rank percentile.
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
-}
-
-fn vm_rss(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
-        .unwrap_or_else(|| "unknown".into())
 }

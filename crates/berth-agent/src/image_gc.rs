@@ -1,0 +1,321 @@
+//! Image garbage collection, as the kubelet's image GC manager: when the
+//! image filesystem is fuller than the high threshold, images that no
+//! container uses are removed, least recently used first, until enough is
+//! freed to reach the low threshold. Images seen for less than the minimum
+//! age, and berth's built-in images, are kept.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_runtime::{ContainerRuntime, ImageInfo, ImageService};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Built-in images (the pause image) are never collected.
+const BUILT_IN_PREFIX: &str = "berth.local/";
+
+#[derive(Debug, Clone)]
+pub struct ImageGcPolicy {
+    pub image_fs_dir: PathBuf,
+    pub high_percent: u8,
+    pub low_percent: u8,
+    pub minimum_age: Duration,
+    pub period: Duration,
+    /// A configured sandbox image, which is pinned like the built-in one.
+    pub pinned: Option<String>,
+}
+
+/// When the agent first saw an image and when a container last used it.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    first_seen: Instant,
+    last_used: Instant,
+}
+
+/// The collector's memory of images, keyed by manifest digest.
+#[derive(Debug, Default)]
+pub struct ImageGc {
+    records: HashMap<String, Record>,
+}
+
+/// Disk use of a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    pub capacity: u64,
+    pub available: u64,
+}
+
+impl FsUsage {
+    pub fn of(dir: &std::path::Path) -> nix::Result<Self> {
+        let stat = nix::sys::statvfs::statvfs(dir)?;
+        let block = stat.fragment_size() as u64;
+        Ok(Self {
+            capacity: stat.blocks() as u64 * block,
+            available: stat.blocks_available() as u64 * block,
+        })
+    }
+
+    fn used_percent(self) -> u64 {
+        if self.capacity == 0 {
+            return 0;
+        }
+        (self.capacity - self.available.min(self.capacity)) * 100 / self.capacity
+    }
+
+    /// Bytes to free to get down to `low` percent (the kubelet's
+    /// `capacity * (100 - low) / 100 - available`).
+    fn to_free(self, low: u8) -> u64 {
+        (self.capacity * (100 - u64::from(low.min(100))) / 100).saturating_sub(self.available)
+    }
+}
+
+impl ImageGc {
+    /// One pass: refreshes what is in use and, above the high threshold,
+    /// removes unused images. Returns the references removed.
+    pub async fn collect<R: ContainerRuntime + ImageService>(
+        &mut self,
+        rt: &R,
+        policy: &ImageGcPolicy,
+        usage: FsUsage,
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let images = match rt.list_images().await {
+            Ok(images) => images,
+            Err(e) => {
+                warn!("image GC: list images: {e}");
+                return Vec::new();
+            }
+        };
+        let in_use = match Self::images_in_use(rt).await {
+            Ok(in_use) => in_use,
+            Err(e) => {
+                warn!("image GC: list containers: {e}");
+                return Vec::new();
+            }
+        };
+        self.observe(&images, &in_use, now);
+        let mut removed = Vec::new();
+        for image in self.plan(&images, &in_use, usage, policy, now) {
+            match rt.remove_image(&image.reference).await {
+                Ok(()) => {
+                    info!(image = %image.reference, size = image.size, "image GC: removed an unused image");
+                    removed.push(image.reference.clone());
+                }
+                Err(e) => warn!(image = %image.reference, "image GC: remove: {e}"),
+            }
+        }
+        removed
+    }
+
+    /// Remembers new images and when each image was last in use.
+    fn observe(&mut self, images: &[ImageInfo], in_use: &[String], now: Instant) {
+        self.records
+            .retain(|digest, _| images.iter().any(|i| &i.digest == digest));
+        for image in images {
+            let record = self.records.entry(image.digest.clone()).or_insert(Record {
+                first_seen: now,
+                last_used: now,
+            });
+            if in_use.contains(&image.digest) {
+                record.last_used = now;
+            }
+        }
+    }
+
+    /// The images to remove, in order: nothing below the high threshold;
+    /// above it, unused, unpinned images old enough, least recently used
+    /// first, until their sizes cover what the low threshold asks.
+    fn plan<'a>(
+        &self,
+        images: &'a [ImageInfo],
+        in_use: &[String],
+        usage: FsUsage,
+        policy: &ImageGcPolicy,
+        now: Instant,
+    ) -> Vec<&'a ImageInfo> {
+        let used = usage.used_percent();
+        if policy.high_percent >= 100 || used < u64::from(policy.high_percent) {
+            debug!(
+                used,
+                high = policy.high_percent,
+                "image GC: below the threshold"
+            );
+            return Vec::new();
+        }
+        let mut to_free = usage.to_free(policy.low_percent);
+        info!(used, to_free, "image GC: disk use over the high threshold");
+        let mut candidates: Vec<(&Record, &ImageInfo)> = images
+            .iter()
+            .filter(|i| !in_use.contains(&i.digest) && !pinned(i, policy))
+            .filter_map(|i| Some((self.records.get(&i.digest)?, i)))
+            .filter(|(r, _)| now.duration_since(r.first_seen) >= policy.minimum_age)
+            .collect();
+        candidates.sort_by_key(|(r, _)| (r.last_used, r.first_seen));
+        let mut plan = Vec::new();
+        for (_, image) in candidates {
+            if to_free == 0 {
+                break;
+            }
+            to_free = to_free.saturating_sub(image.size);
+            plan.push(image);
+        }
+        if to_free > 0 {
+            warn!(to_free, "image GC: unused images cannot free enough space");
+        }
+        plan
+    }
+
+    /// The digests of the images of every container in the runtime (running
+    /// or not, as the kubelet counts them).
+    async fn images_in_use<R: ContainerRuntime>(
+        rt: &R,
+    ) -> Result<Vec<String>, berth_runtime::RuntimeError> {
+        let mut digests = Vec::new();
+        for container in rt.list().await?.containers {
+            if let Ok(Some(image)) = rt.image_status(&container.image).await {
+                digests.push(image.digest);
+            }
+        }
+        Ok(digests)
+    }
+}
+
+/// Built-in images and the configured sandbox image stay.
+fn pinned(image: &ImageInfo, policy: &ImageGcPolicy) -> bool {
+    image.reference.starts_with(BUILT_IN_PREFIX)
+        || policy
+            .pinned
+            .as_deref()
+            .is_some_and(|p| p == image.reference || image.reference.ends_with(&format!("/{p}")))
+}
+
+/// Runs a GC pass every period until `shutdown`.
+pub async fn run<R: ContainerRuntime + ImageService>(
+    rt: std::sync::Arc<R>,
+    policy: ImageGcPolicy,
+    shutdown: CancellationToken,
+) {
+    let mut gc = ImageGc::default();
+    let mut ticker = tokio::time::interval(policy.period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match FsUsage::of(&policy.image_fs_dir) {
+            Ok(usage) => {
+                gc.collect(rt.as_ref(), &policy, usage).await;
+            }
+            Err(e) => warn!(dir = %policy.image_fs_dir.display(), "image GC: statfs: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn image(reference: &str, digest: &str, size: u64) -> ImageInfo {
+        ImageInfo {
+            reference: reference.into(),
+            digest: digest.into(),
+            size,
+            config: Default::default(),
+        }
+    }
+
+    fn policy() -> ImageGcPolicy {
+        ImageGcPolicy {
+            image_fs_dir: "/".into(),
+            high_percent: 85,
+            low_percent: 80,
+            minimum_age: Duration::from_secs(120),
+            period: Duration::from_secs(300),
+            pinned: None,
+        }
+    }
+
+    /// A 100 GiB disk with `used` GiB used.
+    fn disk(used: u64) -> FsUsage {
+        FsUsage {
+            capacity: 100 * GIB,
+            available: (100 - used) * GIB,
+        }
+    }
+
+    fn planned(gc: &ImageGc, images: &[ImageInfo], in_use: &[&str], usage: FsUsage) -> Vec<String> {
+        let in_use: Vec<String> = in_use.iter().map(|s| s.to_string()).collect();
+        gc.plan(images, &in_use, usage, &policy(), Instant::now())
+            .into_iter()
+            .map(|i| i.reference.clone())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_high_threshold_unused_images_go_least_recently_used_first() {
+        let images = vec![
+            image("r/used:1", "sha256:a", 3 * GIB),
+            image("r/old:1", "sha256:b", 3 * GIB),
+            image("r/newer:1", "sha256:c", 3 * GIB),
+            image("r/last:1", "sha256:d", 3 * GIB),
+            image("berth.local/pause:1", "sha256:e", GIB),
+        ];
+        let mut gc = ImageGc::default();
+        let all: Vec<String> = ["sha256:a", "sha256:b", "sha256:c", "sha256:d"]
+            .map(String::from)
+            .to_vec();
+        gc.observe(&images, &all, Instant::now());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        gc.observe(
+            &images,
+            &["sha256:a".into(), "sha256:c".into(), "sha256:d".into()],
+            Instant::now(),
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        gc.observe(
+            &images,
+            &["sha256:a".into(), "sha256:d".into()],
+            Instant::now(),
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        gc.observe(&images, &["sha256:a".into()], Instant::now());
+
+        // Below the high threshold nothing goes.
+        assert!(planned(&gc, &images, &["sha256:a"], disk(84)).is_empty());
+        // 86 % used, 80 % wanted: 6 GiB, i.e. the two least recently used.
+        assert_eq!(
+            planned(&gc, &images, &["sha256:a"], disk(86)),
+            vec!["r/old:1", "r/newer:1"]
+        );
+        // Everything unused (never the one in use or the pause image).
+        assert_eq!(
+            planned(&gc, &images, &["sha256:a"], disk(99)),
+            vec!["r/old:1", "r/newer:1", "r/last:1"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn young_images_are_kept_and_100_percent_turns_gc_off() {
+        let images = vec![image("r/app:1", "sha256:a", GIB)];
+        let mut gc = ImageGc::default();
+        gc.observe(&images, &[], Instant::now());
+        assert!(
+            planned(&gc, &images, &[], disk(99)).is_empty(),
+            "younger than 2 minutes"
+        );
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert_eq!(planned(&gc, &images, &[], disk(99)), vec!["r/app:1"]);
+        let off = ImageGcPolicy {
+            high_percent: 100,
+            ..policy()
+        };
+        assert!(gc
+            .plan(&images, &[], disk(99), &off, Instant::now())
+            .is_empty());
+    }
+}

@@ -1,0 +1,148 @@
+//! The image step of a container start (kubelet-semantics §3.3, §10): the
+//! pull policy decides whether to pull; failed pulls back off per image
+//! (10 s doubling to 300 s) with `ErrImagePull`, then `ImagePullBackOff`.
+
+use std::time::Duration;
+
+use berth_api::status::go_duration;
+use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeErrorKind};
+use tokio::time::Instant;
+
+use crate::sink::{EventType, PodSink};
+use crate::timeline::TimelineStep;
+use crate::worker::{Worker, RETRY_AFTER};
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// The image of container `i`, present in the runtime, or `None` with the
+    /// container's waiting reason set and its next try scheduled.
+    pub(crate) async fn ensure_image(&mut self, i: usize) -> Option<ImageInfo> {
+        let container = self.spec_container(i)?;
+        let image = container.image.clone().unwrap_or_default();
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let field_path = self.field_path(i);
+        let present = match self.rt.image_status(&image).await {
+            Ok(present) => present,
+            Err(e) => {
+                self.start_failed(
+                    i,
+                    "ImageInspectError",
+                    format!("Failed to inspect image \"{image}\": {e}"),
+                    None,
+                );
+                return None;
+            }
+        };
+        match (present, policy.as_str()) {
+            (Some(info), "IfNotPresent" | "Never") => {
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    field_path,
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                let name = self.records[i].name.clone();
+                self.step(Some(&name), TimelineStep::ImageReady, image);
+                Some(info)
+            }
+            (None, "Never") => {
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.start_failed(
+                    i,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                    Some(("ErrImageNeverPull", message)),
+                );
+                None
+            }
+            _ => self.pull(i, image).await,
+        }
+    }
+
+    /// Pulls `image` for container `i` unless its back-off holds it; a
+    /// deletion arriving meanwhile abandons the pull.
+    async fn pull(&mut self, i: usize, image: String) -> Option<ImageInfo> {
+        let field_path = self.field_path(i);
+        let key = (image.clone(), String::new());
+        if let Some((until, _)) = self.pull_backoff.held(&key) {
+            let message = format!("Back-off pulling image \"{image}\"");
+            self.event(EventType::Normal, "BackOff", field_path, message.clone());
+            self.start_failed(
+                i,
+                "ImagePullBackOff",
+                message,
+                Some(("Failed", "Error: ImagePullBackOff".into())),
+            );
+            self.records[i].retry_at = Some(until.min(Instant::now() + self.pull_resync()));
+            return None;
+        }
+        self.event(
+            EventType::Normal,
+            "Pulling",
+            field_path.clone(),
+            format!("Pulling image \"{image}\""),
+        );
+        let began = Instant::now();
+        // A clone, so that the run loop still sees the change and stops the pod.
+        let mut termination = self.term_rx.clone();
+        let pulled = tokio::select! {
+            pulled = self.rt.pull_image(&image, None) => pulled,
+            _ = termination.changed() => return None,
+        };
+        match pulled {
+            Ok(info) => {
+                let took = go_duration(millis(began.elapsed()));
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    field_path,
+                    format!(
+                        "Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {} bytes.",
+                        info.size
+                    ),
+                );
+                let name = self.records[i].name.clone();
+                self.step(Some(&name), TimelineStep::ImageReady, image);
+                Some(info)
+            }
+            Err(e) => {
+                self.pull_backoff.advance(key);
+                let reason = if e.kind == RuntimeErrorKind::RegistryUnavailable {
+                    "RegistryUnavailable"
+                } else {
+                    "ErrImagePull"
+                };
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    field_path,
+                    format!("Failed to pull image \"{image}\": {e}"),
+                );
+                self.start_failed(
+                    i,
+                    reason,
+                    e.to_string(),
+                    Some(("Failed", format!("Error: {reason}"))),
+                );
+                // Look again soon, to show the back-off, and retry at its end.
+                self.records[i].retry_at = Some(Instant::now() + self.pull_resync());
+                None
+            }
+        }
+    }
+
+    /// How soon a pod with a failed pull is looked at again: the kubelet
+    /// re-syncs a failed pod after about 10 s; shorter back-offs (tests)
+    /// are looked at once per initial delay.
+    fn pull_resync(&self) -> Duration {
+        RETRY_AFTER.min(self.cfg.image_pull_backoff.initial)
+    }
+}
+
+/// The kubelet reports pull times to the millisecond.
+fn millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
