@@ -544,3 +544,35 @@ async fn removing_an_image_drops_its_record() {
     client.pull_image(&reference, None).await.unwrap();
     assert!(client.image_status(&reference).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_registry_needs_insecure_skip_verify() {
+    let Some(daemon) = PrivateContainerd::start_or_skip().await else {
+        return;
+    };
+    let Some(registry) = LocalRegistry::start_tls_or_skip().await else {
+        return;
+    };
+    let env = Env { daemon, registry };
+    env.registry
+        .push(&env.busybox_archive(), "tls/busybox:1")
+        .await;
+    let reference = env.registry.reference("tls/busybox:1");
+
+    let verifying = env.client("registries: {}\n").await;
+    let error = verifying.pull_image(&reference, None).await.unwrap_err();
+    assert!(
+        error.message.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+
+    let trusting = env
+        .client(&format!(
+            "registries:\n  \"{}\": {{ insecureSkipVerify: true }}\n",
+            env.registry.host()
+        ))
+        .await;
+    let image = trusting.pull_image(&reference, None).await.unwrap();
+    let out = env.ctr_run(&image, "over-tls", "tls-ok");
+    assert!(out.contains("tls-ok"), "{out}");
+}

@@ -3,8 +3,9 @@
 //! optionally behind htpasswd basic auth. Images get in with skopeo from the
 //! test kit's OCI archives; its access log tells what was fetched.
 //!
-//! Basic auth works over plain HTTP with this registry (it only warns), so
-//! no TLS is set up.
+//! Basic auth works over plain HTTP with this registry (it only warns). TLS
+//! is optional ([`LocalRegistry::start_tls`]), with a self-signed certificate
+//! no client trusts.
 
 use std::fs;
 use std::net::TcpListener;
@@ -32,6 +33,22 @@ const BCRYPT_COST: u32 = 4;
 
 static PUSHES: AtomicU32 = AtomicU32::new(0);
 
+/// `Some` when docker-registry and skopeo are installed; otherwise `None`
+/// (printing why), or a panic with `BERTH_REQUIRE_CONTAINERD=1`.
+fn tools_or_skip() -> Option<()> {
+    let missing = [REGISTRY_BIN, SKOPEO_BIN]
+        .into_iter()
+        .find(|bin| !Path::new(bin).exists());
+    if let Some(bin) = missing {
+        if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+            panic!("{REQUIRE_ENV}=1 but {bin} is missing (scripts/install-deps.sh --test)");
+        }
+        eprintln!("skipping: {bin} not installed");
+        return None;
+    }
+    Some(())
+}
+
 /// How an image is pushed.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
@@ -55,22 +72,24 @@ impl LocalRegistry {
     /// Starts one, or returns `None` (printing why) when docker-registry or
     /// skopeo is missing; with `BERTH_REQUIRE_CONTAINERD=1` that panics.
     pub async fn start_or_skip(credentials: Option<(&str, &str)>) -> Option<Self> {
-        let missing = [REGISTRY_BIN, SKOPEO_BIN]
-            .into_iter()
-            .find(|bin| !Path::new(bin).exists());
-        if let Some(bin) = missing {
-            if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
-                panic!("{REQUIRE_ENV}=1 but {bin} is missing (scripts/install-deps.sh --test)");
-            }
-            eprintln!("skipping: {bin} not installed");
-            return None;
-        }
+        tools_or_skip()?;
         Some(Self::start(credentials).await)
     }
 
     /// Starts one, requiring `user:password` when `credentials` are given;
     /// panics if it does not come up within 10 s.
     pub async fn start(credentials: Option<(&str, &str)>) -> Self {
+        Self::start_with(credentials, false).await
+    }
+
+    /// Like [`Self::start_or_skip`], serving HTTPS with a self-signed
+    /// certificate for `127.0.0.1`.
+    pub async fn start_tls_or_skip() -> Option<Self> {
+        tools_or_skip()?;
+        Some(Self::start_with(None, true).await)
+    }
+
+    async fn start_with(credentials: Option<(&str, &str)>, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -87,10 +106,23 @@ impl LocalRegistry {
                 htpasswd.display()
             );
         }
+        let mut tls_config = String::new();
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+                .expect("self-signed certificate");
+            let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            fs::write(&cert_path, cert.cert.pem()).expect("write certificate");
+            fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+            tls_config = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert_path.display(),
+                key_path.display()
+            );
+        }
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n{auth}",
+             http:\n  addr: 127.0.0.1:{port}\n{tls_config}{auth}",
             dir.path().join("data").display()
         );
         fs::write(dir.path().join("config.yml"), config).expect("write registry config");

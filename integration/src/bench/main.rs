@@ -6,11 +6,15 @@
 //! `berth-bench --probes N [SECONDS]`: N pods with 3 probes each at period
 //! 1 s; the agent's CPU and memory and the probes' period drift.
 //!
+//! `berth-bench --pulls [N] [LAYER_MIB]`: N cold pulls from a registry on
+//! loopback, `berth image pull` next to `ctr pull`.
+//!
 //! Reports; never judges. Run the release build as root: `cargo build
 //! --release --bin berth --bin berth-bench && target/release/berth-bench 20`.
 
 mod measure;
 mod probes;
+mod pulls;
 
 use std::time::Duration;
 
@@ -27,13 +31,16 @@ async fn main() -> anyhow::Result<()> {
     let mut numbers = Vec::new();
     let mut rss = false;
     let mut probe_mode = false;
+    let mut pull_mode = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--rss" => rss = true,
             "--probes" => probe_mode = true,
+            "--pulls" => pull_mode = true,
             "-h" | "--help" => {
                 println!("usage: berth-bench [N (default 10)] [--rss]");
                 println!("       berth-bench --probes [PODS (default 50)] [SECONDS (default 30)]");
+                println!("       berth-bench --pulls [N (default 5)] [LAYER_MIB (default 32)]");
                 return Ok(());
             }
             _ => numbers.push(
@@ -49,6 +56,11 @@ async fn main() -> anyhow::Result<()> {
         let pods = numbers.first().copied().unwrap_or(50);
         let seconds = numbers.get(1).copied().unwrap_or(30) as u64;
         return probes::run(&containerd, pods, Duration::from_secs(seconds)).await;
+    }
+    if pull_mode {
+        let n = numbers.first().copied().unwrap_or(5);
+        let layer_mib = numbers.get(1).copied().unwrap_or(32);
+        return pulls::run(&containerd, n, layer_mib).await;
     }
     let n = numbers.first().copied().unwrap_or(10);
     let agent = AgentProcess::start(&containerd).await;
