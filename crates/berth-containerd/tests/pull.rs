@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use berth_containerd::{Containerd, ContainerdConfig, RegistryConfig};
 use berth_runtime::{ImageInfo, PullProgress, RuntimeErrorKind};
+use berth_testkit::proxy::ThrottledProxy;
 use berth_testkit::{
     busybox_image, write_busybox_archive, LocalRegistry, PrivateContainerd, PushOptions,
 };
@@ -575,4 +576,51 @@ async fn a_self_signed_registry_needs_insecure_skip_verify() {
     let image = trusting.pull_image(&reference, None).await.unwrap();
     let out = env.ctr_run(&image, "over-tls", "tls-ok");
     assert!(out.contains("tls-ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_cut_off_in_the_middle_of_a_blob_recovers_on_the_next_try() {
+    let Some(env) = Env::start(None).await else {
+        return;
+    };
+    // An 8 MiB layer of noise (gzip cannot shrink it), served at 2 MiB/s.
+    let mut noise = vec![0u8; 8 << 20];
+    rand::fill(&mut noise[..]);
+    let path = env.daemon.dir().join("big.oci.tar");
+    busybox_image("big")
+        .file("noise.bin", noise, 0o644)
+        .write_oci_archive(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    env.registry.push(&path, "big:1").await;
+    let proxy = ThrottledProxy::start(env.registry.host(), 2 << 20).await;
+    let client = env
+        .client(&format!(
+            "registries:\n  \"{}\": {{ plainHttp: true }}\n",
+            proxy.host()
+        ))
+        .await;
+    let reference = format!("{}/big:1", proxy.host());
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pull = {
+        let (client, reference) = (client.clone(), reference.clone());
+        tokio::spawn(async move { client.pull_image(&reference, Some(tx)).await })
+    };
+    // Cut when the big layer is partly fetched; refuse until the pull gave up.
+    loop {
+        let report = rx.recv().await.expect("progress before the pull ends");
+        if report.total > 4 << 20 && report.done > 0 && report.done < report.total {
+            proxy.cut(true);
+            break;
+        }
+    }
+    let error = pull.await.unwrap().unwrap_err();
+    eprintln!("cut off: {error}");
+    let active = env.daemon.ctr_stdout(&["content", "active"]);
+    assert_eq!(active.lines().count(), 1, "an ingest was left: {active}");
+
+    proxy.restore();
+    let image = client.pull_image(&reference, None).await.unwrap();
+    let out = env.ctr_run(&image, "after-cut", "whole");
+    assert!(out.contains("whole"), "{out}");
 }

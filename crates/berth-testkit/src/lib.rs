@@ -11,6 +11,7 @@ pub mod containerd;
 pub mod mounts;
 pub mod net;
 pub mod process;
+pub mod proxy;
 pub mod registry;
 
 pub use agent::{AgentOptions, AgentProcess};
