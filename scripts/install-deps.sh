@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   containerd runc containernetworking-plugins iptables iproute2 # runtime
   protobuf-compiler build-essential pkg-config ca-certificates   # build
-  busybox-static # the only image source: there is no registry to pull from
+  busybox-static # the example's and the tests' image, built locally
   docker-registry skopeo # tests: a local registry, and pushing into it
 )
 # busybox-static is needed by up.sh too (it builds the example's image), so

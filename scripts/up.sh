@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up berth on a fresh Debian 12 machine, as root, and runs the example
 # pod: installs the packages, starts containerd, builds and installs berth,
-# imports a busybox image (built locally: there is no registry), starts the
-# agent and waits for the static pod deploy/manifests/web.yaml to serve.
+# imports a busybox image (built locally, so the example needs no registry),
+# starts the agent and waits for the static pod deploy/manifests/web.yaml to
+# serve.
 # Safe to run again: it rebuilds, reinstalls and restarts the agent (pods keep
 # running across the restart).
 set -euo pipefail

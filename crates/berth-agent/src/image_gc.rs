@@ -4,7 +4,7 @@
 //! freed to reach the low threshold. Images seen for less than the minimum
 //! age, and berth's built-in images, are kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,7 +88,7 @@ impl ImageGc {
                 return Vec::new();
             }
         };
-        let in_use = match Self::images_in_use(rt).await {
+        let in_use = match Self::images_in_use(rt, &images).await {
             Ok(in_use) => in_use,
             Err(e) => {
                 warn!("image GC: list containers: {e}");
@@ -168,17 +168,25 @@ impl ImageGc {
     }
 
     /// The digests of the images of every container in the runtime (running
-    /// or not, as the kubelet counts them).
+    /// or not, as the kubelet counts them). A container names its image as
+    /// the runtime listed it, so the listing resolves it without asking the
+    /// runtime once per container.
     async fn images_in_use<R: ContainerRuntime>(
         rt: &R,
+        images: &[ImageInfo],
     ) -> Result<Vec<String>, berth_runtime::RuntimeError> {
-        let mut digests = Vec::new();
-        for container in rt.list().await?.containers {
-            if let Ok(Some(image)) = rt.image_status(&container.image).await {
-                digests.push(image.digest);
-            }
-        }
-        Ok(digests)
+        let used: HashSet<String> = rt
+            .list()
+            .await?
+            .containers
+            .into_iter()
+            .map(|c| c.image)
+            .collect();
+        Ok(images
+            .iter()
+            .filter(|image| used.contains(&image.reference))
+            .map(|image| image.digest.clone())
+            .collect())
     }
 }
 

@@ -14,6 +14,7 @@ use berth_runtime::{
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use tracing::{debug, info, warn};
 
+use crate::manifests::CONFIG_SOURCE_ANNOTATION;
 use crate::service::{ApiError, LogOptions, LogTarget, PodService, PulledImage, WatchEvent};
 use crate::store::{self, PodStore};
 
@@ -91,30 +92,24 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     }
 
     /// Reloads the pods the API created before an agent restart.
-    pub fn load_api_pods(&self) -> std::io::Result<Vec<String>> {
+    pub fn load_api_pods(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.api_pods_dir)?;
-        let mut uids = Vec::new();
         for entry in std::fs::read_dir(&self.api_pods_dir)? {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
             match std::fs::read(&path).map(|b| serde_json::from_slice::<Pod>(&b)) {
-                Ok(Ok(pod)) => {
-                    uids.push(pod.metadata.uid.clone().unwrap_or_default());
-                    self.admit(pod);
-                }
+                Ok(Ok(pod)) => self.admit(pod),
                 Ok(Err(e)) => warn!(file = %path.display(), "skipping unreadable pod record: {e}"),
                 Err(e) => warn!(file = %path.display(), "skipping pod record: {e}"),
             }
         }
-        Ok(uids)
+        Ok(())
     }
 
     fn persist(&self, pod: &Pod) {
-        if pod.metadata.annotations.as_ref().is_some_and(|a| {
-            a.get("kubernetes.io/config.source").map(String::as_str) == Some("file")
-        }) {
+        if is_static(pod) {
             return; // static pods live in their manifest files
         }
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -299,7 +294,7 @@ fn is_static(pod: &Pod) -> bool {
     pod.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get("kubernetes.io/config.source"))
+        .and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION))
         .is_some_and(|source| source == "file")
 }
 

@@ -32,14 +32,7 @@ struct Agent {
 impl Agent {
     fn start() -> Result<Agent> {
         let dir = tempfile::tempdir()?;
-        let rt = FakeRuntime::new();
-        rt.add_image(
-            "busybox",
-            ImageConfig {
-                cmd: vec!["sh".into()],
-                ..Default::default()
-            },
-        );
+        let rt = common::runtime();
         let supervisor = common::supervisor(&rt, dir.path());
         let socket = dir.path().join("berth.sock");
         let shutdown = CancellationToken::new();
@@ -270,20 +263,10 @@ async fn remove_deletes_the_image_and_404s_when_absent() -> Result<()> {
     Ok(())
 }
 
-const WEB: &str = "
-apiVersion: v1
-kind: Pod
-metadata: {name: web}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: app, image: busybox}
-";
-
 #[tokio::test]
 async fn an_image_a_running_container_uses_is_not_removed() -> Result<()> {
     let agent = Agent::start()?;
-    let pod: Pod = berth_api::manifest::parse_pods(WEB)?.remove(0);
+    let pod: Pod = berth_api::manifest::parse_pods(common::WEB)?.remove(0);
     agent.supervisor.create("default", pod).await?;
     agent
         .rt

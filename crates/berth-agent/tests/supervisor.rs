@@ -8,35 +8,14 @@ use std::time::Duration;
 
 use berth_agent::{AgentConfig, ApiError, PodService, Supervisor};
 use berth_runtime::fake::{Call, FakeRuntime};
-use berth_runtime::ImageConfig;
 use k8s_openapi::api::core::v1::Pod;
 use tokio_util::sync::CancellationToken;
 
-fn runtime() -> FakeRuntime {
-    let rt = FakeRuntime::new();
-    rt.add_image(
-        "busybox",
-        ImageConfig {
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        },
-    );
-    rt
-}
+use common::{runtime, WEB};
 
 fn pod(yaml: &str) -> Pod {
     berth_api::manifest::parse_pods(yaml).unwrap().remove(0)
 }
-
-const WEB: &str = "
-apiVersion: v1
-kind: Pod
-metadata: {name: web}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - {name: app, image: busybox}
-";
 
 struct Fixture {
     rt: FakeRuntime,

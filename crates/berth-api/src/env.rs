@@ -31,15 +31,25 @@ pub fn container_env(
     pod_ip: Option<&str>,
     node_name: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
+    let kubelet_vars = kubelet_env(spec_env, pod, pod_ip, node_name)?;
+    Ok(with_image_env(image_env, kubelet_vars))
+}
+
+/// [`container_env`] for a caller that already has [`kubelet_env`]'s
+/// variables (it needs them for `command`/`args` expansion too).
+pub fn with_image_env(
+    image_env: &[String],
+    kubelet_vars: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     let mut merged: Vec<(String, String)> = Vec::new();
     let image_vars = image_env.iter().map(|kv| match kv.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (kv.clone(), String::new()),
     });
-    for (name, value) in image_vars.chain(kubelet_env(spec_env, pod, pod_ip, node_name)?) {
+    for (name, value) in image_vars.chain(kubelet_vars) {
         set(&mut merged, name, value);
     }
-    Ok(merged)
+    merged
 }
 
 /// Only the variables the kubelet itself defines, one per name (the last

@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
+use crate::apply::LAST_APPLIED;
 use crate::client::{encode_query, pod_path, pods_path, Client};
+use crate::get_events::events_path;
 use crate::tabwriter::TabWriter;
 use crate::target::{decode_pod, pod_names, sorted_items};
 use crate::{namespace_or_default, VerbResult};
@@ -56,8 +58,8 @@ async fn events_of(client: &Client, pod: &Pod) -> Vec<Event> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let path = format!(
-        "/api/v1/namespaces/{}/events?fieldSelector={}",
-        encode_query(namespace),
+        "{}?fieldSelector={}",
+        events_path(Some(namespace)),
         encode_query(&format!("involvedObject.uid={uid}"))
     );
     match client.get(&path).await {
@@ -247,6 +249,7 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
             "Init Containers",
             &init,
             status.init_container_statuses.as_deref(),
+            tz,
         );
     }
     containers(
@@ -255,6 +258,7 @@ pub fn describe_pod(pod: &Pod, events: &[Event], now: Timestamp, tz: &TimeZone) 
         "Containers",
         &spec.containers,
         status.container_statuses.as_deref(),
+        tz,
     );
     let conditions = status.conditions.clone().unwrap_or_default();
     if let Some(gates) = spec.readiness_gates.as_deref().filter(|g| !g.is_empty()) {
@@ -296,7 +300,6 @@ fn labels_multiline(w: &mut Writer, title: &str, labels: Option<&BTreeMap<String
     }
 }
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const MAX_ANNOTATION_LEN: usize = 140;
 
 fn annotations_multiline(
@@ -351,6 +354,7 @@ fn containers(
     label: &str,
     specs: &[Container],
     statuses: Option<&[ContainerStatus]>,
+    tz: &TimeZone,
 ) {
     let none = if specs.is_empty() { " <none>" } else { "" };
     w.write(0, &format!("{label}:{none}\n"));
@@ -409,9 +413,9 @@ fn containers(
             }
         }
         if let Some(s) = status {
-            state(w, "State", s.state.as_ref());
+            state(w, "State", s.state.as_ref(), tz);
             if let Some(last) = s.last_state.as_ref().filter(|l| l.terminated.is_some()) {
-                state(w, "Last State", Some(last));
+                state(w, "Last State", Some(last), tz);
             }
             w.write(2, &format!("Ready:\t{}\n", bool_text(s.ready)));
             w.write(2, &format!("Restart Count:\t{}\n", s.restart_count));
@@ -454,10 +458,9 @@ fn port_line(w: &mut Writer, title: &str, text: &str) {
     }
 }
 
-fn state(w: &mut Writer, title: &str, state: Option<&ContainerState>) {
-    let tz = TimeZone::system();
+fn state(w: &mut Writer, title: &str, state: Option<&ContainerState>, tz: &TimeZone) {
     let time = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
-        t.map(|t| rfc1123z(&t.0, &tz)).unwrap_or_else(zero_time)
+        t.map(|t| rfc1123z(&t.0, tz)).unwrap_or_else(zero_time)
     };
     let state = state.cloned().unwrap_or_default();
     if let Some(running) = &state.running {

@@ -4,9 +4,7 @@
 //! for series events); the `5s (x3 over 40s)` folding belongs to `kubectl
 //! describe` and `kubectl events`, not to `get`. `-o wide` adds the count.
 
-use std::time::Duration;
-
-use berth_api::kubectl::human_duration;
+use berth_api::kubectl::timestamp_since as since;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
 
@@ -35,20 +33,6 @@ pub fn headers(options: TableOptions) -> Vec<&'static str> {
         headers.extend(["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
     }
     headers
-}
-
-/// `translateTimestampSince`: `<unknown>` for a missing (zero) time.
-fn since(at: Option<Timestamp>, now: Timestamp) -> String {
-    let Some(at) = at else {
-        return "<unknown>".to_string();
-    };
-    let nanos = now.as_nanosecond() - at.as_nanosecond();
-    // HumanDuration: up to a second of clock skew reads as 0s.
-    if nanos / 1_000_000_000 < -1 {
-        return "<invalid>".to_string();
-    }
-    let nanos = u64::try_from(nanos.max(0)).unwrap_or(u64::MAX);
-    human_duration(Duration::from_nanos(nanos))
 }
 
 fn text(value: Option<&String>) -> &str {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::client::{pod_path, Client, ClientError};
 use crate::error::CliError;
-use crate::logs::default_container;
+use crate::logs::container_or_default;
 use crate::target::{decode_pod, single_pod};
 use crate::{namespace_or_default, VerbResult};
 
@@ -66,16 +66,7 @@ pub async fn run(
             "cannot exec into a container in a completed pod; current phase is {phase}"
         )));
     }
-    let container = match args.container {
-        Some(c) => c,
-        None => {
-            let (container, notice) = default_container(&pod)?;
-            if let Some(notice) = notice {
-                err.write_all(notice.as_bytes())?;
-            }
-            container
-        }
-    };
+    let container = container_or_default(&pod, args.container, err)?;
     let body = json!({"command": args.command, "container": container});
     let answer = client
         .json(

@@ -118,6 +118,8 @@ pub async fn run(
         None | Some("") => OutputFormat::Table,
         Some(s) => s.parse().map_err(CliError::Usage)?,
     };
+    let namespace = namespace_or_default(args.namespace.as_deref());
+    let scope = (!args.all_namespaces).then_some(namespace.as_str());
     if let Some(kind) = args.args.first().filter(|k| get_events::is_event_type(k)) {
         if args.args.len() > 1 {
             return Err(CliError::usage(format!(
@@ -127,8 +129,6 @@ pub async fn run(
         if args.watch {
             return Err(CliError::usage("berth get events does not support --watch"));
         }
-        let namespace = namespace_or_default(args.namespace.as_deref());
-        let scope = (!args.all_namespaces).then_some(namespace.as_str());
         return get_events::run(client, scope, format, out, err).await;
     }
     let names = pod_names(&args.args)?;
@@ -137,8 +137,6 @@ pub async fn run(
             "a resource cannot be retrieved by name across all namespaces",
         ));
     }
-    let namespace = namespace_or_default(args.namespace.as_deref());
-    let scope = (!args.all_namespaces).then_some(namespace.as_str());
     let mut printer = Printer::new(format, args.all_namespaces);
 
     // Open the watch before listing so no change between the two is lost.
@@ -159,16 +157,19 @@ pub async fn run(
             }
         }
     }
-    let listed: HashMap<String, Value> = found
-        .iter()
-        .map(|pod| (uid_of(pod).to_string(), pod.clone()))
-        .collect();
-
     let now = Timestamp::now();
-    let text = if args.watch {
-        printer.objects(&found, now)?
+    let (text, listed) = if args.watch {
+        let text = printer.objects(&found, now)?;
+        let listed: HashMap<String, Value> = found
+            .into_iter()
+            .map(|pod| (uid_of(&pod).to_string(), pod))
+            .collect();
+        (text, listed)
     } else {
-        printer.answer(found, names.len() == 1, now)?
+        (
+            printer.answer(found, names.len() == 1, now)?,
+            HashMap::new(),
+        )
     };
     out.write_all(text.as_bytes())?;
     for e in &errors {

@@ -84,6 +84,23 @@ pub fn default_container(pod: &Pod) -> Result<(String, Option<String>), CliError
     Ok((first.clone(), notice))
 }
 
+/// The container `-c` named, else the default one (with kubectl's notice on
+/// `err` when there was a choice).
+pub fn container_or_default(
+    pod: &Pod,
+    named: Option<String>,
+    err: &mut (dyn Write + Send),
+) -> Result<String, CliError> {
+    if let Some(container) = named {
+        return Ok(container);
+    }
+    let (container, notice) = default_container(pod)?;
+    if let Some(notice) = notice {
+        err.write_all(notice.as_bytes())?;
+    }
+    Ok(container)
+}
+
 /// The log request for these options.
 pub fn log_path(
     namespace: &str,
@@ -119,16 +136,7 @@ pub async fn run(
     let name = single_pod(&args.pod)?;
     let namespace = namespace_or_default(args.namespace.as_deref());
     let pod = decode_pod(&client.get(&pod_path(&namespace, &name)).await?)?;
-    let container = match args.container.or(args.container_arg) {
-        Some(c) => c,
-        None => {
-            let (container, notice) = default_container(&pod)?;
-            if let Some(notice) = notice {
-                err.write_all(notice.as_bytes())?;
-            }
-            container
-        }
-    };
+    let container = container_or_default(&pod, args.container.or(args.container_arg), err)?;
     let path = log_path(
         &namespace,
         &name,

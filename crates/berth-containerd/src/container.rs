@@ -15,7 +15,7 @@ use containerd_client::services::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
 };
 use containerd_client::types::Mount as RootfsMount;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use oci_spec::runtime::Spec;
 
 use crate::image::SNAPSHOTTER;
@@ -87,36 +87,16 @@ pub(crate) struct Lease(String);
 
 impl Lease {
     pub(crate) async fn create(c: &Containerd, id: &str) -> Result<Lease, RuntimeError> {
-        let lease = format!("berth-{id}");
-        let expire = Timestamp::now() + SignedDuration::from_hours(1);
-        c.leases()
-            .create(containerd_client::services::v1::CreateRequest {
-                id: lease.clone(),
-                labels: HashMap::from([(
-                    "containerd.io/gc.expire".to_string(),
-                    expire.to_string(),
-                )]),
-            })
+        c.create_named_lease(format!("berth-{id}"))
             .await
-            .map_err(|s| failed(&format!("create lease for {id}"), s))?;
-        Ok(Lease(lease))
+            .map(Lease)
+            .map_err(|e| RuntimeError::new(e.kind, format!("create lease for {id}: {}", e.message)))
     }
 
     /// Deletes the lease off the start path (it expires by itself anyway).
     pub(crate) fn release(self, c: &Containerd) {
         let c = c.clone();
-        tokio::spawn(async move {
-            let deleted = c
-                .leases()
-                .delete(containerd_client::services::v1::DeleteRequest {
-                    id: self.0.clone(),
-                    sync: false,
-                })
-                .await;
-            if let Err(e) = deleted {
-                tracing::warn!(lease = self.0, error = %e.message(), "delete lease (it expires by itself)");
-            }
-        });
+        tokio::spawn(async move { c.delete_lease(&self.0).await });
     }
 }
 

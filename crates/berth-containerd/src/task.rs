@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use berth_runtime::{ExitInfo, RuntimeError};
 use containerd_client::services::v1::containers_client::ContainersClient;
-use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
@@ -37,10 +36,6 @@ impl Containerd {
 
     pub(crate) fn snapshots(&self) -> SnapshotsClient<Svc> {
         SnapshotsClient::new(self.svc())
-    }
-
-    pub(crate) fn leases(&self) -> LeasesClient<Svc> {
-        LeasesClient::new(self.svc())
     }
 }
 

@@ -38,15 +38,14 @@ pub(crate) fn build(
     let spec_env = container.env.as_deref().unwrap_or_default();
     let pod_ip = ctx.pod_ip.as_deref();
     let config_error = |e: env::EnvError| ConfigError(e.to_string());
-    let mut vars = env::container_env(&image.config.env, spec_env, ctx.pod, pod_ip, ctx.node_name)
-        .map_err(config_error)?;
+    // command and args see the kubelet's variables only, not the image's.
+    let kubelet_vars =
+        env::kubelet_env(spec_env, ctx.pod, pod_ip, ctx.node_name).map_err(config_error)?;
+    let mut vars = env::with_image_env(&image.config.env, kubelet_vars.clone());
     // containerd's CRI sets HOSTNAME unless the pod does.
     if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
         vars.push(("HOSTNAME".into(), ctx.hostname.to_string()));
     }
-    // command and args see the kubelet's variables only, not the image's.
-    let kubelet_vars =
-        env::kubelet_env(spec_env, ctx.pod, pod_ip, ctx.node_name).map_err(config_error)?;
     let (command, args) = command::expand_command_and_args(
         container.command.as_deref().unwrap_or_default(),
         container.args.as_deref().unwrap_or_default(),

@@ -39,9 +39,9 @@ impl Instance {
         matches!(self.state, InstanceState::Running { .. })
     }
 
-    pub(crate) fn exit(&self) -> Option<(&ExitInfo, Instant)> {
+    pub(crate) fn exit(&self) -> Option<&ExitInfo> {
         match &self.state {
-            InstanceState::Exited { exit, observed, .. } => Some((exit, *observed)),
+            InstanceState::Exited { exit, .. } => Some(exit),
             _ => None,
         }
     }
@@ -99,6 +99,6 @@ impl ContainerRecord {
         self.current
             .as_ref()
             .and_then(Instance::exit)
-            .is_some_and(|(exit, _)| exit.exit_code == 0 && !exit.oom_killed)
+            .is_some_and(|exit| exit.exit_code == 0 && !exit.oom_killed)
     }
 }

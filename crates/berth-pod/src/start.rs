@@ -72,11 +72,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod: &self.pod,
             pod_ref: &self.pod_ref,
             dirs: &self.dirs,
-            pod_ip: if sandbox.host_network {
-                Some(self.cfg.host_ip.clone())
-            } else {
-                sandbox.ips.first().map(|ip| ip.to_string())
-            },
+            pod_ip: self.pod_ip(),
             node_name: &self.cfg.node_name,
             hostname: &hostname,
         };

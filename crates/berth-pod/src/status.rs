@@ -118,9 +118,9 @@ pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
     for (i, rec) in w.records.iter().enumerate() {
         let image = w
             .spec_container(i)
-            .and_then(|c| c.image.clone())
+            .and_then(|c| c.image.as_deref())
             .unwrap_or_default();
-        let mut status = container_status(rec, &image, has_init, w.probe_status(i));
+        let mut status = container_status(rec, image, has_init, w.probe_status(i));
         for state in [status.state.as_mut(), status.last_state.as_mut()]
             .into_iter()
             .flatten()
@@ -142,11 +142,11 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     pod_is_terminal: bool,
 ) -> PodStatus {
     let (init, regular) = container_statuses(w);
-    let spec = w.pod.spec.clone().unwrap_or_default();
-    let phase = w.phase(pod_is_terminal);
+    let spec = w.spec();
+    let phase = w.phase_of(&init, &regular, pod_is_terminal);
     let sandbox_ready = w.sandbox.is_some() && !pod_is_terminal && w.terminal_phase.is_none();
     let conditions = rules::pod_conditions(
-        &spec,
+        spec,
         &init,
         &regular,
         &phase,
@@ -173,7 +173,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         start_time: Some(Time(w.start_time)),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
-        qos_class: Some(qos_class(&spec).into()),
+        qos_class: Some(qos_class(spec).into()),
         ..Default::default()
     }
 }

@@ -17,7 +17,7 @@ use crate::handle::Termination;
 use crate::hooks::{Hook, HookKind};
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
-use crate::worker::Worker;
+use crate::worker::{grace_period, Worker};
 
 /// The kubelet never gives a container less than this after its stop signal
 /// (`minimumGracePeriodInSeconds`), unless the delete was forced with 0.
@@ -73,15 +73,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .metadata
             .deletion_grace_period_seconds
             .or(probe_grace)
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30);
-        let grace = Duration::from_secs(grace.max(0) as u64);
-        self.stop(vec![vec![i]], grace, true, Some(reason)).await;
+            .unwrap_or_else(|| self.pod_grace_seconds());
+        self.stop(vec![vec![i]], grace_period(grace), true, Some(reason))
+            .await;
     }
 
     /// Kills the containers of `turns`, all against one deadline: every kill
@@ -180,7 +174,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             field_path,
             signal,
             pre_stop: self.hook(i, HookKind::PreStop),
-            report: self.reporter(),
+            report: self.report.clone(),
         };
         Some(task.run(timing))
     }

@@ -139,13 +139,8 @@ impl<S: PodSink> Reporter<S> {
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
-    /// A reporter for work that runs apart from the worker (kill tasks).
-    pub(crate) fn reporter(&self) -> Reporter<S> {
-        Reporter::new(self.sink.clone(), self.pod_ref.clone())
-    }
-
     /// Records a step of this pod's timeline.
     pub(crate) fn step(&self, container: Option<&str>, step: TimelineStep, detail: String) {
-        self.reporter().step(container, step, detail);
+        self.report.step(container, step, detail);
     }
 }

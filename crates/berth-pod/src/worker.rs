@@ -12,7 +12,7 @@ use berth_runtime::{
     RuntimeError, SandboxConfig, SandboxInfo,
 };
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodCondition, PodSpec};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -23,7 +23,7 @@ use crate::handle::{Adopted, Termination};
 use crate::probe::{InstanceProbes, ProbeUpdate};
 use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
 use crate::sink::{EventType, PodSink};
-use crate::timeline::TimelineStep;
+use crate::timeline::{Reporter, TimelineStep};
 
 /// Node-wide settings every worker shares.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub(crate) struct ExitNote {
 pub(crate) struct Worker<R, S> {
     pub(crate) rt: Arc<R>,
     pub(crate) sink: Arc<S>,
+    /// Events and timeline steps, for this pod.
+    pub(crate) report: Reporter<S>,
     pub(crate) cfg: Arc<WorkerConfig>,
     spec_rx: watch::Receiver<Arc<Pod>>,
     pub(crate) term_rx: watch::Receiver<Option<Termination>>,
@@ -126,6 +128,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .and_then(|s| s.start_time.as_ref())
             .map_or_else(Timestamp::now, |t| t.0);
         Self {
+            report: Reporter::new(sink.clone(), pod_ref.clone()),
             backoff: Backoff::new(cfg.backoff),
             pull_backoff: Backoff::new(cfg.image_pull_backoff),
             rt,
@@ -198,8 +201,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         field_path: Option<String>,
         message: String,
     ) {
-        self.reporter()
-            .event(event_type, reason, field_path, message);
+        self.report.event(event_type, reason, field_path, message);
     }
 
     /// The spec of the container behind record `i`.
@@ -220,6 +222,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             _ => "initContainers",
         };
         Some(format!("spec.{list}{{{}}}", rec.name))
+    }
+
+    /// The pod's `terminationGracePeriodSeconds` (30 unless set).
+    pub(crate) fn pod_grace_seconds(&self) -> i64 {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
     }
 
     pub(crate) fn restart_policy(&self) -> &str {
@@ -263,13 +274,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if self.main_containers_done() && self.records.iter().any(|r| r.is_running()) {
             // Nothing left to run but sidecars: stop them, as the kubelet's
             // KillPod ends a Job pod with sidecars.
-            let grace = self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30);
-            self.stop_containers(Duration::from_secs(grace.max(0) as u64), false)
+            self.stop_containers(grace_period(self.pod_grace_seconds()), false)
                 .await;
         }
         let phase = self.phase(false);
@@ -299,20 +304,16 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         match self.rt.create_sandbox(&config).await {
             Ok(sandbox) => {
-                let ip = sandbox.ips.first().map(|ip| ip.to_string());
-                let ip = if host_network {
-                    Some(self.cfg.host_ip.clone())
-                } else {
-                    ip
-                };
+                let id = sandbox.id.to_string();
+                self.sandbox = Some(sandbox);
+                let ip = self.pod_ip();
                 if let Err(e) = self
                     .dirs
                     .write_etc_files(&hostname, ip.as_deref(), host_network)
                 {
                     warn!(pod = %self.pod_ref, "write /etc files: {e}");
                 }
-                self.step(None, TimelineStep::SandboxCreated, sandbox.id.to_string());
-                self.sandbox = Some(sandbox);
+                self.step(None, TimelineStep::SandboxCreated, id);
                 true
             }
             Err(e) => {
@@ -377,7 +378,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 r.current
                     .as_ref()
                     .and_then(Instance::exit)
-                    .is_some_and(|(exit, _)| !self.should_restart(r, exit))
+                    .is_some_and(|exit| !self.should_restart(r, exit))
             })
     }
 
@@ -599,16 +600,27 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     pub(crate) fn phase(&self, pod_is_terminal: bool) -> String {
+        let (init, regular) = crate::status::container_statuses(self);
+        self.phase_of(&init, &regular, pod_is_terminal)
+    }
+
+    /// [`Self::phase`] from container statuses already built; once terminal,
+    /// the phase never changes.
+    pub(crate) fn phase_of(
+        &self,
+        init: &[ContainerStatus],
+        regular: &[ContainerStatus],
+        pod_is_terminal: bool,
+    ) -> String {
         if let Some(phase) = &self.terminal_phase {
             return phase.clone();
         }
-        let (init, regular) = crate::status::container_statuses(self);
-        rules::pod_phase(
-            self.pod.spec.as_ref().expect("validated pods have a spec"),
-            &init,
-            &regular,
-            pod_is_terminal,
-        )
+        rules::pod_phase(self.spec(), init, regular, pod_is_terminal)
+    }
+
+    /// The pod's spec; validation guarantees there is one.
+    pub(crate) fn spec(&self) -> &PodSpec {
+        self.pod.spec.as_ref().expect("validated pods have a spec")
     }
 
     pub(crate) fn publish(&mut self, pod_is_terminal: bool) {
@@ -616,6 +628,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.conditions = status.conditions.clone().unwrap_or_default();
         self.sink.status(&self.pod_ref.uid, status);
     }
+}
+
+/// A grace period in seconds as a duration (a negative one is zero).
+pub(crate) fn grace_period(seconds: i64) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {

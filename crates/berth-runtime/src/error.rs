@@ -49,14 +49,6 @@ impl RuntimeError {
     pub fn is_not_found(&self) -> bool {
         self.kind == RuntimeErrorKind::NotFound
     }
-
-    /// Whether trying the same call again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            RuntimeErrorKind::Unavailable | RuntimeErrorKind::Timeout
-        )
-    }
 }
 
 impl fmt::Display for RuntimeError {

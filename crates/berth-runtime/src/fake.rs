@@ -90,7 +90,6 @@ struct Inner {
     pull_errors: HashMap<String, RuntimeError>,
     pull_delay: Duration,
     scripts: HashMap<String, Script>,
-    sandbox_error: Option<RuntimeError>,
     sandboxes: BTreeMap<String, SandboxInfo>,
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
@@ -154,11 +153,6 @@ impl FakeRuntime {
     /// Sets how containers named `name` behave from now on.
     pub fn script(&self, name: &str, script: Script) {
         self.lock().scripts.insert(name.to_string(), script);
-    }
-
-    /// Makes the next sandbox creation fail.
-    pub fn fail_sandbox(&self, error: Option<RuntimeError>) {
-        self.lock().sandbox_error = error;
     }
 
     /// The result of every exec into containers named `name`.
@@ -313,9 +307,6 @@ impl ContainerRuntime for FakeRuntime {
             pod: config.pod.name.clone(),
         });
         let mut inner = self.lock();
-        if let Some(error) = inner.sandbox_error.take() {
-            return Err(error);
-        }
         inner.next_id += 1;
         let n = inner.next_id;
         let info = SandboxInfo {

@@ -408,12 +408,11 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.agent_log();
-            let lines: Vec<&str> = log.lines().collect();
+            let path = self.agent_log_path();
             eprintln!(
                 "--- berth agent log ({}; last 200 lines) ---\n{}",
-                self.agent_log_path().display(),
-                lines[lines.len().saturating_sub(200)..].join("\n")
+                path.display(),
+                process::log_tail(&path, 200)
             );
         }
         if let Some(child) = self.child.take() {

@@ -185,9 +185,7 @@ impl PrivateContainerd {
 
     /// The last `lines` lines of containerd's own log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        process::log_tail(&self.dir().join("containerd.log"), lines)
     }
 }
 

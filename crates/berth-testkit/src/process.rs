@@ -1,5 +1,7 @@
-//! Stopping child processes with a bound on the wait, without sleeping.
+//! Stopping child processes with a bound on the wait, without sleeping, and
+//! reading the end of their logs.
 
+use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -49,4 +51,11 @@ pub fn terminate(mut child: Child, signal: Signal, grace: Duration) -> Ended {
 /// Whether a process with this pid exists (a zombie counts as existing).
 pub fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// The last `lines` lines of a log file (empty when it cannot be read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -105,9 +105,8 @@ fn init_tracing() {
 }
 
 fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
-    // Settings are checked before anything is touched.
+    // Settings are checked (from_flags validates) before anything is touched.
     let config = AgentConfig::from_flags(flags)?;
-    config.validate()?;
     // A bad registry file stops the agent here, naming the file.
     let registries = match &config.registry_config {
         Some(path) => RegistryConfig::load(path)?,

@@ -1,5 +1,6 @@
-//! What the agent's integration tests share: a supervisor over the in-memory
-//! runtime, with its finished pods handed back as the agent does.
+//! What the agent's integration tests share: the in-memory runtime with a
+//! busybox image, a pod using it, and a supervisor over that runtime, with
+//! its finished pods handed back as the agent does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,31 @@ use berth_agent::store::PodStore;
 use berth_agent::Supervisor;
 use berth_pod::{BackoffPolicy, WorkerConfig};
 use berth_runtime::fake::FakeRuntime;
+use berth_runtime::ImageConfig;
+
+/// A pod with one container on `busybox`, quick to stop.
+pub const WEB: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox}
+";
+
+/// The in-memory runtime holding `busybox` (its command `sh`).
+pub fn runtime() -> FakeRuntime {
+    let rt = FakeRuntime::new();
+    rt.add_image(
+        "busybox",
+        ImageConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+    );
+    rt
+}
 
 /// A supervisor driving `rt`, its state under `dir`. Call inside a runtime.
 pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> {

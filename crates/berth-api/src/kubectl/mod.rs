@@ -34,13 +34,18 @@ pub fn restarts_column(pod: &Pod, now: Timestamp) -> String {
 
 /// AGE: time since `metadata.creationTimestamp`, `<unknown>` without one.
 pub fn age_column(pod: &Pod, now: Timestamp) -> String {
-    match &pod.metadata.creation_timestamp {
-        Some(created) => since(created.0, now),
+    timestamp_since(pod.metadata.creation_timestamp.as_ref().map(|t| t.0), now)
+}
+
+/// kubectl's `translateTimestampSince`: `<unknown>` for a missing (zero)
+/// time, else the `HumanDuration` of the span up to `now`.
+pub fn timestamp_since(at: Option<Timestamp>, now: Timestamp) -> String {
+    match at {
+        Some(at) => since(at, now),
         None => "<unknown>".into(),
     }
 }
 
-/// `translateTimestampSince`.
 fn since(at: Timestamp, now: Timestamp) -> String {
     let nanos = now.as_nanosecond() - at.as_nanosecond();
     duration::human_duration_nanos(nanos)

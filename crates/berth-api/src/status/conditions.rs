@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::pod::{find_status, init_containers, is_restartable_init_container, is_started};
+use crate::pod::{init_containers, is_restartable_init_container, is_started};
 
 pub const UNKNOWN_CONTAINER_STATUSES: &str = "UnknownContainerStatuses";
 pub const POD_COMPLETED: &str = "PodCompleted";
@@ -44,8 +44,8 @@ pub fn pod_conditions(
     now: Time,
 ) -> Vec<PodCondition> {
     // The kubelet passes `append(initStatuses, statuses...)`, nil when both are.
-    let all: Option<Vec<ContainerStatus>> = (!init_statuses.is_empty() || !statuses.is_empty())
-        .then(|| init_statuses.iter().chain(statuses).cloned().collect());
+    let all: Option<Vec<&ContainerStatus>> = (!init_statuses.is_empty() || !statuses.is_empty())
+        .then(|| init_statuses.iter().chain(statuses).collect());
     let all = all.as_deref();
 
     let ready_to_start = condition("PodReadyToStartContainers", sandbox_ready, None, None);
@@ -112,9 +112,14 @@ fn go_list(names: &[&str]) -> String {
     format!("[{}]", names.join(" "))
 }
 
+/// First status with this name among the init and regular ones.
+fn find_status<'a>(all: &[&'a ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
+    all.iter().find(|s| s.name == name).copied()
+}
+
 fn initialized_condition(
     spec: &PodSpec,
-    all: Option<&[ContainerStatus]>,
+    all: Option<&[&ContainerStatus]>,
     phase: &str,
 ) -> PodCondition {
     let inits = init_containers(spec);
@@ -146,7 +151,7 @@ fn initialized_condition(
 
 fn initialized_from(
     spec: &PodSpec,
-    all: &[ContainerStatus],
+    all: &[&ContainerStatus],
     unknown: &[&str],
     incomplete: &[&str],
     phase: &str,
@@ -192,7 +197,7 @@ fn initialized_from(
 
 fn containers_ready_condition(
     spec: &PodSpec,
-    all: Option<&[ContainerStatus]>,
+    all: Option<&[&ContainerStatus]>,
     phase: &str,
 ) -> PodCondition {
     let Some(all) = all else {

@@ -20,7 +20,8 @@ use crate::Containerd;
 /// Size of one Content.Write or Content.Read message.
 pub(super) const CHUNK: usize = 1 << 20;
 
-/// How long an import may take before containerd may collect its leftovers.
+/// How long an import (or a container create) may take before containerd
+/// may collect its leftovers.
 const LEASE_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// The messages of one Content.Write session: data at increasing offsets,
@@ -211,8 +212,13 @@ impl Containerd {
 
     /// A lease that expires by itself should the agent die mid-import.
     pub(super) async fn create_lease(&self) -> Result<String, RuntimeError> {
+        self.create_named_lease(format!("berth-image-{:016x}", rand::random::<u64>()))
+            .await
+    }
+
+    /// A lease named `id` that expires by itself after [`LEASE_TTL`].
+    pub(crate) async fn create_named_lease(&self, id: String) -> Result<String, RuntimeError> {
         let expire = jiff::Timestamp::now() + LEASE_TTL;
-        let id = format!("berth-image-{:016x}", rand::random::<u64>());
         let request = CreateRequest {
             id: id.clone(),
             labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
@@ -225,7 +231,7 @@ impl Containerd {
     }
 
     /// Drops a lease; what it protected is then kept only by references.
-    pub(super) async fn delete_lease(&self, id: &str) {
+    pub(crate) async fn delete_lease(&self, id: &str) {
         let request = DeleteRequest {
             id: id.to_string(),
             sync: false,

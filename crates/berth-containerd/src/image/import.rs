@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::content::{Upload, CHUNK};
-use super::normalize_reference;
 use super::resolve::Resolved;
+use super::{descriptor, normalize_reference};
 use crate::archive::{canonical_json, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::client::Svc;
 use crate::Containerd;
@@ -55,15 +55,6 @@ struct DockerImage {
 
 fn malformed(what: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::other(format!("image archive: {what}"))
-}
-
-fn descriptor(desc: &Descriptor) -> CdDescriptor {
-    CdDescriptor {
-        media_type: desc.media_type().to_string(),
-        digest: desc.digest().to_string(),
-        size: desc.size() as i64,
-        annotations: Default::default(),
-    }
 }
 
 impl Containerd {
@@ -130,10 +121,9 @@ impl Containerd {
                 }
             }
             if !prepared.contains_key(&target.digest) {
-                let image = self.resolve(&target.media_type, &target.digest).await?;
-                self.label_image_content(&image).await?;
-                self.unpack(lease, &image).await?;
-                self.remember(&target.digest, &image);
+                let image = self
+                    .prepare_image(lease, &target.media_type, &target.digest)
+                    .await?;
                 prepared.insert(target.digest.clone(), image);
             }
             let image = prepared[&target.digest].info(&name);
@@ -141,6 +131,22 @@ impl Containerd {
             images.push(image);
         }
         Ok(images)
+    }
+
+    /// Makes an image whose content is all in the store usable under
+    /// `lease`: GC labels, unpacked layers, remembered resolution. The image
+    /// record comes after.
+    pub(super) async fn prepare_image(
+        &self,
+        lease: &str,
+        media_type: &str,
+        digest: &str,
+    ) -> Result<Resolved, RuntimeError> {
+        let image = self.resolve(media_type, digest).await?;
+        self.label_image_content(&image).await?;
+        self.unpack(lease, &image).await?;
+        self.remember(digest, &image);
+        Ok(image)
     }
 
     /// The GC references that keep an image's content and snapshots alive

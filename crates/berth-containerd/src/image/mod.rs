@@ -29,6 +29,16 @@ use crate::Containerd;
 /// The snapshotter images are unpacked for.
 pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 
+/// An OCI descriptor as containerd's API carries it (annotations dropped).
+fn descriptor(desc: &oci_spec::image::Descriptor) -> Descriptor {
+    Descriptor {
+        media_type: desc.media_type().to_string(),
+        digest: desc.digest().to_string(),
+        size: desc.size() as i64,
+        annotations: Default::default(),
+    }
+}
+
 impl Containerd {
     /// The image as present in containerd (unpacked), or `None`.
     pub async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -53,8 +63,8 @@ impl Containerd {
     }
 
     /// The pause image, imported from the built-in one when absent (or the
-    /// configured `--pod-infra-image`, which must be present). Public so the
-    /// agent can make sure of it at start-up, off the pod start path.
+    /// configured `--pod-infra-image`, which must be present); every sandbox
+    /// uses it.
     pub async fn pause_image(&self) -> Result<ImageInfo, RuntimeError> {
         self.ensure_pause_image().await
     }

@@ -19,17 +19,15 @@ use super::content::{Upload, CHUNK};
 use super::flight::Progress;
 use super::normalize_reference;
 use super::registry::Source;
-use super::resolve::{no_platform, node_arch, pick_platform, INDEX_MEDIA_TYPES, MAX_INDEX_DEPTH};
+use super::resolve::{
+    no_platform, node_arch, pick_platform, INDEX_MEDIA_TYPES, MANIFEST_TYPES, MAX_INDEX_DEPTH,
+    OCI_INDEX, OCI_MANIFEST,
+};
 use crate::client::Svc;
 use crate::Containerd;
 
 /// Blobs fetched at once (containerd's default is 3 as well).
 const PARALLEL_FETCHES: usize = 3;
-
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The media type a manifest document declares, or what its shape says.
 fn media_type_of(document: &[u8]) -> Result<String, RuntimeError> {
@@ -53,7 +51,7 @@ fn media_type_of(document: &[u8]) -> Result<String, RuntimeError> {
         None if head.manifests.is_some() => OCI_INDEX.to_string(),
         None => OCI_MANIFEST.to_string(),
     };
-    if ![OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_LIST].contains(&media_type.as_str()) {
+    if !MANIFEST_TYPES.contains(&media_type.as_str()) {
         return Err(RuntimeError::other(format!(
             "unsupported manifest media type {media_type}"
         )));
@@ -164,10 +162,7 @@ impl Containerd {
             .await?;
 
         // From here on, as an import: everything is in the content store.
-        let image = self.resolve(&top_type, &top_digest).await?;
-        self.label_image_content(&image).await?;
-        self.unpack(lease, &image).await?;
-        self.remember(&top_digest, &image);
+        let image = self.prepare_image(lease, &top_type, &top_digest).await?;
         let target = CdDescriptor {
             media_type: top_type,
             digest: top_digest,
@@ -291,6 +286,7 @@ impl Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::resolve::DOCKER_MANIFEST;
 
     #[test]
     fn media_types_from_the_document() {

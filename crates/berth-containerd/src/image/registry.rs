@@ -16,14 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::registry_config::{Endpoint, RegistryConfig};
-
-/// Every manifest type a pull understands.
-const MANIFEST_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+use super::resolve::MANIFEST_TYPES;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Between two reads of a response: a stalled registry fails the pull.

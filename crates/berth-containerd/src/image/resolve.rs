@@ -7,10 +7,16 @@ use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageIndex, ImageMan
 use crate::archive::sha256_digest;
 use crate::Containerd;
 
-pub(super) const INDEX_MEDIA_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+pub(super) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(super) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(super) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub(super) const INDEX_MEDIA_TYPES: [&str; 2] = [OCI_INDEX, DOCKER_LIST];
+
+/// Every manifest type a pull understands, in the order a registry is asked for them.
+pub(super) const MANIFEST_TYPES: [&str; 4] =
+    [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// Indexes nest rarely, and never this deep in a sane image.
 pub(super) const MAX_INDEX_DEPTH: usize = 4;

@@ -11,7 +11,7 @@ use containerd_client::types::Descriptor;
 use tonic::Code;
 
 use super::resolve::Resolved;
-use super::SNAPSHOTTER;
+use super::{descriptor, SNAPSHOTTER};
 use crate::client::status_error;
 use crate::Containerd;
 
@@ -48,13 +48,7 @@ impl Containerd {
             .zip(image.config.rootfs().diff_ids());
         for ((layer, diff_id), chain_id) in layers.zip(&image.chain_ids) {
             if !self.snapshot_exists(chain_id).await? {
-                let desc = Descriptor {
-                    media_type: layer.media_type().to_string(),
-                    digest: layer.digest().to_string(),
-                    size: layer.size() as i64,
-                    annotations: Default::default(),
-                };
-                self.apply_layer(lease, desc, &parent, chain_id, diff_id)
+                self.apply_layer(lease, descriptor(layer), &parent, chain_id, diff_id)
                     .await?;
             }
             parent = chain_id.clone();

@@ -236,7 +236,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::tests::one_shot_server;
+    use crate::tests::{http_server, one_shot_server};
 
     fn http(port: u16) -> Handler {
         let probe = Probe {
@@ -296,33 +296,6 @@ mod tests {
         );
     }
 
-    /// Serves `answers` in turn, one connection each, and returns the
-    /// request heads it read.
-    async fn server_on(
-        ip: &str,
-        answers: Vec<String>,
-    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
-        let listener = TcpListener::bind((ip, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let served = tokio::spawn(async move {
-            let mut heads = Vec::new();
-            for answer in answers {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.ends_with(b"\r\n\r\n") {
-                    let n = stream.read(&mut buf).await.unwrap();
-                    assert!(n > 0, "request ended early");
-                    head.extend_from_slice(&buf[..n]);
-                }
-                stream.write_all(answer.as_bytes()).await.unwrap();
-                heads.push(String::from_utf8(head).unwrap().to_ascii_lowercase());
-            }
-            heads
-        });
-        (port, served)
-    }
-
     fn redirect_to(location: &str) -> String {
         format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 5\r\n\r\nmoved")
     }
@@ -335,15 +308,15 @@ mod tests {
 
         // Same host: followed to the 200 (keep-alive off: a new connection).
         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned();
-        let (port, served) = server_on("127.0.0.1", vec![redirect_to("/ready"), ok]).await;
+        let (port, served) = http_server("127.0.0.1", vec![redirect_to("/ready"), ok]).await;
         assert_eq!(http(port).run(&rt, &id, second).await, Outcome::Success);
         let heads = served.await.unwrap();
         assert!(heads[1].starts_with("get /ready http/1.1\r\n"), "{heads:?}");
 
         // Another host: not followed; a warning that counts as success.
-        let (other, _) = server_on("127.0.0.2", Vec::new()).await;
+        let (other, _) = http_server("127.0.0.2", Vec::new()).await;
         let elsewhere = redirect_to(&format!("http://127.0.0.2:{other}/"));
-        let (port, served) = server_on("127.0.0.1", vec![elsewhere]).await;
+        let (port, served) = http_server("127.0.0.1", vec![elsewhere]).await;
         assert_eq!(
             http(port).run(&rt, &id, second).await,
             Outcome::Warning("Probe terminated redirects, Response body: moved".into())
@@ -352,7 +325,7 @@ mod tests {
 
         // An endless loop on one host ends after 10 redirects, as a failure.
         let answers = (0..11).map(|_| redirect_to("/again")).collect();
-        let (port, _served) = server_on("127.0.0.1", answers).await;
+        let (port, _served) = http_server("127.0.0.1", answers).await;
         assert_eq!(
             http(port).run(&rt, &id, second).await,
             Outcome::Failure(format!(

@@ -187,7 +187,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 .max(Instant::now() + jitter),
             period,
             timeout: seconds(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
-            report: self.reporter(),
+            report: self.report.clone(),
             tx: self.probe_tx.clone(),
         };
         let task = tokio::spawn(prober.run()).abort_handle();

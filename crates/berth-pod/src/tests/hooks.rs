@@ -25,23 +25,6 @@ impl Recorder {
     }
 }
 
-fn signals(calls: &[Call]) -> Vec<Signal> {
-    calls
-        .iter()
-        .filter_map(|c| match c {
-            Call::Signal { signal, .. } => Some(*signal),
-            _ => None,
-        })
-        .collect()
-}
-
-fn execs(calls: &[Call]) -> usize {
-    calls
-        .iter()
-        .filter(|c| matches!(c, Call::Exec { .. }))
-        .count()
-}
-
 /// Pod [`ONE`] whose `app` has `lifecycle` (flow-style YAML).
 fn with_lifecycle(lifecycle: &str) -> Arc<Pod> {
     pod(&ONE.replace(
@@ -127,14 +110,7 @@ async fn a_failing_post_start_kills_the_container_and_restart_policy_restarts_it
     let _w = h.spawn(with_lifecycle(
         "{postStart: {exec: {command: [sh, -c, setup]}}}",
     ));
-    h.rt.wait_for_calls(|calls| {
-        calls
-            .iter()
-            .filter(|c| matches!(c, Call::Start { .. }))
-            .count()
-            >= 2
-    })
-    .await;
+    h.rt.wait_for_calls(|calls| start_count(calls) >= 2).await;
     let failed = h.sink.events_with("FailedPostStartHook");
     let first = failed.first().expect("FailedPostStartHook event");
     assert_eq!(first.event_type, EventType::Warning);
@@ -154,8 +130,7 @@ async fn a_failing_post_start_kills_the_container_and_restart_policy_restarts_it
         .sink
         .wait_for("a restart", |s| container(s, "app").restart_count >= 1)
         .await;
-    let last = container(&s, "app").last_state.clone().unwrap().terminated;
-    assert_eq!(last.map(|t| t.exit_code), Some(143));
+    assert_eq!(last_terminated(&s, "app").exit_code, 143);
 }
 
 #[tokio::test(start_paused = true)]

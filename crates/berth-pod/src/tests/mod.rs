@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_runtime::fake::{Call, FakeRuntime, Script};
-use berth_runtime::{ImageConfig, Signal};
+use berth_runtime::{ImageConfig, SandboxInfo, Signal};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -114,6 +114,32 @@ fn terminated(s: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::Containe
         .expect("terminated")
 }
 
+/// The state the newest instance of `name` ended in (its `lastState`).
+fn last_terminated(
+    s: &PodStatus,
+    name: &str,
+) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    container(s, name)
+        .last_state
+        .clone()
+        .and_then(|st| st.terminated)
+        .expect("last state terminated")
+}
+
+/// Why container `name` waits, if its status shows it waiting.
+fn waiting_reason<'a>(s: &'a PodStatus, name: &str) -> Option<&'a str> {
+    s.container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .as_deref()
+}
+
 fn pod(yaml: &str) -> Arc<Pod> {
     let mut pod = berth_api::manifest::parse_pods(yaml)
         .expect("test manifest parses")
@@ -175,6 +201,30 @@ impl Harness {
         (h, w)
     }
 
+    /// A second worker for `pod` that adopts what the runtime still holds
+    /// (an agent restart), reporting to a fresh recorder.
+    async fn adopt(
+        &self,
+        pod: Arc<Pod>,
+        sandbox: Option<SandboxInfo>,
+    ) -> (Arc<Recorder>, PodWorkerHandle) {
+        let observed = berth_runtime::ContainerRuntime::list(&self.rt)
+            .await
+            .unwrap();
+        let sink = Arc::new(Recorder::default());
+        let w = spawn(
+            Arc::new(self.rt.clone()),
+            sink.clone(),
+            self.config.clone(),
+            pod,
+            Adopted {
+                sandbox: sandbox.or_else(|| observed.sandboxes.first().cloned()),
+                containers: observed.containers,
+            },
+        );
+        (sink, w)
+    }
+
     fn starts(&self, name: &str) -> usize {
         self.rt
             .calls()
@@ -214,6 +264,43 @@ spec:
   - {name: app, image: busybox}
 ";
 
+/// The signals sent, in order.
+fn signals(calls: &[Call]) -> Vec<Signal> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Signal { signal, .. } => Some(*signal),
+            _ => None,
+        })
+        .collect()
+}
+
+fn execs(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| matches!(c, Call::Exec { .. }))
+        .count()
+}
+
+/// How many containers were started, all names together.
+fn start_count(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| matches!(c, Call::Start { .. }))
+        .count()
+}
+
+/// The names of the containers started, in order.
+fn start_order(calls: Vec<Call>) -> Vec<String> {
+    calls
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Start { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
 fn stop_order(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
@@ -224,26 +311,44 @@ fn stop_order(calls: &[Call]) -> Vec<String> {
         .collect()
 }
 
-/// A one-request HTTP server on loopback: answers with `status` and hands
-/// back the request head (lower-cased), for hook and probe handler tests.
+/// An HTTP server on `ip`: serves `answers` in turn, one connection each,
+/// and hands back the request heads it read (lower-cased), for hook and
+/// probe handler tests.
+pub(crate) async fn http_server(
+    ip: &str,
+    answers: Vec<String>,
+) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = tokio::spawn(async move {
+        let mut heads = Vec::new();
+        for answer in answers {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            heads.push(String::from_utf8(head).unwrap().to_ascii_lowercase());
+        }
+        heads
+    });
+    (port, served)
+}
+
+/// A one-request [`http_server`] on loopback answering with `status`; hands
+/// back the request head.
 pub(crate) async fn one_shot_server(
     status: &'static str,
 ) -> (u16, tokio::task::JoinHandle<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "request ended early");
-            head.extend_from_slice(&buf[..n]);
-        }
-        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
-        stream.write_all(answer.as_bytes()).await.unwrap();
-        String::from_utf8(head).unwrap().to_ascii_lowercase()
-    });
-    (port, served)
+    let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
+    let (port, served) = http_server("127.0.0.1", vec![answer]).await;
+    (
+        port,
+        tokio::spawn(async move { served.await.unwrap().remove(0) }),
+    )
 }

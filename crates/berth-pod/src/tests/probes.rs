@@ -118,14 +118,7 @@ async fn liveness_failure_kills_after_failure_threshold_times_period_and_restart
     let _w = h.spawn(with_probes(
         "livenessProbe: {exec: {command: [check, alive]}, periodSeconds: 10, failureThreshold: 3}",
     ));
-    h.rt.wait_for_calls(|calls| {
-        calls
-            .iter()
-            .filter(|c| matches!(c, Call::Start { .. }))
-            .count()
-            == 2
-    })
-    .await;
+    h.rt.wait_for_calls(|calls| start_count(calls) == 2).await;
     // Probed at 0, 10 and 20 s: the third failure kills, the restart is immediate.
     assert_eq!((Instant::now() - begin).as_secs(), 20);
     // Three failures killed the first instance; the new one is probed at
@@ -143,14 +136,7 @@ async fn liveness_failure_kills_after_failure_threshold_times_period_and_restart
         .sink
         .wait_for("restarted", |s| container(s, "app").restart_count == 1)
         .await;
-    let app = container(&s, "app");
-    let last = app
-        .last_state
-        .as_ref()
-        .unwrap()
-        .terminated
-        .as_ref()
-        .unwrap();
+    let last = last_terminated(&s, "app");
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (143, Some("Error"))
@@ -312,34 +298,10 @@ async fn adopted_containers_are_probed_again_within_a_small_jitter() {
     let w = h.spawn(probed.clone());
     h.sink.wait_for("ready", ready).await;
     w.detach().await;
-    let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
-    let execs = |rt: &FakeRuntime| {
-        rt.calls()
-            .iter()
-            .filter(|c| matches!(c, Call::Exec { .. }))
-            .count()
-    };
-    let before = execs(&h.rt);
+    let before = execs(&h.rt.calls());
     let adopted_at = Instant::now();
-    let sink = Arc::new(Recorder::default());
-    let _w = spawn(
-        Arc::new(h.rt.clone()),
-        sink.clone(),
-        h.config.clone(),
-        probed,
-        Adopted {
-            sandbox: observed.sandboxes.first().cloned(),
-            containers: observed.containers.clone(),
-        },
-    );
-    h.rt.wait_for_calls(|calls| {
-        calls
-            .iter()
-            .filter(|c| matches!(c, Call::Exec { .. }))
-            .count()
-            > before
-    })
-    .await;
+    let (sink, _w) = h.adopt(probed, None).await;
+    h.rt.wait_for_calls(|calls| execs(calls) > before).await;
     // The kubelet may wait a whole period (10 s) after a restart; berth
     // spreads adopted probes over at most one second.
     assert!(Instant::now() - adopted_at < Duration::from_secs(1));

@@ -33,14 +33,7 @@ async fn crash_loop_backs_off_ten_then_twenty_seconds() {
     let _w = h.spawn(pod(ONE));
     let mut at = Vec::new();
     for n in 1..=4 {
-        h.rt.wait_for_calls(|calls| {
-            calls
-                .iter()
-                .filter(|c| matches!(c, Call::Start { .. }))
-                .count()
-                >= n
-        })
-        .await;
+        h.rt.wait_for_calls(|calls| start_count(calls) >= n).await;
         at.push((Instant::now() - begin).as_secs());
     }
     // Start, run 1 s, restart at once, run 1 s, wait 10 s, run 1 s, wait 20 s.
@@ -48,12 +41,7 @@ async fn crash_loop_backs_off_ten_then_twenty_seconds() {
     let s = h
         .sink
         .wait_for("CrashLoopBackOff", |s| {
-            container(s, "app")
-                .state
-                .as_ref()
-                .and_then(|st| st.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
-                == Some("CrashLoopBackOff")
+            waiting_reason(s, "app") == Some("CrashLoopBackOff")
         })
         .await;
     let app = container(&s, "app");
@@ -67,13 +55,7 @@ async fn crash_loop_backs_off_ten_then_twenty_seconds() {
             .starts_with("back-off 40s restarting failed container=app pod=web_default(uid-1)"),
         "{waiting:?}"
     );
-    let last = app
-        .last_state
-        .as_ref()
-        .unwrap()
-        .terminated
-        .as_ref()
-        .unwrap();
+    let last = last_terminated(&s, "app");
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     assert_eq!(phase(&s), "Running", "a crash-looping pod stays Running");
 }
@@ -118,13 +100,7 @@ async fn an_absent_image_with_pull_policy_never_waits_with_err_image_never_pull(
     let s = h
         .sink
         .wait_for("ErrImageNeverPull", |s| {
-            s.container_statuses.iter().flatten().any(|c| {
-                c.state
-                    .as_ref()
-                    .and_then(|st| st.waiting.as_ref())
-                    .and_then(|w| w.reason.as_deref())
-                    == Some("ErrImageNeverPull")
-            })
+            waiting_reason(s, "app") == Some("ErrImageNeverPull")
         })
         .await;
     assert_eq!(phase(&s), "Pending");
@@ -194,15 +170,7 @@ spec:
     assert_eq!(app.reason.as_deref(), Some("PodInitializing"));
     h.sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(5));
-    let order: Vec<String> =
-        h.rt.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Start { name, .. } => Some(name),
-                _ => None,
-            })
-            .collect();
-    assert_eq!(order, vec!["init-a", "init-b", "app"]);
+    assert_eq!(start_order(h.rt.calls()), vec!["init-a", "init-b", "app"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,17 +182,7 @@ async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
     let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
     assert_eq!(observed.sandboxes.len(), 1);
     let calls_before = h.rt.calls().len();
-    let sink = Arc::new(Recorder::default());
-    let w = spawn(
-        Arc::new(h.rt.clone()),
-        sink.clone(),
-        h.config.clone(),
-        pod(ONE),
-        Adopted {
-            sandbox: observed.sandboxes.first().cloned(),
-            containers: observed.containers.clone(),
-        },
-    );
+    let (sink, w) = h.adopt(pod(ONE), None).await;
     sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert_eq!(
         h.rt.calls().len(),
@@ -262,18 +220,11 @@ async fn a_start_error_is_restarted_and_then_backs_off() {
     let s = h
         .sink
         .wait_for("CrashLoopBackOff", |s| {
-            s.container_statuses.iter().flatten().any(|c| {
-                c.state
-                    .as_ref()
-                    .and_then(|st| st.waiting.as_ref())
-                    .and_then(|w| w.reason.as_deref())
-                    == Some("CrashLoopBackOff")
-            })
+            waiting_reason(s, "app") == Some("CrashLoopBackOff")
         })
         .await;
-    let app = container(&s, "app");
-    assert_eq!(app.restart_count, 1);
-    let last = app.last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(container(&s, "app").restart_count, 1);
+    let last = last_terminated(&s, "app");
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (128, Some("StartError"))
@@ -291,17 +242,7 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
     let mut dead = observed.sandboxes[0].clone();
     // The pause process is gone, as after a containerd restart.
     dead.pid = 0;
-    let sink = Arc::new(Recorder::default());
-    let _w = spawn(
-        Arc::new(h.rt.clone()),
-        sink.clone(),
-        h.config.clone(),
-        pod(ONE),
-        Adopted {
-            sandbox: Some(dead.clone()),
-            containers: observed.containers.clone(),
-        },
-    );
+    let (sink, _w) = h.adopt(pod(ONE), Some(dead.clone())).await;
     sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert!(sink.reasons().contains(&"SandboxChanged"));
     let now = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();

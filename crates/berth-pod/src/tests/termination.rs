@@ -10,14 +10,7 @@ async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
     h.sink.wait_finished().await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(5));
     let calls = h.rt.calls();
-    let signals: Vec<_> = calls
-        .iter()
-        .filter_map(|c| match c {
-            Call::Signal { signal, .. } => Some(*signal),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(signals, vec![Signal::TERM, Signal::KILL]);
+    assert_eq!(signals(&calls), vec![Signal::TERM, Signal::KILL]);
     assert!(calls.contains(&Call::RemoveContainer { name: "app".into() }));
     assert!(matches!(calls.last(), Some(Call::RemoveSandbox { .. })));
     let s = h.sink.latest();
@@ -86,15 +79,7 @@ async fn sidecars_start_first_and_stop_last_in_reverse_order() {
     h.rt.script("app", ignores_stop());
     let w = h.spawn(pod(WITH_SIDECARS));
     h.sink.wait_for("Running", |s| phase(s) == "Running").await;
-    let starts: Vec<String> =
-        h.rt.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Start { name, .. } => Some(name),
-                _ => None,
-            })
-            .collect();
-    assert_eq!(starts, vec!["proxy", "logs", "app"]);
+    assert_eq!(start_order(h.rt.calls()), vec!["proxy", "logs", "app"]);
     let begin = Instant::now();
     w.terminate(Duration::from_secs(10));
     h.sink.wait_finished().await;
