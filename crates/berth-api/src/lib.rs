@@ -13,6 +13,7 @@ pub mod expansion;
 pub mod kubectl;
 pub mod manifest;
 pub mod pod;
+pub mod quantity;
 pub mod status;
 pub mod validation;
 

@@ -882,83 +882,10 @@ pub fn qos_class(pod: &Pod) -> String {
     {
         return class;
     }
-    let spec = pod.spec.clone().unwrap_or_default();
-    let all = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
-    let mut requests: BTreeMap<String, f64> = BTreeMap::new();
-    let mut limits: BTreeMap<String, f64> = BTreeMap::new();
-    let mut guaranteed = true;
-    for container in all {
-        let resources = container.resources.clone().unwrap_or_default();
-        let container_limits = resources.limits.unwrap_or_default();
-        let mut container_requests = resources.requests.unwrap_or_default();
-        // The API server defaults requests to limits.
-        for (name, q) in &container_limits {
-            container_requests
-                .entry(name.clone())
-                .or_insert_with(|| q.clone());
-        }
-        for (name, q) in &container_requests {
-            if (name == "cpu" || name == "memory") && parse_quantity(&q.0) != Some(0.0) {
-                *requests.entry(name.clone()).or_default() += parse_quantity(&q.0).unwrap_or(0.0);
-            }
-        }
-        let mut has = (false, false);
-        for (name, q) in &container_limits {
-            if name == "cpu" || name == "memory" {
-                if parse_quantity(&q.0) != Some(0.0) {
-                    *limits.entry(name.clone()).or_default() += parse_quantity(&q.0).unwrap_or(0.0);
-                }
-                if name == "cpu" {
-                    has.0 = true;
-                } else {
-                    has.1 = true;
-                }
-            }
-        }
-        if !(has.0 && has.1) {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort".to_string();
-    }
-    if guaranteed
-        && requests.len() == limits.len()
-        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
-    {
-        return "Guaranteed".to_string();
-    }
-    "Burstable".to_string()
-}
-
-/// A Kubernetes quantity (`500m`, `64Mi`, `1e3`) as a number.
-fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0f64.powi(2),
-        "Gi" => 1024.0f64.powi(3),
-        "Ti" => 1024.0f64.powi(4),
-        "Pi" => 1024.0f64.powi(5),
-        "Ei" => 1024.0f64.powi(6),
-        _ => return None,
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
+    pod.spec
+        .as_ref()
+        .map_or("BestEffort", berth_api::status::qos_class)
+        .to_string()
 }
 
 #[cfg(test)]

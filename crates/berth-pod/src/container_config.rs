@@ -9,7 +9,7 @@ use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Re
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::dirs::PodDirs;
-use crate::quantity;
+use berth_api::quantity;
 
 /// Why a container cannot be configured: the kubelet's
 /// `CreateContainerConfigError`.

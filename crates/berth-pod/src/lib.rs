@@ -15,7 +15,6 @@ mod hooks;
 mod http_get;
 mod image_pull;
 mod probe;
-mod quantity;
 mod record;
 mod sink;
 mod start;

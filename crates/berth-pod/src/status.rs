@@ -173,36 +173,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         start_time: Some(Time(w.start_time)),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
-        qos_class: Some(qos_class(spec).into()),
+        qos_class: Some(rules::qos_class(spec).into()),
         ..Default::default()
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits.
-fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter());
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let r = c.resources.as_ref();
-        let limits = r.and_then(|r| r.limits.as_ref());
-        let requests = r.and_then(|r| r.requests.as_ref());
-        any |= limits.is_some_and(|l| !l.is_empty()) || requests.is_some_and(|q| !q.is_empty());
-        for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|q| q.get(resource)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
     }
 }

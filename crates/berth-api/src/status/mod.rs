@@ -6,6 +6,7 @@ mod conditions;
 mod container;
 mod duration;
 mod phase;
+mod qos;
 
 pub use conditions::{
     is_kubelet_condition, pod_conditions, with_foreign_conditions, CONTAINERS_NOT_INITIALIZED,
@@ -18,3 +19,4 @@ pub use container::{
 };
 pub use duration::go_duration;
 pub use phase::{any_regular_container_started, pod_phase, pod_phase_initialized};
+pub use qos::qos_class;

@@ -1,9 +1,9 @@
-//! Kubernetes resource quantities (`128Mi`, `500m`, `1.5`, `2G`), as far as the
-//! cgroup settings need them.
+//! Kubernetes resource quantities (`128Mi`, `500m`, `1.5`, `2G`), as far as
+//! cgroup settings and the QoS class need them.
 
 /// The quantity in its base unit, scaled by 1000 (so `500m` is 500 and `1` is
 /// 1000), or `None` when it does not parse.
-pub(crate) fn milli_value(text: &str) -> Option<i128> {
+pub fn milli_value(text: &str) -> Option<i128> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
@@ -43,7 +43,7 @@ pub(crate) fn milli_value(text: &str) -> Option<i128> {
 }
 
 /// Whole units, rounded up as the kubelet rounds memory (`Value()`).
-pub(crate) fn value(text: &str) -> Option<i64> {
+pub fn value(text: &str) -> Option<i64> {
     milli_value(text).map(|m| ((m + 999) / 1000) as i64)
 }
 
