@@ -1,0 +1,29 @@
+//! berth's end-to-end tests: the `berth` binary against a private containerd.
+//!
+//! One test binary with a module per capability, not one binary per file:
+//! every binary links the whole agent, and two dozen of them filled the disk
+//! of a small CI machine. nextest still runs each test in its own process.
+
+mod agent_restart;
+mod cleanup;
+mod cli;
+mod command_args;
+mod deploy_files;
+mod events;
+mod hooks;
+mod image_pull_cli;
+mod init_containers;
+mod lifecycle;
+mod logs;
+mod network;
+mod node_shutdown;
+mod oom;
+mod previous_logs;
+mod probes;
+mod registry_pulls;
+mod restart_matrix;
+mod static_pods;
+mod termination;
+mod termination_messages;
+mod trace;
+mod volumes;
