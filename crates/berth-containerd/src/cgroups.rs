@@ -36,6 +36,25 @@ pub(crate) fn hierarchies(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// How many processes the kernel's OOM killer killed in `cgroup` (an
+/// absolute cgroupfs path): `oom_kill` of memory.oom_control (v1) or
+/// memory.events (v2). `None` when the cgroup is gone or has no such count.
+pub(crate) fn oom_kills(cgroup: &str) -> Option<u64> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    hierarchies(&mountinfo).into_iter().find_map(|hierarchy| {
+        let dir = hierarchy.join(cgroup.trim_start_matches('/'));
+        ["memory.oom_control", "memory.events"]
+            .into_iter()
+            .find_map(|file| oom_kill_count(&std::fs::read_to_string(dir.join(file)).ok()?))
+    })
+}
+
+/// The `oom_kill N` line of a memory controller's key-value file.
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
 /// Removes the pod's cgroup in every hierarchy, children first.
 pub(crate) fn remove_pod_cgroup(pod_uid: &str) -> io::Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -86,6 +105,15 @@ mod tests {
     fn paths_follow_the_cgroupfs_layout() {
         assert_eq!(pod_cgroup("u-1"), "/berth/podu-1");
         assert_eq!(container_cgroup("u-1", "c1"), "/berth/podu-1/c1");
+    }
+
+    #[test]
+    fn oom_kill_counts_are_read_from_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        let v2 = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kill_count(v1), Some(2));
+        assert_eq!(oom_kill_count(v2), Some(1));
+        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
     }
 
     #[test]

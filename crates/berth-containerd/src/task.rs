@@ -234,6 +234,28 @@ pub(crate) fn forget_start_signal(c: &Containerd, id: &str) {
     }
 }
 
+/// 128 + SIGKILL: how a process the OOM killer chose exits.
+const SIGKILL_EXIT: u32 = 137;
+
+/// Whether the kernel OOM-killed a process of the container, from its
+/// cgroup's own count. The shim publishes OOM events apart from exit events,
+/// so an OOM event can trail the exit; the cgroup stays until the task is
+/// deleted, which happens only after this answer.
+async fn kernel_oom_killed(c: &Containerd, id: &str) -> bool {
+    let uid = match crate::container::get(c, id).await {
+        Ok(Some(container)) => container.labels.get(crate::labels::POD_UID).cloned(),
+        _ => None,
+    };
+    let Some(uid) = uid else { return false };
+    let cgroup = crate::cgroups::container_cgroup(&uid, id);
+    let kills = tokio::task::spawn_blocking(move || crate::cgroups::oom_kills(&cgroup))
+        .await
+        .ok()
+        .flatten();
+    tracing::debug!(container = id, ?kills, "OOM kills counted by the cgroup");
+    kills.is_some_and(|n| n > 0)
+}
+
 /// The exit of a container: waits for its task to exist, then for its exit.
 /// A start that failed to create the task ends the wait with exit code 128,
 /// as containerd's CRI plugin records a StartError.
@@ -257,6 +279,7 @@ pub(crate) async fn wait_for_exit(
                     Some(watcher) => watcher.oom_killed(id).await,
                     None => false,
                 };
+                let oom = oom || (status == SIGKILL_EXIT && kernel_oom_killed(c, id).await);
                 return Ok(exit_info(status, exited_at, oom));
             }
             Err(status) if status.code() == tonic::Code::NotFound => {
