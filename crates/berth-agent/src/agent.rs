@@ -112,6 +112,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             initial: Duration::from_secs(config.image_pull_back_off.initial_seconds),
             max: Duration::from_secs(config.image_pull_back_off.max_seconds),
         },
+        image_pulls: config
+            .image_pull_slots()
+            .map(|slots| Arc::new(tokio::sync::Semaphore::new(slots))),
     });
     let supervisor = Arc::new(Supervisor::new(
         runtime.clone(),

@@ -63,6 +63,11 @@ pub struct AgentConfig {
     pub crash_loop_back_off: BackOffBounds,
     /// Failed pulls of an image back off per pod and image.
     pub image_pull_back_off: BackOffBounds,
+    /// One pod's pull at a time, node-wide (the kubelet's default is true;
+    /// berth's is false, so one slow pull does not hold every pod back).
+    pub serialize_image_pulls: bool,
+    /// At most this many pulls at once when not serialized; unset: no limit.
+    pub max_parallel_image_pulls: Option<u32>,
     /// The image filesystem (containerd's root) whose use image GC watches.
     pub image_fs_dir: PathBuf,
     /// Image GC starts at this disk use…
@@ -99,6 +104,8 @@ impl Default for AgentConfig {
             node_name: host_name(),
             crash_loop_back_off: BackOffBounds::default(),
             image_pull_back_off: BackOffBounds::default(),
+            serialize_image_pulls: false,
+            max_parallel_image_pulls: None,
             image_fs_dir: "/var/lib/containerd".into(),
             image_gc_high_threshold_percent: 85,
             image_gc_low_threshold_percent: 80,
@@ -168,6 +175,12 @@ pub struct AgentFlags {
     /// Longest image pull back-off delay.
     #[arg(long, value_name = "SECONDS")]
     pub image_pull_back_off_max_seconds: Option<u64>,
+    /// Pull one image at a time, node-wide (true or false).
+    #[arg(long, value_name = "BOOL")]
+    pub serialize_image_pulls: Option<bool>,
+    /// Most pulls at once when pulls are not serialized.
+    #[arg(long, value_name = "N")]
+    pub max_parallel_image_pulls: Option<u32>,
     /// The image filesystem image GC watches (containerd's root).
     #[arg(long, value_name = "DIR")]
     pub image_fs_dir: Option<PathBuf>,
@@ -266,6 +279,10 @@ impl AgentConfig {
             &mut backoff.max_seconds,
             flags.image_pull_back_off_max_seconds,
         );
+        set(&mut self.serialize_image_pulls, flags.serialize_image_pulls);
+        if flags.max_parallel_image_pulls.is_some() {
+            self.max_parallel_image_pulls = flags.max_parallel_image_pulls;
+        }
         set(&mut self.image_fs_dir, flags.image_fs_dir);
         set(
             &mut self.image_gc_high_threshold_percent,
@@ -345,6 +362,16 @@ impl AgentConfig {
             ],
             &self.image_pull_back_off,
         )?;
+        match self.max_parallel_image_pulls {
+            Some(0) => return invalid("maxParallelImagePulls", "must be at least 1".into()),
+            Some(n) if n > 1 && self.serialize_image_pulls => {
+                return invalid(
+                    "maxParallelImagePulls",
+                    format!("{n} must be 1 or unset when serializeImagePulls is true"),
+                )
+            }
+            _ => {}
+        }
         let (high, low) = (
             self.image_gc_high_threshold_percent,
             self.image_gc_low_threshold_percent,
@@ -371,6 +398,15 @@ impl AgentConfig {
             );
         }
         Ok(())
+    }
+
+    /// How many pulls may run at once across all pods; `None`: no limit.
+    pub fn image_pull_slots(&self) -> Option<usize> {
+        if self.serialize_image_pulls {
+            return Some(1);
+        }
+        self.max_parallel_image_pulls
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -562,6 +598,32 @@ mod tests {
     }
 
     #[test]
+    fn pull_slots_follow_the_kubelets_two_settings() {
+        let file = write("serializeImagePulls: true\nmaxParallelImagePulls: 1\n");
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.image_pull_slots(), Some(1));
+
+        let parallel = |max| AgentConfig {
+            max_parallel_image_pulls: max,
+            ..AgentConfig::default()
+        };
+        assert_eq!(parallel(Some(3)).image_pull_slots(), Some(3));
+        // berth's default: no limit.
+        assert_eq!(parallel(None).image_pull_slots(), None);
+
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: AgentFlags,
+        }
+        let cli = Cli::parse_from(["berth", "--serialize-image-pulls", "true"]);
+        let config = AgentConfig::from_flags(cli.flags).unwrap();
+        assert_eq!(config.image_pull_slots(), Some(1));
+    }
+
+    #[test]
     fn validation_rejects_bad_settings() {
         let check = |edit: fn(&mut AgentConfig), key: &str| {
             let mut config = AgentConfig::default();
@@ -617,6 +679,17 @@ mod tests {
         check(
             |c| c.registry_config = Some("registries.yaml".into()),
             "registryConfig",
+        );
+        check(
+            |c| c.max_parallel_image_pulls = Some(0),
+            "maxParallelImagePulls",
+        );
+        check(
+            |c| {
+                c.serialize_image_pulls = true;
+                c.max_parallel_image_pulls = Some(3);
+            },
+            "maxParallelImagePulls",
         );
 
         let ok = AgentConfig {

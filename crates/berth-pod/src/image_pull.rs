@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use berth_api::status::go_duration;
-use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeErrorKind};
+use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeError, RuntimeErrorKind};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::sink::{EventType, PodSink};
@@ -85,22 +86,22 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             field_path.clone(),
             format!("Pulling image \"{image}\""),
         );
-        let began = Instant::now();
         // A clone, so that the run loop still sees the change and stops the pod.
         let mut termination = self.term_rx.clone();
         let pulled = tokio::select! {
-            pulled = self.rt.pull_image(&image, None) => pulled,
+            pulled = limited_pull(self.rt.as_ref(), self.cfg.image_pulls.as_deref(), &image) => pulled,
             _ = termination.changed() => return None,
         };
         match pulled {
-            Ok(info) => {
-                let took = go_duration(millis(began.elapsed()));
+            Ok((info, times)) => {
                 self.event(
                     EventType::Normal,
                     "Pulled",
                     field_path,
                     format!(
-                        "Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {} bytes.",
+                        "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
+                        go_duration(times.pulling),
+                        go_duration(times.total),
                         info.size
                     ),
                 );
@@ -140,6 +141,33 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     fn pull_resync(&self) -> Duration {
         RETRY_AFTER.min(self.cfg.image_pull_backoff.initial)
     }
+}
+
+/// How long a pull took, and how long with its wait for a pull slot.
+struct PullTimes {
+    pulling: Duration,
+    total: Duration,
+}
+
+/// Pulls `image` once a slot of `limit` (if any) is free.
+async fn limited_pull<R: ContainerRuntime>(
+    rt: &R,
+    limit: Option<&Semaphore>,
+    image: &str,
+) -> Result<(ImageInfo, PullTimes), RuntimeError> {
+    let queued = Instant::now();
+    // The semaphore is never closed, so acquiring only waits.
+    let _slot = match limit {
+        Some(limit) => limit.acquire().await.ok(),
+        None => None,
+    };
+    let began = Instant::now();
+    let info = rt.pull_image(image, None).await?;
+    let times = PullTimes {
+        pulling: millis(began.elapsed()),
+        total: millis(queued.elapsed()),
+    };
+    Ok((info, times))
 }
 
 /// The kubelet reports pull times to the millisecond.

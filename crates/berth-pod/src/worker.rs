@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub backoff: BackoffPolicy,
     /// The image pull back-off (the kubelet's: 10 s doubling to 300 s).
     pub image_pull_backoff: BackoffPolicy,
+    /// Pulls allowed at once across all pods (the kubelet's
+    /// `serializeImagePulls` and `maxParallelImagePulls`); `None`: no limit.
+    pub image_pulls: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet

@@ -392,3 +392,79 @@ async fn image_gc_removes_unused_images_over_the_threshold_and_keeps_used_ones()
     drop(agent);
     drop(containerd);
 }
+
+/// A Go duration as the kubelet prints pull times ("1.502s", "870ms").
+fn go_duration(text: &str) -> Duration {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return Duration::from_secs_f64(ms.parse::<f64>().expect("ms") / 1000.0);
+    }
+    let s = text.strip_suffix('s').expect("a duration in s or ms");
+    Duration::from_secs_f64(s.parse().expect("seconds"))
+}
+
+/// (pull time, time including the wait for a pull slot) of a `Pulled` message.
+fn pull_times(message: &str) -> (Duration, Duration) {
+    let (_, rest) = message.split_once("\" in ").expect("a pull time");
+    let (pulling, rest) = rest.split_once(" (").expect("a total");
+    let (total, _) = rest.split_once(" including waiting)").expect("a total");
+    (go_duration(pulling), go_duration(total))
+}
+
+#[tokio::test]
+async fn serialized_pulls_take_turns_and_the_second_counts_its_wait() {
+    let Some((registry, dir)) = registry(None).await else {
+        return;
+    };
+    // Two images with a 4 MiB layer of noise each, served at 2 MiB/s: each
+    // pull takes about 2 s.
+    for name in ["slow-a", "slow-b"] {
+        let mut noise = vec![0u8; 4 << 20];
+        rand::fill(&mut noise[..]);
+        let path = dir.path().join(format!("{name}.oci.tar"));
+        berth_testkit::busybox_image(name)
+            .file("noise.bin", noise, 0o644)
+            .write_oci_archive(std::fs::File::create(&path).expect("archive"))
+            .expect("write archive");
+        registry.push(&path, &format!("{name}:1")).await;
+    }
+    let proxy = berth_testkit::proxy::ThrottledProxy::start(registry.host(), 2 << 20).await;
+    let config = dir.path().join("registries-proxy.yaml");
+    let text = json!({ "registries": { proxy.host(): { "plainHttp": true } } }).to_string();
+    std::fs::write(&config, text).expect("write registry config");
+    let Some((_containerd, agent)) =
+        agent_with(&config, &["--serialize-image-pulls", "true"]).await
+    else {
+        return;
+    };
+    // Both pods at once, so their pulls are asked for together.
+    let applies = ["slow-a", "slow-b"].map(|name| {
+        let image = format!("{}/{name}:1", proxy.host());
+        manifest(&image_pod(name, &image, "sleep 3600"))
+    });
+    let agent = &agent;
+    futures::future::join_all(applies.iter().map(|m| agent.apply_yaml(m))).await;
+
+    let mut times = Vec::new();
+    for name in ["slow-a", "slow-b"] {
+        wait_running(agent, name).await;
+        let (_, events) = pod_events(agent, "default", name).await;
+        let pulled = event_messages(&events, "Pulled");
+        assert_eq!(pulled.len(), 1, "{pulled:?}");
+        times.push(pull_times(&pulled[0]));
+    }
+    // The pod that got the slot second waited out (most of) the first's pull.
+    times.sort_by_key(|(pulling, total)| *total - *pulling);
+    let [(first_pull, first_total), (second_pull, second_total)] = times[..] else {
+        unreachable!()
+    };
+    assert!(first_pull > Duration::from_millis(1500), "{times:?}");
+    assert!(
+        first_total - first_pull < Duration::from_millis(200),
+        "{times:?}"
+    );
+    assert!(second_pull > Duration::from_millis(1500), "{times:?}");
+    assert!(
+        second_total - second_pull > first_pull - Duration::from_millis(700),
+        "the second pull did not wait for the first: {times:?}"
+    );
+}

@@ -48,6 +48,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             host_ip: "192.0.2.1".into(),
             backoff: BackoffPolicy::default(),
             image_pull_backoff: BackoffPolicy::default(),
+            image_pulls: None,
         }),
         dir.join("root/api-pods"),
         Default::default(),

@@ -190,3 +190,66 @@ async fn a_deletion_does_not_wait_for_a_slow_pull() {
     assert!(Instant::now() - asked < Duration::from_secs(1));
     assert_eq!(h.rt.sandbox_count(), 0);
 }
+
+/// The `Pulled` messages of two pods started together, each pulling its own
+/// image for 5 s, with `slots` pulls allowed at once.
+async fn two_pulls(slots: Option<usize>) -> [String; 2] {
+    let mut h = Harness::new();
+    h.config = Arc::new(WorkerConfig {
+        image_pulls: slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+        ..(*h.config).clone()
+    });
+    h.rt.pull_delay(Duration::from_secs(5));
+    let sinks = ["a", "b"].map(|name| {
+        let image = format!("registry.test/{name}:1");
+        h.rt.add_pullable(&image, remote(1));
+        let mut pod = (*with_image(&image, "IfNotPresent")).clone();
+        pod.metadata.name = Some(format!("web-{name}"));
+        pod.metadata.uid = Some(format!("uid-{name}"));
+        let sink = Arc::new(Recorder::default());
+        let worker = spawn(
+            Arc::new(h.rt.clone()),
+            sink.clone(),
+            h.config.clone(),
+            Arc::new(pod),
+            Adopted::default(),
+        );
+        (sink, worker)
+    });
+    let mut messages = Vec::new();
+    for (sink, _worker) in &sinks {
+        sink.wait_for("Running", |s| phase(s) == "Running").await;
+        let pulled = sink.event_list().into_iter().find(|(r, _)| r == "Pulled");
+        messages.push(pulled.expect("a Pulled event").1);
+    }
+    messages.try_into().unwrap()
+}
+
+/// The "(… including waiting)" part of a `Pulled` message.
+fn including_waiting(message: &str) -> &str {
+    let (_, rest) = message.split_once(" (").expect("a wait");
+    rest.split_once(" including waiting)").expect("a wait").0
+}
+
+#[tokio::test(start_paused = true)]
+async fn serialized_pulls_take_turns_and_count_the_wait() {
+    let messages = two_pulls(Some(1)).await;
+    for m in &messages {
+        assert!(m.contains(" in 5s ("), "{m}");
+    }
+    // Either pod may get the slot first; the other waits out its pull.
+    let mut waits = messages.each_ref().map(|m| including_waiting(m));
+    waits.sort();
+    assert_eq!(waits, ["10s", "5s"], "{messages:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlimited_pulls_run_side_by_side() {
+    let messages = two_pulls(None).await;
+    for m in &messages {
+        assert!(
+            m.contains(" in 5s (") && including_waiting(m) == "5s",
+            "{m}"
+        );
+    }
+}

@@ -177,6 +177,7 @@ impl Harness {
                 host_ip: "192.0.2.1".into(),
                 backoff: BackoffPolicy::default(),
                 image_pull_backoff: BackoffPolicy::default(),
+                image_pulls: None,
             }),
             _dirs: dirs,
         }
