@@ -314,6 +314,28 @@ pub async fn wait_log_contains(
     }
 }
 
+/// Polls `berth ARGS` until its output satisfies `done`; returns the output.
+pub async fn wait_cli_output(
+    agent: &AgentProcess,
+    args: &[&str],
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let out = agent.cli_ok(args).await;
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`berth {}` never showed {what}: {out}",
+            args.join(" ")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A container that exits 0 on SIGTERM, logging `ready` once its trap is set.
 pub fn term_handling_container(name: &str) -> Value {
     sh_container(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_pod::{Adopted, BackoffPolicy, WorkerConfig};
+use berth_pod::{Adopted, BackoffPolicy, EventType, WorkerConfig};
 use berth_runtime::{ContainerRuntime, ImageService, Observed};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
@@ -99,6 +99,10 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
     let store = Arc::new(PodStore::new(finished_tx));
+    let node_events = {
+        let (store, node) = (store.clone(), config.node_name.clone());
+        move |reason, message| store.node_event(&node, EventType::Warning, reason, message)
+    };
     let worker_config = Arc::new(WorkerConfig {
         root_dir: config.root_dir.clone(),
         log_dir: config.log_dir.clone(),
@@ -157,6 +161,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             period: Duration::from_secs(config.image_gc_period_seconds),
             pinned: config.pod_infra_image.clone(),
         },
+        node_events,
         sources.clone(),
     ));
     info!(socket = %config.socket.display(), "berth agent ready");

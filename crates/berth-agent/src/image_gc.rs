@@ -73,40 +73,40 @@ impl FsUsage {
 
 impl ImageGc {
     /// One pass: refreshes what is in use and, above the high threshold,
-    /// removes unused images. Returns the references removed.
+    /// removes unused images. Returns the references removed, or why the
+    /// pass failed (including removing too little to reach the low
+    /// threshold, after removing what it could).
     pub async fn collect<R: ContainerRuntime + ImageService>(
         &mut self,
         rt: &R,
         policy: &ImageGcPolicy,
         usage: FsUsage,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, GcError> {
         let now = Instant::now();
-        let images = match rt.list_images().await {
-            Ok(images) => images,
-            Err(e) => {
-                warn!("image GC: list images: {e}");
-                return Vec::new();
-            }
-        };
-        let in_use = match Self::images_in_use(rt, &images).await {
-            Ok(in_use) => in_use,
-            Err(e) => {
-                warn!("image GC: list containers: {e}");
-                return Vec::new();
-            }
-        };
+        let images = rt.list_images().await.map_err(GcError::ListImages)?;
+        let in_use = Self::images_in_use(rt, &images)
+            .await
+            .map_err(GcError::ListContainers)?;
         self.observe(&images, &in_use, now);
+        let Some(to_free) = wanted(usage, policy) else {
+            return Ok(Vec::new());
+        };
         let mut removed = Vec::new();
-        for image in self.plan(&images, &in_use, usage, policy, now) {
+        let mut freed = 0;
+        for image in self.plan(&images, &in_use, to_free, policy, now) {
             match rt.remove_image(&image.reference).await {
                 Ok(()) => {
                     info!(image = %image.reference, size = image.size, "image GC: removed an unused image");
+                    freed += image.size;
                     removed.push(image.reference.clone());
                 }
                 Err(e) => warn!(image = %image.reference, "image GC: remove: {e}"),
             }
         }
-        removed
+        if freed < to_free {
+            return Err(GcError::NotEnough { to_free, freed });
+        }
+        Ok(removed)
     }
 
     /// Remembers new images and when each image was last in use.
@@ -124,28 +124,16 @@ impl ImageGc {
         }
     }
 
-    /// The images to remove, in order: nothing below the high threshold;
-    /// above it, unused, unpinned images old enough, least recently used
-    /// first, until their sizes cover what the low threshold asks.
+    /// The images to remove, in order: unused, unpinned images old enough,
+    /// least recently used first, until their sizes cover `to_free`.
     fn plan<'a>(
         &self,
         images: &'a [ImageInfo],
         in_use: &[String],
-        usage: FsUsage,
+        mut to_free: u64,
         policy: &ImageGcPolicy,
         now: Instant,
     ) -> Vec<&'a ImageInfo> {
-        let used = usage.used_percent();
-        if policy.high_percent >= 100 || used < u64::from(policy.high_percent) {
-            debug!(
-                used,
-                high = policy.high_percent,
-                "image GC: below the threshold"
-            );
-            return Vec::new();
-        }
-        let mut to_free = usage.to_free(policy.low_percent);
-        info!(used, to_free, "image GC: disk use over the high threshold");
         let mut candidates: Vec<(&Record, &ImageInfo)> = images
             .iter()
             .filter(|i| !in_use.contains(&i.digest) && !pinned(i, policy))
@@ -160,9 +148,6 @@ impl ImageGc {
             }
             to_free = to_free.saturating_sub(image.size);
             plan.push(image);
-        }
-        if to_free > 0 {
-            warn!(to_free, "image GC: unused images cannot free enough space");
         }
         plan
     }
@@ -190,6 +175,34 @@ impl ImageGc {
     }
 }
 
+/// Bytes to free: `None` below the high threshold (or with GC off), else
+/// what reaching the low threshold takes.
+fn wanted(usage: FsUsage, policy: &ImageGcPolicy) -> Option<u64> {
+    let used = usage.used_percent();
+    if policy.high_percent >= 100 || used < u64::from(policy.high_percent) {
+        debug!(
+            used,
+            high = policy.high_percent,
+            "image GC: below the threshold"
+        );
+        return None;
+    }
+    let to_free = usage.to_free(policy.low_percent);
+    info!(used, to_free, "image GC: disk use over the high threshold");
+    Some(to_free)
+}
+
+/// Why an image GC pass failed; the texts are the kubelet's.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("failed to list images: {0}")]
+    ListImages(berth_runtime::RuntimeError),
+    #[error("failed to list containers: {0}")]
+    ListContainers(berth_runtime::RuntimeError),
+    #[error("Failed to garbage collect required amount of images. Attempted to free {to_free} bytes, but only found {freed} bytes eligible to free.")]
+    NotEnough { to_free: u64, freed: u64 },
+}
+
 /// Built-in images and the configured sandbox image stay.
 fn pinned(image: &ImageInfo, policy: &ImageGcPolicy) -> bool {
     image.reference.starts_with(BUILT_IN_PREFIX)
@@ -199,26 +212,45 @@ fn pinned(image: &ImageInfo, policy: &ImageGcPolicy) -> bool {
             .is_some_and(|p| p == image.reference || image.reference.ends_with(&format!("/{p}")))
 }
 
-/// Runs a GC pass every period until `shutdown`.
+/// Runs a GC pass every period until `shutdown`. As the kubelet: a pass
+/// that frees too little gives the node a `FreeDiskSpaceFailed` warning, and
+/// a second failed pass in a row an `ImageGCFailed` one.
 pub async fn run<R: ContainerRuntime + ImageService>(
     rt: std::sync::Arc<R>,
     policy: ImageGcPolicy,
+    node_event: impl Fn(&'static str, String) + Send,
     shutdown: CancellationToken,
 ) {
     let mut gc = ImageGc::default();
     let mut ticker = tokio::time::interval(policy.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed_before = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match FsUsage::of(&policy.image_fs_dir) {
-            Ok(usage) => {
-                gc.collect(rt.as_ref(), &policy, usage).await;
+        let usage = match FsUsage::of(&policy.image_fs_dir) {
+            Ok(usage) => usage,
+            Err(e) => {
+                warn!(dir = %policy.image_fs_dir.display(), "image GC: statfs: {e}");
+                continue;
             }
-            Err(e) => warn!(dir = %policy.image_fs_dir.display(), "image GC: statfs: {e}"),
+        };
+        let Err(e) = gc.collect(rt.as_ref(), &policy, usage).await else {
+            failed_before = false;
+            continue;
+        };
+        if matches!(e, GcError::NotEnough { .. }) {
+            node_event("FreeDiskSpaceFailed", e.to_string());
         }
+        if failed_before {
+            warn!("image GC failed again: {e}");
+            node_event("ImageGCFailed", e.to_string());
+        } else {
+            warn!("image GC failed: {e}");
+        }
+        failed_before = true;
     }
 }
 
@@ -258,7 +290,10 @@ mod tests {
 
     fn planned(gc: &ImageGc, images: &[ImageInfo], in_use: &[&str], usage: FsUsage) -> Vec<String> {
         let in_use: Vec<String> = in_use.iter().map(|s| s.to_string()).collect();
-        gc.plan(images, &in_use, usage, &policy(), Instant::now())
+        let Some(to_free) = wanted(usage, &policy()) else {
+            return Vec::new();
+        };
+        gc.plan(images, &in_use, to_free, &policy(), Instant::now())
             .into_iter()
             .map(|i| i.reference.clone())
             .collect()
@@ -322,8 +357,54 @@ mod tests {
             high_percent: 100,
             ..policy()
         };
-        assert!(gc
-            .plan(&images, &[], disk(99), &off, Instant::now())
-            .is_empty());
+        assert_eq!(wanted(disk(99), &off), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_pass_warns_the_node_and_a_second_one_in_a_row_fails_gc() {
+        let rt = std::sync::Arc::new(berth_runtime::fake::FakeRuntime::new());
+        rt.add_image("r/app:1", Default::default());
+        // Any real disk is fuller than 1 %: every pass wants more than a
+        // config-only image can give.
+        let policy = ImageGcPolicy {
+            high_percent: 1,
+            low_percent: 0,
+            minimum_age: Duration::ZERO,
+            period: Duration::from_secs(1),
+            ..policy()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let gc = tokio::spawn(run(
+            rt.clone(),
+            policy,
+            move |reason, message| tx.send((reason, message)).unwrap(),
+            shutdown.clone(),
+        ));
+        let mut reasons = Vec::new();
+        while reasons.len() < 5 {
+            let (reason, message) = rx.recv().await.expect("an event");
+            assert!(
+                message.starts_with(
+                    "Failed to garbage collect required amount of images. Attempted to free "
+                ),
+                "{message}"
+            );
+            reasons.push(reason);
+        }
+        assert_eq!(
+            reasons,
+            [
+                "FreeDiskSpaceFailed",
+                "FreeDiskSpaceFailed",
+                "ImageGCFailed",
+                "FreeDiskSpaceFailed",
+                "ImageGCFailed"
+            ]
+        );
+        // It removed what it could.
+        assert!(rt.list_images().await.unwrap().is_empty());
+        shutdown.cancel();
+        gc.await.unwrap();
     }
 }

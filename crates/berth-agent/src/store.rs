@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use berth_pod::{PodEvent, PodSink, TimelineEntry};
+use berth_pod::{EventType, PodEvent, PodSink, TimelineEntry};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -154,6 +154,90 @@ impl PodStore {
             .unwrap_or_default()
     }
 
+    /// An event about the node itself, as the kubelet records them: on a
+    /// `Node` reference whose UID is the node's name, in namespace default.
+    pub fn node_event(
+        &self,
+        node: &str,
+        event_type: EventType,
+        reason: &'static str,
+        message: String,
+    ) {
+        let involved = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            uid: Some(node.to_string()),
+            ..Default::default()
+        };
+        self.record(involved, event_type, reason, message, Timestamp::now());
+    }
+
+    /// Adds an event about `involved`, folding repeats as the kubelet's
+    /// recorder does: same object, reason and message bump the count and
+    /// the last timestamp.
+    fn record(
+        &self,
+        involved: ObjectReference,
+        event_type: EventType,
+        reason: &'static str,
+        message: String,
+        at: Timestamp,
+    ) {
+        let now = Time(at);
+        let mut inner = self.lock();
+        let same = inner.events.iter_mut().rev().find(|e| {
+            e.involved_object.uid == involved.uid
+                && e.involved_object.field_path == involved.field_path
+                && e.reason.as_deref() == Some(reason)
+                && e.message.as_deref() == Some(message.as_str())
+        });
+        if let Some(e) = same {
+            e.count = Some(e.count.unwrap_or(1) + 1);
+            e.last_timestamp = Some(now);
+            return;
+        }
+        inner.event_serial += 1;
+        let serial = inner.event_serial;
+        let cutoff = at - EVENT_TTL;
+        while inner.events.len() >= MAX_EVENTS
+            || inner
+                .events
+                .front()
+                .and_then(|e| e.last_timestamp.as_ref())
+                .is_some_and(|t| t.0 < cutoff)
+        {
+            inner.events.pop_front();
+        }
+        let name = involved.name.clone().unwrap_or_default();
+        // Events of cluster-scoped objects (the node) live in default.
+        let namespace = involved
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        inner.events.push_back(Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{serial:x}")),
+                namespace: Some(namespace),
+                creation_timestamp: Some(now.clone()),
+                ..Default::default()
+            },
+            involved_object: involved,
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            type_: Some(event_type.as_str().to_string()),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            event_time: None,
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: None,
+            }),
+            reporting_component: Some("kubelet".into()),
+            ..Default::default()
+        });
+    }
+
     /// Events of one namespace (all when `None`), oldest first.
     pub fn events(&self, namespace: Option<&str>) -> Vec<Event> {
         self.lock()
@@ -185,63 +269,22 @@ impl PodSink for PodStore {
     }
 
     fn event(&self, event: PodEvent) {
-        let now = Time(event.at);
-        let mut inner = self.lock();
-        // Fold repeats as the kubelet's recorder does: same object, reason
-        // and message bump the count and the last timestamp.
-        let same = inner.events.iter_mut().rev().find(|e| {
-            e.involved_object.uid.as_deref() == Some(event.pod.uid.as_str())
-                && e.involved_object.field_path == event.field_path
-                && e.reason.as_deref() == Some(event.reason)
-                && e.message.as_deref() == Some(event.message.as_str())
-        });
-        if let Some(e) = same {
-            e.count = Some(e.count.unwrap_or(1) + 1);
-            e.last_timestamp = Some(now);
-            return;
-        }
-        inner.event_serial += 1;
-        let serial = inner.event_serial;
-        let cutoff = event.at - EVENT_TTL;
-        while inner.events.len() >= MAX_EVENTS
-            || inner
-                .events
-                .front()
-                .and_then(|e| e.last_timestamp.as_ref())
-                .is_some_and(|t| t.0 < cutoff)
-        {
-            inner.events.pop_front();
-        }
-        inner.events.push_back(Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", event.pod.name, serial)),
-                namespace: Some(event.pod.namespace.clone()),
-                creation_timestamp: Some(now.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(event.pod.name.clone()),
-                namespace: Some(event.pod.namespace.clone()),
-                uid: Some(event.pod.uid.clone()),
-                field_path: event.field_path,
-                ..Default::default()
-            },
-            reason: Some(event.reason.to_string()),
-            message: Some(event.message),
-            type_: Some(event.event_type.as_str().to_string()),
-            count: Some(1),
-            first_timestamp: Some(now.clone()),
-            last_timestamp: Some(now.clone()),
-            event_time: None,
-            source: Some(EventSource {
-                component: Some("kubelet".into()),
-                host: None,
-            }),
-            reporting_component: Some("kubelet".into()),
+        let involved = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(event.pod.name.clone()),
+            namespace: Some(event.pod.namespace.clone()),
+            uid: Some(event.pod.uid.clone()),
+            field_path: event.field_path,
             ..Default::default()
-        });
+        };
+        self.record(
+            involved,
+            event.event_type,
+            event.reason,
+            event.message,
+            event.at,
+        );
     }
 
     fn finished(&self, uid: &str) {
@@ -312,5 +355,34 @@ mod tests {
         // Late steps of a removed pod are not kept.
         PodSink::timeline(&store, "u1", entry(1));
         assert!(store.timeline("u1").is_empty());
+    }
+
+    #[test]
+    fn node_events_name_the_node_live_in_default_and_fold_repeats() {
+        let store = store_with("u1");
+        for _ in 0..2 {
+            store.node_event(
+                "node-1",
+                EventType::Warning,
+                "FreeDiskSpaceFailed",
+                "not enough".into(),
+            );
+        }
+        let events = store.events(Some("default"));
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let event = &events[0];
+        let object = &event.involved_object;
+        assert_eq!(object.kind.as_deref(), Some("Node"));
+        assert_eq!(object.name.as_deref(), Some("node-1"));
+        assert_eq!(object.uid.as_deref(), Some("node-1"));
+        assert_eq!(object.namespace, None);
+        assert_eq!(event.count, Some(2));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert!(event
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("node-1."));
     }
 }
