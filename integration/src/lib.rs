@@ -28,14 +28,21 @@ pub async fn setup_with_back_off(
     initial: u64,
     max: u64,
 ) -> Option<(PrivateContainerd, AgentProcess)> {
+    let (initial, max) = (initial.to_string(), max.to_string());
+    setup_with(&[
+        "--crash-loop-back-off-initial-seconds",
+        &initial,
+        "--crash-loop-back-off-max-seconds",
+        &max,
+    ])
+    .await
+}
+
+/// A private containerd and an agent started with `extra_args`.
+pub async fn setup_with(extra_args: &[&str]) -> Option<(PrivateContainerd, AgentProcess)> {
     let containerd = PrivateContainerd::start_or_skip().await?;
     let options = AgentOptions {
-        extra_args: vec![
-            "--crash-loop-back-off-initial-seconds".into(),
-            initial.to_string(),
-            "--crash-loop-back-off-max-seconds".into(),
-            max.to_string(),
-        ],
+        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         ..AgentOptions::default()
     };
     let agent = AgentProcess::start_with(&containerd, options).await;

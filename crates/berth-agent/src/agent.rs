@@ -164,6 +164,15 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         node_events,
         sources.clone(),
     ));
+    let log_rotation = config.log_rotation().map(|policy| {
+        tokio::spawn(crate::log_rotation::run(
+            runtime.clone(),
+            policy,
+            config.root_dir.clone(),
+            config.log_dir.clone(),
+            sources.clone(),
+        ))
+    });
     info!(socket = %config.socket.display(), "berth agent ready");
     ready();
 
@@ -184,6 +193,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     sources.cancel();
     let _ = watcher.await;
     let _ = image_gc.await;
+    if let Some(log_rotation) = log_rotation {
+        let _ = log_rotation.await;
+    }
     if let Ok(Err(e)) = api.await {
         warn!("local API: {e}");
     }

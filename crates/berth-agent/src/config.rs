@@ -82,6 +82,13 @@ pub struct AgentConfig {
     /// How often image GC looks at the disk.
     #[serde(rename = "imageGCPeriodSeconds")]
     pub image_gc_period_seconds: u64,
+    /// A running container's log file this big is rotated (a quantity such
+    /// as `10Mi`); zero or less turns rotation off.
+    pub container_log_max_size: String,
+    /// Log files kept per container, the live one included.
+    pub container_log_max_files: u32,
+    /// How often log sizes are checked.
+    pub container_log_monitor_interval_seconds: u64,
     /// How long the agent drains pods on a node shutdown; 0 leaves them running.
     pub shutdown_grace_period_seconds: u64,
     /// Registry credentials, plain-HTTP/insecure hosts and mirrors (see
@@ -111,6 +118,9 @@ impl Default for AgentConfig {
             image_gc_low_threshold_percent: 80,
             image_minimum_gc_age_seconds: 120,
             image_gc_period_seconds: 300,
+            container_log_max_size: "10Mi".into(),
+            container_log_max_files: 5,
+            container_log_monitor_interval_seconds: 10,
             shutdown_grace_period_seconds: 0,
             registry_config: None,
         }
@@ -196,6 +206,15 @@ pub struct AgentFlags {
     /// How often image GC looks at the disk.
     #[arg(long, value_name = "SECONDS")]
     pub image_gc_period_seconds: Option<u64>,
+    /// Rotate a running container's log at this size (e.g. 10Mi; 0: never).
+    #[arg(long, value_name = "QUANTITY")]
+    pub container_log_max_size: Option<String>,
+    /// Log files kept per container, the live one included.
+    #[arg(long, value_name = "N")]
+    pub container_log_max_files: Option<u32>,
+    /// How often log sizes are checked.
+    #[arg(long, value_name = "SECONDS")]
+    pub container_log_monitor_interval_seconds: Option<u64>,
     /// Grace for pods on a node shutdown (0: pods keep running).
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace_period_seconds: Option<u64>,
@@ -301,6 +320,18 @@ impl AgentConfig {
             flags.image_gc_period_seconds,
         );
         set(
+            &mut self.container_log_max_size,
+            flags.container_log_max_size,
+        );
+        set(
+            &mut self.container_log_max_files,
+            flags.container_log_max_files,
+        );
+        set(
+            &mut self.container_log_monitor_interval_seconds,
+            flags.container_log_monitor_interval_seconds,
+        );
+        set(
             &mut self.shutdown_grace_period_seconds,
             flags.shutdown_grace_period_seconds,
         );
@@ -391,6 +422,21 @@ impl AgentConfig {
         if self.image_gc_period_seconds < 1 {
             return invalid("imageGCPeriodSeconds", "must be at least 1".into());
         }
+        if berth_api::quantity::value(&self.container_log_max_size).is_none() {
+            return invalid(
+                "containerLogMaxSize",
+                format!("{:?} is not a quantity", self.container_log_max_size),
+            );
+        }
+        if self.container_log_max_files < 2 {
+            return invalid("containerLogMaxFiles", "must be greater than 1".into());
+        }
+        if self.container_log_monitor_interval_seconds < 3 {
+            return invalid(
+                "containerLogMonitorIntervalSeconds",
+                "must be at least 3".into(),
+            );
+        }
         if !self.image_fs_dir.is_absolute() {
             return invalid(
                 "imageFsDir",
@@ -398,6 +444,16 @@ impl AgentConfig {
             );
         }
         Ok(())
+    }
+
+    /// Log rotation as configured; `None` when the maximum size turns it off.
+    pub fn log_rotation(&self) -> Option<crate::log_rotation::LogRotationPolicy> {
+        let max_size = berth_api::quantity::value(&self.container_log_max_size)?;
+        Some(crate::log_rotation::LogRotationPolicy {
+            max_size: u64::try_from(max_size).ok().filter(|&size| size > 0)?,
+            max_files: usize::try_from(self.container_log_max_files).unwrap_or(usize::MAX),
+            interval: std::time::Duration::from_secs(self.container_log_monitor_interval_seconds),
+        })
     }
 
     /// How many pulls may run at once across all pods; `None`: no limit.
@@ -624,6 +680,29 @@ mod tests {
     }
 
     #[test]
+    fn log_rotation_follows_the_kubelets_settings() {
+        let rotation = AgentConfig::default()
+            .log_rotation()
+            .expect("on by default");
+        assert_eq!(rotation.max_size, 10 << 20);
+        assert_eq!(rotation.max_files, 5);
+        assert_eq!(rotation.interval, std::time::Duration::from_secs(10));
+        let file = write("containerLogMaxSize: 1Ki\ncontainerLogMaxFiles: 3\n");
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        config.validate().unwrap();
+        let rotation = config.log_rotation().unwrap();
+        assert_eq!((rotation.max_size, rotation.max_files), (1024, 3));
+        for off in ["0", "-1Mi"] {
+            let config = AgentConfig {
+                container_log_max_size: off.into(),
+                ..AgentConfig::default()
+            };
+            config.validate().unwrap();
+            assert_eq!(config.log_rotation(), None, "{off}");
+        }
+    }
+
+    #[test]
     fn validation_rejects_bad_settings() {
         let check = |edit: fn(&mut AgentConfig), key: &str| {
             let mut config = AgentConfig::default();
@@ -683,6 +762,15 @@ mod tests {
         check(
             |c| c.max_parallel_image_pulls = Some(0),
             "maxParallelImagePulls",
+        );
+        check(
+            |c| c.container_log_max_size = "ten megs".into(),
+            "containerLogMaxSize",
+        );
+        check(|c| c.container_log_max_files = 1, "containerLogMaxFiles");
+        check(
+            |c| c.container_log_monitor_interval_seconds = 2,
+            "containerLogMonitorIntervalSeconds",
         );
         check(
             |c| {

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod image_gc;
+pub mod log_rotation;
 pub mod logs;
 pub mod manifests;
 mod node;

@@ -43,6 +43,24 @@ impl LogReader {
         &self.path
     }
 
+    /// Whether the path now names another file than the one being read:
+    /// the log was rotated, and what follows is in the new file.
+    pub fn rotated(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(named), Ok(open)) = (std::fs::metadata(&self.path), self.file.metadata()) else {
+            return false;
+        };
+        (named.dev(), named.ino()) != (open.dev(), open.ino())
+    }
+
+    /// Goes on in the file the path names now, from its start. A line
+    /// fragment from the old file stays, to be joined with the rest.
+    pub fn reopen(&mut self) -> std::io::Result<()> {
+        self.file = File::open(&self.path)?;
+        self.offset = 0;
+        Ok(())
+    }
+
     /// The complete entries appended since the last call. With `keep_last`,
     /// only the last that many are returned (`tailLines`), without holding
     /// more than that in memory.
@@ -266,5 +284,31 @@ mod tests {
         assert_eq!(reader.read_new(None).unwrap().len(), 2);
         std::fs::write(file.path(), format!("{TS} stdout F c\n")).unwrap();
         assert_eq!(render(&reader.read_new(None).unwrap()), "c\n");
+    }
+
+    #[test]
+    fn a_rotated_file_is_read_to_its_end_then_the_new_one_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, format!("{TS} stdout F one\n")).unwrap();
+        let mut reader = LogReader::open(&path).unwrap();
+        assert_eq!(render(&reader.read_new(None).unwrap()), "one\n");
+        assert!(!reader.rotated());
+
+        // A line lands in the old file after the rename, and the new file
+        // starts with the end of a split line.
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::fs::rename(&path, dir.path().join("0.log.20260101-000000")).unwrap();
+        writeln!(old, "{TS} stdout F two\n{TS} stdout P thr").unwrap();
+        std::fs::write(&path, format!("{TS} stdout F ee\n")).unwrap();
+
+        assert!(reader.rotated());
+        assert_eq!(render(&reader.read_new(None).unwrap()), "two\n");
+        reader.reopen().unwrap();
+        assert!(!reader.rotated());
+        assert_eq!(render(&reader.read_new(None).unwrap()), "three\n");
     }
 }

@@ -4,12 +4,16 @@
 //! `berth logger <path>` with the container's stdout on fd 3, stderr on fd 4
 //! and a "ready" pipe on fd 5. It lives in the shim's process tree, so logs keep
 //! flowing across agent restarts.
+//!
+//! When the agent rotates the file (renames it and puts a new one in its
+//! place), the logger finds the path no longer names its open file before
+//! its next write, and reopens it: CRI's ReopenContainerLog, without a call.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -125,12 +129,7 @@ pub fn run_logger(log_path: &Path) -> io::Result<()> {
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(log_path)?;
-    let file = Arc::new(Mutex::new(file));
+    let file = Arc::new(Mutex::new(LiveFile::open(log_path)?));
     let stdout = inherited(3);
     let stderr = inherited(4);
     // Ready: the shim starts the container once fd 5 is closed.
@@ -176,7 +175,47 @@ fn inherited(fd: RawFd) -> File {
     unsafe { File::from_raw_fd(fd) }
 }
 
-fn copy_stream(mut source: File, stream: &str, file: &Mutex<File>) -> io::Result<()> {
+/// The log file at a path that log rotation may move away.
+struct LiveFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl LiveFile {
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Appends `bytes` to the file the path names now: after a rotation,
+    /// the new one. If that cannot be opened, the output still goes to the
+    /// old file rather than being lost.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.moved() {
+            match Self::open(&self.path) {
+                Ok(fresh) => *self = fresh,
+                Err(e) => tracing::debug!(path = %self.path.display(), "reopen log: {e}"),
+            }
+        }
+        self.file.write_all(bytes)
+    }
+
+    fn moved(&self) -> bool {
+        let (Ok(named), Ok(open)) = (std::fs::metadata(&self.path), self.file.metadata()) else {
+            return true;
+        };
+        (named.dev(), named.ino()) != (open.dev(), open.ino())
+    }
+}
+
+fn copy_stream(mut source: File, stream: &str, file: &Mutex<LiveFile>) -> io::Result<()> {
     let mut splitter = LineSplitter::new(MAX_ENTRY);
     let mut buf = vec![0u8; 32 * 1024];
     let write = |entries: Vec<(Tag, Vec<u8>)>| -> io::Result<()> {
@@ -189,7 +228,7 @@ fn copy_stream(mut source: File, stream: &str, file: &Mutex<File>) -> io::Result
             out.extend(cri_line(now, stream, tag, &msg));
         }
         let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(&out)
+        file.append(&out)
     };
     loop {
         let n = match source.read(&mut buf) {
@@ -249,6 +288,27 @@ mod tests {
             vec![(Tag::Partial, "abcd".into())]
         );
         assert_eq!(entries(&mut s, b"\n"), vec![(Tag::Full, "e".into())]);
+    }
+
+    #[test]
+    fn a_rotated_file_is_reopened_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut live = LiveFile::open(&path).unwrap();
+        live.append(b"before\n").unwrap();
+        let rotated = dir.path().join("0.log.20260101-000000");
+        std::fs::rename(&path, &rotated).unwrap();
+        // Gone: the logger makes the new file itself.
+        live.append(b"after\n").unwrap();
+        // Replaced by the rotator: the logger appends to the new one.
+        std::fs::rename(&path, dir.path().join("second")).unwrap();
+        std::fs::write(&path, "").unwrap();
+        live.append(b"third\n").unwrap();
+        live.append(b"fourth\n").unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&rotated), "before\n");
+        assert_eq!(read(&dir.path().join("second")), "after\n");
+        assert_eq!(read(&path), "third\nfourth\n");
     }
 
     #[test]

@@ -29,6 +29,18 @@ impl PodDirs {
         self.logs.join(container).join(format!("{attempt}.log"))
     }
 
+    /// Removes an instance's log file and the files rotated from it.
+    pub(crate) fn remove_logs(&self, container: &str, attempt: u32) {
+        let live = self.log_path(container, attempt);
+        let rotated = format!("{attempt}.log.");
+        let dir = self.logs.join(container);
+        let files = fs::read_dir(&dir).into_iter().flatten().flatten();
+        for file in files.filter(|f| f.file_name().to_string_lossy().starts_with(&rotated)) {
+            let _ = fs::remove_file(file.path());
+        }
+        let _ = fs::remove_file(live);
+    }
+
     fn empty_dir(&self, volume: &str) -> PathBuf {
         self.pod
             .join("volumes/kubernetes.io~empty-dir")
@@ -179,6 +191,30 @@ fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instances_logs_go_with_their_rotated_files_and_no_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = PodDirs::new(tmp.path(), tmp.path(), "ns", "web", "u1");
+        let dir = dirs.logs.join("app");
+        fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "1.log",
+            "1.log.20260101-000000.gz",
+            "1.log.20260101-000001",
+            "2.log",
+            "11.log",
+        ] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        dirs.remove_logs("app", 1);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["11.log", "2.log"]);
+    }
 
     #[test]
     fn host_path_types_are_checked() {

@@ -104,7 +104,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         // Keep one dead instance (for `logs --previous`), as the kubelet's GC.
         if let Some(old) = self.records[i].previous.take() {
             let _ = self.rt.remove_container(&old.id).await;
-            let _ = std::fs::remove_file(self.dirs.log_path(&container.name, old.attempt));
+            self.dirs.remove_logs(&container.name, old.attempt);
         }
         let id = match self.rt.create_container(&sandbox, &config).await {
             Ok(id) => id,

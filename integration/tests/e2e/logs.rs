@@ -66,3 +66,160 @@ async fn container_output_lands_in_cri_log_files() {
     let tail = agent.cli_ok(&["logs", "talker", "--tail", "1"]).await;
     assert_eq!(tail.lines().count(), 1, "{tail}");
 }
+
+/// The numbers of the `line N` entries of a CRI log text, in order.
+fn line_numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| line.rsplit_once("line ")?.1.trim().parse().ok())
+        .collect()
+}
+
+fn gunzip(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("open"))
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    text
+}
+
+/// A container's log files after a rotation: the live one, the newest
+/// rotated one as written, and older ones compressed.
+#[derive(Debug, PartialEq)]
+struct Rotated {
+    compressed: Vec<String>,
+    plain: Vec<String>,
+    live: bool,
+}
+
+fn rotated_files(dir: &std::path::Path) -> Rotated {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    Rotated {
+        compressed: names
+            .iter()
+            .filter(|n| n.ends_with(".gz"))
+            .cloned()
+            .collect(),
+        plain: names
+            .iter()
+            .filter(|n| n.starts_with("0.log.") && !n.ends_with(".gz"))
+            .cloned()
+            .collect(),
+        live: names.iter().any(|n| n == "0.log"),
+    }
+}
+
+#[tokio::test]
+async fn a_growing_log_is_rotated_compressed_trimmed_and_followed() {
+    let Some((_containerd, agent)) = setup_with(&[
+        "--container-log-max-size",
+        "4Ki",
+        "--container-log-max-files",
+        "3",
+        "--container-log-monitor-interval-seconds",
+        "3",
+    ])
+    .await
+    else {
+        return;
+    };
+    // About 100 numbered lines a second: far over 4 KiB between checks.
+    let script =
+        "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.01; done";
+    agent
+        .apply_yaml(&manifest(&pod(
+            "chatty",
+            "Never",
+            vec![sh_container("main", script)],
+        )))
+        .await;
+    let running = wait_running(&agent, "chatty").await;
+    let dir = agent
+        .log_dir()
+        .join(format!("default_chatty_{}", uid(&running)))
+        .join("main");
+    let follower = tokio::process::Command::new(berth_testkit::agent::berth_bin())
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["logs", "-f", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth logs -f");
+
+    // Two compressed generations one after the other: the first is deleted
+    // when the second comes, as max files 3 keeps live + 1 + 1 gzipped.
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let mut first_gz = None;
+    let files = loop {
+        let files = rotated_files(&dir);
+        if files.live && files.plain.len() == 1 && files.compressed.len() == 1 {
+            match &first_gz {
+                None => first_gz = Some(files.compressed[0].clone()),
+                Some(first) if *first != files.compressed[0] => {
+                    // The three files, read without a rotation in between.
+                    let texts = [
+                        gunzip(&dir.join(&files.compressed[0])),
+                        std::fs::read_to_string(dir.join(&files.plain[0])).unwrap_or_default(),
+                        std::fs::read_to_string(dir.join("0.log")).unwrap_or_default(),
+                    ];
+                    if rotated_files(&dir) == files {
+                        break (files, texts);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second compressed generation: {files:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let (files, texts) = files;
+    assert!(
+        !dir.join(first_gz.as_ref().unwrap()).exists(),
+        "{first_gz:?} kept: {files:?}"
+    );
+    // The stamp format: 0.log.YYYYMMDD-hhmmss.
+    let stamp = files.plain[0].trim_start_matches("0.log.");
+    assert!(
+        stamp.len() == 15 && stamp.as_bytes()[8] == b'-',
+        "{files:?}"
+    );
+    // Each line is in exactly one file, in order.
+    let numbers: Vec<Vec<u64>> = texts.iter().map(|t| line_numbers(t)).collect();
+    for pair in numbers.windows(2) {
+        let (older, newer) = (&pair[0], &pair[1]);
+        if let (Some(last), Some(first)) = (older.last(), newer.first()) {
+            assert_eq!(last + 1, *first, "a gap between files: {files:?}");
+        }
+    }
+    let live_first = numbers[2].first().copied();
+
+    // The follower went on across the rotations, missing nothing; it ends
+    // when the container does.
+    agent.cli_ok(&["delete", "pod", "chatty"]).await;
+    let out = follower.wait_with_output().await.expect("follower");
+    let followed = line_numbers(&String::from_utf8_lossy(&out.stdout));
+    assert!(!followed.is_empty());
+    for pair in followed.windows(2) {
+        assert_eq!(pair[0] + 1, pair[1], "the follower missed lines");
+    }
+    if let Some(live_first) = live_first {
+        assert!(
+            followed.last().copied().unwrap_or(0) >= live_first,
+            "the follower stopped in an old file: followed up to {:?}, live file from {live_first}",
+            followed.last()
+        );
+    }
+}

@@ -85,21 +85,31 @@ impl<S: PodService> Follower<S> {
             return;
         }
         if follow {
-            let watch = FileWatch::new(&self.path);
+            let mut watch = FileWatch::new(&self.path);
             loop {
                 tokio::select! {
                     () = tx.closed() => return,
                     () = watch.changed(FOLLOW_POLL) => {}
                 }
-                // Ask before reading: output written before the exit is then
-                // certain to be read below.
+                // Ask before reading: output written before the exit (or
+                // the rotation) is then certain to be read below.
                 let still_running = self.still_running();
+                let rotated = reader.rotated();
                 let Some((next, entries)) = read(reader, None).await else {
                     return;
                 };
                 reader = next;
                 if !self.send(&tx, &entries).await {
                     return;
+                }
+                if rotated {
+                    // The old file is read to its end: go on in the new one.
+                    if let Err(e) = reader.reopen() {
+                        tracing::debug!(path = %self.path.display(), "reopen rotated log: {e}");
+                        break;
+                    }
+                    watch = FileWatch::new(&self.path);
+                    continue;
                 }
                 if !still_running && entries.is_empty() {
                     break;
