@@ -94,6 +94,7 @@ struct Inner {
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
     exec_results: HashMap<String, ExecOutput>,
+    exec_failures: HashMap<String, usize>,
     exec_delays: HashMap<String, Duration>,
     next_id: u64,
 }
@@ -156,6 +157,12 @@ impl FakeRuntime {
     }
 
     /// The result of every exec into containers named `name`.
+    /// The next `times` execs in containers named `name` fail with a runtime
+    /// error (not a non-zero exit).
+    pub fn fail_exec(&self, name: &str, times: usize) {
+        self.lock().exec_failures.insert(name.to_string(), times);
+    }
+
     pub fn exec_result(&self, name: &str, output: ExecOutput) {
         self.lock().exec_results.insert(name.to_string(), output);
     }
@@ -462,6 +469,10 @@ impl ContainerRuntime for FakeRuntime {
             name: name.clone(),
             command: command.to_vec(),
         });
+        if let Some(left) = self.lock().exec_failures.get_mut(&name).filter(|n| **n > 0) {
+            *left -= 1;
+            return Err(RuntimeError::other("exec failed: the shim went away"));
+        }
         let delay = self.lock().exec_delays.get(&name).copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;

@@ -16,6 +16,9 @@ use super::{ProbeKind, ProbeUpdate, Verdict};
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
 
+/// Runs of one attempt while it errors.
+const MAX_RUNS: usize = 3;
+
 pub(crate) struct Prober<R, S> {
     pub rt: Arc<R>,
     pub id: ContainerId,
@@ -39,7 +42,7 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let outcome = self.handler.run(&*self.rt, &self.id, self.timeout).await;
+            let outcome = self.attempt().await;
             let title = self.kind.title();
             let (success, detail) = match outcome {
                 Outcome::Success => (true, String::new()),
@@ -89,6 +92,19 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
                 _ => {}
             }
         }
+    }
+
+    /// One attempt: an errored run (not a failed one) is run again at once,
+    /// up to three runs in all, as the kubelet's `maxProbeRetries`.
+    async fn attempt(&self) -> Outcome {
+        let mut outcome = self.handler.run(&*self.rt, &self.id, self.timeout).await;
+        for _ in 1..MAX_RUNS {
+            if !matches!(outcome, Outcome::Error(_)) {
+                break;
+            }
+            outcome = self.handler.run(&*self.rt, &self.id, self.timeout).await;
+        }
+        outcome
     }
 
     fn event(&self, reason: &'static str, message: String) {

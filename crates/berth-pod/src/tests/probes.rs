@@ -307,3 +307,32 @@ async fn adopted_containers_are_probed_again_within_a_small_jitter() {
     assert!(Instant::now() - adopted_at < Duration::from_secs(1));
     sink.wait_for("ready again", ready).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_errored_run_is_retried_at_once_and_three_in_a_row_are_thrown_away() {
+    let h = Harness::new();
+    // Two errors, then the run that counts: no event, ready at the first tick.
+    h.rt.fail_exec("app", 2);
+    let begin = Instant::now();
+    let _w = h.spawn(with_probes(
+        "readinessProbe: {exec: {command: [check, ready]}, periodSeconds: 5}",
+    ));
+    h.sink.wait_for("ready", ready).await;
+    assert_eq!((Instant::now() - begin).as_secs(), 0);
+    assert_eq!(exec_times(&h, "ready", 3, begin).await, vec![0, 0, 0]);
+    assert!(h.sink.unhealthy().is_empty(), "{:?}", h.sink.unhealthy());
+
+    // Three errors in a row: one event, and the verdict stays as it was.
+    h.rt.exec_result("app", exit(1, "down"));
+    h.rt.fail_exec("app", 3);
+    assert_eq!(exec_times(&h, "ready", 6, begin).await[3..], [5, 5, 5]);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        h.sink.unhealthy(),
+        vec!["Readiness probe errored and resulted in unknown state: exec failed: the shim went away"]
+    );
+    assert!(ready(&h.sink.latest()));
+    // The next attempt runs once and fails for real.
+    assert_eq!(exec_times(&h, "ready", 7, begin).await[6], 10);
+    h.sink.wait_for("not ready", |s| !ready(s)).await;
+}
