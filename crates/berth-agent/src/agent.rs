@@ -99,6 +99,13 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
     let store = Arc::new(PodStore::new(finished_tx));
+    let events_file = crate::saved_events::path(&config.root_dir);
+    crate::saved_events::load(&store, &events_file);
+    let events_saver = tokio::spawn(crate::saved_events::run(
+        store.clone(),
+        events_file.clone(),
+        shutdown.clone(),
+    ));
     let node_events = {
         let (store, node) = (store.clone(), config.node_name.clone());
         move |reason, message| store.node_event(&node, EventType::Warning, reason, message)
@@ -217,6 +224,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         }
     }
     supervisor.detach_all().await;
+    // The drain's events too.
+    let saved = events_saver.await.unwrap_or_default();
+    crate::saved_events::save(supervisor.store(), &events_file, saved).await;
     info!("berth agent stopped; pods keep running");
     Ok(())
 }

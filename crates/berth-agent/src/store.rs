@@ -29,6 +29,8 @@ struct Inner {
     timelines: BTreeMap<String, VecDeque<TimelineEntry>>,
     resource_version: u64,
     event_serial: u64,
+    /// Bumped by every event recorded or folded, so a saver knows when to write.
+    events_version: u64,
 }
 
 /// Pods by UID, with a broadcast of every change.
@@ -185,6 +187,7 @@ impl PodStore {
     ) {
         let now = Time(at);
         let mut inner = self.lock();
+        inner.events_version += 1;
         let same = inner.events.iter_mut().rev().find(|e| {
             e.involved_object.uid == involved.uid
                 && e.involved_object.field_path == involved.field_path
@@ -236,6 +239,42 @@ impl PodStore {
             reporting_component: Some("kubelet".into()),
             ..Default::default()
         });
+    }
+
+    /// Every event, oldest first, with the version they were read at.
+    pub fn events_snapshot(&self) -> (u64, Vec<Event>) {
+        let inner = self.lock();
+        (inner.events_version, inner.events.iter().cloned().collect())
+    }
+
+    pub fn events_version(&self) -> u64 {
+        self.lock().events_version
+    }
+
+    /// Puts back events saved before a restart, older than any recorded
+    /// since: those past the TTL are dropped, and new names continue after
+    /// the saved ones.
+    pub fn restore_events(&self, saved: Vec<Event>) {
+        let cutoff = Timestamp::now() - EVENT_TTL;
+        let mut saved: Vec<Event> = saved
+            .into_iter()
+            .filter(|e| e.last_timestamp.as_ref().is_some_and(|t| t.0 >= cutoff))
+            .collect();
+        let mut inner = self.lock();
+        let room = MAX_EVENTS.saturating_sub(inner.events.len());
+        if saved.len() > room {
+            saved.drain(..saved.len() - room);
+        }
+        let last_serial = saved
+            .iter()
+            .filter_map(|e| e.metadata.name.as_deref()?.rsplit_once('.'))
+            .filter_map(|(_, serial)| u64::from_str_radix(serial, 16).ok())
+            .max()
+            .unwrap_or(0);
+        inner.event_serial = inner.event_serial.max(last_serial);
+        for event in saved.into_iter().rev() {
+            inner.events.push_front(event);
+        }
     }
 
     /// Events of one namespace (all when `None`), oldest first.
@@ -384,5 +423,61 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("node-1."));
+    }
+
+    fn pod_event(store: &PodStore, reason: &'static str, message: &str, at: Timestamp) {
+        PodSink::event(
+            store,
+            PodEvent {
+                pod: berth_runtime::PodRef {
+                    uid: "u1".into(),
+                    namespace: "default".into(),
+                    name: "web".into(),
+                },
+                field_path: None,
+                event_type: EventType::Normal,
+                reason,
+                message: message.into(),
+                at,
+            },
+        );
+    }
+
+    #[test]
+    fn restored_events_come_first_drop_the_expired_and_keep_names_unique() {
+        let before = store_with("u1");
+        let now = Timestamp::now();
+        pod_event(
+            &before,
+            "Old",
+            "long ago",
+            now - jiff::SignedDuration::from_hours(2),
+        );
+        pod_event(&before, "Pulled", "kept", now);
+        pod_event(&before, "Started", "kept too", now);
+        let (version, saved) = before.events_snapshot();
+        assert_eq!(version, 3);
+
+        let after = store_with("u1");
+        pod_event(&after, "Killing", "after the restart", now);
+        after.restore_events(saved.clone());
+        let events = after.events(None);
+        let reasons: Vec<_> = events
+            .iter()
+            .map(|e| e.reason.as_deref().unwrap())
+            .collect();
+        assert_eq!(reasons, ["Pulled", "Started", "Killing"]);
+        // A new event's name follows the restored ones.
+        pod_event(&after, "Created", "new", now);
+        let names: Vec<_> = after
+            .events(None)
+            .iter()
+            .map(|e| e.metadata.name.clone().unwrap())
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names.last().unwrap(), &format!("web.{:x}", 4));
     }
 }

@@ -20,6 +20,11 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     let id = container_id(&before, "main").expect("containerID");
     let pid = task_pid(&agent, &id).expect("a task for the container");
     let containers_before = ctr_list(&agent, "containers");
+    let (_, events_before) = pod_events(&agent, "default", "survivor").await;
+    assert!(
+        events_before.iter().any(|e| e["reason"] == "Started"),
+        "{events_before:#?}"
+    );
 
     let ended = agent.stop().await;
     assert!(
@@ -47,4 +52,13 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
         "duplicate containers"
     );
     assert_eq!(list_pods(&agent).await.len(), 1);
+    // The events are still there, as the API server keeps a kubelet's.
+    let (_, events_after) = pod_events(&agent, "default", "survivor").await;
+    let seen = |events: &[serde_json::Value]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| (e["reason"].to_string(), e["message"].to_string()))
+            .collect()
+    };
+    assert_eq!(seen(&events_after), seen(&events_before));
 }
