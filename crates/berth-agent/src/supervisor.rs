@@ -12,6 +12,7 @@ use berth_runtime::{
     PullProgress, RuntimeErrorKind,
 };
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{debug, info, warn};
 
 use crate::manifests::CONFIG_SOURCE_ANNOTATION;
@@ -62,9 +63,6 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
     /// Stores the pod and starts its worker (adopting what the runtime holds).
     fn admit(&self, mut pod: Pod) {
-        if pod.metadata.creation_timestamp.is_none() {
-            pod.metadata.creation_timestamp = Some(store::now());
-        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let adopted = self
             .adoptable
@@ -72,6 +70,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .expect("adoptable lock")
             .remove(&uid)
             .unwrap_or_default();
+        // A pod found running keeps its age and start time across the
+        // restart, as the API server keeps them across a kubelet's.
+        let kept = adopted.sandbox.as_ref().and_then(|s| s.pod_times);
+        let meta = &mut pod.metadata;
+        if meta.creation_timestamp.is_none() {
+            meta.creation_timestamp = Some(kept.map_or_else(store::now, |k| Time(k.created)));
+        }
+        if let Some(kept) = kept {
+            let status = pod.status.get_or_insert_with(Default::default);
+            status.start_time.get_or_insert(Time(kept.started));
+        }
         let deleting = pod.metadata.deletion_grace_period_seconds;
         let pod = self.store.put(pod);
         let handle = berth_pod::spawn(

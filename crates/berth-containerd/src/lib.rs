@@ -41,4 +41,7 @@ pub mod labels {
     pub const SANDBOX: &str = "io.berth.sandbox";
     /// Marks every object berth made.
     pub const MANAGED: &str = "io.berth.managed";
+    /// On a sandbox: the pod's creationTimestamp and startTime (RFC 3339).
+    pub const POD_CREATED: &str = "io.berth.pod.created";
+    pub const POD_STARTED: &str = "io.berth.pod.started";
 }

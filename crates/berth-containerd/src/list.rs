@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use berth_runtime::{
     ContainerId, ContainerKind, ExitInfo, Observed, ObservedContainer, ObservedState, PodRef,
-    RuntimeError, SandboxId, SandboxInfo,
+    PodTimes, RuntimeError, SandboxId, SandboxInfo,
 };
 use containerd_client::services::v1::{Container, ListContainersRequest, ListTasksRequest};
 use containerd_client::types::v1::{Process, Status};
@@ -92,7 +92,16 @@ fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> 
         },
         created_at: crate::typeurl::timestamp(container.created_at.as_ref())
             .unwrap_or_else(Timestamp::now),
+        pod_times: pod_times(container),
     }
+}
+
+fn pod_times(container: &Container) -> Option<PodTimes> {
+    let time = |key| container.labels.get(key)?.parse::<Timestamp>().ok();
+    Some(PodTimes {
+        created: time(labels::POD_CREATED)?,
+        started: time(labels::POD_STARTED)?,
+    })
 }
 
 fn container_of(container: &Container, task: Option<&Process>) -> ObservedContainer {

@@ -138,6 +138,7 @@ pub(crate) async fn create(
                 pid: 0,
                 ips,
                 created_at,
+                pod_times: Some(config.times),
             })
         }
         Err(e) => {
@@ -179,6 +180,8 @@ async fn create_pause(
     labels.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
     labels.insert(HOSTNAME_LABEL.into(), hostname.to_string());
     labels.insert(HOST_NETWORK_LABEL.into(), config.host_network.to_string());
+    labels.insert(labels::POD_CREATED.into(), config.times.created.to_string());
+    labels.insert(labels::POD_STARTED.into(), config.times.started.to_string());
     let spec_input = SandboxSpec {
         sandbox_id: id,
         pod_uid: &config.pod.uid,

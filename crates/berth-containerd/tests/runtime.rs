@@ -15,8 +15,8 @@ use std::time::Duration;
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ExitWaiter, ImageInfo,
-    ObservedState, PodRef, PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo,
-    Signal,
+    ObservedState, PodRef, PodTimes, PortMapping, Resources, RuntimeErrorKind, SandboxConfig,
+    SandboxInfo, Signal,
 };
 use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -204,6 +204,10 @@ fn sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxCo
         log_dir: log_dir.to_path_buf(),
         port_mappings: vec![],
         labels: BTreeMap::new(),
+        times: PodTimes {
+            created: jiff::Timestamp::UNIX_EPOCH,
+            started: jiff::Timestamp::now(),
+        },
     }
 }
 
@@ -633,6 +637,8 @@ async fn exits_signals_list_and_oom() {
         (sandbox.id.clone(), pod.clone(), true)
     );
     assert!(found.pid > 0, "the pause container runs");
+    assert_eq!(found.pod_times, sandbox.pod_times, "the pod's times are kept");
+    assert!(found.pod_times.is_some());
     let state = |id: &ContainerId| {
         let c = observed
             .containers

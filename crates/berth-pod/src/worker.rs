@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_api::status as rules;
 use berth_runtime::{
     ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ImageInfo, ObservedState, PodRef,
-    RuntimeError, SandboxConfig, SandboxInfo,
+    PodTimes, RuntimeError, SandboxConfig, SandboxInfo,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodCondition, PodSpec};
@@ -304,6 +304,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             log_dir: self.dirs.logs.clone(),
             port_mappings: port_mappings(&spec),
             labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+            times: PodTimes {
+                created: self
+                    .pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(self.start_time, |t| t.0),
+                started: self.start_time,
+            },
         };
         match self.rt.create_sandbox(&config).await {
             Ok(sandbox) => {

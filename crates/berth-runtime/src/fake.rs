@@ -324,6 +324,7 @@ impl ContainerRuntime for FakeRuntime {
             pid: 1000 + n as u32,
             ips: vec![IpAddr::V4(Ipv4Addr::new(10, 88, 0, n as u8))],
             created_at: Timestamp::now(),
+            pod_times: Some(config.times),
         };
         inner.sandboxes.insert(info.id.0.clone(), info.clone());
         Ok(info)

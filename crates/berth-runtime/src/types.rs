@@ -178,6 +178,19 @@ pub struct SandboxConfig {
     pub port_mappings: Vec<PortMapping>,
     /// The pod's own labels.
     pub labels: BTreeMap<String, String>,
+    /// Kept with the sandbox for a restarted agent.
+    pub times: PodTimes,
+}
+
+/// When the pod was created and first started on this node: the API
+/// server would keep these across a kubelet restart; the sandbox keeps them
+/// across an agent restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodTimes {
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// `status.startTime`.
+    pub started: Timestamp,
 }
 
 /// A sandbox that exists.
@@ -193,6 +206,9 @@ pub struct SandboxInfo {
     pub pid: u32,
     pub ips: Vec<IpAddr>,
     pub created_at: Timestamp,
+    /// As the sandbox was created with them (`None` for sandboxes made
+    /// before berth kept them).
+    pub pod_times: Option<PodTimes>,
 }
 
 /// A bind mount into a container.

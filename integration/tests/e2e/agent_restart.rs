@@ -4,6 +4,37 @@
 use berth_integration::*;
 use berth_testkit::process::{alive, Ended};
 
+/// `(creationTimestamp, startTime)`.
+fn times(pod: &serde_json::Value) -> (String, String) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&pod["metadata"]["creationTimestamp"]),
+        text(&pod["status"]["startTime"]),
+    )
+}
+
+/// The running pod whose name starts with `prefix` (a static pod's name ends
+/// with the node's).
+async fn wait_static_running(agent: &AgentProcess, prefix: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let pods = list_pods(agent).await;
+        let found = pods.iter().find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        });
+        if let Some(pod) = found.filter(|p| all_running(p)) {
+            return pod.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running {prefix}*: {pods:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn pods_survive_an_agent_restart_and_are_adopted() {
     let Some((_containerd, mut agent)) = setup().await else {
@@ -16,7 +47,27 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
             vec![sh_container("main", "exec sleep 3600")],
         )))
         .await;
+    // A static pod too: its object is made from the file at every start.
+    let kept = sh_container("main", "exec sleep 3600");
+    std::fs::write(
+        agent.manifest_dir().join("kept.yaml"),
+        manifest(&pod("kept", "Always", vec![kept])),
+    )
+    .unwrap();
     let before = wait_running(&agent, "survivor").await;
+    let static_before = wait_static_running(&agent, "kept-").await;
+    // Past the second the pods were made in, so that a reset would show.
+    let made = [&before, &static_before].map(|p| times(p).0);
+    let made = made
+        .iter()
+        .max()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let later = made + jiff::SignedDuration::from_secs(1);
+    while jiff::Timestamp::now() < later {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let id = container_id(&before, "main").expect("containerID");
     let pid = task_pid(&agent, &id).expect("a task for the container");
     let containers_before = ctr_list(&agent, "containers");
@@ -38,6 +89,11 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     agent.launch().await;
     let after = wait_running(&agent, "survivor").await;
     assert_eq!(uid(&after), uid(&before), "a different pod");
+    // Age and start time go on, as a kubelet restart leaves them.
+    assert_eq!(times(&after), times(&before));
+    let static_after = wait_static_running(&agent, "kept-").await;
+    assert_eq!(uid(&static_after), uid(&static_before));
+    assert_eq!(times(&static_after), times(&static_before));
     assert_eq!(
         container_id(&after, "main").as_deref(),
         Some(id.as_str()),
@@ -51,7 +107,7 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
         containers_before,
         "duplicate containers"
     );
-    assert_eq!(list_pods(&agent).await.len(), 1);
+    assert_eq!(list_pods(&agent).await.len(), 2);
     // The events are still there, as the API server keeps a kubelet's.
     let (_, events_after) = pod_events(&agent, "default", "survivor").await;
     let seen = |events: &[serde_json::Value]| -> Vec<(String, String)> {
