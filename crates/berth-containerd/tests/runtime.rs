@@ -637,7 +637,10 @@ async fn exits_signals_list_and_oom() {
         (sandbox.id.clone(), pod.clone(), true)
     );
     assert!(found.pid > 0, "the pause container runs");
-    assert_eq!(found.pod_times, sandbox.pod_times, "the pod's times are kept");
+    assert_eq!(
+        found.pod_times, sandbox.pod_times,
+        "the pod's times are kept"
+    );
     assert!(found.pod_times.is_some());
     let state = |id: &ContainerId| {
         let c = observed
