@@ -8,6 +8,7 @@
 pub mod command;
 pub mod cri_log;
 pub mod defaults;
+pub mod empty_dir;
 pub mod env;
 pub mod expansion;
 pub mod kubectl;

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use berth_api::empty_dir::{memory_size, Medium};
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
 /// Where one pod's files live.
@@ -58,11 +59,20 @@ impl PodDirs {
         fs::create_dir_all(&self.pod).map_err(|e| io("create", &self.pod, e))?;
         fs::create_dir_all(&self.logs).map_err(|e| io("create", &self.logs, e))?;
         for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            if volume.empty_dir.is_some() {
+            if let Some(source) = &volume.empty_dir {
+                let medium =
+                    Medium::of(source).map_err(|e| format!("volume {:?}: {e}", volume.name))?;
                 let dir = self.empty_dir(&volume.name);
                 fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
                     .map_err(|e| io("chmod", &dir, e))?;
+                // Mounted once: a pod adopted after an agent restart keeps
+                // what its tmpfs holds.
+                if medium == Medium::Memory && !is_mount_point(&dir) {
+                    let spec = pod.spec.as_ref().expect("a pod with volumes has a spec");
+                    let size = memory_size(spec, source, node_memory());
+                    mount_tmpfs(&dir, size).map_err(|e| io("mount tmpfs on", &dir, e))?;
+                }
             } else if let Some(host) = &volume.host_path {
                 check_host_path(
                     &volume.name,
@@ -121,8 +131,17 @@ impl PodDirs {
         Ok(path)
     }
 
-    /// Removes everything of the pod on the host.
+    /// Removes everything of the pod on the host, its tmpfs volumes
+    /// unmounted first.
     pub(crate) fn remove(&self) -> io::Result<()> {
+        let volumes = self.empty_dir("");
+        for entry in fs::read_dir(&volumes).into_iter().flatten().flatten() {
+            let dir = entry.path();
+            if is_mount_point(&dir) {
+                nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|e| io::Error::other(format!("unmount {}: {e}", dir.display())))?;
+            }
+        }
         for dir in [&self.pod, &self.logs] {
             match fs::remove_dir_all(dir) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -131,6 +150,44 @@ impl PodDirs {
         }
         Ok(())
     }
+}
+
+/// Whether `dir` is the root of a mount: another device than its parent's.
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(dir);
+    match (fs::metadata(dir), fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: u64) -> io::Result<()> {
+    let options = format!("size={size}");
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// The node's memory (MemTotal), what a pod could use at most.
+fn node_memory() -> u64 {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(u64::MAX, |kib| kib * 1024)
 }
 
 /// The kubelet's hostPath `type` checks; `DirectoryOrCreate` and
@@ -191,6 +248,61 @@ fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mounts_at(dir: &Path) -> usize {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = dir.to_string_lossy();
+        mountinfo
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(&*dir))
+            .count()
+    }
+
+    #[test]
+    fn a_memory_empty_dir_is_a_sized_tmpfs_mounted_once_and_unmounted_at_removal() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = PodDirs::new(tmp.path(), tmp.path(), "ns", "web", "u1");
+        let pod: Pod = serde_json::from_str(
+            r#"{"spec": {"containers": [{"name": "a"}], "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]}}"#,
+        )
+        .unwrap();
+        dirs.prepare(&pod).unwrap();
+        let dir = dirs.empty_dir("cache");
+        assert_eq!(mounts_at(&dir), 1);
+        fs::write(dir.join("kept"), "x").unwrap();
+        let too_big = fs::write(dir.join("big"), vec![0u8; 2 << 20]).unwrap_err();
+        assert_eq!(
+            too_big.raw_os_error(),
+            Some(nix::errno::Errno::ENOSPC as i32),
+            "{too_big}"
+        );
+        // Again (an adopted pod): the same tmpfs, its files kept.
+        dirs.prepare(&pod).unwrap();
+        assert_eq!(mounts_at(&dir), 1);
+        assert!(dir.join("kept").exists());
+
+        dirs.remove().unwrap();
+        assert_eq!(mounts_at(&dir), 0);
+        assert!(!dirs.pod.exists());
+    }
+
+    #[test]
+    fn an_unknown_medium_fails_naming_the_volume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = PodDirs::new(tmp.path(), tmp.path(), "ns", "web", "u1");
+        let pod: Pod = serde_json::from_str(
+            r#"{"spec": {"containers": [{"name": "a"}], "volumes": [{"name": "huge", "emptyDir": {"medium": "HugePages"}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            dirs.prepare(&pod).unwrap_err(),
+            "volume \"huge\": unknown storage medium \"HugePages\""
+        );
+    }
 
     #[test]
     fn an_instances_logs_go_with_their_rotated_files_and_no_others() {

@@ -1,5 +1,6 @@
 //! hostPath volumes: DirectoryOrCreate makes the directory; a failed type
 //! check holds the pod in ContainerCreating, as the kubelet's FailedMount does.
+//! emptyDir volumes of medium Memory are a tmpfs of the kubelet's size.
 
 use std::time::Duration;
 
@@ -78,4 +79,45 @@ async fn host_path_file_type_on_a_missing_path_keeps_the_pod_creating() {
         "no FailedMount event:\n{describe}"
     );
     assert!(!missing.exists(), "type File must not create the path");
+}
+
+#[tokio::test]
+async fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_gone_with_the_pod() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let script = "grep ' /cache ' /proc/mounts; \
+                  dd if=/dev/zero of=/cache/fill bs=1M count=5 2>&1 | grep -o 'No space left on device'; \
+                  trap 'exit 0' TERM; while true; do sleep 0.1; done";
+    let mut app = sh_container("app", script);
+    app["volumeMounts"] = json!([{ "name": "cache", "mountPath": "/cache" }]);
+    let mut spec = pod("memory-cache", "Always", vec![app]);
+    spec["spec"]["volumes"] = json!([{
+        "name": "cache",
+        "emptyDir": { "medium": "Memory", "sizeLimit": "4Mi" }
+    }]);
+    agent.apply_yaml(&manifest(&spec)).await;
+
+    let running = wait_running(&agent, "memory-cache").await;
+    let log = wait_log_contains(&agent, "memory-cache", "app", "No space left").await;
+    let mount = log.lines().next().unwrap_or_default();
+    assert!(
+        mount.starts_with("tmpfs /cache tmpfs ") && mount.contains("size=4096k"),
+        "{log}"
+    );
+    let pod_uid = uid(&running).to_owned();
+    let host_mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&pod_uid) && l.contains("tmpfs"))
+            .count()
+    };
+    assert_eq!(host_mounts(), 1, "the volume's tmpfs on the host");
+
+    agent.cli_ok(&["delete", "pod", "memory-cache"]).await;
+    agent
+        .wait_gone("default", "memory-cache", START_TIMEOUT)
+        .await;
+    assert_eq!(host_mounts(), 0, "the tmpfs outlived its pod");
 }
