@@ -58,10 +58,18 @@ impl PodDirs {
         let io = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
         fs::create_dir_all(&self.pod).map_err(|e| io("create", &self.pod, e))?;
         fs::create_dir_all(&self.logs).map_err(|e| io("create", &self.logs, e))?;
-        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let Some(spec) = &pod.spec else {
+            return Ok(());
+        };
+        for volume in spec.volumes.iter().flatten() {
             if let Some(source) = &volume.empty_dir {
-                let medium =
-                    Medium::of(source).map_err(|e| format!("volume {:?}: {e}", volume.name))?;
+                let set_up_failed = |e: String| {
+                    format!(
+                        "MountVolume.SetUp failed for volume \"{}\" : {e}",
+                        volume.name
+                    )
+                };
+                let medium = Medium::of(source).map_err(set_up_failed)?;
                 let dir = self.empty_dir(&volume.name);
                 fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
@@ -69,9 +77,9 @@ impl PodDirs {
                 // Mounted once: a pod adopted after an agent restart keeps
                 // what its tmpfs holds.
                 if medium == Medium::Memory && !is_mount_point(&dir) {
-                    let spec = pod.spec.as_ref().expect("a pod with volumes has a spec");
                     let size = memory_size(spec, source, node_memory());
-                    mount_tmpfs(&dir, size).map_err(|e| io("mount tmpfs on", &dir, e))?;
+                    mount_tmpfs(&dir, size)
+                        .map_err(|e| set_up_failed(io("mount tmpfs on", &dir, e)))?;
                 }
             } else if let Some(host) = &volume.host_path {
                 check_host_path(
@@ -300,7 +308,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             dirs.prepare(&pod).unwrap_err(),
-            "volume \"huge\": unknown storage medium \"HugePages\""
+            "MountVolume.SetUp failed for volume \"huge\" : unknown storage medium \"HugePages\""
         );
     }
 
