@@ -60,16 +60,10 @@ pub(crate) fn cni_paths(c: &Containerd) -> CniPaths {
     }
 }
 
-fn node_hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// The hostname of a sandbox, from its pause container's labels.
 pub(crate) fn hostname_of(pause: &Container) -> Result<String, RuntimeError> {
     if pause.labels.get(HOST_NETWORK_LABEL).map(String::as_str) == Some("true") {
-        return Ok(node_hostname());
+        return Ok(berth_runtime::node_hostname());
     }
     pause
         .labels
@@ -90,7 +84,7 @@ pub(crate) async fn create(
     let root = &c.config.root_dir;
     let namespaces = PodNamespaces::of(root, &id, config.host_network);
     let hostname = if config.host_network {
-        node_hostname()
+        berth_runtime::node_hostname()
     } else {
         config.hostname.clone()
     };

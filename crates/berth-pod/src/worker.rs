@@ -291,7 +291,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
         let hostname = if host_network {
-            nix_hostname()
+            berth_runtime::node_hostname()
         } else {
             spec.hostname
                 .clone()
@@ -660,10 +660,4 @@ fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtim
             })
         })
         .collect()
-}
-
-fn nix_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }

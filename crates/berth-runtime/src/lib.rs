@@ -7,12 +7,14 @@
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+mod host;
 mod types;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use error::{RuntimeError, RuntimeErrorKind};
+pub use host::node_hostname;
 pub use types::*;
 
 /// A container runtime as the pod worker sees it.
