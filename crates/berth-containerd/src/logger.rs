@@ -25,6 +25,12 @@ pub const LOGGER_SUBCOMMAND: &str = "logger";
 /// Longest log entry before a line is split into partial fragments (containerd's default).
 const MAX_ENTRY: usize = 16 * 1024;
 
+/// How a dead container's log is awaited: a poll every 10 ms, done after 5
+/// without growth, at most 1 s in all.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+const SETTLE_POLLS: u32 = 5;
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The stdio URI that makes the shim spawn the logger for `log_path`.
 pub(crate) fn log_uri(logger_binary: &Path, log_path: &Path) -> String {
     format!(
@@ -215,6 +221,32 @@ impl LiveFile {
     }
 }
 
+/// Returns once the log file of a dead container has stopped growing (its
+/// size the same over [`SETTLE_POLLS`] polls), or after [`SETTLE_LIMIT`]: the
+/// logger may still be copying the last output out of the pipe. It gets no
+/// end-of-file before the task is deleted (the shim keeps the pipes' write
+/// ends until then), so the file itself is watched. An exit is reported
+/// after this, so that what reads the log at the exit (`logs`, the
+/// termination message's fallback) sees the container's last words, as
+/// containerd's CRI reports an exit once the task's output is copied.
+pub(crate) async fn log_settled(path: &Path) {
+    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+    let mut last = None;
+    let mut unchanged = 0;
+    while tokio::time::Instant::now() < deadline {
+        let size = std::fs::metadata(path).map(|m| m.len()).ok();
+        if size == last {
+            unchanged += 1;
+            if unchanged >= SETTLE_POLLS {
+                return;
+            }
+        } else {
+            (last, unchanged) = (size, 0);
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
 fn copy_stream(mut source: File, stream: &str, file: &Mutex<LiveFile>) -> io::Result<()> {
     let mut splitter = LineSplitter::new(MAX_ENTRY);
     let mut buf = vec![0u8; 32 * 1024];
@@ -309,6 +341,54 @@ mod tests {
         assert_eq!(read(&rotated), "before\n");
         assert_eq!(read(&dir.path().join("second")), "after\n");
         assert_eq!(read(&path), "third\nfourth\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_log_is_read_once_it_stops_growing() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "").unwrap();
+        // A logger still copying: three more writes, 15 ms apart.
+        let writer = {
+            let path = path.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .unwrap();
+                    f.write_all(b"more\n").unwrap();
+                }
+            })
+        };
+        let began = tokio::time::Instant::now();
+        log_settled(&path).await;
+        let took = began.elapsed();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "more\n".repeat(3));
+        assert!(
+            took >= std::time::Duration::from_millis(45 + 40),
+            "{took:?}"
+        );
+        assert!(took < SETTLE_LIMIT, "{took:?}");
+        writer.await.unwrap();
+
+        // A file that never stops growing is read at the limit.
+        let endless = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                f.write_all(b"x").unwrap();
+            }
+        });
+        let began = tokio::time::Instant::now();
+        log_settled(&dir.path().join("0.log")).await;
+        assert!(began.elapsed() >= SETTLE_LIMIT);
+        endless.abort();
     }
 
     #[test]

@@ -11,6 +11,7 @@ use berth_runtime::{ExitInfo, RuntimeError};
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::Container;
 use containerd_client::services::v1::{
     CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
 };
@@ -241,17 +242,11 @@ const SIGKILL_EXIT: u32 = 137;
 /// cgroup's own count. The shim publishes OOM events apart from exit events,
 /// so an OOM event can trail the exit; the cgroup stays until the task is
 /// deleted, which happens only after this answer.
-async fn kernel_oom_killed(c: &Containerd, id: &str) -> bool {
-    let uid = match crate::container::get(c, id).await {
-        Ok(Some(container)) => container.labels.get(crate::labels::POD_UID).cloned(),
-        _ => None,
+fn kernel_oom_killed(record: &Container, id: &str) -> bool {
+    let Some(uid) = record.labels.get(crate::labels::POD_UID) else {
+        return false;
     };
-    let Some(uid) = uid else { return false };
-    let cgroup = crate::cgroups::container_cgroup(&uid, id);
-    let kills = tokio::task::spawn_blocking(move || crate::cgroups::oom_kills(&cgroup))
-        .await
-        .ok()
-        .flatten();
+    let kills = crate::cgroups::oom_kills(&crate::cgroups::container_cgroup(uid, id));
     tracing::debug!(container = id, ?kills, "OOM kills counted by the cgroup");
     kills.is_some_and(|n| n > 0)
 }
@@ -275,11 +270,27 @@ pub(crate) async fn wait_for_exit(
         }
         match wait(c, id).await {
             Ok((status, exited_at)) => {
-                let oom = match &watcher {
-                    Some(watcher) => watcher.oom_killed(id).await,
-                    None => false,
+                let record = crate::container::get(c, id).await.ok().flatten();
+                let oom_event = async {
+                    match &watcher {
+                        Some(watcher) => watcher.oom_killed(id).await,
+                        None => false,
+                    }
                 };
-                let oom = oom || (status == SIGKILL_EXIT && kernel_oom_killed(c, id).await);
+                let log = record
+                    .as_ref()
+                    .and_then(|r| r.labels.get(crate::container::LOG_PATH_LABEL))
+                    .filter(|p| !p.is_empty())
+                    .map(std::path::PathBuf::from);
+                let log_settled = async {
+                    if let Some(log) = &log {
+                        crate::logger::log_settled(log).await;
+                    }
+                };
+                let (oom, ()) = tokio::join!(oom_event, log_settled);
+                let oom = oom
+                    || (status == SIGKILL_EXIT
+                        && record.is_some_and(|r| kernel_oom_killed(&r, id)));
                 return Ok(exit_info(status, exited_at, oom));
             }
             Err(status) if status.code() == tonic::Code::NotFound => {

@@ -117,7 +117,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     self.publish(false);
                 }
                 tokio::select! {
-                    Some(note) = self.exits_rx.recv() => self.on_exit(note).await,
+                    Some(note) = self.exits_rx.recv() => self.on_exit(note),
                     Some(update) = self.probe_rx.recv(), if whole_pod => self.on_readiness(update),
                     Ok(()) = term_rx.changed(), if requested => {
                         if let Some(t) = *term_rx.borrow_and_update() {

@@ -14,11 +14,6 @@ const LOG_LINES: usize = 80;
 const LOG_BYTES: usize = 2048;
 /// How far back in the log file the tail is looked for.
 const LOG_READ_LIMIT: u64 = 256 * 1024;
-/// How the log's end is awaited before its tail is read: a poll every 10 ms,
-/// done after 5 without growth, at most 1 s in all.
-const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
-const SETTLE_POLLS: u32 = 5;
-const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// All messages of a pod together; each container gets an equal share.
 pub(crate) const POD_LIMIT: usize = 12 * 1024;
 
@@ -36,29 +31,6 @@ fn tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
 pub(crate) fn from_file(path: &Path) -> Option<String> {
     let bytes = tail(path, FILE_LIMIT)?;
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Returns once the log file of a dead container has stopped growing (its
-/// size the same over [`SETTLE_POLLS`] polls), or after [`SETTLE_LIMIT`]: the
-/// logger may still be copying the last output out of the pipe. It gets no
-/// end-of-file to tell it is done before the task is deleted, so the file
-/// itself is watched.
-pub(crate) async fn log_settled(path: &Path) {
-    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
-    let mut last = None;
-    let mut unchanged = 0;
-    while tokio::time::Instant::now() < deadline {
-        let size = std::fs::metadata(path).map(|m| m.len()).ok();
-        if size == last {
-            unchanged += 1;
-            if unchanged >= SETTLE_POLLS {
-                return;
-            }
-        } else {
-            (last, unchanged) = (size, 0);
-        }
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
 }
 
 /// The last lines the container wrote, from its CRI log file.
@@ -97,54 +69,6 @@ pub(crate) fn truncate(message: &mut String, limit: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_log_is_read_once_it_stops_growing() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.log");
-        std::fs::write(&path, "").unwrap();
-        // A logger still copying: three more writes, 15 ms apart.
-        let writer = {
-            let path = path.clone();
-            tokio::spawn(async move {
-                for _ in 0..3 {
-                    tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-                    let mut f = std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(&path)
-                        .unwrap();
-                    f.write_all(b"more\n").unwrap();
-                }
-            })
-        };
-        let began = tokio::time::Instant::now();
-        log_settled(&path).await;
-        let took = began.elapsed();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "more\n".repeat(3));
-        assert!(
-            took >= std::time::Duration::from_millis(45 + 40),
-            "{took:?}"
-        );
-        assert!(took < SETTLE_LIMIT, "{took:?}");
-        writer.await.unwrap();
-
-        // A file that never stops growing is read at the limit.
-        let endless = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .unwrap();
-                f.write_all(b"x").unwrap();
-            }
-        });
-        let began = tokio::time::Instant::now();
-        log_settled(&dir.path().join("0.log")).await;
-        assert!(began.elapsed() >= SETTLE_LIMIT);
-        endless.abort();
-    }
 
     #[test]
     fn the_file_is_read_from_its_last_four_kilobytes() {

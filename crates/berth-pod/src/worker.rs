@@ -179,7 +179,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         return; // the supervisor is gone
                     }
                 }
-                Some(note) = self.exits_rx.recv() => self.on_exit(note).await,
+                Some(note) = self.exits_rx.recv() => self.on_exit(note),
                 Some(update) = self.probe_rx.recv() => self.on_probe(update).await,
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
@@ -461,7 +461,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
-    pub(crate) async fn on_exit(&mut self, note: ExitNote) {
+    pub(crate) fn on_exit(&mut self, note: ExitNote) {
         let Some(i) = self
             .records
             .iter()
@@ -495,7 +495,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .and_then(crate::termination_message::from_file);
         if message.is_none() && fallback_to_logs && exit.exit_code != 0 {
             let log = self.dirs.log_path(&rec.name, instance.attempt);
-            crate::termination_message::log_settled(&log).await;
             message = crate::termination_message::from_log(&log);
         }
         instance.state = InstanceState::Exited {
