@@ -73,17 +73,22 @@ if systemd_runs; then
   systemctl enable berth
   systemctl restart berth
 else
-  # No systemd: a background process, restarted with the new binary.
-  if [[ -f /run/berth.pid ]] && kill -0 "$(cat /run/berth.pid)" 2>/dev/null; then
-    old=$(cat /run/berth.pid)
-    kill -TERM "$old"
-    old_gone() { ! kill -0 "$old" 2>/dev/null; }
+  # No systemd: a background process, restarted with the new binary. Any
+  # running agent is stopped, not only one this script started: a second
+  # agent would refuse the busy socket while the old one went on answering.
+  agents() { pgrep -f '^/usr/local/bin/berth agent( |$)'; }
+  if old=$(agents); then
+    kill -TERM $old
+    old_gone() { ! agents >/dev/null; }
     wait_until 15 old_gone || die "the old agent (pid $old) did not stop"
   fi
   nohup /usr/local/bin/berth agent --config "$CONFIG" >>/var/log/berth.log 2>&1 &
   echo $! >/run/berth.pid
 fi
 wait_until 20 agent_up || die "the agent did not come up (see /var/log/berth.log or journalctl -u berth)"
+if ! systemd_runs && ! kill -0 "$(cat /run/berth.pid)" 2>/dev/null; then
+  die "the agent exited at start (see /var/log/berth.log)"
+fi
 
 say "image $IMAGE"
 archive=$(mktemp --suffix=.oci.tar)
