@@ -343,6 +343,39 @@ pub async fn wait_cli_output(
     }
 }
 
+/// Polls the pod list until `pred` holds for the pod whose name starts with
+/// `prefix` (a static pod's name ends with the node's). At every look there
+/// is at most one: a name is unique in the API, and the kubelet starts a
+/// replaced static pod only once the old one has terminated.
+pub async fn wait_static_pod(
+    agent: &AgentProcess,
+    prefix: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let found: Vec<Value> = list_pods(agent)
+            .await
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .collect();
+        assert!(found.len() <= 1, "two pods share a name: {found:#?}");
+        if let Some(pod) = found.first().filter(|p| pred(p)) {
+            return pod.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "static pod {prefix}* not {what}: {found:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A container that exits 0 on SIGTERM, logging `ready` once its trap is set.
 pub fn term_handling_container(name: &str) -> Value {
     sh_container(

@@ -222,14 +222,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     shutdown: CancellationToken,
 ) {
     let mut gc = ImageGc::default();
-    let mut ticker = tokio::time::interval(policy.period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every = crate::periodic::Every::new(policy.period, &shutdown);
     let mut failed_before = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    while every.tick().await {
         let usage = match FsUsage::of(&policy.image_fs_dir) {
             Ok(usage) => usage,
             Err(e) => {

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod manifests;
 mod node;
 mod orphans;
+mod periodic;
 pub mod saved_events;
 pub mod service;
 pub mod store;

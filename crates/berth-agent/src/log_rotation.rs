@@ -169,13 +169,8 @@ pub async fn run<R: ContainerRuntime>(
     log_dir: PathBuf,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(policy.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut every = crate::periodic::Every::new(policy.interval, &shutdown);
+    while every.tick().await {
         let observed = match rt.list().await {
             Ok(observed) => observed,
             Err(e) => {

@@ -74,15 +74,11 @@ fn write(path: &Path, events: &[Event]) -> io::Result<()> {
 /// on disk, for the final save.
 pub async fn run(store: Arc<PodStore>, path: PathBuf, stop: CancellationToken) -> u64 {
     let mut saved = store.events_version();
-    let mut ticker = tokio::time::interval(SAVE_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return saved,
-            _ = ticker.tick() => {}
-        }
+    let mut every = crate::periodic::Every::new(SAVE_EVERY, &stop);
+    while every.tick().await {
         saved = save(&store, &path, saved).await;
     }
+    saved
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The local API server against an in-memory `PodService`, over a real unix
 //! socket; and the static pod source on a temporary directory.
 
+mod client;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -15,15 +17,15 @@ use berth_agent::{
 };
 use berth_pod::{TimelineEntry, TimelineStep};
 use berth_runtime::{ExecOutput, ImageInfo};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(10);
+use client::WAIT;
 
 // ---- the fake service ----
 
@@ -242,20 +244,7 @@ impl Server {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Result<hyper::Response<Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        Ok(sender
-            .send_request(request.body(Full::new(body.into()))?)
-            .await?)
+        client::send(&self.socket, method, path, content_type, body).await
     }
 
     /// A whole response: status, content type and body.
@@ -265,16 +254,7 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, String, Bytes)> {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let response = self
-            .send(method, path, Some("application/json"), body)
-            .await?;
-        let status = response.status();
-        let content_type = header(&response, "content-type");
-        let bytes = tokio::time::timeout(WAIT, response.into_body().collect())
-            .await??
-            .to_bytes();
-        Ok((status, content_type, bytes))
+        client::call(&self.socket, method, path, body).await
     }
 
     async fn json(
@@ -283,10 +263,7 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value)> {
-        let (status, _, bytes) = self.call(method, path, body).await?;
-        let value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
-        Ok((status, value))
+        client::json(&self.socket, method, path, body).await
     }
 
     /// POSTs `pod` to the pods of `namespace`.
@@ -306,14 +283,6 @@ impl Server {
         let path = format!("/api/v1/namespaces/default/pods/{pod}");
         self.json(method, &path, body).await
     }
-}
-
-fn header(response: &hyper::Response<Incoming>, name: &str) -> String {
-    let value = response.headers().get(name);
-    value
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Reads a streamed body piece by piece.

@@ -1,24 +1,23 @@
 //! The image pull and removal endpoints, end to end through the local API
 //! socket to the supervisor on the in-memory runtime.
 
+mod client;
 mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use berth_agent::{api, PodService, Supervisor};
 use berth_runtime::fake::{Call, FakeRuntime};
 use berth_runtime::{ImageConfig, ImageInfo, RuntimeError};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, StatusCode};
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(10);
+use client::WAIT;
 const PULL: &str = "/apis/berth.io/v1/images/pull";
 
 struct Agent {
@@ -58,22 +57,7 @@ impl Agent {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Bytes)> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let bytes = tokio::time::timeout(WAIT, response.into_body().collect())
-            .await??
-            .to_bytes();
+        let (status, _, bytes) = client::call(&self.socket, method, path, body).await?;
         Ok((status, bytes))
     }
 
@@ -83,10 +67,7 @@ impl Agent {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value)> {
-        let (status, bytes) = self.call(method, path, body).await?;
-        let value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
-        Ok((status, value))
+        client::json(&self.socket, method, path, body).await
     }
 
     /// A pull's status and its stream, one value per line.

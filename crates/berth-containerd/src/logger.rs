@@ -185,6 +185,9 @@ fn inherited(fd: RawFd) -> File {
 struct LiveFile {
     path: PathBuf,
     file: File,
+    /// The open file's (device, inode), compared with the path's before
+    /// each write; `None` if it could not be read (then every write reopens).
+    identity: Option<(u64, u64)>,
 }
 
 impl LiveFile {
@@ -194,9 +197,11 @@ impl LiveFile {
             .append(true)
             .mode(0o640)
             .open(path)?;
+        let identity = file.metadata().ok().map(|m| (m.dev(), m.ino()));
         Ok(Self {
             path: path.to_owned(),
             file,
+            identity,
         })
     }
 
@@ -214,10 +219,8 @@ impl LiveFile {
     }
 
     fn moved(&self) -> bool {
-        let (Ok(named), Ok(open)) = (std::fs::metadata(&self.path), self.file.metadata()) else {
-            return true;
-        };
-        (named.dev(), named.ino()) != (open.dev(), open.ino())
+        let named = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
+        named.ok() != self.identity || self.identity.is_none()
     }
 }
 

@@ -63,12 +63,7 @@ impl PodDirs {
         };
         for volume in spec.volumes.iter().flatten() {
             if let Some(source) = &volume.empty_dir {
-                let set_up_failed = |e: String| {
-                    format!(
-                        "MountVolume.SetUp failed for volume \"{}\" : {e}",
-                        volume.name
-                    )
-                };
+                let set_up_failed = |e: String| set_up_failed(&volume.name, &e);
                 let medium = Medium::of(source).map_err(set_up_failed)?;
                 let dir = self.empty_dir(&volume.name);
                 fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
@@ -198,15 +193,21 @@ fn node_memory() -> u64 {
         .map_or(u64::MAX, |kib| kib * 1024)
 }
 
+/// A volume that could not be set up, in the kubelet's words.
+fn set_up_failed(volume: &str, error: &str) -> String {
+    format!("MountVolume.SetUp failed for volume \"{volume}\" : {error}")
+}
+
 /// The kubelet's hostPath `type` checks; `DirectoryOrCreate` and
 /// `FileOrCreate` create what is missing.
 fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> {
     let meta = fs::metadata(path);
     let fail = |what: &str| {
-        Err(format!(
-            "MountVolume.SetUp failed for volume \"{volume}\" : hostPath type check failed: {} is not a {what}",
+        let check = format!(
+            "hostPath type check failed: {} is not a {what}",
             path.display()
-        ))
+        );
+        Err(set_up_failed(volume, &check))
     };
     match kind {
         "" => Ok(()),

@@ -15,7 +15,6 @@ use berth_containerd::ContainerdConfig;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
-use tokio::time::Instant;
 
 use crate::{mounts, process};
 
@@ -101,23 +100,19 @@ impl PrivateContainerd {
     /// it only after its plugins are loaded, so a connect is the readiness
     /// signal, and polling it with a deadline is all a client can do.
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + BOOT_DEADLINE;
-        loop {
-            if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() >= deadline {
-                panic!(
-                    "containerd did not come up on {}:\n{}",
-                    self.socket.display(),
-                    self.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let socket = self.socket.clone();
+        let child = self.child.as_mut().expect("containerd was spawned");
+        let up = crate::process::wait_serving(child, BOOT_DEADLINE, || {
+            let socket = socket.clone();
+            async move { tokio::net::UnixStream::connect(&socket).await.is_ok() }
+        })
+        .await;
+        if !up {
+            panic!(
+                "containerd did not come up on {}:\n{}",
+                self.socket.display(),
+                self.log_tail(40)
+            );
         }
     }
 

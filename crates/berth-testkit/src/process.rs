@@ -49,6 +49,27 @@ pub fn terminate(mut child: Child, signal: Signal, grace: Duration) -> Ended {
 }
 
 /// Whether a process with this pid exists (a zombie counts as existing).
+/// Polls `serving` until it holds (a daemon's socket accepting connections:
+/// the readiness a client can see); `false` if `child` exits first or
+/// `deadline` passes.
+pub async fn wait_serving<F: std::future::Future<Output = bool>>(
+    child: &mut Child,
+    deadline: Duration,
+    mut serving: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + deadline;
+    loop {
+        if serving().await {
+            return true;
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        if exited || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }

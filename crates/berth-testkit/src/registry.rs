@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
-use tokio::time::Instant;
 
 use crate::containerd::REQUIRE_ENV;
 use crate::process;
@@ -150,26 +149,21 @@ impl LocalRegistry {
             .stderr(log)
             .spawn()
             .expect("spawn docker-registry");
-        self.child = Some(child);
-        let deadline = Instant::now() + BOOT_DEADLINE;
-        // It listens once its storage and handlers are set up: a connect is
-        // the readiness signal a client can see.
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() >= deadline {
-                panic!(
-                    "docker-registry did not come up on port {}:\n{}",
-                    self.port,
-                    self.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // It listens once its storage and handlers are set up.
+        let port = self.port;
+        let child = self.child.insert(child);
+        let up = crate::process::wait_serving(child, BOOT_DEADLINE, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        if !up {
+            panic!(
+                "docker-registry did not come up on port {}:\n{}",
+                self.port,
+                self.log_tail(30)
+            );
         }
     }
 

@@ -13,28 +13,6 @@ fn times(pod: &serde_json::Value) -> (String, String) {
     )
 }
 
-/// The running pod whose name starts with `prefix` (a static pod's name ends
-/// with the node's).
-async fn wait_static_running(agent: &AgentProcess, prefix: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    loop {
-        let pods = list_pods(agent).await;
-        let found = pods.iter().find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with(prefix))
-        });
-        if let Some(pod) = found.filter(|p| all_running(p)) {
-            return pod.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no running {prefix}*: {pods:#?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn pods_survive_an_agent_restart_and_are_adopted() {
     let Some((_containerd, mut agent)) = setup().await else {
@@ -55,7 +33,7 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     )
     .unwrap();
     let before = wait_running(&agent, "survivor").await;
-    let static_before = wait_static_running(&agent, "kept-").await;
+    let static_before = wait_static_pod(&agent, "kept-", "Running", all_running).await;
     // Past the second the pods were made in, so that a reset would show.
     let made = [&before, &static_before].map(|p| times(p).0);
     let made = made
@@ -91,7 +69,7 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     assert_eq!(uid(&after), uid(&before), "a different pod");
     // Age and start time go on, as a kubelet restart leaves them.
     assert_eq!(times(&after), times(&before));
-    let static_after = wait_static_running(&agent, "kept-").await;
+    let static_after = wait_static_pod(&agent, "kept-", "Running", all_running).await;
     assert_eq!(uid(&static_after), uid(&static_before));
     assert_eq!(times(&static_after), times(&static_before));
     assert_eq!(

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use berth_integration::*;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 fn static_manifest(mark: &str) -> String {
     let mut container = sh_container(
@@ -16,31 +15,9 @@ fn static_manifest(mark: &str) -> String {
     manifest(&pod("static-web", "Always", vec![container]))
 }
 
-/// Polls the pod list until `pred` holds for the pod named `static-web-*`.
-/// At every look there is at most one: a name is unique in the API, and the
-/// kubelet starts a replaced static pod only once the old one has terminated.
+/// The `static-web-<node>` pod once `pred` holds for it.
 async fn wait_static(agent: &AgentProcess, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let found: Vec<Value> = list_pods(agent)
-            .await
-            .into_iter()
-            .filter(|p| {
-                p["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("static-web-"))
-            })
-            .collect();
-        assert!(found.len() <= 1, "two pods share a name: {found:#?}");
-        if let Some(pod) = found.first().filter(|p| pred(p)) {
-            return pod.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "static pod not {what}: {found:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_static_pod(agent, "static-web-", what, pred).await
 }
 
 #[tokio::test]
