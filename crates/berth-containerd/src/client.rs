@@ -120,12 +120,34 @@ impl Containerd {
 pub(crate) fn status_error(status: tonic::Status) -> RuntimeError {
     use tonic::Code;
     let kind = match status.code() {
+        _ if is_unavailable(&status) => RuntimeErrorKind::Unavailable,
         Code::NotFound => RuntimeErrorKind::NotFound,
         Code::AlreadyExists => RuntimeErrorKind::AlreadyExists,
-        Code::Unavailable => RuntimeErrorKind::Unavailable,
         Code::DeadlineExceeded => RuntimeErrorKind::Timeout,
         Code::InvalidArgument => RuntimeErrorKind::InvalidSpec,
         _ => RuntimeErrorKind::Other,
     };
     RuntimeError::new(kind, status.message().to_string())
+}
+
+/// Whether a call failed because containerd could not be reached or the
+/// connection broke, rather than because containerd answered.
+pub(crate) fn is_unavailable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::Cancelled => true,
+        // A connection torn mid-call surfaces as a transport error.
+        Code::Unknown | Code::Internal => {
+            let text = status.message().to_ascii_lowercase();
+            [
+                "transport error",
+                "connection",
+                "broken pipe",
+                "h2 protocol error",
+            ]
+            .iter()
+            .any(|t| text.contains(t))
+        }
+        _ => false,
+    }
 }

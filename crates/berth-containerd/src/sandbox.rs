@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use berth_runtime::{PodRef, RuntimeError, SandboxConfig, SandboxId, SandboxInfo};
+use berth_runtime::{
+    PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId, SandboxInfo,
+};
 use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
 use jiff::Timestamp;
@@ -214,6 +216,38 @@ fn pause_start(c: &Containerd, id: &str) -> Option<PauseStart> {
         .cloned()
 }
 
+/// Creates and starts the pause task. A call cut off by a containerd
+/// restart is carried on from the state the new connection shows, so the
+/// pause task is never left created but not started.
+async fn run_pause(
+    c: &Containerd,
+    id: &str,
+    mounts: Vec<RootfsMount>,
+) -> Result<u32, RuntimeError> {
+    use containerd_client::types::v1::Status;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            match task::get(c, id).await? {
+                Some(p) if p.status == Status::Running as i32 => Ok(p.pid),
+                Some(p) if p.status == Status::Created as i32 => task::start(c, id).await,
+                _ => {
+                    task::create(c, id, mounts.clone(), String::new(), String::new()).await?;
+                    task::start(c, id).await
+                }
+            }
+        };
+        match attempt.await {
+            Err(e) if e.kind == RuntimeErrorKind::Unavailable => {
+                tracing::debug!(sandbox = id, error = %e, "containerd unavailable, pause start retried");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Creates and starts the pause task in the background, once the pod's first
 /// container has started (or after [`PAUSE_START_DEFERRAL`]): a shim serves
 /// one task create or start at a time, and nothing needs the pause process, so
@@ -236,12 +270,7 @@ fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
     let (c, id) = (c.clone(), id.to_string());
     tokio::spawn(async move {
         let _ = tokio::time::timeout(PAUSE_START_DEFERRAL, go.notified()).await;
-        let started = async {
-            task::create(&c, &id, mounts, String::new(), String::new()).await?;
-            task::start(&c, &id).await
-        }
-        .await;
-        match started {
+        match run_pause(&c, &id, mounts).await {
             Ok(pid) => tracing::debug!(sandbox = id, pid, "started pause container"),
             Err(e) => {
                 tracing::warn!(sandbox = id, error = %e, "start pause container (removing the sandbox cleans up)")

@@ -254,11 +254,19 @@ fn kernel_oom_killed(record: &Container, id: &str) -> bool {
 /// The exit of a container: waits for its task to exist, then for its exit.
 /// A start that failed to create the task ends the wait with exit code 128,
 /// as containerd's CRI plugin records a StartError.
+///
+/// Only containerd's own answer ends the wait. A call cut off because
+/// containerd went away (a restart) is asked again once it answers: the shim
+/// kept the task, and Wait through the new connection returns its exit even
+/// when it came while containerd was down. A task that was seen and is gone
+/// after the restart (its shim died with it) exited with a status nobody
+/// recorded: 255, containerd CRI's `unknownExitCode`.
 pub(crate) async fn wait_for_exit(
     c: &Containerd,
     id: &str,
     watcher: Option<Arc<crate::events::OomWatcher>>,
 ) -> Result<ExitInfo, RuntimeError> {
+    let mut reconnect = Reconnect::default();
     loop {
         let signal = start_signal(c, id);
         let notified = signal.notify.notified();
@@ -268,35 +276,33 @@ pub(crate) async fn wait_for_exit(
         if let Some(at) = *signal.failed_at.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(exit_info(128, Some(at), false));
         }
+        if reconnect.lost_connection {
+            // Whether the task outlived the outage decides what NotFound means.
+            match get(c, id).await {
+                Ok(found) => reconnect.task_seen |= found.is_some(),
+                Err(e) if e.kind == berth_runtime::RuntimeErrorKind::Unavailable => {
+                    reconnect.pause(id, &e.message).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match wait(c, id).await {
-            Ok((status, exited_at)) => {
-                let record = crate::container::get(c, id).await.ok().flatten();
-                let oom_event = async {
-                    match &watcher {
-                        Some(watcher) => watcher.oom_killed(id).await,
-                        None => false,
-                    }
-                };
-                let log = record
-                    .as_ref()
-                    .and_then(|r| r.labels.get(crate::container::LOG_PATH_LABEL))
-                    .filter(|p| !p.is_empty())
-                    .map(std::path::PathBuf::from);
-                let log_settled = async {
-                    if let Some(log) = &log {
-                        crate::logger::log_settled(log).await;
-                    }
-                };
-                let (oom, ()) = tokio::join!(oom_event, log_settled);
-                let oom = oom
-                    || (status == SIGKILL_EXIT
-                        && record.is_some_and(|r| kernel_oom_killed(&r, id)));
-                return Ok(exit_info(status, exited_at, oom));
+            Ok((status, exited_at)) => return Ok(exited(c, id, status, exited_at, watcher).await),
+            Err(status) if crate::client::is_unavailable(&status) => {
+                // A Wait cut off on a healthy connection was blocked on a
+                // live task (an absent one answers NotFound at once).
+                reconnect.task_seen |= !reconnect.lost_connection;
+                reconnect.pause(id, status.message()).await;
             }
             Err(status) if status.code() == tonic::Code::NotFound => {
                 if !crate::container::exists(c, id).await? {
                     forget_start_signal(c, id);
                     return Err(RuntimeError::not_found(format!("container {id} not found")));
+                }
+                if reconnect.task_seen && reconnect.lost_connection {
+                    tracing::warn!(container = id, "task gone after containerd restarted");
+                    return Ok(exit_info(UNKNOWN_EXIT, None, false));
                 }
                 notified.await;
             }
@@ -308,4 +314,66 @@ pub(crate) async fn wait_for_exit(
             }
         }
     }
+}
+
+/// containerd CRI's exit code for a container whose exit was never seen.
+const UNKNOWN_EXIT: u32 = 255;
+
+/// A waiter's memory of containerd going away.
+#[derive(Default)]
+struct Reconnect {
+    /// The task existed at some point of this wait.
+    task_seen: bool,
+    /// A call was cut off, so containerd may have restarted.
+    lost_connection: bool,
+    pause: std::time::Duration,
+}
+
+impl Reconnect {
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+    const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Waits a little before asking containerd again (50 ms, doubling to
+    /// 500 ms), so the wait re-arms soon after containerd answers.
+    async fn pause(&mut self, id: &str, why: &str) {
+        if !self.lost_connection {
+            tracing::debug!(
+                container = id,
+                "containerd unavailable, waiting to re-arm: {why}"
+            );
+        }
+        self.lost_connection = true;
+        self.pause = (self.pause * 2).clamp(Self::FIRST_PAUSE, Self::MAX_PAUSE);
+        tokio::time::sleep(self.pause).await;
+    }
+}
+
+/// The exit Wait returned, with the OOM verdict and the log settled.
+async fn exited(
+    c: &Containerd,
+    id: &str,
+    status: u32,
+    exited_at: Option<Timestamp>,
+    watcher: Option<Arc<crate::events::OomWatcher>>,
+) -> ExitInfo {
+    let record = crate::container::get(c, id).await.ok().flatten();
+    let oom_event = async {
+        match &watcher {
+            Some(watcher) => watcher.oom_killed(id).await,
+            None => false,
+        }
+    };
+    let log = record
+        .as_ref()
+        .and_then(|r| r.labels.get(crate::container::LOG_PATH_LABEL))
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let log_settled = async {
+        if let Some(log) = &log {
+            crate::logger::log_settled(log).await;
+        }
+    };
+    let (oom, ()) = tokio::join!(oom_event, log_settled);
+    let oom = oom || (status == SIGKILL_EXIT && record.is_some_and(|r| kernel_oom_killed(&r, id)));
+    exit_info(status, exited_at, oom)
 }

@@ -44,6 +44,9 @@ pub struct WorkerConfig {
 /// re-syncs a pod whose sync failed after about 10 s).
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// How long a failed exit waiter pauses before it is armed again.
+const REARM_AFTER: Duration = Duration::from_secs(1);
+
 /// A container exit, forwarded from the waiter armed before its start.
 pub(crate) struct ExitNote {
     pub id: ContainerId,
@@ -469,6 +472,24 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         else {
             return;
         };
+        let exit = match note.result {
+            Ok(exit) => exit,
+            // Only the runtime's word that the container exited ends it: a
+            // waiter that failed for any other reason is armed again.
+            Err(e) if !e.is_not_found() => {
+                debug!(container = %note.id, "exit waiter failed, re-arming: {e}");
+                self.rearm_waiter(note.id);
+                return;
+            }
+            Err(e) => {
+                warn!(container = %note.id, "lost track of container: {e}");
+                ExitInfo {
+                    exit_code: 137,
+                    finished_at: Timestamp::now(),
+                    oom_killed: false,
+                }
+            }
+        };
         self.stop_probers(&note.id);
         let fallback_to_logs = self
             .spec_container(i)
@@ -479,14 +500,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let InstanceState::Running { started_at } = instance.state else {
             return;
         };
-        let exit = note.result.unwrap_or_else(|e| {
-            warn!(container = %note.id, "lost track of container: {e}");
-            ExitInfo {
-                exit_code: 137,
-                finished_at: Timestamp::now(),
-                oom_killed: false,
-            }
-        });
         debug!(pod = %self.pod_ref, container = %rec.name, code = exit.exit_code, "container exited");
         let reason = rules::terminated_reason(exit.exit_code, exit.oom_killed).to_string();
         let mut message = instance
@@ -607,6 +620,21 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let tx = self.exits_tx.clone();
         tokio::spawn(async move {
             let result = waiter.await;
+            let _ = tx.send(ExitNote { id, result });
+        });
+    }
+
+    /// Waits for the container's exit again, after a pause: the runtime
+    /// could not say how the last wait ended.
+    fn rearm_waiter(&self, id: ContainerId) {
+        let rt = Arc::clone(&self.rt);
+        let tx = self.exits_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REARM_AFTER).await;
+            let result = match rt.wait_container(&id).await {
+                Ok(waiter) => waiter.await,
+                Err(e) => Err(e),
+            };
             let _ = tx.send(ExitNote { id, result });
         });
     }

@@ -213,6 +213,19 @@ impl FakeRuntime {
         self.changed.notify_waiters();
     }
 
+    /// Fails every armed exit waiter with `error`, as a runtime restart cuts
+    /// off its waits; the containers go on running.
+    pub fn fail_waiters(&self, error: RuntimeError) {
+        let mut inner = self.lock();
+        for c in inner.containers.values_mut() {
+            for waiter in c.waiters.drain(..) {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
     fn record(&self, call: Call) {
         self.lock().calls.push(call);
         self.changed.notify_waiters();

@@ -75,15 +75,7 @@ impl PrivateContainerd {
         let socket = base.join("containerd.sock");
         let config = base.join("config.toml");
         fs::write(&config, config_toml(&base)).expect("write containerd config");
-        let log = fs::File::create(base.join("containerd.log")).expect("create containerd log");
-        let child = Command::new(CONTAINERD_BIN)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let child = spawn_daemon(&base);
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let mut this = Self {
             dir: Some(dir),
@@ -94,6 +86,30 @@ impl PrivateContainerd {
         };
         this.wait_ready().await;
         this
+    }
+
+    /// Stops the daemon as `systemctl stop containerd` does (SIGTERM); the
+    /// shims and their containers run on.
+    pub fn stop_daemon(&mut self) {
+        if let Some(child) = self.child.take() {
+            process::terminate(child, Signal::SIGTERM, STOP_GRACE);
+        }
+    }
+
+    /// Starts the daemon again on the same root, state and sockets, and
+    /// waits until it serves; it reconnects to the shims still running.
+    pub async fn start_daemon(&mut self) {
+        assert!(self.child.is_none(), "containerd is already running");
+        let child = spawn_daemon(self.dir());
+        self.pid = child.id() as i32;
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// A containerd restart: [`Self::stop_daemon`], then [`Self::start_daemon`].
+    pub async fn restart(&mut self) {
+        self.stop_daemon();
+        self.start_daemon().await;
     }
 
     /// Polls the gRPC socket until it accepts a connection: containerd creates
@@ -213,6 +229,23 @@ impl Drop for PrivateContainerd {
             let _ = dir.close();
         }
     }
+}
+
+/// Starts containerd on the config in `base`, appending to its log there.
+fn spawn_daemon(base: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(base.join("containerd.log"))
+        .expect("open containerd log");
+    Command::new(CONTAINERD_BIN)
+        .arg("--config")
+        .arg(base.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd")
 }
 
 /// Runs `ctr --address socket -n namespace args...`.

@@ -8,6 +8,7 @@ mod agent_restart;
 mod cleanup;
 mod cli;
 mod command_args;
+mod containerd_restart;
 mod deploy_files;
 mod events;
 mod hooks;

@@ -250,3 +250,32 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
     assert_ne!(now.sandboxes[0].id, dead.id, "a new sandbox");
     assert!(now.containers.iter().all(|c| c.sandbox != dead.id));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_exit_wait_is_armed_again_not_taken_for_an_exit() {
+    let h = Harness::new();
+    let _w = h.spawn(pod(ONE));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    // containerd restarted: every wait is cut off, the container runs on.
+    h.rt.fail_waiters(berth_runtime::RuntimeError::new(
+        berth_runtime::RuntimeErrorKind::Unavailable,
+        "transport error",
+    ));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.starts("app"), 1, "a cut-off wait restarted the container");
+    let s = h.sink.latest();
+    assert_eq!(container(&s, "app").restart_count, 0);
+    assert!(container(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .running
+        .is_some());
+    // The re-armed waiter still sees the real exit.
+    h.rt.exit("app", 3);
+    let s = h
+        .sink
+        .wait_for("restart", |s| container(s, "app").restart_count == 1)
+        .await;
+    assert_eq!(last_terminated(&s, "app").exit_code, 3);
+}
