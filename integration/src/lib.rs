@@ -515,3 +515,52 @@ pub async fn timed_delete(agent: &AgentProcess, name: &str, extra: &[&str]) -> D
     );
     took
 }
+
+/// The IP files host-local keeps for this agent's network.
+pub fn allocated_ips(agent: &AgentProcess) -> Vec<String> {
+    let dir = agent.network().ipam_network_dir(&agent.ipam_dir());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+        .collect()
+}
+
+/// The command lines (NUL-separated) and environments of every process.
+fn processes() -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|p| {
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            Some((cmdline, environ))
+        })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `containerd-shim-runc-v2` processes serving containerd `namespace`.
+pub fn shims(namespace: &str) -> usize {
+    let flag = format!("-namespace\0{namespace}\0");
+    processes()
+        .filter(|(cmd, _)| {
+            contains(cmd, b"containerd-shim-runc-v2") && contains(cmd, flag.as_bytes())
+        })
+        .count()
+}
+
+/// `berth logger` processes writing logs of containers in `namespace`.
+pub fn loggers(namespace: &str) -> usize {
+    let env = format!("CONTAINER_NAMESPACE={namespace}\0");
+    processes()
+        .filter(|(cmd, environ)| contains(cmd, b"\0logger\0") && contains(environ, env.as_bytes()))
+        .count()
+}

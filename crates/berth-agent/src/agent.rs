@@ -72,6 +72,16 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         std::fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
     }
     let runtime = Arc::new(runtime);
+    match runtime.reclaim().await {
+        Ok(r) if r != Default::default() => info!(
+            sandboxes = r.sandboxes,
+            leases = r.leases,
+            processes = r.processes,
+            "released what an interrupted start left"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("reclaim leftovers of interrupted starts: {e}"),
+    }
     let mut adoptable = group_by_pod(runtime.list().await?);
     info!(pods = adoptable.len(), "found pods in the runtime");
 
@@ -93,9 +103,15 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         .extract_if(|uid, _| !claimed.contains(uid))
         .map(|(_, a)| a)
         .collect();
-    for orphan in orphans {
-        crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
-    }
+    // Stopping orphans takes their grace period: the API does not wait for it.
+    let orphans_removed = {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            for orphan in orphans {
+                crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
+            }
+        })
+    };
 
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
     let store = Arc::new(PodStore::new(finished_tx));
@@ -224,6 +240,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         }
     }
     supervisor.detach_all().await;
+    let _ = orphans_removed.await;
     // The drain's events too.
     let saved = events_saver.await.unwrap_or_default();
     crate::saved_events::save(supervisor.store(), &events_file, saved).await;

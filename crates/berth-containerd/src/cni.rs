@@ -260,7 +260,7 @@ pub(crate) fn cached_ips(root_dir: &Path, sandbox_id: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-fn cache_dir(root_dir: &Path) -> PathBuf {
+pub(crate) fn cache_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("cni").join("results")
 }
 

@@ -16,6 +16,7 @@ mod exec;
 mod list;
 pub mod logger;
 mod netns;
+mod reclaim;
 mod runtime;
 mod sandbox;
 mod spec;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ExecOutput, ExitWaiter, ImageInfo, Observed,
-    RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
+    Reclaimed, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, events, exec, list, sandbox, task, Containerd};
+use crate::{container, events, exec, list, reclaim, sandbox, task, Containerd};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -79,5 +79,9 @@ impl ContainerRuntime for Containerd {
 
     async fn list(&self) -> Result<Observed, RuntimeError> {
         list::list(self).await
+    }
+
+    async fn reclaim(&self) -> Result<Reclaimed, RuntimeError> {
+        reclaim::reclaim(self).await
     }
 }

@@ -372,7 +372,7 @@ fn mount_shm(dir: &Path) -> Result<(), RuntimeError> {
     })
 }
 
-fn unmount_shm(root_dir: &Path, id: &str) -> Result<(), RuntimeError> {
+pub(crate) fn unmount_shm(root_dir: &Path, id: &str) -> Result<(), RuntimeError> {
     let shm = shm_dir(root_dir, id);
     match umount2(&shm, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}

@@ -499,6 +499,10 @@ impl ContainerRuntime for FakeRuntime {
             .unwrap_or_default())
     }
 
+    async fn reclaim(&self) -> Result<Reclaimed, RuntimeError> {
+        Ok(Reclaimed::default())
+    }
+
     async fn list(&self) -> Result<Observed, RuntimeError> {
         let inner = self.lock();
         Ok(Observed {

@@ -99,6 +99,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
+
+    /// Releases what no sandbox or container of the runtime owns: the
+    /// leftovers of a start the agent died in (network attachments,
+    /// namespace pins, mounts, leases, helper processes). Call it before any
+    /// pod starts.
+    fn reclaim(&self) -> impl Future<Output = Result<Reclaimed, RuntimeError>> + Send;
 }
 
 /// The images a runtime holds, for `berth image` (the CRI's image service).

@@ -392,3 +392,13 @@ mod tests {
         assert_eq!(image.image_id(), "localhost:5000/app@sha256:abc");
     }
 }
+
+/// What [`ContainerRuntime::reclaim`](crate::ContainerRuntime::reclaim) released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Half-made sandboxes whose network, pins and mounts were released.
+    pub sandboxes: usize,
+    pub leases: usize,
+    /// Shims and loggers killed.
+    pub processes: usize,
+}

@@ -1,24 +1,9 @@
 //! What deletion leaves (nothing), what a bad manifest creates (nothing), and
 //! a missing image under pull policy Never.
 
-use std::net::IpAddr;
-
 use berth_integration::*;
 use berth_testkit::mounts::mounts_under;
 use serde_json::json;
-
-/// The IP files host-local keeps for this agent's network.
-fn allocated_ips(agent: &AgentProcess) -> Vec<String> {
-    let dir = agent.network().ipam_network_dir(&agent.ipam_dir());
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.parse::<IpAddr>().is_ok())
-        .collect()
-}
 
 #[tokio::test]
 async fn deletion_leaves_a_clean_host() {

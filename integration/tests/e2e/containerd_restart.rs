@@ -10,21 +10,6 @@ use tokio::time::Instant;
 
 const PODS: usize = 20;
 
-/// `containerd-shim-runc-v2` processes serving `namespace`.
-fn shims(namespace: &str) -> usize {
-    let needle = format!("-namespace\0{namespace}\0");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
-        .filter(|cmd| {
-            let cmd = String::from_utf8_lossy(cmd);
-            cmd.contains("containerd-shim-runc-v2") && cmd.contains(&needle)
-        })
-        .count()
-}
-
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids

@@ -9,6 +9,7 @@ mod cleanup;
 mod cli;
 mod command_args;
 mod containerd_restart;
+mod crash_recovery;
 mod deploy_files;
 mod events;
 mod hooks;

@@ -1,0 +1,238 @@
+//! What an agent killed in the middle of a pod start leaves behind, found and
+//! released at the next start: namespace pins, the pod's `/dev/shm` mount,
+//! CNI attachments (the veth and the host-local address), leases, and shims
+//! and loggers whose container record never came to be or is gone.
+//!
+//! A sandbox is live when containerd holds its pause container record;
+//! everything else berth keeps per sandbox id belongs to no pod. This runs
+//! before any worker starts, so no start is in flight that could own them.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use berth_runtime::{PodRef, Reclaimed, RuntimeError};
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::{DeleteRequest, ListContainersRequest, ListRequest};
+
+use crate::netns::PodNamespaces;
+use crate::sandbox::{cni_paths, shm_dir, unmount_shm};
+use crate::task::failed;
+use crate::{cni, labels, netns, Containerd};
+
+pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
+    let records = c
+        .containers()
+        .list(ListContainersRequest {
+            filters: vec![format!("labels.\"{}\"==true", labels::MANAGED)],
+        })
+        .await
+        .map_err(|s| failed("list containers", s))?
+        .into_inner()
+        .containers;
+    let live_sandboxes: HashSet<String> = records
+        .iter()
+        .filter(|r| r.labels.get(labels::SANDBOX).map(String::as_str) == Some("true"))
+        .map(|r| r.id.clone())
+        .collect();
+    let known: HashSet<String> = records.into_iter().map(|r| r.id).collect();
+
+    let mut reclaimed = Reclaimed::default();
+    let root = &c.config.root_dir;
+    for id in sandbox_ids_on_disk(root) {
+        if live_sandboxes.contains(&id) {
+            continue;
+        }
+        tracing::debug!(sandbox = id, "releasing what a half-made sandbox left");
+        release_sandbox(c, &id).await;
+        reclaimed.sandboxes += 1;
+    }
+    reclaimed.leases = delete_leases(c).await;
+    reclaimed.processes = kill_strays(c, &known);
+    Ok(reclaimed)
+}
+
+/// Every sandbox id berth keeps something for on disk: namespace pins, the
+/// shm directory, cached CNI results.
+fn sandbox_ids_on_disk(root: &Path) -> HashSet<String> {
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    };
+    let mut ids: HashSet<String> = names(&netns::dir(root)).into_iter().collect();
+    ids.extend(names(&root.join("sandboxes")));
+    ids.extend(
+        names(&cni::cache_dir(root))
+            .iter()
+            .filter_map(|file| sandbox_id_of_cache_file(file)),
+    );
+    ids
+}
+
+/// `<sandbox id>-<network>.json` → the sandbox id, which ends in `-` and 8
+/// hex digits (see `sandbox::new_sandbox_id`).
+pub(crate) fn sandbox_id_of_cache_file(file: &str) -> Option<String> {
+    let stem = file.strip_suffix(".json")?;
+    let bytes = stem.as_bytes();
+    (1..bytes.len()).find_map(|dash| {
+        let hex = bytes.get(dash + 1..dash + 9)?;
+        let ends = bytes.get(dash + 9) == Some(&b'-');
+        (bytes[dash] == b'-' && ends && hex.iter().all(|b| b.is_ascii_hexdigit()))
+            .then(|| stem[..dash + 9].to_string())
+    })
+}
+
+/// CNI DEL (which frees the address and the veth), the namespace pins and
+/// the shm mount. Failures are logged: the next start tries again.
+async fn release_sandbox(c: &Containerd, id: &str) {
+    let root = &c.config.root_dir;
+    let namespaces = PodNamespaces::of(root, id, false);
+    let has_network = namespaces.net.as_ref().is_some_and(|n| n.exists())
+        || std::fs::read_dir(cni::cache_dir(root))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                sandbox_id_of_cache_file(&e.file_name().to_string_lossy()).as_deref() == Some(id)
+            });
+    if has_network {
+        // The pod is unknown by now; DEL needs only the container id and
+        // the cached result.
+        let pod = PodRef {
+            uid: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        if let Err(e) =
+            cni::teardown_pod_network(&cni_paths(c), id, namespaces.net.as_deref(), &pod).await
+        {
+            tracing::warn!(sandbox = id, error = %e, "release the network of a half-made sandbox");
+        }
+    }
+    if let Err(e) = netns::remove(&namespaces.dir) {
+        tracing::warn!(sandbox = id, error = %e, "remove the namespace pins of a half-made sandbox");
+    }
+    if shm_dir(root, id).exists() {
+        if let Err(e) = unmount_shm(root, id) {
+            tracing::warn!(sandbox = id, error = %e, "remove the shm of a half-made sandbox");
+        }
+    }
+}
+
+/// Drops berth's leases: none is in use before the first worker starts, and
+/// what they kept (a prepared snapshot, a half-written blob) is garbage.
+async fn delete_leases(c: &Containerd) -> usize {
+    let mut client = LeasesClient::new(c.svc());
+    let leases = match client.list(ListRequest { filters: vec![] }).await {
+        Ok(list) => list.into_inner().leases,
+        Err(status) => {
+            tracing::warn!(error = %status.message(), "list leases");
+            return 0;
+        }
+    };
+    let mut deleted = 0;
+    for lease in leases.into_iter().filter(|l| l.id.starts_with("berth-")) {
+        let request = DeleteRequest {
+            id: lease.id.clone(),
+            sync: false,
+        };
+        match client.delete(request).await {
+            Ok(_) => deleted += 1,
+            Err(status) => {
+                tracing::warn!(lease = lease.id, error = %status.message(), "delete lease")
+            }
+        }
+    }
+    deleted
+}
+
+/// Shims and loggers of berth's containerd namespace whose container has no
+/// record: nothing will ever delete their task, so they would run forever.
+fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
+    let namespace = c.config.namespace.as_str();
+    let socket = c.config.socket.to_string_lossy();
+    let mut killed = 0;
+    for pid in std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Some(owner) = stray_owner(pid, namespace, &socket) else {
+            continue;
+        };
+        if known.contains(&owner) {
+            continue;
+        }
+        tracing::debug!(
+            pid,
+            container = owner,
+            "killing a process of a container with no record"
+        );
+        if nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
+/// (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its environment) of this
+/// containerd and namespace serves.
+fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if args.first()?.ends_with("containerd-shim-runc-v2") {
+        let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
+        return ours.then(|| flag("-id")).flatten();
+    }
+    if args.get(1).map(String::as_str) != Some(crate::logger::LOGGER_SUBCOMMAND) {
+        return None;
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let var = |name: &str| {
+        environ.split(|b| *b == 0).find_map(|kv| {
+            let kv = std::str::from_utf8(kv).ok()?;
+            kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
+        })
+    };
+    (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_files_name_their_sandbox() {
+        let id = |f| sandbox_id_of_cache_file(f);
+        assert_eq!(
+            id("3f2504e0-1a2b3c4d-berth-t1.json").as_deref(),
+            Some("3f2504e0-1a2b3c4d")
+        );
+        assert_eq!(
+            id("abc-defa-0123abcd-lo.json").as_deref(),
+            Some("abc-defa-0123abcd")
+        );
+        assert_eq!(id("pod-deadbeef-net.json").as_deref(), Some("pod-deadbeef"));
+        assert_eq!(id("garbage.json"), None);
+        assert_eq!(id("3f2504e0-1a2b3c4d-net.txt"), None);
+    }
+}
