@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use berth_api::empty_dir::{memory_size, Medium};
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
+use crate::mount_table;
+
 /// Where one pod's files live.
 #[derive(Debug, Clone)]
 pub struct PodDirs {
@@ -71,7 +73,7 @@ impl PodDirs {
                     .map_err(|e| io("chmod", &dir, e))?;
                 // Mounted once: a pod adopted after an agent restart keeps
                 // what its tmpfs holds.
-                if medium == Medium::Memory && !is_mount_point(&dir) {
+                if medium == Medium::Memory && !mount_table::is_mount_point(&dir) {
                     let size = memory_size(spec, source, node_memory());
                     mount_tmpfs(&dir, size)
                         .map_err(|e| set_up_failed(io("mount tmpfs on", &dir, e)))?;
@@ -134,35 +136,25 @@ impl PodDirs {
         Ok(path)
     }
 
-    /// Removes everything of the pod on the host, its tmpfs volumes
-    /// unmounted first.
+    /// Removes everything of the pod on the host (see [`remove_dirs`]).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        let volumes = self.empty_dir("");
-        for entry in fs::read_dir(&volumes).into_iter().flatten().flatten() {
-            let dir = entry.path();
-            if is_mount_point(&dir) {
-                nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
-                    .map_err(|e| io::Error::other(format!("unmount {}: {e}", dir.display())))?;
-            }
-        }
-        for dir in [&self.pod, &self.logs] {
-            match fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_dirs([&self.pod, &self.logs])
     }
 }
 
-/// Whether `dir` is the root of a mount: another device than its parent's.
-fn is_mount_point(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let parent = dir.parent().unwrap_or(dir);
-    match (fs::metadata(dir), fs::metadata(parent)) {
-        (Ok(d), Ok(p)) => d.dev() != p.dev(),
-        _ => false,
+/// Removes directories of a pod, each after unmounting what is mounted in it
+/// (tmpfs volumes, subPath staging mounts, also those of an agent that died);
+/// nothing is removed while anything stays mounted there: removing would
+/// walk into the volume behind the mount.
+fn remove_dirs<'a>(dirs: impl IntoIterator<Item = &'a PathBuf>) -> io::Result<()> {
+    for dir in dirs {
+        mount_table::unmount_all_under(dir)?;
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 fn mount_tmpfs(dir: &Path, size: u64) -> io::Result<()> {
