@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_api::empty_dir::{memory_size, Medium};
@@ -190,60 +190,67 @@ fn set_up_failed(volume: &str, error: &str) -> String {
     format!("MountVolume.SetUp failed for volume \"{volume}\" : {error}")
 }
 
-/// The kubelet's hostPath `type` checks; `DirectoryOrCreate` and
-/// `FileOrCreate` create what is missing.
+/// The kubelet's hostPath `checkType`. A hostPath follows symlinks (the
+/// API says so, and runc mounts what the path leads to), so the checks use
+/// stat, not lstat, as the kubelet's `getFileType` does: they describe the
+/// object that will be mounted. `DirectoryOrCreate` and `FileOrCreate` create
+/// what is missing with the kubelet's modes (0755, 0644, less the umask) and
+/// change nothing that exists.
 fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> {
-    let meta = fs::metadata(path);
-    let fail = |what: &str| {
-        let check = format!(
-            "hostPath type check failed: {} is not a {what}",
-            path.display()
-        );
-        Err(set_up_failed(volume, &check))
-    };
-    match kind {
-        "" => Ok(()),
-        "DirectoryOrCreate" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => fail("directory"),
-            Err(_) => {
-                fs::create_dir_all(path).map_err(|e| format!("create {}: {e}", path.display()))?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| format!("chmod {}: {e}", path.display()))
-            }
-        },
-        "FileOrCreate" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => fail("file"),
-            Err(_) => fs::OpenOptions::new()
-                .create(true)
+    let failed = |e: String| set_up_failed(volume, &e);
+    let exists = fs::metadata(path).is_ok();
+    let (want, description) = match kind {
+        "" => return Ok(()),
+        "DirectoryOrCreate" if !exists => {
+            return fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(|e| failed(format!("mkdir {}: {e}", path.display())));
+        }
+        "FileOrCreate" if !exists => {
+            return fs::OpenOptions::new()
                 .append(true)
+                .create(true)
+                .mode(0o644)
                 .open(path)
                 .map(|_| ())
-                .map_err(|e| format!("create {}: {e}", path.display())),
-        },
-        "Directory" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            _ => fail("directory"),
-        },
-        "File" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            _ => fail("file"),
-        },
-        "Socket" => match meta {
-            Ok(m) if m.file_type().is_socket() => Ok(()),
-            _ => fail("socket file"),
-        },
-        "CharDevice" => match meta {
-            Ok(m) if m.file_type().is_char_device() => Ok(()),
-            _ => fail("character device"),
-        },
-        "BlockDevice" => match meta {
-            Ok(m) if m.file_type().is_block_device() => Ok(()),
-            _ => fail("block device"),
-        },
-        other => Err(format!("unsupported hostPath type {other:?}")),
+                .map_err(|e| failed(format!("open {}: {e}", path.display())));
+        }
+        "Directory" | "DirectoryOrCreate" => ("Directory", "directory"),
+        "File" | "FileOrCreate" => ("File", "file"),
+        "Socket" => ("Socket", "socket file"),
+        "CharDevice" => ("CharDevice", "character device"),
+        "BlockDevice" => ("BlockDevice", "block device"),
+        other => return Err(failed(format!("{other} is an invalid volume type"))),
+    };
+    let meta = fs::metadata(path)
+        .map_err(|_| failed(format!("hostPath {} doesn't exist", path.display())))?;
+    let file_type = meta.file_type();
+    let actual = if file_type.is_dir() {
+        "Directory"
+    } else if file_type.is_file() {
+        "File"
+    } else if file_type.is_socket() {
+        "Socket"
+    } else if file_type.is_char_device() {
+        "CharDevice"
+    } else if file_type.is_block_device() {
+        "BlockDevice"
+    } else {
+        return Err(failed(format!(
+            "hostPath type check failed, {} is not a {description}, unable to determine its type: \
+             only recognize file, directory, socket, block device and character device",
+            path.display()
+        )));
+    };
+    if actual != want {
+        return Err(failed(format!(
+            "hostPath type check failed: {} is not a {description}, it's a {actual}",
+            path.display()
+        )));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -338,11 +345,45 @@ mod tests {
         assert!(dir.is_dir());
         check_host_path("v", &dir, "Directory").unwrap();
         let err = check_host_path("v", &dir, "File").unwrap_err();
-        assert!(err.contains("is not a file"), "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "MountVolume.SetUp failed for volume \"v\" : hostPath type check failed: \
+                 {} is not a file, it's a Directory",
+                dir.display()
+            )
+        );
         let file = tmp.path().join("f");
         check_host_path("v", &file, "FileOrCreate").unwrap();
         assert!(file.is_file());
         assert!(check_host_path("v", &file, "Socket").is_err());
         check_host_path("v", &tmp.path().join("whatever"), "").unwrap();
+        let missing = tmp.path().join("missing");
+        assert_eq!(
+            check_host_path("v", &missing, "CharDevice").unwrap_err(),
+            format!(
+                "MountVolume.SetUp failed for volume \"v\" : hostPath {} doesn't exist",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
+    fn host_path_checks_follow_symlinks_as_the_mount_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("real");
+        fs::create_dir(&dir).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        check_host_path("v", &link, "Directory").unwrap();
+        check_host_path("v", &link, "DirectoryOrCreate").unwrap();
+        assert!(check_host_path("v", &link, "File").is_err());
+        // A link to /dev/null is the character device it leads to.
+        let null = tmp.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        check_host_path("v", &null, "CharDevice").unwrap();
+        // FileOrCreate on an existing directory creates nothing and fails.
+        assert!(check_host_path("v", &dir, "FileOrCreate").is_err());
+        assert!(dir.is_dir());
     }
 }
