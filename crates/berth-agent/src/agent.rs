@@ -96,6 +96,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     for orphan in orphans {
         crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
     }
+    berth_pod::remove_orphaned_pod_dirs(&config.root_dir, &config.log_dir, |uid| {
+        claimed.iter().any(|c| c == uid)
+    });
 
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
     let store = Arc::new(PodStore::new(finished_tx));

@@ -142,6 +142,42 @@ impl PodDirs {
     }
 }
 
+/// Removes the directories of pods that are gone (deleted while the agent
+/// was down): `<root-dir>/pods/<uid>` for every uid `is_known` denies, with
+/// its log directory, unmounting what is mounted in it first. As the
+/// kubelet's `cleanupOrphanedPodDirs`.
+pub fn remove_orphaned_pod_dirs(root_dir: &Path, log_dir: &Path, is_known: impl Fn(&str) -> bool) {
+    let pods = fs::read_dir(root_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    let orphans: Vec<String> = pods
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|uid| !is_known(uid))
+        .collect();
+    if orphans.is_empty() {
+        return;
+    }
+    let log_dirs: Vec<PathBuf> = fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    for uid in orphans {
+        let suffix = format!("_{uid}");
+        let logs = log_dirs.iter().filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+        });
+        let removed = remove_dirs(std::iter::once(&root_dir.join("pods").join(&uid)).chain(logs));
+        match removed {
+            Ok(()) => tracing::info!(uid, "removed the directories of an orphaned pod"),
+            Err(e) => tracing::warn!(uid, "remove orphaned pod directories: {e}"),
+        }
+    }
+}
+
 /// Removes directories of a pod, each after unmounting what is mounted in it
 /// (tmpfs volumes, subPath staging mounts, also those of an agent that died);
 /// nothing is removed while anything stays mounted there: removing would
@@ -296,6 +332,42 @@ mod tests {
         dirs.remove().unwrap();
         assert_eq!(mounts_at(&dir), 0);
         assert!(!dirs.pod.exists());
+    }
+
+    #[test]
+    fn orphaned_pod_dirs_go_with_their_mounts_and_what_is_behind_them_stays() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: bind mounts need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, logs) = (tmp.path().join("root"), tmp.path().join("logs"));
+        let kept = PodDirs::new(&root, &logs, "ns", "kept", "u-kept");
+        let gone = PodDirs::new(&root, &logs, "ns", "gone", "u-gone");
+        for dirs in [&kept, &gone] {
+            fs::create_dir_all(&dirs.pod).unwrap();
+            fs::create_dir_all(dirs.logs.join("app")).unwrap();
+        }
+        // A staging mount left by an agent that died, of a host directory.
+        let host = tmp.path().join("host-data");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("precious"), "x").unwrap();
+        let staging = gone.pod.join("volume-subpaths/v/app/0");
+        fs::create_dir_all(&staging).unwrap();
+        nix::mount::mount(
+            Some(&host),
+            &staging,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+
+        remove_orphaned_pod_dirs(&root, &logs, |uid| uid == "u-kept");
+        assert!(!mount_table::is_mount_point(&staging));
+        assert!(!gone.pod.exists() && !gone.logs.exists());
+        assert!(kept.pod.exists() && kept.logs.exists());
+        assert_eq!(fs::read_to_string(host.join("precious")).unwrap(), "x");
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod timeline;
 mod worker;
 
 pub use backoff::BackoffPolicy;
-pub use dirs::PodDirs;
+pub use dirs::{remove_orphaned_pod_dirs, PodDirs};
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
 pub use sink::{EventType, PodEvent, PodSink};
 pub use timeline::{TimelineEntry, TimelineStep};

@@ -211,3 +211,34 @@ async fn sub_paths_inside_the_volume_work_and_their_mounts_go_with_the_pod() {
     assert_eq!(staging_mounts(&pod_uid), Vec::<String>::new());
     assert!(!agent.root_dir().join("pods").join(&pod_uid).exists());
 }
+
+#[tokio::test]
+async fn staging_mounts_of_a_pod_deleted_while_the_agent_was_down_are_removed() {
+    let Some((_containerd, mut agent)) = setup().await else {
+        return;
+    };
+    let mut main = sh_container("main", "exec sleep 3600");
+    main["volumeMounts"] = json!([{ "name": "data", "mountPath": "/d", "subPath": "dir" }]);
+    let mut spec = pod("orphan", "Always", vec![main]);
+    spec["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    let file = agent.manifest_dir().join("orphan.yaml");
+    std::fs::write(&file, manifest(&spec)).unwrap();
+    let running = wait_static_pod(&agent, "orphan-", "Running", all_running).await;
+    let pod_uid = uid(&running).to_owned();
+    assert_eq!(staging_mounts(&pod_uid).len(), 1);
+
+    agent.kill().await;
+    std::fs::remove_file(&file).unwrap();
+    agent.launch().await;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !staging_mounts(&pod_uid).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", staging_mounts(&pod_uid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pod_dir = agent.root_dir().join("pods").join(&pod_uid);
+    while pod_dir.exists() {
+        assert!(Instant::now() < deadline, "{} left", pod_dir.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
