@@ -106,6 +106,11 @@ impl SubPathMount<'_> {
     /// with the volume's mode) and bind-mounts it onto the staging path,
     /// which it returns: the source to give runc.
     pub(crate) fn prepare(&self) -> Result<PathBuf, String> {
+        // Validation makes both DNS labels; a spec that skipped it must not
+        // steer the staging path out of the pod's directory.
+        if !is_plain_name(self.volume) || !is_plain_name(self.container) {
+            return Err(self.failed_to_prepare(None));
+        }
         let dir_mode = fs::metadata(self.volume_path)
             .map(|m| Mode::from_bits_truncate(m.mode() & 0o7777))
             .map_err(|e| {
@@ -164,6 +169,11 @@ impl SubPathMount<'_> {
             self.volume, self.container, self.sub_path
         )
     }
+}
+
+/// A single path component that names a child: not empty, `.` or `..`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 /// Replaces whatever is at `target` by a bind mount of the opened object,
@@ -321,6 +331,13 @@ mod tests {
             2,
             "one mount per staging path"
         );
+
+        let odd = SubPathMount {
+            container: "..",
+            ..sub("dir", 3)
+        };
+        assert!(odd.prepare().is_err());
+        assert!(!pod_dir.join("volume-subpaths/data/3").exists());
 
         let err = sub("escape", 2).prepare().unwrap_err();
         assert_eq!(

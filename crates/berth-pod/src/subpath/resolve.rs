@@ -24,6 +24,9 @@ const MAX_SYMLINKS: usize = 40;
 /// How deep below the volume a subPath may lead; each level holds an open
 /// directory while the walk lasts.
 const MAX_DEPTH: usize = 256;
+/// Lookups in one walk: symlink targets add components, and each is a
+/// syscall the agent makes for the pod.
+const MAX_LOOKUPS: usize = 4096;
 
 /// What the walk opened: an `O_PATH` descriptor of the object the subPath
 /// names, to bind-mount through `/proc/self/fd/N`.
@@ -43,6 +46,8 @@ pub(crate) enum Refusal {
     TooManyLinks,
     #[error("it is more than {MAX_DEPTH} directories deep")]
     TooDeep,
+    #[error("it takes more than {MAX_LOOKUPS} lookups to resolve")]
+    TooLong,
     #[error("a component of it is not a directory")]
     NotADirectory,
     #[error("{}", .0.desc())]
@@ -87,7 +92,12 @@ impl Walker {
         let mut dirs: Vec<OwnedFd> = Vec::new();
         let mut pending: VecDeque<OsString> = components(Path::new(sub_path));
         let mut last: Option<Opened> = None;
+        let mut lookups = 0;
         while let Some(name) = pending.pop_front() {
+            lookups += 1;
+            if lookups > MAX_LOOKUPS {
+                return Err(Refusal::TooLong);
+            }
             if last.is_some() {
                 // Something that is not a directory, with more to come.
                 return Err(Refusal::NotADirectory);
@@ -324,6 +334,18 @@ mod tests {
             open(&vol, "app.conf/more").unwrap_err(),
             Refusal::NotADirectory
         );
+    }
+
+    #[test]
+    fn long_and_deep_walks_are_bounded() {
+        let (_tmp, vol) = volume();
+        // Each link costs 1600 lookups and leads back to the volume.
+        fs::create_dir(vol.join("d")).unwrap();
+        symlink(vec!["d/.."; 800].join("/"), vol.join("l")).unwrap();
+        assert!(open(&vol, "l/l/d").is_ok());
+        assert_eq!(open(&vol, "l/l/l/d").unwrap_err(), Refusal::TooLong);
+        let deep = vec!["d"; MAX_DEPTH + 1].join("/");
+        assert_eq!(open(&vol, &deep).unwrap_err(), Refusal::TooDeep);
     }
 
     #[test]
