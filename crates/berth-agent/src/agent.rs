@@ -106,10 +106,22 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     // Stopping orphans takes their grace period: the API does not wait for it.
     let orphans_removed = {
         let runtime = runtime.clone();
+        let (root_dir, log_dir) = (config.root_dir.clone(), config.log_dir.clone());
+        // Only pods on disk now: one made after the API opens is not an orphan.
+        let on_disk: Vec<String> = std::fs::read_dir(config.root_dir.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|uid| !claimed.contains(uid))
+            .collect();
         tokio::spawn(async move {
             for orphan in orphans {
                 crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
             }
+            berth_pod::remove_orphaned_pod_dirs(&root_dir, &log_dir, |uid| {
+                !on_disk.iter().any(|o| o == uid)
+            });
         })
     };
 

@@ -9,6 +9,7 @@ use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Re
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::dirs::PodDirs;
+use crate::subpath;
 use berth_api::quantity;
 
 /// Why a container cannot be configured: the kubelet's
@@ -109,7 +110,7 @@ pub(crate) fn build(
         env: vars,
         working_dir,
         user,
-        mounts: mounts(ctx, container, termination_message_file)?,
+        mounts: mounts(ctx, container, &kubelet_vars, termination_message_file)?,
         log_path: ctx.dirs.log_path(&container.name, attempt),
         read_only_root: security
             .and_then(|s| s.read_only_root_filesystem)
@@ -123,6 +124,7 @@ pub(crate) fn build(
 fn mounts(
     ctx: &PodContext<'_>,
     container: &Container,
+    vars: &[(String, String)],
     termination_message_file: Option<&std::path::Path>,
 ) -> Result<Vec<Mount>, ConfigError> {
     let volumes = ctx
@@ -133,28 +135,19 @@ fn mounts(
         .map(Vec::as_slice)
         .unwrap_or_default();
     let mut mounts = Vec::new();
-    for vm in container.volume_mounts.iter().flatten() {
-        let volume = volumes
-            .iter()
-            .find(|v| v.name == vm.name)
-            .ok_or_else(|| ConfigError(format!("volume {:?} not found", vm.name)))?;
-        let mut host_path = ctx
-            .dirs
-            .volume_path(volume)
-            .ok_or_else(|| ConfigError(format!("volume {:?} has no supported source", vm.name)))?;
-        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
-                return Err(ConfigError(format!(
-                    "subPath {sub:?} of volume {:?} must be a relative path without '..'",
-                    vm.name
-                )));
+    // Staging mounts made so far, released if a later volume mount fails.
+    let mut staged: Vec<std::path::PathBuf> = Vec::new();
+    for (index, vm) in container.volume_mounts.iter().flatten().enumerate() {
+        let source = volume_source(ctx, volumes, container, vars, index, vm).inspect_err(|_| {
+            for target in &staged {
+                let _ = subpath::release(target);
             }
-            host_path = host_path.join(sub);
-            std::fs::create_dir_all(&host_path)
-                .map_err(|e| ConfigError(format!("create subPath {}: {e}", host_path.display())))?;
+        })?;
+        if source.staged {
+            staged.push(source.path.clone());
         }
         mounts.push(Mount {
-            host_path,
+            host_path: source.path,
             container_path: vm.mount_path.clone(),
             read_only: vm.read_only.unwrap_or(false),
         });
@@ -189,6 +182,53 @@ fn mounts(
     }
     mounts.extend(extra);
     Ok(mounts)
+}
+
+/// The host path runc mounts for one volume mount.
+struct VolumeSource {
+    path: std::path::PathBuf,
+    /// A subPath staging mount berth made for this start.
+    staged: bool,
+}
+
+/// The volume's path, or for a subPath the staging mount of it that
+/// `subpath` made (never the joined path: the pod controls what is in it).
+fn volume_source(
+    ctx: &PodContext<'_>,
+    volumes: &[k8s_openapi::api::core::v1::Volume],
+    container: &Container,
+    vars: &[(String, String)],
+    index: usize,
+    vm: &k8s_openapi::api::core::v1::VolumeMount,
+) -> Result<VolumeSource, ConfigError> {
+    let volume = volumes
+        .iter()
+        .find(|v| v.name == vm.name)
+        .ok_or_else(|| ConfigError(format!("volume {:?} not found", vm.name)))?;
+    let path = ctx
+        .dirs
+        .volume_path(volume)
+        .ok_or_else(|| ConfigError(format!("volume {:?} has no supported source", vm.name)))?;
+    let Some(sub_path) = subpath::requested(vm, vars).map_err(ConfigError)? else {
+        return Ok(VolumeSource {
+            path,
+            staged: false,
+        });
+    };
+    let staging = subpath::SubPathMount {
+        pod_dir: &ctx.dirs.pod,
+        volume: &vm.name,
+        volume_path: &path,
+        sub_path: &sub_path,
+        container: &container.name,
+        index,
+    }
+    .prepare()
+    .map_err(ConfigError)?;
+    Ok(VolumeSource {
+        path: staging,
+        staged: true,
+    })
 }
 
 /// The kubelet's mapping of `resources` to cgroup settings: CPU requests to

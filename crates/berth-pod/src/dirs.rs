@@ -3,11 +3,13 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_api::empty_dir::{memory_size, Medium};
 use k8s_openapi::api::core::v1::{Pod, Volume};
+
+use crate::mount_table;
 
 /// Where one pod's files live.
 #[derive(Debug, Clone)]
@@ -71,7 +73,7 @@ impl PodDirs {
                     .map_err(|e| io("chmod", &dir, e))?;
                 // Mounted once: a pod adopted after an agent restart keeps
                 // what its tmpfs holds.
-                if medium == Medium::Memory && !is_mount_point(&dir) {
+                if medium == Medium::Memory && !mount_table::is_mount_point(&dir) {
                     let size = memory_size(spec, source, node_memory());
                     mount_tmpfs(&dir, size)
                         .map_err(|e| set_up_failed(io("mount tmpfs on", &dir, e)))?;
@@ -134,35 +136,61 @@ impl PodDirs {
         Ok(path)
     }
 
-    /// Removes everything of the pod on the host, its tmpfs volumes
-    /// unmounted first.
+    /// Removes everything of the pod on the host (see [`remove_dirs`]).
     pub(crate) fn remove(&self) -> io::Result<()> {
-        let volumes = self.empty_dir("");
-        for entry in fs::read_dir(&volumes).into_iter().flatten().flatten() {
-            let dir = entry.path();
-            if is_mount_point(&dir) {
-                nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
-                    .map_err(|e| io::Error::other(format!("unmount {}: {e}", dir.display())))?;
-            }
-        }
-        for dir in [&self.pod, &self.logs] {
-            match fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_dirs([&self.pod, &self.logs])
     }
 }
 
-/// Whether `dir` is the root of a mount: another device than its parent's.
-fn is_mount_point(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let parent = dir.parent().unwrap_or(dir);
-    match (fs::metadata(dir), fs::metadata(parent)) {
-        (Ok(d), Ok(p)) => d.dev() != p.dev(),
-        _ => false,
+/// Removes the directories of pods that are gone (deleted while the agent
+/// was down): `<root-dir>/pods/<uid>` for every uid `is_known` denies, with
+/// its log directory, unmounting what is mounted in it first. As the
+/// kubelet's `cleanupOrphanedPodDirs`.
+pub fn remove_orphaned_pod_dirs(root_dir: &Path, log_dir: &Path, is_known: impl Fn(&str) -> bool) {
+    let pods = fs::read_dir(root_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    let orphans: Vec<String> = pods
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|uid| !is_known(uid))
+        .collect();
+    if orphans.is_empty() {
+        return;
     }
+    let log_dirs: Vec<PathBuf> = fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    for uid in orphans {
+        let suffix = format!("_{uid}");
+        let logs = log_dirs.iter().filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+        });
+        let removed = remove_dirs(std::iter::once(&root_dir.join("pods").join(&uid)).chain(logs));
+        match removed {
+            Ok(()) => tracing::info!(uid, "removed the directories of an orphaned pod"),
+            Err(e) => tracing::warn!(uid, "remove orphaned pod directories: {e}"),
+        }
+    }
+}
+
+/// Removes directories of a pod, each after unmounting what is mounted in it
+/// (tmpfs volumes, subPath staging mounts, also those of an agent that died);
+/// nothing is removed while anything stays mounted there: removing would
+/// walk into the volume behind the mount.
+fn remove_dirs<'a>(dirs: impl IntoIterator<Item = &'a PathBuf>) -> io::Result<()> {
+    for dir in dirs {
+        mount_table::unmount_all_under(dir)?;
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn mount_tmpfs(dir: &Path, size: u64) -> io::Result<()> {
@@ -198,60 +226,67 @@ fn set_up_failed(volume: &str, error: &str) -> String {
     format!("MountVolume.SetUp failed for volume \"{volume}\" : {error}")
 }
 
-/// The kubelet's hostPath `type` checks; `DirectoryOrCreate` and
-/// `FileOrCreate` create what is missing.
+/// The kubelet's hostPath `checkType`. A hostPath follows symlinks (the
+/// API says so, and runc mounts what the path leads to), so the checks use
+/// stat, not lstat, as the kubelet's `getFileType` does: they describe the
+/// object that will be mounted. `DirectoryOrCreate` and `FileOrCreate` create
+/// what is missing with the kubelet's modes (0755, 0644, less the umask) and
+/// change nothing that exists.
 fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> {
-    let meta = fs::metadata(path);
-    let fail = |what: &str| {
-        let check = format!(
-            "hostPath type check failed: {} is not a {what}",
-            path.display()
-        );
-        Err(set_up_failed(volume, &check))
-    };
-    match kind {
-        "" => Ok(()),
-        "DirectoryOrCreate" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => fail("directory"),
-            Err(_) => {
-                fs::create_dir_all(path).map_err(|e| format!("create {}: {e}", path.display()))?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| format!("chmod {}: {e}", path.display()))
-            }
-        },
-        "FileOrCreate" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => fail("file"),
-            Err(_) => fs::OpenOptions::new()
-                .create(true)
+    let failed = |e: String| set_up_failed(volume, &e);
+    let exists = fs::metadata(path).is_ok();
+    let (want, description) = match kind {
+        "" => return Ok(()),
+        "DirectoryOrCreate" if !exists => {
+            return fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(|e| failed(format!("mkdir {}: {e}", path.display())));
+        }
+        "FileOrCreate" if !exists => {
+            return fs::OpenOptions::new()
                 .append(true)
+                .create(true)
+                .mode(0o644)
                 .open(path)
                 .map(|_| ())
-                .map_err(|e| format!("create {}: {e}", path.display())),
-        },
-        "Directory" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            _ => fail("directory"),
-        },
-        "File" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            _ => fail("file"),
-        },
-        "Socket" => match meta {
-            Ok(m) if m.file_type().is_socket() => Ok(()),
-            _ => fail("socket file"),
-        },
-        "CharDevice" => match meta {
-            Ok(m) if m.file_type().is_char_device() => Ok(()),
-            _ => fail("character device"),
-        },
-        "BlockDevice" => match meta {
-            Ok(m) if m.file_type().is_block_device() => Ok(()),
-            _ => fail("block device"),
-        },
-        other => Err(format!("unsupported hostPath type {other:?}")),
+                .map_err(|e| failed(format!("open {}: {e}", path.display())));
+        }
+        "Directory" | "DirectoryOrCreate" => ("Directory", "directory"),
+        "File" | "FileOrCreate" => ("File", "file"),
+        "Socket" => ("Socket", "socket file"),
+        "CharDevice" => ("CharDevice", "character device"),
+        "BlockDevice" => ("BlockDevice", "block device"),
+        other => return Err(failed(format!("{other} is an invalid volume type"))),
+    };
+    let meta = fs::metadata(path)
+        .map_err(|_| failed(format!("hostPath {} doesn't exist", path.display())))?;
+    let file_type = meta.file_type();
+    let actual = if file_type.is_dir() {
+        "Directory"
+    } else if file_type.is_file() {
+        "File"
+    } else if file_type.is_socket() {
+        "Socket"
+    } else if file_type.is_char_device() {
+        "CharDevice"
+    } else if file_type.is_block_device() {
+        "BlockDevice"
+    } else {
+        return Err(failed(format!(
+            "hostPath type check failed, {} is not a {description}, unable to determine its type: \
+             only recognize file, directory, socket, block device and character device",
+            path.display()
+        )));
+    };
+    if actual != want {
+        return Err(failed(format!(
+            "hostPath type check failed: {} is not a {description}, it's a {actual}",
+            path.display()
+        )));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -297,6 +332,42 @@ mod tests {
         dirs.remove().unwrap();
         assert_eq!(mounts_at(&dir), 0);
         assert!(!dirs.pod.exists());
+    }
+
+    #[test]
+    fn orphaned_pod_dirs_go_with_their_mounts_and_what_is_behind_them_stays() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: bind mounts need root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, logs) = (tmp.path().join("root"), tmp.path().join("logs"));
+        let kept = PodDirs::new(&root, &logs, "ns", "kept", "u-kept");
+        let gone = PodDirs::new(&root, &logs, "ns", "gone", "u-gone");
+        for dirs in [&kept, &gone] {
+            fs::create_dir_all(&dirs.pod).unwrap();
+            fs::create_dir_all(dirs.logs.join("app")).unwrap();
+        }
+        // A staging mount left by an agent that died, of a host directory.
+        let host = tmp.path().join("host-data");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("precious"), "x").unwrap();
+        let staging = gone.pod.join("volume-subpaths/v/app/0");
+        fs::create_dir_all(&staging).unwrap();
+        nix::mount::mount(
+            Some(&host),
+            &staging,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+
+        remove_orphaned_pod_dirs(&root, &logs, |uid| uid == "u-kept");
+        assert!(!mount_table::is_mount_point(&staging));
+        assert!(!gone.pod.exists() && !gone.logs.exists());
+        assert!(kept.pod.exists() && kept.logs.exists());
+        assert_eq!(fs::read_to_string(host.join("precious")).unwrap(), "x");
     }
 
     #[test]
@@ -346,11 +417,45 @@ mod tests {
         assert!(dir.is_dir());
         check_host_path("v", &dir, "Directory").unwrap();
         let err = check_host_path("v", &dir, "File").unwrap_err();
-        assert!(err.contains("is not a file"), "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "MountVolume.SetUp failed for volume \"v\" : hostPath type check failed: \
+                 {} is not a file, it's a Directory",
+                dir.display()
+            )
+        );
         let file = tmp.path().join("f");
         check_host_path("v", &file, "FileOrCreate").unwrap();
         assert!(file.is_file());
         assert!(check_host_path("v", &file, "Socket").is_err());
         check_host_path("v", &tmp.path().join("whatever"), "").unwrap();
+        let missing = tmp.path().join("missing");
+        assert_eq!(
+            check_host_path("v", &missing, "CharDevice").unwrap_err(),
+            format!(
+                "MountVolume.SetUp failed for volume \"v\" : hostPath {} doesn't exist",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
+    fn host_path_checks_follow_symlinks_as_the_mount_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("real");
+        fs::create_dir(&dir).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        check_host_path("v", &link, "Directory").unwrap();
+        check_host_path("v", &link, "DirectoryOrCreate").unwrap();
+        assert!(check_host_path("v", &link, "File").is_err());
+        // A link to /dev/null is the character device it leads to.
+        let null = tmp.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        check_host_path("v", &null, "CharDevice").unwrap();
+        // FileOrCreate on an existing directory creates nothing and fails.
+        assert!(check_host_path("v", &dir, "FileOrCreate").is_err());
+        assert!(dir.is_dir());
     }
 }

@@ -25,6 +25,7 @@ mod probes;
 mod registry_pulls;
 mod restart_matrix;
 mod static_pods;
+mod subpath;
 mod termination;
 mod termination_messages;
 mod trace;
