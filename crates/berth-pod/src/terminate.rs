@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime, Signal};
+use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime, RuntimeErrorKind, Signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -22,6 +22,9 @@ use crate::worker::{grace_period, Worker};
 /// The kubelet never gives a container less than this after its stop signal
 /// (`minimumGracePeriodInSeconds`), unless the delete was forced with 0.
 const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a kill asks a runtime that is away again.
+const RUNTIME_RETRY: Duration = Duration::from_millis(500);
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     pub(crate) async fn terminate(mut self, first: Termination) {
@@ -245,7 +248,7 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
     /// preStop, then the stop signal once it is this container's turn, then
     /// SIGKILL at the deadline (never sooner than 2 s after the signal).
     async fn run(self, mut timing: KillTiming) {
-        let Ok(waiter) = self.rt.wait_container(&self.id).await else {
+        let Some(waiter) = self.arm_waiter().await else {
             return;
         };
         tokio::pin!(waiter);
@@ -277,10 +280,40 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
             }
         }
         debug!(container = %self.id, "grace period over: SIGKILL");
-        if let Err(e) = self.rt.signal_container(&self.id, Signal::KILL).await {
-            warn!(container = %self.id, "send SIGKILL: {e}");
+        // Sent until the runtime takes it: a kill lost while containerd
+        // restarts would leave the pod terminating for ever.
+        loop {
+            match self.rt.signal_container(&self.id, Signal::KILL).await {
+                Err(e) if e.kind == RuntimeErrorKind::Unavailable => {
+                    debug!(container = %self.id, "SIGKILL not delivered, retrying: {e}");
+                    tokio::select! {
+                        _ = &mut waiter => return,
+                        _ = tokio::time::sleep(RUNTIME_RETRY) => {}
+                    }
+                }
+                Err(e) => {
+                    warn!(container = %self.id, "send SIGKILL: {e}");
+                    break;
+                }
+                Ok(()) => break,
+            }
         }
         self.step(TimelineStep::Sigkill, String::new());
+    }
+
+    /// The container's exit waiter; `None` once the container is gone. Armed
+    /// again while the runtime is away (a containerd restart).
+    async fn arm_waiter(&self) -> Option<berth_runtime::ExitWaiter> {
+        loop {
+            match self.rt.wait_container(&self.id).await {
+                Ok(waiter) => return Some(waiter),
+                Err(e) if e.kind == RuntimeErrorKind::Unavailable => {
+                    debug!(container = %self.id, "cannot wait for the container yet: {e}");
+                    tokio::time::sleep(RUNTIME_RETRY).await;
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Runs the preStop hook until it returns or the deadline passes (the

@@ -95,6 +95,8 @@ struct Inner {
     calls: Vec<Call>,
     exec_results: HashMap<String, ExecOutput>,
     exec_failures: HashMap<String, usize>,
+    /// Signals that fail as if the runtime were away.
+    unavailable_signals: usize,
     exec_delays: HashMap<String, Duration>,
     next_id: u64,
 }
@@ -211,6 +213,12 @@ impl FakeRuntime {
         }
         drop(inner);
         self.changed.notify_waiters();
+    }
+
+    /// Fails the next `times` signals with `Unavailable`, as while the
+    /// runtime restarts.
+    pub fn fail_signals(&self, times: usize) {
+        self.lock().unavailable_signals = times;
     }
 
     /// Fails every armed exit waiter with `error`, as a runtime restart cuts
@@ -429,6 +437,13 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn signal_container(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
         let mut inner = self.lock();
+        if inner.unavailable_signals > 0 {
+            inner.unavailable_signals -= 1;
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Unavailable,
+                "transport error",
+            ));
+        }
         let Some(c) = inner.containers.get(&id.0) else {
             return Ok(());
         };

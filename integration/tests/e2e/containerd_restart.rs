@@ -156,3 +156,51 @@ async fn an_exit_while_containerd_is_down_is_seen_once_it_is_back() {
     let running = tasks.lines().filter(|l| l.ends_with("RUNNING")).count();
     assert_eq!(running, 2, "one pause, one main:\n{tasks}");
 }
+
+#[tokio::test]
+async fn a_pod_deleted_while_containerd_is_down_goes_once_it_is_back() {
+    let Some((mut containerd, agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "doomed",
+            "Always",
+            vec![sh_container("main", "exec sleep 3600")],
+        )))
+        .await;
+    wait_running(&agent, "doomed").await;
+
+    containerd.stop_daemon();
+    agent
+        .cli_ok(&[
+            "delete",
+            "pod",
+            "doomed",
+            "--grace-period",
+            "1",
+            "--wait=false",
+        ])
+        .await;
+    // The kill cannot reach containerd; it must not be given up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent
+        .agent_log()
+        .contains("cannot wait for the container yet")
+    {
+        assert!(Instant::now() < deadline, "{}", agent.agent_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    containerd.start_daemon().await;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !(list_pods(&agent).await.is_empty() && ctr_list(&agent, "containers").is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "pod or containers left: {:?}",
+            ctr_list(&agent, "containers")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ctr_list(&agent, "tasks").is_empty());
+}

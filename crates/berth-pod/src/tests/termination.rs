@@ -105,3 +105,20 @@ async fn sidecars_are_stopped_when_the_main_containers_are_done() {
         .terminated
         .is_some()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_kill_the_runtime_cannot_take_yet_is_sent_again() {
+    let (h, w) = Harness::running(ignores_stop()).await;
+    // containerd is restarting: the first kills do not reach it.
+    h.rt.fail_signals(3);
+    let begin = Instant::now();
+    w.terminate(Duration::ZERO);
+    h.sink.wait_finished().await;
+    assert!(
+        Instant::now() - begin <= Duration::from_secs(2),
+        "{:?}",
+        Instant::now() - begin
+    );
+    assert_eq!(signals(&h.rt.calls()), vec![Signal::KILL]);
+    assert_eq!(terminated(&h.sink.latest(), "app").exit_code, 137);
+}
