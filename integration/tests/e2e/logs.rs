@@ -69,6 +69,28 @@ async fn container_output_lands_in_cri_log_files() {
     }
     let tail = agent.cli_ok(&["logs", "talker", "--tail", "1"]).await;
     assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    // kubectl's other options: a byte limit, times, and a start time.
+    let limited = agent
+        .cli_ok(&["logs", "talker", "--limit-bytes", "4"])
+        .await;
+    assert_eq!(limited, all[..4]);
+    let stamped = agent
+        .cli_ok(&["logs", "talker", "--timestamps", "--tail", "1"])
+        .await;
+    let (time, line) = stamped.trim_end().split_once(' ').unwrap_or_default();
+    assert_eq!(format!("{line}\n"), tail, "{stamped}");
+    // RFC 3339 in UTC with nine fractional digits.
+    assert!(
+        time.parse::<jiff::Timestamp>().is_ok() && time.len() == 30,
+        "{stamped}"
+    );
+    assert_eq!(
+        agent.cli_ok(&["logs", "talker", "--since", "1h"]).await,
+        all
+    );
+    let future = ["logs", "talker", "--since-time", "2999-01-01T00:00:00Z"];
+    assert_eq!(agent.cli_ok(&future).await, "");
 }
 
 /// The numbers of the `line N` entries of a CRI log text, in order.
