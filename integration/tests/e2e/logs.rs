@@ -250,6 +250,57 @@ async fn a_growing_log_is_rotated_compressed_trimmed_and_followed() {
     }
 }
 
+/// `logs -f POD` as a child process whose output the test reads.
+fn follow(agent: &AgentProcess, pod: &str) -> tokio::process::Child {
+    tokio::process::Command::new(berth_testkit::agent::berth_bin())
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["logs", "-f", pod])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth logs -f")
+}
+
+#[tokio::test]
+async fn a_line_without_newline_shows_while_the_container_runs() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "unfinished",
+            "Never",
+            vec![sh_container("main", "printf abc; exec sleep 3600")],
+        )))
+        .await;
+    wait_running(&agent, "unfinished").await;
+    let shown = wait_log_contains(&agent, "unfinished", "main", "abc").await;
+    assert_eq!(shown, "abc");
+
+    // A follower shows it too, without waiting for the line to end.
+    let mut follower = follow(&agent, "unfinished");
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(START_TIMEOUT, async {
+        while !seen.ends_with(b"abc") {
+            let mut buf = [0; 64];
+            let n = stdout.read(&mut buf).await.expect("read");
+            assert_ne!(
+                n,
+                0,
+                "the follower ended: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{:?}", String::from_utf8_lossy(&seen));
+    assert_eq!(seen, b"abc");
+}
+
 /// The agent's resident memory, from `/proc/<pid>/status`.
 fn rss_mib(pid: i32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
