@@ -1,11 +1,6 @@
-//! Reading container logs in the CRI file format, as `kubectl logs` shows them.
-//!
-//! Each file line is `<RFC3339Nano timestamp> <stdout|stderr> <tag> <message>`,
-//! where the tag is `F` (the line is complete) or `P` (a fragment of a longer
-//! line; later tags may follow after `:`). Fragments are joined up to the next
-//! `F` of the same stream.
+//! Reading container logs in the CRI file format, as `kubectl logs` shows
+//! them, a bounded chunk at a time: memory does not grow with the log.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -13,9 +8,21 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use berth_api::cri_log::{
-    parse_cri_line, CriLine, LineAssembler, LogEntry, LogParseError, LogStream,
-};
+pub use berth_api::cri_log::{LogRenderer, RenderOptions};
+
+/// How much of the file one [`LogReader::read_chunk`] reads.
+pub const CHUNK: usize = 64 * 1024;
+
+/// What one [`LogReader::read_chunk`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Read this many bytes of the file (its output may be empty).
+    Read(usize),
+    /// At the end of the file for now.
+    End,
+    /// `limitBytes` is used up: nothing more will be written.
+    Full,
+}
 
 /// Reads a log file incrementally from where it stopped.
 #[derive(Debug)]
@@ -23,19 +30,28 @@ pub struct LogReader {
     path: PathBuf,
     file: File,
     offset: u64,
-    /// Bytes of a file line not yet terminated by its newline.
-    unterminated: Vec<u8>,
-    assembler: LineAssembler,
+    renderer: LogRenderer,
+    buf: Vec<u8>,
 }
 
 impl LogReader {
-    pub fn open(path: &Path) -> std::io::Result<LogReader> {
+    /// Opens the log at its start, or where its last `tail_lines` lines begin.
+    pub fn open(
+        path: &Path,
+        options: RenderOptions,
+        tail_lines: Option<u64>,
+    ) -> std::io::Result<LogReader> {
+        let mut file = File::open(path)?;
+        let offset = match tail_lines {
+            Some(lines) => berth_api::cri_log::tail_start(&mut file, lines, u64::MAX)?,
+            None => 0,
+        };
         Ok(LogReader {
             path: path.to_owned(),
-            file: File::open(path)?,
-            offset: 0,
-            unterminated: Vec::new(),
-            assembler: LineAssembler::default(),
+            file,
+            offset,
+            renderer: LogRenderer::new(options),
+            buf: vec![0; CHUNK],
         })
     }
 
@@ -53,70 +69,49 @@ impl LogReader {
         (named.dev(), named.ino()) != (open.dev(), open.ino())
     }
 
-    /// Goes on in the file the path names now, from its start. A line
-    /// fragment from the old file stays, to be joined with the rest.
+    /// Goes on in the file the path names now, from its start. A fragment
+    /// shown from the old file is continued by the new one's lines.
     pub fn reopen(&mut self) -> std::io::Result<()> {
         self.file = File::open(&self.path)?;
         self.offset = 0;
+        self.renderer.forget_unterminated();
         Ok(())
     }
 
-    /// The complete entries appended since the last call. With `keep_last`,
-    /// only the last that many are returned (`tailLines`), without holding
-    /// more than that in memory.
-    pub fn read_new(&mut self, keep_last: Option<usize>) -> std::io::Result<Vec<LogEntry>> {
-        let len = self.file.metadata()?.len();
-        if len < self.offset {
+    /// Reads at most [`CHUNK`] bytes past where it stopped, and appends what
+    /// they show to `out`.
+    pub fn read_chunk(&mut self, out: &mut Vec<u8>) -> std::io::Result<Progress> {
+        if self.renderer.is_full() {
+            return Ok(Progress::Full);
+        }
+        if self.file.metadata()?.len() < self.offset {
             // Truncated in place: start over.
             self.offset = 0;
-            self.unterminated.clear();
-            self.assembler = LineAssembler::default();
+            self.renderer.forget_unterminated();
         }
         self.file.seek(SeekFrom::Start(self.offset))?;
-        let mut entries = VecDeque::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.file.read(&mut chunk)?;
-            if n == 0 {
-                break;
+        let n = loop {
+            match self.file.read(&mut self.buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                result => break result?,
             }
-            self.offset += n as u64;
-            let mut rest = &chunk[..n];
-            while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
-                let entry = if self.unterminated.is_empty() {
-                    self.assembler.push(&rest[..newline])
-                } else {
-                    self.unterminated.extend_from_slice(&rest[..newline]);
-                    let line = std::mem::take(&mut self.unterminated);
-                    self.assembler.push(&line)
-                };
-                rest = &rest[newline + 1..];
-                let Some(entry) = entry else { continue };
-                if keep_last == Some(0) {
-                    continue;
-                }
-                if keep_last.is_some_and(|keep| entries.len() == keep) {
-                    entries.pop_front();
-                }
-                entries.push_back(entry);
-            }
-            self.unterminated.extend_from_slice(rest);
+        };
+        if n == 0 {
+            return Ok(Progress::End);
         }
-        Ok(entries.into())
+        self.offset += n as u64;
+        self.renderer.feed(&self.buf[..n], out);
+        Ok(if self.renderer.is_full() {
+            Progress::Full
+        } else {
+            Progress::Read(n)
+        })
     }
 
-    /// Whatever is left when no more will be written: joined fragments
-    /// without their final `F`.
-    pub fn finish(&mut self) -> Vec<LogEntry> {
-        if !self.unterminated.is_empty() {
-            let line = std::mem::take(&mut self.unterminated);
-            if let Some(entry) = self.assembler.push(&line) {
-                let mut rest = self.assembler.take_partial();
-                rest.insert(0, entry);
-                return rest;
-            }
-        }
-        self.assembler.take_partial()
+    /// When no more will be written: a last file line without its newline
+    /// is shown as it is.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.renderer.finish(out);
     }
 }
 
@@ -167,61 +162,15 @@ mod tests {
 
     const TS: &str = "2024-01-02T03:04:05.123456789Z";
 
-    fn render(entries: &[LogEntry]) -> String {
+    /// Everything the reader shows now, chunk by chunk, and how it stopped.
+    fn drain(reader: &mut LogReader) -> (String, Progress) {
         let mut out = Vec::new();
-        for entry in entries {
-            entry.render(false, &mut out);
+        loop {
+            match reader.read_chunk(&mut out).unwrap() {
+                Progress::Read(n) => assert!(n <= CHUNK),
+                stop => return (String::from_utf8(out).unwrap(), stop),
+            }
         }
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn parses_lines() {
-        let text = format!("{TS} stdout F hello world");
-        let line = parse_cri_line(text.as_bytes()).unwrap();
-        assert_eq!(line.timestamp, TS);
-        assert_eq!(line.stream, LogStream::Stdout);
-        assert!(!line.partial);
-        assert_eq!(line.message, b"hello world");
-
-        let text = format!("{TS} stderr P:x  two spaces");
-        let line = parse_cri_line(text.as_bytes()).unwrap();
-        assert_eq!(line.stream, LogStream::Stderr);
-        assert!(line.partial);
-        assert_eq!(line.message, b" two spaces");
-
-        let text = format!("{TS} stdout F");
-        let empty = parse_cri_line(text.as_bytes()).unwrap();
-        assert_eq!(empty.message, b"");
-
-        assert!(matches!(
-            parse_cri_line(format!("{TS} stdin F x").as_bytes()),
-            Err(LogParseError::Stream(_))
-        ));
-        assert!(matches!(
-            parse_cri_line(format!("{TS} stdout Q x").as_bytes()),
-            Err(LogParseError::Tag(_))
-        ));
-        assert!(parse_cri_line(b"").is_err());
-        assert!(parse_cri_line(TS.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn joins_fragments_per_stream() {
-        let mut asm = LineAssembler::default();
-        assert_eq!(asm.push(format!("{TS} stdout P abc").as_bytes()), None);
-        let err = asm.push(format!("{TS} stderr F oops").as_bytes()).unwrap();
-        assert_eq!(err.message, b"oops");
-        assert_eq!(asm.push(b"garbage"), None);
-        assert_eq!(asm.push(format!("{TS} stdout P def").as_bytes()), None);
-        let out = asm.push(format!("{TS} stdout F ghi").as_bytes()).unwrap();
-        assert_eq!(out.message, b"abcdefghi");
-        assert!(out.complete);
-        assert!(asm.take_partial().is_empty());
-
-        let mut with_ts = Vec::new();
-        out.render(true, &mut with_ts);
-        assert_eq!(with_ts, format!("{TS} abcdefghi\n").as_bytes());
     }
 
     fn log_file(lines: &[&str]) -> tempfile::NamedTempFile {
@@ -233,57 +182,78 @@ mod tests {
     }
 
     #[test]
-    fn tail_counts_joined_lines() {
+    fn a_big_log_is_read_a_chunk_at_a_time() {
+        let line = format!("stdout F {}", "x".repeat(1000));
+        let lines = vec![line.as_str(); 1000];
+        let file = log_file(&lines);
+        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        let mut chunks = 0;
+        let mut shown = 0;
+        loop {
+            let mut out = Vec::new();
+            match reader.read_chunk(&mut out).unwrap() {
+                Progress::Read(_) => {
+                    chunks += 1;
+                    shown += out.len();
+                    assert!(out.len() <= CHUNK, "{}", out.len());
+                }
+                Progress::End => break,
+                Progress::Full => unreachable!(),
+            }
+        }
+        assert!(chunks > 10, "{chunks}");
+        assert_eq!(shown, 1001 * 1000);
+    }
+
+    #[test]
+    fn tail_and_limit_bytes() {
         let file = log_file(&[
             "stdout F one",
             "stdout P tw",
             "stdout F o",
             "stdout F three",
         ]);
-        let all = LogReader::open(file.path())
-            .unwrap()
-            .read_new(None)
-            .unwrap();
-        assert_eq!(render(&all), "one\ntwo\nthree\n");
-        let last2 = LogReader::open(file.path())
-            .unwrap()
-            .read_new(Some(2))
-            .unwrap();
-        assert_eq!(render(&last2), "two\nthree\n");
-        let none = LogReader::open(file.path())
-            .unwrap()
-            .read_new(Some(0))
-            .unwrap();
-        assert!(none.is_empty());
-        let many = LogReader::open(file.path())
-            .unwrap()
-            .read_new(Some(10))
-            .unwrap();
-        assert_eq!(many.len(), 3);
+        let last2 = LogReader::open(file.path(), RenderOptions::default(), Some(2));
+        assert_eq!(drain(&mut last2.unwrap()).0, "two\nthree\n");
+        let none = LogReader::open(file.path(), RenderOptions::default(), Some(0));
+        assert_eq!(drain(&mut none.unwrap()), (String::new(), Progress::End));
+        let limited = RenderOptions {
+            limit_bytes: Some(5),
+            ..RenderOptions::default()
+        };
+        let mut reader = LogReader::open(file.path(), limited, None).unwrap();
+        assert_eq!(drain(&mut reader), ("one\nt".into(), Progress::Full));
     }
 
     #[test]
     fn reads_incrementally_across_split_writes() {
         let mut file = log_file(&["stdout F first"]);
-        let mut reader = LogReader::open(file.path()).unwrap();
-        assert_eq!(render(&reader.read_new(None).unwrap()), "first\n");
-        assert!(reader.read_new(None).unwrap().is_empty());
+        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        assert_eq!(drain(&mut reader).0, "first\n");
+        assert_eq!(drain(&mut reader).0, "");
 
-        // A file line written in two pieces, and a fragment awaiting its F.
+        // A file line written in two pieces, and a fragment awaiting its F,
+        // shown at once.
         write!(file, "{TS} stdout F sec").unwrap();
-        assert!(reader.read_new(None).unwrap().is_empty());
+        assert_eq!(drain(&mut reader).0, "");
         writeln!(file, "ond\n{TS} stdout P dangling").unwrap();
-        assert_eq!(render(&reader.read_new(None).unwrap()), "second\n");
-        assert_eq!(render(&reader.finish()), "dangling");
+        assert_eq!(drain(&mut reader).0, "second\ndangling");
+        writeln!(file, "{TS} stdout F  end").unwrap();
+        assert_eq!(drain(&mut reader).0, " end\n");
+        write!(file, "{TS} stdout F unterminated").unwrap();
+        assert_eq!(drain(&mut reader).0, "");
+        let mut rest = Vec::new();
+        reader.finish(&mut rest);
+        assert_eq!(rest, b"unterminated");
     }
 
     #[test]
     fn truncation_restarts_from_the_top() {
         let file = log_file(&["stdout F a", "stdout F b"]);
-        let mut reader = LogReader::open(file.path()).unwrap();
-        assert_eq!(reader.read_new(None).unwrap().len(), 2);
+        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        assert_eq!(drain(&mut reader).0, "a\nb\n");
         std::fs::write(file.path(), format!("{TS} stdout F c\n")).unwrap();
-        assert_eq!(render(&reader.read_new(None).unwrap()), "c\n");
+        assert_eq!(drain(&mut reader).0, "c\n");
     }
 
     #[test]
@@ -291,8 +261,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         std::fs::write(&path, format!("{TS} stdout F one\n")).unwrap();
-        let mut reader = LogReader::open(&path).unwrap();
-        assert_eq!(render(&reader.read_new(None).unwrap()), "one\n");
+        let mut reader = LogReader::open(&path, RenderOptions::default(), None).unwrap();
+        assert_eq!(drain(&mut reader).0, "one\n");
         assert!(!reader.rotated());
 
         // A line lands in the old file after the rename, and the new file
@@ -306,9 +276,10 @@ mod tests {
         std::fs::write(&path, format!("{TS} stdout F ee\n")).unwrap();
 
         assert!(reader.rotated());
-        assert_eq!(render(&reader.read_new(None).unwrap()), "two\n");
+        let (old_part, _) = drain(&mut reader);
         reader.reopen().unwrap();
         assert!(!reader.rotated());
-        assert_eq!(render(&reader.read_new(None).unwrap()), "three\n");
+        let (new_part, _) = drain(&mut reader);
+        assert_eq!(old_part + &new_part, "two\nthree\n");
     }
 }

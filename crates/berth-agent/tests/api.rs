@@ -712,6 +712,65 @@ async fn log_content_and_tail() -> Result<()> {
 }
 
 #[tokio::test]
+async fn log_since_limit_bytes_and_a_last_line_without_newline() -> Result<()> {
+    let server = Server::start().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("0.log");
+    let old = "2024-05-01T10:00:00Z stdout F old\n";
+    let now = jiff::Timestamp::now();
+    let recent = format!("{now} stdout F recent\n{now} stdout P DO\n{now} stdout P NE\n");
+    std::fs::write(&log, format!("{old}{recent}"))?;
+    server.service.set_log("web", &log, false);
+    let server = &server;
+    let get = |query: &str| {
+        let path = format!("/api/v1/namespaces/default/pods/web/log?{query}");
+        async move { server.call(Method::GET, &path, None).await }
+    };
+
+    let (_, _, body) = get("").await?;
+    assert_eq!(body, "old\nrecent\nDONE");
+    let (_, _, body) = get("sinceSeconds=3600").await?;
+    assert_eq!(body, "recent\nDONE");
+    let (_, _, body) = get("sinceTime=2024-05-01T10:00:01Z").await?;
+    assert_eq!(body, "recent\nDONE");
+    let (_, _, body) = get("limitBytes=6").await?;
+    assert_eq!(body, "old\nre");
+    let (_, _, body) = get("tailLines=1&timestamps=true").await?;
+    assert_eq!(body, format!("{now:.9} DONE"));
+
+    // Refused as the API server refuses them.
+    for (query, message) in [
+        (
+            "limitBytes=-1",
+            "PodLogOptions \"web\" is invalid: limitBytes: Invalid value: -1: must be greater than 0",
+        ),
+        (
+            "sinceSeconds=0",
+            "PodLogOptions \"web\" is invalid: sinceSeconds: Invalid value: 0: must be greater than 0",
+        ),
+        (
+            "tailLines=-1",
+            "PodLogOptions \"web\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            "sinceSeconds=5&sinceTime=2024-05-01T10:00:01Z",
+            "PodLogOptions \"web\" is invalid: : Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ),
+    ] {
+        let path = format!("web/log?{query}");
+        let (status, failure) = server.pod(Method::GET, &path, None).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_status(&failure, 422, "Invalid");
+        assert_eq!(failure["message"], message);
+    }
+    let (status, _) = server
+        .pod(Method::GET, "web/log?sinceTime=yesterday", None)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test]
 async fn log_follow_streams_until_the_container_stops() -> Result<()> {
     let server = Server::start().await?;
     let dir = tempfile::tempdir()?;

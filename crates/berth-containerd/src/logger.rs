@@ -5,16 +5,25 @@
 //! and a "ready" pipe on fd 5. It lives in the shim's process tree, so logs keep
 //! flowing across agent restarts.
 //!
+//! Output is written as soon as it is read: a line the container has begun
+//! but not ended goes out as a `P` entry, and the rest follows in later
+//! entries up to the `F` that ends it. (containerd's CRI logger writes such a
+//! line only at end-of-file, which here comes with the task's deletion, after
+//! its exit is reported.)
+//!
+//! The logger holds an exclusive `flock` on the log file while it reads and
+//! writes, so the agent can tell when all of a dead container's output is in
+//! the file: the lock is free and the pipes are empty ([`log_settled`]).
+//!
 //! When the agent rotates the file (renames it and puts a new one in its
 //! place), the logger finds the path no longer names its open file before
-//! its next write, and reopens it: CRI's ReopenContainerLog, without a call.
+//! its next copy, and reopens it: CRI's ReopenContainerLog, without a call.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 
@@ -25,8 +34,14 @@ pub const LOGGER_SUBCOMMAND: &str = "logger";
 /// Longest log entry before a line is split into partial fragments (containerd's default).
 const MAX_ENTRY: usize = 16 * 1024;
 
-/// How a dead container's log is awaited: a poll every 10 ms, done after 5
-/// without growth, at most 1 s in all.
+/// The most one stream copies before the other gets its turn.
+const ROUND_LIMIT: usize = 1024 * 1024;
+
+/// How often the agent checks whether a dead container's logger is done.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Without its logger to ask, a dead container's log is awaited by its
+/// size: a poll every 10 ms, done after 5 without growth. At most 1 s in all.
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 const SETTLE_POLLS: u32 = 5;
 const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -104,6 +119,18 @@ impl LineSplitter {
         out
     }
 
+    /// All that was read is copied: the line begun and not ended so far
+    /// goes out as a partial entry, to be continued. A last `\r` is kept
+    /// back, as it may be the start of a `\r\n`.
+    pub fn flush_partial(&mut self) -> Option<(Tag, Vec<u8>)> {
+        let keep = usize::from(self.pending.last() == Some(&b'\r'));
+        let cut = self.pending.len() - keep;
+        (cut > 0).then(|| {
+            let rest = self.pending.split_off(cut);
+            (Tag::Partial, std::mem::replace(&mut self.pending, rest))
+        })
+    }
+
     /// The end of the stream. A last line without a newline is written as a
     /// partial entry, exactly as containerd's CRI logger does (it never saw the
     /// line end); readers show it all the same.
@@ -135,29 +162,152 @@ pub fn run_logger(log_path: &Path) -> io::Result<()> {
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let file = Arc::new(Mutex::new(LiveFile::open(log_path)?));
-    let stdout = inherited(3);
-    let stderr = inherited(4);
+    let file = LiveFile::open(log_path)?;
+    let sources = vec![
+        Source::new(inherited(3), "stdout")?,
+        Source::new(inherited(4), "stderr")?,
+    ];
     // Ready: the shim starts the container once fd 5 is closed.
     let _ = nix::unistd::close(5);
+    Logger::new(file, sources).run()
+}
 
-    let copiers: Vec<_> = [(stdout, "stdout"), (stderr, "stderr")]
-        .into_iter()
-        .map(|(source, stream)| {
-            let file = Arc::clone(&file);
-            std::thread::spawn(move || copy_stream(source, stream, &file))
-        })
-        .collect();
-    let mut result = Ok(());
-    for copier in copiers {
-        let outcome = copier
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("log copier panicked")));
-        if result.is_ok() {
-            result = outcome;
+/// Copies container output from pipes into the log file.
+struct Logger {
+    file: LiveFile,
+    sources: Vec<Source>,
+    buf: Vec<u8>,
+    /// A write failed before: said once, then output is dropped while the
+    /// pipes are still drained, so that the container never blocks on them.
+    write_failed: bool,
+}
+
+impl Logger {
+    fn new(file: LiveFile, sources: Vec<Source>) -> Logger {
+        Logger {
+            file,
+            sources,
+            buf: vec![0; 64 * 1024],
+            write_failed: false,
         }
     }
-    result
+
+    fn run(mut self) -> io::Result<()> {
+        while self.sources.iter().any(|s| s.open) {
+            wait_readable(&self.sources)?;
+            self.copy_available();
+        }
+        Ok(())
+    }
+
+    /// Copies what the pipes hold now, under the file's lock.
+    fn copy_available(&mut self) {
+        self.file.follow_rotation();
+        let locked = self.file.file.lock();
+        let (file, write_failed) = (&mut self.file, &mut self.write_failed);
+        for source in &mut self.sources {
+            source.copy_round(&mut self.buf, &mut |lines| {
+                if let Err(e) = file.append(lines) {
+                    if !std::mem::replace(write_failed, true) {
+                        eprintln!("berth logger: {}: {e}", file.path.display());
+                    }
+                }
+            });
+        }
+        if locked.is_ok() {
+            let _ = self.file.file.unlock();
+        }
+    }
+}
+
+/// One of the container's output pipes.
+struct Source {
+    pipe: File,
+    stream: &'static str,
+    splitter: LineSplitter,
+    open: bool,
+}
+
+impl Source {
+    /// Takes a pipe, non-blocking so that a round stops when it is empty.
+    fn new(pipe: File, stream: &'static str) -> io::Result<Source> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(pipe.as_fd(), FcntlArg::F_GETFL)?);
+        fcntl(pipe.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        Ok(Source {
+            pipe,
+            stream,
+            splitter: LineSplitter::new(MAX_ENTRY),
+            open: true,
+        })
+    }
+
+    /// Passes the CRI lines of what the pipe holds now (at most
+    /// [`ROUND_LIMIT`] of it) to `write`. Once the pipe is empty, a line
+    /// begun goes out too.
+    fn copy_round(&mut self, buf: &mut [u8], write: &mut dyn FnMut(&[u8])) {
+        let mut copied = 0;
+        while self.open && copied < ROUND_LIMIT {
+            let entries = match self.pipe.read(buf) {
+                Ok(0) => {
+                    self.open = false;
+                    self.splitter.finish().into_iter().collect()
+                }
+                Ok(n) => {
+                    copied += n;
+                    self.splitter.push(&buf[..n])
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    write(&render(self.stream, self.splitter.flush_partial()));
+                    return;
+                }
+                Err(e) => {
+                    eprintln!("berth logger: reading {}: {e}", self.stream);
+                    self.open = false;
+                    self.splitter.finish().into_iter().collect()
+                }
+            };
+            write(&render(self.stream, entries));
+        }
+    }
+}
+
+/// The CRI lines of `entries`, all stamped with the time they were read.
+fn render(stream: &str, entries: impl IntoIterator<Item = (Tag, Vec<u8>)>) -> Vec<u8> {
+    let now = Timestamp::now();
+    let mut out = Vec::new();
+    for (tag, msg) in entries {
+        out.extend(cri_line(now, stream, tag, &msg));
+    }
+    out
+}
+
+/// Waits until a pipe has data or is closed.
+#[allow(unsafe_code)]
+fn wait_readable(sources: &[Source]) -> io::Result<()> {
+    let mut fds: Vec<libc::pollfd> = sources
+        .iter()
+        .filter(|s| s.open)
+        .map(|s| libc::pollfd {
+            fd: s.pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `fds` is an array of `fds.len()` initialised pollfd
+        // structs, exclusively borrowed for the call, and every fd in it is
+        // open (owned by `sources`).
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready >= 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
 }
 
 /// The shim sends SIGTERM when the task goes; draining to EOF matters more.
@@ -205,15 +355,21 @@ impl LiveFile {
         })
     }
 
-    /// Appends `bytes` to the file the path names now: after a rotation,
-    /// the new one. If that cannot be opened, the output still goes to the
-    /// old file rather than being lost.
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Goes on in the file the path names now: after a rotation, the new
+    /// one. If that cannot be opened, the output still goes to the old file
+    /// rather than being lost.
+    fn follow_rotation(&mut self) {
         if self.moved() {
             match Self::open(&self.path) {
                 Ok(fresh) => *self = fresh,
                 Err(e) => tracing::debug!(path = %self.path.display(), "reopen log: {e}"),
             }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
         }
         self.file.write_all(bytes)
     }
@@ -224,16 +380,39 @@ impl LiveFile {
     }
 }
 
-/// Returns once the log file of a dead container has stopped growing (its
-/// size the same over [`SETTLE_POLLS`] polls), or after [`SETTLE_LIMIT`]: the
-/// logger may still be copying the last output out of the pipe. It gets no
-/// end-of-file before the task is deleted (the shim keeps the pipes' write
-/// ends until then), so the file itself is watched. An exit is reported
-/// after this, so that what reads the log at the exit (`logs`, the
-/// termination message's fallback) sees the container's last words, as
-/// containerd's CRI reports an exit once the task's output is copied.
+/// Returns once a dead container's output is all in its log file, or after
+/// [`SETTLE_LIMIT`]: the logger may still be copying the last output out of
+/// the pipe. An exit is reported after this, so that what reads the log at
+/// the exit (`logs`, the termination message's fallback) sees the container's
+/// last words, as containerd's CRI reports an exit once the task's output is
+/// copied. The logger gets no end-of-file before the task is deleted (the
+/// shim keeps the pipes' write ends until then), so it is asked instead: its
+/// pipes are empty and it holds no lock on the file. Without a logger to ask,
+/// the file is watched until it stops growing.
 pub(crate) async fn log_settled(path: &Path) {
     let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+    let logger = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || LoggerPipes::find(Path::new("/proc"), &path))
+    };
+    if let Ok(Some(logger)) = logger.await {
+        while tokio::time::Instant::now() < deadline {
+            if logger.drained(path) {
+                tracing::debug!(path = %path.display(), "the logger copied all output");
+                return;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        tracing::debug!(path = %path.display(), "the logger did not finish copying in time");
+        return;
+    }
+    tracing::debug!(path = %path.display(), "no logger to ask: waiting for the log to stop growing");
+    settled_by_size(path, deadline).await;
+}
+
+/// Returns once the file's size stayed the same over [`SETTLE_POLLS`]
+/// polls, or at `deadline`.
+async fn settled_by_size(path: &Path, deadline: tokio::time::Instant) {
     let mut last = None;
     let mut unchanged = 0;
     while tokio::time::Instant::now() < deadline {
@@ -250,31 +429,76 @@ pub(crate) async fn log_settled(path: &Path) {
     }
 }
 
-fn copy_stream(mut source: File, stream: &str, file: &Mutex<LiveFile>) -> io::Result<()> {
-    let mut splitter = LineSplitter::new(MAX_ENTRY);
-    let mut buf = vec![0u8; 32 * 1024];
-    let write = |entries: Vec<(Tag, Vec<u8>)>| -> io::Result<()> {
-        if entries.is_empty() {
-            return Ok(());
+/// The pipes a running `berth logger` copies a container's output from,
+/// opened through `/proc`.
+struct LoggerPipes {
+    pipes: Vec<File>,
+}
+
+impl LoggerPipes {
+    /// Looks for the logger of `log_path` among the processes under `proc`.
+    fn find(proc: &Path, log_path: &Path) -> Option<LoggerPipes> {
+        use std::os::unix::ffi::OsStrExt;
+        let wanted = [
+            LOGGER_SUBCOMMAND.as_bytes(),
+            log_path.as_os_str().as_bytes(),
+        ];
+        for entry in std::fs::read_dir(proc).ok()?.flatten() {
+            if !entry.file_name().as_bytes().iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).skip(1).take(2).collect();
+            if args != wanted {
+                continue;
+            }
+            // Those of fds 3 and 4 still open and still the pipes.
+            let pipes = ["3", "4"]
+                .iter()
+                .filter_map(|fd| {
+                    let pipe = OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(entry.path().join("fd").join(fd))
+                        .ok()?;
+                    pipe.metadata().ok()?.file_type().is_fifo().then_some(pipe)
+                })
+                .collect();
+            return Some(LoggerPipes { pipes });
         }
-        let now = Timestamp::now();
-        let mut out = Vec::new();
-        for (tag, msg) in entries {
-            out.extend(cri_line(now, stream, tag, &msg));
-        }
-        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-        file.append(&out)
-    };
-    loop {
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        write(splitter.push(&buf[..n]))?;
+        None
     }
-    write(splitter.finish().into_iter().collect())
+
+    /// Whether all the output is in the file: the logger is not copying
+    /// (the file's lock is free) and its pipes hold nothing more.
+    fn drained(&self, log_path: &Path) -> bool {
+        let Ok(file) = File::open(log_path) else {
+            return true;
+        };
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+            return false;
+        }
+        !self
+            .pipes
+            .iter()
+            .any(|pipe| unread(pipe).is_ok_and(|n| n > 0))
+    }
+}
+
+/// How many bytes a pipe holds.
+#[allow(unsafe_code)]
+fn unread(pipe: &File) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
+    // `n`, alive and exclusively borrowed for the call; the fd is open
+    // (borrowed from `pipe`).
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -330,20 +554,167 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let mut live = LiveFile::open(&path).unwrap();
-        live.append(b"before\n").unwrap();
+        let mut append = |bytes: &[u8]| {
+            live.follow_rotation();
+            live.append(bytes).unwrap();
+        };
+        append(b"before\n");
         let rotated = dir.path().join("0.log.20260101-000000");
         std::fs::rename(&path, &rotated).unwrap();
         // Gone: the logger makes the new file itself.
-        live.append(b"after\n").unwrap();
+        append(b"after\n");
         // Replaced by the rotator: the logger appends to the new one.
         std::fs::rename(&path, dir.path().join("second")).unwrap();
         std::fs::write(&path, "").unwrap();
-        live.append(b"third\n").unwrap();
-        live.append(b"fourth\n").unwrap();
+        append(b"third\n");
+        append(b"fourth\n");
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(read(&rotated), "before\n");
         assert_eq!(read(&dir.path().join("second")), "after\n");
         assert_eq!(read(&path), "third\nfourth\n");
+    }
+
+    #[test]
+    fn a_begun_line_is_flushed_as_a_partial_keeping_a_last_carriage_return() {
+        let mut s = LineSplitter::new(16);
+        assert_eq!(entries(&mut s, b"abc"), vec![]);
+        assert_eq!(s.flush_partial(), Some((Tag::Partial, b"abc".to_vec())));
+        assert_eq!(s.flush_partial(), None);
+        assert_eq!(
+            entries(&mut s, b"def\nghi\r"),
+            vec![(Tag::Full, "def".into())]
+        );
+        assert_eq!(s.flush_partial(), Some((Tag::Partial, b"ghi".to_vec())));
+        assert_eq!(s.flush_partial(), None);
+        // The held `\r` was the start of a `\r\n`.
+        assert_eq!(entries(&mut s, b"\n"), vec![(Tag::Full, "".into())]);
+        assert_eq!(entries(&mut s, b"\r"), vec![]);
+        assert_eq!(s.finish(), Some((Tag::Partial, b"\r".to_vec())));
+    }
+
+    /// A logger copying from two pipes into `dir/0.log`, and the pipes' write ends.
+    fn logger_with_pipes(dir: &Path) -> (Logger, [File; 2]) {
+        let mut writers = Vec::new();
+        let mut sources = Vec::new();
+        for stream in ["stdout", "stderr"] {
+            let (read, write) = nix::unistd::pipe().unwrap();
+            sources.push(Source::new(File::from(read), stream).unwrap());
+            writers.push(File::from(write));
+        }
+        let file = LiveFile::open(&dir.join("0.log")).unwrap();
+        let writers: [File; 2] = writers.try_into().unwrap();
+        (Logger::new(file, sources), writers)
+    }
+
+    /// The log's entries as (stream, tag, message).
+    fn logged(dir: &Path) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(dir.join("0.log"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let mut f = line.splitn(4, ' ').skip(1).map(str::to_owned);
+                let mut next = || f.next().unwrap_or_default();
+                (next(), next(), next())
+            })
+            .collect()
+    }
+
+    fn entry(stream: &str, tag: &str, msg: &str) -> (String, String, String) {
+        (stream.into(), tag.into(), msg.into())
+    }
+
+    #[test]
+    fn output_without_a_newline_is_written_as_soon_as_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut logger, [mut out, mut err]) = logger_with_pipes(dir.path());
+        out.write_all(b"DONE").unwrap();
+        logger.copy_available();
+        assert_eq!(logged(dir.path()), [entry("stdout", "P", "DONE")]);
+
+        // The line goes on and ends; the other stream has its own lines.
+        out.write_all(b" and more\nnext").unwrap();
+        err.write_all(b"oops\n").unwrap();
+        logger.copy_available();
+        assert_eq!(
+            logged(dir.path())[1..],
+            [
+                entry("stdout", "F", " and more"),
+                entry("stdout", "P", "next"),
+                entry("stderr", "F", "oops"),
+            ]
+        );
+
+        // Nothing new: nothing written. At the end both streams close.
+        logger.copy_available();
+        assert_eq!(logged(dir.path()).len(), 4);
+        drop((out, err));
+        logger.run().unwrap();
+        assert_eq!(logged(dir.path()).len(), 4);
+    }
+
+    #[test]
+    fn a_flood_is_copied_in_rounds_shared_by_the_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logger, [mut out, mut err]) = logger_with_pipes(dir.path());
+        let copier = std::thread::spawn(move || logger.run());
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..30_000 {
+            out.write_all(line.as_bytes()).unwrap();
+        }
+        err.write_all(b"last").unwrap();
+        drop((out, err));
+        copier.join().unwrap().unwrap();
+        let entries = logged(dir.path());
+        assert_eq!(entries.len(), 30_001);
+        assert!(entries
+            .iter()
+            .filter(|e| e.0 == "stdout")
+            .all(|e| e.1 == "F" && e.2.len() == 99));
+        assert!(entries.contains(&entry("stderr", "P", "last")));
+    }
+
+    #[test]
+    fn the_agent_waits_for_the_lock_and_for_empty_pipes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "").unwrap();
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let (mut read, mut write) = (File::from(read), File::from(write));
+        let logger = LoggerPipes {
+            pipes: vec![read.try_clone().unwrap()],
+        };
+        assert!(logger.drained(&path));
+        write.write_all(b"last words").unwrap();
+        assert!(!logger.drained(&path), "output still in the pipe");
+        // The logger read it and holds the lock while it writes.
+        let copying = File::open(&path).unwrap();
+        copying.lock().unwrap();
+        read.read_exact(&mut [0; 10]).unwrap();
+        assert!(!logger.drained(&path), "the logger is still copying");
+        copying.unlock().unwrap();
+        assert!(logger.drained(&path));
+    }
+
+    #[test]
+    fn the_logger_is_found_by_its_command_line() {
+        let proc = tempfile::tempdir().unwrap();
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let pipe = File::from(read);
+        let own_fd = format!("/proc/self/fd/{}", pipe.as_raw_fd());
+        let process = |pid: &str, cmdline: &[u8]| {
+            let dir = proc.path().join(pid);
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+            std::os::unix::fs::symlink(&own_fd, dir.join("fd/3")).unwrap();
+            // fd 4 is no pipe: left out.
+            std::os::unix::fs::symlink("/dev/null", dir.join("fd/4")).unwrap();
+        };
+        process("7", b"/usr/bin/berth\0logger\0/var/log/pods/a/c/1.log\0");
+        process("8", b"/usr/bin/berth\0logger\0/var/log/pods/a/c/0.log\0");
+        process("self", b"/usr/bin/berth\0logger\0/var/log/pods/a/c/0.log\0");
+        let found = LoggerPipes::find(proc.path(), Path::new("/var/log/pods/a/c/0.log"));
+        assert_eq!(found.map(|f| f.pipes.len()), Some(1));
+        assert!(LoggerPipes::find(proc.path(), Path::new("/var/log/pods/a/c/2.log")).is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -367,7 +738,7 @@ mod tests {
             })
         };
         let began = tokio::time::Instant::now();
-        log_settled(&path).await;
+        settled_by_size(&path, began + SETTLE_LIMIT).await;
         let took = began.elapsed();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "more\n".repeat(3));
         assert!(
@@ -389,7 +760,7 @@ mod tests {
             }
         });
         let began = tokio::time::Instant::now();
-        log_settled(&dir.path().join("0.log")).await;
+        settled_by_size(&dir.path().join("0.log"), began + SETTLE_LIMIT).await;
         assert!(began.elapsed() >= SETTLE_LIMIT);
         endless.abort();
     }

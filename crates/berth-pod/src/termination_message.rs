@@ -1,16 +1,17 @@
-//! Termination messages (kubelet-semantics §9): the file at
-//! `terminationMessagePath`, or with `FallbackToLogsOnError` the tail of the
-//! log of a failed container, within the kubelet's size limits.
+//! Termination messages: the file at `terminationMessagePath`, or with
+//! `FallbackToLogsOnError` the tail of the log of a failed container, within
+//! the kubelet's size limits.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use berth_api::cri_log::LineAssembler;
+use berth_api::cri_log::{tail_start, LogRenderer, RenderOptions};
 
 /// The kubelet reads at most this much of the message file.
 const FILE_LIMIT: u64 = 4096;
-/// From the logs: at most the last 80 lines, and of those the last 2 KiB.
-const LOG_LINES: usize = 80;
+/// From the logs: at most the last 80 lines, and of those the last 2 KiB
+/// (the kubelet's readLastStringFromContainerLogs).
+const LOG_LINES: u64 = 80;
 const LOG_BYTES: usize = 2048;
 /// How far back in the log file the tail is looked for.
 const LOG_READ_LIMIT: u64 = 256 * 1024;
@@ -33,26 +34,31 @@ pub(crate) fn from_file(path: &Path) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The last lines the container wrote, from its CRI log file.
+/// The last lines the container wrote, from its CRI log file, as `logs`
+/// shows them: a last line without its newline stays without one.
 pub(crate) fn from_log(path: &Path) -> Option<String> {
-    let bytes = tail(path, LOG_READ_LIMIT)?;
-    let mut assembler = LineAssembler::default();
-    let mut lines: std::collections::VecDeque<Vec<u8>> = Default::default();
-    for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if let Some(entry) = assembler.push(raw) {
-            lines.push_back(entry.message);
-            if lines.len() > LOG_LINES {
-                lines.pop_front();
-            }
+    let mut file = std::fs::File::open(path).ok()?;
+    let start = tail_start(&mut file, LOG_LINES, LOG_READ_LIMIT).ok()?;
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut renderer = LogRenderer::new(RenderOptions::default());
+    let mut text = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
         }
+        renderer.feed(&chunk[..n], &mut text);
+        keep_last(&mut text, LOG_BYTES);
     }
-    let mut text: Vec<u8> = Vec::new();
-    for line in lines {
-        text.extend_from_slice(&line);
-        text.push(b'\n');
-    }
-    let start = text.len().saturating_sub(LOG_BYTES);
-    (start < text.len()).then(|| String::from_utf8_lossy(&text[start..]).into_owned())
+    renderer.finish(&mut text);
+    keep_last(&mut text, LOG_BYTES);
+    (!text.is_empty()).then(|| String::from_utf8_lossy(&text).into_owned())
+}
+
+fn keep_last(text: &mut Vec<u8>, limit: usize) {
+    let excess = text.len().saturating_sub(limit);
+    text.drain(..excess);
 }
 
 /// Cuts a message to `limit` bytes, keeping its beginning.
@@ -95,6 +101,12 @@ mod tests {
         let message = from_log(&path).unwrap();
         assert!(message.starts_with("line 21\n"), "{message}");
         assert!(message.ends_with("line 99\nbroken\n"));
+
+        // The last output had no newline: its fragment is the message's end.
+        std::fs::write(&path, "2026-01-01T00:00:00Z stdout P DONE\n").unwrap();
+        assert_eq!(from_log(&path).unwrap(), "DONE");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(from_log(&path), None);
 
         let long: String = (0..80)
             .map(|i| format!("2026-01-01T00:00:00Z stdout F {i:0>40}\n"))

@@ -1,6 +1,10 @@
 //! Container logs: CRI-format files in the kubelet's layout, read by `logs`.
 
+use std::time::Duration;
+
 use berth_integration::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn container_output_lands_in_cri_log_files() {
@@ -65,6 +69,28 @@ async fn container_output_lands_in_cri_log_files() {
     }
     let tail = agent.cli_ok(&["logs", "talker", "--tail", "1"]).await;
     assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    // kubectl's other options: a byte limit, times, and a start time.
+    let limited = agent
+        .cli_ok(&["logs", "talker", "--limit-bytes", "4"])
+        .await;
+    assert_eq!(limited, all[..4]);
+    let stamped = agent
+        .cli_ok(&["logs", "talker", "--timestamps", "--tail", "1"])
+        .await;
+    let (time, line) = stamped.trim_end().split_once(' ').unwrap_or_default();
+    assert_eq!(format!("{line}\n"), tail, "{stamped}");
+    // RFC 3339 in UTC with nine fractional digits.
+    assert!(
+        time.parse::<jiff::Timestamp>().is_ok() && time.len() == 30,
+        "{stamped}"
+    );
+    assert_eq!(
+        agent.cli_ok(&["logs", "talker", "--since", "1h"]).await,
+        all
+    );
+    let future = ["logs", "talker", "--since-time", "2999-01-01T00:00:00Z"];
+    assert_eq!(agent.cli_ok(&future).await, "");
 }
 
 /// The numbers of the `line N` entries of a CRI log text, in order.
@@ -222,4 +248,218 @@ async fn a_growing_log_is_rotated_compressed_trimmed_and_followed() {
             followed.last()
         );
     }
+}
+
+/// `logs -f POD` as a child process whose output the test reads.
+fn follow(agent: &AgentProcess, pod: &str) -> tokio::process::Child {
+    tokio::process::Command::new(berth_testkit::agent::berth_bin())
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["logs", "-f", pod])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth logs -f")
+}
+
+#[tokio::test]
+async fn a_line_without_newline_shows_while_the_container_runs() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "unfinished",
+            "Never",
+            vec![sh_container("main", "printf abc; exec sleep 3600")],
+        )))
+        .await;
+    wait_running(&agent, "unfinished").await;
+    let shown = wait_log_contains(&agent, "unfinished", "main", "abc").await;
+    assert_eq!(shown, "abc");
+
+    // A follower shows it too, without waiting for the line to end.
+    let mut follower = follow(&agent, "unfinished");
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(START_TIMEOUT, async {
+        while !seen.ends_with(b"abc") {
+            let mut buf = [0; 64];
+            let n = stdout.read(&mut buf).await.expect("read");
+            assert_ne!(
+                n,
+                0,
+                "the follower ended: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{:?}", String::from_utf8_lossy(&seen));
+    assert_eq!(seen, b"abc");
+}
+
+/// The agent's resident memory, from `/proc/<pid>/status`.
+fn rss_mib(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// The most the agent may grow while serving a log (it held whole logs in
+/// memory: 350 MB for 100 MB of log).
+const SERVING_GROWTH_MIB: f64 = 64.0;
+
+/// Samples a process's resident memory every 20 ms, until dropped.
+struct RssPeak {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl RssPeak {
+    fn start(pid: i32) -> RssPeak {
+        use std::sync::atomic::Ordering;
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let peak = peak_kib.clone();
+        let sampler = tokio::spawn(async move {
+            loop {
+                peak.fetch_max((rss_mib(pid) * 1024.0) as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        RssPeak { peak_kib, sampler }
+    }
+
+    fn peak_mib(&self) -> f64 {
+        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.sampler.abort();
+    }
+}
+
+#[tokio::test]
+async fn serving_a_big_log_keeps_the_agent_small() {
+    // No rotation: one 200 MB file.
+    let Some((_containerd, agent)) = setup_with(&["--container-log-max-size", "1Gi"]).await else {
+        return;
+    };
+    const FLOOD: u64 = 200_000_000;
+    let script = format!(
+        "line=$(head -c 999 /dev/zero | tr '\\0' x); yes \"$line\" | head -c {FLOOD}; exec sleep 3600"
+    );
+    agent
+        .apply_yaml(&manifest(&pod(
+            "flood",
+            "Never",
+            vec![sh_container("main", &script)],
+        )))
+        .await;
+    let running = wait_running(&agent, "flood").await;
+    let log = agent
+        .log_dir()
+        .join(format!("default_flood_{}", uid(&running)))
+        .join("main")
+        .join("0.log");
+    let pid = agent.pid().expect("agent pid");
+    let baseline = rss_mib(pid);
+
+    // A follower that reads 16 KiB every 20 ms, far slower than the flood.
+    let mut socket = tokio::net::UnixStream::connect(agent.socket())
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            b"GET /api/v1/namespaces/default/pods/flood/log?follow=true HTTP/1.1\r\n\
+              Host: localhost\r\n\r\n",
+        )
+        .await
+        .expect("request");
+    let mut followed = 0usize;
+    let peak = RssPeak::start(pid);
+    let mut flooded_at = None;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let mut buf = vec![0; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("the follower got nothing for 5 s")
+            .expect("read");
+        assert_ne!(n, 0, "the follow ended");
+        followed += n;
+        let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        // Written in full, and a few seconds more of serving the slow reader.
+        match flooded_at {
+            None if size >= FLOOD => flooded_at = Some(Instant::now()),
+            Some(at) if at.elapsed() > Duration::from_secs(8) => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood took too long: {size} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        (followed as u64) < size / 4,
+        "the follower was not slow: {followed} of {size} bytes"
+    );
+    let peak = peak.peak_mib();
+    eprintln!(
+        "slow follower of a {} MB flood: agent {baseline:.1} -> peak {peak:.1} MiB ({followed} bytes followed)",
+        size / 1_000_000
+    );
+    assert!(
+        peak - baseline < SERVING_GROWTH_MIB,
+        "the agent grew from {baseline:.1} to {peak:.1} MiB serving a slow follower"
+    );
+    drop(socket);
+
+    // `logs` of the whole file, read as fast as the client can.
+    let baseline = rss_mib(pid);
+    let mut reader = tokio::process::Command::new(berth_testkit::agent::berth_bin())
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["logs", "flood"])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth logs");
+    let mut stdout = reader.stdout.take().expect("stdout");
+    let mut shown = 0u64;
+    let peak = RssPeak::start(pid);
+    let mut buf = vec![0; 256 * 1024];
+    let read_all = tokio::time::timeout(START_TIMEOUT, async {
+        loop {
+            let n = stdout.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            shown += n as u64;
+        }
+    })
+    .await;
+    assert!(read_all.is_ok(), "logs took too long: {shown} bytes");
+    assert!(reader.wait().await.expect("logs").success());
+    assert_eq!(shown, FLOOD, "logs showed {shown} bytes");
+    let peak = peak.peak_mib();
+    eprintln!(
+        "logs of a {} MB log: agent {baseline:.1} -> peak {peak:.1} MiB",
+        size / 1_000_000
+    );
+    assert!(
+        peak - baseline < SERVING_GROWTH_MIB,
+        "the agent grew from {baseline:.1} to {peak:.1} MiB serving logs"
+    );
 }

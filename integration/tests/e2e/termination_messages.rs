@@ -186,3 +186,17 @@ async fn the_message_moves_to_last_state_on_restart() {
     assert_eq!(last["exitCode"], 1, "{pod:#}");
     assert_eq!(last["message"], "run 1 failed", "{pod:#}");
 }
+
+/// The kubelet's conformance case "should report termination message from log
+/// output if TerminationMessagePolicy FallbackToLogsOnError is set": the last
+/// output has no newline.
+#[tokio::test]
+async fn fallback_to_logs_takes_a_last_line_without_newline() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let term = terminated_with(&agent, "fallback-partial", fallback("echo -n DONE; exit 1")).await;
+    assert_eq!(term["exitCode"], 1, "{term:#}");
+    assert_eq!(term["message"], "DONE", "{term:#}");
+    assert_eq!(logs(&agent, "fallback-partial", "main").await, "DONE");
+}

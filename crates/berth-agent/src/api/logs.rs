@@ -1,14 +1,21 @@
 //! `GET .../pods/{name}/log`: the container's output as text, optionally
 //! followed until the container stops.
+//!
+//! The file is read a chunk at a time and each chunk is sent before the next
+//! is read: a slow client holds the reading back (the body channel and
+//! hyper's write buffer are bounded), so memory stays the same whatever the
+//! size of the log or the speed of the reader.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jiff::Timestamp;
+
 use super::body::{send_chunk, streaming, ChunkSender};
 use super::routes::{Context, Query, Reply};
 use super::status::Failure;
-use crate::logs::{FileWatch, LogEntry, LogReader};
-use crate::service::{LogOptions, PodService};
+use crate::logs::{FileWatch, LogReader, Progress, RenderOptions};
+use crate::service::{ApiError, LogOptions, PodService};
 
 /// How often a follower without new output asks whether the container still runs.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -19,12 +26,7 @@ pub(crate) async fn pod_log<S: PodService>(
     name: &str,
     query: &Query,
 ) -> Reply {
-    let tail_lines = query.int("tailLines")?;
-    if tail_lines.is_some_and(|n| n < 0) {
-        return Err(Failure::bad_request(
-            "tailLines must be a non-negative integer",
-        ));
-    }
+    let request = LogRequest::parse(query, name)?;
     let options = LogOptions {
         container: query
             .get("container")
@@ -32,27 +34,30 @@ pub(crate) async fn pod_log<S: PodService>(
             .map(str::to_owned),
         previous: query.flag("previous")?,
         follow: query.flag("follow")?,
-        tail_lines: tail_lines.map(|n| n as u64),
+        tail_lines: request.tail_lines,
     };
-    let timestamps = query.flag("timestamps")?;
     let target = cx
         .service
         .log_target(namespace, name, &options)
         .map_err(|e| Failure::from(e).for_pod(name))?;
     let path = target.path.clone();
-    let reader = LogReader::open(&path)
+    let opened = {
+        let (path, render, tail) = (path.clone(), request.render, request.tail_lines);
+        tokio::task::spawn_blocking(move || LogReader::open(&path, render, tail)).await
+    };
+    let reader = opened
+        .map_err(|e| Failure::internal(format!("reading the log: {e}")))?
         .map_err(|e| Failure::internal(format!("cannot open log file {}: {e}", path.display())))?;
 
     let (response, tx) = streaming("text/plain");
+    let follow = options.follow && target.running;
     let follower = Follower {
         service: cx.service.clone(),
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         options,
         path,
-        timestamps,
     };
-    let follow = follower.options.follow && target.running;
     let shutdown = cx.shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -63,27 +68,88 @@ pub(crate) async fn pod_log<S: PodService>(
     Ok(response)
 }
 
+/// The query's `PodLogOptions` that shape the output, checked as the API
+/// server's `ValidatePodLogOptions` does.
+struct LogRequest {
+    tail_lines: Option<u64>,
+    render: RenderOptions,
+}
+
+impl LogRequest {
+    fn parse(query: &Query, pod: &str) -> Result<LogRequest, Failure> {
+        let tail_lines = query.int("tailLines")?;
+        let limit_bytes = query.int("limitBytes")?;
+        let since_seconds = query.int("sinceSeconds")?;
+        let since_time = query
+            .get("sinceTime")
+            .map(|text| {
+                text.parse::<Timestamp>().map_err(|e| {
+                    Failure::bad_request(format!("invalid value {text:?} for sinceTime: {e}"))
+                })
+            })
+            .transpose()?;
+        let mut errors = Vec::new();
+        if let Some(n) = tail_lines.filter(|n| *n < 0) {
+            errors.push(format!(
+                "tailLines: Invalid value: {n}: must be greater than or equal to 0"
+            ));
+        }
+        if let Some(n) = limit_bytes.filter(|n| *n < 1) {
+            errors.push(format!(
+                "limitBytes: Invalid value: {n}: must be greater than 0"
+            ));
+        }
+        match (since_seconds, since_time) {
+            (Some(_), Some(_)) => errors.push(
+                ": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+                    .to_owned(),
+            ),
+            (Some(n), None) if n < 1 => errors.push(format!(
+                "sinceSeconds: Invalid value: {n}: must be greater than 0"
+            )),
+            _ => {}
+        }
+        if !errors.is_empty() {
+            let list = match errors.as_slice() {
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            return Err(Failure::from(ApiError::Invalid(format!(
+                "PodLogOptions {pod:?} is invalid: {list}"
+            ))));
+        }
+        let since = match (since_seconds, since_time) {
+            (Some(seconds), _) => Some(
+                Timestamp::now()
+                    .checked_sub(jiff::SignedDuration::from_secs(seconds))
+                    .unwrap_or(Timestamp::MIN),
+            ),
+            (None, time) => time,
+        };
+        Ok(LogRequest {
+            tail_lines: tail_lines.map(|n| n.unsigned_abs()),
+            render: RenderOptions {
+                timestamps: query.flag("timestamps")?,
+                since,
+                limit_bytes: limit_bytes.map(|n| n.unsigned_abs()),
+            },
+        })
+    }
+}
+
 struct Follower<S> {
     service: std::sync::Arc<S>,
     namespace: String,
     name: String,
     options: LogOptions,
     path: PathBuf,
-    timestamps: bool,
 }
 
 impl<S: PodService> Follower<S> {
     async fn run(self, reader: LogReader, follow: bool, tx: ChunkSender) {
-        let keep_last = self
-            .options
-            .tail_lines
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let Some((mut reader, entries)) = read(reader, keep_last).await else {
+        let Some((mut reader, _)) = send_available(reader, &tx).await else {
             return;
         };
-        if !self.send(&tx, &entries).await {
-            return;
-        }
         if follow {
             let mut watch = FileWatch::new(&self.path);
             loop {
@@ -95,13 +161,10 @@ impl<S: PodService> Follower<S> {
                 // the rotation) is then certain to be read below.
                 let still_running = self.still_running();
                 let rotated = reader.rotated();
-                let Some((next, entries)) = read(reader, None).await else {
+                let Some((next, new)) = send_available(reader, &tx).await else {
                     return;
                 };
                 reader = next;
-                if !self.send(&tx, &entries).await {
-                    return;
-                }
                 if rotated {
                     // The old file is read to its end: go on in the new one.
                     if let Err(e) = reader.reopen() {
@@ -111,13 +174,16 @@ impl<S: PodService> Follower<S> {
                     watch = FileWatch::new(&self.path);
                     continue;
                 }
-                if !still_running && entries.is_empty() {
+                if !still_running && !new {
                     break;
                 }
             }
         }
-        let rest = reader.finish();
-        self.send(&tx, &rest).await;
+        let mut rest = Vec::new();
+        reader.finish(&mut rest);
+        if !rest.is_empty() {
+            send_chunk(&tx, rest).await;
+        }
     }
 
     /// Whether the container instance writing this file still runs.
@@ -130,35 +196,37 @@ impl<S: PodService> Follower<S> {
             Err(_) => false,
         }
     }
-
-    async fn send(&self, tx: &ChunkSender, entries: &[LogEntry]) -> bool {
-        if entries.is_empty() {
-            return true;
-        }
-        let mut out = Vec::new();
-        for entry in entries {
-            entry.render(self.timestamps, &mut out);
-        }
-        send_chunk(tx, out).await
-    }
 }
 
-/// Reads what was appended, off the async threads.
-async fn read(
-    mut reader: LogReader,
-    keep_last: Option<usize>,
-) -> Option<(LogReader, Vec<LogEntry>)> {
-    let result = tokio::task::spawn_blocking(move || {
-        let entries = reader.read_new(keep_last);
-        (reader, entries)
-    })
-    .await;
-    match result {
-        Ok((reader, Ok(entries))) => Some((reader, entries)),
-        Ok((reader, Err(error))) => {
-            tracing::debug!(path = %reader.path().display(), %error, "reading log file failed");
-            None
+/// Sends what the file holds past where the reader stopped, a chunk at a
+/// time, each read once the previous one is taken; with whether anything
+/// was read. `None` once nothing more is wanted: the client left,
+/// `limitBytes` is reached, or the file cannot be read.
+async fn send_available(mut reader: LogReader, tx: &ChunkSender) -> Option<(LogReader, bool)> {
+    let mut read_any = false;
+    loop {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::new();
+            let progress = reader.read_chunk(&mut chunk);
+            (reader, progress, chunk)
+        })
+        .await;
+        let (next, progress, chunk) = read.ok()?;
+        reader = next;
+        let progress = match progress {
+            Ok(progress) => progress,
+            Err(error) => {
+                tracing::debug!(path = %reader.path().display(), %error, "reading log file failed");
+                return None;
+            }
+        };
+        if !chunk.is_empty() && !send_chunk(tx, chunk).await {
+            return None;
         }
-        Err(_) => None,
+        match progress {
+            Progress::Read(_) => read_any = true,
+            Progress::End => return Some((reader, read_any)),
+            Progress::Full => return None,
+        }
     }
 }
