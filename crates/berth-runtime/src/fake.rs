@@ -465,13 +465,13 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let removed = self.lock().containers.remove(&id.0);
+        // As containerd's: a running task is killed first.
+        let removed = {
+            let mut inner = self.lock();
+            finish(&mut inner, &id.0, 137);
+            inner.containers.remove(&id.0)
+        };
         if let Some(c) = removed {
-            if matches!(c.state, ObservedState::Running { .. }) {
-                return Err(RuntimeError::other(format!(
-                    "cannot remove running container {id}"
-                )));
-            }
             self.record(Call::RemoveContainer { name: c.name });
         }
         Ok(())

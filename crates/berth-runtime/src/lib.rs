@@ -4,6 +4,8 @@
 //! the one real implementation (`berth-containerd`); the test kit has an in-memory
 //! one that runs under tokio's paused clock. No gRPC or protobuf type crosses here.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -1,0 +1,114 @@
+//! containerd keeps the runtime contract (the same checks run against the
+//! in-memory runtime in `berth-runtime/tests/contract.rs`), on a private
+//! containerd. Skips like the other containerd tests.
+//!
+//! The test binary doubles as the container log writer, as in `runtime.rs`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_containerd::{Containerd, ContainerdConfig};
+use berth_runtime::contract::{self, Behaviour, Subject};
+use berth_runtime::*;
+use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
+
+/// Runs only when the shim spawned this binary as the log writer.
+#[test]
+fn logger_process_entry() {
+    let args: Vec<String> = std::env::args().collect();
+    if std::env::var_os("CONTAINER_ID").is_none()
+        || args.get(1).map(String::as_str) != Some("logger")
+    {
+        return;
+    }
+    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
+struct Real {
+    runtime: Containerd,
+    image: ImageInfo,
+    log_dir: std::path::PathBuf,
+}
+
+impl Subject for Real {
+    type Runtime = Containerd;
+
+    fn runtime(&self) -> &Containerd {
+        &self.runtime
+    }
+
+    fn sandbox_config(&self, pod: &PodRef) -> SandboxConfig {
+        SandboxConfig {
+            pod: pod.clone(),
+            hostname: pod.name.clone(),
+            host_network: true,
+            log_dir: self.log_dir.join(&pod.name),
+            port_mappings: vec![],
+            labels: BTreeMap::new(),
+            times: PodTimes {
+                created: jiff::Timestamp::now(),
+                started: jiff::Timestamp::now(),
+            },
+        }
+    }
+
+    fn container_config(&self, pod: &PodRef, name: &str, behaviour: Behaviour) -> ContainerConfig {
+        let script = match behaviour {
+            Behaviour::Exits(code) => format!("exit {code}"),
+            Behaviour::RunsUntilKilled => "trap '' TERM; while true; do sleep 1; done".into(),
+        };
+        ContainerConfig {
+            pod: pod.clone(),
+            name: name.into(),
+            kind: ContainerKind::Regular,
+            attempt: 0,
+            image: self.image.clone(),
+            args: vec!["sh".into(), "-c".into(), script],
+            env: vec![("PATH".into(), "/bin".into())],
+            working_dir: "/".into(),
+            user: None,
+            mounts: vec![],
+            log_path: self.log_dir.join(&pod.name).join(name).join("0.log"),
+            read_only_root: false,
+            privileged: false,
+            resources: Resources::default(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn containerd_keeps_the_contract() {
+    let Some(daemon) = PrivateContainerd::start_or_skip().await else {
+        return;
+    };
+    let config = ContainerdConfig {
+        root_dir: daemon.dir().join("berth"),
+        logger_binary: std::env::current_exe().unwrap(),
+        ..daemon.runtime_config()
+    };
+    let runtime = Containerd::connect(config).await.expect("connect");
+    let archive = daemon.dir().join("busybox.tar");
+    busybox_image(TEST_IMAGE)
+        .write_oci_archive(std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    runtime
+        .import_archive(&archive)
+        .await
+        .expect("import busybox");
+    let image = runtime
+        .image_status(TEST_IMAGE)
+        .await
+        .unwrap()
+        .expect("busybox is present after import");
+    let real = Real {
+        runtime,
+        image,
+        log_dir: daemon.dir().join("logs"),
+    };
+    contract::check_all(&real).await;
+}
