@@ -712,6 +712,63 @@ async fn log_content_and_tail() -> Result<()> {
 }
 
 #[tokio::test]
+async fn log_options_are_validated_as_the_api_server_does() -> Result<()> {
+    let server = Server::start().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("0.log");
+    append(&log, &["stdout F one"])?;
+    server.service.set_log("web", &log, false);
+    let invalid = [
+        (
+            "sinceSeconds=-1",
+            "sinceSeconds: Invalid value: -1: must be greater than 0",
+        ),
+        (
+            "sinceSeconds=0",
+            "sinceSeconds: Invalid value: 0: must be greater than 0",
+        ),
+        (
+            "limitBytes=-1",
+            "limitBytes: Invalid value: -1: must be greater than 0",
+        ),
+        (
+            "tailLines=-1",
+            "tailLines: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            "sinceSeconds=5&sinceTime=2024-05-01T10:00:00Z",
+            ": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ),
+    ];
+    for (query, message) in invalid {
+        let path = format!("/api/v1/namespaces/default/pods/web/log?{query}");
+        let (status, failure) = server.json(Method::GET, &path, None).await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {failure}"
+        );
+        assert_status(&failure, 422, "Invalid");
+        assert_eq!(
+            failure["message"],
+            format!("PodLogOptions \"web\" is invalid: {message}"),
+            "{query}"
+        );
+    }
+    for query in ["sinceSeconds=x", "limitBytes=1.5", "sinceTime=yesterday"] {
+        let path = format!("/api/v1/namespaces/default/pods/web/log?{query}");
+        let (status, failure) = server.json(Method::GET, &path, None).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {failure}");
+        assert_status(&failure, 400, "BadRequest");
+    }
+    let path = "/api/v1/namespaces/default/pods/web/log?sinceSeconds=10&limitBytes=100";
+    let (status, _, body) = server.call(Method::GET, path, None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "one\n");
+    Ok(())
+}
+
+#[tokio::test]
 async fn log_follow_streams_until_the_container_stops() -> Result<()> {
     let server = Server::start().await?;
     let dir = tempfile::tempdir()?;

@@ -8,7 +8,8 @@ use super::body::{send_chunk, streaming, ChunkSender};
 use super::routes::{Context, Query, Reply};
 use super::status::Failure;
 use crate::logs::{FileWatch, LogEntry, LogReader};
-use crate::service::{LogOptions, PodService};
+use crate::service::{ApiError, LogOptions, PodService};
+use berth_api::validation::{validate_log_options, PodLogOptions};
 
 /// How often a follower without new output asks whether the container still runs.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -20,11 +21,7 @@ pub(crate) async fn pod_log<S: PodService>(
     query: &Query,
 ) -> Reply {
     let tail_lines = query.int("tailLines")?;
-    if tail_lines.is_some_and(|n| n < 0) {
-        return Err(Failure::bad_request(
-            "tailLines must be a non-negative integer",
-        ));
-    }
+    check_options(name, query, tail_lines)?;
     let options = LogOptions {
         container: query
             .get("container")
@@ -61,6 +58,23 @@ pub(crate) async fn pod_log<S: PodService>(
         }
     });
     Ok(response)
+}
+
+/// The API server's checks of a log request's options (berth serves
+/// `tailLines`; the others are checked as the API server checks them).
+fn check_options(name: &str, query: &Query, tail_lines: Option<i64>) -> Result<(), Failure> {
+    if let Some(since) = query.get("sinceTime") {
+        since.parse::<jiff::Timestamp>().map_err(|e| {
+            Failure::bad_request(format!("invalid value {since:?} for sinceTime: {e}"))
+        })?;
+    }
+    let options = PodLogOptions {
+        tail_lines,
+        limit_bytes: query.int("limitBytes")?,
+        since_seconds: query.int("sinceSeconds")?,
+        since_time: query.get("sinceTime").is_some(),
+    };
+    validate_log_options(name, &options).map_err(|e| ApiError::Invalid(e.to_string()).into())
 }
 
 struct Follower<S> {
