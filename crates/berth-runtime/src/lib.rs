@@ -7,6 +7,7 @@
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod files;
 mod host;
 mod types;
 

@@ -22,6 +22,7 @@ mod previous_logs;
 mod probes;
 mod registry_pulls;
 mod restart_matrix;
+mod state_files;
 mod static_pods;
 mod termination;
 mod termination_messages;
