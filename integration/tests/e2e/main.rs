@@ -13,6 +13,7 @@ mod events;
 mod hooks;
 mod image_pull_cli;
 mod init_containers;
+mod input_bounds;
 mod lifecycle;
 mod logs;
 mod network;
