@@ -68,9 +68,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     shutdown: CancellationToken,
     ready: impl FnOnce(),
 ) -> Result<(), AgentError> {
-    for dir in [&config.root_dir, &config.log_dir, &config.manifest_dir] {
-        std::fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
-    }
+    crate::state_dir::prepare(&config).map_err(io_error("prepare the state directories".into()))?;
     let runtime = Arc::new(runtime);
     match runtime.reclaim().await {
         Ok(r) if r != Default::default() => info!(

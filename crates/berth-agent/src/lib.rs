@@ -13,6 +13,7 @@ mod orphans;
 mod periodic;
 pub mod saved_events;
 pub mod service;
+mod state_dir;
 pub mod store;
 pub mod supervisor;
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_api::manifest::MAX_MANIFEST_BYTES;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Toleration};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -110,30 +111,66 @@ pub async fn read_manifest(path: &Path, node_name: &str) -> Option<ManifestEvent
         path: path.to_owned(),
         error,
     };
-    let text = match tokio::fs::read(path).await {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => return Some(invalid("file is not UTF-8".into())),
-        },
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(error) => return Some(invalid(error.to_string())),
+    let text = match read_text(path).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return None,
+        Err(error) => return Some(invalid(error)),
     };
-    let pods = match berth_api::manifest::parse_pods(&text) {
-        Ok(pods) => pods,
-        Err(error) => return Some(invalid(error.to_string())),
-    };
-    let pods: Result<Vec<Pod>, String> = pods
-        .into_iter()
-        .enumerate()
-        .map(|(index, pod)| static_pod(pod, path, index, node_name))
-        .collect();
-    Some(match pods {
-        Ok(pods) => ManifestEvent::Pods {
+    // Parsing and validating cost CPU in proportion to the file: off the
+    // async threads, so a big file never holds up the API.
+    let (file, node) = (path.to_owned(), node_name.to_owned());
+    let decoded = tokio::task::spawn_blocking(move || decode(&text, &file, &node)).await;
+    Some(match decoded {
+        Ok(Ok(pods)) => ManifestEvent::Pods {
             path: path.to_owned(),
             pods,
         },
-        Err(error) => invalid(error),
+        Ok(Err(error)) => invalid(error),
+        Err(error) => invalid(format!("decoding failed: {error}")),
     })
+}
+
+/// The file's text, at most [`MAX_MANIFEST_BYTES`]; `None` when it is gone.
+async fn read_text(path: &Path) -> Result<Option<String>, String> {
+    use tokio::io::AsyncReadExt;
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| error.to_string())?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(format!("file is larger than {MAX_MANIFEST_BYTES} bytes"));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| "file is not UTF-8".into())
+}
+
+/// A file's pods with the static pod defaults, each valid as the API server
+/// would require (the kubelet's file source validates them too).
+fn decode(text: &str, path: &Path, node_name: &str) -> Result<Vec<Pod>, String> {
+    let pods = berth_api::manifest::parse_pods(text).map_err(|e| e.to_string())?;
+    pods.into_iter()
+        .enumerate()
+        .map(|(index, pod)| {
+            let pod = static_pod(pod, path, index, node_name)?;
+            validate(&pod)?;
+            Ok(pod)
+        })
+        .collect()
+}
+
+/// Validates a defaulted copy, so the pod (and the UID hashed from it) stays
+/// as the file says.
+fn validate(pod: &Pod) -> Result<(), String> {
+    let mut defaulted = pod.clone();
+    berth_api::defaults::apply_defaults(&mut defaulted);
+    berth_api::validation::validate_pod(&defaulted).map_err(|e| e.to_string())
 }
 
 /// Follows the manifest directory until `shutdown`: first the current files,

@@ -63,11 +63,10 @@ pub async fn save(store: &PodStore, path: &Path, saved: u64) -> u64 {
     }
 }
 
-/// Whole or not at all: a crash mid-write leaves the previous file.
+/// Whole or not at all (a crash mid-write leaves the previous file), and
+/// root's alone: event messages can carry what pods print.
 fn write(path: &Path, events: &[Event]) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(events)?)?;
-    std::fs::rename(&tmp, path)
+    berth_runtime::files::write_private(path, &serde_json::to_vec(events)?)
 }
 
 /// Saves changed events every few seconds until `stop`; returns the version
@@ -98,6 +97,9 @@ mod tests {
         );
         let version = save(&store, &path, 0).await;
         assert_eq!(version, store.events_version());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         // Unchanged: nothing to write.
         std::fs::remove_file(&path).unwrap();
         assert_eq!(save(&store, &path, version).await, version);

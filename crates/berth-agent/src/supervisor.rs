@@ -102,7 +102,10 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
     /// Reloads the pods the API created before an agent restart.
     pub fn load_api_pods(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.api_pods_dir)?;
+        berth_runtime::files::create_dir(
+            &self.api_pods_dir,
+            berth_runtime::files::PRIVATE_DIR_MODE,
+        )?;
         for entry in std::fs::read_dir(&self.api_pods_dir)? {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "json") {
@@ -123,13 +126,12 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         }
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let path = self.api_pods_dir.join(format!("{uid}.json"));
-        let tmp = path.with_extension("tmp");
         let mut record = pod.clone();
         record.status = None;
+        // The record holds the pod's env values: root's alone (0600).
         let result = serde_json::to_vec(&record)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|bytes| berth_runtime::files::write_private(&path, &bytes));
         if let Err(e) = result {
             warn!(file = %path.display(), "persist pod: {e}");
         }

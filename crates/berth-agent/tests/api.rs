@@ -572,6 +572,60 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     Ok(())
 }
 
+/// A deeply nested Pod, as YAML that is not JSON (libyaml's slow path).
+fn deep_pod(levels: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels: {}",
+        "[".repeat(levels)
+    )
+}
+
+// Two workers, as the agent runs: a parse on a worker would stall it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_nesting_is_refused_quickly_and_stalls_no_other_request() -> Result<()> {
+    let server = Server::start().await?;
+    server.create("default", pod_json("web")).await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let started = tokio::time::Instant::now();
+    let posts: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = server.socket.clone();
+            tokio::spawn(async move {
+                let response = client::send(
+                    &socket,
+                    Method::POST,
+                    pods,
+                    Some("application/yaml"),
+                    deep_pod(100_000),
+                )
+                .await?;
+                let status = response.status();
+                let body = tokio::time::timeout(WAIT, response.into_body().collect())
+                    .await??
+                    .to_bytes();
+                anyhow::Ok((status, serde_json::from_slice::<Value>(&body)?))
+            })
+        })
+        .collect();
+    let get_started = tokio::time::Instant::now();
+    let (status, pod) = server.pod(Method::GET, "web", None).await?;
+    let get_took = get_started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{pod}");
+    assert!(get_took < Duration::from_secs(1), "GET took {get_took:?}");
+    for post in posts {
+        let (status, failure) = post.await??;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{failure}");
+        assert_status(&failure, 400, "BadRequest");
+        assert_eq!(
+            failure["message"],
+            "cannot decode the Pod: document 1: line 4, column 109: exceeded max depth of 100"
+        );
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn watch_streams_current_pods_then_changes() -> Result<()> {
     let server = Server::start().await?;
@@ -767,6 +821,59 @@ async fn log_since_limit_bytes_and_a_last_line_without_newline() -> Result<()> {
         .pod(Method::GET, "web/log?sinceTime=yesterday", None)
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test]
+async fn log_options_are_validated_as_the_api_server_does() -> Result<()> {
+    let server = Server::start().await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("0.log");
+    append(&log, &["stdout F one"])?;
+    server.service.set_log("web", &log, false);
+    let invalid = [
+        (
+            "sinceSeconds=-1",
+            "sinceSeconds: Invalid value: -1: must be greater than 0",
+        ),
+        (
+            "sinceSeconds=0",
+            "sinceSeconds: Invalid value: 0: must be greater than 0",
+        ),
+        (
+            "limitBytes=-1",
+            "limitBytes: Invalid value: -1: must be greater than 0",
+        ),
+        (
+            "tailLines=-1",
+            "tailLines: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            "sinceSeconds=5&sinceTime=2024-05-01T10:00:00Z",
+            ": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ),
+    ];
+    for (query, message) in invalid {
+        let path = format!("/api/v1/namespaces/default/pods/web/log?{query}");
+        let (status, failure) = server.json(Method::GET, &path, None).await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {failure}"
+        );
+        assert_status(&failure, 422, "Invalid");
+        assert_eq!(
+            failure["message"],
+            format!("PodLogOptions \"web\" is invalid: {message}"),
+            "{query}"
+        );
+    }
+    for query in ["sinceSeconds=x", "limitBytes=1.5", "sinceTime=yesterday"] {
+        let path = format!("/api/v1/namespaces/default/pods/web/log?{query}");
+        let (status, failure) = server.json(Method::GET, &path, None).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {failure}");
+        assert_status(&failure, 400, "BadRequest");
+    }
     Ok(())
 }
 
@@ -973,7 +1080,7 @@ async fn manifests_add_change_remove() -> Result<()> {
     // Nothing else is pending (no duplicate events for one write).
     std::fs::write(
         manifests.join("z.json"),
-        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"}}"#,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
     )?;
     let ManifestEvent::Pods { path, .. } = source.next().await? else {
         bail!("expected the JSON manifest");
@@ -1019,6 +1126,59 @@ async fn invalid_manifest_reports_only_invalid() -> Result<()> {
     assert_eq!(path, bad);
     assert_eq!(pods[0].metadata.name.as_deref(), Some("fixed-node1"));
 
+    source.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unbounded_and_invalid_manifests_are_refused_naming_the_problem() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    let mut source = Source::start(&manifests);
+    std::fs::write(manifests.join("good.yaml"), MANIFEST)?;
+    assert!(matches!(source.next().await?, ManifestEvent::Pods { .. }));
+
+    let refused = |name: &str, text: String| {
+        let path = manifests.join(name);
+        write_atomically(&path, &text).map(|()| path)
+    };
+    let deep = refused("deep.yaml", deep_pod(100_000))?;
+    let started = tokio::time::Instant::now();
+    let ManifestEvent::Invalid { path, error } = source.next().await? else {
+        bail!("expected the deep file to be refused");
+    };
+    assert_eq!(path, deep);
+    assert_eq!(
+        error,
+        "document 1: line 4, column 109: exceeded max depth of 100"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+
+    let huge = refused(
+        "huge.yaml",
+        format!("{MANIFEST}# {}\n", "x".repeat(api::MAX_BODY_BYTES)),
+    )?;
+    let ManifestEvent::Invalid { path, error } = source.next().await? else {
+        bail!("expected the huge file to be refused");
+    };
+    assert_eq!(path, huge);
+    assert_eq!(error, "file is larger than 3145728 bytes");
+
+    // Valid YAML, but not a valid Pod: refused as the API server would.
+    let limits = refused(
+        "limits.yaml",
+        format!("{MANIFEST}    resources:\n      limits:\n        memory: 512MB\n"),
+    )?;
+    let ManifestEvent::Invalid { path, error } = source.next().await? else {
+        bail!("expected the bad quantity to be refused");
+    };
+    assert_eq!(path, limits);
+    assert_eq!(
+        error,
+        "Pod \"web-node1\" is invalid: spec.containers[0].resources.limits[memory]: Invalid value: \"512MB\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    );
     source.stop().await?;
     Ok(())
 }

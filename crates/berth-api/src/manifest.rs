@@ -2,6 +2,15 @@
 //! JSON (one or more objects), each a `v1` Pod or a `v1` `List`/`PodList` of
 //! Pods. Unknown fields are rejected like the API server's strict field
 //! validation (kubectl's default) does, which k8s-openapi alone would ignore.
+//!
+//! Parsing is bounded: callers refuse more than [`MAX_MANIFEST_BYTES`], and
+//! nesting deeper than [`MAX_DEPTH`] is refused by a linear pre-scan before
+//! the parser runs. Parsing a large manifest still takes milliseconds of
+//! CPU: async callers run it on a blocking thread.
+
+mod nesting;
+
+pub use nesting::MAX_DEPTH;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -16,10 +25,16 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// The largest manifest accepted, from a file or in a request: the API
+/// server's limit on request bodies (`MaxRequestBodyBytes`, 3 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 3 * 1024 * 1024;
+
 /// Parses every Pod in `text`; empty documents are skipped.
 pub fn parse_pods(text: &str) -> Result<Vec<Pod>, ManifestError> {
+    let json = is_json(text);
+    nesting::check(text, json)?;
     let mut pods = Vec::new();
-    for (i, doc) in documents(text).into_iter().enumerate() {
+    for (i, doc) in documents(text, json).into_iter().enumerate() {
         let document = i + 1;
         let fail = |message: String| ManifestError { document, message };
         match doc.map_err(fail)? {
@@ -36,10 +51,14 @@ pub fn parse_pods(text: &str) -> Result<Vec<Pod>, ManifestError> {
     Ok(pods)
 }
 
+/// JSON (one or more objects), or else YAML.
+fn is_json(text: &str) -> bool {
+    text.trim_start().starts_with(['{', '['])
+}
+
 /// The documents of `text` as JSON values (`Null` for an empty one).
-fn documents(text: &str) -> Vec<Result<Value, String>> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+fn documents(text: &str, json: bool) -> Vec<Result<Value, String>> {
+    if json {
         let mut docs = Vec::new();
         for doc in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
             let failed = doc.is_err();
@@ -299,6 +318,20 @@ items:
         let err = parse_pods(r#"{"apiVersion": "v1", "kind": "Pod",}"#).unwrap_err();
         assert_eq!(err.document, 1);
         assert!(err.message.contains("column"), "{err}");
+    }
+
+    #[test]
+    // A pure, synchronous crate: the wall clock is what this measures.
+    #[allow(clippy::disallowed_types)]
+    fn deep_nesting_is_refused_before_parsing() {
+        // Unbounded, libyaml would spend seconds on this before failing.
+        let started = std::time::Instant::now();
+        let err = parse_pods(&format!("{WEB}---\nkind: {}", "[".repeat(100_000))).unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.message.contains("exceeded max depth of 100"), "{err}");
+        let err = parse_pods(&"[".repeat(100_000)).unwrap_err();
+        assert!(err.message.contains("exceeded max depth of 100"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[test]

@@ -304,10 +304,9 @@ async fn add_cached(
         port_mappings: attachment.port_mappings.to_vec(),
     };
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(cache_dir(&paths.root_dir))?;
-        let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&cached)?)?;
-        std::fs::rename(&tmp, &file)
+        use berth_runtime::files::{create_dir, write_private, PRIVATE_DIR_MODE};
+        create_dir(&cache_dir(&paths.root_dir), PRIVATE_DIR_MODE)?;
+        write_private(&file, &serde_json::to_vec(&cached)?)
     };
     write().map_err(|e| {
         RuntimeError::other(format!("write CNI result cache {}: {e}", file.display()))

@@ -7,6 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use berth_api::empty_dir::{memory_size, Medium};
+use berth_runtime::files::create_dir;
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
 use crate::mount_table;
@@ -58,8 +59,10 @@ impl PodDirs {
     /// hostPath volumes as the kubelet's `type` rules say.
     pub(crate) fn prepare(&self, pod: &Pod) -> Result<(), String> {
         let io = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
-        fs::create_dir_all(&self.pod).map_err(|e| io("create", &self.pod, e))?;
-        fs::create_dir_all(&self.logs).map_err(|e| io("create", &self.logs, e))?;
+        // The kubelet's modes (makePodDataDirs; the pod's log directory).
+        let volumes = self.pod.join("volumes");
+        create_dir(&volumes, 0o750).map_err(|e| io("create", &volumes, e))?;
+        create_dir(&self.logs, 0o755).map_err(|e| io("create", &self.logs, e))?;
         let Some(spec) = &pod.spec else {
             return Ok(());
         };

@@ -9,6 +9,7 @@ pub mod contract;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod files;
 mod host;
 mod types;
 

@@ -10,9 +10,8 @@ use serde::Serialize;
 
 use super::status::Failure;
 
-/// The largest request body accepted (the API server's limit is 3 MiB for
-/// objects; manifests with big config blobs still fit).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The largest request body accepted: the API server's `MaxRequestBodyBytes`.
+pub const MAX_BODY_BYTES: usize = berth_api::manifest::MAX_MANIFEST_BYTES;
 
 /// Every response body: whole or streamed.
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
@@ -101,8 +100,16 @@ pub(crate) fn check_media_type(headers: &HeaderMap) -> Result<(), Failure> {
 }
 
 /// Decodes the one Pod a POST or PUT carries (strictly: unknown fields are
-/// errors, as with kubectl's default `fieldValidation=Strict`).
-pub(crate) fn parse_pod(bytes: &[u8]) -> Result<Pod, Failure> {
+/// errors, as with kubectl's default `fieldValidation=Strict`), on a
+/// blocking thread: a large manifest costs milliseconds of CPU, which must
+/// not hold up the requests served beside it.
+pub(crate) async fn parse_pod(bytes: Bytes) -> Result<Pod, Failure> {
+    tokio::task::spawn_blocking(move || decode_pod(&bytes))
+        .await
+        .map_err(|e| Failure::internal(format!("decoding the Pod: {e}")))?
+}
+
+fn decode_pod(bytes: &[u8]) -> Result<Pod, Failure> {
     let undecodable =
         |error: String| Failure::bad_request(format!("cannot decode the Pod: {error}"));
     let text =

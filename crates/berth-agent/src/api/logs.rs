@@ -16,6 +16,7 @@ use super::routes::{Context, Query, Reply};
 use super::status::Failure;
 use crate::logs::{FileWatch, LogReader, Progress, RenderOptions};
 use crate::service::{ApiError, LogOptions, PodService};
+use berth_api::validation::{validate_log_options, PodLogOptions};
 
 /// How often a follower without new output asks whether the container still runs.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -88,36 +89,14 @@ impl LogRequest {
                 })
             })
             .transpose()?;
-        let mut errors = Vec::new();
-        if let Some(n) = tail_lines.filter(|n| *n < 0) {
-            errors.push(format!(
-                "tailLines: Invalid value: {n}: must be greater than or equal to 0"
-            ));
-        }
-        if let Some(n) = limit_bytes.filter(|n| *n < 1) {
-            errors.push(format!(
-                "limitBytes: Invalid value: {n}: must be greater than 0"
-            ));
-        }
-        match (since_seconds, since_time) {
-            (Some(_), Some(_)) => errors.push(
-                ": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
-                    .to_owned(),
-            ),
-            (Some(n), None) if n < 1 => errors.push(format!(
-                "sinceSeconds: Invalid value: {n}: must be greater than 0"
-            )),
-            _ => {}
-        }
-        if !errors.is_empty() {
-            let list = match errors.as_slice() {
-                [one] => one.clone(),
-                many => format!("[{}]", many.join(", ")),
-            };
-            return Err(Failure::from(ApiError::Invalid(format!(
-                "PodLogOptions {pod:?} is invalid: {list}"
-            ))));
-        }
+        let options = PodLogOptions {
+            tail_lines,
+            limit_bytes,
+            since_seconds,
+            since_time: since_time.is_some(),
+        };
+        validate_log_options(pod, &options)
+            .map_err(|e| Failure::from(ApiError::Invalid(e.to_string())))?;
         let since = match (since_seconds, since_time) {
             (Some(seconds), _) => Some(
                 Timestamp::now()

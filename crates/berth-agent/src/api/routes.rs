@@ -160,7 +160,7 @@ async fn create_pod<S: PodService>(
     check_media_type(request.headers())?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body).await?;
-    let mut pod = parse_pod(&bytes)?;
+    let mut pod = parse_pod(bytes).await?;
     match pod.metadata.namespace.as_deref() {
         None | Some("") => pod.metadata.namespace = Some(namespace.to_owned()),
         Some(ns) if ns == namespace => {}
@@ -186,7 +186,7 @@ async fn replace_pod<S: PodService>(
     check_media_type(request.headers())?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body).await?;
-    let mut pod = parse_pod(&bytes)?;
+    let mut pod = parse_pod(bytes).await?;
     let body_name = pod.metadata.name.as_deref().unwrap_or_default();
     if body_name != name {
         return Err(Failure::bad_request(format!(

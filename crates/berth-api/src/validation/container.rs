@@ -1,12 +1,12 @@
 //! Containers and init containers: names, image, policies, ports, env,
-//! volume mounts, probes and hooks.
+//! volume mounts, resources, probes and hooks.
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 use super::errors::{s, BadValue, FieldError};
-use super::{handler, names, one_of};
+use super::{handler, names, one_of, resources};
 
 /// Pod-wide facts containers are checked against.
 pub(super) struct Ctx<'a> {
@@ -149,6 +149,9 @@ fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
             policy,
             &["Always", "IfNotPresent", "Never"],
         ));
+    }
+    if let Some(r) = &c.resources {
+        errs.extend(resources::requirements(r, &format!("{path}.resources")));
     }
     errs
 }

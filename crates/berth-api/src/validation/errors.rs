@@ -12,6 +12,7 @@ pub enum ErrorKind {
     NotSupported,
     NotFound,
     Forbidden,
+    TooLong,
 }
 
 impl ErrorKind {
@@ -23,6 +24,7 @@ impl ErrorKind {
             ErrorKind::NotSupported => "Unsupported value",
             ErrorKind::NotFound => "Not found",
             ErrorKind::Forbidden => "Forbidden",
+            ErrorKind::TooLong => "Too long",
         }
     }
 }
@@ -77,6 +79,12 @@ impl FieldError {
         Self::new(field, ErrorKind::NotFound, value, "")
     }
 
+    /// `Too long: may not be more than N bytes` (the value is never shown).
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        let detail = format!("may not be more than {max_bytes} bytes");
+        Self::new(field, ErrorKind::TooLong, BadValue::Omitted, detail)
+    }
+
     /// `Unsupported value: "x": supported values: "a", "b"`.
     pub fn not_supported(field: impl Into<String>, value: BadValue, supported: &[&str]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|v| format!("{v:?}")).collect();
@@ -106,7 +114,10 @@ impl FieldError {
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.kind)?;
-        if !matches!(self.kind, ErrorKind::Required | ErrorKind::Forbidden) {
+        if !matches!(
+            self.kind,
+            ErrorKind::Required | ErrorKind::Forbidden | ErrorKind::TooLong
+        ) {
             match &self.value {
                 BadValue::Omitted => {}
                 BadValue::Str(s) => write!(f, ": {s:?}")?,

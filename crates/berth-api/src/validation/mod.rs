@@ -8,7 +8,9 @@
 mod container;
 mod errors;
 mod handler;
+mod log_options;
 pub mod names;
+mod resources;
 mod update;
 mod volume;
 
@@ -17,6 +19,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 pub use errors::{BadValue, ErrorKind, FieldError, ValidationErrors};
+pub use log_options::{validate_log_options, PodLogOptions};
 pub use update::validate_update;
 
 use errors::s;
@@ -57,6 +60,9 @@ pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
     errs
 }
 
+/// `TotalAnnotationSizeLimitB`: keys and values of all annotations together.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
 fn metadata_errors(pod: &Pod) -> Vec<FieldError> {
     let mut errs = Vec::new();
     match pod.metadata.name.as_deref().unwrap_or_default() {
@@ -77,6 +83,14 @@ fn metadata_errors(pod: &Pod) -> Vec<FieldError> {
                 .into_iter()
                 .map(|m| FieldError::invalid("metadata.namespace", s(ns), m)),
         ),
+    }
+    let annotations = pod.metadata.annotations.iter().flatten();
+    let size: usize = annotations.map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_ANNOTATIONS_BYTES {
+        errs.push(FieldError::too_long(
+            "metadata.annotations",
+            MAX_ANNOTATIONS_BYTES,
+        ));
     }
     errs
 }
@@ -119,6 +133,12 @@ fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
             BadValue::Int(deadline),
             "must be between 1 and 2147483647, inclusive",
         ));
+    }
+    if let Some(overhead) = &spec.overhead {
+        errs.extend(resources::overhead(overhead, "spec.overhead"));
+    }
+    if let Some(r) = &spec.resources {
+        errs.extend(resources::requirements(r, "spec.resources"));
     }
     errs
 }

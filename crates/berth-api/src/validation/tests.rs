@@ -1,8 +1,9 @@
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVarSource, ExecAction, HTTPGetAction,
-    HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe, SleepAction,
-    TCPSocketAction, Toleration, Volume, VolumeMount,
+    HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe,
+    ResourceRequirements, SleepAction, TCPSocketAction, Toleration, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
@@ -424,4 +425,128 @@ fn updates() {
     let mut one = old.clone();
     spec(&mut one).termination_grace_period_seconds = Some(1);
     assert_eq!(update_errors(&negative, &one), Vec::<String>::new());
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+fn resources(limits: &[(&str, &str)], requests: &[(&str, &str)]) -> ResourceRequirements {
+    ResourceRequirements {
+        limits: (!limits.is_empty()).then(|| quantities(limits)),
+        requests: (!requests.is_empty()).then(|| quantities(requests)),
+        ..Default::default()
+    }
+}
+
+const QUANTITY_FORMAT: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+#[test]
+fn unparsable_quantities_name_their_field() {
+    for bad in ["512MB", "1gb", "lots"] {
+        let mut p = base();
+        app(&mut p).resources = Some(resources(&[("memory", bad)], &[]));
+        assert_eq!(
+            errors_of(&p),
+            [format!(
+                "spec.containers[0].resources.limits[memory]: Invalid value: \"{bad}\": {QUANTITY_FORMAT}"
+            )]
+        );
+    }
+    let mut p = base();
+    app(&mut p).resources = Some(resources(&[("cpu", "fast")], &[("memory", "1MM")]));
+    assert_eq!(
+        errors_of(&p),
+        [
+            format!("spec.containers[0].resources.limits[cpu]: Invalid value: \"fast\": {QUANTITY_FORMAT}"),
+            r#"spec.containers[0].resources.requests[memory]: Invalid value: "1MM": unable to parse quantity's suffix"#.to_string(),
+        ]
+    );
+}
+
+#[test]
+fn quantities_are_checked_wherever_a_pod_has_them() {
+    let mut p = base();
+    let s = spec(&mut p);
+    let mut init = container("setup", "busybox");
+    init.resources = Some(resources(&[], &[("cpu", "fast")]));
+    let mut proxy = sidecar("proxy");
+    proxy.resources = Some(resources(&[("memory", "1gb")], &[]));
+    s.init_containers = Some(vec![init, proxy]);
+    s.overhead = Some(quantities(&[("memory", "lots"), ("cpu", "-1")]));
+    s.resources = Some(resources(&[("cpu", "x")], &[]));
+    s.volumes.as_mut().unwrap()[0].empty_dir = Some(EmptyDirVolumeSource {
+        size_limit: Some(Quantity("1 Gi".into())),
+        ..Default::default()
+    });
+    spec(&mut p).containers[0].volume_mounts = None;
+    apply_defaults(&mut p);
+    assert_eq!(
+        errors_of(&p),
+        [
+            format!("spec.volumes[0].emptyDir.sizeLimit: Invalid value: \"1 Gi\": {QUANTITY_FORMAT}"),
+            format!("spec.initContainers[0].resources.requests[cpu]: Invalid value: \"fast\": {QUANTITY_FORMAT}"),
+            format!("spec.initContainers[1].resources.limits[memory]: Invalid value: \"1gb\": {QUANTITY_FORMAT}"),
+            r#"spec.overhead[cpu]: Invalid value: "-1": must be greater than or equal to 0"#.to_string(),
+            format!("spec.overhead[memory]: Invalid value: \"lots\": {QUANTITY_FORMAT}"),
+            format!("spec.resources.limits[cpu]: Invalid value: \"x\": {QUANTITY_FORMAT}"),
+        ]
+    );
+}
+
+#[test]
+fn quantity_signs_and_requests_above_limits() {
+    let mut p = base();
+    app(&mut p).resources = Some(resources(
+        &[("cpu", "500m"), ("memory", "-1Mi")],
+        &[("cpu", "1"), ("memory", "-2")],
+    ));
+    assert_eq!(
+        errors_of(&p),
+        [
+            r#"spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0"#,
+            r#"spec.containers[0].resources.requests: Invalid value: "1": must be less than or equal to cpu limit of 500m"#,
+            r#"spec.containers[0].resources.requests[memory]: Invalid value: "-2": must be greater than or equal to 0"#,
+        ]
+    );
+    let mut p = base();
+    app(&mut p).resources = Some(resources(
+        &[("cpu", "1"), ("memory", "1Gi")],
+        &[("cpu", "1000m"), ("memory", "512Mi")],
+    ));
+    spec(&mut p).volumes.as_mut().unwrap()[0].empty_dir = Some(EmptyDirVolumeSource {
+        size_limit: Some(Quantity("-1".into())),
+        ..Default::default()
+    });
+    assert_eq!(
+        errors_of(&p),
+        ["spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity"]
+    );
+}
+
+#[test]
+fn annotations_are_bounded_in_total() {
+    let mut p = base();
+    let at_limit = MAX_ANNOTATIONS_BYTES - "a".len() - "b".len();
+    p.metadata.annotations = Some(
+        [
+            ("a".to_string(), "x".repeat(at_limit)),
+            ("b".to_string(), String::new()),
+        ]
+        .into(),
+    );
+    assert_eq!(errors_of(&p), Vec::<String>::new());
+    p.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("b".into(), "y".into());
+    assert_eq!(
+        errors_of(&p),
+        ["metadata.annotations: Too long: may not be more than 262144 bytes"]
+    );
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{HostPathVolumeSource, Volume};
 
 use super::errors::{s, FieldError};
-use super::names;
+use super::{names, resources};
 
 /// The API server's order of volume sources (validateVolumeSource); the
 /// first one set is the volume's source, any further one is an error.
@@ -113,6 +113,11 @@ fn source_errors(vol: &Volume, path: &str) -> (Vec<FieldError>, Option<FieldErro
     }
     if let Some(host_path) = vol.host_path.as_ref().filter(|_| *first == "hostPath") {
         errs.extend(host_path_errors(host_path, &format!("{path}.hostPath")));
+    }
+    let size_limit = vol.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref());
+    if let Some(limit) = size_limit.filter(|_| *first == "emptyDir") {
+        let limit_path = format!("{path}.emptyDir.sizeLimit");
+        errs.extend(resources::size_limit(limit, &limit_path));
     }
     let unsupported = (!SUPPORTED.contains(first))
         .then(|| FieldError::not_supported(format!("{path}.{first}"), s(first), &SUPPORTED));

@@ -57,6 +57,37 @@ fn malformed(what: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::other(format!("image archive: {what}"))
 }
 
+/// What is wrong with an archive's JSON document, by position only: the
+/// decoder's message can quote the document's content.
+fn bad_document(name: &str, error: &serde_json::Error) -> RuntimeError {
+    use serde_json::error::Category;
+    let problem = match error.classify() {
+        Category::Syntax => "is not valid JSON",
+        Category::Data => "does not have the expected fields and types",
+        Category::Eof => "ends early",
+        Category::Io => "cannot be read",
+    };
+    let (line, column) = (error.line(), error.column());
+    malformed(format!("{name} {problem} (line {line}, column {column})"))
+}
+
+/// A tar reader's error, without the bytes it quotes: the tar crate puts a
+/// bad header's fields in its messages, and the file given to import may
+/// be anything (`/etc/shadow`). Errors of the reader itself pass through.
+fn tar_error(error: io::Error, entries_read: usize) -> io::Error {
+    if error.kind() != io::ErrorKind::Other {
+        return error;
+    }
+    io::Error::other(if entries_read == 0 {
+        "not a tar archive (it does not start with a tar header)".to_string()
+    } else {
+        format!(
+            "not a valid tar archive (entry {} is corrupt or truncated)",
+            entries_read + 1
+        )
+    })
+}
+
 impl Containerd {
     /// Imports a tar read from `reader` and returns the images it names.
     pub(super) async fn import_tar<R: Read + Send + 'static>(
@@ -189,8 +220,8 @@ impl Containerd {
 /// The images an OCI layout's `index.json` names: by containerd's name
 /// annotation, else by a `ref.name` that is a whole reference (not a bare tag).
 fn oci_targets(index: &[u8]) -> Result<Vec<(String, CdDescriptor)>, RuntimeError> {
-    let index =
-        ImageIndex::from_reader(index).map_err(|e| malformed(format!("index.json: {e}")))?;
+    let index: ImageIndex =
+        serde_json::from_slice(index).map_err(|e| bad_document("index.json", &e))?;
     let mut named = Vec::new();
     for desc in index.manifests() {
         let annotations = desc.annotations().clone().unwrap_or_default();
@@ -214,8 +245,8 @@ async fn docker_targets(
     manifest_json: &[u8],
     blobs: &HashMap<String, Blob>,
 ) -> Result<Vec<(String, CdDescriptor)>, RuntimeError> {
-    let images: Vec<DockerImage> = serde_json::from_slice(manifest_json)
-        .map_err(|e| malformed(format!("manifest.json: {e}")))?;
+    let images: Vec<DockerImage> =
+        serde_json::from_slice(manifest_json).map_err(|e| bad_document("manifest.json", &e))?;
     let blob = |path: &str| {
         blobs
             .get(path)
@@ -270,13 +301,15 @@ async fn docker_targets(
 /// every other file streamed to a Content.Write session handed to `uploads`.
 fn read_archive(reader: impl Read, uploads: Uploads) -> io::Result<Archive> {
     let mut archive = Archive::default();
-    for entry in tar::Archive::new(reader).entries()? {
-        let mut entry = entry?;
+    let mut tar = tar::Archive::new(reader);
+    for (read, entry) in tar.entries()?.enumerate() {
+        let mut entry = entry.map_err(|e| tar_error(e, read))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
         let path = entry
-            .path()?
+            .path()
+            .map_err(|e| tar_error(e, read))?
             .to_string_lossy()
             .trim_start_matches("./")
             .to_string();
@@ -286,7 +319,9 @@ fn read_archive(reader: impl Read, uploads: Uploads) -> io::Result<Archive> {
                 return Err(io::Error::other(format!("{path} is too big")));
             }
             let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| tar_error(e, read))?;
             archive.documents.insert(path, data);
             continue;
         }
@@ -306,7 +341,10 @@ fn read_archive(reader: impl Read, uploads: Uploads) -> io::Result<Archive> {
         let mut gzip = None;
         loop {
             let mut chunk = Vec::with_capacity(CHUNK);
-            (&mut entry).take(CHUNK as u64).read_to_end(&mut chunk)?;
+            (&mut entry)
+                .take(CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .map_err(|e| tar_error(e, read))?;
             if chunk.is_empty() {
                 break;
             }
@@ -331,4 +369,81 @@ fn read_archive(reader: impl Read, uploads: Uploads) -> io::Result<Archive> {
         archive.blobs.insert(path, blob);
     }
     Ok(archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI";
+
+    fn read_error(bytes: Vec<u8>) -> String {
+        let (uploads, _pending) = mpsc::channel(8);
+        match read_archive(io::Cursor::new(bytes), uploads) {
+            Ok(_) => panic!("read as an archive"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_archive_is_not_echoed() {
+        let cases = [
+            format!("{SECRET}\n").repeat(40).into_bytes(),
+            SECRET.as_bytes().to_vec(),
+            [
+                b"x".repeat(100),
+                vec![0; 412],
+                SECRET.repeat(20).into_bytes(),
+            ]
+            .concat(),
+        ];
+        for bytes in cases {
+            let error = read_error(bytes);
+            assert_eq!(
+                error,
+                "not a tar archive (it does not start with a tar header)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_corrupt_entry_after_a_good_one_is_not_echoed() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_cksum();
+        tar.append_data(&mut header, "oci-layout", &b"{}\n"[..])
+            .unwrap();
+        let mut bytes = tar.into_inner().unwrap();
+        bytes.truncate(1024);
+        bytes.extend(format!("{SECRET}\n").repeat(20).into_bytes());
+        let error = read_error(bytes);
+        assert_eq!(
+            error,
+            "not a valid tar archive (entry 2 is corrupt or truncated)"
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_described_by_position() {
+        let text = format!("[{{\"Config\": 1, \"Layers\": [\"{SECRET}\"]}}]");
+        let Err(error) = serde_json::from_slice::<Vec<DockerImage>>(text.as_bytes()) else {
+            panic!("decoded");
+        };
+        let message = bad_document("manifest.json", &error).to_string();
+        assert!(!message.contains("AWS"), "{message}");
+        assert!(
+            message.contains(
+                "manifest.json does not have the expected fields and types (line 1, column"
+            ),
+            "{message}"
+        );
+        let error = serde_json::from_slice::<ImageIndex>(SECRET.as_bytes()).unwrap_err();
+        let message = bad_document("index.json", &error).to_string();
+        assert!(!message.contains("AWS"), "{message}");
+        assert!(
+            message.contains("index.json is not valid JSON (line 1, column"),
+            "{message}"
+        );
+    }
 }
