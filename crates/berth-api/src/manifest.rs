@@ -29,6 +29,21 @@ pub struct ManifestError {
 /// server's limit on request bodies (`MaxRequestBodyBytes`, 3 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 3 * 1024 * 1024;
 
+/// Refuses a manifest over [`MAX_MANIFEST_BYTES`] or nested deeper than the
+/// parser can take cheaply, before anything parses it.
+pub fn check_bounds(text: &str) -> Result<(), ManifestError> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError {
+            document: 1,
+            message: format!(
+                "{} bytes is more than the {MAX_MANIFEST_BYTES} bytes a manifest may have",
+                text.len()
+            ),
+        });
+    }
+    nesting::check(text, is_json(text))
+}
+
 /// Parses every Pod in `text`; empty documents are skipped.
 pub fn parse_pods(text: &str) -> Result<Vec<Pod>, ManifestError> {
     let json = is_json(text);

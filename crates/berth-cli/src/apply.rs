@@ -76,6 +76,9 @@ fn read_manifests(filenames: &[String]) -> Result<Vec<Manifest>, CliError> {
 /// The pods of a (multi-document) YAML or JSON manifest; `List`s are
 /// flattened. Anything but a v1 Pod is an error naming the file.
 pub fn parse_manifest(text: &str, source: &str) -> Result<Vec<Manifest>, CliError> {
+    // The agent would refuse it too; parsing it here first would take long.
+    berth_api::manifest::check_bounds(text)
+        .map_err(|e| CliError::usage(format!("error parsing {source}: {e}")))?;
     let mut objects = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Value::deserialize(document)
@@ -332,6 +335,18 @@ mod tests {
         let pods = parse_manifest(text, "pods.yaml").unwrap();
         let names: Vec<&str> = pods.iter().map(|m| name_of(&m.object)).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_it_is_parsed() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = parse_manifest(&deep, "deep.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("deep.yaml") && err.contains("exceeded max depth"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
