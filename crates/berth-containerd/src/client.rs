@@ -34,6 +34,35 @@ pub struct Containerd {
     pub(crate) registries: std::sync::Arc<crate::image::Registries>,
     /// Pulls under way, shared by clones.
     pub(crate) pulls: crate::image::Flights,
+    /// What this connection keeps between calls, shared by clones.
+    pub(crate) state: std::sync::Arc<AdapterState>,
+}
+
+/// The adapter's memory of one containerd and namespace: waiters for task
+/// starts, pause starts in flight, resolved images, the OOM event watcher.
+/// It lives on the instance (and its clones), never in a global, so two
+/// instances never see each other's; its background tasks stop once the
+/// last clone is dropped.
+#[derive(Default)]
+pub(crate) struct AdapterState {
+    pub(crate) starts: crate::task::Starts,
+    pub(crate) pause_starts: crate::sandbox::PauseStarts,
+    pub(crate) resolved: crate::image::Resolutions,
+    pub(crate) oom_watcher: tokio::sync::Mutex<Option<std::sync::Arc<crate::events::OomWatcher>>>,
+    /// Cancelled on drop: stops the event watcher.
+    pub(crate) dropped: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for AdapterState {
+    fn drop(&mut self) {
+        self.dropped.cancel();
+    }
+}
+
+/// Locks a mutex whose holder may have panicked: no state here is left
+/// half-written by a panic.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Adds the `containerd-namespace` header to every request.
@@ -73,6 +102,7 @@ impl Containerd {
             config: std::sync::Arc::new(config),
             registries: Default::default(),
             pulls: Default::default(),
+            state: Default::default(),
         };
         let mut version = containerd_client::services::v1::version_client::VersionClient::new(
             this.channel.clone(),

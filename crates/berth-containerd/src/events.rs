@@ -1,5 +1,5 @@
 //! OOM detection from containerd's task events, one subscription per
-//! containerd namespace for the life of the process.
+//! [`Containerd`] instance, ended when the instance is dropped.
 //!
 //! Subscribe answers only with its first event (the headers come with it), so
 //! the subscription is made live by publishing pings on a private topic until
@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_client::events::{TaskExit, TaskOom};
@@ -93,30 +93,32 @@ impl OomWatcher {
     }
 }
 
-type Watchers = Mutex<HashMap<String, Arc<OomWatcher>>>;
-
-/// The namespace's watcher, started (and made live) on first use. `None` if
+/// The instance's watcher, started (and made live) on first use. `None` if
 /// it cannot be made live: OOMs then go unreported rather than block exits.
 pub(crate) async fn oom_watcher(c: &Containerd) -> Option<Arc<OomWatcher>> {
-    static WATCHERS: OnceLock<Watchers> = OnceLock::new();
-    let key = format!("{}\0{}", c.config.socket.display(), c.config.namespace);
-    let (watcher, fresh) = {
-        let mut watchers = WATCHERS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match watchers.get(&key) {
-            Some(w) => (Arc::clone(w), false),
+    let watcher = {
+        let mut slot = c.state.oom_watcher.lock().await;
+        match &*slot {
+            Some(w) => Arc::clone(w),
             None => {
                 let w = Arc::new(OomWatcher::default());
-                watchers.insert(key, Arc::clone(&w));
-                (w, true)
+                *slot = Some(Arc::clone(&w));
+                let events = Events {
+                    svc: c.svc(),
+                    namespace: c.config.namespace.clone(),
+                };
+                let stop = c.state.dropped.clone();
+                let watching = Arc::clone(&w);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = watch(events, watching) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
+                w
             }
         }
     };
-    if fresh {
-        tokio::spawn(watch(c.clone(), Arc::clone(&watcher)));
-    }
     let deadline = Instant::now() + LIVE_TIMEOUT;
     loop {
         let notified = watcher.changed.notified();
@@ -133,16 +135,23 @@ pub(crate) async fn oom_watcher(c: &Containerd) -> Option<Arc<OomWatcher>> {
     Some(watcher)
 }
 
+/// What the watcher needs of the connection: not the instance itself, whose
+/// drop stops the watcher.
+struct Events {
+    svc: crate::client::Svc,
+    namespace: String,
+}
+
 /// Subscribes, pings until live, then records events; resubscribes on errors.
-async fn watch(c: Containerd, watcher: Arc<OomWatcher>) {
-    let ns = c.config.namespace.clone();
+async fn watch(c: Events, watcher: Arc<OomWatcher>) {
+    let ns = c.namespace.clone();
     let filters = vec![
         format!("namespace=={ns},topic==\"/tasks/oom\""),
         format!("namespace=={ns},topic==\"/tasks/exit\""),
         format!("namespace=={ns},topic==\"{PING_TOPIC}\""),
     ];
     loop {
-        let mut client = EventsClient::new(c.svc());
+        let mut client = EventsClient::new(c.svc.clone());
         let request = SubscribeRequest {
             filters: filters.clone(),
         };
@@ -156,7 +165,7 @@ async fn watch(c: Containerd, watcher: Arc<OomWatcher>) {
                         type_url: "types.googleapis.com/google.protobuf.Empty".into(),
                         value: Vec::new(),
                     };
-                    let publish = EventsClient::new(c.svc())
+                    let publish = EventsClient::new(c.svc.clone())
                         .publish(PublishRequest { topic: PING_TOPIC.into(), event: Some(event) })
                         .await;
                     if let Err(e) = publish {

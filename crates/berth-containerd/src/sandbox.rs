@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use berth_runtime::{
     PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId, SandboxInfo,
@@ -195,25 +195,16 @@ const PAUSE_START_DEFERRAL: std::time::Duration = std::time::Duration::from_secs
 
 /// A pause start in flight. `go` lets it begin; `done` closes when it is over.
 #[derive(Clone)]
-struct PauseStart {
+pub(crate) struct PauseStart {
     go: Arc<Notify>,
     done: watch::Receiver<()>,
 }
 
-/// Pause starts in flight, keyed like task start signals.
-type PauseStarts = Mutex<HashMap<String, PauseStart>>;
-
-fn pause_starts() -> &'static PauseStarts {
-    static STARTS: OnceLock<PauseStarts> = OnceLock::new();
-    STARTS.get_or_init(Default::default)
-}
+/// Pause starts in flight, by sandbox id.
+pub(crate) type PauseStarts = Mutex<HashMap<String, PauseStart>>;
 
 fn pause_start(c: &Containerd, id: &str) -> Option<PauseStart> {
-    pause_starts()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&task::start_key(c, id))
-        .cloned()
+    crate::client::lock(&c.state.pause_starts).get(id).cloned()
 }
 
 /// Creates and starts the pause task. A call cut off by a containerd
@@ -225,26 +216,43 @@ async fn run_pause(
     mounts: Vec<RootfsMount>,
 ) -> Result<u32, RuntimeError> {
     use containerd_client::types::v1::Status;
+    /// Tries that found the task in a state to undo first, before giving up.
+    const MAX_REDOS: usize = 10;
     let mut pause = std::time::Duration::from_millis(50);
+    let mut redos = 0;
     loop {
+        // `Some(pid)`: running; `None`: look again (the task was in a state
+        // that had to be undone, or appeared meanwhile).
         let attempt = async {
             match task::get(c, id).await? {
-                Some(p) if p.status == Status::Running as i32 => Ok(p.pid),
-                Some(p) if p.status == Status::Created as i32 => task::start(c, id).await,
-                _ => {
-                    task::create(c, id, mounts.clone(), String::new(), String::new()).await?;
-                    task::start(c, id).await
+                Some(p) if p.status == Status::Running as i32 => Ok(Some(p.pid)),
+                Some(p) if p.status == Status::Created as i32 => task::start(c, id).await.map(Some),
+                // Stopped behind our back (a restart took its process): made again.
+                Some(_) => task::destroy(c, id).await.map(|()| None),
+                None => {
+                    match task::create(c, id, mounts.clone(), String::new(), String::new()).await {
+                        Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => Ok(None),
+                        Err(e) => Err(e),
+                        Ok(_) => task::start(c, id).await.map(Some),
+                    }
                 }
             }
         };
         match attempt.await {
+            Ok(Some(pid)) => return Ok(pid),
+            Ok(None) if redos < MAX_REDOS => redos += 1,
+            Ok(None) => {
+                return Err(RuntimeError::other(format!(
+                    "pause task {id} keeps changing"
+                )))
+            }
             Err(e) if e.kind == RuntimeErrorKind::Unavailable => {
                 tracing::debug!(sandbox = id, error = %e, "containerd unavailable, pause start retried");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
             }
-            done => return done,
+            Err(e) => return Err(e),
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
     }
 }
 
@@ -254,19 +262,16 @@ async fn run_pause(
 /// it must not delay the container. A failure is logged; the sandbox's
 /// removal cleans up whatever is left.
 fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
-    let key = task::start_key(c, id);
+    let key = id.to_string();
     let (done, waiters) = watch::channel(());
     let go = Arc::new(Notify::new());
-    pause_starts()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            key.clone(),
-            PauseStart {
-                go: Arc::clone(&go),
-                done: waiters,
-            },
-        );
+    crate::client::lock(&c.state.pause_starts).insert(
+        key.clone(),
+        PauseStart {
+            go: Arc::clone(&go),
+            done: waiters,
+        },
+    );
     let (c, id) = (c.clone(), id.to_string());
     tokio::spawn(async move {
         let _ = tokio::time::timeout(PAUSE_START_DEFERRAL, go.notified()).await;
@@ -276,10 +281,7 @@ fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
                 tracing::warn!(sandbox = id, error = %e, "start pause container (removing the sandbox cleans up)")
             }
         }
-        pause_starts()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        crate::client::lock(&c.state.pause_starts).remove(&key);
         drop(done);
     });
 }

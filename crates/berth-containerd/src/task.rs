@@ -5,7 +5,7 @@
 //! AlreadyExists are typed, so the texts that mean "already gone" are matched here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use berth_runtime::{ExitInfo, RuntimeError};
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -193,26 +193,13 @@ pub(crate) struct StartSignal {
     failed_at: Mutex<Option<Timestamp>>,
 }
 
-type Starts = Mutex<HashMap<String, Arc<StartSignal>>>;
-
-/// Waiters armed before the task exists wait here for `start` (or removal),
-/// keyed by namespace and container id.
-fn starts() -> &'static Starts {
-    static STARTS: OnceLock<Starts> = OnceLock::new();
-    STARTS.get_or_init(Default::default)
-}
-
-pub(crate) fn start_key(c: &Containerd, id: &str) -> String {
-    format!(
-        "{}\0{}\0{id}",
-        c.config.socket.display(),
-        c.config.namespace
-    )
-}
+/// Waiters armed before the task exists wait here for `start` (or
+/// removal), by container id.
+pub(crate) type Starts = Mutex<HashMap<String, Arc<StartSignal>>>;
 
 pub(crate) fn start_signal(c: &Containerd, id: &str) -> Arc<StartSignal> {
-    let mut starts = starts().lock().unwrap_or_else(|e| e.into_inner());
-    Arc::clone(starts.entry(start_key(c, id)).or_default())
+    let mut starts = crate::client::lock(&c.state.starts);
+    Arc::clone(starts.entry(id.to_string()).or_default())
 }
 
 /// Wakes the waiters of `id`: the task now exists, failed to start, or the
@@ -226,10 +213,7 @@ pub(crate) fn signal_started(c: &Containerd, id: &str, failed: bool) {
 }
 
 pub(crate) fn forget_start_signal(c: &Containerd, id: &str) {
-    let signal = starts()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&start_key(c, id));
+    let signal = crate::client::lock(&c.state.starts).remove(id);
     if let Some(signal) = signal {
         signal.notify.notify_waiters();
     }

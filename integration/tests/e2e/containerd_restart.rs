@@ -10,6 +10,15 @@ use tokio::time::Instant;
 
 const PODS: usize = 20;
 
+/// Tasks `ctr tasks ls` shows RUNNING.
+fn running_tasks(agent: &AgentProcess) -> usize {
+    let tasks = agent.ctr(&["tasks", "ls"]);
+    String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .filter(|l| l.trim_end().ends_with("RUNNING"))
+        .count()
+}
+
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
@@ -32,6 +41,13 @@ async fn twenty_pods_survive_a_containerd_restart_without_restarts_or_duplicates
     agent.apply_yaml(&docs.join("\n---\n")).await;
     for i in 0..PODS {
         wait_running(&agent, &format!("p{i}")).await;
+    }
+    // Every pause task running too (they start just after the pods' first
+    // containers).
+    let deadline = Instant::now() + START_TIMEOUT;
+    while running_tasks(&agent) < 2 * PODS {
+        assert!(Instant::now() < deadline, "pause tasks not running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let tasks_before = sorted(ctr_list(&agent, "tasks"));
     assert_eq!(tasks_before.len(), 2 * PODS, "a pause and a main task each");
@@ -130,6 +146,13 @@ async fn an_exit_while_containerd_is_down_is_seen_once_it_is_back() {
     let before = wait_running(&agent, "dies").await;
     let id = container_id(&before, "main").expect("containerID");
     let pid = task_pid(&agent, &id).expect("a task for the container");
+    // The pause task starts just after the first container; a restart in
+    // the middle of its creation is another test's subject.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while running_tasks(&agent) < 2 {
+        assert!(Instant::now() < deadline, "the pause task never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     containerd.stop_daemon();
     nix::sys::signal::kill(
@@ -152,9 +175,12 @@ async fn an_exit_while_containerd_is_down_is_seen_once_it_is_back() {
     assert_eq!(last["exitCode"], 137, "{after:#}");
     assert_ne!(container_id(&after, "main"), Some(id));
     let tasks = agent.ctr(&["tasks", "ls"]);
-    let tasks = String::from_utf8_lossy(&tasks.stdout);
-    let running = tasks.lines().filter(|l| l.ends_with("RUNNING")).count();
-    assert_eq!(running, 2, "one pause, one main:\n{tasks}");
+    assert_eq!(
+        running_tasks(&agent),
+        2,
+        "one pause, one main:\n{}",
+        String::from_utf8_lossy(&tasks.stdout)
+    );
 }
 
 #[tokio::test]
