@@ -340,13 +340,11 @@ mod tests {
     #[test]
     fn a_deeply_nested_file_is_refused_before_it_is_parsed() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let started = std::time::Instant::now();
         let err = parse_manifest(&deep, "deep.yaml").unwrap_err().to_string();
         assert!(
             err.contains("deep.yaml") && err.contains("exceeded max depth"),
             "{err}"
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
