@@ -1,5 +1,5 @@
 //! Container log rotation, as the kubelet's container log manager
-//! (kubelet-semantics §14): every monitor interval, the log file of each
+//! (docs/kubelet-semantics.md §14): every monitor interval, the log file of each
 //! running container that has reached the maximum size is renamed to
 //! `<file>.<YYYYMMDD-hhmmss>` and a fresh file takes its place; older
 //! rotated files are gzipped, and only `maxFiles − 2` of them are kept.

@@ -1,5 +1,5 @@
 //! The process a container runs: how `command`/`args` combine with the
-//! image's ENTRYPOINT/CMD (kubelet-semantics §11), and their `$(VAR)`
+//! image's ENTRYPOINT/CMD (docs/kubelet-semantics.md §11), and their `$(VAR)`
 //! expansion.
 
 use crate::expansion;

@@ -1,4 +1,4 @@
-//! CrashLoopBackOff, as the kubelet keeps it (kubelet-semantics §3.2): no
+//! CrashLoopBackOff, as the kubelet keeps it (docs/kubelet-semantics.md §3.2): no
 //! back-off for the first restart, then the initial delay doubling to the
 //! maximum; an entry untouched for twice the maximum starts over.
 

@@ -1,5 +1,5 @@
 //! Turns a spec container and its image into the runtime's `ContainerConfig`,
-//! by the kubelet's rules (kubelet-semantics §11): image env then spec env,
+//! by the kubelet's rules (docs/kubelet-semantics.md §11): image env then spec env,
 //! `$(VAR)` expansion of command and args, ENTRYPOINT/CMD merging, volumes.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Lifecycle hooks (kubelet-semantics §2.5, §6): the `exec`, `httpGet` and
+//! Lifecycle hooks (docs/kubelet-semantics.md §2.5, §6): the `exec`, `httpGet` and
 //! `sleep` handlers, and postStart, which holds a container (and every
 //! container after it in spec order) until it returns. preStop runs inside the
 //! kill path (terminate.rs), within the grace period.

@@ -1,4 +1,4 @@
-//! The `httpGet` action of probes and hooks (kubelet-semantics §6, §8.5): one
+//! The `httpGet` action of probes and hooks (docs/kubelet-semantics.md §6, §8.5): one
 //! GET through one client shared by every pod (no proxy, no compression, no
 //! keep-alive, TLS not verified), redirects followed only to the same host.
 

@@ -1,4 +1,4 @@
-//! The image step of a container start (kubelet-semantics §3.3, §10): the
+//! The image step of a container start (docs/kubelet-semantics.md §3.3, §10): the
 //! pull policy decides whether to pull; failed pulls back off per image
 //! (10 s doubling to 300 s) with `ErrImagePull`, then `ImagePullBackOff`.
 

@@ -1,5 +1,5 @@
 //! Starting one container instance, step by step as the kubelet's
-//! `startContainer` (kubelet-semantics §2.4), each failure with its waiting
+//! `startContainer` (docs/kubelet-semantics.md §2.4), each failure with its waiting
 //! reason: image → config → create → arm the exit waiter → start → postStart.
 
 use berth_runtime::{ContainerRuntime, RuntimeErrorKind};

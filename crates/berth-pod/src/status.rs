@@ -1,5 +1,5 @@
 //! The pod's API status, built from the worker's records as the kubelet's
-//! `generateAPIPodStatus` builds it (kubelet-semantics §4, §5).
+//! `generateAPIPodStatus` builds it (docs/kubelet-semantics.md §4, §5).
 
 use berth_api::status as rules;
 use berth_runtime::{ContainerKind, ContainerRuntime};

@@ -1,4 +1,4 @@
-//! Termination (kubelet-semantics §1.2, §7): every running container runs
+//! Termination (docs/kubelet-semantics.md §1.2, §7): every running container runs
 //! its preStop hook and gets its stop signal at once, in parallel, and SIGKILL
 //! when the grace period is over; a later request can only bring the deadline
 //! closer. A single container is killed (failed postStart) the same way. Then everything
@@ -39,7 +39,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Stops every running container within `grace`: the main and init
     /// containers at once, then the sidecars one by one in reverse order
-    /// (kubelet-semantics §7.1), all against one deadline. When `requested`,
+    /// (docs/kubelet-semantics.md §7.1), all against one deadline. When `requested`,
     /// later termination requests can bring the deadline closer.
     pub(crate) async fn stop_containers(&mut self, grace: Duration, requested: bool) {
         let mut sidecars: Vec<usize> = (0..self.records.len())
@@ -64,7 +64,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// [`Self::kill_container`] for a failed liveness or startup probe, whose
     /// own `terminationGracePeriodSeconds` replaces the pod's unless the pod
-    /// is being deleted (kubelet-semantics §7.2 step 2).
+    /// is being deleted (docs/kubelet-semantics.md §7.2 step 2).
     pub(crate) async fn kill_container_with_grace(
         &mut self,
         i: usize,
@@ -233,7 +233,7 @@ struct KillTiming {
     turns: watch::Receiver<usize>,
 }
 
-/// One container's kill, detached from the worker (kubelet-semantics §7.2).
+/// One container's kill, detached from the worker (docs/kubelet-semantics.md §7.2).
 struct KillTask<R, S> {
     rt: Arc<R>,
     id: ContainerId,

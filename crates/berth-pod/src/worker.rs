@@ -346,7 +346,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// Runs init containers strictly one after another; true once the pod is
-    /// initialized (kubelet-semantics §2.3).
+    /// initialized (docs/kubelet-semantics.md §2.3).
     async fn sync_init_containers(&mut self) -> bool {
         let any_regular_started = self.records.iter().any(|r| {
             r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some())

@@ -1,5 +1,5 @@
 //! The kubelet's pod events: served as a v1 EventList, folded with counts,
-//! shown by `describe pod` and `get events` (kubelet-semantics §12).
+//! shown by `describe pod` and `get events` (docs/kubelet-semantics.md §12).
 
 use berth_integration::*;
 use k8s_openapi::jiff::Timestamp;

@@ -1,4 +1,4 @@
-//! postStart and preStop hooks on real containerd (kubelet-semantics §6):
+//! postStart and preStop hooks on real containerd (docs/kubelet-semantics.md §6):
 //! hooks and containers append stamps to a hostPath file, whose order is what
 //! the kubelet guarantees.
 

@@ -1,6 +1,6 @@
 //! Init containers on real containerd: strictly in order before the main
 //! containers, the `Init:N/M` STATUS column, and failures under each restart
-//! policy (kubelet-semantics §2.3, §3, §5).
+//! policy (docs/kubelet-semantics.md §2.3, §3, §5).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Graceful node shutdown (kubelet-semantics §13): with
+//! Graceful node shutdown (docs/kubelet-semantics.md §13): with
 //! `shutdownGracePeriodSeconds`, stopping the agent terminates every pod the
 //! way a delete does; without it, the pods outlive the agent (agent_restart.rs).
 

@@ -1,6 +1,6 @@
 //! Memory limits: the cgroup settings the kubelet derives from `resources`,
 //! and a container the kernel OOM-kills reported as OOMKilled (from
-//! containerd's OOM event; kubelet-semantics §4).
+//! containerd's OOM event; docs/kubelet-semantics.md §4).
 
 use berth_integration::*;
 use serde_json::{json, Value};

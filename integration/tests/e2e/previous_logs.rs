@@ -1,5 +1,5 @@
 //! `logs --previous`: the run before the current one, each run in its own
-//! `<restartCount>.log`, older files removed (kubelet-semantics §14).
+//! `<restartCount>.log`, older files removed (docs/kubelet-semantics.md §14).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Startup, liveness and readiness probes on real containerd
-//! (kubelet-semantics §8): exec, httpGet and tcpSocket handlers, `ready` and
+//! (docs/kubelet-semantics.md §8): exec, httpGet and tcpSocket handlers, `ready` and
 //! `started` in the status, the Ready condition, restarts and their events.
 
 use std::time::Duration;

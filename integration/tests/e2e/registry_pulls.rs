@@ -1,4 +1,4 @@
-//! Pods whose images are in a registry (kubelet-semantics §3.3, §10): a real
+//! Pods whose images are in a registry (docs/kubelet-semantics.md §3.3, §10): a real
 //! docker-registry on loopback, the agent pulling through its registry config;
 //! pull policies, ErrImagePull and ImagePullBackOff, basic auth, an outage,
 //! one fetch for many pods, and image GC.

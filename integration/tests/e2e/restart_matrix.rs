@@ -1,6 +1,6 @@
 //! The restart-policy matrix for main containers (Always / OnFailure / Never
 //! over exit 0 and exit 1), and the start failures StartError and
-//! CreateContainerConfigError (kubelet-semantics §3, §4, §5).
+//! CreateContainerConfigError (docs/kubelet-semantics.md §3, §4, §5).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Graceful termination on real containerd (kubelet-semantics §7): grace
+//! Graceful termination on real containerd (docs/kubelet-semantics.md §7): grace
 //! periods ending in SIGKILL, preStop's share of the grace, stop signals from
 //! the spec and the image, and the sidecar stop order.
 

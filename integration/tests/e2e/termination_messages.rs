@@ -1,5 +1,5 @@
 //! Termination messages: the file at `terminationMessagePath`, the policy
-//! FallbackToLogsOnError and the kubelet's size limits (kubelet-semantics §9).
+//! FallbackToLogsOnError and the kubelet's size limits (docs/kubelet-semantics.md §9).
 
 use berth_integration::*;
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! The columns of `kubectl get pods` (pkg/printers/internalversion printPod,
-//! kubelet-semantics §5.3): READY, STATUS, RESTARTS, AGE.
+//! docs/kubelet-semantics.md §5.3): READY, STATUS, RESTARTS, AGE.
 
 mod duration;
 

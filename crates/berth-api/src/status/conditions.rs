@@ -1,5 +1,5 @@
 //! Kubelet-owned pod conditions (pkg/kubelet/status/generate.go,
-//! kubelet-semantics §5.2).
+//! docs/kubelet-semantics.md §5.2).
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

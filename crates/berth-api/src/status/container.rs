@@ -1,4 +1,4 @@
-//! Container-level status vocabulary (kubelet-semantics §3.2, §4).
+//! Container-level status vocabulary (docs/kubelet-semantics.md §3.2, §4).
 
 use std::time::Duration;
 

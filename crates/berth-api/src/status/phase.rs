@@ -1,4 +1,4 @@
-//! The kubelet's `getPhase` (kubelet_pods.go, kubelet-semantics §5.1), with
+//! The kubelet's `getPhase` (kubelet_pods.go, docs/kubelet-semantics.md §5.1), with
 //! default feature gates (no per-container restart rules).
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};

@@ -1,4 +1,4 @@
-//! The probe handlers (kubelet-semantics §8.5): `exec` in the container,
+//! The probe handlers (docs/kubelet-semantics.md §8.5): `exec` in the container,
 //! `httpGet` (200–399 is success, a redirect elsewhere a warning),
 //! `tcpSocket` (a connect) and `grpc` (the gRPC health checking protocol),
 //! each within `timeoutSeconds`.

@@ -1,4 +1,4 @@
-//! Container probes (kubelet-semantics §8): startup, liveness and readiness.
+//! Container probes (docs/kubelet-semantics.md §8): startup, liveness and readiness.
 //! Each container instance gets fresh probers once it has started (after
 //! postStart); liveness and readiness wait for the startup probe. Probers
 //! report verdict changes to the worker, which turns readiness into `ready`

@@ -1,6 +1,6 @@
 //! One prober task per (container instance, probe kind): probes at its
 //! period without pile-up, reports every failing attempt as an `Unhealthy`
-//! event and sends the worker verdict changes only (kubelet-semantics §8.3).
+//! event and sends the worker verdict changes only (docs/kubelet-semantics.md §8.3).
 
 use std::sync::Arc;
 use std::time::Duration;

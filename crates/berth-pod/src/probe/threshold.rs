@@ -1,4 +1,4 @@
-//! The kubelet's result counting (kubelet-semantics §8.4): consecutive
+//! The kubelet's result counting (docs/kubelet-semantics.md §8.4): consecutive
 //! identical results are counted, and a verdict is published only once the
 //! run reaches `successThreshold` or `failureThreshold`.
 

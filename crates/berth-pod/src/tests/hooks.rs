@@ -1,4 +1,4 @@
-//! Lifecycle hooks (kubelet-semantics §2.5, §6, §7).
+//! Lifecycle hooks (docs/kubelet-semantics.md §2.5, §6, §7).
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Pull policies, pull events and the image pull back-off (kubelet-semantics
+//! Pull policies, pull events and the image pull back-off (docs/kubelet-semantics.md
 //! §3.3, §10) against the fake runtime's "registry".
 
 use berth_runtime::{ImageInfo, RuntimeError};

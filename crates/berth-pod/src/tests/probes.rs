@@ -1,4 +1,4 @@
-//! Probes (kubelet-semantics §8) against the fake runtime, whose exec
+//! Probes (docs/kubelet-semantics.md §8) against the fake runtime, whose exec
 //! results the tests change as time passes.
 
 use berth_runtime::ExecOutput;
