@@ -96,6 +96,12 @@ pub(crate) fn build(
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into()),
     );
+    if let Some(spec_image) = &container.image {
+        annotations.insert(
+            crate::worker::SPEC_IMAGE_ANNOTATION.into(),
+            spec_image.clone(),
+        );
+    }
     if let Some(signal) = &image.config.stop_signal {
         annotations.insert("io.berth.container.stopSignal".into(), signal.clone());
     }

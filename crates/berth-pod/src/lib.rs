@@ -16,6 +16,7 @@ mod http_get;
 mod image_pull;
 mod mount_table;
 mod probe;
+pub mod reasons;
 mod record;
 mod sink;
 mod start;

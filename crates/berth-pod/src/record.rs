@@ -32,6 +32,9 @@ pub(crate) struct Instance {
     pub state: InstanceState,
     /// The host file mounted at `terminationMessagePath`.
     pub termination_message_file: Option<std::path::PathBuf>,
+    /// The spec's `image` this instance was made from; `None` for one
+    /// adopted from before berth kept it.
+    pub spec_image: Option<String>,
 }
 
 impl Instance {
@@ -64,6 +67,9 @@ pub(crate) struct ContainerRecord {
     pub waiting: Option<Waiting>,
     /// A failed start is tried again no earlier than this.
     pub retry_at: Option<Instant>,
+    /// Killed because its definition changed: started again whatever the
+    /// restart policy, without back-off.
+    pub definition_changed: bool,
 }
 
 impl ContainerRecord {
@@ -75,6 +81,7 @@ impl ContainerRecord {
             previous: None,
             waiting: None,
             retry_at: None,
+            definition_changed: false,
         }
     }
 

@@ -189,9 +189,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             image,
             state,
             termination_message_file: message_file,
+            spec_image: container.image.clone(),
         });
         rec.waiting = None;
         rec.retry_at = None;
+        rec.definition_changed = false;
         self.run_post_start(i).await;
         self.start_probers(i, false);
     }

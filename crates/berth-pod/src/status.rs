@@ -174,6 +174,8 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
         qos_class: Some(rules::qos_class(spec).into()),
+        reason: w.terminal_reason.as_ref().map(|(r, _)| r.clone()),
+        message: w.terminal_reason.as_ref().map(|(_, m)| m.clone()),
         ..Default::default()
     }
 }

@@ -44,6 +44,15 @@ pub struct WorkerConfig {
 /// re-syncs a pod whose sync failed after about 10 s).
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// The spec's `image` a container was made from, kept with it so that a
+/// restarted agent still sees a later change. The kubelet keeps a hash of
+/// the name and image (`io.kubernetes.container.hash`, `HashContainer`).
+pub(crate) const SPEC_IMAGE_ANNOTATION: &str = "io.berth.container.image";
+
+/// The kubelet's message for a pod past its `activeDeadlineSeconds`.
+const DEADLINE_EXCEEDED_MESSAGE: &str =
+    "Pod was active on the node longer than the specified deadline";
+
 /// How long a failed exit waiter pauses before it is armed again.
 const REARM_AFTER: Duration = Duration::from_secs(1);
 
@@ -74,6 +83,11 @@ pub(crate) struct Worker<R, S> {
     pub(crate) exits_tx: mpsc::UnboundedSender<ExitNote>,
     pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
     pub(crate) start_time: Timestamp,
+    /// `start_time` on the worker's clock, for the active deadline.
+    started: Instant,
+    /// The pod's `reason` and `message` once it failed as a whole (past its
+    /// active deadline).
+    pub(crate) terminal_reason: Option<(String, String)>,
     pub(crate) conditions: Vec<PodCondition>,
     /// The phase once it went terminal; it never changes after that.
     pub(crate) terminal_phase: Option<String>,
@@ -152,6 +166,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             exits_tx,
             exits_rx,
             start_time,
+            started: {
+                let age = Timestamp::now().duration_since(start_time);
+                let age = Duration::try_from(age).unwrap_or_default();
+                Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+            },
+            terminal_reason: None,
             conditions: Vec::new(),
             terminal_phase: None,
             wake_at: None,
@@ -266,6 +286,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if self.sandbox.is_none() && !self.create_sandbox().await {
             return;
         }
+        if self.active_deadline_passed().await {
+            return;
+        }
+        self.restart_changed_containers().await;
         if !self.sync_init_containers().await {
             return;
         }
@@ -287,6 +311,58 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if phase == "Succeeded" || phase == "Failed" {
             debug!(pod = %self.pod_ref, %phase, "pod reached a terminal phase");
             self.terminal_phase = Some(phase);
+        }
+    }
+
+    /// When `activeDeadlineSeconds` has passed since the pod started, the pod
+    /// fails with `DeadlineExceeded` and its containers are stopped within
+    /// its grace period (the kubelet's `activeDeadlineHandler`); until then,
+    /// the worker wakes at the deadline.
+    async fn active_deadline_passed(&mut self) -> bool {
+        let Some(seconds) = self.spec().active_deadline_seconds else {
+            return false;
+        };
+        let deadline = self.started + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        if Instant::now() < deadline {
+            self.wake_no_later_than(deadline);
+            return false;
+        }
+        self.event(
+            EventType::Normal,
+            crate::reasons::DEADLINE_EXCEEDED,
+            None,
+            DEADLINE_EXCEEDED_MESSAGE.into(),
+        );
+        self.terminal_phase = Some("Failed".into());
+        self.terminal_reason = Some((
+            crate::reasons::DEADLINE_EXCEEDED.into(),
+            DEADLINE_EXCEEDED_MESSAGE.into(),
+        ));
+        self.stop_containers(grace_period(self.pod_grace_seconds()), false)
+            .await;
+        true
+    }
+
+    /// Kills each running container whose spec's image changed, to be started
+    /// again from the new one (the kubelet's `containerChanged` in
+    /// `computePodActions`).
+    async fn restart_changed_containers(&mut self) {
+        for i in 0..self.records.len() {
+            let Some(image) = self.spec_container(i).and_then(|c| c.image.clone()) else {
+                continue;
+            };
+            let rec = &self.records[i];
+            let changed = rec.current.as_ref().is_some_and(|c| {
+                c.is_running() && c.spec_image.as_ref().is_some_and(|s| *s != image)
+            });
+            if changed {
+                let message = format!(
+                    "Container {} definition changed, will be restarted",
+                    rec.name
+                );
+                self.kill_container(i, &message).await;
+                self.records[i].definition_changed = true;
+            }
         }
     }
 
@@ -423,6 +499,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         match rec.current.as_ref().map(|c| &c.state) {
             None => {}
             Some(InstanceState::Running { .. } | InstanceState::Created) => return,
+            Some(InstanceState::Exited { .. }) if rec.definition_changed => {}
             Some(InstanceState::Exited { exit, observed, .. }) => {
                 let (exit, observed) = (*exit, *observed);
                 if !self.should_restart(rec, &exit) {
@@ -600,6 +677,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 image,
                 state,
                 termination_message_file: None,
+                spec_image: c.annotations.get(SPEC_IMAGE_ANNOTATION).cloned(),
             };
             let rec = &mut self.records[i];
             if rec.current.is_none() {

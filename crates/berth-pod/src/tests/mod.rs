@@ -4,6 +4,7 @@ mod hooks;
 mod images;
 mod probes;
 mod restarts;
+mod spec_changes;
 mod termination;
 
 use std::sync::{Arc, Mutex};
