@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod pod;
 pub mod quantity;
 pub mod status;
+pub mod sysctl;
 pub mod validation;
 
 #[cfg(test)]
