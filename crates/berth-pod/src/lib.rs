@@ -17,6 +17,7 @@ mod image_pull;
 mod mount_table;
 mod probe;
 mod record;
+mod security;
 mod sink;
 mod start;
 mod status;
@@ -24,6 +25,7 @@ mod subpath;
 mod terminate;
 mod termination_message;
 mod timeline;
+mod volume_ownership;
 mod worker;
 
 pub use backoff::BackoffPolicy;
