@@ -409,6 +409,41 @@ async fn users_groups_and_fs_group_ownership_are_applied() {
         "{}",
         out["image-user"]
     );
+    // The pause process (the pod's only task left) runs as the pod's user,
+    // under the default seccomp profile.
+    let pause = pause_status(&agent).await;
+    assert_eq!(
+        pause["Uid"].split_whitespace().next(),
+        Some("1000"),
+        "{pause:?}"
+    );
+    assert_eq!(pause["Gid"].split_whitespace().next(), Some("3000"));
+    assert_eq!(pause["Groups"], "2000 3000 4000");
+    assert_eq!(pause["Seccomp"], "2");
+}
+
+/// `/proc/<pid>/status` of the one running task, the pause of a pod whose
+/// containers have exited (it starts in the background: polled).
+async fn pause_status(agent: &AgentProcess) -> HashMap<String, String> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let out = agent.ctr(&["tasks", "ls"]);
+        let running: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with("RUNNING"))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        if let [pid] = running.as_slice() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            return status_fields(&status);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no single running pause task: {running:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
