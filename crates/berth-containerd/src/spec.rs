@@ -93,7 +93,8 @@ fn invalid(message: String) -> RuntimeError {
 }
 
 /// The pause container: joins the pod's pinned namespaces like every other
-/// container, with a PID namespace of its own.
+/// container, with a PID namespace of its own (the node's with `hostPID`),
+/// as the pod's `runAsUser`, under the sandbox's seccomp profile.
 pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError> {
     let config = &input.image.config;
     let args: Vec<String> = config
@@ -177,8 +178,9 @@ fn merge_gids(gids: impl Iterator<Item = u32>) -> Vec<u32> {
     set.into_iter().collect()
 }
 
-/// A container of the pod: own PID and mount namespaces, the pod's pinned
-/// IPC, UTS and network.
+/// A container of the pod: its own mount namespace, its own PID namespace
+/// (or the pause's, or the node's), the pod's pinned IPC, UTS and network;
+/// capabilities, seccomp and groups from its security settings.
 pub(crate) fn container_spec(
     config: &ContainerConfig,
     input: &ContainerSpec<'_>,
