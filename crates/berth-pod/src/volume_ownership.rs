@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -52,9 +52,15 @@ pub(crate) fn apply(dirs: &PodDirs, pod: &Pod) {
             continue;
         }
         set_volume_ownership(&dir, gid);
+        // The kubelet's modes (SetReady): 0750 directories.
         let written = marker
             .parent()
-            .map_or(Ok(()), fs::create_dir_all)
+            .map_or(Ok(()), |dir| {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o750)
+                    .create(dir)
+            })
             .and_then(|()| fs::write(&marker, b""));
         if let Err(e) = written {
             warn!(path = %marker.display(), "mark volume ownership done: {e}");
