@@ -152,14 +152,20 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         image_pulls: config
             .image_pull_slots()
             .map(|slots| Arc::new(tokio::sync::Semaphore::new(slots))),
+        seccomp_default: config.seccomp_default,
     });
-    let supervisor = Arc::new(Supervisor::new(
-        runtime.clone(),
-        store,
-        worker_config,
-        api_pods_dir,
-        adoptable,
-    ));
+    let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
+        .map_err(AgentError::Config)?;
+    let supervisor = Arc::new(
+        Supervisor::new(
+            runtime.clone(),
+            store,
+            worker_config,
+            api_pods_dir,
+            adoptable,
+        )
+        .with_admission(admission),
+    );
     supervisor
         .load_api_pods()
         .map_err(io_error("load stored pods".into()))?;

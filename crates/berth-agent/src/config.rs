@@ -94,6 +94,11 @@ pub struct AgentConfig {
     /// Registry credentials, plain-HTTP/insecure hosts and mirrors (see
     /// deploy/registries.yaml); read once at start.
     pub registry_config: Option<PathBuf>,
+    /// Sysctls (or `prefix*` patterns) pods may set beyond the safe set;
+    /// each must be namespaced (net, IPC).
+    pub allowed_unsafe_sysctls: Vec<String>,
+    /// RuntimeDefault seccomp for containers that name no profile.
+    pub seccomp_default: bool,
 }
 
 impl Default for AgentConfig {
@@ -123,6 +128,8 @@ impl Default for AgentConfig {
             container_log_monitor_interval_seconds: 10,
             shutdown_grace_period_seconds: 0,
             registry_config: None,
+            allowed_unsafe_sysctls: Vec::new(),
+            seccomp_default: false,
         }
     }
 }
@@ -222,6 +229,12 @@ pub struct AgentFlags {
     /// plain-HTTP and insecure registries, mirrors.
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
+    /// Unsafe sysctls pods may set (comma-separated names or `prefix*`).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
+    /// Run containers that name no seccomp profile under RuntimeDefault.
+    #[arg(long, value_name = "BOOL")]
+    pub seccomp_default: Option<bool>,
 }
 
 impl AgentConfig {
@@ -338,6 +351,11 @@ impl AgentConfig {
         if flags.registry_config.is_some() {
             self.registry_config = flags.registry_config;
         }
+        set(
+            &mut self.allowed_unsafe_sysctls,
+            flags.allowed_unsafe_sysctls,
+        );
+        set(&mut self.seccomp_default, flags.seccomp_default);
     }
 
     /// Checks what the file format cannot express.
@@ -442,6 +460,10 @@ impl AgentConfig {
                 "imageFsDir",
                 format!("{} is not an absolute path", self.image_fs_dir.display()),
             );
+        }
+        if let Err(message) = berth_api::sysctl::Allowlist::new(&self.allowed_unsafe_sysctls, None)
+        {
+            return invalid("allowedUnsafeSysctls", message);
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The node agent as a library: pod sources (manifest directory, local API),
 //! the supervisor that owns one pod worker per pod, and the local API server.
 
+pub mod admission;
 pub mod agent;
 pub mod api;
 pub mod config;

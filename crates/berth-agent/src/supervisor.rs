@@ -6,15 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_pod::{Adopted, PodWorkerHandle, TimelineEntry, WorkerConfig};
+use berth_pod::{
+    Adopted, EventType, PodEvent, PodSink, PodWorkerHandle, TimelineEntry, WorkerConfig,
+};
 use berth_runtime::{
-    ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService, ObservedState,
+    ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService, ObservedState, PodRef,
     PullProgress, RuntimeErrorKind,
 };
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Rejection};
 use crate::manifests::CONFIG_SOURCE_ANNOTATION;
 use crate::service::{ApiError, LogOptions, LogTarget, PodService, PulledImage, WatchEvent};
 use crate::store::{self, PodStore};
@@ -35,6 +38,8 @@ pub struct Supervisor<R> {
     /// Static pods waiting for an older pod of the same full name to go: the
     /// kubelet never runs two of them at once.
     queued: Mutex<Vec<Pod>>,
+    /// What may run on this node at all.
+    admission: Admission,
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -58,7 +63,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             api_pods_dir,
             files: Mutex::default(),
             queued: Mutex::default(),
+            admission: Admission::default(),
         }
+    }
+
+    /// Admits pods with these admit handlers instead of the defaults.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// Stores the pod and starts its worker (adopting what the runtime holds).
@@ -81,6 +93,9 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             let status = pod.status.get_or_insert_with(Default::default);
             status.start_time.get_or_insert(Time(kept.started));
         }
+        if let Err(rejection) = self.admission.check(&pod) {
+            return self.reject(pod, rejection);
+        }
         let deleting = pod.metadata.deletion_grace_period_seconds;
         let pod = self.store.put(pod);
         let handle = berth_pod::spawn(
@@ -98,6 +113,37 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .lock()
             .expect("workers lock")
             .insert(uid, handle);
+    }
+
+    /// Keeps a pod the node may not run as Failed, with no worker (kubelet
+    /// `rejectPod`); deleting it removes it at once.
+    fn reject(&self, mut pod: Pod, rejection: Rejection) {
+        let meta = &pod.metadata;
+        let pod_ref = PodRef {
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: meta.name.clone().unwrap_or_default(),
+        };
+        info!(pod = %pod_ref, reason = rejection.reason, "pod rejected: {}", rejection.message);
+        let qos = pod.spec.as_ref().map(berth_api::status::qos_class);
+        let status = pod.status.get_or_insert_with(Default::default);
+        status.phase = Some("Failed".into());
+        status.reason = Some(rejection.reason.into());
+        status.message = Some(format!("Pod was rejected: {}", rejection.message));
+        status.qos_class = qos.map(Into::into);
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        self.store.put(pod);
+        self.store.event(PodEvent {
+            pod: pod_ref.clone(),
+            field_path: None,
+            event_type: EventType::Warning,
+            reason: rejection.reason,
+            message: rejection.message,
+            at: jiff::Timestamp::now(),
+        });
+        if deleting {
+            self.store.finished(&pod_ref.uid);
+        }
     }
 
     /// Reloads the pods the API created before an agent restart.
@@ -238,8 +284,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         })?;
         self.persist(&pod);
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
-        if let Some(worker) = self.workers.lock().expect("workers lock").get(uid) {
-            worker.terminate(Duration::from_secs(grace as u64));
+        let has_worker = match self.workers.lock().expect("workers lock").get(uid) {
+            Some(worker) => {
+                worker.terminate(Duration::from_secs(grace as u64));
+                true
+            }
+            None => false,
+        };
+        let rejected = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+        if !has_worker && rejected {
+            // Rejected at admission: nothing runs, nothing to wait for.
+            self.store.finished(uid);
         }
         Some(pod)
     }

@@ -288,3 +288,47 @@ async fn deleting_a_static_pod_through_the_api_leaves_it_running() {
         .iter()
         .any(|c| matches!(c, Call::Signal { .. })));
 }
+
+#[tokio::test]
+async fn a_pod_with_a_forbidden_sysctl_is_rejected_and_never_runs() {
+    let f = fixture();
+    let forbidden = pod("
+apiVersion: v1
+kind: Pod
+metadata: {name: tuned}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    sysctls: [{name: net.core.somaxconn, value: '1024'}]
+  containers:
+  - {name: app, image: busybox}
+");
+    let created = f.supervisor.create("default", forbidden).await.unwrap();
+    let status = created.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("SysctlForbidden"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(r#"Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted"#)
+    );
+    let events = f.supervisor.events(Some("default"));
+    let event = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("SysctlForbidden"))
+        .expect("a SysctlForbidden event");
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        event.message.as_deref(),
+        Some(r#"forbidden sysctl: "net.core.somaxconn" not allowlisted"#)
+    );
+    assert_eq!(f.rt.sandbox_count(), 0, "nothing was started");
+    assert!(!f
+        .rt
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::CreateSandbox { .. })));
+
+    // Deleting it removes it at once: there is nothing to stop.
+    f.supervisor.delete("default", "tuned", None).await.unwrap();
+    wait_for(&f, "the rejected pod gone", |pods| pods.is_empty()).await;
+}

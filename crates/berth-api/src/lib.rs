@@ -15,7 +15,9 @@ pub mod kubectl;
 pub mod manifest;
 pub mod pod;
 pub mod quantity;
+pub mod security_context;
 pub mod status;
+pub mod sysctl;
 pub mod validation;
 
 #[cfg(test)]

@@ -233,8 +233,25 @@ pub(crate) async fn create(
         LOG_PATH_LABEL.into(),
         config.log_path.to_string_lossy().into_owned(),
     );
-    let shm = crate::sandbox::shm_dir(&c.config.root_dir, sandbox_id);
-    let namespaces = PodNamespaces::of(&c.config.root_dir, sandbox_id, sandbox.host_network);
+    let host_ipc = config.security.namespaces.host_ipc;
+    // With hostIPC the node's /dev/shm, as CRI binds it.
+    let shm = if host_ipc {
+        PathBuf::from("/dev/shm")
+    } else {
+        crate::sandbox::shm_dir(&c.config.root_dir, sandbox_id)
+    };
+    let namespaces = PodNamespaces::of(
+        &c.config.root_dir,
+        sandbox_id,
+        sandbox.host_network,
+        host_ipc,
+    );
+    let host_capabilities = crate::capabilities::host();
+    let host_devices = if config.privileged {
+        crate::devices::host_devices(Path::new("/dev"))
+    } else {
+        Vec::new()
+    };
     let build = |mounts: &[RootfsMount]| {
         let layers = rootfs_layers(mounts);
         let passwd = read_rootfs_file(&layers, "etc/passwd");
@@ -249,9 +266,12 @@ pub(crate) async fn create(
                 container_id: &id,
                 sandbox_id,
                 namespaces: &namespaces,
+                sandbox_pid: sandbox.pid,
                 hostname: &hostname,
                 user,
                 shm: shm.exists().then_some(shm.as_path()),
+                host_capabilities: &host_capabilities,
+                host_devices: &host_devices,
             },
         )
     };

@@ -8,9 +8,11 @@ mod client;
 mod image;
 mod image_service;
 
+mod capabilities;
 mod cgroups;
 mod cni;
 mod container;
+mod devices;
 mod events;
 mod exec;
 mod list;
@@ -19,7 +21,9 @@ mod netns;
 mod reclaim;
 mod runtime;
 mod sandbox;
+mod seccomp;
 mod spec;
+mod sysctl;
 mod task;
 mod typeurl;
 

@@ -81,7 +81,7 @@ fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> 
         id: SandboxId(container.id.clone()),
         pod: pod_of(container),
         host_network,
-        netns: PodNamespaces::of(root, &container.id, host_network).net,
+        netns: PodNamespaces::of(root, &container.id, host_network, false).net,
         pid: task
             .filter(|t| t.status == Status::Running as i32)
             .map_or(0, |t| t.pid),

@@ -20,37 +20,53 @@ pub(crate) fn dir(root_dir: &Path) -> PathBuf {
 }
 
 /// The pinned namespaces of one sandbox. On host network there is no network
-/// or UTS pin (the node's are used); IPC is always the pod's own.
+/// or UTS pin (the node's are used), with `hostIPC` no IPC pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PodNamespaces {
     pub dir: PathBuf,
     pub net: Option<PathBuf>,
-    pub ipc: PathBuf,
+    pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
 }
 
 impl PodNamespaces {
-    pub(crate) fn of(root_dir: &Path, sandbox_id: &str, host_network: bool) -> Self {
+    pub(crate) fn of(
+        root_dir: &Path,
+        sandbox_id: &str,
+        host_network: bool,
+        host_ipc: bool,
+    ) -> Self {
         let dir = dir(root_dir).join(sandbox_id);
-        let own = |kind: &str| (!host_network).then(|| dir.join(kind));
+        let own = |kind: &str, host: bool| (!host).then(|| dir.join(kind));
         PodNamespaces {
-            net: own("net"),
-            ipc: dir.join("ipc"),
-            uts: own("uts"),
+            net: own("net", host_network),
+            ipc: own("ipc", host_ipc),
+            uts: own("uts", host_network),
             dir,
         }
     }
 }
 
 /// Creates the pod's namespaces and pins them; `hostname` is set in the new
-/// UTS namespace (ignored on host network).
+/// UTS namespace (ignored on host network), and `sysctls` in the new network
+/// and IPC namespaces, before any of the pod's processes runs in them.
 ///
 /// `unshare` moves the calling thread, so it runs on a throwaway thread (never
 /// a tokio worker); the pins keep the namespaces alive after it exits.
-pub(crate) fn create(ns: &PodNamespaces, hostname: &str) -> io::Result<()> {
+pub(crate) fn create(
+    ns: &PodNamespaces,
+    hostname: &str,
+    sysctls: &[(String, String)],
+) -> io::Result<()> {
+    crate::sysctl::check_namespaced(sysctls, ns.net.is_some(), ns.ipc.is_some())
+        .map_err(io::Error::other)?;
     std::fs::create_dir_all(&ns.dir)?;
-    let mut flags = CloneFlags::CLONE_NEWIPC;
-    let mut pins = vec![("ipc", ns.ipc.clone())];
+    let mut flags = CloneFlags::empty();
+    let mut pins = Vec::new();
+    if let Some(ipc) = &ns.ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+        pins.push(("ipc", ipc.clone()));
+    }
     if let (Some(net), Some(uts)) = (&ns.net, &ns.uts) {
         flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
         pins.push(("net", net.clone()));
@@ -60,11 +76,14 @@ pub(crate) fn create(ns: &PodNamespaces, hostname: &str) -> io::Result<()> {
         std::fs::File::create(path)?;
     }
     let hostname = (ns.uts.is_some()).then(|| hostname.to_string());
+    let sysctls = sysctls.to_vec();
     let pinned = std::thread::spawn(move || -> io::Result<()> {
         unshare(flags).map_err(io::Error::from)?;
         if let Some(hostname) = hostname {
             nix::unistd::sethostname(hostname).map_err(io::Error::from)?;
         }
+        // /proc/sys answers for the namespaces of the thread that opens it.
+        crate::sysctl::write_all(&sysctls)?;
         for (kind, target) in pins {
             // thread-self, not self: /proc/self/ns/* are the main thread's.
             mount(
@@ -129,8 +148,12 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let ns = PodNamespaces::of(tmp.path(), "t1", false);
-        create(&ns, "pod-host").unwrap();
+        let ns = PodNamespaces::of(tmp.path(), "t1", false, false);
+        let sysctls = [(
+            "net.ipv4.ip_local_port_range".to_string(),
+            "40000 40100".to_string(),
+        )];
+        create(&ns, "pod-host", &sysctls).unwrap();
         for kind in KINDS {
             let pin = ns.dir.join(kind);
             assert_ne!(
@@ -151,6 +174,24 @@ mod tests {
         .unwrap();
         assert_eq!(seen, "pod-host");
         assert_ne!(nix::unistd::gethostname().unwrap(), "pod-host");
+        // The sysctl is the pod network's, not the host's.
+        let net = ns.net.clone().unwrap();
+        let range = std::thread::spawn(move || {
+            let file = std::fs::File::open(net).unwrap();
+            nix::sched::setns(file, CloneFlags::CLONE_NEWNET).unwrap();
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            range.split_whitespace().collect::<Vec<_>>(),
+            ["40000", "40100"]
+        );
+        let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        assert_ne!(
+            host.split_whitespace().collect::<Vec<_>>(),
+            ["40000", "40100"]
+        );
 
         remove(&ns.dir).unwrap();
         remove(&ns.dir).unwrap();
@@ -165,12 +206,15 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let ns = PodNamespaces::of(tmp.path(), "t2", true);
+        let ns = PodNamespaces::of(tmp.path(), "t2", true, false);
         assert_eq!((ns.net.clone(), ns.uts.clone()), (None, None));
         let before = nix::unistd::gethostname().unwrap();
-        create(&ns, "ignored").unwrap();
+        // A net sysctl would be the host's: refused, nothing made.
+        let sysctls = [("net.ipv4.tcp_syncookies".to_string(), "1".to_string())];
+        assert!(create(&ns, "ignored", &sysctls).is_err());
+        create(&ns, "ignored", &[]).unwrap();
         assert_eq!(nix::unistd::gethostname().unwrap(), before);
-        assert_ne!(ino("/proc/self/ns/ipc"), ino(&ns.ipc));
+        assert_ne!(ino("/proc/self/ns/ipc"), ino(ns.ipc.as_ref().unwrap()));
         assert!(!ns.dir.join("net").exists() && !ns.dir.join("uts").exists());
         remove(&ns.dir).unwrap();
         assert!(!mounted(&ns.dir));

@@ -89,7 +89,7 @@ pub(crate) fn sandbox_id_of_cache_file(file: &str) -> Option<String> {
 /// the shm mount. Failures are logged: the next start tries again.
 async fn release_sandbox(c: &Containerd, id: &str) {
     let root = &c.config.root_dir;
-    let namespaces = PodNamespaces::of(root, id, false);
+    let namespaces = PodNamespaces::of(root, id, false, false);
     let has_network = namespaces.net.as_ref().is_some_and(|n| n.exists())
         || std::fs::read_dir(cni::cache_dir(root))
             .into_iter()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_runtime::{
-    PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId, SandboxInfo,
+    PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId, SandboxInfo,
 };
 use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
@@ -84,7 +84,9 @@ pub(crate) async fn create(
 ) -> Result<SandboxInfo, RuntimeError> {
     let id = new_sandbox_id(&config.pod.uid);
     let root = &c.config.root_dir;
-    let namespaces = PodNamespaces::of(root, &id, config.host_network);
+    let security = &config.security;
+    let host_ipc = security.namespaces.host_ipc;
+    let namespaces = PodNamespaces::of(root, &id, config.host_network, host_ipc);
     let hostname = if config.host_network {
         berth_runtime::node_hostname()
     } else {
@@ -92,11 +94,14 @@ pub(crate) async fn create(
     };
     let created_at = Timestamp::now();
     let result = async {
-        netns::create(&namespaces, &hostname).map_err(io_error(format!(
+        netns::create(&namespaces, &hostname, &security.sysctls).map_err(io_error(format!(
             "create the pod's namespaces in {}",
             namespaces.dir.display()
         )))?;
-        mount_shm(&shm_dir(root, &id))?;
+        // With hostIPC the containers bind the node's /dev/shm instead.
+        if !host_ipc {
+            mount_shm(&shm_dir(root, &id))?;
+        }
         let network = async {
             match &namespaces.net {
                 Some(path) => {
@@ -114,24 +119,29 @@ pub(crate) async fn create(
         };
         let pause = async {
             let mounts = create_pause(c, &id, config, &namespaces, &hostname).await?;
+            if security.namespaces.pid == PidNamespace::Pod {
+                // The containers join the pause's PID namespace: it must run
+                // (as PID 1) before any of them.
+                return run_pause(c, &id, mounts).await;
+            }
             spawn_pause_start(c, &id, mounts);
-            Ok::<_, RuntimeError>(())
+            Ok::<_, RuntimeError>(0)
         };
         let (ips, pause) = tokio::join!(network, pause);
-        pause?;
-        ips
+        let pid = pause?;
+        Ok::<_, RuntimeError>((ips?, pid))
     }
     .await;
     match result {
-        Ok(ips) => {
+        Ok((ips, pid)) => {
             tracing::debug!(sandbox = id, pod = %config.pod, ?ips, "created sandbox");
             Ok(SandboxInfo {
                 id: SandboxId(id),
                 pod: config.pod.clone(),
                 host_network: config.host_network,
                 netns: namespaces.net,
-                // Not known yet: the pause task starts in the background.
-                pid: 0,
+                // 0 while the pause task starts in the background.
+                pid,
                 ips,
                 created_at,
                 pod_times: Some(config.times),
@@ -183,6 +193,7 @@ async fn create_pause(
         pod_uid: &config.pod.uid,
         image: &image,
         namespaces,
+        security: &config.security,
     };
     container::create_record(c, lease, id, &image, &parent, labels, |_| {
         spec::sandbox_spec(&spec_input)
@@ -335,7 +346,9 @@ async fn teardown(
         }
     };
     note(container::remove(c, id).await);
-    let namespaces = PodNamespaces::of(root, id, host_network);
+    // Only the pin directory and the network matter here: missing pins are
+    // skipped.
+    let namespaces = PodNamespaces::of(root, id, host_network, false);
     if let Some(net) = &namespaces.net {
         note(cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await);
     }

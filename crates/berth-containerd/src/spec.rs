@@ -7,80 +7,22 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_runtime::{ContainerConfig, ImageInfo, Resources, RuntimeError, RuntimeErrorKind};
+use berth_runtime::{
+    ContainerConfig, ImageInfo, PidNamespace, Resources, RuntimeError, RuntimeErrorKind,
+    SandboxSecurity,
+};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use crate::capabilities;
 use crate::netns::PodNamespaces;
+use crate::seccomp;
 
 /// Puts every container of a pod into the one shim of its sandbox.
 pub(crate) const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
 const OCI_VERSION: &str = "1.0.2-dev";
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// containerd's (and Docker's) default capability set.
-const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// Every capability runc 1.1 knows, for privileged containers.
-const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
 
 /// Paths containerd's CRI plugin masks in unprivileged containers.
 const MASKED_PATHS: [&str; 11] = [
@@ -111,6 +53,7 @@ const READONLY_PATHS: [&str; 5] = [
 pub(crate) struct UserIds {
     pub uid: u32,
     pub gid: u32,
+    /// The groups of the image's `/etc/group` that list the user.
     pub additional_gids: Vec<u32>,
 }
 
@@ -121,6 +64,7 @@ pub(crate) struct SandboxSpec<'a> {
     pub image: &'a ImageInfo,
     /// The pod's pinned namespaces (the UTS one already carries the hostname).
     pub namespaces: &'a PodNamespaces,
+    pub security: &'a SandboxSecurity,
 }
 
 /// What a container's spec needs besides its config and sandbox.
@@ -129,11 +73,19 @@ pub(crate) struct ContainerSpec<'a> {
     pub sandbox_id: &'a str,
     /// The pod's pinned namespaces, joined by path.
     pub namespaces: &'a PodNamespaces,
+    /// The pause process, whose PID namespace a `shareProcessNamespace`
+    /// pod's containers join (0: not running).
+    pub sandbox_pid: u32,
     /// The pod's hostname (for `HOSTNAME`).
     pub hostname: &'a str,
     pub user: UserIds,
-    /// The pod's shared `/dev/shm`; `None` gives the container its own tmpfs.
+    /// The `/dev/shm` to bind (the pod's, or the node's with `hostIPC`);
+    /// `None` gives the container its own tmpfs.
     pub shm: Option<&'a Path>,
+    /// What `ALL` and `privileged` grant on this host.
+    pub host_capabilities: &'a [&'static str],
+    /// The host's device nodes, for a privileged container.
+    pub host_devices: &'a [Value],
 }
 
 fn invalid(message: String) -> RuntimeError {
@@ -141,7 +93,8 @@ fn invalid(message: String) -> RuntimeError {
 }
 
 /// The pause container: joins the pod's pinned namespaces like every other
-/// container, with a PID namespace of its own.
+/// container, with a PID namespace of its own (the node's with `hostPID`),
+/// as the pod's `runAsUser`, under the sandbox's seccomp profile.
 pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError> {
     let config = &input.image.config;
     let args: Vec<String> = config
@@ -160,40 +113,74 @@ pub(crate) fn sandbox_spec(input: &SandboxSpec<'_>) -> Result<Spec, RuntimeError
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
     }
+    let security = input.security;
+    let pid = (security.namespaces.pid != PidNamespace::Node).then(|| ns("pid", None));
     let namespaces = [
-        vec![ns("pid", None), ns("mount", None)],
+        pid.into_iter().chain([ns("mount", None)]).collect(),
         pod_namespaces(input.namespaces),
     ]
     .concat();
     let annotations =
         BTreeMap::from([(GROUP_ANNOTATION.to_string(), input.sandbox_id.to_string())]);
+    // The pod's runAsUser and runAsGroup (CRI's sandbox WithUser), with its
+    // fsGroup and supplementalGroups.
+    let (uid, gid) = (
+        security.run_as_user.unwrap_or(0),
+        security.run_as_group.unwrap_or(0),
+    );
+    let primary = security.run_as_user.map(|_| gid);
+    let groups = merge_gids(
+        primary
+            .into_iter()
+            .chain(security.supplemental_groups.iter().copied()),
+    );
+    let mut user = json!({"uid": uid, "gid": gid});
+    if !groups.is_empty() {
+        user["additionalGids"] = json!(groups);
+    }
+    let mut linux = json!({
+        "cgroupsPath": crate::cgroups::container_cgroup(input.pod_uid, input.sandbox_id),
+        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+        "namespaces": namespaces,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    });
+    if let Some(profile) = seccomp::for_process(
+        &security.seccomp,
+        security.privileged,
+        &capabilities::DEFAULT,
+    )? {
+        linux["seccomp"] = profile;
+    }
     let spec = json!({
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": false,
-            "user": {"uid": 0, "gid": 0},
+            "user": user,
             "args": args,
             "env": env,
             "cwd": config.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/"),
-            "capabilities": capabilities(&DEFAULT_CAPS),
+            "capabilities": capability_sets(&capabilities::DEFAULT),
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": true},
         "mounts": default_mounts(false, None),
         "annotations": annotations,
-        "linux": {
-            "cgroupsPath": crate::cgroups::container_cgroup(input.pod_uid, input.sandbox_id),
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "linux": linux,
     });
     to_spec(spec, input.sandbox_id)
 }
 
-/// A container of the pod: own PID and mount namespaces, the pod's pinned
-/// IPC, UTS and network.
+/// The process's groups as containerd's `WithUser`, `WithAdditionalGIDs`
+/// and `WithSupplementalGroups` leave them: sorted, each once.
+fn merge_gids(gids: impl Iterator<Item = u32>) -> Vec<u32> {
+    let set: std::collections::BTreeSet<u32> = gids.collect();
+    set.into_iter().collect()
+}
+
+/// A container of the pod: its own mount namespace, its own PID namespace
+/// (or the pause's, or the node's), the pod's pinned IPC, UTS and network;
+/// capabilities, seccomp and groups from its security settings.
 pub(crate) fn container_spec(
     config: &ContainerConfig,
     input: &ContainerSpec<'_>,
@@ -232,8 +219,23 @@ pub(crate) fn container_spec(
         env.push(format!("{key}={value}"));
     }
 
+    let security = &config.security;
+    let pid = match security.namespaces.pid {
+        PidNamespace::Container => Some(ns("pid", None)),
+        PidNamespace::Pod if input.sandbox_pid == 0 => {
+            return Err(RuntimeError::other(format!(
+                "container {}: the pod shares its process namespace, but its sandbox {} has no running pause process",
+                config.name, input.sandbox_id
+            )))
+        }
+        PidNamespace::Pod => Some(json!({
+            "type": "pid",
+            "path": format!("/proc/{}/ns/pid", input.sandbox_pid),
+        })),
+        PidNamespace::Node => None,
+    };
     let namespaces = [
-        vec![ns("pid", None), ns("mount", None)],
+        pid.into_iter().chain([ns("mount", None)]).collect(),
         pod_namespaces(input.namespaces),
     ]
     .concat();
@@ -267,24 +269,37 @@ pub(crate) fn container_spec(
     let mut annotations: BTreeMap<String, String> = config.annotations.clone();
     annotations.insert(GROUP_ANNOTATION.into(), input.sandbox_id.into());
 
-    let caps = if config.privileged {
-        capabilities(&ALL_CAPS)
-    } else {
-        capabilities(&DEFAULT_CAPS)
-    };
+    let caps = capabilities::container_set(config.privileged, security, input.host_capabilities)
+        .map_err(|e| invalid(format!("container {}: {}", config.name, e.message)))?;
     let mut linux = json!({
         "cgroupsPath": crate::cgroups::container_cgroup(&config.pod.uid, input.container_id),
         "resources": resources(&config.resources, config.privileged),
         "namespaces": namespaces,
     });
-    if !config.privileged {
+    // Privileged: nothing masked, every host device (CRI's WithPrivileged,
+    // WithHostDevices); procMount Unmasked: nothing masked either.
+    if config.privileged {
+        linux["devices"] = json!(input.host_devices);
+    } else if !security.unmasked_proc {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
-    let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
-    if !input.user.additional_gids.is_empty() {
-        user["additionalGids"] = json!(input.user.additional_gids);
+    if let Some(profile) = seccomp::for_process(&security.seccomp, config.privileged, &caps)? {
+        linux["seccomp"] = profile;
     }
+    // The primary group is a supplementary one too (containerd 1.6.18+).
+    let image_groups = if security.strict_supplemental_groups {
+        Vec::new()
+    } else {
+        input.user.additional_gids.clone()
+    };
+    let groups = merge_gids(
+        [input.user.gid]
+            .into_iter()
+            .chain(image_groups)
+            .chain(security.supplemental_groups.iter().copied()),
+    );
+    let user = json!({"uid": input.user.uid, "gid": input.user.gid, "additionalGids": groups});
     // No oomScoreAdj: negative values fail on these hosts (EIO) and the
     // container inherits the shim's. No rlimits: raising one above the agent's
     // own hard limit fails.
@@ -296,8 +311,8 @@ pub(crate) fn container_spec(
             "args": config.args,
             "env": env,
             "cwd": cwd,
-            "capabilities": caps,
-            "noNewPrivileges": false,
+            "capabilities": capability_sets(&caps),
+            "noNewPrivileges": security.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": config.read_only_root},
         "mounts": mounts,
@@ -318,10 +333,12 @@ fn ns(kind: &str, path: Option<&Path>) -> Value {
     }
 }
 
-/// The pod's pinned namespaces; on host network only IPC (the node's UTS and
-/// network stay).
+/// The pod's pinned namespaces: those it does not share with the node.
 fn pod_namespaces(pinned: &PodNamespaces) -> Vec<Value> {
-    let mut namespaces = vec![ns("ipc", Some(&pinned.ipc))];
+    let mut namespaces = Vec::new();
+    if let Some(ipc) = &pinned.ipc {
+        namespaces.push(ns("ipc", Some(ipc)));
+    }
     if let Some(uts) = &pinned.uts {
         namespaces.push(ns("uts", Some(uts)));
     }
@@ -332,7 +349,7 @@ fn pod_namespaces(pinned: &PodNamespaces) -> Vec<Value> {
 }
 
 /// Bounding, effective and permitted; never inheritable or ambient.
-fn capabilities(caps: &[&str]) -> Value {
+fn capability_sets(caps: &[&str]) -> Value {
     json!({"bounding": caps, "effective": caps, "permitted": caps})
 }
 
@@ -399,7 +416,7 @@ fn resources(resources: &Resources, privileged: bool) -> Value {
 
 /// Resolves a `user[:group]` (names or numbers) against the image's
 /// `/etc/passwd` and `/etc/group`, as containerd does. No user means root.
-/// Supplementary groups are those that list the user as a member.
+/// The additional groups are those that list the user as a member.
 pub(crate) fn resolve_user(
     user: Option<&str>,
     passwd: Option<&str>,
@@ -462,12 +479,14 @@ pub(crate) fn resolve_user(
     }
     let mut additional_gids = Vec::new();
     if let Some(name) = name {
-        for f in &group_entries {
+        // As containerd's WithAdditionalGIDs: groups listing the user, except
+        // one named after the user.
+        for f in group_entries.iter().filter(|f| f[0] != name) {
             let member = f
                 .get(3)
                 .is_some_and(|m| m.split(',').any(|m| m.trim() == name));
             if let (true, Ok(g)) = (member, f[2].parse::<u32>()) {
-                if g != gid && !additional_gids.contains(&g) {
+                if !additional_gids.contains(&g) {
                     additional_gids.push(g);
                 }
             }
@@ -483,7 +502,7 @@ pub(crate) fn resolve_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_runtime::{ContainerKind, ImageConfig, Mount, PodRef};
+    use berth_runtime::{ContainerKind, ContainerSecurity, ImageConfig, Mount, PodRef};
     use oci_spec::runtime::{Capability, LinuxNamespaceType};
     use std::path::PathBuf;
     use std::sync::LazyLock;
@@ -523,6 +542,7 @@ mod tests {
             log_path: "/var/log/pods/x/app/0.log".into(),
             read_only_root: false,
             privileged: false,
+            security: Default::default(),
             resources: Resources {
                 memory_limit_bytes: Some(64 << 20),
                 cpu_shares: Some(256),
@@ -535,15 +555,24 @@ mod tests {
 
     /// The pins of sandbox `sb1` under root `/r`, on a pod network or the host's.
     static POD_NS: LazyLock<PodNamespaces> =
-        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", false));
+        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", false, false));
     static HOST_NS: LazyLock<PodNamespaces> =
-        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", true));
+        LazyLock::new(|| PodNamespaces::of(Path::new("/r"), "sb1", true, false));
+    /// What this host grants: every capability but CAP_SYS_RESOURCE.
+    static HOST_CAPS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let mut caps = capabilities::DEFAULT.to_vec();
+        caps.extend(["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"]);
+        caps
+    });
+    static HOST_DEVICES: LazyLock<Vec<Value>> =
+        LazyLock::new(|| vec![json!({"path": "/dev/sda", "type": "b", "major": 8, "minor": 0})]);
 
     fn input(namespaces: &PodNamespaces) -> ContainerSpec<'_> {
         ContainerSpec {
             container_id: "sb1-app-1",
             sandbox_id: "sb1",
             namespaces,
+            sandbox_pid: 0,
             hostname: "web",
             user: UserIds {
                 uid: 1000,
@@ -551,6 +580,8 @@ mod tests {
                 additional_gids: vec![10],
             },
             shm: Some(Path::new("/r/sandboxes/sb1/shm")),
+            host_capabilities: &HOST_CAPS,
+            host_devices: &HOST_DEVICES,
         }
     }
 
@@ -624,7 +655,11 @@ mod tests {
         assert_eq!(process.cwd(), Path::new("/www"));
         assert_eq!(process.user().uid(), 1000);
         assert_eq!(process.user().gid(), 100);
-        assert_eq!(process.user().additional_gids().as_ref().unwrap(), &[10]);
+        // The primary group and the image's groups of the user.
+        assert_eq!(
+            process.user().additional_gids().as_ref().unwrap(),
+            &[10, 100]
+        );
         assert_eq!(process.no_new_privileges(), Some(false));
         assert_eq!(process.oom_score_adj(), None);
         assert_eq!(process.rlimits(), &None);
@@ -777,6 +812,7 @@ mod tests {
             pod_uid: "uid-1",
             image: &image,
             namespaces: &POD_NS,
+            security: &SandboxSecurity::default(),
         })
         .unwrap();
         assert_eq!(spec.hostname(), &None, "the pinned UTS namespace has it");
@@ -808,6 +844,7 @@ mod tests {
             pod_uid: "uid-1",
             image: &image,
             namespaces: &HOST_NS,
+            security: &SandboxSecurity::default(),
         })
         .unwrap();
         assert_eq!(host.hostname(), &None);
@@ -819,6 +856,220 @@ mod tests {
                 (LinuxNamespaceType::Ipc, Some("/r/ns/sb1/ipc".into())),
             ]
         );
+    }
+
+    fn caps_of(spec: &Spec) -> Vec<Capability> {
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        caps.bounding().clone().unwrap().into_iter().collect()
+    }
+
+    fn secured(security: ContainerSecurity) -> ContainerConfig {
+        ContainerConfig {
+            security,
+            ..config()
+        }
+    }
+
+    #[test]
+    fn capabilities_are_added_and_dropped_and_no_new_privs_set() {
+        let config = secured(ContainerSecurity {
+            add_capabilities: vec!["NET_ADMIN".into()],
+            drop_capabilities: vec!["NET_RAW".into(), "CAP_CHOWN".into()],
+            no_new_privileges: true,
+            ..Default::default()
+        });
+        let spec = container_spec(&config, &input(&POD_NS)).unwrap();
+        let caps = caps_of(&spec);
+        assert!(caps.contains(&Capability::NetAdmin));
+        assert!(!caps.contains(&Capability::NetRaw) && !caps.contains(&Capability::Chown));
+        assert_eq!(caps.len(), 13);
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.no_new_privileges(), Some(true));
+        let unknown = secured(ContainerSecurity {
+            add_capabilities: vec!["NOPE".into()],
+            ..Default::default()
+        });
+        let err = container_spec(&unknown, &input(&POD_NS)).unwrap_err();
+        assert_eq!(err.kind, RuntimeErrorKind::InvalidSpec);
+        assert_eq!(err.message, r#"container app: unknown capability "NOPE""#);
+    }
+
+    #[test]
+    fn seccomp_follows_the_profile_and_privileged_runs_unconfined() {
+        let spec = container_spec(&config(), &input(&POD_NS)).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().seccomp(), &None);
+        let confined = secured(ContainerSecurity {
+            seccomp: berth_runtime::SeccompProfile::RuntimeDefault,
+            ..Default::default()
+        });
+        let spec = container_spec(&confined, &input(&POD_NS)).unwrap();
+        let seccomp = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert_eq!(
+            seccomp.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        let privileged = ContainerConfig {
+            privileged: true,
+            ..confined
+        };
+        let spec = container_spec(&privileged, &input(&POD_NS)).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().seccomp(), &None);
+    }
+
+    #[test]
+    fn privileged_containers_get_the_hosts_capabilities_and_devices() {
+        let privileged = ContainerConfig {
+            privileged: true,
+            ..config()
+        };
+        let spec = container_spec(&privileged, &input(&POD_NS)).unwrap();
+        assert_eq!(caps_of(&spec).len(), HOST_CAPS.len());
+        assert!(!caps_of(&spec).contains(&Capability::SysResource));
+        let linux = spec.linux().as_ref().unwrap();
+        let devices = linux.devices().as_ref().unwrap();
+        assert_eq!(devices[0].path(), Path::new("/dev/sda"));
+        let allowed = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert!(allowed[0].allow());
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
+    }
+
+    #[test]
+    fn unmasked_proc_has_no_masked_or_read_only_paths() {
+        let config = secured(ContainerSecurity {
+            unmasked_proc: true,
+            ..Default::default()
+        });
+        let spec = container_spec(&config, &input(&POD_NS)).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths(), &None);
+        assert_eq!(linux.readonly_paths(), &None);
+    }
+
+    #[test]
+    fn pid_namespaces_are_the_containers_the_pods_or_the_nodes() {
+        let mode = |pid| {
+            secured(ContainerSecurity {
+                namespaces: berth_runtime::NamespaceOptions {
+                    pid,
+                    host_ipc: false,
+                },
+                ..Default::default()
+            })
+        };
+        let spec = container_spec(&mode(PidNamespace::Node), &input(&POD_NS)).unwrap();
+        assert!(!namespaces(&spec)
+            .iter()
+            .any(|(k, _)| *k == LinuxNamespaceType::Pid));
+        let err = container_spec(&mode(PidNamespace::Pod), &input(&POD_NS)).unwrap_err();
+        assert!(err.message.contains("no running pause process"), "{err}");
+        let mut shared = input(&POD_NS);
+        shared.sandbox_pid = 4242;
+        let spec = container_spec(&mode(PidNamespace::Pod), &shared).unwrap();
+        assert_eq!(
+            namespaces(&spec)[0],
+            (LinuxNamespaceType::Pid, Some("/proc/4242/ns/pid".into()))
+        );
+    }
+
+    #[test]
+    fn host_ipc_pods_join_no_ipc_namespace() {
+        let host_ipc = PodNamespaces::of(Path::new("/r"), "sb1", false, true);
+        let spec = container_spec(&config(), &input(&host_ipc)).unwrap();
+        assert!(!namespaces(&spec)
+            .iter()
+            .any(|(k, _)| *k == LinuxNamespaceType::Ipc));
+    }
+
+    #[test]
+    fn groups_merge_the_primary_the_images_and_the_pods() {
+        let config = secured(ContainerSecurity {
+            supplemental_groups: vec![3000, 10, 2000],
+            ..Default::default()
+        });
+        let spec = container_spec(&config, &input(&POD_NS)).unwrap();
+        let user = spec.process().as_ref().unwrap().user().clone();
+        assert_eq!(
+            user.additional_gids().as_ref().unwrap(),
+            &[10, 100, 2000, 3000]
+        );
+        let strict = secured(ContainerSecurity {
+            supplemental_groups: vec![3000],
+            strict_supplemental_groups: true,
+            ..Default::default()
+        });
+        let spec = container_spec(&strict, &input(&POD_NS)).unwrap();
+        let user = spec.process().as_ref().unwrap().user().clone();
+        assert_eq!(user.additional_gids().as_ref().unwrap(), &[100, 3000]);
+    }
+
+    #[test]
+    fn the_pause_runs_confined_as_the_pods_user_in_its_namespaces() {
+        let image = image();
+        let security = SandboxSecurity {
+            namespaces: berth_runtime::NamespaceOptions {
+                pid: PidNamespace::Node,
+                host_ipc: true,
+            },
+            seccomp: berth_runtime::SeccompProfile::RuntimeDefault,
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![2000],
+            ..Default::default()
+        };
+        let host_ipc = PodNamespaces::of(Path::new("/r"), "sb1", false, true);
+        let spec = sandbox_spec(&SandboxSpec {
+            sandbox_id: "sb1",
+            pod_uid: "uid-1",
+            image: &image,
+            namespaces: &host_ipc,
+            security: &security,
+        })
+        .unwrap();
+        let kinds: Vec<_> = namespaces(&spec).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Uts,
+                LinuxNamespaceType::Network
+            ]
+        );
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_some());
+        let user = spec.process().as_ref().unwrap().user().clone();
+        assert_eq!((user.uid(), user.gid()), (1000, 3000));
+        assert_eq!(user.additional_gids().as_ref().unwrap(), &[2000, 3000]);
+        let privileged = SandboxSecurity {
+            privileged: true,
+            ..security
+        };
+        let spec = sandbox_spec(&SandboxSpec {
+            sandbox_id: "sb1",
+            pod_uid: "uid-1",
+            image: &image,
+            namespaces: &host_ipc,
+            security: &privileged,
+        })
+        .unwrap();
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
     }
 
     #[test]

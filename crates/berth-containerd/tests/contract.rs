@@ -53,6 +53,7 @@ impl Subject for Real {
                 created: jiff::Timestamp::now(),
                 started: jiff::Timestamp::now(),
             },
+            security: Default::default(),
         }
     }
 
@@ -75,6 +76,7 @@ impl Subject for Real {
             log_path: self.log_dir.join(&pod.name).join(name).join("0.log"),
             read_only_root: false,
             privileged: false,
+            security: Default::default(),
             resources: Resources::default(),
             annotations: BTreeMap::new(),
         }

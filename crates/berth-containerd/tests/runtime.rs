@@ -208,6 +208,7 @@ fn sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxCo
             created: jiff::Timestamp::UNIX_EPOCH,
             started: jiff::Timestamp::now(),
         },
+        security: Default::default(),
     }
 }
 
@@ -232,6 +233,7 @@ fn container(
         log_path: log_dir.join(name).join("0.log"),
         read_only_root: false,
         privileged: false,
+        security: Default::default(),
         resources: Resources::default(),
         annotations: BTreeMap::new(),
     }
@@ -615,9 +617,11 @@ async fn exits_signals_list_and_oom() {
     www.user = Some("www".into());
     let (www, _) = start(www).await;
     let id = runtime.exec(&www, &["id".into()], None).await.unwrap();
+    // The primary group is a supplementary one too, as containerd 1.6.18+
+    // sets it.
     assert_eq!(
         String::from_utf8_lossy(&id.stdout).trim(),
-        "uid=33(www) gid=33(www)"
+        "uid=33(www) gid=33(www) groups=33(www)"
     );
 
     // The memory limit holds, and its kill is reported as an OOM kill.

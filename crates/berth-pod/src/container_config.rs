@@ -9,6 +9,7 @@ use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Re
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::dirs::PodDirs;
+use crate::security::{self, SecurityDefaults};
 use crate::subpath;
 use berth_api::quantity;
 
@@ -26,6 +27,7 @@ pub(crate) struct PodContext<'a> {
     pub pod_ip: Option<String>,
     pub node_name: &'a str,
     pub hostname: &'a str,
+    pub security: SecurityDefaults<'a>,
 }
 
 pub(crate) fn build(
@@ -67,26 +69,14 @@ pub(crate) fn build(
         .or_else(|| image.config.working_dir.clone().filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "/".into());
     let security = container.security_context.as_ref();
-    let pod_security = ctx
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref());
-    let run_as_user = security
-        .and_then(|s| s.run_as_user)
-        .or_else(|| pod_security.and_then(|s| s.run_as_user));
-    let run_as_group = security
-        .and_then(|s| s.run_as_group)
-        .or_else(|| pod_security.and_then(|s| s.run_as_group));
-    let user = match (run_as_user, run_as_group) {
-        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
-        (Some(u), None) => Some(u.to_string()),
-        (None, Some(g)) => Some(format!(
-            "{}:{g}",
-            image.config.user.as_deref().unwrap_or("0")
-        )),
-        (None, None) => image.config.user.clone().filter(|u| !u.is_empty()),
-    };
+    let settings = security::container(
+        ctx.pod,
+        &ctx.pod_ref.to_string(),
+        container,
+        image,
+        ctx.security,
+    )
+    .map_err(ConfigError)?;
 
     let mut annotations = BTreeMap::new();
     annotations.insert(
@@ -115,13 +105,14 @@ pub(crate) fn build(
         args,
         env: vars,
         working_dir,
-        user,
+        user: Some(settings.user),
         mounts: mounts(ctx, container, &kubelet_vars, termination_message_file)?,
         log_path: ctx.dirs.log_path(&container.name, attempt),
         read_only_root: security
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+        security: settings.security,
         resources: resources(container),
         annotations,
     })
@@ -306,6 +297,11 @@ mod tests {
             pod_ip: Some("10.0.0.7".into()),
             node_name: "node",
             hostname: "p",
+            security: SecurityDefaults {
+                seccomp_root: &tmp,
+                seccomp_default: false,
+                selinux_enabled: false,
+            },
         };
         let container = &pod.spec.as_ref().unwrap().containers[0];
         build(&ctx, container, ContainerKind::Regular, 2, &image(), None).unwrap()

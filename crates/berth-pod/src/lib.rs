@@ -18,6 +18,7 @@ mod mount_table;
 mod probe;
 pub mod reasons;
 mod record;
+mod security;
 mod sink;
 mod start;
 mod status;
@@ -25,6 +26,7 @@ mod subpath;
 mod terminate;
 mod termination_message;
 mod timeline;
+mod volume_ownership;
 mod worker;
 
 pub use backoff::BackoffPolicy;

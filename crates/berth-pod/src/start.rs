@@ -9,6 +9,7 @@ use tracing::debug;
 
 use crate::container_config::{self, PodContext};
 use crate::record::{Instance, InstanceState, Waiting};
+use crate::security::SecurityDefaults;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
 use crate::worker::{Worker, RETRY_AFTER};
@@ -68,6 +69,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 .and_then(|s| s.hostname.clone())
                 .unwrap_or_else(|| self.pod_ref.name.clone())
         };
+        let seccomp_root = self.cfg.root_dir.join("seccomp");
         let ctx = PodContext {
             pod: &self.pod,
             pod_ref: &self.pod_ref,
@@ -75,6 +77,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod_ip: self.pod_ip(),
             node_name: &self.cfg.node_name,
             hostname: &hostname,
+            security: SecurityDefaults {
+                seccomp_root: &seccomp_root,
+                seccomp_default: self.cfg.seccomp_default,
+                selinux_enabled: crate::security::selinux_enabled(),
+            },
         };
         let config = match container_config::build(
             &ctx,

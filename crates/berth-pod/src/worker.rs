@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     /// Pulls allowed at once across all pods (the kubelet's
     /// `serializeImagePulls` and `maxParallelImagePulls`); `None`: no limit.
     pub image_pulls: Option<Arc<tokio::sync::Semaphore>>,
+    /// The kubelet's `seccompDefault`: containers that name no seccomp
+    /// profile run under RuntimeDefault instead of Unconfined.
+    pub seccomp_default: bool,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet
@@ -281,6 +284,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.wake_no_later_than(Instant::now() + Duration::from_secs(2));
                 return;
             }
+            crate::volume_ownership::apply(&self.dirs, &self.pod);
             self.volumes_ready = true;
         }
         if self.sandbox.is_none() && !self.create_sandbox().await {
@@ -367,6 +371,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     async fn create_sandbox(&mut self) -> bool {
+        let security = match crate::security::sandbox(&self.pod) {
+            Ok(security) => security,
+            Err(e) => {
+                self.sandbox_failed(&e);
+                return false;
+            }
+        };
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
         let hostname = if host_network {
@@ -392,6 +403,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     .map_or(self.start_time, |t| t.0),
                 started: self.start_time,
             },
+            security,
         };
         match self.rt.create_sandbox(&config).await {
             Ok(sandbox) => {
@@ -408,17 +420,21 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 true
             }
             Err(e) => {
-                warn!(pod = %self.pod_ref, "create sandbox: {e}");
-                self.event(
-                    EventType::Warning,
-                    "FailedCreatePodSandBox",
-                    None,
-                    format!("Failed to create pod sandbox: {e}"),
-                );
-                self.wake_no_later_than(Instant::now() + RETRY_AFTER);
+                self.sandbox_failed(&e.to_string());
                 false
             }
         }
+    }
+
+    fn sandbox_failed(&mut self, error: &str) {
+        warn!(pod = %self.pod_ref, "create sandbox: {error}");
+        self.event(
+            EventType::Warning,
+            "FailedCreatePodSandBox",
+            None,
+            format!("Failed to create pod sandbox: {error}"),
+        );
+        self.wake_no_later_than(Instant::now() + RETRY_AFTER);
     }
 
     /// Runs init containers strictly one after another; true once the pod is
@@ -687,6 +703,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
         }
         self.volumes_ready = self.dirs.prepare(&self.pod).is_ok();
+        if self.volumes_ready {
+            crate::volume_ownership::apply(&self.dirs, &self.pod);
+        }
         self.sandbox = Some(sandbox);
         for i in 0..self.records.len() {
             self.start_probers(i, true);

@@ -180,6 +180,59 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     /// Kept with the sandbox for a restarted agent.
     pub times: PodTimes,
+    pub security: SandboxSecurity,
+}
+
+/// Whose PID namespace a pod's processes live in (CRI's `NamespaceMode` for PID).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PidNamespace {
+    /// Each container its own.
+    #[default]
+    Container,
+    /// The sandbox's, shared by all of the pod's containers (`shareProcessNamespace`).
+    Pod,
+    /// The node's (`hostPID`).
+    Node,
+}
+
+/// The pod's namespace choices besides the network, for its sandbox and its
+/// containers alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NamespaceOptions {
+    pub pid: PidNamespace,
+    /// `hostIPC`: the node's IPC namespace and `/dev/shm`.
+    pub host_ipc: bool,
+}
+
+/// The seccomp filter a process runs under (CRI's `SecurityProfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum SeccompProfile {
+    #[default]
+    Unconfined,
+    /// The runtime's default profile.
+    RuntimeDefault,
+    /// A profile file in the runtime spec's JSON form, by absolute path.
+    Localhost(PathBuf),
+}
+
+/// The sandbox's share of the pod's `securityContext`, as the kubelet's
+/// `LinuxPodSandboxConfig` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSecurity {
+    pub namespaces: NamespaceOptions,
+    /// Namespaced sysctls (names with dots) for the pod's network and IPC
+    /// namespaces, set before any container starts.
+    pub sysctls: Vec<(String, String)>,
+    /// The pause process's seccomp profile.
+    pub seccomp: SeccompProfile,
+    /// A container of the pod is privileged (the pause then runs without
+    /// seccomp).
+    pub privileged: bool,
+    /// The pod's `runAsUser` and `runAsGroup`, for the pause process.
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    /// `fsGroup` and `supplementalGroups`.
+    pub supplemental_groups: Vec<u32>,
 }
 
 /// When the pod was created and first started on this node: the API
@@ -255,6 +308,27 @@ pub struct Resources {
     pub cpu_period: Option<u64>,
 }
 
+/// A container's Linux security settings, as the kubelet hands them to CRI
+/// (`LinuxContainerSecurityContext`); the runtime applies them as
+/// containerd's CRI plugin does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSecurity {
+    /// `capabilities.add` and `drop` as the pod writes them (`ALL` included).
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompProfile,
+    /// `fsGroup`, then `supplementalGroups`: extra groups of the process.
+    pub supplemental_groups: Vec<u32>,
+    /// `supplementalGroupsPolicy: Strict`: the image's `/etc/group`
+    /// memberships of the user are not added.
+    pub strict_supplemental_groups: bool,
+    /// `procMount: Unmasked`: nothing in `/proc` is masked or read-only.
+    pub unmasked_proc: bool,
+    pub namespaces: NamespaceOptions,
+}
+
 /// A fully resolved container: the worker has merged the image config with the
 /// pod spec, so the runtime only builds it.
 #[derive(Debug, Clone)]
@@ -270,13 +344,15 @@ pub struct ContainerConfig {
     /// The final environment, in order.
     pub env: Vec<(String, String)>,
     pub working_dir: String,
-    /// `uid[:gid]` or a user name resolved in the image.
+    /// `uid[:gid]` or `name[:gid]`, resolved in the image as containerd's
+    /// `WithUser` does; `None`: root.
     pub user: Option<String>,
     pub mounts: Vec<Mount>,
     /// Absolute path of this instance's CRI log file.
     pub log_path: PathBuf,
     pub read_only_root: bool,
     pub privileged: bool,
+    pub security: ContainerSecurity,
     pub resources: Resources,
     /// Extra annotations kept with the container (e.g. the spec hash).
     pub annotations: BTreeMap<String, String>,

@@ -31,6 +31,7 @@ impl Subject for Fake {
                 created: jiff::Timestamp::now(),
                 started: jiff::Timestamp::now(),
             },
+            security: Default::default(),
         }
     }
 
@@ -64,6 +65,7 @@ impl Subject for Fake {
             log_path: std::env::temp_dir().join("contract.log"),
             read_only_root: false,
             privileged: false,
+            security: Default::default(),
             resources: Resources::default(),
             annotations: BTreeMap::new(),
         }

@@ -25,6 +25,7 @@ mod previous_logs;
 mod probes;
 mod registry_pulls;
 mod restart_matrix;
+mod security_context;
 mod spec_changes;
 mod state_files;
 mod static_pods;

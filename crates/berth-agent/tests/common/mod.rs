@@ -49,6 +49,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             backoff: BackoffPolicy::default(),
             image_pull_backoff: BackoffPolicy::default(),
             image_pulls: None,
+            seccomp_default: false,
         }),
         dir.join("root/api-pods"),
         Default::default(),

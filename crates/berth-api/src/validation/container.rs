@@ -14,6 +14,8 @@ pub(super) struct Ctx<'a> {
     pub volumes: &'a HashSet<String>,
     /// The pod's terminationGracePeriodSeconds (bounds sleep hooks).
     pub grace: Option<i64>,
+    /// The pod's `hostUsers` (true unless set false).
+    pub host_users: bool,
 }
 
 const NOT_FOR_INIT: &str = "may not be set for init containers without restartPolicy=Always";
@@ -143,6 +145,13 @@ fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
         &format!("{path}.env"),
     ));
     errs.extend(volume_mounts(c, path, ctx));
+    if let Some(sc) = &c.security_context {
+        errs.extend(super::security::container(
+            sc,
+            &format!("{path}.securityContext"),
+            ctx.host_users,
+        ));
+    }
     if let Some(policy) = &c.image_pull_policy {
         errs.extend(one_of(
             &format!("{path}.imagePullPolicy"),
@@ -432,7 +441,7 @@ fn volume_mounts(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
     errs
 }
 
-fn local_descending_path(target: &str, path: &str) -> Vec<FieldError> {
+pub(super) fn local_descending_path(target: &str, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if target.starts_with('/') {
         errs.push(FieldError::invalid(

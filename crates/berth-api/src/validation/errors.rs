@@ -44,6 +44,8 @@ pub enum BadValue {
     Str(String),
     /// Shown bare: `70000`.
     Int(i64),
+    /// Shown bare: `true`.
+    Bool(bool),
     /// A nil pointer: shown as `"null"`.
     Null,
 }
@@ -122,6 +124,7 @@ impl fmt::Display for FieldError {
                 BadValue::Omitted => {}
                 BadValue::Str(s) => write!(f, ": {s:?}")?,
                 BadValue::Int(n) => write!(f, ": {n}")?,
+                BadValue::Bool(b) => write!(f, ": {b}")?,
                 BadValue::Null => f.write_str(": \"null\"")?,
             }
         }

@@ -11,6 +11,7 @@ mod handler;
 mod log_options;
 pub mod names;
 mod resources;
+mod security;
 mod update;
 mod volume;
 
@@ -101,11 +102,13 @@ fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
     let ctx = container::Ctx {
         volumes: &volumes,
         grace,
+        host_users: spec.host_users != Some(false),
     };
     errs.extend(container::containers(&spec.containers, &ctx));
     let inits = spec.init_containers.as_deref().unwrap_or_default();
     let regular_names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     errs.extend(container::init_containers(inits, &regular_names, &ctx));
+    errs.extend(security::pod(spec));
     if let Some(policy) = &spec.restart_policy {
         errs.extend(one_of(
             "spec.restartPolicy",

@@ -4,6 +4,7 @@ mod hooks;
 mod images;
 mod probes;
 mod restarts;
+mod security;
 mod spec_changes;
 mod termination;
 
@@ -179,6 +180,7 @@ impl Harness {
                 backoff: BackoffPolicy::default(),
                 image_pull_backoff: BackoffPolicy::default(),
                 image_pulls: None,
+                seccomp_default: false,
             }),
             _dirs: dirs,
         }
