@@ -1,5 +1,13 @@
 //! Shared pieces of berth's end-to-end tests: start a private containerd and an
 //! agent, build pod manifests, read pod JSON the way `kubectl` users do.
+//!
+//! # Layout
+//!
+//! - this file: helpers the end-to-end tests share (set-up, manifests, pod
+//!   JSON, process and leak counters);
+//! - `tests/e2e/`: one module per capability, one test binary;
+//! - `bench/` and the `berth-bench` binary: benchmarks against the same
+//!   private containerd; `bin/berth-mkimage`: builds test images.
 
 use std::time::Duration;
 

@@ -1,5 +1,16 @@
 //! The node agent as a library: pod sources (manifest directory, local API),
 //! the supervisor that owns one pod worker per pod, and the local API server.
+//!
+//! # Layout
+//!
+//! - `agent::run`: the boot order (reclaim leftovers, adopt, load sources,
+//!   serve) and the shutdown; start there.
+//! - `supervisor`: one pod worker per UID; `admission`: what is refused
+//!   before a worker starts; `orphans`: runtime pods no source claims.
+//! - `store`, `saved_events`: the pods and events as the API shows them.
+//! - `manifests`: the static pod source; `api/`: the local API server.
+//! - `logs`: reading CRI logs; `log_rotation`, `image_gc`, `periodic`: the
+//!   background passes; `config`, `state_dir`, `node`: settings and host.
 
 pub mod admission;
 pub mod agent;

@@ -4,6 +4,16 @@
 //! Pod types are k8s-openapi's `core/v1` (feature `v1_33`), so manifests read
 //! exactly as kubectl reads them. Every function here is deterministic: time
 //! comes in as a parameter.
+//!
+//! # Layout
+//!
+//! - `manifest` (with its `nesting` bound): YAML/JSON text to Pods; start here
+//!   for anything a user types.
+//! - `defaults`, `validation/`: what the API server fills in and refuses.
+//! - `status/`: the kubelet's phase, conditions and container-state rules.
+//! - `kubectl/`: the `get pods` columns; `cri_log`: the CRI log format.
+//! - `command`, `env`, `expansion`: a container's argv and environment.
+//! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each.
 
 pub mod command;
 pub mod cri_log;

@@ -4,6 +4,13 @@
 //!
 //! The `berth` binary flattens [`Command`] into its own command line and calls
 //! [`run`]; tests call [`run_with`] to capture the output.
+//!
+//! # Layout
+//!
+//! One module per verb (`apply`, `get`, `describe`, `delete`, `logs`, `exec`,
+//! `image`, `trace`, `get_events`), over `client` (HTTP on the unix socket);
+//! kubectl's output shapes live in `table`, `tabwriter`, `event_table` and
+//! `output`; `target` reads resource arguments as kubectl does.
 
 mod apply;
 mod client;

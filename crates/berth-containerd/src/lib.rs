@@ -2,6 +2,18 @@
 //! native gRPC API (containerd 1.6; no CRI, no server-side pull or import).
 //!
 //! Nothing prost- or tonic-typed leaves this crate.
+//!
+//! # Layout
+//!
+//! - `runtime`: the trait, each verb handed to the module that owns it;
+//!   start there.
+//! - `client`: the connection and the per-instance `AdapterState`.
+//! - `sandbox`, `netns`, `cni`, `cgroups`, `sysctl`: a pod's sandbox.
+//! - `container`, `task`, `exec`, `events`: containers and their processes.
+//! - `spec`, `capabilities`, `seccomp`, `devices`: the OCI runtime spec.
+//! - `logger`: the CRI log writer the shim spawns.
+//! - `list`, `reclaim`: what a restarted agent finds and what it releases.
+//! - `image/`: pulls, imports, unpacking and the image cache.
 
 pub mod archive;
 mod client;

@@ -6,6 +6,25 @@
 //! The worker drives a [`ContainerRuntime`](berth_runtime::ContainerRuntime) and
 //! reports through a [`PodSink`]; it is unit-tested against the in-memory runtime
 //! under tokio's paused clock.
+//!
+//! # Layout
+//!
+//! Start with `worker`: its `run` loop owns the pod and calls `sync` once per
+//! turn; `sync` decides what the pod needs (sandbox, active deadline, image
+//! changes, init containers, main containers) and carries it out. `terminate`
+//! is the one kill path (a pod's deletion, a failed probe or hook, a changed
+//! container). The rest are the steps they call:
+//!
+//! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
+//!   one container instance from spec to running.
+//! - `record`: what the worker knows of each container; `status`: the API
+//!   status built from it; `backoff`: CrashLoopBackOff.
+//! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks.
+//! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host.
+//! - `handle`: the supervisor's side (newest spec wins, grace only shrinks);
+//!   `sink`, `timeline`, `reasons`: what the worker reports.
+//!
+//! The rules behind them are in `docs/kubelet-semantics.md`.
 
 mod backoff;
 mod container_config;

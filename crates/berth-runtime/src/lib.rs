@@ -3,6 +3,14 @@
 //! The pod worker speaks in sandboxes, containers, images and exits. containerd is
 //! the one real implementation (`berth-containerd`); the test kit has an in-memory
 //! one that runs under tokio's paused clock. No gRPC or protobuf type crosses here.
+//!
+//! # Layout
+//!
+//! - `ContainerRuntime` and `ImageService` (this file): the verbs.
+//! - `types`, `error`: what crosses the boundary.
+//! - `fake` (feature `fake`): the in-memory runtime of the worker's tests.
+//! - `contract` (feature `contract`): the checks every runtime passes.
+//! - `files`: berth's private records on disk; `host`: node facts.
 
 #[cfg(feature = "contract")]
 pub mod contract;

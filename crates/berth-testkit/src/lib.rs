@@ -4,6 +4,13 @@
 //!
 //! Set-up failures panic with context: this crate only ever runs inside tests
 //! and test tools.
+//!
+//! # Layout
+//!
+//! - `containerd`: `PrivateContainerd` (start, restart, clean-up on drop).
+//! - `agent`: `AgentProcess`, the real binary with private paths.
+//! - `busybox`: test images; `registry`, `proxy`: a registry and a faulty
+//!   link to it; `net`: a pod network per test; `mounts`, `process`: clean-up.
 
 pub mod agent;
 pub mod busybox;

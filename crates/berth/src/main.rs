@@ -1,4 +1,11 @@
 //! `berth`: the node agent (`berth agent`) and its kubectl-like client.
+//!
+//! # Layout
+//!
+//! This one file: the command line (clap), logging (tracing, quiet unless
+//! `BERTH_LOG` says otherwise), and the hand-off to `berth_agent::run` or to
+//! the client verbs of `berth_cli`; `berth logger` is the log writer the
+//! containerd shim spawns.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
