@@ -37,85 +37,84 @@ pub(crate) async fn handle<S: PodService>(
     }
 }
 
+/// What a path names: the route table, written once. The method is matched
+/// in [`route`]; a path that resolves but is not served with the method is a
+/// 405, one that does not resolve a 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource<'a> {
+    Healthz,
+    Pods(Option<&'a str>),
+    Pod(&'a str, &'a str),
+    PodLog(&'a str, &'a str),
+    PodExec(&'a str, &'a str),
+    Events(Option<&'a str>),
+    Timeline(&'a str, &'a str),
+    Images,
+    ImageImport,
+    ImagePull,
+    Image(&'a str),
+}
+
+impl<'a> Resource<'a> {
+    fn resolve(segments: &[&'a str]) -> Option<Self> {
+        Some(match *segments {
+            ["healthz"] => Self::Healthz,
+            ["api", "v1", "pods"] => Self::Pods(None),
+            ["api", "v1", "namespaces", ns, "pods"] => Self::Pods(Some(ns)),
+            ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "log"] => Self::PodLog(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Self::PodExec(ns, name),
+            ["api", "v1", "events"] => Self::Events(None),
+            ["api", "v1", "namespaces", ns, "events"] => Self::Events(Some(ns)),
+            ["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"] => {
+                Self::Timeline(ns, name)
+            }
+            ["apis", "berth.io", "v1", "images"] => Self::Images,
+            ["apis", "berth.io", "v1", "images", "import"] => Self::ImageImport,
+            ["apis", "berth.io", "v1", "images", "pull"] => Self::ImagePull,
+            ["apis", "berth.io", "v1", "images", reference] => Self::Image(reference),
+            _ => return None,
+        })
+    }
+}
+
 async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Reply {
     let path = request.uri().path().to_owned();
     let query = Query::parse(request.uri().query().unwrap_or_default());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method().clone();
-    match (segments.as_slice(), &method) {
-        (["healthz"], &Method::GET) => Ok(text_response("ok")),
-        (["api", "v1", "pods"], &Method::GET) => list_pods(cx, None, &query).await,
-        (["api", "v1", "namespaces", ns, "pods"], &Method::GET) => {
-            list_pods(cx, Some(ns), &query).await
-        }
-        (["api", "v1", "namespaces", ns, "pods"], &Method::POST) => {
-            create_pod(cx, ns, request).await
-        }
-        (["api", "v1", "namespaces", ns, "pods", name], &Method::GET) => {
+    let resource = Resource::resolve(&segments).ok_or_else(Failure::unknown_path)?;
+    match (resource, &method) {
+        (Resource::Healthz, &Method::GET) => Ok(text_response("ok")),
+        (Resource::Pods(ns), &Method::GET) => list_pods(cx, ns, &query).await,
+        (Resource::Pods(Some(ns)), &Method::POST) => create_pod(cx, ns, request).await,
+        (Resource::Pod(ns, name), &Method::GET) => {
             let pod = cx
                 .service
                 .get(ns, name)
                 .map_err(|e| Failure::from(e).for_pod(name))?;
             Ok(json_response(StatusCode::OK, &pod))
         }
-        (["api", "v1", "namespaces", ns, "pods", name], &Method::PUT) => {
-            replace_pod(cx, ns, name, request).await
-        }
-        (["api", "v1", "namespaces", ns, "pods", name], &Method::DELETE) => {
+        (Resource::Pod(ns, name), &Method::PUT) => replace_pod(cx, ns, name, request).await,
+        (Resource::Pod(ns, name), &Method::DELETE) => {
             delete_pod(cx, ns, name, &query, request).await
         }
-        (["api", "v1", "namespaces", ns, "pods", name, "log"], &Method::GET) => {
+        (Resource::PodLog(ns, name), &Method::GET) => {
             super::logs::pod_log(cx, ns, name, &query).await
         }
-        (["api", "v1", "namespaces", ns, "pods", name, "exec"], &Method::POST) => {
+        (Resource::PodExec(ns, name), &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
         }
-        (["api", "v1", "events"], &Method::GET) => super::events::list(cx, None, &query),
-        (["api", "v1", "namespaces", ns, "events"], &Method::GET) => {
-            super::events::list(cx, Some(ns), &query)
-        }
-        (["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"], &Method::GET) => {
-            super::timeline::get(cx, ns, name)
-        }
-        (["apis", "berth.io", "v1", "images"], &Method::GET) => super::images::list(cx).await,
-        (["apis", "berth.io", "v1", "images", "import"], &Method::POST) => {
-            super::images::import(cx, request).await
-        }
-        (["apis", "berth.io", "v1", "images", "pull"], &Method::POST) => {
-            super::images::pull(cx, request).await
-        }
-        (["apis", "berth.io", "v1", "images", reference], &Method::DELETE) => {
+        (Resource::Events(ns), &Method::GET) => super::events::list(cx, ns, &query),
+        (Resource::Timeline(ns, name), &Method::GET) => super::timeline::get(cx, ns, name),
+        (Resource::Images, &Method::GET) => super::images::list(cx).await,
+        (Resource::ImageImport, &Method::POST) => super::images::import(cx, request).await,
+        (Resource::ImagePull, &Method::POST) => super::images::pull(cx, request).await,
+        (Resource::Image(reference), &Method::DELETE) => {
             super::images::remove(cx, &decode_segment(reference)).await
         }
-        (segments, _) if is_known_path(segments) => Err(Failure::method_not_allowed()),
-        _ => Err(Failure::unknown_path()),
+        _ => Err(Failure::method_not_allowed()),
     }
-}
-
-/// Paths served with some method (for 405 rather than 404).
-fn is_known_path(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["healthz"]
-            | ["api", "v1", "pods"]
-            | ["api", "v1", "namespaces", _, "pods"]
-            | ["api", "v1", "namespaces", _, "pods", _]
-            | ["api", "v1", "namespaces", _, "pods", _, "log" | "exec"]
-            | ["api", "v1", "events"]
-            | ["api", "v1", "namespaces", _, "events"]
-            | [
-                "apis",
-                "berth.io",
-                "v1",
-                "namespaces",
-                _,
-                "pods",
-                _,
-                "timeline"
-            ]
-            | ["apis", "berth.io", "v1", "images"]
-            | ["apis", "berth.io", "v1", "images", _]
-    )
 }
 
 async fn list_pods<S: PodService>(
