@@ -201,6 +201,10 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             pinned: config.pod_infra_image.clone(),
         },
         node_events,
+        {
+            let store = supervisor.store().clone();
+            move || store.images()
+        },
         sources.clone(),
     ));
     let log_rotation = config.log_rotation().map(|policy| {

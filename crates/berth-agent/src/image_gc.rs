@@ -81,12 +81,14 @@ impl ImageGc {
         rt: &R,
         policy: &ImageGcPolicy,
         usage: FsUsage,
+        pod_images: &[String],
     ) -> Result<Vec<String>, GcError> {
         let now = Instant::now();
         let images = rt.list_images().await.map_err(GcError::ListImages)?;
-        let in_use = Self::images_in_use(rt, &images)
+        let mut in_use = Self::images_in_use(rt, &images)
             .await
             .map_err(GcError::ListContainers)?;
+        in_use.extend(Self::images_of_pods(rt, pod_images).await);
         self.observe(&images, &in_use, now);
         let Some(to_free) = wanted(usage, policy) else {
             return Ok(Vec::new());
@@ -107,6 +109,20 @@ impl ImageGc {
             return Err(GcError::NotEnough { to_free, freed });
         }
         Ok(removed)
+    }
+
+    /// The digests of the images the pods on the node name. A pod between
+    /// its pull and its container's creation has no container yet; without
+    /// this a pass in that moment (with a small minimum age) would take the
+    /// image it just pulled.
+    async fn images_of_pods<R: ContainerRuntime>(rt: &R, pod_images: &[String]) -> Vec<String> {
+        let mut digests = Vec::new();
+        for image in pod_images {
+            if let Ok(Some(info)) = rt.image_status(image).await {
+                digests.push(info.digest);
+            }
+        }
+        digests
     }
 
     /// Remembers new images and when each image was last in use.
@@ -215,10 +231,13 @@ fn pinned(image: &ImageInfo, policy: &ImageGcPolicy) -> bool {
 /// Runs a GC pass every period until `shutdown`. As the kubelet: a pass
 /// that frees too little gives the node a `FreeDiskSpaceFailed` warning, and
 /// a second failed pass in a row an `ImageGCFailed` one.
+/// `pod_images`: the images the node's pods name, kept whatever the runtime
+/// runs.
 pub async fn run<R: ContainerRuntime + ImageService>(
     rt: std::sync::Arc<R>,
     policy: ImageGcPolicy,
     node_event: impl Fn(&'static str, String) + Send,
+    pod_images: impl Fn() -> Vec<String> + Send,
     shutdown: CancellationToken,
 ) {
     let mut gc = ImageGc::default();
@@ -232,7 +251,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
                 continue;
             }
         };
-        let Err(e) = gc.collect(rt.as_ref(), &policy, usage).await else {
+        let Err(e) = gc.collect(rt.as_ref(), &policy, usage, &pod_images()).await else {
             failed_before = false;
             continue;
         };
@@ -338,6 +357,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_image_a_pod_names_is_kept_before_its_container_exists() {
+        let rt = berth_runtime::fake::FakeRuntime::new();
+        rt.add_image("r/pulled:1", Default::default());
+        rt.add_image("r/never-used:1", Default::default());
+        let policy = ImageGcPolicy {
+            image_fs_dir: "/".into(),
+            high_percent: 1,
+            low_percent: 0,
+            minimum_age: Duration::ZERO,
+            period: Duration::from_secs(1),
+            pinned: None,
+        };
+        let mut gc = ImageGc::default();
+        let removed = gc
+            .collect(&rt, &policy, disk(99), &["r/pulled:1".into()])
+            .await;
+        assert!(matches!(removed, Err(GcError::NotEnough { .. })));
+        let left: Vec<String> = rt
+            .list_images()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.reference)
+            .collect();
+        assert_eq!(left, vec!["r/pulled:1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn young_images_are_kept_and_100_percent_turns_gc_off() {
         let images = vec![image("r/app:1", "sha256:a", GIB)];
         let mut gc = ImageGc::default();
@@ -374,6 +421,7 @@ mod tests {
             rt.clone(),
             policy,
             move |reason, message| tx.send((reason, message)).unwrap(),
+            Vec::new,
             shutdown.clone(),
         ));
         let mut reasons = Vec::new();

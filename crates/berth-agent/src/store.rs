@@ -99,6 +99,22 @@ impl PodStore {
             .cloned()
     }
 
+    /// Every image the pods' containers name (init and sidecar ones too),
+    /// once each.
+    pub fn images(&self) -> Vec<String> {
+        let mut images: Vec<String> = self
+            .lock()
+            .pods
+            .values()
+            .filter_map(|p| p.spec.as_ref())
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .filter_map(|c| c.image.clone())
+            .collect();
+        images.sort();
+        images.dedup();
+        images
+    }
+
     pub fn list(&self, namespace: Option<&str>) -> Vec<Pod> {
         let mut pods: Vec<Pod> = self
             .lock()
