@@ -3,6 +3,7 @@
 //! shutdown grace period is configured).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +62,10 @@ async fn initial_manifests(config: &AgentConfig) -> Vec<(std::path::PathBuf, Vec
 }
 
 /// Runs the agent until `shutdown` is cancelled. `ready` is called once the
-/// local API answers.
+/// local API answers. The boot phases, in order: state directories, leftovers
+/// of interrupted starts, adoption (orphans stopped in the background), the
+/// supervisor with its pods, the sources and background passes; then serving
+/// until shutdown, and the shutdown itself.
 pub async fn run<R: ContainerRuntime + ImageService>(
     config: AgentConfig,
     runtime: R,
@@ -70,58 +74,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 ) -> Result<(), AgentError> {
     crate::state_dir::prepare(&config).map_err(io_error("prepare the state directories".into()))?;
     let runtime = Arc::new(runtime);
-    match runtime.reclaim().await {
-        Ok(r) if r != Default::default() => info!(
-            sandboxes = r.sandboxes,
-            leases = r.leases,
-            processes = r.processes,
-            "released what an interrupted start left"
-        ),
-        Ok(_) => {}
-        Err(e) => warn!("reclaim leftovers of interrupted starts: {e}"),
-    }
-    let mut adoptable = group_by_pod(runtime.list().await?);
-    info!(pods = adoptable.len(), "found pods in the runtime");
-
-    // Orphans: runtime pods that neither a stored API pod nor a manifest claims.
-    let api_pods_dir = config.root_dir.join("api-pods");
+    reclaim_leftovers(runtime.as_ref()).await;
     let static_pods = initial_manifests(&config).await;
-    let mut claimed: Vec<String> = static_pods
-        .iter()
-        .flat_map(|(_, pods)| pods.iter().filter_map(|p| p.metadata.uid.clone()))
-        .collect();
-    claimed.extend(
-        std::fs::read_dir(&api_pods_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.path().file_stem()?.to_str().map(str::to_string)),
-    );
-    let orphans: Vec<Adopted> = adoptable
-        .extract_if(|uid, _| !claimed.contains(uid))
-        .map(|(_, a)| a)
-        .collect();
-    // Stopping orphans takes their grace period: the API does not wait for it.
-    let orphans_removed = {
-        let runtime = runtime.clone();
-        let (root_dir, log_dir) = (config.root_dir.clone(), config.log_dir.clone());
-        // Only pods on disk now: one made after the API opens is not an orphan.
-        let on_disk: Vec<String> = std::fs::read_dir(config.root_dir.join("pods"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|uid| !claimed.contains(uid))
-            .collect();
-        tokio::spawn(async move {
-            for orphan in orphans {
-                crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
-            }
-            berth_pod::remove_orphaned_pod_dirs(&root_dir, &log_dir, |uid| {
-                !on_disk.iter().any(|o| o == uid)
-            });
-        })
-    };
+    let (adoptable, orphans_removed) = adopt(&config, &runtime, &static_pods).await?;
 
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
     let store = Arc::new(PodStore::new(finished_tx));
@@ -132,10 +87,109 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         events_file.clone(),
         shutdown.clone(),
     ));
-    let node_events = {
-        let (store, node) = (store.clone(), config.node_name.clone());
-        move |reason, message| store.node_event(&node, EventType::Warning, reason, message)
-    };
+    let known_files: Vec<PathBuf> = static_pods.iter().map(|(p, _)| p.clone()).collect();
+    let supervisor = start_supervisor(&config, &runtime, store, adoptable, static_pods)?;
+    let sources = CancellationToken::new();
+    let (mut services, mut manifests) =
+        Services::start(&config, &runtime, &supervisor, known_files, &sources)?;
+    info!(socket = %config.socket.display(), "berth agent ready");
+    ready();
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(uid) = finished_rx.recv() => supervisor.on_finished(&uid),
+            Some(event) = manifests.recv() => match event {
+                ManifestEvent::Pods { path, pods } => supervisor.apply_file(&path, pods),
+                ManifestEvent::Removed { path } => supervisor.remove_file(&path),
+                ManifestEvent::Invalid { path, error } => {
+                    warn!(file = %path.display(), "invalid manifest, its pods are left as they were: {error}");
+                }
+            },
+        }
+    }
+
+    sources.cancel();
+    services.stop().await;
+    drain(&config, &supervisor, &mut finished_rx).await;
+    supervisor.detach_all().await;
+    let _ = orphans_removed.await;
+    // The drain's events too.
+    let saved = events_saver.await.unwrap_or_default();
+    crate::saved_events::save(supervisor.store(), &events_file, saved).await;
+    info!("berth agent stopped; pods keep running");
+    Ok(())
+}
+
+/// Releases what starts interrupted by an agent crash left behind.
+async fn reclaim_leftovers<R: ContainerRuntime>(runtime: &R) {
+    match runtime.reclaim().await {
+        Ok(r) if r != Default::default() => info!(
+            sandboxes = r.sandboxes,
+            leases = r.leases,
+            processes = r.processes,
+            "released what an interrupted start left"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("reclaim leftovers of interrupted starts: {e}"),
+    }
+}
+
+/// What the runtime runs, by pod UID, for the pods a source still claims
+/// (stored API pods, manifest files). The rest are orphans, deleted while
+/// the agent was down: they are stopped, and their directories removed, in
+/// the background, since that takes their grace period.
+async fn adopt<R: ContainerRuntime>(
+    config: &AgentConfig,
+    runtime: &Arc<R>,
+    static_pods: &[(PathBuf, Vec<Pod>)],
+) -> Result<(HashMap<String, Adopted>, tokio::task::JoinHandle<()>), AgentError> {
+    let mut adoptable = group_by_pod(runtime.list().await?);
+    info!(pods = adoptable.len(), "found pods in the runtime");
+    let mut claimed: Vec<String> = static_pods
+        .iter()
+        .flat_map(|(_, pods)| pods.iter().filter_map(|p| p.metadata.uid.clone()))
+        .collect();
+    claimed.extend(
+        std::fs::read_dir(config.root_dir.join("api-pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.path().file_stem()?.to_str().map(str::to_string)),
+    );
+    let orphans: Vec<Adopted> = adoptable
+        .extract_if(|uid, _| !claimed.contains(uid))
+        .map(|(_, a)| a)
+        .collect();
+    // Only pods on disk now: one made after the API opens is not an orphan.
+    let on_disk: Vec<String> = std::fs::read_dir(config.root_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|uid| !claimed.contains(uid))
+        .collect();
+    let runtime = runtime.clone();
+    let (root_dir, log_dir) = (config.root_dir.clone(), config.log_dir.clone());
+    let removed = tokio::spawn(async move {
+        for orphan in orphans {
+            crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
+        }
+        berth_pod::remove_orphaned_pod_dirs(&root_dir, &log_dir, |uid| {
+            !on_disk.iter().any(|o| o == uid)
+        });
+    });
+    Ok((adoptable, removed))
+}
+
+/// The supervisor, with the stored API pods and the static pods loaded.
+fn start_supervisor<R: ContainerRuntime + ImageService>(
+    config: &AgentConfig,
+    runtime: &Arc<R>,
+    store: Arc<PodStore>,
+    adoptable: HashMap<String, Adopted>,
+    static_pods: Vec<(PathBuf, Vec<Pod>)>,
+) -> Result<Arc<Supervisor<R>>, AgentError> {
     let worker_config = Arc::new(WorkerConfig {
         root_dir: config.root_dir.clone(),
         log_dir: config.log_dir.clone(),
@@ -161,7 +215,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             runtime.clone(),
             store,
             worker_config,
-            api_pods_dir,
+            config.root_dir.join("api-pods"),
             adoptable,
         )
         .with_admission(admission),
@@ -169,101 +223,119 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     supervisor
         .load_api_pods()
         .map_err(io_error("load stored pods".into()))?;
-    let known_files: Vec<std::path::PathBuf> = static_pods.iter().map(|(p, _)| p.clone()).collect();
     for (path, pods) in static_pods {
         supervisor.apply_file(&path, pods);
     }
+    Ok(supervisor)
+}
 
-    let (manifest_tx, mut manifest_rx) = mpsc::channel(64);
-    let sources = CancellationToken::new();
-    let watcher = manifests::watch_manifests(
-        config.manifest_dir.clone(),
-        config.node_name.clone(),
-        known_files,
-        manifest_tx,
-        sources.clone(),
-    );
-    let listener = crate::api::bind(&config.socket)
-        .map_err(io_error(format!("bind {}", config.socket.display())))?;
-    let api = tokio::spawn(crate::api::serve_listener(
-        listener,
-        supervisor.clone(),
-        sources.clone(),
-    ));
-    let image_gc = tokio::spawn(crate::image_gc::run(
-        runtime.clone(),
-        crate::image_gc::ImageGcPolicy {
-            image_fs_dir: config.image_fs_dir.clone(),
-            high_percent: config.image_gc_high_threshold_percent,
-            low_percent: config.image_gc_low_threshold_percent,
-            minimum_age: Duration::from_secs(config.image_minimum_gc_age_seconds),
-            period: Duration::from_secs(config.image_gc_period_seconds),
-            pinned: config.pod_infra_image.clone(),
-        },
-        node_events,
-        {
-            let store = supervisor.store().clone();
-            move || store.images()
-        },
-        sources.clone(),
-    ));
-    let log_rotation = config.log_rotation().map(|policy| {
-        tokio::spawn(crate::log_rotation::run(
-            runtime.clone(),
-            policy,
-            config.root_dir.clone(),
-            config.log_dir.clone(),
+/// The manifest watcher, the local API and the periodic passes (image GC,
+/// log rotation), all ended by one token.
+struct Services {
+    watcher: tokio::task::JoinHandle<()>,
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    image_gc: tokio::task::JoinHandle<()>,
+    log_rotation: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Services {
+    fn start<R: ContainerRuntime + ImageService>(
+        config: &AgentConfig,
+        runtime: &Arc<R>,
+        supervisor: &Arc<Supervisor<R>>,
+        known_files: Vec<PathBuf>,
+        sources: &CancellationToken,
+    ) -> Result<(Self, mpsc::Receiver<ManifestEvent>), AgentError> {
+        let (manifest_tx, manifest_rx) = mpsc::channel(64);
+        let watcher = manifests::watch_manifests(
+            config.manifest_dir.clone(),
+            config.node_name.clone(),
+            known_files,
+            manifest_tx,
             sources.clone(),
-        ))
-    });
-    info!(socket = %config.socket.display(), "berth agent ready");
-    ready();
-
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(uid) = finished_rx.recv() => supervisor.on_finished(&uid),
-            Some(event) = manifest_rx.recv() => match event {
-                ManifestEvent::Pods { path, pods } => supervisor.apply_file(&path, pods),
-                ManifestEvent::Removed { path } => supervisor.remove_file(&path),
-                ManifestEvent::Invalid { path, error } => {
-                    warn!(file = %path.display(), "invalid manifest, its pods are left as they were: {error}");
-                }
+        );
+        let listener = crate::api::bind(&config.socket)
+            .map_err(io_error(format!("bind {}", config.socket.display())))?;
+        let api = tokio::spawn(crate::api::serve_listener(
+            listener,
+            supervisor.clone(),
+            sources.clone(),
+        ));
+        let store = supervisor.store().clone();
+        let node = config.node_name.clone();
+        let node_events = {
+            let store = store.clone();
+            move |reason, message| store.node_event(&node, EventType::Warning, reason, message)
+        };
+        let image_gc = tokio::spawn(crate::image_gc::run(
+            runtime.clone(),
+            crate::image_gc::ImageGcPolicy {
+                image_fs_dir: config.image_fs_dir.clone(),
+                high_percent: config.image_gc_high_threshold_percent,
+                low_percent: config.image_gc_low_threshold_percent,
+                minimum_age: Duration::from_secs(config.image_minimum_gc_age_seconds),
+                period: Duration::from_secs(config.image_gc_period_seconds),
+                pinned: config.pod_infra_image.clone(),
             },
-        }
+            node_events,
+            move || store.images(),
+            sources.clone(),
+        ));
+        let log_rotation = config.log_rotation().map(|policy| {
+            tokio::spawn(crate::log_rotation::run(
+                runtime.clone(),
+                policy,
+                config.root_dir.clone(),
+                config.log_dir.clone(),
+                sources.clone(),
+            ))
+        });
+        let services = Self {
+            watcher,
+            api,
+            image_gc,
+            log_rotation,
+        };
+        Ok((services, manifest_rx))
     }
 
-    sources.cancel();
-    let _ = watcher.await;
-    let _ = image_gc.await;
-    if let Some(log_rotation) = log_rotation {
-        let _ = log_rotation.await;
-    }
-    if let Ok(Err(e)) = api.await {
-        warn!("local API: {e}");
-    }
-    if config.shutdown_grace_period_seconds > 0 {
-        let grace = Duration::from_secs(config.shutdown_grace_period_seconds);
-        info!(?grace, "node shutdown: terminating pods");
-        supervisor.terminate_all(grace);
-        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
-            while !supervisor.store().list(None).is_empty() {
-                match finished_rx.recv().await {
-                    Some(uid) => supervisor.on_finished(&uid),
-                    None => break,
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!("pods still terminating when the shutdown grace period ended");
+    /// Waits for each to end (their token is cancelled first).
+    async fn stop(&mut self) {
+        let _ = (&mut self.watcher).await;
+        let _ = (&mut self.image_gc).await;
+        if let Some(log_rotation) = &mut self.log_rotation {
+            let _ = log_rotation.await;
+        }
+        if let Ok(Err(e)) = (&mut self.api).await {
+            warn!("local API: {e}");
         }
     }
-    supervisor.detach_all().await;
-    let _ = orphans_removed.await;
-    // The drain's events too.
-    let saved = events_saver.await.unwrap_or_default();
-    crate::saved_events::save(supervisor.store(), &events_file, saved).await;
-    info!("berth agent stopped; pods keep running");
-    Ok(())
+}
+
+/// Node shutdown with a grace period: every pod is terminated and the
+/// agent waits for them, a little past the grace period. Without one the
+/// pods keep running.
+async fn drain<R: ContainerRuntime + ImageService>(
+    config: &AgentConfig,
+    supervisor: &Supervisor<R>,
+    finished_rx: &mut mpsc::UnboundedReceiver<String>,
+) {
+    if config.shutdown_grace_period_seconds == 0 {
+        return;
+    }
+    let grace = Duration::from_secs(config.shutdown_grace_period_seconds);
+    info!(?grace, "node shutdown: terminating pods");
+    supervisor.terminate_all(grace);
+    let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
+        while !supervisor.store().list(None).is_empty() {
+            match finished_rx.recv().await {
+                Some(uid) => supervisor.on_finished(&uid),
+                None => break,
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("pods still terminating when the shutdown grace period ended");
+    }
 }
