@@ -110,7 +110,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         // Keep one dead instance (for `logs --previous`), as the kubelet's GC.
         if let Some(old) = self.records[i].previous.take() {
-            let _ = self.rt.remove_container(&old.id).await;
+            self.remove_container(&old.id).await;
             self.dirs.remove_logs(&container.name, old.attempt);
         }
         let id = match self.rt.create_container(&sandbox, &config).await {
@@ -140,7 +140,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let waiter = match self.rt.wait_container(&id).await {
             Ok(waiter) => waiter,
             Err(e) => {
-                let _ = self.rt.remove_container(&id).await;
+                self.remove_container(&id).await;
                 self.start_failed(i, "CreateContainerError", e.message, None);
                 return;
             }

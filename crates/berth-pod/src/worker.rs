@@ -619,11 +619,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         );
     }
 
+    /// Removes a container the pod no longer needs. A failure is logged, not
+    /// fatal: the container stays listed by the runtime, where the next
+    /// adoption (or orphan removal) meets it again.
+    pub(crate) async fn remove_container(&self, id: &ContainerId) {
+        if let Err(e) = self.rt.remove_container(id).await {
+            warn!(pod = %self.pod_ref, container = %id, "remove container: {e}");
+        }
+    }
+
     /// Takes over what the runtime still runs for this pod (agent restart).
     async fn adopt(&mut self, adopted: Adopted) {
         let Some(sandbox) = adopted.sandbox else {
             for c in adopted.containers {
-                let _ = self.rt.remove_container(&c.id).await;
+                self.remove_container(&c.id).await;
             }
             return;
         };
@@ -638,7 +647,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 "Pod sandbox changed, it will be killed and re-created.".into(),
             );
             for c in &adopted.containers {
-                let _ = self.rt.remove_container(&c.id).await;
+                self.remove_container(&c.id).await;
             }
             if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
                 warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
@@ -651,15 +660,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             if c.state == ObservedState::Created {
                 // Created but never started (the agent stopped in between):
                 // nothing ran, so a new instance replaces it.
-                let _ = self.rt.remove_container(&c.id).await;
+                self.remove_container(&c.id).await;
                 continue;
             }
             let Some(i) = self.records.iter().position(|r| r.name == c.name) else {
-                let _ = self.rt.remove_container(&c.id).await;
+                self.remove_container(&c.id).await;
                 continue;
             };
             if c.sandbox != sandbox.id || self.records[i].previous.is_some() {
-                let _ = self.rt.remove_container(&c.id).await;
+                self.remove_container(&c.id).await;
                 continue;
             }
             let image = match self.rt.image_status(&c.image).await {
