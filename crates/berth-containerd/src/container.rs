@@ -266,7 +266,7 @@ pub(crate) async fn create(
                 container_id: &id,
                 sandbox_id,
                 namespaces: &namespaces,
-                sandbox_pid: sandbox.pid,
+                sandbox_pid: sandbox.pause.pid(),
                 hostname: &hostname,
                 user,
                 shm: shm.exists().then_some(shm.as_path()),

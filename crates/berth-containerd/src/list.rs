@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use berth_runtime::{
-    ContainerId, ContainerKind, ExitInfo, Observed, ObservedContainer, ObservedState, PodRef,
-    PodTimes, RuntimeError, SandboxId, SandboxInfo,
+    ContainerId, ContainerKind, ExitInfo, Observed, ObservedContainer, ObservedState, PauseProcess,
+    PodRef, PodTimes, RuntimeError, SandboxId, SandboxInfo,
 };
 use containerd_client::services::v1::{Container, ListContainersRequest, ListTasksRequest};
 use containerd_client::types::v1::{Process, Status};
@@ -82,9 +82,9 @@ fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> 
         pod: pod_of(container),
         host_network,
         netns: PodNamespaces::of(root, &container.id, host_network, false).net,
-        pid: task
+        pause: task
             .filter(|t| t.status == Status::Running as i32)
-            .map_or(0, |t| t.pid),
+            .map_or(PauseProcess::Gone, |t| PauseProcess::Running { pid: t.pid }),
         ips: if host_network {
             Vec::new()
         } else {

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_runtime::{
-    PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId, SandboxInfo,
+    PauseProcess, PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId,
+    SandboxInfo,
 };
 use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
@@ -122,10 +123,11 @@ pub(crate) async fn create(
             if security.namespaces.pid == PidNamespace::Pod {
                 // The containers join the pause's PID namespace: it must run
                 // (as PID 1) before any of them.
-                return run_pause(c, &id, mounts).await;
+                let pid = run_pause(c, &id, mounts).await?;
+                return Ok(PauseProcess::Running { pid });
             }
             spawn_pause_start(c, &id, mounts);
-            Ok::<_, RuntimeError>(0)
+            Ok::<_, RuntimeError>(PauseProcess::Starting)
         };
         let (ips, pause) = tokio::join!(network, pause);
         let pid = pause?;
@@ -133,15 +135,14 @@ pub(crate) async fn create(
     }
     .await;
     match result {
-        Ok((ips, pid)) => {
+        Ok((ips, pause)) => {
             tracing::debug!(sandbox = id, pod = %config.pod, ?ips, "created sandbox");
             Ok(SandboxInfo {
                 id: SandboxId(id),
                 pod: config.pod.clone(),
                 host_network: config.host_network,
                 netns: namespaces.net,
-                // 0 while the pause task starts in the background.
-                pid,
+                pause,
                 ips,
                 created_at,
                 pod_times: Some(config.times),

@@ -75,7 +75,7 @@ pub(crate) struct ContainerSpec<'a> {
     pub namespaces: &'a PodNamespaces,
     /// The pause process, whose PID namespace a `shareProcessNamespace`
     /// pod's containers join (0: not running).
-    pub sandbox_pid: u32,
+    pub sandbox_pid: Option<u32>,
     /// The pod's hostname (for `HOSTNAME`).
     pub hostname: &'a str,
     pub user: UserIds,
@@ -222,16 +222,18 @@ pub(crate) fn container_spec(
     let security = &config.security;
     let pid = match security.namespaces.pid {
         PidNamespace::Container => Some(ns("pid", None)),
-        PidNamespace::Pod if input.sandbox_pid == 0 => {
-            return Err(RuntimeError::other(format!(
-                "container {}: the pod shares its process namespace, but its sandbox {} has no running pause process",
-                config.name, input.sandbox_id
-            )))
+        PidNamespace::Pod => {
+            let Some(pause) = input.sandbox_pid else {
+                return Err(RuntimeError::other(format!(
+                    "container {}: the pod shares its process namespace, but its sandbox {} has no running pause process",
+                    config.name, input.sandbox_id
+                )));
+            };
+            Some(json!({
+                "type": "pid",
+                "path": format!("/proc/{pause}/ns/pid"),
+            }))
         }
-        PidNamespace::Pod => Some(json!({
-            "type": "pid",
-            "path": format!("/proc/{}/ns/pid", input.sandbox_pid),
-        })),
         PidNamespace::Node => None,
     };
     let namespaces = [
@@ -572,7 +574,7 @@ mod tests {
             container_id: "sb1-app-1",
             sandbox_id: "sb1",
             namespaces,
-            sandbox_pid: 0,
+            sandbox_pid: None,
             hostname: "web",
             user: UserIds {
                 uid: 1000,
@@ -982,7 +984,7 @@ mod tests {
         let err = container_spec(&mode(PidNamespace::Pod), &input(&POD_NS)).unwrap_err();
         assert!(err.message.contains("no running pause process"), "{err}");
         let mut shared = input(&POD_NS);
-        shared.sandbox_pid = 4242;
+        shared.sandbox_pid = Some(4242);
         let spec = container_spec(&mode(PidNamespace::Pod), &shared).unwrap();
         assert_eq!(
             namespaces(&spec)[0],

@@ -640,7 +640,7 @@ async fn exits_signals_list_and_oom() {
         (found.id.clone(), found.pod.clone(), found.host_network),
         (sandbox.id.clone(), pod.clone(), true)
     );
-    assert!(found.pid > 0, "the pause container runs");
+    assert!(found.pause.pid().is_some(), "the pause container runs");
     assert_eq!(
         found.pod_times, sandbox.pod_times,
         "the pod's times are kept"
@@ -728,7 +728,7 @@ async fn pause_pid(runtime: &Containerd, sandbox: &SandboxInfo) -> u32 {
         || async {
             let observed = runtime.list().await.ok()?;
             let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id)?;
-            (found.pid > 0).then_some(found.pid)
+            found.pause.pid()
         },
     )
     .await

@@ -636,7 +636,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             return;
         };
-        if sandbox.pid == 0 {
+        if sandbox.pause == berth_runtime::PauseProcess::Gone {
             // The pause process is gone (containerd restarted, the node
             // rebooted): as the kubelet does, kill the sandbox and start the
             // pod in a new one.

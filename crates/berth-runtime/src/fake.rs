@@ -342,7 +342,9 @@ impl ContainerRuntime for FakeRuntime {
             pod: config.pod.clone(),
             host_network: config.host_network,
             netns: None,
-            pid: 1000 + n as u32,
+            pause: PauseProcess::Running {
+                pid: 1000 + n as u32,
+            },
             ips: vec![IpAddr::V4(Ipv4Addr::new(10, 88, 0, n as u8))],
             created_at: Timestamp::now(),
             pod_times: Some(config.times),

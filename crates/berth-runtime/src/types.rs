@@ -254,9 +254,9 @@ pub struct SandboxInfo {
     pub host_network: bool,
     /// The network namespace the pod's containers join (none on host network).
     pub netns: Option<PathBuf>,
-    /// The pause process; 0 while it is still starting (it only holds the
-    /// namespaces, which the agent pins itself, so nothing waits for it).
-    pub pid: u32,
+    /// The pause process (it only holds the namespaces, which the agent
+    /// pins itself, so nothing but a shared PID namespace waits for it).
+    pub pause: PauseProcess,
     pub ips: Vec<IpAddr>,
     pub created_at: Timestamp,
     /// As the sandbox was created with them (`None` for sandboxes made
@@ -477,4 +477,27 @@ pub struct Reclaimed {
     pub leases: usize,
     /// Shims and loggers killed.
     pub processes: usize,
+}
+
+/// A sandbox's pause process as the runtime last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseProcess {
+    /// Made with the sandbox, started in the background.
+    Starting,
+    Running {
+        pid: u32,
+    },
+    /// Not running: its task is gone or stopped (containerd or the node
+    /// restarted, or the agent died before it started).
+    Gone,
+}
+
+impl PauseProcess {
+    /// The pid, while it runs.
+    pub fn pid(self) -> Option<u32> {
+        match self {
+            Self::Running { pid } => Some(pid),
+            Self::Starting | Self::Gone => None,
+        }
+    }
 }

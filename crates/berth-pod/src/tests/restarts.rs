@@ -241,7 +241,7 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
     let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
     let mut dead = observed.sandboxes[0].clone();
     // The pause process is gone, as after a containerd restart.
-    dead.pid = 0;
+    dead.pause = berth_runtime::PauseProcess::Gone;
     let (sink, _w) = h.adopt(pod(ONE), Some(dead.clone())).await;
     sink.wait_for("Running", |s| phase(s) == "Running").await;
     assert!(sink.reasons().contains(&"SandboxChanged"));
