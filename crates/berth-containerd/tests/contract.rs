@@ -4,9 +4,6 @@
 //!
 //! The test binary doubles as the container log writer, as in `runtime.rs`.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::contract::{self, Behaviour, Subject};
 use berth_runtime::*;
@@ -15,17 +12,7 @@ use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
 /// Runs only when the shim spawned this binary as the log writer.
 #[test]
 fn logger_process_entry() {
-    let args: Vec<String> = std::env::args().collect();
-    if std::env::var_os("CONTAINER_ID").is_none()
-        || args.get(1).map(String::as_str) != Some("logger")
-    {
-        return;
-    }
-    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    };
-    std::process::exit(code);
+    berth_testkit::containerd::serve_as_logger_if_spawned();
 }
 
 struct Real {
@@ -42,19 +29,7 @@ impl Subject for Real {
     }
 
     fn sandbox_config(&self, pod: &PodRef) -> SandboxConfig {
-        SandboxConfig {
-            pod: pod.clone(),
-            hostname: pod.name.clone(),
-            host_network: true,
-            log_dir: self.log_dir.join(&pod.name),
-            port_mappings: vec![],
-            labels: BTreeMap::new(),
-            times: PodTimes {
-                created: jiff::Timestamp::now(),
-                started: jiff::Timestamp::now(),
-            },
-            security: Default::default(),
-        }
+        contract::host_network_sandbox(pod, self.log_dir.join(&pod.name))
     }
 
     fn container_config(&self, pod: &PodRef, name: &str, behaviour: Behaviour) -> ContainerConfig {
@@ -62,24 +37,9 @@ impl Subject for Real {
             Behaviour::Exits(code) => format!("exit {code}"),
             Behaviour::RunsUntilKilled => "trap '' TERM; while true; do sleep 1; done".into(),
         };
-        ContainerConfig {
-            pod: pod.clone(),
-            name: name.into(),
-            kind: ContainerKind::Regular,
-            attempt: 0,
-            image: self.image.clone(),
-            args: vec!["sh".into(), "-c".into(), script],
-            env: vec![("PATH".into(), "/bin".into())],
-            working_dir: "/".into(),
-            user: None,
-            mounts: vec![],
-            log_path: self.log_dir.join(&pod.name).join(name).join("0.log"),
-            read_only_root: false,
-            privileged: false,
-            security: Default::default(),
-            resources: Resources::default(),
-            annotations: BTreeMap::new(),
-        }
+        let log = self.log_dir.join(&pod.name).join(name).join("0.log");
+        let args = vec!["sh".into(), "-c".into(), script];
+        contract::plain_container(pod, name, self.image.clone(), args, log)
     }
 }
 

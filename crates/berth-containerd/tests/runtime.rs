@@ -27,17 +27,7 @@ const CNI_BIN: &str = "/usr/lib/cni";
 /// Runs only when the shim spawned this binary as the log writer.
 #[test]
 fn logger_process_entry() {
-    let args: Vec<String> = std::env::args().collect();
-    if std::env::var_os("CONTAINER_ID").is_none()
-        || args.get(1).map(String::as_str) != Some("logger")
-    {
-        return;
-    }
-    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    };
-    std::process::exit(code);
+    berth_testkit::containerd::serve_as_logger_if_spawned();
 }
 
 /// A containerd of the test's own, plus what the test leaves on the host

@@ -28,6 +28,52 @@ pub trait Subject: Sync {
     fn container_config(&self, pod: &PodRef, name: &str, behaviour: Behaviour) -> ContainerConfig;
 }
 
+/// A host-network sandbox config for `pod`, for a subject to hand out.
+pub fn host_network_sandbox(pod: &PodRef, log_dir: std::path::PathBuf) -> SandboxConfig {
+    SandboxConfig {
+        pod: pod.clone(),
+        hostname: pod.name.clone(),
+        host_network: true,
+        log_dir,
+        port_mappings: vec![],
+        labels: Default::default(),
+        times: PodTimes {
+            created: jiff::Timestamp::now(),
+            started: jiff::Timestamp::now(),
+        },
+        security: Default::default(),
+    }
+}
+
+/// A plain container config running `args` from `image`, for a subject to
+/// hand out.
+pub fn plain_container(
+    pod: &PodRef,
+    name: &str,
+    image: ImageInfo,
+    args: Vec<String>,
+    log_path: std::path::PathBuf,
+) -> ContainerConfig {
+    ContainerConfig {
+        pod: pod.clone(),
+        name: name.into(),
+        kind: ContainerKind::Regular,
+        attempt: 0,
+        image,
+        args,
+        env: vec![("PATH".into(), "/bin".into())],
+        working_dir: "/".into(),
+        user: None,
+        mounts: vec![],
+        log_path,
+        read_only_root: false,
+        privileged: false,
+        security: Default::default(),
+        resources: Resources::default(),
+        annotations: Default::default(),
+    }
+}
+
 /// How long any one exit may take to be reported.
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 

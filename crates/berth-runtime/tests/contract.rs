@@ -1,7 +1,6 @@
 //! The in-memory runtime keeps the runtime contract (the same checks run
 //! against containerd in `berth-containerd/tests/contract.rs`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_runtime::contract::{self, Behaviour, Subject};
@@ -20,19 +19,7 @@ impl Subject for Fake {
     }
 
     fn sandbox_config(&self, pod: &PodRef) -> SandboxConfig {
-        SandboxConfig {
-            pod: pod.clone(),
-            hostname: pod.name.clone(),
-            host_network: true,
-            log_dir: std::env::temp_dir(),
-            port_mappings: vec![],
-            labels: BTreeMap::new(),
-            times: PodTimes {
-                created: jiff::Timestamp::now(),
-                started: jiff::Timestamp::now(),
-            },
-            security: Default::default(),
-        }
+        contract::host_network_sandbox(pod, std::env::temp_dir())
     }
 
     fn container_config(&self, pod: &PodRef, name: &str, behaviour: Behaviour) -> ContainerConfig {
@@ -46,29 +33,14 @@ impl Subject for Fake {
             },
         };
         self.0.script(&name, script);
-        ContainerConfig {
-            pod: pod.clone(),
-            name,
-            kind: ContainerKind::Regular,
-            attempt: 0,
-            image: ImageInfo {
-                reference: IMAGE.into(),
-                digest: "sha256:00".into(),
-                size: 0,
-                config: ImageConfig::default(),
-            },
-            args: vec!["run".into()],
-            env: vec![],
-            working_dir: "/".into(),
-            user: None,
-            mounts: vec![],
-            log_path: std::env::temp_dir().join("contract.log"),
-            read_only_root: false,
-            privileged: false,
-            security: Default::default(),
-            resources: Resources::default(),
-            annotations: BTreeMap::new(),
-        }
+        let image = ImageInfo {
+            reference: IMAGE.into(),
+            digest: "sha256:00".into(),
+            size: 0,
+            config: ImageConfig::default(),
+        };
+        let log = std::env::temp_dir().join("contract.log");
+        contract::plain_container(pod, &name, image, vec!["run".into()], log)
     }
 }
 

@@ -231,6 +231,24 @@ impl Drop for PrivateContainerd {
     }
 }
 
+/// For a containerd test binary that doubles as the container log writer
+/// (its `logger_binary`): when the shim spawned it as `<binary> logger
+/// <path>`, runs the logger and exits; otherwise returns at once. Call it
+/// from a `#[test]` of its own.
+pub fn serve_as_logger_if_spawned() {
+    let args: Vec<String> = std::env::args().collect();
+    if std::env::var_os("CONTAINER_ID").is_none()
+        || args.get(1).map(String::as_str) != Some("logger")
+    {
+        return;
+    }
+    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
 /// Starts containerd on the config in `base`, appending to its log there.
 fn spawn_daemon(base: &Path) -> Child {
     let log = fs::OpenOptions::new()
