@@ -5,6 +5,7 @@
 //! of a small CI machine. nextest still runs each test in its own process.
 
 mod agent_restart;
+mod big_pods;
 mod cleanup;
 mod cli;
 mod command_args;

@@ -15,6 +15,9 @@ mod security;
 mod update;
 mod volume;
 
+// berth's own rules, beyond the API server's.
+mod capacity;
+
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
@@ -22,6 +25,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 pub use errors::{BadValue, ErrorKind, FieldError, ValidationErrors};
 pub use log_options::{validate_log_options, PodLogOptions};
 pub use update::validate_update;
+
+pub use capacity::MAX_CONTAINERS_PER_POD;
 
 use errors::s;
 
@@ -42,6 +47,7 @@ pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
         return errs;
     };
     errs.extend(spec_errors(spec));
+    errs.extend(capacity::container_count(spec));
     if spec
         .ephemeral_containers
         .as_ref()
