@@ -158,6 +158,11 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
                 continue;
             }
             match std::fs::read(&path).map(|b| serde_json::from_slice::<Pod>(&b)) {
+                // The API made the UID; one that is not a plain name was not
+                // written by berth and must not name directories.
+                Ok(Ok(pod)) if berth_api::validation::validate_uid(&pod).is_err() => {
+                    warn!(file = %path.display(), "skipping pod record with an invalid metadata.uid");
+                }
                 Ok(Ok(pod)) => self.admit(pod),
                 Ok(Err(e)) => warn!(file = %path.display(), "skipping unreadable pod record: {e}"),
                 Err(e) => warn!(file = %path.display(), "skipping pod record: {e}"),
@@ -215,7 +220,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
     /// A manifest file's pods are now `pods`: new UIDs start, vanished ones
     /// terminate with their own grace period.
+    ///
+    /// A file with an invalid pod is refused whole, as one that cannot be
+    /// parsed: its previous pods are left as they were.
     pub fn apply_file(&self, path: &Path, pods: Vec<Pod>) {
+        if let Err(e) = pods.iter().try_for_each(validate_static_pod) {
+            warn!(file = %path.display(), "invalid manifest, its pods are left as they were: {e}");
+            return;
+        }
         let new: Vec<String> = pods
             .iter()
             .map(|p| p.metadata.uid.clone().unwrap_or_default())
@@ -353,6 +365,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .find(namespace, name)
             .ok_or_else(|| not_found(name))
     }
+}
+
+/// A static pod is held to the API's rules, and to berth's for the UID its
+/// manifest may set (it names the pod's directories).
+fn validate_static_pod(pod: &Pod) -> Result<(), berth_api::validation::ValidationErrors> {
+    berth_api::validation::validate_uid(pod)?;
+    // Checked as the API checks a pod: with the defaults applied, on a copy
+    // (the pod runs as its file says).
+    let mut defaulted = pod.clone();
+    berth_api::defaults::apply_defaults(&mut defaulted);
+    berth_api::validation::validate_pod(&defaulted)
 }
 
 /// A pod from the manifest directory.

@@ -332,3 +332,42 @@ spec:
     f.supervisor.delete("default", "tuned", None).await.unwrap();
     wait_for(&f, "the rejected pod gone", |pods| pods.is_empty()).await;
 }
+
+/// A pod as the manifest source hands it over, with `uid`.
+fn static_pod_with_uid(yaml: &str, uid: &str) -> Pod {
+    let mut p = pod(yaml);
+    p.metadata.uid = Some(uid.into());
+    p.metadata.name = Some("web-node".into());
+    p.metadata.namespace = Some("default".into());
+    p.metadata.annotations = Some([("kubernetes.io/config.source".into(), "file".into())].into());
+    p
+}
+
+#[tokio::test]
+async fn invalid_static_pods_are_refused_and_nothing_is_made() {
+    let f = fixture();
+    let file = std::path::Path::new("/m/web.yaml");
+    // A UID that would put the pod's directories outside the root.
+    f.supervisor
+        .apply_file(file, vec![static_pod_with_uid(WEB, "../../escape")]);
+    // A pod the API would refuse (a container name that is no DNS label).
+    let bad_name = WEB.replace("name: app", "name: App_1");
+    f.supervisor
+        .apply_file(file, vec![static_pod_with_uid(&bad_name, "static-1")]);
+    let many: String = (0..=berth_api::validation::MAX_CONTAINERS_PER_POD)
+        .map(|i| format!("  - {{name: c{i}, image: busybox}}\n"))
+        .collect();
+    let too_big = WEB.replace("  - {name: app, image: busybox}\n", &many);
+    f.supervisor
+        .apply_file(file, vec![static_pod_with_uid(&too_big, "static-2")]);
+    // An admitted pod is in the store at once.
+    assert!(f.supervisor.list(None).is_empty());
+
+    // The file, once valid, starts its pod.
+    f.supervisor
+        .apply_file(file, vec![static_pod_with_uid(WEB, "static-3")]);
+    wait_for(&f, "Running", |pods| {
+        pods.iter().any(|p| phase(p) == "Running")
+    })
+    .await;
+}

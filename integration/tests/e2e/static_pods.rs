@@ -59,3 +59,35 @@ async fn manifest_files_create_replace_and_remove_static_pods() {
         .wait_gone("default", &name, Duration::from_secs(45))
         .await;
 }
+
+#[tokio::test]
+async fn an_invalid_static_pod_is_refused_naming_its_file_and_field() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    // A UID that would put the pod's directories outside the state root.
+    let mut escape = pod("escape", "Always", vec![sh_container("main", "sleep 3600")]);
+    escape["metadata"]["uid"] = "../../escape".into();
+    let file = agent.manifest_dir().join("escape.yaml");
+    std::fs::write(&file, manifest(&escape)).unwrap();
+    std::fs::write(
+        agent.manifest_dir().join("good.yaml"),
+        static_manifest("v1"),
+    )
+    .unwrap();
+    // The good file is read after the bad one.
+    wait_static(&agent, "Running", all_running).await;
+    let log = agent.agent_log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("invalid manifest") && l.contains(&*file.to_string_lossy()))
+        .unwrap_or_else(|| panic!("no refusal naming {}:\n{log}", file.display()));
+    assert!(
+        refusal.contains(r#"metadata.uid: Invalid value: "../../escape""#),
+        "{refusal}"
+    );
+    let names: Vec<Value> = list_pods(&agent).await;
+    assert_eq!(names.len(), 1, "{names:#?}");
+    let outside = agent.root_dir().join("pods/../../escape");
+    assert!(!outside.exists(), "{} was made", outside.display());
+}

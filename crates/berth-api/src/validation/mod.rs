@@ -17,6 +17,7 @@ mod volume;
 
 // berth's own rules, beyond the API server's.
 mod capacity;
+mod uid;
 
 use std::collections::HashSet;
 
@@ -27,6 +28,7 @@ pub use log_options::{validate_log_options, PodLogOptions};
 pub use update::validate_update;
 
 pub use capacity::MAX_CONTAINERS_PER_POD;
+pub use uid::validate_uid;
 
 use errors::s;
 
