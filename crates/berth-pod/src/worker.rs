@@ -56,6 +56,10 @@ pub(crate) const SPEC_IMAGE_ANNOTATION: &str = "io.berth.container.image";
 const DEADLINE_EXCEEDED_MESSAGE: &str =
     "Pod was active on the node longer than the specified deadline";
 
+/// How often a pass that starts containers publishes the status meanwhile
+/// (a pod whose starts take less publishes once, after the pass).
+const PUBLISH_DURING_STARTS: Duration = Duration::from_millis(100);
+
 /// How long a failed exit waiter pauses before it is armed again.
 const REARM_AFTER: Duration = Duration::from_secs(1);
 
@@ -297,12 +301,19 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if !self.sync_init_containers().await {
             return;
         }
+        let mut published = Instant::now();
         for i in 0..self.records.len() {
             if self.termination_requested() {
                 return;
             }
             if self.records[i].kind == ContainerKind::Regular {
                 self.ensure_running(i).await;
+                // A big pod's starts take a while: its status shows them as
+                // they come, not all at the end of the pass.
+                if published.elapsed() >= PUBLISH_DURING_STARTS {
+                    self.publish(false);
+                    published = Instant::now();
+                }
             }
         }
         if self.main_containers_done() && self.records.iter().any(|r| r.is_running()) {

@@ -98,6 +98,8 @@ struct Inner {
     /// Signals that fail as if the runtime were away.
     unavailable_signals: usize,
     exec_delays: HashMap<String, Duration>,
+    /// How long every start takes.
+    start_delay: Duration,
     next_id: u64,
 }
 
@@ -146,6 +148,11 @@ impl FakeRuntime {
             Some(error) => inner.pull_errors.insert(reference.to_string(), error),
             None => inner.pull_errors.remove(reference),
         };
+    }
+
+    /// How long every container start takes (tokio time).
+    pub fn start_delay(&self, delay: Duration) {
+        self.lock().start_delay = delay;
     }
 
     /// How long every pull takes (tokio time, so instant under a paused clock).
@@ -418,6 +425,10 @@ impl ContainerRuntime for FakeRuntime {
             (c.name.clone(), c.config.attempt)
         };
         self.record(Call::Start { name, attempt });
+        let delay = self.lock().start_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut inner = self.lock();
         let c = inner.containers.get_mut(&id.0).expect("checked above");
         if let Some(error) = c.script.start_error.clone() {

@@ -1,7 +1,11 @@
-//! Pods with many containers: berth's limit on containers per pod.
+//! Pods with many containers: status while they start, a clean delete, and
+//! berth's limit on containers per pod.
+
+use std::time::Duration;
 
 use berth_integration::*;
 use serde_json::Value;
+use tokio::time::Instant;
 
 /// A pod with `n` containers `c0`..`c{n-1}` that sleep.
 fn big_pod(name: &str, n: usize) -> Value {
@@ -11,6 +15,58 @@ fn big_pod(name: &str, n: usize) -> Value {
     let mut pod = pod(name, "Always", containers);
     pod["spec"]["terminationGracePeriodSeconds"] = 1.into();
     pod
+}
+
+fn running_count(pod: &Value) -> usize {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["state"]["running"].is_object())
+        .count()
+}
+
+#[tokio::test]
+async fn a_big_pod_shows_its_containers_running_as_they_start() {
+    const N: usize = 200;
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let applied = Instant::now();
+    agent.apply_yaml(&manifest(&big_pod("big", N))).await;
+    // What `berth get pod -o json` shows while the containers start.
+    let mut seen: Vec<usize> = Vec::new();
+    let deadline = applied + Duration::from_secs(120);
+    loop {
+        let count = agent
+            .try_get_pod_json("default", "big")
+            .await
+            .map_or(0, |p| running_count(&p));
+        if seen.last() != Some(&count) {
+            seen.push(count);
+        }
+        if count == N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all running: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = applied.elapsed();
+    let partial = seen.iter().filter(|n| (1..N).contains(n)).count();
+    assert!(partial >= 3, "running counts seen while starting: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(
+        get_pods_row(&agent, "big").await.unwrap()[1],
+        format!("{N}/{N}")
+    );
+
+    let took = timed_delete(&agent, "big", &[]).await;
+    eprintln!(
+        "{N} containers: all running after {started:?}, deleted in {took:?}; counts seen: {seen:?}"
+    );
+    assert_eq!(ctr_list(&agent, "containers"), Vec::<String>::new());
+    assert_eq!(ctr_list(&agent, "tasks"), Vec::<String>::new());
+    assert_eq!(shims(agent.namespace()), 0);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The worker against the in-memory runtime, under tokio's paused clock.
 
+mod big_pods;
 mod hooks;
 mod images;
 mod probes;
