@@ -23,7 +23,15 @@ pub struct ContainerdConfig {
     pub pod_infra_image: Option<String>,
     /// The `berth` binary, spawned by the shim as the container log writer.
     pub logger_binary: PathBuf,
+    /// How long a call a task's shim must answer on the way to removing it
+    /// (kill, wait for a kill, delete) may take before the shim is taken
+    /// for wedged ([`DEFAULT_SHIM_TIMEOUT`]).
+    pub shim_timeout: std::time::Duration,
 }
+
+/// Far more than a shim that works takes (milliseconds), short enough that a
+/// delete does not hang on one that stopped answering.
+pub const DEFAULT_SHIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connected containerd, in one namespace.
 #[derive(Clone)]

@@ -34,12 +34,13 @@ mod reclaim;
 mod runtime;
 mod sandbox;
 mod seccomp;
+mod shim;
 mod spec;
 mod sysctl;
 mod task;
 mod typeurl;
 
-pub use client::{Containerd, ContainerdConfig};
+pub use client::{Containerd, ContainerdConfig, DEFAULT_SHIM_TIMEOUT};
 pub use image::{
     normalize_reference, Credentials, RegistryConfig, RegistryConfigError, RegistryHost,
 };

@@ -8,7 +8,7 @@ use berth_runtime::{
     Reclaimed, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, events, exec, list, reclaim, sandbox, task, Containerd};
+use crate::{container, events, exec, list, reclaim, sandbox, shim, task, Containerd};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -66,6 +66,12 @@ impl ContainerRuntime for Containerd {
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
         container::remove(self, &id.0).await
+    }
+
+    async fn force_stop_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        let killed = shim::force_stop(self, &sandbox.id.0).await?;
+        tracing::debug!(sandbox = %sandbox.id, killed, "forced the pod's shim down");
+        Ok(())
     }
 
     async fn exec(

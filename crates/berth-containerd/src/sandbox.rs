@@ -236,7 +236,7 @@ async fn run_pause(
         // `Some(pid)`: running; `None`: look again (the task was in a state
         // that had to be undone, or appeared meanwhile).
         let attempt = async {
-            match task::get(c, id).await? {
+            match task::find(c, id).await? {
                 Some(p) if p.status == Status::Running as i32 => Ok(Some(p.pid)),
                 Some(p) if p.status == Status::Created as i32 => task::start(c, id).await.map(Some),
                 // Stopped behind our back (a restart took its process): made again.
@@ -306,12 +306,23 @@ pub(crate) fn container_started(c: &Containerd, sandbox_id: &str) {
     }
 }
 
-/// Lets a pending pause start go at once and waits until it is over.
+/// Lets a pending pause start go at once and waits until it is over, or
+/// for as long as the shim may take to answer (a start stuck in a wedged
+/// shim ends once the shim is forced down; the removal then goes on).
 async fn pause_start_done(c: &Containerd, id: &str) {
     if let Some(mut pending) = pause_start(c, id) {
         pending.go.notify_one();
         // Returns (with an error) once the sender is dropped.
-        let _ = pending.done.changed().await;
+        let done = pending.done.changed();
+        if tokio::time::timeout(c.config.shim_timeout, done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sandbox = id,
+                "pause start still under way; removing the sandbox anyway"
+            );
+        }
     }
 }
 

@@ -53,6 +53,23 @@ pub(crate) fn is_gone(status: &tonic::Status) -> bool {
         || status.message().contains("not found")
 }
 
+/// A call the task's shim must answer, given at most the configured
+/// `shim_timeout`: a shim that stopped answering would hold it for ever.
+/// Running out of time is `DeadlineExceeded` (a [`RuntimeErrorKind::Timeout`]).
+///
+/// [`RuntimeErrorKind::Timeout`]: berth_runtime::RuntimeErrorKind::Timeout
+pub(crate) async fn bounded<T>(
+    c: &Containerd,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let limit = c.config.shim_timeout;
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {limit:?} (the task's shim is not answering)"
+        )))
+    })
+}
+
 /// Creates the task (shim, `runc create`); returns the pid.
 pub(crate) async fn create(
     c: &Containerd,
@@ -88,22 +105,21 @@ pub(crate) async fn start(c: &Containerd, id: &str) -> Result<u32, RuntimeError>
 }
 
 /// Signals the task's processes; a task that is gone is not an error.
+/// Bounded: see [`bounded`].
 pub(crate) async fn kill(
     c: &Containerd,
     id: &str,
     signal: u32,
     all: bool,
 ) -> Result<(), RuntimeError> {
-    match c
-        .tasks()
-        .kill(KillRequest {
-            container_id: id.to_string(),
-            exec_id: String::new(),
-            signal,
-            all,
-        })
-        .await
-    {
+    let mut tasks = c.tasks();
+    let request = KillRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+        signal,
+        all,
+    };
+    match bounded(c, tasks.kill(request)).await {
         Ok(_) => Ok(()),
         Err(status) if is_gone(&status) => Ok(()),
         Err(status) => Err(failed(&format!("signal {signal} to task {id}"), status)),
@@ -130,43 +146,49 @@ pub(crate) async fn wait(
 }
 
 /// The task's init process, or `None` when there is no task.
-pub(crate) async fn get(c: &Containerd, id: &str) -> Result<Option<Process>, RuntimeError> {
-    match c
-        .tasks()
-        .get(GetRequest {
-            container_id: id.to_string(),
-            exec_id: String::new(),
-        })
-        .await
-    {
+pub(crate) async fn get(c: &Containerd, id: &str) -> Result<Option<Process>, tonic::Status> {
+    let request = GetRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+    };
+    match c.tasks().get(request).await {
         Ok(response) => Ok(response.into_inner().process),
         Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-        Err(status) => Err(failed(&format!("get task {id}"), status)),
+        Err(status) => Err(status),
     }
 }
 
-/// Kills (if needed), reaps and deletes the task. Idempotent.
+/// [`get`] as a runtime error.
+pub(crate) async fn find(c: &Containerd, id: &str) -> Result<Option<Process>, RuntimeError> {
+    get(c, id)
+        .await
+        .map_err(|status| failed(&format!("get task {id}"), status))
+}
+
+/// Kills (if needed), reaps and deletes the task. Idempotent. Every call is
+/// bounded (see [`bounded`]): a wedged shim gives a `Timeout` error, and
+/// [`crate::shim::force_stop`] then lets the removal finish.
 pub(crate) async fn destroy(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
-    let Some(process) = get(c, id).await? else {
-        return Ok(());
+    let process = match bounded(c, get(c, id)).await {
+        Ok(Some(process)) => process,
+        Ok(None) => return Ok(()),
+        Err(status) => return Err(failed(&format!("get task {id}"), status)),
     };
     let stopped = containerd_client::types::v1::Status::Stopped as i32;
     let created = containerd_client::types::v1::Status::Created as i32;
     if process.status != stopped {
         kill(c, id, libc::SIGKILL as u32, process.status != created).await?;
-        match wait(c, id).await {
+        match bounded(c, wait(c, id)).await {
             Ok(_) => {}
             Err(status) if status.code() == tonic::Code::NotFound => return Ok(()),
             Err(status) => return Err(failed(&format!("wait for killed task {id}"), status)),
         }
     }
-    match c
-        .tasks()
-        .delete(DeleteTaskRequest {
-            container_id: id.to_string(),
-        })
-        .await
-    {
+    let mut tasks = c.tasks();
+    let request = DeleteTaskRequest {
+        container_id: id.to_string(),
+    };
+    match bounded(c, tasks.delete(request)).await {
         Ok(_) => Ok(()),
         Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
         Err(status) => Err(failed(&format!("delete task {id}"), status)),
@@ -262,7 +284,7 @@ pub(crate) async fn wait_for_exit(
         }
         if reconnect.lost_connection {
             // Whether the task outlived the outage decides what NotFound means.
-            match get(c, id).await {
+            match find(c, id).await {
                 Ok(found) => reconnect.task_seen |= found.is_some(),
                 Err(e) if e.kind == berth_runtime::RuntimeErrorKind::Unavailable => {
                     reconnect.pause(id, &e.message).await;

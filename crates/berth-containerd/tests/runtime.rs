@@ -884,3 +884,113 @@ async fn start_latency() {
         );
     }
 }
+
+/// A pod's shim that stops answering (here: stopped with SIGSTOP) holds no
+/// removal for longer than the shim timeout: the calls time out, forcing
+/// the sandbox down kills the shim and what it ran, and the removals then
+/// finish, leaving no task, container, process or shim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_shim_is_forced_down_and_its_pod_removed() {
+    let Some((daemon, _, image, pod, logs)) = set_up("wedge", None).await else {
+        return;
+    };
+    const SHIM_TIMEOUT: Duration = Duration::from_secs(2);
+    let runtime = Containerd::connect(ContainerdConfig {
+        shim_timeout: SHIM_TIMEOUT,
+        ..daemon.config()
+    })
+    .await
+    .unwrap();
+    let socket = daemon.config().socket;
+    let shims_before = shims_of(&socket);
+    let sandbox = runtime
+        .create_sandbox(&sandbox_config(&pod, true, &logs))
+        .await
+        .expect("create sandbox");
+    let mut ids = Vec::new();
+    let mut pids = Vec::new();
+    for name in ["a", "b"] {
+        let config = container(&pod, &image, name, &["sleep", "3600"], &logs);
+        let id = runtime.create_container(&sandbox, &config).await.unwrap();
+        pids.push(runtime.start_container(&id).await.unwrap().pid);
+        ids.push(id);
+    }
+    let pause = pause_pid(&runtime, &sandbox).await;
+    let shim = parent_pid(pause);
+    assert_eq!(parent_pid(pids[0]), shim, "one shim for the pod");
+    let waiter = runtime.wait_container(&ids[0]).await.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+
+    let asked = Instant::now();
+    let err = runtime
+        .signal_container(&ids[0], Signal::TERM)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, RuntimeErrorKind::Timeout, "{err}");
+    let err = runtime.remove_container(&ids[1]).await.unwrap_err();
+    assert_eq!(err.kind, RuntimeErrorKind::Timeout, "{err}");
+    let took = asked.elapsed();
+    assert!(took < 2 * SHIM_TIMEOUT + Duration::from_secs(2), "{took:?}");
+
+    let forced = Instant::now();
+    runtime.force_stop_sandbox(&sandbox).await.expect("force");
+    // containerd learns of the dead shim on its own: a removal may fail
+    // (not time out) until it has.
+    let removed = eventually("the removals finish", Duration::from_secs(20), || async {
+        for id in &ids {
+            runtime.remove_container(id).await.ok()?;
+        }
+        runtime.remove_sandbox(&sandbox).await.ok()
+    })
+    .await;
+    let _: () = removed;
+    eprintln!(
+        "calls timed out in {took:?}; forced down and removed in {:?}",
+        forced.elapsed()
+    );
+    assert!(
+        tokio::time::timeout(SHIM_TIMEOUT, waiter).await.is_ok(),
+        "the exit waiter ended"
+    );
+    assert_sandbox_gone(&daemon, &sandbox, &[&ids[0].0, &ids[1].0]);
+    // containerd runs the shim binary's cleanup (`delete`) for each task of
+    // a dead shim; those end by themselves.
+    eventually("no shim left", Duration::from_secs(10), || async {
+        let left: Vec<String> = shims_of(&socket)
+            .into_iter()
+            .filter(|pid| !shims_before.contains(pid))
+            .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .collect();
+        left.is_empty().then_some(())
+    })
+    .await;
+    for pid in pids.into_iter().chain([pause]) {
+        // Dead: gone, or a zombie its new parent (the shim's is gone) has
+        // yet to reap.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next());
+        assert!(
+            matches!(state, None | Some("Z")),
+            "process {pid} of the pod left: {stat}"
+        );
+    }
+    let runc = Command::new("runc")
+        .args([
+            "--root",
+            &format!("/run/containerd/runc/{}", daemon.config().namespace),
+        ])
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&runc.stdout).trim(),
+        "",
+        "runc state left"
+    );
+}

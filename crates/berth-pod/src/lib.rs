@@ -42,6 +42,7 @@ mod sink;
 mod start;
 mod status;
 mod subpath;
+mod teardown;
 mod terminate;
 mod termination_message;
 mod timeline;

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime, RuntimeErrorKind, Signal};
-use tokio::sync::watch;
+use berth_runtime::{
+    ContainerId, ContainerKind, ContainerRuntime, RuntimeError, RuntimeErrorKind, Signal,
+};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -29,9 +31,13 @@ const RUNTIME_RETRY: Duration = Duration::from_millis(500);
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     pub(crate) async fn terminate(mut self, first: Termination) {
         self.stop_liveness_probers();
-        self.stop_containers(first.grace, true).await;
+        let mut forced = false;
+        if let Some(failure) = self.stop_containers(first.grace, true).await {
+            self.force_stop(&failure).await;
+            forced = true;
+        }
         self.publish(true);
-        self.teardown().await;
+        self.teardown(forced).await;
         self.step(None, TimelineStep::TornDown, String::new());
         self.publish(true);
         self.sink.finished(&self.pod_ref.uid);
@@ -41,7 +47,14 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// containers at once, then the sidecars one by one in reverse order
     /// (docs/kubelet-semantics.md §7.1), all against one deadline. When `requested`,
     /// later termination requests can bring the deadline closer.
-    pub(crate) async fn stop_containers(&mut self, grace: Duration, requested: bool) {
+    ///
+    /// Gives up when the runtime does not answer a kill in time (the pod's
+    /// shim is wedged), returning the failure as the kubelet words it.
+    pub(crate) async fn stop_containers(
+        &mut self,
+        grace: Duration,
+        requested: bool,
+    ) -> Option<String> {
         let mut sidecars: Vec<usize> = (0..self.records.len())
             .filter(|&i| self.records[i].kind == ContainerKind::Sidecar)
             .collect();
@@ -52,7 +65,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let turns = std::iter::once(first)
             .chain(sidecars.into_iter().map(|i| vec![i]))
             .collect();
-        self.stop(turns, grace, requested, None).await;
+        self.stop(turns, grace, requested, None).await
     }
 
     /// Kills container `i` for `reason` (the Killing event's message, e.g.
@@ -77,21 +90,28 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .deletion_grace_period_seconds
             .or(probe_grace)
             .unwrap_or_else(|| self.pod_grace_seconds());
-        self.stop(vec![vec![i]], grace_period(grace), true, Some(reason))
-            .await;
+        if let Some(failure) = self
+            .stop(vec![vec![i]], grace_period(grace), true, Some(reason))
+            .await
+        {
+            warn!(pod = %self.pod_ref, "kill container: {failure}");
+        }
     }
 
     /// Kills the containers of `turns`, all against one deadline: every kill
     /// starts at once (Killing event, preStop), but a turn's stop signal waits
-    /// until the containers of the turns before it have exited.
+    /// until the containers of the turns before it have exited. A kill the
+    /// runtime does not answer in time ends the wait (see
+    /// [`Self::stop_containers`]).
     async fn stop(
         &mut self,
         turns: Vec<Vec<usize>>,
         grace: Duration,
         requested: bool,
         reason: Option<&str>,
-    ) {
+    ) -> Option<String> {
         let (deadline_tx, deadline_rx) = watch::channel(Instant::now() + grace);
+        let (unanswered_tx, mut unanswered) = mpsc::unbounded_channel();
         let (turn_tx, turn_rx) = watch::channel(0);
         // A clone, so that a request seen here is still news to the worker
         // loop when this kill happened inside a sync.
@@ -107,7 +127,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     turn,
                     turns: turn_rx.clone(),
                 };
-                if let Some(kill) = self.kill(i, reason, timing) {
+                if let Some(kill) = self.kill(i, reason, timing, unanswered_tx.clone()) {
                     kills.spawn(kill);
                 }
             }
@@ -120,6 +140,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     self.publish(false);
                 }
                 tokio::select! {
+                    // Dropping the kills stops those still under way.
+                    Some(failure) = unanswered.recv() => return Some(failure),
                     Some(note) = self.exits_rx.recv() => self.on_exit(note),
                     Some(update) = self.probe_rx.recv(), if whole_pod => self.on_readiness(update),
                     Ok(()) = term_rx.changed(), if requested => {
@@ -138,6 +160,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
         }
         while kills.join_next().await.is_some() {}
+        None
     }
 
     /// The kill of container `i` if it runs: its Killing event, then preStop,
@@ -147,6 +170,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         i: usize,
         reason: Option<&str>,
         timing: KillTiming,
+        unanswered: mpsc::UnboundedSender<String>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let current = self.records[i].current.as_ref()?;
         if !current.is_running() {
@@ -178,48 +202,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             signal,
             pre_stop: self.hook(i, HookKind::PreStop),
             report: self.report.clone(),
+            unanswered,
         };
         Some(task.run(timing))
-    }
-
-    /// Removes every container, the sandbox and the pod's files. Each removal
-    /// is idempotent, so a failure is retried a few times and then reported.
-    async fn teardown(&mut self) {
-        let ids: Vec<ContainerId> = self
-            .records
-            .iter()
-            .flat_map(|r| r.current.iter().chain(r.previous.iter()))
-            .map(|i| i.id.clone())
-            .collect();
-        for id in &ids {
-            retry("remove container", || self.rt.remove_container(id)).await;
-        }
-        if let Some(sandbox) = self.sandbox.clone() {
-            retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
-        }
-        if let Err(e) = self.dirs.remove() {
-            warn!(pod = %self.pod_ref, "remove pod directories: {e}");
-        }
-        debug!(pod = %self.pod_ref, "pod torn down");
-    }
-}
-
-async fn retry<F, Fut>(what: &str, mut call: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), berth_runtime::RuntimeError>>,
-{
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=5 {
-        match call().await {
-            Ok(()) => return,
-            Err(e) if attempt == 5 => warn!("{what}: {e}"),
-            Err(e) => {
-                debug!("{what} (attempt {attempt}): {e}");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
     }
 }
 
@@ -242,6 +227,8 @@ struct KillTask<R, S> {
     signal: Signal,
     pre_stop: Option<Hook>,
     report: Reporter<S>,
+    /// Where a signal the runtime did not answer in time is reported.
+    unanswered: mpsc::UnboundedSender<String>,
 }
 
 impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
@@ -270,6 +257,9 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
                 }
             }
             if let Err(e) = self.rt.signal_container(&self.id, self.signal).await {
+                if self.unanswered(&e) {
+                    return;
+                }
                 warn!(container = %self.id, "send {}: {e}", self.signal.name());
             }
             self.step(TimelineStep::StopSignal, self.signal.name());
@@ -291,6 +281,7 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
                         _ = tokio::time::sleep(RUNTIME_RETRY) => {}
                     }
                 }
+                Err(e) if self.unanswered(&e) => return,
                 Err(e) => {
                     warn!(container = %self.id, "send SIGKILL: {e}");
                     break;
@@ -299,6 +290,19 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
             }
         }
         self.step(TimelineStep::Sigkill, String::new());
+    }
+
+    /// Reports a signal the runtime did not answer in time, as the kubelet's
+    /// KillContainer failure (`PodSyncResult.Error`); true if it was one.
+    fn unanswered(&self, e: &RuntimeError) -> bool {
+        if e.kind != RuntimeErrorKind::Timeout {
+            return false;
+        }
+        let _ = self.unanswered.send(format!(
+            "failed to \"KillContainer\" for \"{}\" with KillContainerError: \"{}\"",
+            self.name, e.message
+        ));
+        true
     }
 
     /// The container's exit waiter; `None` once the container is gone. Armed

@@ -319,8 +319,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if self.main_containers_done() && self.records.iter().any(|r| r.is_running()) {
             // Nothing left to run but sidecars: stop them, as the kubelet's
             // KillPod ends a Job pod with sidecars.
-            self.stop_containers(grace_period(self.pod_grace_seconds()), false)
-                .await;
+            let grace = grace_period(self.pod_grace_seconds());
+            if let Some(failure) = self.stop_containers(grace, false).await {
+                warn!(pod = %self.pod_ref, "stop sidecars: {failure}");
+            }
         }
         let phase = self.phase(false);
         if phase == "Succeeded" || phase == "Failed" {
@@ -353,8 +355,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             crate::reasons::DEADLINE_EXCEEDED.into(),
             DEADLINE_EXCEEDED_MESSAGE.into(),
         ));
-        self.stop_containers(grace_period(self.pod_grace_seconds()), false)
-            .await;
+        let grace = grace_period(self.pod_grace_seconds());
+        if let Some(failure) = self.stop_containers(grace, false).await {
+            warn!(pod = %self.pod_ref, "stop containers past the deadline: {failure}");
+        }
         true
     }
 

@@ -69,6 +69,7 @@ pub enum Call {
     Exec { name: String, command: Vec<String> },
     Pull { image: String },
     RemoveImage { image: String },
+    ForceStopSandbox { id: String },
 }
 
 struct FakeContainer {
@@ -100,6 +101,9 @@ struct Inner {
     exec_delays: HashMap<String, Duration>,
     /// How long every start takes.
     start_delay: Duration,
+    /// Set while the runtime does not answer signals and removals: each
+    /// takes this long, then times out (until a forced stop).
+    wedged: Option<Duration>,
     next_id: u64,
 }
 
@@ -226,6 +230,25 @@ impl FakeRuntime {
     /// runtime restarts.
     pub fn fail_signals(&self, times: usize) {
         self.lock().unavailable_signals = times;
+    }
+
+    /// From now until [`ContainerRuntime::force_stop_sandbox`], signals and
+    /// removals take `after` and then fail with `Timeout`, as through a shim
+    /// that stopped answering.
+    pub fn wedge(&self, after: Duration) {
+        self.lock().wedged = Some(after);
+    }
+
+    /// Waits out a wedge, if there is one, and fails as it does.
+    async fn through_wedge(&self) -> Result<(), RuntimeError> {
+        let Some(after) = self.lock().wedged else {
+            return Ok(());
+        };
+        tokio::time::sleep(after).await;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Timeout,
+            format!("no answer within {after:?}"),
+        ))
     }
 
     /// Fails every armed exit waiter with `error`, as a runtime restart cuts
@@ -361,6 +384,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn remove_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        self.through_wedge().await?;
         self.record(Call::RemoveSandbox {
             id: sandbox.id.0.clone(),
         });
@@ -449,6 +473,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn signal_container(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
+        self.through_wedge().await?;
         let mut inner = self.lock();
         if inner.unavailable_signals > 0 {
             inner.unavailable_signals -= 1;
@@ -478,6 +503,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.through_wedge().await?;
         // As containerd's: a running task is killed first.
         let removed = {
             let mut inner = self.lock();
@@ -487,6 +513,26 @@ impl ContainerRuntime for FakeRuntime {
         if let Some(c) = removed {
             self.record(Call::RemoveContainer { name: c.name });
         }
+        Ok(())
+    }
+
+    async fn force_stop_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        self.record(Call::ForceStopSandbox {
+            id: sandbox.id.0.clone(),
+        });
+        let mut inner = self.lock();
+        inner.wedged = None;
+        let ids: Vec<String> = inner
+            .containers
+            .iter()
+            .filter(|(_, c)| c.sandbox == sandbox.id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            finish(&mut inner, &id, 137);
+        }
+        drop(inner);
+        self.changed.notify_waiters();
         Ok(())
     }
 

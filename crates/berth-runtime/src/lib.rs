@@ -99,6 +99,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &ContainerId,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// The last resort when the runtime stops answering for a pod (a verb
+    /// gave a `Timeout` error): ends every process of the sandbox's pod by
+    /// force, the runtime's own helpers for it included (containerd: the
+    /// pod's shim), so that the removal verbs answer again. The containers
+    /// are left exited, to be removed as usual.
+    fn force_stop_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
     /// Runs a command in a running container and collects its output.
     fn exec(
         &self,

@@ -170,6 +170,7 @@ impl PrivateContainerd {
             cni_conf_dir: self.dir().join("cni-conf"),
             pod_infra_image: None,
             logger_binary: "/bin/false".into(),
+            shim_timeout: berth_containerd::DEFAULT_SHIM_TIMEOUT,
         }
     }
 

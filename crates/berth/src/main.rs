@@ -133,6 +133,7 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
             cni_conf_dir: config.cni_conf_dir.clone(),
             pod_infra_image: config.pod_infra_image.clone(),
             logger_binary: std::env::current_exe().context("locate the berth binary")?,
+            shim_timeout: berth_containerd::DEFAULT_SHIM_TIMEOUT,
         })
         .await?
         .with_registries(registries);

@@ -1,0 +1,177 @@
+//! A pod's shim that stopped answering. containerd runs every task of a pod
+//! under one `containerd-shim-runc-v2` (see `spec::GROUP_ANNOTATION`); when
+//! its calls time out, the pod's removal cannot go on through it. So the
+//! shim is killed, and what it ran is deleted with runc itself, as the
+//! shim's own cleanup (`shim delete`) would: containerd then finds the
+//! shim gone, drops its tasks, and the removal calls answer again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_runtime::RuntimeError;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::Containerd;
+
+/// runc's state root the runc shim uses (`process.RuncRoot`), one directory
+/// per containerd namespace.
+const RUNC_ROOT: &str = "/run/containerd/runc";
+
+/// How long a killed shim may take to go away.
+const SHIM_EXIT: Duration = Duration::from_secs(5);
+
+/// How long one `runc delete --force` may take.
+const RUNC_DELETE: Duration = Duration::from_secs(10);
+
+/// The container id a `containerd-shim-runc-v2` process was started for
+/// (`-id`), if it serves this containerd (`-address`) and namespace
+/// (`-namespace`). A shim started for a pod's first task serves the others
+/// too, so the id is that of whichever container of the pod started first.
+pub(crate) fn shim_id(pid: i32, namespace: &str, socket: &str) -> Option<String> {
+    let args = cmdline(pid)?;
+    if !args.first()?.ends_with("containerd-shim-runc-v2") {
+        return None;
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
+    ours.then(|| flag("-id").cloned()).flatten()
+}
+
+/// A process's arguments.
+pub(crate) fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Every process id on the host.
+pub(crate) fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+}
+
+/// Whether container `id` belongs to the sandbox `sandbox_id`: the sandbox's
+/// own (pause) container, or one whose id the sandbox's prefixes (see
+/// `container::new_container_id`).
+pub(crate) fn of_sandbox(id: &str, sandbox_id: &str) -> bool {
+    id.strip_prefix(sandbox_id)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+}
+
+/// The shims serving the sandbox's tasks.
+fn pod_shims(c: &Containerd, sandbox_id: &str) -> Vec<i32> {
+    let socket = c.config.socket.to_string_lossy();
+    pids()
+        .filter(|&pid| {
+            shim_id(pid, &c.config.namespace, &socket).is_some_and(|id| of_sandbox(&id, sandbox_id))
+        })
+        .collect()
+}
+
+/// Gone, or a zombie its parent has yet to reap.
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// runc's state directory for this namespace.
+fn runc_root(c: &Containerd) -> PathBuf {
+    Path::new(RUNC_ROOT).join(&c.config.namespace)
+}
+
+/// Kills the sandbox's shims and deletes, with runc, every container of the
+/// sandbox runc still knows (which kills its processes). Returns how many
+/// shims were killed.
+pub(crate) async fn force_stop(c: &Containerd, sandbox_id: &str) -> Result<usize, RuntimeError> {
+    let shims = pod_shims(c, sandbox_id);
+    for &pid in &shims {
+        tracing::warn!(sandbox = sandbox_id, pid, "killing the pod's shim");
+        // SIGKILL ends a stopped process too.
+        if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            tracing::debug!(pid, "kill shim: {e}");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + SHIM_EXIT;
+    while !shims.iter().all(|&pid| exited(pid)) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RuntimeError::other(format!(
+                "the shim of sandbox {sandbox_id} did not exit after SIGKILL"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let root = runc_root(c);
+    let ids: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| of_sandbox(id, sandbox_id))
+        .collect();
+    for id in ids {
+        runc_delete(&root, &id).await?;
+    }
+    Ok(shims.len())
+}
+
+/// `runc --root ROOT delete --force ID`: kills the container's processes and
+/// removes its runc state.
+async fn runc_delete(root: &Path, id: &str) -> Result<(), RuntimeError> {
+    let run = tokio::process::Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["delete", "--force", id])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RUNC_DELETE, run)
+        .await
+        .map_err(|_| RuntimeError::other(format!("runc delete --force {id}: timed out")))?
+        .map_err(|e| RuntimeError::other(format!("run runc delete --force {id}: {e}")))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() && !stderr.contains("does not exist") {
+        return Err(RuntimeError::other(format!(
+            "runc delete --force {id}: {}",
+            stderr.trim()
+        )));
+    }
+    tracing::debug!(container = id, "deleted with runc");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_of_a_sandbox_share_its_id_as_prefix() {
+        let sandbox = "3f2504e0-1a2b3c4d";
+        assert!(of_sandbox(sandbox, sandbox));
+        assert!(of_sandbox("3f2504e0-1a2b3c4d-web-0011aabb", sandbox));
+        assert!(!of_sandbox("3f2504e0-1a2b3c4e-web-0011aabb", sandbox));
+        assert!(!of_sandbox("3f2504e0-1a2b3c4dd", sandbox));
+        assert!(!of_sandbox("3f2504e0", sandbox));
+    }
+
+    #[test]
+    fn a_process_that_is_gone_has_exited() {
+        assert!(!exited(std::process::id() as i32));
+        assert!(exited(i32::MAX));
+    }
+}
