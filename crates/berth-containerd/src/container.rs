@@ -13,6 +13,7 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
+    UpdateContainerRequest,
 };
 use containerd_client::types::Mount as RootfsMount;
 use jiff::Timestamp;
@@ -27,6 +28,10 @@ use crate::Containerd;
 
 /// Where the container's CRI log goes (read back at start).
 pub(crate) const LOG_PATH_LABEL: &str = "io.berth.container.log-path";
+
+/// When the container's process started (RFC 3339, nanoseconds), set once it
+/// has: its `startedAt` for a restarted agent, which containerd does not keep.
+pub(crate) const STARTED_AT_LABEL: &str = "io.berth.container.started-at";
 
 /// A short random suffix for unique ids.
 pub(crate) fn random_hex() -> String {
@@ -324,11 +329,10 @@ async fn start_task(
     task::signal_started(c, id, false);
     match task::start(c, id).await {
         Ok(pid) => {
+            let started_at = Timestamp::now();
             tracing::debug!(container = id, pid, "started container");
-            Ok(Started {
-                pid,
-                started_at: Timestamp::now(),
-            })
+            record_start(c, id, started_at).await;
+            Ok(Started { pid, started_at })
         }
         Err(e) => {
             if created_here {
@@ -340,6 +344,30 @@ async fn start_task(
             Err(e)
         }
     }
+}
+
+/// Keeps the start time on the container's record (one label; a failure
+/// only costs the precision of a restarted agent's `startedAt`).
+async fn record_start(c: &Containerd, id: &str, started_at: Timestamp) {
+    let container = Container {
+        id: id.to_string(),
+        labels: HashMap::from([(STARTED_AT_LABEL.to_string(), started_at.to_string())]),
+        ..Default::default()
+    };
+    let request = UpdateContainerRequest {
+        container: Some(container),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec![format!("labels.{STARTED_AT_LABEL}")],
+        }),
+    };
+    if let Err(status) = c.containers().update(request).await {
+        tracing::warn!(container = id, error = %status.message(), "record the start time");
+    }
+}
+
+/// The start time [`record_start`] kept, if any.
+pub(crate) fn started_at(record: &Container) -> Option<Timestamp> {
+    record.labels.get(STARTED_AT_LABEL)?.parse().ok()
 }
 
 pub(crate) async fn rootfs_mounts(

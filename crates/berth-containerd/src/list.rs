@@ -123,24 +123,28 @@ fn container_of(container: &Container, task: Option<&Process>) -> ObservedContai
             .unwrap_or(ContainerKind::Regular),
         attempt: label(container, labels::ATTEMPT).parse().unwrap_or(0),
         image: container.image.clone(),
-        state: state_of(task),
+        state: state_of(task, crate::container::started_at(container)),
         annotations,
     }
 }
 
 /// A task's state in berth's terms. Without a task the container was never
-/// started (or failed to start).
-fn state_of(task: Option<&Process>) -> ObservedState {
+/// started (or failed to start). `started_at` is the start time kept on the
+/// record; without it a running process's own start time is read (to the
+/// clock tick, which /proc keeps).
+fn state_of(task: Option<&Process>, started_at: Option<Timestamp>) -> ObservedState {
     let Some(task) = task else {
         return ObservedState::Created;
     };
     match Status::try_from(task.status).unwrap_or(Status::Unknown) {
         Status::Created => ObservedState::Created,
         Status::Running | Status::Paused | Status::Pausing => ObservedState::Running {
-            started_at: process_start(task.pid).unwrap_or_else(Timestamp::now),
+            started_at: started_at
+                .or_else(|| process_start(task.pid))
+                .unwrap_or_else(Timestamp::now),
         },
         Status::Stopped | Status::Unknown => ObservedState::Exited {
-            started_at: None,
+            started_at,
             exit: ExitInfo {
                 exit_code: task.exit_status as i32,
                 finished_at: crate::typeurl::timestamp(task.exited_at.as_ref())
@@ -197,13 +201,13 @@ mod tests {
 
     #[test]
     fn task_states_map_to_observed_states() {
-        assert_eq!(state_of(None), ObservedState::Created);
+        assert_eq!(state_of(None, None), ObservedState::Created);
         let mut task = Process {
             container_id: "c".into(),
             status: Status::Created as i32,
             ..Default::default()
         };
-        assert_eq!(state_of(Some(&task)), ObservedState::Created);
+        assert_eq!(state_of(Some(&task), None), ObservedState::Created);
         task.status = Status::Stopped as i32;
         task.exit_status = 137;
         task.exited_at = Some(prost_types::Timestamp {
@@ -211,7 +215,7 @@ mod tests {
             nanos: 0,
         });
         assert_eq!(
-            state_of(Some(&task)),
+            state_of(Some(&task), None),
             ObservedState::Exited {
                 started_at: None,
                 exit: ExitInfo {
@@ -224,8 +228,28 @@ mod tests {
         task.status = Status::Running as i32;
         task.pid = std::process::id();
         assert!(matches!(
-            state_of(Some(&task)),
+            state_of(Some(&task), None),
             ObservedState::Running { .. }
+        ));
+    }
+
+    #[test]
+    fn the_start_time_kept_on_the_record_wins() {
+        let kept: Timestamp = "2026-01-02T03:04:05.123456789Z".parse().unwrap();
+        let mut task = Process {
+            status: Status::Running as i32,
+            pid: std::process::id(),
+            ..Default::default()
+        };
+        assert_eq!(
+            state_of(Some(&task), Some(kept)),
+            ObservedState::Running { started_at: kept }
+        );
+        // An exited init container keeps its start time too.
+        task.status = Status::Stopped as i32;
+        assert!(matches!(
+            state_of(Some(&task), Some(kept)),
+            ObservedState::Exited { started_at: Some(t), .. } if t == kept
         ));
     }
 }

@@ -37,6 +37,7 @@ mod mount_table;
 mod probe;
 pub mod reasons;
 mod record;
+mod saved_conditions;
 mod security;
 mod sink;
 mod start;

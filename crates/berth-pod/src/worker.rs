@@ -730,6 +730,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if self.volumes_ready {
             crate::volume_ownership::apply(&self.dirs, &self.pod);
         }
+        // Their transition times go on from before the restart.
+        self.conditions = crate::saved_conditions::load(&self.dirs.pod);
         self.sandbox = Some(sandbox);
         for i in 0..self.records.len() {
             self.start_probers(i, true);
@@ -786,7 +788,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     pub(crate) fn publish(&mut self, pod_is_terminal: bool) {
         let status = crate::status::pod_status(self, pod_is_terminal);
-        self.conditions = status.conditions.clone().unwrap_or_default();
+        let conditions = status.conditions.clone().unwrap_or_default();
+        if conditions != self.conditions {
+            if let Err(e) = crate::saved_conditions::save(&self.dirs.pod, &conditions) {
+                debug!(pod = %self.pod_ref, "save conditions: {e}");
+            }
+        }
+        self.conditions = conditions;
         self.sink.status(&self.pod_ref.uid, status);
     }
 }

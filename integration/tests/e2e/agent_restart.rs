@@ -96,3 +96,72 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     };
     assert_eq!(seen(&events_after), seen(&events_before));
 }
+
+/// What an agent restart must not change, as `berth get pod -o json` shows
+/// it: every container's `startedAt` (running or terminated) and every
+/// condition's `lastTransitionTime`.
+fn status_times(pod: &serde_json::Value) -> Vec<String> {
+    let status = &pod["status"];
+    let containers = status["initContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .chain(status["containerStatuses"].as_array())
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} running {} terminated {}",
+                c["name"],
+                c["state"]["running"]["startedAt"],
+                c["state"]["terminated"]["startedAt"]
+            )
+        });
+    let conditions = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {} {}", c["type"], c["status"], c["lastTransitionTime"]));
+    containers.chain(conditions).collect()
+}
+
+#[tokio::test]
+async fn status_times_survive_agent_restarts() {
+    let Some((_containerd, mut agent)) = setup().await else {
+        return;
+    };
+    let mut spec = pod(
+        "timed",
+        "Always",
+        vec![sh_container("main", "exec sleep 3600")],
+    );
+    spec["spec"]["initContainers"] = serde_json::json!([sh_container("init", "true")]);
+    agent.apply_yaml(&manifest(&spec)).await;
+    let before = wait_running(&agent, "timed").await;
+    let times = status_times(&before);
+    assert!(
+        times
+            .iter()
+            .all(|t| !t.contains("running null terminated null")),
+        "{times:#?}"
+    );
+    assert_eq!(times.len(), 2 + 5, "{times:#?}");
+    // Past the second of the last transition, so that a reset would show.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    while jiff::Timestamp::now() < later {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for kill in [false, true] {
+        if kill {
+            agent.kill().await;
+        } else {
+            agent.stop().await;
+        }
+        agent.launch().await;
+        let after = wait_running(&agent, "timed").await;
+        assert_eq!(
+            status_times(&after),
+            times,
+            "after an agent {}",
+            if kill { "kill -9" } else { "stop" }
+        );
+    }
+}

@@ -204,6 +204,77 @@ async fn a_detached_worker_leaves_the_pod_running_and_a_new_one_adopts_it() {
     assert!(h.rt.containers().is_empty());
 }
 
+/// What an agent restart must leave as it was: every condition with its
+/// transition time, and the containers' start times, as the API shows them.
+fn kept_across_restarts(s: &PodStatus) -> Vec<String> {
+    let conditions = s.conditions.iter().flatten().map(|c| {
+        let at = serde_json::to_string(&c.last_transition_time).unwrap();
+        format!("{} {} {at}", c.type_, c.status)
+    });
+    let started = s
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(s.container_statuses.iter().flatten())
+        .map(|c| {
+            let state = c.state.clone().unwrap_or_default();
+            let running = state
+                .running
+                .and_then(|r| r.started_at)
+                .map(|t| t.0.to_string());
+            let ended = state
+                .terminated
+                .and_then(|t| t.started_at)
+                .map(|t| t.0.to_string());
+            format!("{} {running:?} {ended:?}", c.name)
+        });
+    conditions.chain(started).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopting_worker_keeps_the_transition_and_start_times() {
+    let h = Harness::new();
+    let with_init = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - {name: init, image: busybox}
+  containers:
+  - {name: app, image: busybox}
+";
+    h.rt.script("init", Script::exits(0, Duration::from_secs(1)));
+    let w = h.spawn(pod(with_init));
+    let mut before = h
+        .sink
+        .wait_for("Ready", |s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .await;
+    w.detach().await;
+    // Transitions from long before the restart, as the worker saved them.
+    let saved = h.config.root_dir.join("pods/uid-1/conditions.json");
+    let mut conditions: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&saved).expect("conditions saved")).unwrap();
+    assert_eq!(conditions.len(), 5);
+    for c in &mut conditions {
+        c["lastTransitionTime"] = "2020-01-02T03:04:05Z".into();
+    }
+    std::fs::write(&saved, serde_json::to_vec(&conditions).unwrap()).unwrap();
+    for c in before.conditions.iter_mut().flatten() {
+        c.last_transition_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-02T03:04:05Z".parse().unwrap(),
+        ));
+    }
+    let (sink, _w) = h.adopt(pod(with_init), None).await;
+    let after = sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert_eq!(kept_across_restarts(&after), kept_across_restarts(&before));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_start_error_is_restarted_and_then_backs_off() {
     let h = Harness::new();
