@@ -47,7 +47,7 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
         reclaimed.sandboxes += 1;
     }
     reclaimed.leases = delete_leases(c).await;
-    reclaimed.processes = kill_strays(c, &known);
+    reclaimed.processes = kill_strays(c, &known, &live_sandboxes);
     Ok(reclaimed)
 }
 
@@ -151,20 +151,23 @@ async fn delete_leases(c: &Containerd) -> usize {
 
 /// Shims and loggers of berth's containerd namespace whose container has no
 /// record: nothing will ever delete their task, so they would run forever.
-fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
+/// A shim serves its whole pod and is named after the pod's first task,
+/// which may be gone while the pod lives on: a shim is a stray only when
+/// its sandbox is.
+fn kill_strays(c: &Containerd, known: &HashSet<String>, sandboxes: &HashSet<String>) -> usize {
     let namespace = c.config.namespace.as_str();
     let socket = c.config.socket.to_string_lossy();
     let mut killed = 0;
-    for pid in std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Some(owner) = stray_owner(pid, namespace, &socket) else {
+    for pid in crate::shim::pids() {
+        let Some((owner, is_shim)) = stray_owner(pid, namespace, &socket) else {
             continue;
         };
-        if known.contains(&owner) {
+        let live = if is_shim {
+            sandboxes.iter().any(|s| crate::shim::of_sandbox(&owner, s))
+        } else {
+            known.contains(&owner)
+        };
+        if live {
             continue;
         }
         tracing::debug!(
@@ -186,22 +189,11 @@ fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
 
 /// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
 /// (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its environment) of this
-/// containerd and namespace serves.
-fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+/// containerd and namespace serves, and whether it is a shim.
+fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<(String, bool)> {
+    let args = crate::shim::cmdline(pid)?;
     if args.first()?.ends_with("containerd-shim-runc-v2") {
-        let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
-        return ours.then(|| flag("-id")).flatten();
+        return crate::shim::shim_id(pid, namespace, socket).map(|id| (id, true));
     }
     if args.get(1).map(String::as_str) != Some(crate::logger::LOGGER_SUBCOMMAND) {
         return None;
@@ -213,7 +205,8 @@ fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
             kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
         })
     };
-    (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))?
+    let id = (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))??;
+    Some((id, false))
 }
 
 #[cfg(test)]

@@ -104,3 +104,53 @@ async fn kill_9_during_pod_starts_leaks_nothing() {
         }
     }
 }
+
+/// The shim of a pod is named after the pod's first task: once that
+/// container has restarted twice its record is gone, yet the shim still
+/// serves the pod, and a restarted agent must not take it for a stray.
+#[tokio::test]
+async fn a_pods_shim_outlives_its_first_containers_record() {
+    let Some((_containerd, mut agent)) = setup_with_back_off(1, 1).await else {
+        return;
+    };
+    let spec = pod(
+        "firsts",
+        "Always",
+        vec![
+            sh_container("first", "sleep 1; exit 1"),
+            sh_container("steady", "exec sleep 3600"),
+        ],
+    );
+    agent.apply_yaml(&manifest(&spec)).await;
+    let deadline = Instant::now() + START_TIMEOUT * 2;
+    let before = loop {
+        let pod = agent.get_pod_json("default", "firsts").await;
+        if restart_count(&pod, "first") >= 2 && is_running(&pod, "steady") {
+            break pod;
+        }
+        assert!(Instant::now() < deadline, "no second restart: {pod:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let steady = container_id(&before, "steady").unwrap();
+    let pid = task_pid(&agent, &steady).expect("steady runs");
+    let shims_before = shims(agent.namespace());
+
+    agent.stop().await;
+    agent.launch().await;
+    let after = wait_running(&agent, "firsts").await;
+    assert_eq!(
+        container_id(&after, "steady").as_deref(),
+        Some(steady.as_str())
+    );
+    assert_eq!(restart_count(&after, "steady"), 0);
+    assert_eq!(task_pid(&agent, &steady), Some(pid));
+    assert!(
+        berth_testkit::process::alive(pid),
+        "the pod's processes were killed"
+    );
+    assert_eq!(
+        shims(agent.namespace()),
+        shims_before,
+        "the pod's shim was killed"
+    );
+}
