@@ -283,7 +283,7 @@ impl Services {
         ));
         let log_rotation = config.log_rotation().map(|policy| {
             tokio::spawn(crate::log_rotation::run(
-                runtime.clone(),
+                supervisor.store().clone(),
                 policy,
                 config.root_dir.clone(),
                 config.log_dir.clone(),

@@ -169,20 +169,15 @@ impl ImageGc {
     }
 
     /// The digests of the images of every container in the runtime (running
-    /// or not, as the kubelet counts them). A container names its image as
-    /// the runtime listed it, so the listing resolves it without asking the
+    /// or not, as the kubelet counts them), from the records alone (a wedged
+    /// shim does not hold up the pass). A container names its image as the
+    /// runtime listed it, so the listing resolves it without asking the
     /// runtime once per container.
     async fn images_in_use<R: ContainerRuntime>(
         rt: &R,
         images: &[ImageInfo],
     ) -> Result<Vec<String>, berth_runtime::RuntimeError> {
-        let used: HashSet<String> = rt
-            .list()
-            .await?
-            .containers
-            .into_iter()
-            .map(|c| c.image)
-            .collect();
+        let used: HashSet<String> = rt.container_images().await?.into_iter().collect();
         Ok(images
             .iter()
             .filter(|image| used.contains(&image.reference))
@@ -382,6 +377,17 @@ mod tests {
             .map(|i| i.reference)
             .collect();
         assert_eq!(left, vec!["r/pulled:1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_asks_no_task_so_a_wedged_shim_does_not_hold_it_up() {
+        let rt = berth_runtime::fake::FakeRuntime::new();
+        rt.add_image("r/app:1", Default::default());
+        rt.wedge(Duration::from_secs(10));
+        let started = Instant::now();
+        let mut gc = ImageGc::default();
+        gc.collect(&rt, &policy(), disk(10), &[]).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

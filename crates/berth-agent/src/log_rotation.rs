@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_pod::PodDirs;
-use berth_runtime::{ContainerRuntime, ObservedState};
 use flate2::write::GzEncoder;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::store::PodStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -161,9 +163,38 @@ fn stamp_now() -> String {
     jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string()
 }
 
+/// The live log files of the pods' running containers, as their statuses
+/// show them. The kubelet asks CRI, which answers from its own records; the
+/// statuses are berth's, so no runtime call is made (one that a wedged shim
+/// could hold up).
+pub fn running_logs(pods: &[Pod], root_dir: &Path, log_dir: &Path) -> Vec<PathBuf> {
+    let mut logs = Vec::new();
+    for pod in pods {
+        let meta = &pod.metadata;
+        let dirs = PodDirs::new(
+            root_dir,
+            log_dir,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default(),
+        );
+        let statuses = pod.status.iter().flat_map(|s| {
+            let init = s.init_container_statuses.iter().flatten();
+            init.chain(s.container_statuses.iter().flatten())
+        });
+        for c in statuses {
+            if c.state.as_ref().is_some_and(|s| s.running.is_some()) {
+                let attempt = u32::try_from(c.restart_count).unwrap_or(0);
+                logs.push(dirs.log_path(&c.name, attempt));
+            }
+        }
+    }
+    logs
+}
+
 /// Every interval, rotates the logs of running containers until `shutdown`.
-pub async fn run<R: ContainerRuntime>(
-    rt: Arc<R>,
+pub async fn run(
+    store: Arc<PodStore>,
     policy: LogRotationPolicy,
     root_dir: PathBuf,
     log_dir: PathBuf,
@@ -171,23 +202,7 @@ pub async fn run<R: ContainerRuntime>(
 ) {
     let mut every = crate::periodic::Every::new(policy.interval, &shutdown);
     while every.tick().await {
-        let observed = match rt.list().await {
-            Ok(observed) => observed,
-            Err(e) => {
-                warn!("log rotation: list containers: {e}");
-                continue;
-            }
-        };
-        let logs: Vec<PathBuf> = observed
-            .containers
-            .iter()
-            .filter(|c| matches!(c.state, ObservedState::Running { .. }))
-            .map(|c| {
-                let pod = &c.pod;
-                PodDirs::new(&root_dir, &log_dir, &pod.namespace, &pod.name, &pod.uid)
-                    .log_path(&c.name, c.attempt)
-            })
-            .collect();
+        let logs = running_logs(&store.list(None), &root_dir, &log_dir);
         let policy = policy.clone();
         let rotated = tokio::task::spawn_blocking(move || {
             let stamp = stamp_now();
@@ -209,6 +224,36 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
+
+    #[test]
+    fn running_containers_logs_come_from_the_pods_statuses() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
+            "status": {
+                "initContainerStatuses": [
+                    {"name": "init", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                     "state": {"terminated": {"exitCode": 0}}},
+                    {"name": "proxy", "image": "i", "imageID": "", "ready": true, "restartCount": 1,
+                     "state": {"running": {}}},
+                ],
+                "containerStatuses": [
+                    {"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 2,
+                     "state": {"running": {}}},
+                    {"name": "idle", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                     "state": {"waiting": {"reason": "ContainerCreating"}}},
+                ],
+            },
+        }))
+        .unwrap();
+        let logs = running_logs(&[pod], Path::new("/root"), Path::new("/logs"));
+        assert_eq!(
+            logs,
+            [
+                PathBuf::from("/logs/ns_web_u1/proxy/1.log"),
+                PathBuf::from("/logs/ns_web_u1/app/2.log"),
+            ]
+        );
+    }
 
     fn policy(max_files: usize) -> LogRotationPolicy {
         LogRotationPolicy {

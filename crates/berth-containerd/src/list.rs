@@ -18,21 +18,56 @@ use crate::task::failed;
 use crate::{cni, labels, Containerd};
 
 pub(crate) async fn list(c: &Containerd) -> Result<Observed, RuntimeError> {
+    let containers = records(c).await?;
+    let tasks = tasks(c, &containers).await?;
+
+    let mut observed = Observed::default();
+    for container in containers {
+        let task = tasks.get(&container.id);
+        if container.labels.get(labels::SANDBOX).map(String::as_str) == Some("true") {
+            observed.sandboxes.push(sandbox_of(c, &container, task));
+        } else {
+            observed.containers.push(container_of(&container, task));
+        }
+    }
+    observed.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
+    observed.containers.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(observed)
+}
+
+/// berth's container records (no shim is asked).
+pub(crate) async fn records(c: &Containerd) -> Result<Vec<Container>, RuntimeError> {
     let filter = format!("labels.\"{}\"==true", labels::MANAGED);
-    let (mut containers_client, mut tasks_client) = (c.containers(), c.tasks());
-    let (containers, tasks) = tokio::join!(
-        containers_client.list(ListContainersRequest {
-            filters: vec![filter]
-        }),
-        tasks_client.list(ListTasksRequest {
-            filter: String::new()
+    Ok(c.containers()
+        .list(ListContainersRequest {
+            filters: vec![filter],
         })
-    );
-    let containers = containers
+        .await
         .map_err(|s| failed("list containers", s))?
         .into_inner()
-        .containers;
-    let tasks: HashMap<String, Process> = tasks
+        .containers)
+}
+
+/// The tasks of `containers`, by container id. containerd asks every
+/// task's shim in turn, giving each 2 s, and leaves out a task whose shim
+/// did not answer: a wedged shim holds the listing 2 s per task it serves,
+/// and its tasks seem gone. So the listing is bounded, and when it runs out
+/// of time each task is asked on its own (bounded too); runc itself speaks
+/// for the tasks of a shim that does not answer, and for any task the
+/// listing left out that runc still runs.
+async fn tasks(
+    c: &Containerd,
+    containers: &[Container],
+) -> Result<HashMap<String, Process>, RuntimeError> {
+    let mut client = c.tasks();
+    let listed = client.list(ListTasksRequest {
+        filter: String::new(),
+    });
+    let Ok(listed) = tokio::time::timeout(c.config.shim_timeout, listed).await else {
+        tracing::warn!("listing tasks timed out (a shim is not answering): asking task by task");
+        return Ok(tasks_one_by_one(c, containers).await);
+    };
+    let mut tasks: HashMap<String, Process> = listed
         .map_err(|s| failed("list tasks", s))?
         .into_inner()
         .tasks
@@ -47,19 +82,55 @@ pub(crate) async fn list(c: &Containerd) -> Result<Observed, RuntimeError> {
             (id, p)
         })
         .collect();
-
-    let mut observed = Observed::default();
     for container in containers {
-        let task = tasks.get(&container.id);
-        if container.labels.get(labels::SANDBOX).map(String::as_str) == Some("true") {
-            observed.sandboxes.push(sandbox_of(c, &container, task));
-        } else {
-            observed.containers.push(container_of(&container, task));
+        let id = container.id.as_str();
+        if !tasks.contains_key(id) && crate::shim::runc_knows(c, id) {
+            if let Some(task) = crate::shim::runc_state(c, id).await {
+                tasks.insert(id.to_string(), task);
+            }
         }
     }
-    observed.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
-    observed.containers.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(observed)
+    Ok(tasks)
+}
+
+/// Each container's task through containerd, except for the sandboxes whose
+/// shim did not answer: those through runc.
+async fn tasks_one_by_one(c: &Containerd, containers: &[Container]) -> HashMap<String, Process> {
+    let mut tasks = HashMap::new();
+    let mut wedged: Vec<String> = Vec::new();
+    for container in containers {
+        let id = container.id.as_str();
+        let sandbox = label(container, labels::SANDBOX_ID);
+        let sandbox = if sandbox.is_empty() {
+            id.to_string()
+        } else {
+            sandbox
+        };
+        let answer = if wedged.contains(&sandbox) {
+            None
+        } else {
+            match crate::task::bounded(c, crate::task::get(c, id)).await {
+                Ok(task) => Some(task),
+                Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                    tracing::warn!(sandbox, "the pod's shim does not answer: asking runc");
+                    wedged.push(sandbox);
+                    None
+                }
+                Err(status) => {
+                    tracing::warn!(container = id, error = %status.message(), "get task");
+                    Some(None)
+                }
+            }
+        };
+        let task = match answer {
+            Some(task) => task,
+            None => crate::shim::runc_state(c, id).await,
+        };
+        if let Some(task) = task {
+            tasks.insert(id.to_string(), task);
+        }
+    }
+    tasks
 }
 
 fn label(container: &Container, key: &str) -> String {

@@ -87,6 +87,11 @@ impl ContainerRuntime for Containerd {
         list::list(self).await
     }
 
+    async fn container_images(&self) -> Result<Vec<String>, RuntimeError> {
+        let records = list::records(self).await?;
+        Ok(records.into_iter().map(|r| r.image).collect())
+    }
+
     async fn reclaim(&self) -> Result<Reclaimed, RuntimeError> {
         reclaim::reclaim(self).await
     }

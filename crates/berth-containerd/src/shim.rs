@@ -21,8 +21,8 @@ const RUNC_ROOT: &str = "/run/containerd/runc";
 /// How long a killed shim may take to go away.
 const SHIM_EXIT: Duration = Duration::from_secs(5);
 
-/// How long one `runc delete --force` may take.
-const RUNC_DELETE: Duration = Duration::from_secs(10);
+/// How long one runc command may take.
+const RUNC_CALL: Duration = Duration::from_secs(10);
 
 /// The container id a `containerd-shim-runc-v2` process was started for
 /// (`-id`), if it serves this containerd (`-address`) and namespace
@@ -140,7 +140,7 @@ async fn runc_delete(root: &Path, id: &str) -> Result<(), RuntimeError> {
         .args(["delete", "--force", id])
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(RUNC_DELETE, run)
+    let output = tokio::time::timeout(RUNC_CALL, run)
         .await
         .map_err(|_| RuntimeError::other(format!("runc delete --force {id}: timed out")))?
         .map_err(|e| RuntimeError::other(format!("run runc delete --force {id}: {e}")))?;
@@ -153,6 +153,48 @@ async fn runc_delete(root: &Path, id: &str) -> Result<(), RuntimeError> {
     }
     tracing::debug!(container = id, "deleted with runc");
     Ok(())
+}
+
+/// Whether runc keeps state for container `id` (it has or had a task).
+pub(crate) fn runc_knows(c: &Containerd, id: &str) -> bool {
+    runc_root(c).join(id).is_dir()
+}
+
+/// A task as runc (not its shim) sees it: `runc state`. runc keeps no exit
+/// status, so a stopped task exited with 255, containerd CRI's code for an
+/// exit nobody saw.
+pub(crate) async fn runc_state(
+    c: &Containerd,
+    id: &str,
+) -> Option<containerd_client::types::v1::Process> {
+    use containerd_client::types::v1::{Process, Status};
+    let run = tokio::process::Command::new("runc")
+        .arg("--root")
+        .arg(runc_root(c))
+        .args(["state", id])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(RUNC_CALL, run).await.ok()?.ok()?;
+    if !output.status.success() {
+        return None; // runc knows no such container: no task
+    }
+    let state: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let status = match state["status"].as_str()? {
+        "created" => Status::Created,
+        "running" => Status::Running,
+        "paused" => Status::Paused,
+        _ => Status::Stopped,
+    };
+    Some(Process {
+        container_id: id.to_string(),
+        pid: state["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
+        status: status as i32,
+        exit_status: if status == Status::Stopped { 255 } else { 0 },
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -232,9 +232,9 @@ impl FakeRuntime {
         self.lock().unavailable_signals = times;
     }
 
-    /// From now until [`ContainerRuntime::force_stop_sandbox`], signals and
-    /// removals take `after` and then fail with `Timeout`, as through a shim
-    /// that stopped answering.
+    /// From now until [`ContainerRuntime::force_stop_sandbox`], signals,
+    /// removals and listings take `after` and then fail with `Timeout`, as
+    /// through a shim that stopped answering.
     pub fn wedge(&self, after: Duration) {
         self.lock().wedged = Some(after);
     }
@@ -577,7 +577,18 @@ impl ContainerRuntime for FakeRuntime {
         Ok(Reclaimed::default())
     }
 
+    async fn container_images(&self) -> Result<Vec<String>, RuntimeError> {
+        let inner = self.lock();
+        Ok(inner
+            .containers
+            .values()
+            .map(|c| c.config.image.reference.clone())
+            .collect())
+    }
+
     async fn list(&self) -> Result<Observed, RuntimeError> {
+        // Task states come from the shims.
+        self.through_wedge().await?;
         let inner = self.lock();
         Ok(Observed {
             sandboxes: inner.sandboxes.values().cloned().collect(),

@@ -121,6 +121,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
 
+    /// The image of every container the runtime holds, running or not, as
+    /// their records name it. No task is asked, so a runtime that does not
+    /// answer for one pod (a wedged shim) cannot hold this up: for passes
+    /// that run periodically (image GC).
+    fn container_images(&self) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+
     /// Releases what no sandbox or container of the runtime owns: the
     /// leftovers of a start the agent died in (network attachments,
     /// namespace pins, mounts, leases, helper processes). Call it before any
