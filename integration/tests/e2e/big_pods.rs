@@ -92,3 +92,65 @@ async fn a_pod_over_the_container_limit_is_refused_naming_the_field() {
     assert_eq!(list_pods(&agent).await, Vec::<Value>::new());
     assert_eq!(ctr_list(&agent, "containers"), Vec::<String>::new());
 }
+
+/// The parent of a process (a container's shim).
+fn parent_pid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_whose_shim_stops_answering_is_deleted_with_a_warning() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    agent.apply_yaml(&manifest(&big_pod("wedged", 3))).await;
+    let running = wait_running(&agent, "wedged").await;
+    let id = container_id(&running, "c0").unwrap();
+    let pid = task_pid(&agent, &id).expect("c0 runs");
+    let shim = parent_pid(pid);
+    // The shim stops answering, as containerd 1.6's did under a big pod.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+
+    // One bounded call (10 s), then the shim is forced down.
+    let took = timed_delete(&agent, "wedged", &[]).await;
+    eprintln!("deleted through a wedged shim in {took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let (_, events) = pod_events(&agent, "default", "wedged").await;
+    let warning = events
+        .iter()
+        .find(|e| e["reason"] == "FailedKillPod")
+        .unwrap_or_else(|| panic!("no FailedKillPod: {events:#?}"));
+    assert_eq!(warning["type"], "Warning");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error killing pod: failed to \"KillContainer\""),
+        "{warning:#}"
+    );
+    assert_eq!(ctr_list(&agent, "containers"), Vec::<String>::new());
+    assert_eq!(ctr_list(&agent, "tasks"), Vec::<String>::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shims(agent.namespace()) + loggers(agent.namespace()) > 0 {
+        assert!(Instant::now() < deadline, "shims or loggers left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap()
+                .is_empty(),
+        "the container's process is left"
+    );
+}
