@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use berth_pod::Adopted;
-use berth_runtime::{ContainerRuntime, ObservedState, Signal};
+use berth_runtime::{ContainerRuntime, ObservedState, RuntimeErrorKind, Signal};
 use tracing::{info, warn};
 
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
@@ -25,8 +25,21 @@ pub async fn remove_orphan<R: ContainerRuntime>(runtime: &R, orphan: Adopted) {
             let _ = runtime.signal_container(&id, Signal::KILL).await;
         }
     }
+    let mut forced = false;
     for c in &orphan.containers {
-        if let Err(e) = runtime.remove_container(&c.id).await {
+        let mut removed = runtime.remove_container(&c.id).await;
+        if let (Err(e), Some(sandbox), false) = (&removed, &orphan.sandbox, forced) {
+            if e.kind == RuntimeErrorKind::Timeout {
+                // The pod's shim does not answer: force it down, then go on.
+                warn!(pod = %sandbox.pod, "orphaned pod does not answer, forcing it down: {e}");
+                if let Err(e) = runtime.force_stop_sandbox(sandbox).await {
+                    warn!(pod = %sandbox.pod, "force orphaned pod down: {e}");
+                }
+                forced = true;
+                removed = runtime.remove_container(&c.id).await;
+            }
+        }
+        if let Err(e) = removed {
             warn!(container = %c.id, "remove orphan container: {e}");
         }
     }
@@ -35,5 +48,75 @@ pub async fn remove_orphan<R: ContainerRuntime>(runtime: &R, orphan: Adopted) {
         if let Err(e) = runtime.remove_sandbox(sandbox).await {
             warn!(sandbox = %sandbox.id, "remove orphan sandbox: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_runtime::fake::{Call, FakeRuntime};
+    use berth_runtime::{ContainerConfig, ContainerKind, PodRef, PodTimes, SandboxConfig};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_orphan_whose_shim_does_not_answer_is_forced_down() {
+        let rt = FakeRuntime::new();
+        rt.add_image("busybox", Default::default());
+        let pod = PodRef {
+            uid: "u1".into(),
+            namespace: "default".into(),
+            name: "gone".into(),
+        };
+        let now = jiff::Timestamp::now();
+        let sandbox = rt
+            .create_sandbox(&SandboxConfig {
+                pod: pod.clone(),
+                hostname: "gone".into(),
+                host_network: false,
+                log_dir: "/logs".into(),
+                port_mappings: vec![],
+                labels: Default::default(),
+                times: PodTimes {
+                    created: now,
+                    started: now,
+                },
+                security: Default::default(),
+            })
+            .await
+            .unwrap();
+        let image = rt.image_status("busybox").await.unwrap().unwrap();
+        let config = ContainerConfig {
+            pod,
+            name: "app".into(),
+            kind: ContainerKind::Regular,
+            attempt: 0,
+            image,
+            args: vec![],
+            env: vec![],
+            working_dir: String::new(),
+            user: None,
+            mounts: vec![],
+            log_path: "/logs/app/0.log".into(),
+            read_only_root: false,
+            privileged: false,
+            resources: Default::default(),
+            annotations: Default::default(),
+            security: Default::default(),
+        };
+        let id = rt.create_container(&sandbox, &config).await.unwrap();
+        rt.start_container(&id).await.unwrap();
+        let observed = rt.list().await.unwrap();
+        rt.wedge(Duration::from_secs(10));
+        let orphan = Adopted {
+            sandbox: Some(sandbox),
+            containers: observed.containers,
+        };
+        remove_orphan(&rt, orphan).await;
+        assert!(rt.containers().is_empty());
+        assert_eq!(rt.sandbox_count(), 0);
+        assert!(rt
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::ForceStopSandbox { .. })));
     }
 }
