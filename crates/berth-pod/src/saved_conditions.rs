@@ -3,8 +3,6 @@
 //! the worker keeps them in the pod's directory whenever they change, and
 //! a worker that adopts the running pod takes them back.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::PodCondition;
@@ -18,17 +16,8 @@ fn path(pod_dir: &Path) -> PathBuf {
 /// Replaces the saved conditions (root's alone: 0600). The pod's directory
 /// must exist: none is made, so a torn-down pod's stays gone.
 pub(crate) fn save(pod_dir: &Path, conditions: &[PodCondition]) -> std::io::Result<()> {
-    let file = path(pod_dir);
-    let tmp = file.with_extension("tmp");
     let bytes = serde_json::to_vec(conditions).map_err(std::io::Error::other)?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(&bytes)?;
-    std::fs::rename(&tmp, &file)
+    berth_runtime::files::write_private(&path(pod_dir), &bytes)
 }
 
 /// The conditions saved last; none when there are none or they are unreadable.
