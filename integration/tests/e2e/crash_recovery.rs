@@ -11,21 +11,6 @@ use tokio::time::Instant;
 
 const PODS: usize = 10;
 
-fn sandboxes_pinned(agent: &AgentProcess) -> usize {
-    std::fs::read_dir(agent.root_dir().join("ns"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Veths attached to the agent's bridge.
-fn veths(agent: &AgentProcess) -> usize {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "master", &agent.network().bridge()])
-        .output()
-        .expect("run ip");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 #[tokio::test]
 async fn kill_9_during_pod_starts_leaks_nothing() {
     let Some((_containerd, mut agent)) = setup().await else {
