@@ -47,7 +47,7 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
         reclaimed.sandboxes += 1;
     }
     reclaimed.leases = delete_leases(c).await;
-    reclaimed.processes = kill_strays(c, &known);
+    reclaimed.processes = kill_strays(c, &known, &live_sandboxes);
     Ok(reclaimed)
 }
 
@@ -149,9 +149,10 @@ async fn delete_leases(c: &Containerd) -> usize {
     deleted
 }
 
-/// Shims and loggers of berth's containerd namespace whose container has no
-/// record: nothing will ever delete their task, so they would run forever.
-fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
+/// Shims and loggers of berth's containerd namespace that serve nothing
+/// containerd holds: nothing will ever delete their task, so they would run
+/// forever.
+fn kill_strays(c: &Containerd, known: &HashSet<String>, live_sandboxes: &HashSet<String>) -> usize {
     let namespace = c.config.namespace.as_str();
     let socket = c.config.socket.to_string_lossy();
     let mut killed = 0;
@@ -161,16 +162,22 @@ fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
-        let Some(owner) = stray_owner(pid, namespace, &socket) else {
+        let Some(process) = stray_candidate(pid, namespace, &socket) else {
             continue;
         };
-        if known.contains(&owner) {
+        let live = match &process {
+            Process::Logger { container } => known.contains(container),
+            Process::Shim { started_by } => {
+                known.contains(started_by) || serves_live_sandbox(started_by, live_sandboxes)
+            }
+        };
+        if live {
             continue;
         }
         tracing::debug!(
             pid,
-            container = owner,
-            "killing a process of a container with no record"
+            ?process,
+            "killing a process that serves no container record"
         );
         if nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -184,10 +191,31 @@ fn kill_strays(c: &Containerd, known: &HashSet<String>) -> usize {
     killed
 }
 
-/// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
-/// (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its environment) of this
-/// containerd and namespace serves.
-fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
+/// Whether a shim started by container `started_by` serves a live sandbox.
+/// A pod's containers share their sandbox's shim (`GROUP_ANNOTATION`), and
+/// the shim's command line names only the container whose task started it,
+/// which may have been replaced since (a restarted container) while the
+/// shim serves the others. Container ids begin with their sandbox's id.
+fn serves_live_sandbox(started_by: &str, live_sandboxes: &HashSet<String>) -> bool {
+    live_sandboxes.iter().any(|sandbox| {
+        started_by == sandbox
+            || started_by
+                .strip_prefix(sandbox.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
+}
+
+/// A process of this containerd and namespace that reclaim judges.
+#[derive(Debug, PartialEq)]
+enum Process {
+    /// A shim (`-namespace NS -id ID -address SOCKET`), with its `-id`.
+    Shim { started_by: String },
+    /// A logger (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its
+    /// environment), which serves that one container.
+    Logger { container: String },
+}
+
+fn stray_candidate(pid: i32, namespace: &str, socket: &str) -> Option<Process> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
@@ -201,7 +229,10 @@ fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
     };
     if args.first()?.ends_with("containerd-shim-runc-v2") {
         let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
-        return ours.then(|| flag("-id")).flatten();
+        return ours
+            .then(|| flag("-id"))
+            .flatten()
+            .map(|started_by| Process::Shim { started_by });
     }
     if args.get(1).map(String::as_str) != Some(crate::logger::LOGGER_SUBCOMMAND) {
         return None;
@@ -213,7 +244,9 @@ fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<String> {
             kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
         })
     };
-    (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))?
+    (var("CONTAINER_NAMESPACE")? == namespace)
+        .then(|| var("CONTAINER_ID"))?
+        .map(|container| Process::Logger { container })
 }
 
 #[cfg(test)]
@@ -234,5 +267,22 @@ mod tests {
         assert_eq!(id("pod-deadbeef-net.json").as_deref(), Some("pod-deadbeef"));
         assert_eq!(id("garbage.json"), None);
         assert_eq!(id("3f2504e0-1a2b3c4d-net.txt"), None);
+    }
+
+    #[test]
+    fn a_shim_serves_its_sandbox_whoever_started_it() {
+        let live = HashSet::from(["3f2504e0-1a2b3c4d".to_string()]);
+        let serves = |id| serves_live_sandbox(id, &live);
+        assert!(serves("3f2504e0-1a2b3c4d"), "started by the pause");
+        assert!(
+            serves("3f2504e0-1a2b3c4d-main-0badf00d"),
+            "by a container since replaced"
+        );
+        assert!(
+            !serves("3f2504e0-1a2b3c4e-main-0badf00d"),
+            "another sandbox's"
+        );
+        assert!(!serves("3f2504e0-1a2b3c4dd-main-0badf00d"));
+        assert!(!serves("3f2504e0"));
     }
 }
