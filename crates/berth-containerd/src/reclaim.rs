@@ -12,12 +12,15 @@ use std::path::Path;
 
 use berth_runtime::{PodRef, Reclaimed, RuntimeError};
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{DeleteRequest, ListContainersRequest, ListRequest};
+use containerd_client::services::v1::{
+    Container, DeleteRequest, ListContainersRequest, ListRequest, ListTasksRequest,
+};
+use containerd_client::types::v1::Status;
 
 use crate::netns::PodNamespaces;
 use crate::sandbox::{cni_paths, shm_dir, unmount_shm};
 use crate::task::failed;
-use crate::{cni, labels, netns, Containerd};
+use crate::{cni, container, labels, netns, sandbox, Containerd};
 
 pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     let records = c
@@ -34,6 +37,7 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
         .filter(|r| r.labels.get(labels::SANDBOX).map(String::as_str) == Some("true"))
         .map(|r| r.id.clone())
         .collect();
+    finish_pause_starts(c, &records, &live_sandboxes).await;
     let known: HashSet<String> = records.into_iter().map(|r| r.id).collect();
 
     let mut reclaimed = Reclaimed::default();
@@ -49,6 +53,70 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     reclaimed.leases = delete_leases(c).await;
     reclaimed.processes = kill_strays(c, &known, &live_sandboxes);
     Ok(reclaimed)
+}
+
+/// Starts the pause task of every live sandbox whose pause start an agent's
+/// death cut off. The pause starts after the pod's first container, in the
+/// background, so a pod can run with no pause task yet: its containers are
+/// in the pinned namespaces and it is alive. Left so, the next agent would
+/// take the sandbox for dead and make the pod again. A pause that ran and
+/// died leaves a stopped task instead, and the pod is made again in a new
+/// sandbox, as the kubelet does.
+async fn finish_pause_starts(
+    c: &Containerd,
+    records: &[Container],
+    live_sandboxes: &HashSet<String>,
+) {
+    let tasks = match c
+        .tasks()
+        .list(ListTasksRequest {
+            filter: String::new(),
+        })
+        .await
+    {
+        Ok(list) => list.into_inner().tasks,
+        Err(status) => {
+            tracing::warn!(error = %status.message(), "list tasks");
+            return;
+        }
+    };
+    // containerd 1.6 fills only `id` (the container id) in this listing.
+    let status_of = |id: &str| {
+        tasks
+            .iter()
+            .find(|t| t.id == id || t.container_id == id)
+            .map(|t| t.status)
+    };
+    let running = Some(Status::Running as i32);
+    for id in live_sandboxes {
+        // No task, or one created and never started.
+        let status = status_of(id);
+        if status.is_some() && status != Some(Status::Created as i32) {
+            continue;
+        }
+        let alive = records.iter().any(|r| {
+            r.id != *id
+                && r.labels.get(labels::SANDBOX_ID) == Some(id)
+                && status_of(&r.id) == running
+        });
+        if !alive {
+            continue;
+        }
+        let started = async {
+            let mounts = container::rootfs_mounts(c, id).await?;
+            sandbox::run_pause(c, id, mounts).await
+        };
+        match started.await {
+            Ok(pid) => tracing::info!(
+                sandbox = id,
+                pid,
+                "started a pause an interrupted start left"
+            ),
+            Err(e) => {
+                tracing::warn!(sandbox = id, error = %e, "start the pause an interrupted start left")
+            }
+        }
+    }
 }
 
 /// Every sandbox id berth keeps something for on disk: namespace pins, the
