@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use berth_integration::residue::Residue;
 use berth_integration::{
-    all_running, container_id, logger_ids, restart_count, running_tasks_by_owner, sandboxes_pinned,
-    shim_ids,
+    all_running, container_id, leases, logger_ids, restart_count, running_tasks_by_owner,
+    sandboxes_pinned, shim_ids,
 };
 use berth_testkit::AgentProcess;
 use rand::rngs::StdRng;
@@ -158,9 +158,12 @@ fn short(id: Option<String>) -> String {
     id.map_or("none".into(), |id| id.chars().take(12).collect())
 }
 
-/// Names the containers whose shims and loggers are left, with what the
-/// agent logged about them, so a leak can be traced.
+/// Names the leases left, and the containers whose shims and loggers are
+/// left with what the agent logged about them, so a leak can be traced.
 fn explain_strays(agent: &AgentProcess) {
+    for lease in leases(agent) {
+        println!("        lease left: {lease}");
+    }
     let log = agent.agent_log();
     let mut ids = shim_ids(agent.namespace());
     ids.extend(logger_ids(agent.namespace()));
