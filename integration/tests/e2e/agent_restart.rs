@@ -153,5 +153,9 @@ async fn a_pod_whose_first_container_was_replaced_survives_an_agent_restart() {
     assert!(alive(pid), "the container died");
     assert_eq!(restart_count(&after, "steady"), 0);
     assert_eq!(pod_ip(&after), pod_ip(&before), "a new sandbox");
-    assert_eq!(shim_ids(agent.namespace()), shims_before, "the shim changed");
+    assert_eq!(
+        shim_ids(agent.namespace()),
+        shims_before,
+        "the shim changed"
+    );
 }

@@ -19,6 +19,7 @@ use berth_runtime::{ImageInfo, RuntimeError, RuntimeErrorKind};
 use containerd_client::types::Descriptor;
 use oci_spec::image::MediaType;
 
+pub(crate) use content::{EXPIRE_LABEL, LEASE_TTL};
 pub(crate) use flight::Flights;
 pub use reference::normalize_reference;
 pub(crate) use registry::Registries;
