@@ -12,6 +12,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+pub mod residue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -557,18 +559,108 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// `containerd-shim-runc-v2` processes serving containerd `namespace`.
 pub fn shims(namespace: &str) -> usize {
+    shim_ids(namespace).len()
+}
+
+/// The `-id` of every shim serving containerd `namespace`: the container
+/// that started it (a pod's shim is its sandbox's).
+pub fn shim_ids(namespace: &str) -> Vec<String> {
     let flag = format!("-namespace\0{namespace}\0");
     processes()
         .filter(|(cmd, _)| {
             contains(cmd, b"containerd-shim-runc-v2") && contains(cmd, flag.as_bytes())
         })
-        .count()
+        .map(|(cmd, _)| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let id = args
+                .iter()
+                .position(|a| *a == b"-id")
+                .and_then(|i| args.get(i + 1));
+            String::from_utf8_lossy(id.copied().unwrap_or(b"?")).into_owned()
+        })
+        .collect()
 }
 
 /// `berth logger` processes writing logs of containers in `namespace`.
 pub fn loggers(namespace: &str) -> usize {
+    logger_ids(namespace).len()
+}
+
+/// The container (`CONTAINER_ID`) of every logger of containerd `namespace`.
+pub fn logger_ids(namespace: &str) -> Vec<String> {
     let env = format!("CONTAINER_NAMESPACE={namespace}\0");
     processes()
         .filter(|(cmd, environ)| contains(cmd, b"\0logger\0") && contains(environ, env.as_bytes()))
-        .count()
+        .map(|(_, environ)| {
+            let id = environ
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"CONTAINER_ID="));
+            String::from_utf8_lossy(id.unwrap_or(b"?")).into_owned()
+        })
+        .collect()
+}
+
+/// Sandboxes with namespace pins (`<root>/ns/<sandbox id>`).
+pub fn sandboxes_pinned(agent: &AgentProcess) -> usize {
+    std::fs::read_dir(agent.root_dir().join("ns"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Veths attached to the agent's bridge.
+pub fn veths(agent: &AgentProcess) -> usize {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &agent.network().bridge()])
+        .output()
+        .expect("run ip");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Snapshots of the agent's namespace that are not committed image layers:
+/// containers' writable layers and views, `KEY` of each.
+pub fn active_snapshots(agent: &AgentProcess) -> Vec<String> {
+    let out = agent.ctr(&["snapshots", "ls"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter(|line| !line.trim_end().ends_with("Committed"))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The leases of the agent's namespace.
+pub fn leases(agent: &AgentProcess) -> Vec<String> {
+    ctr_list(agent, "leases")
+}
+
+/// Running containerd tasks by what they run, `NAMESPACE/POD/CONTAINER`
+/// (`sandbox` for a pause container), from the labels berth puts on its
+/// containers: a count above one is a container running twice.
+pub fn running_tasks_by_owner(agent: &AgentProcess) -> std::collections::BTreeMap<String, usize> {
+    let tasks = agent.ctr(&["tasks", "ls"]);
+    let running: Vec<String> = String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .skip(1)
+        .filter(|line| line.trim_end().ends_with("RUNNING"))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect();
+    let mut owners = std::collections::BTreeMap::new();
+    for id in running {
+        let info = agent.ctr(&["containers", "info", &id]);
+        let labels =
+            serde_json::from_slice::<Value>(&info.stdout).unwrap_or_default()["Labels"].take();
+        let label = |key: &str| labels[key].as_str().unwrap_or("?").to_owned();
+        let container = if labels["io.berth.sandbox"] == "true" {
+            "sandbox".to_owned()
+        } else {
+            label("io.kubernetes.container.name")
+        };
+        let owner = format!(
+            "{}/{}/{container}",
+            label("io.kubernetes.pod.namespace"),
+            label("io.kubernetes.pod.name")
+        );
+        *owners.entry(owner).or_insert(0) += 1;
+    }
+    owners
 }

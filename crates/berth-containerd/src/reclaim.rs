@@ -1,25 +1,31 @@
 //! What an agent killed in the middle of a pod start leaves behind, found and
 //! released at the next start: namespace pins, the pod's `/dev/shm` mount,
 //! CNI attachments (the veth and the host-local address), leases, and shims
-//! and loggers whose container record never came to be or is gone.
+//! and loggers that serve no task containerd holds. A pause start it cut off
+//! is finished instead: the pod it belongs to runs.
 //!
 //! A sandbox is live when containerd holds its pause container record;
 //! everything else berth keeps per sandbox id belongs to no pod. This runs
 //! before any worker starts, so no start is in flight that could own them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use berth_runtime::{PodRef, Reclaimed, RuntimeError};
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{DeleteRequest, ListContainersRequest, ListRequest};
+use containerd_client::services::v1::{
+    Container, DeleteRequest, ListContainersRequest, ListRequest, ListTasksRequest,
+};
+use containerd_client::types::v1::Status;
 
+use crate::image::{EXPIRE_LABEL, LEASE_TTL};
 use crate::netns::PodNamespaces;
 use crate::sandbox::{cni_paths, shm_dir, unmount_shm};
 use crate::task::failed;
-use crate::{cni, labels, netns, Containerd};
+use crate::{cni, container, labels, netns, sandbox, Containerd};
 
 pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
+    let started = jiff::Timestamp::now();
     let records = c
         .containers()
         .list(ListContainersRequest {
@@ -29,26 +35,148 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
         .map_err(|s| failed("list containers", s))?
         .into_inner()
         .containers;
+    let tasks = TaskStates::list(c).await?;
     let live_sandboxes: HashSet<String> = records
         .iter()
         .filter(|r| r.labels.get(labels::SANDBOX).map(String::as_str) == Some("true"))
         .map(|r| r.id.clone())
         .collect();
-    let known: HashSet<String> = records.into_iter().map(|r| r.id).collect();
+    finish_pause_starts(c, &records, &tasks, &live_sandboxes).await;
 
     let mut reclaimed = Reclaimed::default();
-    let root = &c.config.root_dir;
-    for id in sandbox_ids_on_disk(root) {
-        if live_sandboxes.contains(&id) {
-            continue;
-        }
+    let half_made: Vec<String> = sandbox_ids_on_disk(&c.config.root_dir)
+        .into_iter()
+        .filter(|id| !live_sandboxes.contains(id))
+        .collect();
+    // At once: the API opens after reclaim.
+    futures::future::join_all(half_made.iter().map(|id| async move {
         tracing::debug!(sandbox = id, "releasing what a half-made sandbox left");
-        release_sandbox(c, &id).await;
-        reclaimed.sandboxes += 1;
-    }
-    reclaimed.leases = delete_leases(c).await;
-    reclaimed.processes = kill_strays(c, &known, &live_sandboxes);
+        release_sandbox(c, id).await;
+    }))
+    .await;
+    reclaimed.sandboxes = half_made.len();
+    reclaimed.leases = delete_leases(c, started).await;
+    // The dead agent's last requests may still be running in containerd and
+    // make a lease after this sweep: sweep once more, a little later.
+    let later = c.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(LATE_LEASE_SWEEP).await;
+        let deleted = delete_leases(&later, started).await;
+        if deleted > 0 {
+            tracing::debug!(deleted, "deleted leases an agent's last requests made");
+        }
+    });
+    let served = Served {
+        tasks: records
+            .iter()
+            .filter(|r| tasks.status(&r.id).is_some())
+            .map(|r| r.id.clone())
+            .collect(),
+        sandboxes: records
+            .iter()
+            .filter(|r| tasks.status(&r.id).is_some())
+            .filter_map(|r| r.labels.get(labels::SANDBOX_ID).cloned())
+            .collect(),
+    };
+    reclaimed.processes = kill_strays(c, &served);
     Ok(reclaimed)
+}
+
+/// The status of every task containerd holds, by container id.
+struct TaskStates(HashMap<String, i32>);
+
+impl TaskStates {
+    async fn list(c: &Containerd) -> Result<Self, RuntimeError> {
+        let tasks = c
+            .tasks()
+            .list(ListTasksRequest {
+                filter: String::new(),
+            })
+            .await
+            .map_err(|s| failed("list tasks", s))?
+            .into_inner()
+            .tasks;
+        // containerd 1.6 fills only `id` (the container id) in this listing.
+        Ok(Self(
+            tasks
+                .into_iter()
+                .map(|t| {
+                    let id = if t.container_id.is_empty() {
+                        t.id
+                    } else {
+                        t.container_id
+                    };
+                    (id, t.status)
+                })
+                .collect(),
+        ))
+    }
+
+    fn status(&self, container: &str) -> Option<i32> {
+        self.0.get(container).copied()
+    }
+}
+
+/// How long a failed pause start waits before each retry.
+const PAUSE_RETRY_DELAYS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_millis(400),
+];
+
+/// Starts the pause task of every live sandbox whose pause start an agent's
+/// death cut off. The pause starts after the pod's first container, in the
+/// background, so a pod can run with no pause task yet: its containers are
+/// in the pinned namespaces and it is alive. Left so, the next agent would
+/// take the sandbox for dead and make the pod again. A pause that ran and
+/// died leaves a stopped task instead, and the pod is made again in a new
+/// sandbox, as the kubelet does.
+async fn finish_pause_starts(
+    c: &Containerd,
+    records: &[Container],
+    tasks: &TaskStates,
+    live_sandboxes: &HashSet<String>,
+) {
+    let running = Some(Status::Running as i32);
+    let cut_off = live_sandboxes.iter().filter(|id| {
+        // No task, or one created and never started.
+        let status = tasks.status(id);
+        let unstarted = status.is_none() || status == Some(Status::Created as i32);
+        unstarted
+            && records.iter().any(|r| {
+                r.id != **id
+                    && r.labels.get(labels::SANDBOX_ID) == Some(*id)
+                    && tasks.status(&r.id) == running
+            })
+    });
+    // At once: the API opens after reclaim.
+    futures::future::join_all(cut_off.map(|id| async move {
+        let start = || async {
+            let mounts = container::rootfs_mounts(c, id).await?;
+            sandbox::run_pause(c, id, mounts).await
+        };
+        // A create the dead agent left in flight may still be being undone
+        // (its bundle directory exists a moment longer): try again shortly.
+        let mut started = start().await;
+        for delay in PAUSE_RETRY_DELAYS {
+            if started.is_ok() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            started = start().await;
+        }
+        match started {
+            Ok(pid) => tracing::info!(
+                sandbox = id,
+                pid,
+                "started a pause an interrupted start left"
+            ),
+            Err(e) => {
+                tracing::warn!(sandbox = id, error = %e, "start the pause an interrupted start left")
+            }
+        }
+    }))
+    .await;
 }
 
 /// Every sandbox id berth keeps something for on disk: namespace pins, the
@@ -122,59 +250,105 @@ async fn release_sandbox(c: &Containerd, id: &str) {
     }
 }
 
-/// Drops berth's leases: none is in use before the first worker starts, and
-/// what they kept (a prepared snapshot, a half-written blob) is garbage.
-async fn delete_leases(c: &Containerd) -> usize {
-    let mut client = LeasesClient::new(c.svc());
-    let leases = match client.list(ListRequest { filters: vec![] }).await {
+/// How long after start the leases are swept a second time.
+const LATE_LEASE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drops berth's leases made before `started` (by an agent before this one):
+/// none is in use, and what they kept (a prepared snapshot, a half-written
+/// blob) is garbage. A lease's expiry label says when berth made it
+/// (containerd's own creation time is when it got to the request).
+async fn delete_leases(c: &Containerd, started: jiff::Timestamp) -> usize {
+    let leases = match LeasesClient::new(c.svc())
+        .list(ListRequest { filters: vec![] })
+        .await
+    {
         Ok(list) => list.into_inner().leases,
         Err(status) => {
             tracing::warn!(error = %status.message(), "list leases");
             return 0;
         }
     };
-    let mut deleted = 0;
-    for lease in leases.into_iter().filter(|l| l.id.starts_with("berth-")) {
+    let stale = leases
+        .into_iter()
+        .filter(|l| l.id.starts_with("berth-") && made_before(&l.labels, started));
+    let deleted = futures::future::join_all(stale.map(|lease| async move {
         let request = DeleteRequest {
             id: lease.id.clone(),
             sync: false,
         };
-        match client.delete(request).await {
-            Ok(_) => deleted += 1,
+        match LeasesClient::new(c.svc()).delete(request).await {
+            Ok(_) => true,
+            // Its own agent's last request deleted it meanwhile.
+            Err(status) if status.code() == tonic::Code::NotFound => false,
             Err(status) => {
-                tracing::warn!(lease = lease.id, error = %status.message(), "delete lease")
+                tracing::warn!(lease = lease.id, error = %status.message(), "delete lease");
+                false
             }
         }
-    }
-    deleted
+    }))
+    .await;
+    deleted.into_iter().filter(|d| *d).count()
 }
 
-/// Shims and loggers of berth's containerd namespace whose container has no
-/// record: nothing will ever delete their task, so they would run forever.
-/// A shim serves its whole pod and is named after the pod's first task,
-/// which may be gone while the pod lives on: a shim is a stray only when
-/// its sandbox is.
-fn kill_strays(c: &Containerd, known: &HashSet<String>, sandboxes: &HashSet<String>) -> usize {
+/// Whether berth made the lease with these labels before `started`: its
+/// expiry is berth's clock at creation plus [`LEASE_TTL`]. One without is
+/// not berth's of this version, and old.
+fn made_before(labels: &HashMap<String, String>, started: jiff::Timestamp) -> bool {
+    labels
+        .get(EXPIRE_LABEL)
+        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+        .is_none_or(|expire| expire - LEASE_TTL < started)
+}
+
+/// What containerd holds tasks for: a shim or logger serving anything else
+/// serves nothing containerd will ever ask for or delete.
+#[derive(Debug, Default)]
+struct Served {
+    /// Containers with a task.
+    tasks: HashSet<String>,
+    /// Sandboxes with a task of theirs (the pause's or a container's).
+    sandboxes: HashSet<String>,
+}
+
+impl Served {
+    /// A logger copies one task's output. A pod's tasks share their
+    /// sandbox's shim (`GROUP_ANNOTATION`), whose command line names only the
+    /// container whose task started it: that container may have been
+    /// replaced since (a crash loop) while the shim serves the others, or
+    /// its task create may have been cut off, leaving a shim that serves
+    /// nothing. Container ids begin with their sandbox's.
+    fn serves(&self, process: &Process) -> bool {
+        match process {
+            Process::Logger { container } => self.tasks.contains(container),
+            Process::Shim { started_by } => self.sandboxes.iter().any(|sandbox| {
+                started_by == sandbox
+                    || started_by
+                        .strip_prefix(sandbox.as_str())
+                        .is_some_and(|rest| rest.starts_with('-'))
+            }),
+        }
+    }
+}
+
+/// Kills the shims and loggers of berth's containerd namespace that serve no
+/// task: nothing will ever delete one, so they would run forever.
+fn kill_strays(c: &Containerd, served: &Served) -> usize {
     let namespace = c.config.namespace.as_str();
     let socket = c.config.socket.to_string_lossy();
     let mut killed = 0;
-    for pid in crate::shim::pids() {
-        let Some((owner, is_shim)) = stray_owner(pid, namespace, &socket) else {
+    for pid in std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Some(process) = stray_candidate(pid, namespace, &socket) else {
             continue;
         };
-        let live = if is_shim {
-            sandboxes.iter().any(|s| crate::shim::of_sandbox(&owner, s))
-        } else {
-            known.contains(&owner)
-        };
-        if live {
+        if served.serves(&process) {
             continue;
         }
-        tracing::debug!(
-            pid,
-            container = owner,
-            "killing a process of a container with no record"
-        );
+        tracing::debug!(pid, ?process, "killing a process that serves no task");
         if nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -187,13 +361,34 @@ fn kill_strays(c: &Containerd, known: &HashSet<String>, sandboxes: &HashSet<Stri
     killed
 }
 
-/// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
-/// (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its environment) of this
-/// containerd and namespace serves, and whether it is a shim.
-fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<(String, bool)> {
-    let args = crate::shim::cmdline(pid)?;
+/// A process of this containerd and namespace that reclaim judges.
+#[derive(Debug, PartialEq)]
+enum Process {
+    /// A shim (`-namespace NS -id ID -address SOCKET`), with its `-id`.
+    Shim { started_by: String },
+    /// A logger (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its
+    /// environment), which serves that one container.
+    Logger { container: String },
+}
+
+fn stray_candidate(pid: i32, namespace: &str, socket: &str) -> Option<Process> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     if args.first()?.ends_with("containerd-shim-runc-v2") {
-        return crate::shim::shim_id(pid, namespace, socket).map(|id| (id, true));
+        let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
+        return ours
+            .then(|| flag("-id"))
+            .flatten()
+            .map(|started_by| Process::Shim { started_by });
     }
     if args.get(1).map(String::as_str) != Some(crate::logger::LOGGER_SUBCOMMAND) {
         return None;
@@ -205,8 +400,9 @@ fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<(String, bool)
             kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
         })
     };
-    let id = (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))??;
-    Some((id, false))
+    (var("CONTAINER_NAMESPACE")? == namespace)
+        .then(|| var("CONTAINER_ID"))?
+        .map(|container| Process::Logger { container })
 }
 
 #[cfg(test)]
@@ -227,5 +423,52 @@ mod tests {
         assert_eq!(id("pod-deadbeef-net.json").as_deref(), Some("pod-deadbeef"));
         assert_eq!(id("garbage.json"), None);
         assert_eq!(id("3f2504e0-1a2b3c4d-net.txt"), None);
+    }
+
+    #[test]
+    fn only_leases_made_before_the_start_are_stale() {
+        let started: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let made_at = |t: jiff::Timestamp| {
+            HashMap::from([(EXPIRE_LABEL.to_string(), (t + LEASE_TTL).to_string())])
+        };
+        let second = jiff::SignedDuration::from_secs(1);
+        assert!(made_before(&made_at(started - second), started));
+        assert!(!made_before(&made_at(started), started));
+        assert!(!made_before(&made_at(started + second), started));
+        assert!(made_before(&HashMap::new(), started));
+    }
+
+    #[test]
+    fn a_shim_serves_its_sandbox_while_containerd_holds_a_task_of_it() {
+        let served = Served {
+            tasks: HashSet::from(["3f2504e0-1a2b3c4d-main-00000002".to_string()]),
+            sandboxes: HashSet::from(["3f2504e0-1a2b3c4d".to_string()]),
+        };
+        let shim = |id: &str| {
+            served.serves(&Process::Shim {
+                started_by: id.into(),
+            })
+        };
+        assert!(shim("3f2504e0-1a2b3c4d"), "started by the pause");
+        assert!(
+            shim("3f2504e0-1a2b3c4d-main-00000001"),
+            "by a container since replaced"
+        );
+        assert!(
+            !shim("3f2504e0-1a2b3c4e-main-00000001"),
+            "by one of a sandbox with no task: its task create was cut off"
+        );
+        assert!(!shim("3f2504e0-1a2b3c4dd-main-00000001"));
+        assert!(!shim("3f2504e0"));
+        let logger = |id: &str| {
+            served.serves(&Process::Logger {
+                container: id.into(),
+            })
+        };
+        assert!(logger("3f2504e0-1a2b3c4d-main-00000002"));
+        assert!(
+            !logger("3f2504e0-1a2b3c4d-main-00000001"),
+            "the container has no task"
+        );
     }
 }

@@ -222,7 +222,7 @@ fn pause_start(c: &Containerd, id: &str) -> Option<PauseStart> {
 /// Creates and starts the pause task. A call cut off by a containerd
 /// restart is carried on from the state the new connection shows, so the
 /// pause task is never left created but not started.
-async fn run_pause(
+pub(crate) async fn run_pause(
     c: &Containerd,
     id: &str,
     mounts: Vec<RootfsMount>,

@@ -9,9 +9,15 @@
 //! `berth-bench --pulls [N] [LAYER_MIB]`: N cold pulls from a registry on
 //! loopback, `berth image pull` next to `ctr pull`.
 //!
-//! Reports; never judges. Run the release build as root: `cargo build
+//! `berth-bench --faults [--churn N] [--crashes N] [--restarts N] ...`: pod
+//! churn, `kill -9` of the agent during pod starts and containerd restarts,
+//! with everything berth could leak counted before and after. This mode
+//! judges: it exits non-zero on a leak, a restart or a duplicate.
+//!
+//! The other modes report and never judge. Run the release build as root: `cargo build
 //! --release --bin berth --bin berth-bench && target/release/berth-bench 20`.
 
+mod faults;
 mod measure;
 mod probes;
 mod pulls;
@@ -28,11 +34,19 @@ const POD_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(rest) = args.strip_prefix(&["--faults".to_owned()]) {
+        let options = faults::Options::parse(rest)?;
+        let Some(mut containerd) = PrivateContainerd::start_or_skip().await else {
+            return Ok(());
+        };
+        return faults::run(&mut containerd, options).await;
+    }
     let mut numbers = Vec::new();
     let mut rss = false;
     let mut probe_mode = false;
     let mut pull_mode = false;
-    for arg in std::env::args().skip(1) {
+    for arg in args {
         match arg.as_str() {
             "--rss" => rss = true,
             "--probes" => probe_mode = true,
@@ -41,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("usage: berth-bench [N (default 10)] [--rss]");
                 println!("       berth-bench --probes [PODS (default 50)] [SECONDS (default 30)]");
                 println!("       berth-bench --pulls [N (default 5)] [LAYER_MIB (default 32)]");
+                println!("       {}", faults::USAGE);
                 return Ok(());
             }
             _ => numbers.push(

@@ -165,3 +165,66 @@ async fn status_times_survive_agent_restarts() {
         );
     }
 }
+
+/// A pod's containers share the shim that its first started task spawned,
+/// whose command line names that first container. Once a crash loop has
+/// replaced it, an agent restart must still leave the shim, and the pod it
+/// serves, alone: it used to kill the shim as serving nothing, and the pod
+/// was made again in a new sandbox.
+#[tokio::test]
+async fn a_pod_whose_first_container_was_replaced_survives_an_agent_restart() {
+    let Some((_containerd, mut agent)) = setup_with_back_off(1, 1).await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "crashy",
+            "Always",
+            vec![
+                sh_container("crash", "sleep 1; exit 1"),
+                sh_container("steady", "exec sleep 3600"),
+            ],
+        )))
+        .await;
+    // The instance whose task started the shim is gone once only the last
+    // two of `crash` are kept.
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let before = loop {
+        let pod = agent.get_pod_json("default", "crashy").await;
+        let records = ctr_list(&agent, "containers");
+        let starters = shim_ids(agent.namespace());
+        if is_running(&pod, "steady") && starters.iter().all(|s| !records.contains(s)) {
+            break pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shim's first container is still there: shims {starters:?}, containers {records:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let id = container_id(&before, "steady").expect("containerID");
+    let pid = task_pid(&agent, &id).expect("a task for the container");
+    let shims_before = shim_ids(agent.namespace());
+
+    agent.stop().await;
+    agent.launch().await;
+    let after = agent
+        .wait_for("default", "crashy", "steady running", START_TIMEOUT, |p| {
+            is_running(p, "steady")
+        })
+        .await;
+    assert_eq!(
+        container_id(&after, "steady").as_deref(),
+        Some(id.as_str()),
+        "the pod was made again"
+    );
+    assert_eq!(task_pid(&agent, &id), Some(pid));
+    assert!(alive(pid), "the container died");
+    assert_eq!(restart_count(&after, "steady"), 0);
+    assert_eq!(pod_ip(&after), pod_ip(&before), "a new sandbox");
+    assert_eq!(
+        shim_ids(agent.namespace()),
+        shims_before,
+        "the shim changed"
+    );
+}

@@ -11,21 +11,6 @@ use tokio::time::Instant;
 
 const PODS: usize = 10;
 
-fn sandboxes_pinned(agent: &AgentProcess) -> usize {
-    std::fs::read_dir(agent.root_dir().join("ns"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Veths attached to the agent's bridge.
-fn veths(agent: &AgentProcess) -> usize {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "master", &agent.network().bridge()])
-        .output()
-        .expect("run ip");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 #[tokio::test]
 async fn kill_9_during_pod_starts_leaks_nothing() {
     let Some((_containerd, mut agent)) = setup().await else {
@@ -152,5 +137,56 @@ async fn a_pods_shim_outlives_its_first_containers_record() {
         shims(agent.namespace()),
         shims_before,
         "the pod's shim was killed"
+    );
+}
+
+/// The pause task starts in the background after the pod's first container,
+/// so an agent killed in between leaves a running pod with no pause task
+/// (the state made here by deleting it behind the agent's back). The next
+/// agent finishes that start and adopts the pod as it is; it used to take
+/// the sandbox for dead and make the pod again in a new one.
+#[tokio::test]
+async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
+    let Some((_containerd, mut agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "unpaused",
+            "Always",
+            vec![sh_container("main", "exec sleep 3600")],
+        )))
+        .await;
+    let before = wait_running(&agent, "unpaused").await;
+    let id = container_id(&before, "main").expect("containerID");
+    let pid = task_pid(&agent, &id).expect("a task for the container");
+    let sandbox = id.split("-main-").next().expect("sandbox id").to_owned();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while task_pid(&agent, &sandbox).is_none() {
+        assert!(Instant::now() < deadline, "the pause never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    agent.kill().await;
+    let out = agent.ctr(&["tasks", "delete", "-f", &sandbox]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.launch().await;
+
+    let after = wait_running(&agent, "unpaused").await;
+    assert_eq!(
+        container_id(&after, "main").as_deref(),
+        Some(id.as_str()),
+        "the pod was made again"
+    );
+    assert_eq!(task_pid(&agent, &id), Some(pid));
+    assert_eq!(restart_count(&after, "main"), 0);
+    assert_eq!(pod_ip(&after), pod_ip(&before), "a new sandbox");
+    assert!(
+        task_pid(&agent, &sandbox).is_some(),
+        "the pause is not running"
     );
 }

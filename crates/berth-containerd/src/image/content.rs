@@ -20,9 +20,11 @@ use crate::Containerd;
 /// Size of one Content.Write or Content.Read message.
 pub(super) const CHUNK: usize = 1 << 20;
 
+/// The label containerd's garbage collector expires a lease by.
+pub(crate) const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
 /// How long an import (or a container create) may take before containerd
 /// may collect its leftovers.
-const LEASE_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+pub(crate) const LEASE_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// The messages of one Content.Write session: data at increasing offsets,
 /// then a commit carrying the digest.
@@ -221,7 +223,7 @@ impl Containerd {
         let expire = jiff::Timestamp::now() + LEASE_TTL;
         let request = CreateRequest {
             id: id.clone(),
-            labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire.to_string())]),
+            labels: HashMap::from([(EXPIRE_LABEL.to_string(), expire.to_string())]),
         };
         LeasesClient::new(self.svc())
             .create(request)

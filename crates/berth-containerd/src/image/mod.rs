@@ -20,6 +20,7 @@ use containerd_client::types::Descriptor;
 use oci_spec::image::MediaType;
 
 pub(crate) use cache::Resolutions;
+pub(crate) use content::{EXPIRE_LABEL, LEASE_TTL};
 pub(crate) use flight::Flights;
 pub use reference::normalize_reference;
 pub(crate) use registry::Registries;
