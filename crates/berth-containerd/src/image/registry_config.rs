@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Why a registry config file was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("registry config {path}: {message}")]
