@@ -21,6 +21,8 @@ pub mod defaults;
 pub mod empty_dir;
 pub mod env;
 pub mod expansion;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kubectl;
 pub mod manifest;
 pub mod pod;

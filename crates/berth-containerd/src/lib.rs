@@ -45,6 +45,13 @@ pub use image::{
     normalize_reference, Credentials, RegistryConfig, RegistryConfigError, RegistryHost,
 };
 
+/// Entry points of the fuzz targets in `fuzz/` (cargo-fuzz), also run over
+/// their seed corpus by the workspace's tests.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::image::registry_config::fuzzing::registry_config;
+}
+
 /// Label and annotation keys berth puts on every containerd object it owns, so a
 /// restarted agent can find what it owns (the kubelet's keys where they exist).
 pub mod labels {

@@ -4,6 +4,8 @@
 mod body;
 mod events;
 mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod logs;
 mod reference;

@@ -92,7 +92,7 @@ pub async fn serve_listener<S: PodService>(
                 }
             },
         };
-        connections.spawn(serve_connection(stream, cx.clone()));
+        connections.spawn(serve_connection(stream, cx.clone(), false));
     }
     drop(listener);
     if let Some(socket) = socket {
@@ -112,7 +112,14 @@ pub async fn serve_listener<S: PodService>(
     Ok(())
 }
 
-async fn serve_connection<S: PodService>(stream: tokio::net::UnixStream, cx: Arc<Context<S>>) {
+/// Serves one HTTP/1.1 connection until it ends or the server stops.
+/// `half_close` answers a client that closed its sending side once its
+/// request was sent (the in-process fuzz target's client does).
+pub(super) async fn serve_connection<S, I>(io: I, cx: Arc<Context<S>>, half_close: bool)
+where
+    S: PodService,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = cx.shutdown.clone();
     let handler = hyper::service::service_fn(move |request| {
         let cx = cx.clone();
@@ -120,7 +127,8 @@ async fn serve_connection<S: PodService>(stream: tokio::net::UnixStream, cx: Arc
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), handler);
+        .half_close(half_close)
+        .serve_connection(TokioIo::new(io), handler);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

@@ -11,7 +11,7 @@ mod pull;
 mod records;
 mod reference;
 mod registry;
-mod registry_config;
+pub(crate) mod registry_config;
 mod resolve;
 mod unpack;
 

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Why a registry config file was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("registry config {path}: {message}")]
@@ -112,7 +115,9 @@ struct HostEntry {
 }
 
 /// `https://index.docker.io/v1/` and `registry-1.docker.io` are `docker.io`;
-/// a scheme and a path are dropped (docker's `auths` keys carry both).
+/// a scheme and a path are dropped (docker's `auths` keys carry both), and
+/// so are spaces around the host: a canonical host is its own canonical
+/// host, so lookups find what the file named.
 pub(crate) fn canonical_host(key: &str) -> String {
     let key = key.trim();
     let key = key
@@ -123,6 +128,7 @@ pub(crate) fn canonical_host(key: &str) -> String {
         .split('/')
         .next()
         .unwrap_or_default()
+        .trim()
         .to_ascii_lowercase();
     match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
@@ -359,6 +365,16 @@ registries:
             .unwrap_err()
             .to_string();
         assert!(err.contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn a_key_with_spaces_around_its_host_names_that_host() {
+        // Found by the registry_config fuzz target: the host was kept with
+        // its trailing space, so no lookup ever found these credentials.
+        let config =
+            RegistryConfig::parse("auths: {\"https://reg:5000 /v1/\": {auth: \"dTpw\"}}\n")
+                .unwrap();
+        assert_eq!(config.host("reg:5000").credentials.unwrap().username, "u");
     }
 
     #[test]
