@@ -180,7 +180,8 @@ async fn set_up(
 
 fn pod(name: &str) -> PodRef {
     PodRef {
-        uid: format!("{name}-0000-1111-2222-333344445555"),
+        // Unique per run: a killed run leaves its pod cgroups behind.
+        uid: format!("{name}-{:08x}-1111-2222-333344445555", std::process::id()),
         namespace: "default".into(),
         name: name.into(),
     }
