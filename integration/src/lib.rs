@@ -286,6 +286,18 @@ pub fn task_pid(agent: &AgentProcess, id: &str) -> Option<i32> {
         })
 }
 
+/// The STATUS `ctr tasks ls` shows for a task (`RUNNING`, `STOPPED`, ...).
+pub fn task_status(agent: &AgentProcess, id: &str) -> Option<String> {
+    let out = agent.ctr(&["tasks", "ls"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.first() == Some(&id)).then(|| fields.last().map(|s| s.to_string()))?
+        })
+}
+
 /// The ids `ctr <kind> ls -q` prints in the agent's namespace.
 pub fn ctr_list(agent: &AgentProcess, kind: &str) -> Vec<String> {
     berth_testkit::containerd::ctr_ids(&agent.ctr(&[kind, "ls", "-q"]))

@@ -55,7 +55,7 @@ pub(crate) async fn records(c: &Containerd) -> Result<Vec<Container>, RuntimeErr
 /// of time each task is asked on its own (bounded too); runc itself speaks
 /// for the tasks of a shim that does not answer, and for any task the
 /// listing left out that runc still runs.
-async fn tasks(
+pub(crate) async fn tasks(
     c: &Containerd,
     containers: &[Container],
 ) -> Result<HashMap<String, Process>, RuntimeError> {

@@ -10,32 +10,31 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use berth_runtime::{PodRef, Reclaimed, RuntimeError};
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{
-    Container, DeleteRequest, ListContainersRequest, ListRequest, ListTasksRequest,
-};
-use containerd_client::types::v1::Status;
+use containerd_client::services::v1::{Container, DeleteRequest, ListRequest};
+use containerd_client::types::v1::{Process, Status};
 
 use crate::image::{EXPIRE_LABEL, LEASE_TTL};
 use crate::netns::PodNamespaces;
-use crate::sandbox::{cni_paths, shm_dir, unmount_shm};
-use crate::task::failed;
-use crate::{cni, container, labels, netns, sandbox, Containerd};
+use crate::sandbox::{cni_paths, sandbox_dir, unmount_shm};
+use crate::{cni, container, labels, list, netns, sandbox, Containerd};
+
+/// How long after start leases, shims and loggers are swept a second time.
+const LATE_SWEEP: Duration = Duration::from_secs(5);
+/// How long a failed pause start waits before each retry.
+const PAUSE_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+];
 
 pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     let started = jiff::Timestamp::now();
-    let records = c
-        .containers()
-        .list(ListContainersRequest {
-            filters: vec![format!("labels.\"{}\"==true", labels::MANAGED)],
-        })
-        .await
-        .map_err(|s| failed("list containers", s))?
-        .into_inner()
-        .containers;
-    let tasks = TaskStates::list(c).await?;
+    let records = list::records(c).await?;
+    let tasks = list::tasks(c, &records).await?;
     let live_sandboxes: HashSet<String> = records
         .iter()
         .filter(|r| r.labels.get(labels::SANDBOX).map(String::as_str) == Some("true"))
@@ -56,98 +55,73 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     .await;
     reclaimed.sandboxes = half_made.len();
     reclaimed.leases = delete_leases(c, started).await;
-    // The dead agent's last requests may still be running in containerd and
-    // make a lease after this sweep: sweep once more, a little later.
+    reclaimed.processes = kill_strays(c, &Served::of(&records, &tasks, None));
+    // The dead agent's last requests may still be running in containerd,
+    // making a lease or a shim after this sweep: sweep once more, later.
     let later = c.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(LATE_LEASE_SWEEP).await;
-        let deleted = delete_leases(&later, started).await;
-        if deleted > 0 {
-            tracing::debug!(deleted, "deleted leases an agent's last requests made");
+        tokio::time::sleep(LATE_SWEEP).await;
+        let leases = delete_leases(&later, started).await;
+        let processes = match late_records_and_tasks(&later).await {
+            Ok((records, tasks)) => {
+                kill_strays(&later, &Served::of(&records, &tasks, Some(started)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "list containers and tasks");
+                0
+            }
+        };
+        if leases + processes > 0 {
+            tracing::debug!(
+                leases,
+                processes,
+                "released what the dead agent's last requests made"
+            );
         }
     });
-    let served = Served {
-        tasks: records
-            .iter()
-            .filter(|r| tasks.status(&r.id).is_some())
-            .map(|r| r.id.clone())
-            .collect(),
-        sandboxes: records
-            .iter()
-            .filter(|r| tasks.status(&r.id).is_some())
-            .filter_map(|r| r.labels.get(labels::SANDBOX_ID).cloned())
-            .collect(),
-    };
-    reclaimed.processes = kill_strays(c, &served);
     Ok(reclaimed)
 }
 
-/// The status of every task containerd holds, by container id.
-struct TaskStates(HashMap<String, i32>);
-
-impl TaskStates {
-    async fn list(c: &Containerd) -> Result<Self, RuntimeError> {
-        let tasks = c
-            .tasks()
-            .list(ListTasksRequest {
-                filter: String::new(),
-            })
-            .await
-            .map_err(|s| failed("list tasks", s))?
-            .into_inner()
-            .tasks;
-        // containerd 1.6 fills only `id` (the container id) in this listing.
-        Ok(Self(
-            tasks
-                .into_iter()
-                .map(|t| {
-                    let id = if t.container_id.is_empty() {
-                        t.id
-                    } else {
-                        t.container_id
-                    };
-                    (id, t.status)
-                })
-                .collect(),
-        ))
-    }
-
-    fn status(&self, container: &str) -> Option<i32> {
-        self.0.get(container).copied()
-    }
+async fn late_records_and_tasks(
+    c: &Containerd,
+) -> Result<(Vec<Container>, HashMap<String, Process>), RuntimeError> {
+    let records = list::records(c).await?;
+    let tasks = list::tasks(c, &records).await?;
+    Ok((records, tasks))
 }
-
-/// How long a failed pause start waits before each retry.
-const PAUSE_RETRY_DELAYS: [std::time::Duration; 3] = [
-    std::time::Duration::from_millis(100),
-    std::time::Duration::from_millis(200),
-    std::time::Duration::from_millis(400),
-];
 
 /// Starts the pause task of every live sandbox whose pause start an agent's
 /// death cut off. The pause starts after the pod's first container, in the
 /// background, so a pod can run with no pause task yet: its containers are
 /// in the pinned namespaces and it is alive. Left so, the next agent would
 /// take the sandbox for dead and make the pod again. A pause that ran and
-/// died leaves a stopped task instead, and the pod is made again in a new
+/// died (see `sandbox::pause_ever_started`) has its pod made again in a new
 /// sandbox, as the kubelet does.
 async fn finish_pause_starts(
     c: &Containerd,
     records: &[Container],
-    tasks: &TaskStates,
+    tasks: &HashMap<String, Process>,
     live_sandboxes: &HashSet<String>,
 ) {
+    let status = |id: &str| tasks.get(id).map(|t| t.status);
     let running = Some(Status::Running as i32);
     let cut_off = live_sandboxes.iter().filter(|id| {
-        // No task, or one created and never started.
-        let status = tasks.status(id);
-        let unstarted = status.is_none() || status == Some(Status::Created as i32);
-        unstarted
-            && records.iter().any(|r| {
-                r.id != **id
-                    && r.labels.get(labels::SANDBOX_ID) == Some(*id)
-                    && tasks.status(&r.id) == running
-            })
+        let pause = status(id);
+        let alive = records.iter().any(|r| {
+            r.id != **id
+                && r.labels.get(labels::SANDBOX_ID) == Some(*id)
+                && status(&r.id) == running
+        });
+        if !alive || pause == running {
+            return false;
+        }
+        // A cut-off create may leave a task in any state; a pause that ran
+        // and died leaves the marker.
+        let never_started = !sandbox::pause_ever_started(&c.config.root_dir, id);
+        if !never_started {
+            tracing::debug!(sandbox = id, ?pause, "a running pod's pause died");
+        }
+        never_started
     });
     // At once: the API opens after reclaim.
     futures::future::join_all(cut_off.map(|id| async move {
@@ -243,20 +217,16 @@ async fn release_sandbox(c: &Containerd, id: &str) {
     if let Err(e) = netns::remove(&namespaces.dir) {
         tracing::warn!(sandbox = id, error = %e, "remove the namespace pins of a half-made sandbox");
     }
-    if shm_dir(root, id).exists() {
+    if sandbox_dir(root, id).exists() {
         if let Err(e) = unmount_shm(root, id) {
             tracing::warn!(sandbox = id, error = %e, "remove the shm of a half-made sandbox");
         }
     }
 }
 
-/// How long after start the leases are swept a second time.
-const LATE_LEASE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Drops berth's leases made before `started` (by an agent before this one):
 /// none is in use, and what they kept (a prepared snapshot, a half-written
-/// blob) is garbage. A lease's expiry label says when berth made it
-/// (containerd's own creation time is when it got to the request).
+/// blob) is garbage.
 async fn delete_leases(c: &Containerd, started: jiff::Timestamp) -> usize {
     let leases = match LeasesClient::new(c.svc())
         .list(ListRequest { filters: vec![] })
@@ -291,8 +261,8 @@ async fn delete_leases(c: &Containerd, started: jiff::Timestamp) -> usize {
 }
 
 /// Whether berth made the lease with these labels before `started`: its
-/// expiry is berth's clock at creation plus [`LEASE_TTL`]. One without is
-/// not berth's of this version, and old.
+/// expiry is berth's clock at creation plus [`LEASE_TTL`] (containerd's own
+/// creation time is when it got to the request). One without is old.
 fn made_before(labels: &HashMap<String, String>, started: jiff::Timestamp) -> bool {
     labels
         .get(EXPIRE_LABEL)
@@ -311,21 +281,44 @@ struct Served {
 }
 
 impl Served {
-    /// A logger copies one task's output. A pod's tasks share their
-    /// sandbox's shim (`GROUP_ANNOTATION`), whose command line names only the
-    /// container whose task started it: that container may have been
-    /// replaced since (a crash loop) while the shim serves the others, or
-    /// its task create may have been cut off, leaving a shim that serves
-    /// nothing. Container ids begin with their sandbox's.
-    fn serves(&self, process: &Process) -> bool {
-        match process {
-            Process::Logger { container } => self.tasks.contains(container),
-            Process::Shim { started_by } => self.sandboxes.iter().any(|sandbox| {
-                started_by == sandbox
-                    || started_by
-                        .strip_prefix(sandbox.as_str())
-                        .is_some_and(|rest| rest.starts_with('-'))
-            }),
+    /// What the tasks of `records` serve. With `own_since`, the records made
+    /// since (by this agent) count as served too: one of its own starts may
+    /// be between spawning a shim or logger and containerd holding the task.
+    fn of(
+        records: &[Container],
+        tasks: &HashMap<String, Process>,
+        own_since: Option<jiff::Timestamp>,
+    ) -> Self {
+        let own = |r: &Container| {
+            own_since.is_some_and(|since| {
+                crate::typeurl::timestamp(r.created_at.as_ref()).is_none_or(|at| at >= since)
+            })
+        };
+        let live: Vec<&Container> = records
+            .iter()
+            .filter(|r| tasks.contains_key(&r.id) || own(r))
+            .collect();
+        Self {
+            tasks: live.iter().map(|r| r.id.clone()).collect(),
+            sandboxes: live
+                .iter()
+                .filter_map(|r| r.labels.get(labels::SANDBOX_ID).cloned())
+                .collect(),
+        }
+    }
+
+    /// Whether the shim or logger of container `owner` serves a task. A
+    /// logger copies its one container's output. A pod's tasks share one
+    /// shim, named after the pod's first task, which may be gone while the
+    /// pod lives on; and a task create cut off by a kill can leave a shim
+    /// that serves nothing at all.
+    fn serves(&self, owner: &str, is_shim: bool) -> bool {
+        if is_shim {
+            self.sandboxes
+                .iter()
+                .any(|s| crate::shim::of_sandbox(owner, s))
+        } else {
+            self.tasks.contains(owner)
         }
     }
 }
@@ -336,19 +329,19 @@ fn kill_strays(c: &Containerd, served: &Served) -> usize {
     let namespace = c.config.namespace.as_str();
     let socket = c.config.socket.to_string_lossy();
     let mut killed = 0;
-    for pid in std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Some(process) = stray_candidate(pid, namespace, &socket) else {
+    for pid in crate::shim::pids() {
+        let Some((owner, is_shim)) = stray_owner(pid, namespace, &socket) else {
             continue;
         };
-        if served.serves(&process) {
+        if served.serves(&owner, is_shim) {
             continue;
         }
-        tracing::debug!(pid, ?process, "killing a process that serves no task");
+        tracing::debug!(
+            pid,
+            container = owner,
+            is_shim,
+            "killing a shim or logger that serves no task"
+        );
         if nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -361,34 +354,13 @@ fn kill_strays(c: &Containerd, served: &Served) -> usize {
     killed
 }
 
-/// A process of this containerd and namespace that reclaim judges.
-#[derive(Debug, PartialEq)]
-enum Process {
-    /// A shim (`-namespace NS -id ID -address SOCKET`), with its `-id`.
-    Shim { started_by: String },
-    /// A logger (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its
-    /// environment), which serves that one container.
-    Logger { container: String },
-}
-
-fn stray_candidate(pid: i32, namespace: &str, socket: &str) -> Option<Process> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+/// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
+/// (`CONTAINER_NAMESPACE` and `CONTAINER_ID` in its environment) of this
+/// containerd and namespace serves, and whether it is a shim.
+fn stray_owner(pid: i32, namespace: &str, socket: &str) -> Option<(String, bool)> {
+    let args = crate::shim::cmdline(pid)?;
     if args.first()?.ends_with("containerd-shim-runc-v2") {
-        let ours = flag("-namespace")? == namespace && flag("-address")? == socket;
-        return ours
-            .then(|| flag("-id"))
-            .flatten()
-            .map(|started_by| Process::Shim { started_by });
+        return crate::shim::shim_id(pid, namespace, socket).map(|id| (id, true));
     }
     if args.get(1).map(String::as_str) != Some(crate::logger::LOGGER_SUBCOMMAND) {
         return None;
@@ -400,9 +372,8 @@ fn stray_candidate(pid: i32, namespace: &str, socket: &str) -> Option<Process> {
             kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)
         })
     };
-    (var("CONTAINER_NAMESPACE")? == namespace)
-        .then(|| var("CONTAINER_ID"))?
-        .map(|container| Process::Logger { container })
+    let id = (var("CONTAINER_NAMESPACE")? == namespace).then(|| var("CONTAINER_ID"))??;
+    Some((id, false))
 }
 
 #[cfg(test)]
@@ -439,36 +410,64 @@ mod tests {
     }
 
     #[test]
+    fn records_made_since_the_start_count_as_served_in_the_late_sweep() {
+        let since: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let record = |id: &str, sandbox: &str, at: jiff::Timestamp| Container {
+            id: id.into(),
+            labels: HashMap::from([(labels::SANDBOX_ID.to_string(), sandbox.to_string())]),
+            created_at: Some(prost_types::Timestamp {
+                seconds: at.as_second(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let second = jiff::SignedDuration::from_secs(1);
+        let records = [
+            // The dead agent's: its task create was cut off.
+            record(
+                "aaaaaaaa-00000001-main-00000001",
+                "aaaaaaaa-00000001",
+                since - second,
+            ),
+            // This agent's, its task being created.
+            record("bbbbbbbb-00000002", "bbbbbbbb-00000002", since + second),
+            record(
+                "bbbbbbbb-00000002-main-00000002",
+                "bbbbbbbb-00000002",
+                since + second,
+            ),
+        ];
+        let late = Served::of(&records, &HashMap::new(), Some(since));
+        assert!(!late.serves("aaaaaaaa-00000001-main-00000001", true));
+        assert!(!late.serves("aaaaaaaa-00000001-main-00000001", false));
+        assert!(late.serves("bbbbbbbb-00000002-main-00000002", true));
+        assert!(late.serves("bbbbbbbb-00000002-main-00000002", false));
+        let at_start = Served::of(&records, &HashMap::new(), None);
+        assert!(!at_start.serves("bbbbbbbb-00000002-main-00000002", true));
+    }
+
+    #[test]
     fn a_shim_serves_its_sandbox_while_containerd_holds_a_task_of_it() {
         let served = Served {
             tasks: HashSet::from(["3f2504e0-1a2b3c4d-main-00000002".to_string()]),
             sandboxes: HashSet::from(["3f2504e0-1a2b3c4d".to_string()]),
         };
-        let shim = |id: &str| {
-            served.serves(&Process::Shim {
-                started_by: id.into(),
-            })
-        };
-        assert!(shim("3f2504e0-1a2b3c4d"), "started by the pause");
         assert!(
-            shim("3f2504e0-1a2b3c4d-main-00000001"),
+            served.serves("3f2504e0-1a2b3c4d", true),
+            "started by the pause"
+        );
+        assert!(
+            served.serves("3f2504e0-1a2b3c4d-main-00000001", true),
             "by a container since replaced"
         );
         assert!(
-            !shim("3f2504e0-1a2b3c4e-main-00000001"),
+            !served.serves("3f2504e0-1a2b3c4e-main-00000001", true),
             "by one of a sandbox with no task: its task create was cut off"
         );
-        assert!(!shim("3f2504e0-1a2b3c4dd-main-00000001"));
-        assert!(!shim("3f2504e0"));
-        let logger = |id: &str| {
-            served.serves(&Process::Logger {
-                container: id.into(),
-            })
-        };
-        assert!(logger("3f2504e0-1a2b3c4d-main-00000002"));
+        assert!(served.serves("3f2504e0-1a2b3c4d-main-00000002", false));
         assert!(
-            !logger("3f2504e0-1a2b3c4d-main-00000001"),
-            "the container has no task"
+            !served.serves("3f2504e0-1a2b3c4d-main-00000001", false),
+            "a logger of a container with no task"
         );
     }
 }

@@ -46,8 +46,34 @@ pub(crate) fn new_sandbox_id(pod_uid: &str) -> String {
     format!("{prefix}-{}", random_hex())
 }
 
-fn sandbox_dir(root_dir: &Path, sandbox_id: &str) -> PathBuf {
+pub(crate) fn sandbox_dir(root_dir: &Path, sandbox_id: &str) -> PathBuf {
     root_dir.join("sandboxes").join(sandbox_id)
+}
+
+/// Written once the sandbox's pause task has started: a pause that is not
+/// running without it never started (its start was cut off), with it the
+/// pause ran and died.
+fn pause_started_marker(root_dir: &Path, sandbox_id: &str) -> PathBuf {
+    sandbox_dir(root_dir, sandbox_id).join("pause-started")
+}
+
+/// Whether the sandbox's pause task ever started (see
+/// [`pause_started_marker`]).
+pub(crate) fn pause_ever_started(root_dir: &Path, sandbox_id: &str) -> bool {
+    pause_started_marker(root_dir, sandbox_id).exists()
+}
+
+fn mark_pause_started(root_dir: &Path, sandbox_id: &str) {
+    let marker = pause_started_marker(root_dir, sandbox_id);
+    let written = marker
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&marker, b""));
+    if let Err(e) = written {
+        // A later agent then takes a dead pause for one never started, and
+        // starts it instead of making the pod again.
+        tracing::warn!(sandbox = sandbox_id, error = %e, "mark the pause started");
+    }
 }
 
 /// The pod's `/dev/shm`, a tmpfs shared by its containers (as in CRI).
@@ -251,7 +277,10 @@ pub(crate) async fn run_pause(
             }
         };
         match attempt.await {
-            Ok(Some(pid)) => return Ok(pid),
+            Ok(Some(pid)) => {
+                mark_pause_started(&c.config.root_dir, id);
+                return Ok(pid);
+            }
             Ok(None) if redos < MAX_REDOS => redos += 1,
             Ok(None) => {
                 return Err(RuntimeError::other(format!(

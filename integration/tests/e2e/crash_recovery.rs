@@ -140,13 +140,20 @@ async fn a_pods_shim_outlives_its_first_containers_record() {
     );
 }
 
+/// How a cut-off pause start is made behind a killed agent's back: berth's
+/// mark that the pause started is removed, and its task is
+enum CutOff {
+    /// deleted (the kill came before the task create);
+    NoTask,
+    /// left stopped (as containerd shows one whose create it is undoing).
+    Stopped,
+}
+
 /// The pause task starts in the background after the pod's first container,
-/// so an agent killed in between leaves a running pod with no pause task
-/// (the state made here by deleting it behind the agent's back). The next
-/// agent finishes that start and adopts the pod as it is; it used to take
-/// the sandbox for dead and make the pod again in a new one.
-#[tokio::test]
-async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
+/// so an agent killed in between leaves a running pod whose pause never
+/// started. The next agent finishes that start and adopts the pod as it is;
+/// it used to take the sandbox for dead and make the pod again in a new one.
+async fn pause_start_cut_off(how: CutOff) {
     let Some((_containerd, mut agent)) = setup().await else {
         return;
     };
@@ -162,18 +169,28 @@ async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
     let pid = task_pid(&agent, &id).expect("a task for the container");
     let sandbox = id.split("-main-").next().expect("sandbox id").to_owned();
     let deadline = Instant::now() + START_TIMEOUT;
-    while task_pid(&agent, &sandbox).is_none() {
+    while !pause_started_marker(&agent, &sandbox).exists() {
         assert!(Instant::now() < deadline, "the pause never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     agent.kill().await;
-    let out = agent.ctr(&["tasks", "delete", "-f", &sandbox]);
+    let args: &[&str] = match how {
+        CutOff::NoTask => &["tasks", "delete", "-f", &sandbox],
+        CutOff::Stopped => &["tasks", "kill", "-s", "SIGKILL", &sandbox],
+    };
+    let out = agent.ctr(args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let deadline = Instant::now() + START_TIMEOUT;
+    while task_status(&agent, &sandbox).as_deref() == Some("RUNNING") {
+        assert!(Instant::now() < deadline, "the pause still runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::remove_file(pause_started_marker(&agent, &sandbox)).expect("the pause was marked");
     agent.launch().await;
 
     let after = wait_running(&agent, "unpaused").await;
@@ -185,8 +202,79 @@ async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
     assert_eq!(task_pid(&agent, &id), Some(pid));
     assert_eq!(restart_count(&after, "main"), 0);
     assert_eq!(pod_ip(&after), pod_ip(&before), "a new sandbox");
-    assert!(
-        task_pid(&agent, &sandbox).is_some(),
+    assert_eq!(
+        task_status(&agent, &sandbox).as_deref(),
+        Some("RUNNING"),
         "the pause is not running"
     );
+}
+
+#[tokio::test]
+async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
+    pause_start_cut_off(CutOff::NoTask).await;
+}
+
+#[tokio::test]
+async fn a_pause_start_cut_off_in_its_create_is_finished_and_the_pod_kept() {
+    pause_start_cut_off(CutOff::Stopped).await;
+}
+
+/// Where berth marks that a sandbox's pause started.
+fn pause_started_marker(agent: &AgentProcess, sandbox: &str) -> std::path::PathBuf {
+    agent
+        .root_dir()
+        .join("sandboxes")
+        .join(sandbox)
+        .join("pause-started")
+}
+
+/// A pause that ran and died while the agent was down: as the kubelet does
+/// with a sandbox that is not ready, the next agent makes the pod again in a
+/// new sandbox (it is not taken for a start the crash cut off).
+#[tokio::test]
+async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
+    let Some((_containerd, mut agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "orphaned",
+            "Always",
+            vec![sh_container("main", "exec sleep 3600")],
+        )))
+        .await;
+    let before = wait_running(&agent, "orphaned").await;
+    let id = container_id(&before, "main").expect("containerID");
+    let sandbox = id.split("-main-").next().expect("sandbox id").to_owned();
+    // Once berth has marked it started, a pause that is gone has died.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !pause_started_marker(&agent, &sandbox).exists() {
+        assert!(Instant::now() < deadline, "the pause never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pause = task_pid(&agent, &sandbox).expect("the pause runs");
+
+    agent.kill().await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pause),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the pause");
+    agent.launch().await;
+
+    let after = agent
+        .wait_for(
+            "default",
+            "orphaned",
+            "in a new sandbox",
+            START_TIMEOUT,
+            |p| all_running(p) && container_id(p, "main").is_some_and(|c| c != id),
+        )
+        .await;
+    let (_, events) = pod_events(&agent, "default", "orphaned").await;
+    assert!(
+        events.iter().any(|e| e["reason"] == "SandboxChanged"),
+        "{events:#?}"
+    );
+    assert_ne!(pod_ip(&after), None);
 }
