@@ -68,7 +68,7 @@ fn mark_pause_started(root_dir: &Path, sandbox_id: &str) {
     let written = marker
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&marker, b""));
+        .and_then(|()| berth_runtime::files::write_private(&marker, b""));
     if let Err(e) = written {
         // A later agent then takes a dead pause for one never started, and
         // starts it instead of making the pod again.

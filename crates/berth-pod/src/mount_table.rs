@@ -15,11 +15,8 @@ pub(crate) fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(dir) = fs::canonicalize(dir) else {
         return Vec::new();
     };
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape(field)))
+    let mut points: Vec<PathBuf> = berth_runtime::mount_points()
+        .into_iter()
         .filter(|point| point.starts_with(&dir) && *point != dir)
         .collect();
     points.reverse();
@@ -31,11 +28,7 @@ pub(crate) fn is_mount_point(dir: &Path) -> bool {
     let Ok(dir) = fs::canonicalize(dir) else {
         return false;
     };
-    let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|field| Path::new(&unescape(field)) == dir)
+    berth_runtime::mount_points().contains(&dir)
 }
 
 /// Lazily unmounts everything below `dir`, and fails if anything is still
@@ -77,35 +70,4 @@ pub(crate) fn unmount(point: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The mount table writes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
-            if let Some(value) = octal.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(value);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unescapes_octal() {
-        assert_eq!(unescape(r"/tmp/a\040b"), "/tmp/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 }

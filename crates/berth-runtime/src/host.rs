@@ -24,9 +24,49 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Every mount point of this process's mount namespace, in the order of
+/// `/proc/self/mountinfo` (a mount after the mounts it sits on), with the
+/// table's octal escapes decoded.
+pub fn mount_points() -> Vec<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| std::path::PathBuf::from(unescape_mount_field(field)))
+        .collect()
+}
+
+/// The mount table writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).ok();
+            if let Some(value) = octal.and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_fields_unescape_octal() {
+        assert_eq!(unescape_mount_field(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape_mount_field("/plain"), "/plain");
+        assert_eq!(unescape_mount_field(r"/end\"), r"/end\");
+        assert!(mount_points().contains(&std::path::PathBuf::from("/")));
+    }
 
     #[test]
     fn kernel_versions_parse_from_releases() {

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use error::{RuntimeError, RuntimeErrorKind};
-pub use host::{kernel_version, node_hostname, parse_kernel_version};
+pub use host::{kernel_version, mount_points, node_hostname, parse_kernel_version};
 pub use types::*;
 
 /// A container runtime as the pod worker sees it.
