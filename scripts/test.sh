@@ -23,6 +23,15 @@ command -v cargo >/dev/null || { echo "fatal: cargo is not installed" >&2; exit 
 # more than double target/'s size on CI's disk. Set it to 1 to keep it.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+step "disk"
+# The build takes about 2 GB and the log tests a few hundred MB more: a
+# nearly full disk fails them in ways that look like bugs, so say it first.
+df -h . "${TMPDIR:-/tmp}"
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if (( free_kb < 4 * 1024 * 1024 )); then
+  echo "warning: under 4 GB free here; the build and the log tests may fail for want of disk" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
