@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../integration/k8s"
 
-version=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' go.mod)
+version=$(awk '($1 == "k8s.io/kubernetes" && $2 ~ /^v/) { print $2 } ($1 == "require" && $2 == "k8s.io/kubernetes") { print $3 }' go.mod | head -1)
 [[ -n "$version" ]] || { echo "fatal: no k8s.io/kubernetes version in go.mod" >&2; exit 1; }
 cache="${BERTH_K8S_CACHE:-/var/cache/berth-k8s}/$version"
 bin="$cache/bin"
