@@ -92,6 +92,20 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     let sources = CancellationToken::new();
     let (mut services, mut manifests) =
         Services::start(&config, &runtime, &supervisor, known_files, &sources)?;
+    let (cluster, mut cluster_pods) = match &config.kubeconfig {
+        Some(kubeconfig) => {
+            let (cluster, pods) = crate::cluster::Cluster::start(
+                &config,
+                kubeconfig,
+                runtime.clone(),
+                supervisor.store().clone(),
+                sources.clone(),
+            )
+            .await?;
+            (Some(cluster), pods)
+        }
+        None => (None, mpsc::channel(1).1),
+    };
     info!(socket = %config.socket.display(), "berth agent ready");
     ready();
 
@@ -99,6 +113,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(uid) = finished_rx.recv() => supervisor.on_finished(&uid),
+            Some(event) = cluster_pods.recv() => supervisor.on_cluster_event(event),
             Some(event) = manifests.recv() => match event {
                 ManifestEvent::Pods { path, pods } => supervisor.apply_file(&path, pods),
                 ManifestEvent::Removed { path } => supervisor.remove_file(&path),
@@ -111,6 +126,9 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 
     sources.cancel();
     services.stop().await;
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
     drain(&config, &supervisor, &mut finished_rx).await;
     supervisor.detach_all().await;
     let _ = orphans_removed.await;

@@ -99,6 +99,13 @@ pub struct AgentConfig {
     pub allowed_unsafe_sysctls: Vec<String>,
     /// RuntimeDefault seccomp for containers that name no profile.
     pub seccomp_default: bool,
+    /// Cluster mode: the kubeconfig of this node's identity
+    /// (`system:node:<nodeName>`); unset, the agent runs standalone.
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's InternalIP address as the cluster sees it (default: the
+    /// address of the default route's interface).
+    #[serde(rename = "nodeIP")]
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for AgentConfig {
@@ -128,6 +135,8 @@ impl Default for AgentConfig {
             container_log_monitor_interval_seconds: 10,
             shutdown_grace_period_seconds: 0,
             registry_config: None,
+            kubeconfig: None,
+            node_ip: None,
             allowed_unsafe_sysctls: Vec::new(),
             seccomp_default: false,
         }
@@ -180,6 +189,12 @@ pub struct AgentFlags {
     /// Node name (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Join a cluster: the kubeconfig of this node's identity.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's InternalIP (default: the default route's interface address).
+    #[arg(long = "node-ip", value_name = "IP")]
+    pub node_ip: Option<std::net::IpAddr>,
     /// First CrashLoopBackOff delay.
     #[arg(long, value_name = "SECONDS")]
     pub crash_loop_back_off_initial_seconds: Option<u64>,
@@ -293,6 +308,13 @@ impl AgentConfig {
             self.pod_infra_image = flags.pod_infra_image;
         }
         set(&mut self.node_name, flags.node_name);
+        if let Some(path) = flags.kubeconfig {
+            // A flag is relative to where the agent was started, as kubectl's.
+            self.kubeconfig = Some(std::path::absolute(&path).unwrap_or(path));
+        }
+        if flags.node_ip.is_some() {
+            self.node_ip = flags.node_ip;
+        }
         let backoff = &mut self.crash_loop_back_off;
         set(
             &mut backoff.initial_seconds,
@@ -378,12 +400,13 @@ impl AgentConfig {
                 return invalid(key, format!("{} is not an absolute path", path.display()));
             }
         }
-        if let Some(path) = &self.registry_config {
-            if !path.is_absolute() {
-                return invalid(
-                    "registryConfig",
-                    format!("{} is not an absolute path", path.display()),
-                );
+        let optional_paths = [
+            ("registryConfig", &self.registry_config),
+            ("kubeconfig", &self.kubeconfig),
+        ];
+        for (key, path) in optional_paths {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
+                return invalid(key, format!("{} is not an absolute path", path.display()));
             }
         }
         if self.cni_bin_dirs.is_empty() {

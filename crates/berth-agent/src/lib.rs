@@ -8,13 +8,16 @@
 //! - `supervisor`: one pod worker per UID; `admission`: what is refused
 //!   before a worker starts; `orphans`: runtime pods no source claims.
 //! - `store`, `saved_events`: the pods and events as the API shows them.
-//! - `manifests`: the static pod source; `api/`: the local API server.
+//! - `manifests`: the static pod source; `api/`: the local API server;
+//!   `cluster/`: cluster mode (the Node, its Lease, the API server's pods
+//!   and their statuses).
 //! - `logs`: reading CRI logs; `log_rotation`, `image_gc`, `periodic`: the
 //!   background passes; `config`, `state_dir`, `node`: settings and host.
 
 pub mod admission;
 pub mod agent;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod image_gc;
 pub mod log_rotation;

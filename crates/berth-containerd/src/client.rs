@@ -112,11 +112,20 @@ impl Containerd {
             pulls: Default::default(),
             state: Default::default(),
         };
-        let mut version = containerd_client::services::v1::version_client::VersionClient::new(
-            this.channel.clone(),
-        );
-        version.version(()).await.map_err(status_error)?;
+        this.version().await?;
         Ok(this)
+    }
+
+    /// containerd's version (its Version service).
+    pub async fn version(&self) -> Result<berth_runtime::RuntimeVersion, RuntimeError> {
+        let mut client = containerd_client::services::v1::version_client::VersionClient::new(
+            self.channel.clone(),
+        );
+        let reply = client.version(()).await.map_err(status_error)?.into_inner();
+        Ok(berth_runtime::RuntimeVersion {
+            name: "containerd".into(),
+            version: reply.version,
+        })
     }
 
     /// Uses `registries` (credentials, plain-HTTP and insecure hosts,

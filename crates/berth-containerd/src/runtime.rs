@@ -95,4 +95,8 @@ impl ContainerRuntime for Containerd {
     async fn reclaim(&self) -> Result<Reclaimed, RuntimeError> {
         reclaim::reclaim(self).await
     }
+
+    async fn version(&self) -> Result<berth_runtime::RuntimeVersion, RuntimeError> {
+        self.version().await
+    }
 }

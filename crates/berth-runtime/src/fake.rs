@@ -577,6 +577,13 @@ impl ContainerRuntime for FakeRuntime {
         Ok(Reclaimed::default())
     }
 
+    async fn version(&self) -> Result<crate::RuntimeVersion, RuntimeError> {
+        Ok(crate::RuntimeVersion {
+            name: "fake".into(),
+            version: "0.0.0".into(),
+        })
+    }
+
     async fn container_images(&self) -> Result<Vec<String>, RuntimeError> {
         let inner = self.lock();
         Ok(inner

@@ -132,6 +132,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// namespace pins, mounts, leases, helper processes). Call it before any
     /// pod starts.
     fn reclaim(&self) -> impl Future<Output = Result<Reclaimed, RuntimeError>> + Send;
+
+    /// The runtime's name and version (the CRI's `Version`): the node
+    /// reports them, and an answer is the runtime's sign of life.
+    fn version(&self) -> impl Future<Output = Result<RuntimeVersion, RuntimeError>> + Send;
+}
+
+/// What [`ContainerRuntime::version`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// `containerd`, as the node's `containerRuntimeVersion` prefixes it.
+    pub name: String,
+    pub version: String,
 }
 
 /// The images a runtime holds, for `berth image` (the CRI's image service).

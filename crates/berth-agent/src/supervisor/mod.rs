@@ -22,6 +22,8 @@ use crate::manifests::CONFIG_SOURCE_ANNOTATION;
 use crate::service::{ApiError, LogOptions, LogTarget, PodService, PulledImage, WatchEvent};
 use crate::store::{self, PodStore};
 
+mod cluster_pods;
+
 /// Owns the pods: their objects in the store and their workers.
 pub struct Supervisor<R> {
     runtime: Arc<R>,
@@ -468,19 +470,7 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         berth_api::validation::validate_update(&old, &pod)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
         let uid = old.metadata.uid.clone().unwrap_or_default();
-        let updated = self
-            .store
-            .modify(&uid, |stored| {
-                stored.spec = pod.spec.clone();
-                stored.metadata.labels = pod.metadata.labels.clone();
-                stored.metadata.annotations = pod.metadata.annotations.clone();
-            })
-            .ok_or_else(|| not_found(name))?;
-        self.persist(&updated);
-        if let Some(worker) = self.workers.lock().expect("workers lock").get(&uid) {
-            worker.update(Arc::new(updated.clone()));
-        }
-        Ok(updated)
+        self.update_spec(&uid, &pod).ok_or_else(|| not_found(name))
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {

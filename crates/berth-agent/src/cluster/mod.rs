@@ -1,0 +1,131 @@
+//! Cluster mode: the node's side of the contract with a kube-apiserver.
+//! Started when the agent has a kubeconfig; standalone mode never touches
+//! it.
+//!
+//! - `connect`: the client from the node's kubeconfig.
+//! - `node_object`: the Node object and its status, from the host's facts
+//!   (pure); `node_status`: registration and the status every 10 s.
+//! - `lease`: the heartbeat Lease in `kube-node-lease`.
+//! - `pod_source`: the pods bound to this node, watched, fed to the
+//!   supervisor as the manifest directory's are.
+//! - `status_sync`: pod statuses patched to the API server, and the final
+//!   delete once a pod is torn down.
+
+mod connect;
+mod lease;
+mod node_object;
+mod node_status;
+mod pod_source;
+mod status_sync;
+
+use std::sync::Arc;
+
+use berth_runtime::ContainerRuntime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::store::PodStore;
+use crate::AgentError;
+
+pub use pod_source::ClusterPodEvent;
+
+/// The value of `kubernetes.io/config.source` on pods from the API server,
+/// as the kubelet marks them.
+pub const API_SOURCE: &str = "api";
+
+/// The background tasks of cluster mode, ended by the token they were
+/// started with.
+pub struct Cluster {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Connects with the node's kubeconfig and starts registration, status,
+    /// Lease, the pod watch and the status sync. A kubeconfig that cannot be
+    /// read is an error; an API server that does not answer is not: every
+    /// task retries until it does.
+    pub async fn start<R: ContainerRuntime>(
+        config: &AgentConfig,
+        kubeconfig: &std::path::Path,
+        runtime: Arc<R>,
+        store: Arc<PodStore>,
+        stop: CancellationToken,
+    ) -> Result<(Self, mpsc::Receiver<ClusterPodEvent>), AgentError> {
+        let client = connect::client(kubeconfig)
+            .await
+            .map_err(|e| AgentError::Config(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
+        let facts = node_object::NodeFacts::read(config);
+        // The Node's UID once registered: the Lease's owner, and the sign
+        // that pods may be watched.
+        let (registered_tx, registered_rx) = watch::channel(None::<String>);
+        let (pods_tx, pods_rx) = mpsc::channel(256);
+        let tasks = vec![
+            tokio::spawn(node_status::run(
+                client.clone(),
+                facts,
+                runtime,
+                registered_tx,
+                stop.clone(),
+            )),
+            tokio::spawn(lease::run(
+                client.clone(),
+                config.node_name.clone(),
+                registered_rx.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(pod_source::run(
+                client.clone(),
+                config.node_name.clone(),
+                store.clone(),
+                registered_rx,
+                pods_tx,
+                stop.clone(),
+            )),
+            tokio::spawn(status_sync::run(client, store, stop)),
+        ];
+        Ok((Self { tasks }, pods_rx))
+    }
+
+    /// Waits for the tasks to end (their token is cancelled first).
+    pub async fn stop(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Whether a pod came from the API server.
+pub fn is_cluster_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::manifests::CONFIG_SOURCE_ANNOTATION))
+        .is_some_and(|s| s == API_SOURCE)
+}
+
+/// Retries after failures: 100 ms doubling to 7 s, as the kubelet's node
+/// registration.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    next: std::time::Duration,
+}
+
+impl Retry {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// Waits the current delay (or until `stop`); false once stopped.
+    pub(crate) async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let delay = self.next;
+        self.next = (self.next * 2).min(std::time::Duration::from_secs(7));
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Registers the Node and reports its status: computed every 10 s
+//! (`nodeStatusUpdateFrequency`), patched when it changed or every 5 min
+//! (`nodeStatusReportFrequency`), as the kubelet's `syncNodeStatus`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::ContainerRuntime;
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::node_object::{self, NodeFacts, Readiness};
+use super::Retry;
+
+const UPDATE_EVERY: Duration = Duration::from_secs(10);
+const REPORT_EVERY: Duration = Duration::from_secs(5 * 60);
+
+pub async fn run<R: ContainerRuntime>(
+    client: kube::Client,
+    facts: NodeFacts,
+    runtime: Arc<R>,
+    registered: watch::Sender<Option<String>>,
+    stop: CancellationToken,
+) {
+    let nodes: Api<Node> = Api::all(client);
+    let mut status = current_status(&facts, runtime.as_ref(), &[]).await;
+    let mut retry = Retry::new();
+    let uid = loop {
+        match register(&nodes, &facts, &status).await {
+            Ok(uid) => break uid,
+            Err(e) => warn!(node = %facts.name, "register the node: {e}"),
+        }
+        if !retry.wait(&stop).await {
+            return;
+        }
+    };
+    info!(node = %facts.name, "node registered");
+    let _ = registered.send(Some(uid));
+    let mut reported: Option<(NodeStatus, Instant)> = None;
+    loop {
+        let previous = status.conditions.clone().unwrap_or_default();
+        status = current_status(&facts, runtime.as_ref(), &previous).await;
+        let unchanged = reported.as_ref().is_some_and(|(sent, at)| {
+            node_object::without_heartbeats(sent) == node_object::without_heartbeats(&status)
+                && at.elapsed() < REPORT_EVERY
+        });
+        if !unchanged {
+            match patch_status(&nodes, &facts.name, &status).await {
+                Ok(()) => reported = Some((status.clone(), Instant::now())),
+                Err(e) => warn!(node = %facts.name, "update node status: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(UPDATE_EVERY) => {}
+        }
+    }
+}
+
+/// The status now: Ready while the runtime answers.
+async fn current_status<R: ContainerRuntime>(
+    facts: &NodeFacts,
+    runtime: &R,
+    previous: &[k8s_openapi::api::core::v1::NodeCondition],
+) -> NodeStatus {
+    let (version, readiness): (String, Readiness) = match runtime.version().await {
+        Ok(v) => (format!("{}://{}", v.name, v.version), Ok(())),
+        Err(e) => (
+            String::new(),
+            Err(format!("container runtime is down: {e}")),
+        ),
+    };
+    node_object::node_status(facts, &version, &readiness, previous, now())
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Creates the Node, or takes over the one that exists (never deleted: the
+/// Lease and others own references to its UID). Returns its UID.
+async fn register(
+    nodes: &Api<Node>,
+    facts: &NodeFacts,
+    status: &NodeStatus,
+) -> Result<String, kube::Error> {
+    let node = node_object::initial_node(facts, status.clone());
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(created) => return Ok(created.metadata.uid.unwrap_or_default()),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            debug!(node = %facts.name, "the node exists; reconciling it");
+        }
+        Err(e) => return Err(e),
+    }
+    // The kubelet's default labels (and the attach-detach annotation) are
+    // put back if someone changed them; other labels stay.
+    let patch = serde_json::json!({
+        "metadata": {
+            "labels": node_object::default_labels(facts),
+            "annotations": { "volumes.kubernetes.io/controller-managed-attach-detach": "true" },
+        }
+    });
+    let node = nodes
+        .patch(
+            &facts.name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await?;
+    Ok(node.metadata.uid.unwrap_or_default())
+}
+
+/// A strategic-merge patch of `nodes/<name>/status`: conditions merge by
+/// type, so those others set survive. `addresses` merges by type too, which
+/// would keep a stale address: the list is replaced whole instead (the
+/// kubelet's `fixupPatchForNodeStatusAddresses`).
+async fn patch_status(
+    nodes: &Api<Node>,
+    name: &str,
+    status: &NodeStatus,
+) -> Result<(), kube::Error> {
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    if let Some(addresses) = body.get_mut("addresses").and_then(|a| a.as_array_mut()) {
+        addresses.push(serde_json::json!({ "$patch": "replace" }));
+    }
+    let patch = serde_json::json!({ "status": body });
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The pods bound to this node: a list and watch of
+//! `spec.nodeName=<node>` across namespaces (the kubelet's
+//! `NewSourceApiserver`). Every list is the whole set, so a pod missing
+//! from a relist was deleted while the watch was down.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::store::PodStore;
+
+/// What the supervisor is told.
+#[derive(Debug)]
+pub enum ClusterPodEvent {
+    /// Every pod bound to the node: those berth runs and are not in it
+    /// were deleted.
+    All(Vec<Pod>),
+    /// A pod added or changed (a `deletionTimestamp` asks for its graceful
+    /// termination).
+    Changed(Pod),
+    /// A pod gone from the API server (a forced delete).
+    Deleted(Pod),
+}
+
+pub async fn run(
+    client: kube::Client,
+    node: String,
+    store: Arc<PodStore>,
+    mut registered: watch::Receiver<Option<String>>,
+    events: mpsc::Sender<ClusterPodEvent>,
+    stop: CancellationToken,
+) {
+    // Pods are watched once the Node exists, as the kubelet waits for its
+    // own Node first.
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        r = registered.wait_for(Option::is_some) => if r.is_err() { return },
+    }
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+    let mut listing: Vec<Pod> = Vec::new();
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = stream.next() => next,
+        };
+        let event = match next {
+            Some(Ok(event)) => event,
+            // The watcher backs off and relists on its own.
+            Some(Err(e)) => {
+                warn!(%node, "watch pods: {e}");
+                continue;
+            }
+            None => return,
+        };
+        let message = match event {
+            Event::Init => {
+                listing.clear();
+                continue;
+            }
+            Event::InitApply(pod) => {
+                listing.push(pod);
+                continue;
+            }
+            Event::InitDone => {
+                let all = std::mem::take(&mut listing);
+                debug!(%node, pods = all.len(), "listed the node's pods");
+                for pod in &all {
+                    delete_if_unknown(&client, &store, pod);
+                }
+                ClusterPodEvent::All(all)
+            }
+            Event::Apply(pod) => {
+                if delete_if_unknown(&client, &store, &pod) {
+                    continue;
+                }
+                ClusterPodEvent::Changed(pod)
+            }
+            Event::Delete(pod) => ClusterPodEvent::Deleted(pod),
+        };
+        if events.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A pod being deleted that berth does not run has nothing to tear down:
+/// it is deleted from the API server at once (the kubelet's final delete).
+fn delete_if_unknown(client: &kube::Client, store: &PodStore, pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_none() {
+        return false;
+    }
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    if store.get(uid).is_some() {
+        return false;
+    }
+    let (client, pod) = (client.clone(), pod.clone());
+    tokio::spawn(async move { super::status_sync::final_delete(&client, &pod).await });
+    true
+}

@@ -1,0 +1,126 @@
+//! Pod statuses to the API server: a strategic-merge patch of
+//! `pods/<name>/status` carrying the pod's UID (a recreated pod of the same
+//! name refuses a stale status), as the kubelet's status manager; and the
+//! final delete once a pod is torn down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::service::WatchEvent;
+use crate::store::PodStore;
+
+use super::is_cluster_pod;
+
+/// Statuses the server did not take are sent again this often (the
+/// kubelet's status manager syncs every 10 s).
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+pub async fn run(client: kube::Client, store: Arc<PodStore>, stop: CancellationToken) {
+    let mut changes = store.subscribe();
+    // What the server last took, by UID.
+    let mut sent: HashMap<String, PodStatus> = HashMap::new();
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let pods: Vec<Pod> = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = resync.tick() => store.list(None),
+            change = changes.recv() => match change {
+                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => vec![pod],
+                Ok(WatchEvent::Deleted(pod)) => {
+                    if is_cluster_pod(&pod) {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        sent.remove(&uid);
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            patch_status(&client, &pod).await.ok();
+                            final_delete(&client, &pod).await;
+                        });
+                    }
+                    continue;
+                }
+                // Missed changes: everything is looked at again.
+                Err(RecvError::Lagged(_)) => store.list(None),
+                Err(RecvError::Closed) => return,
+            },
+        };
+        for pod in pods.iter().filter(|p| is_cluster_pod(p)) {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let Some(status) = pod.status.clone() else {
+                continue;
+            };
+            if sent.get(&uid) == Some(&status) {
+                continue;
+            }
+            match patch_status(&client, pod).await {
+                Ok(()) => {
+                    sent.insert(uid, status);
+                }
+                Err(e) => debug!(
+                    pod = pod.metadata.name.as_deref().unwrap_or(""),
+                    "patch pod status: {e}"
+                ),
+            }
+        }
+        // Forget pods the store no longer has.
+        if sent.len() > store.list(None).len() {
+            let known: Vec<String> = store
+                .list(None)
+                .into_iter()
+                .filter_map(|p| p.metadata.uid)
+                .collect();
+            sent.retain(|uid, _| known.contains(uid));
+        }
+    }
+}
+
+fn namespaced(client: &kube::Client, pod: &Pod) -> Api<Pod> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    Api::namespaced(client.clone(), namespace)
+}
+
+/// `{"metadata": {"uid": …}, "status": …}` as a strategic-merge patch:
+/// conditions merge by type, so conditions others own (readiness gates)
+/// stay; container statuses are replaced whole.
+async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let patch = serde_json::json!({
+        "metadata": { "uid": pod.metadata.uid },
+        "status": pod.status,
+    });
+    match namespaced(client, pod)
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone, or another pod of the same name now: nothing to tell.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the API object of a torn-down pod: grace 0, and only the pod of
+/// this UID (the kubelet's status manager once `canBeDeleted`).
+pub async fn final_delete(client: &kube::Client, pod: &Pod) {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match namespaced(client, pod).delete(name, &params).await {
+        Ok(_) => debug!(pod = name, "deleted from the API server"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => warn!(pod = name, "final delete: {e}"),
+    }
+}
