@@ -36,7 +36,7 @@ mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-echo "building the control plane $version into $bin (about 25 minutes on 2 cores the first time)" >&2
+echo "building the control plane $version into $bin (about 10 minutes on 2 cores with a warm module cache, more for the downloads on a fresh machine)" >&2
 go build -ldflags "$ldflags" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \

@@ -146,7 +146,9 @@ fn mounts(
         mounts.push(Mount {
             host_path: source.path,
             container_path: vm.mount_path.clone(),
-            read_only: vm.read_only.unwrap_or(false),
+            // API data (configMap, secret, downwardAPI, projected) is
+            // always mounted read-only, as by the kubelet.
+            read_only: vm.read_only.unwrap_or(false) || source.api_data,
         });
     }
     let taken = |path: &str| mounts.iter().any(|m: &Mount| m.container_path == path);
@@ -186,6 +188,8 @@ struct VolumeSource {
     path: std::path::PathBuf,
     /// A subPath staging mount berth made for this start.
     staged: bool,
+    /// The volume holds API data.
+    api_data: bool,
 }
 
 /// The volume's path, or for a subPath the staging mount of it that
@@ -206,10 +210,12 @@ fn volume_source(
         .dirs
         .volume_path(volume)
         .ok_or_else(|| ConfigError(format!("volume {:?} has no supported source", vm.name)))?;
+    let api_data = ctx.dirs.api_object_volume(volume).is_some();
     let Some(sub_path) = subpath::requested(vm, vars).map_err(ConfigError)? else {
         return Ok(VolumeSource {
             path,
             staged: false,
+            api_data,
         });
     };
     let staging = subpath::SubPathMount {
@@ -225,6 +231,7 @@ fn volume_source(
     Ok(VolumeSource {
         path: staging,
         staged: true,
+        api_data,
     })
 }
 

@@ -51,6 +51,24 @@ impl PodDirs {
             .join(volume)
     }
 
+    /// Where a volume whose content comes from API objects (configMap,
+    /// secret, downwardAPI, projected) is written, by the kubelet's plugin
+    /// names; `None` for other kinds. Cluster mode writes it.
+    pub fn api_object_volume(&self, volume: &Volume) -> Option<PathBuf> {
+        let plugin = if volume.config_map.is_some() {
+            "kubernetes.io~configmap"
+        } else if volume.secret.is_some() {
+            "kubernetes.io~secret"
+        } else if volume.downward_api.is_some() {
+            "kubernetes.io~downward-api"
+        } else if volume.projected.is_some() {
+            "kubernetes.io~projected"
+        } else {
+            return None;
+        };
+        Some(self.pod.join("volumes").join(plugin).join(&volume.name))
+    }
+
     pub(crate) fn etc_file(&self, name: &str) -> PathBuf {
         self.pod.join(name)
     }
@@ -87,6 +105,15 @@ impl PodDirs {
                     Path::new(&host.path),
                     host.type_.as_deref().unwrap_or(""),
                 )?;
+            } else if let Some(dir) = self.api_object_volume(volume) {
+                // Written by cluster mode through its `..data` link, which
+                // appears once the whole content is there.
+                if fs::symlink_metadata(dir.join(DATA_LINK)).is_err() {
+                    return Err(set_up_failed(
+                        &volume.name,
+                        "its content has not been written yet",
+                    ));
+                }
             }
         }
         Ok(())
@@ -96,8 +123,10 @@ impl PodDirs {
     pub(crate) fn volume_path(&self, volume: &Volume) -> Option<PathBuf> {
         if volume.empty_dir.is_some() {
             Some(self.empty_dir(&volume.name))
+        } else if let Some(host) = &volume.host_path {
+            Some(PathBuf::from(&host.path))
         } else {
-            volume.host_path.as_ref().map(|h| PathBuf::from(&h.path))
+            self.api_object_volume(volume)
         }
     }
 
@@ -225,6 +254,10 @@ fn node_memory() -> u64 {
 }
 
 /// A volume that could not be set up, in the kubelet's words.
+/// The link an API-object volume's writer swaps in last (the kubelet's
+/// atomic writer's `..data`).
+pub const DATA_LINK: &str = "..data";
+
 fn set_up_failed(volume: &str, error: &str) -> String {
     format!("MountVolume.SetUp failed for volume \"{volume}\" : {error}")
 }

@@ -51,7 +51,7 @@ mod volume_ownership;
 mod worker;
 
 pub use backoff::BackoffPolicy;
-pub use dirs::{remove_orphaned_pod_dirs, PodDirs};
+pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
 pub use sink::{EventType, PodEvent, PodSink};
 pub use timeline::{TimelineEntry, TimelineStep};

@@ -10,6 +10,8 @@
 //!   supervisor as the manifest directory's are.
 //! - `status_sync`: pod statuses patched to the API server, and the final
 //!   delete once a pod is torn down.
+//! - `volumes/`: configMap, secret, downwardAPI and projected volumes
+//!   (the service account token among them), written and kept current.
 
 mod connect;
 mod lease;
@@ -17,6 +19,7 @@ mod node_object;
 mod node_status;
 mod pod_source;
 mod status_sync;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -79,6 +82,13 @@ impl Cluster {
                 client.clone(),
                 config.node_name.clone(),
                 store.clone(),
+                volumes::PodVolumes::new(
+                    client.clone(),
+                    config.root_dir.clone(),
+                    config.log_dir.clone(),
+                    store.clone(),
+                    stop.clone(),
+                ),
                 registered_rx,
                 pods_tx,
                 stop.clone(),

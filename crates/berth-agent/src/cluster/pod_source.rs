@@ -33,6 +33,7 @@ pub async fn run(
     client: kube::Client,
     node: String,
     store: Arc<PodStore>,
+    volumes: Arc<super::volumes::PodVolumes>,
     mut registered: watch::Receiver<Option<String>>,
     events: mpsc::Sender<ClusterPodEvent>,
     stop: CancellationToken,
@@ -67,6 +68,7 @@ pub async fn run(
                 continue;
             }
             Event::InitApply(pod) => {
+                volumes.ensure(&pod);
                 listing.push(pod);
                 continue;
             }
@@ -82,6 +84,7 @@ pub async fn run(
                 if delete_if_unknown(&client, &store, &pod) {
                     continue;
                 }
+                volumes.ensure(&pod);
                 ClusterPodEvent::Changed(pod)
             }
             Event::Delete(pod) => ClusterPodEvent::Deleted(pod),

@@ -80,7 +80,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             start_time,
             ..Default::default()
         });
-        if let Err(e) = berth_api::validation::validate_pod(&pod) {
+        if let Err(e) = berth_api::validation::validate_cluster_pod(&pod) {
             // What berth cannot run is refused as the kubelet's admission
             // refuses: Failed, with the reason in the status and an event.
             return self.reject(

@@ -41,6 +41,26 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationErrors> {
     )
 }
 
+/// Validates a pod the API server bound to this node: as
+/// [`validate_pod`], and volumes of API data (configMap, secret,
+/// downwardAPI, projected) are allowed, since cluster mode writes them.
+pub fn validate_cluster_pod(pod: &Pod) -> Result<(), ValidationErrors> {
+    let errors = pod_errors(pod)
+        .into_iter()
+        .filter(|e| {
+            let api_data = volume::API_OBJECT_SOURCES
+                .iter()
+                .any(|source| e.field.ends_with(&format!("].{source}")));
+            !(e.kind == ErrorKind::NotSupported && e.field.starts_with("spec.volumes[") && api_data)
+        })
+        .collect();
+    ValidationErrors::check(
+        "Pod",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        errors,
+    )
+}
+
 /// Every creation error, in the API server's order.
 pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
     let mut errs = metadata_errors(pod);

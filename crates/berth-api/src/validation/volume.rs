@@ -45,6 +45,10 @@ const SOURCES: [&str; 30] = [
 
 const SUPPORTED: [&str; 2] = ["emptyDir", "hostPath"];
 
+/// Sources whose content comes from the API server: berth runs them in
+/// cluster mode only.
+pub const API_OBJECT_SOURCES: [&str; 4] = ["configMap", "secret", "downwardAPI", "projected"];
+
 const HOST_PATH_TYPES: [&str; 8] = [
     "",
     "BlockDevice",

@@ -1,0 +1,373 @@
+//! Volumes of API data (configMap, secret, downwardAPI, projected with the
+//! service account token): each pod that has some gets a task that writes
+//! them before its containers start and keeps them current, every minute
+//! and before its tokens reach 80 % of their lifetime (the kubelet's volume
+//! manager and `token_manager`).
+//!
+//! - `content`: the files each kind lays out; `atomic_writer`: writing them
+//!   so a container never sees half an update.
+
+mod atomic_writer;
+mod content;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Pod, Secret, ServiceAccount, Volume, VolumeProjection,
+};
+use kube::api::{Api, PostParams};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::store::PodStore;
+use atomic_writer::{Files, Payload};
+use content::{config_map_data, downward_files, keyed_files, secret_data};
+
+/// How often the content is read again (the kubelet re-syncs a pod's
+/// volumes about every minute).
+const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a task waits for its pod to be admitted before it gives up.
+const ADMISSION_WINDOW: Duration = Duration::from_secs(120);
+
+/// The volume writers of the node's pods.
+pub struct PodVolumes {
+    client: kube::Client,
+    root_dir: PathBuf,
+    log_dir: PathBuf,
+    store: Arc<PodStore>,
+    stop: CancellationToken,
+    running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl PodVolumes {
+    pub fn new(
+        client: kube::Client,
+        root_dir: PathBuf,
+        log_dir: PathBuf,
+        store: Arc<PodStore>,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            root_dir,
+            log_dir,
+            store,
+            stop,
+            running: Mutex::default(),
+        })
+    }
+
+    /// Starts writing the pod's volumes of API data, unless already done.
+    pub fn ensure(self: &Arc<Self>, pod: &Pod) {
+        let has_api_data = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(is_api_data);
+        if !has_api_data || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut running = self.running.lock().expect("volume tasks lock");
+        running.retain(|_, task| !task.is_finished());
+        if running.contains_key(&uid) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let pod = pod.clone();
+        running.insert(
+            uid,
+            tokio::spawn(async move { this.keep_written(pod).await }),
+        );
+    }
+
+    /// Writes the volumes, and again on every refresh, while the pod is
+    /// the store's (or, before its admission, for a short while).
+    async fn keep_written(&self, first: Pod) {
+        let uid = first.metadata.uid.clone().unwrap_or_default();
+        let started = Instant::now();
+        let mut admitted = false;
+        let mut tokens = Tokens::default();
+        loop {
+            let pod = match self.store.get(&uid) {
+                Some(pod) => {
+                    admitted = true;
+                    pod
+                }
+                None if admitted || started.elapsed() > ADMISSION_WINDOW => return,
+                None => first.clone(),
+            };
+            let wake = self.write_all(&pod, &mut tokens).await;
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Writes each volume; returns when to write them again.
+    async fn write_all(&self, pod: &Pod, tokens: &mut Tokens) -> Instant {
+        let meta = &pod.metadata;
+        let dirs = berth_pod::PodDirs::new(
+            &self.root_dir,
+            &self.log_dir,
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref().unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default(),
+        );
+        let mut wake = Instant::now() + REFRESH_EVERY;
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let Some(dir) = dirs.api_object_volume(volume) else {
+                continue;
+            };
+            let files = match self.files(pod, volume, tokens).await {
+                Ok(files) => files,
+                Err(e) => {
+                    warn!(pod = meta.name.as_deref().unwrap_or(""), volume = %volume.name, "MountVolume.SetUp failed: {e}");
+                    // Soon again: the object may appear.
+                    wake = wake.min(Instant::now() + Duration::from_secs(2));
+                    continue;
+                }
+            };
+            match atomic_writer::write(&dir, &files) {
+                Ok(true) => debug!(volume = %volume.name, "volume written"),
+                Ok(false) => {}
+                Err(e) => warn!(volume = %volume.name, "write volume {}: {e}", dir.display()),
+            }
+        }
+        tokens.earliest_refresh().map_or(wake, |at| wake.min(at))
+    }
+
+    /// One volume's files.
+    async fn files(
+        &self,
+        pod: &Pod,
+        volume: &Volume,
+        tokens: &mut Tokens,
+    ) -> Result<Files, String> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(source) = &volume.config_map {
+            let optional = source.optional.unwrap_or(false);
+            let data = self.config_map(namespace, &source.name, optional).await?;
+            return keyed_files(
+                "configmap",
+                &source.name,
+                &data,
+                source.items.as_deref(),
+                source.default_mode,
+                optional,
+            );
+        }
+        if let Some(source) = &volume.secret {
+            let name = source.secret_name.clone().unwrap_or_default();
+            let optional = source.optional.unwrap_or(false);
+            let data = self.secret(namespace, &name, optional).await?;
+            return keyed_files(
+                "secret",
+                &name,
+                &data,
+                source.items.as_deref(),
+                source.default_mode,
+                optional,
+            );
+        }
+        if let Some(source) = &volume.downward_api {
+            return downward_files(
+                pod,
+                source.items.as_deref().unwrap_or_default(),
+                source.default_mode,
+            );
+        }
+        if let Some(source) = &volume.projected {
+            let mut files = Files::new();
+            for (i, projection) in source.sources.iter().flatten().enumerate() {
+                let more = self
+                    .projection(
+                        pod,
+                        &volume.name,
+                        i,
+                        projection,
+                        source.default_mode,
+                        tokens,
+                    )
+                    .await?;
+                files.extend(more);
+            }
+            return Ok(files);
+        }
+        Err("not a volume of API data".into())
+    }
+
+    async fn projection(
+        &self,
+        pod: &Pod,
+        volume: &str,
+        index: usize,
+        projection: &VolumeProjection,
+        default_mode: Option<i32>,
+        tokens: &mut Tokens,
+    ) -> Result<Files, String> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(cm) = &projection.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            let data = self.config_map(namespace, &cm.name, optional).await?;
+            return keyed_files(
+                "configmap",
+                &cm.name,
+                &data,
+                cm.items.as_deref(),
+                default_mode,
+                optional,
+            );
+        }
+        if let Some(secret) = &projection.secret {
+            let optional = secret.optional.unwrap_or(false);
+            let data = self.secret(namespace, &secret.name, optional).await?;
+            return keyed_files(
+                "secret",
+                &secret.name,
+                &data,
+                secret.items.as_deref(),
+                default_mode,
+                optional,
+            );
+        }
+        if let Some(downward) = &projection.downward_api {
+            return downward_files(
+                pod,
+                downward.items.as_deref().unwrap_or_default(),
+                default_mode,
+            );
+        }
+        if let Some(token) = &projection.service_account_token {
+            atomic_writer::check_path(&token.path)?;
+            let key = format!("{volume}/{index}");
+            let value = tokens
+                .get(
+                    &self.client,
+                    pod,
+                    &key,
+                    token.audience.as_deref(),
+                    token.expiration_seconds,
+                )
+                .await?;
+            let mode = u32::try_from(default_mode.unwrap_or(content::DEFAULT_MODE) & 0o777)
+                .unwrap_or(0o644);
+            return Ok(Files::from([(
+                token.path.clone(),
+                Payload {
+                    bytes: value.into_bytes(),
+                    mode,
+                },
+            )]));
+        }
+        Err("a projected source berth does not support (clusterTrustBundle, podCertificate)".into())
+    }
+
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+        optional: bool,
+    ) -> Result<content::Data, String> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await.map_err(|e| e.to_string())? {
+            Some(cm) => Ok(config_map_data(cm.data.as_ref(), cm.binary_data.as_ref())),
+            None if optional => Ok(content::Data::new()),
+            None => Err(format!("configmap {name:?} not found")),
+        }
+    }
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        optional: bool,
+    ) -> Result<content::Data, String> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await.map_err(|e| e.to_string())? {
+            Some(secret) => Ok(secret_data(secret.data.as_ref())),
+            None if optional => Ok(content::Data::new()),
+            None => Err(format!("secret {name:?} not found")),
+        }
+    }
+}
+
+pub fn is_api_data(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// A pod's service account tokens, by projection, with when to renew them.
+#[derive(Default)]
+struct Tokens {
+    held: HashMap<String, (String, Instant)>,
+}
+
+impl Tokens {
+    /// The token for one projection: the held one until 80 % of its
+    /// lifetime, then a new TokenRequest bound to the pod.
+    async fn get(
+        &mut self,
+        client: &kube::Client,
+        pod: &Pod,
+        key: &str,
+        audience: Option<&str>,
+        expiration_seconds: Option<i64>,
+    ) -> Result<String, String> {
+        if let Some((token, renew_at)) = self.held.get(key) {
+            if Instant::now() < *renew_at {
+                return Ok(token.clone());
+            }
+        }
+        let meta = &pod.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience
+                    .filter(|a| !a.is_empty())
+                    .map(|a| vec![a.to_string()])
+                    .unwrap_or_default(),
+                expiration_seconds: Some(expiration_seconds.unwrap_or(3600)),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: meta.name.clone(),
+                    uid: meta.uid.clone(),
+                }),
+            },
+            ..Default::default()
+        };
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        let answer = api
+            .create_token_request(&account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| format!("request a token for service account {account:?}: {e}"))?;
+        let status = answer.status.ok_or("the token request has no status")?;
+        let lifetime = jiff::Timestamp::now()
+            .duration_until(status.expiration_timestamp.0)
+            .as_secs_f64()
+            .max(0.0);
+        let renew_at = Instant::now() + Duration::from_secs_f64(lifetime * 0.8);
+        self.held
+            .insert(key.to_string(), (status.token.clone(), renew_at));
+        Ok(status.token)
+    }
+
+    fn earliest_refresh(&self) -> Option<Instant> {
+        self.held.values().map(|(_, at)| *at).min()
+    }
+}
