@@ -98,6 +98,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
                 &config,
                 kubeconfig,
                 runtime.clone(),
+                supervisor.clone(),
                 supervisor.store().clone(),
                 sources.clone(),
             )

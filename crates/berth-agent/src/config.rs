@@ -106,6 +106,17 @@ pub struct AgentConfig {
     /// address of the default route's interface).
     #[serde(rename = "nodeIP")]
     pub node_ip: Option<std::net::IpAddr>,
+    /// Cluster mode: the kubelet API's TLS port (logs through the API
+    /// server).
+    pub port: u16,
+    /// The kubelet API's serving certificate and key (PEM); unset, one is
+    /// made at first start under the root directory.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA whose client certificates the kubelet API accepts (the API
+    /// server's); other callers need a bearer token the API server accepts.
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +148,10 @@ impl Default for AgentConfig {
             registry_config: None,
             kubeconfig: None,
             node_ip: None,
+            port: 10250,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            client_ca_file: None,
             allowed_unsafe_sysctls: Vec::new(),
             seccomp_default: false,
         }
@@ -195,6 +210,18 @@ pub struct AgentFlags {
     /// The node's InternalIP (default: the default route's interface address).
     #[arg(long = "node-ip", value_name = "IP")]
     pub node_ip: Option<std::net::IpAddr>,
+    /// The kubelet API's port (cluster mode).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// The kubelet API's serving certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The kubelet API's serving key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA of the client certificates the kubelet API accepts.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
     /// First CrashLoopBackOff delay.
     #[arg(long, value_name = "SECONDS")]
     pub crash_loop_back_off_initial_seconds: Option<u64>,
@@ -315,6 +342,17 @@ impl AgentConfig {
         if flags.node_ip.is_some() {
             self.node_ip = flags.node_ip;
         }
+        set(&mut self.port, flags.port);
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        if let Some(path) = flags.tls_cert_file {
+            self.tls_cert_file = Some(absolute(path));
+        }
+        if let Some(path) = flags.tls_private_key_file {
+            self.tls_private_key_file = Some(absolute(path));
+        }
+        if let Some(path) = flags.client_ca_file {
+            self.client_ca_file = Some(absolute(path));
+        }
         let backoff = &mut self.crash_loop_back_off;
         set(
             &mut backoff.initial_seconds,
@@ -403,11 +441,20 @@ impl AgentConfig {
         let optional_paths = [
             ("registryConfig", &self.registry_config),
             ("kubeconfig", &self.kubeconfig),
+            ("tlsCertFile", &self.tls_cert_file),
+            ("tlsPrivateKeyFile", &self.tls_private_key_file),
+            ("clientCAFile", &self.client_ca_file),
         ];
         for (key, path) in optional_paths {
             if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
                 return invalid(key, format!("{} is not an absolute path", path.display()));
             }
+        }
+        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
+            return invalid(
+                "tlsCertFile",
+                "tlsCertFile and tlsPrivateKeyFile go together".into(),
+            );
         }
         if self.cni_bin_dirs.is_empty() {
             return invalid("cniBinDirs", "must name at least one directory".into());

@@ -7,6 +7,7 @@ mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 mod images;
+pub mod kubelet;
 mod logs;
 mod reference;
 mod routes;

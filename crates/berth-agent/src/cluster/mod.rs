@@ -28,7 +28,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::kubelet::{KubeletServer, Serving};
 use crate::config::AgentConfig;
+use crate::service::PodService;
 use crate::store::PodStore;
 use crate::AgentError;
 
@@ -49,10 +51,11 @@ impl Cluster {
     /// Lease, the pod watch and the status sync. A kubeconfig that cannot be
     /// read is an error; an API server that does not answer is not: every
     /// task retries until it does.
-    pub async fn start<R: ContainerRuntime>(
+    pub async fn start<R: ContainerRuntime, S: PodService>(
         config: &AgentConfig,
         kubeconfig: &std::path::Path,
         runtime: Arc<R>,
+        service: Arc<S>,
         store: Arc<PodStore>,
         stop: CancellationToken,
     ) -> Result<(Self, mpsc::Receiver<ClusterPodEvent>), AgentError> {
@@ -60,6 +63,9 @@ impl Cluster {
             .await
             .map_err(|e| AgentError::Config(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
         let facts = node_object::NodeFacts::read(config);
+        let kubelet_api = kubelet_server(config, &facts, client.clone())
+            .await
+            .map_err(AgentError::Config)?;
         // The Node's UID once registered: the Lease's owner, and the sign
         // that pods may be watched.
         let (registered_tx, registered_rx) = watch::channel(None::<String>);
@@ -93,7 +99,8 @@ impl Cluster {
                 pods_tx,
                 stop.clone(),
             )),
-            tokio::spawn(status_sync::run(client, store, stop)),
+            tokio::spawn(status_sync::run(client, store, stop.clone())),
+            tokio::spawn(kubelet_api.serve(service, stop)),
         ];
         Ok((Self { tasks }, pods_rx))
     }
@@ -104,6 +111,41 @@ impl Cluster {
             let _ = task.await;
         }
     }
+}
+
+/// The kubelet API, with the configured serving certificate or one made
+/// for the node's names and address.
+async fn kubelet_server(
+    config: &AgentConfig,
+    facts: &node_object::NodeFacts,
+    client: kube::Client,
+) -> Result<KubeletServer, String> {
+    let pki = config.root_dir.join("pki");
+    let serving = Serving {
+        cert: config
+            .tls_cert_file
+            .clone()
+            .unwrap_or_else(|| pki.join("kubelet.crt")),
+        key: config
+            .tls_private_key_file
+            .clone()
+            .unwrap_or_else(|| pki.join("kubelet.key")),
+        names: vec![
+            facts.name.clone(),
+            facts.hostname.clone(),
+            facts.internal_ip.clone(),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ],
+    };
+    KubeletServer::bind(
+        config.port,
+        &serving,
+        config.client_ca_file.as_deref(),
+        client,
+        config.node_name.clone(),
+    )
+    .await
 }
 
 /// Whether a pod came from the API server.

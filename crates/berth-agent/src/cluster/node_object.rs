@@ -17,9 +17,6 @@ use crate::config::AgentConfig;
 /// own as build metadata: `kubectl get nodes` shows it as VERSION.
 pub const KUBELET_VERSION: &str = concat!("v1.37.2+berth-", env!("CARGO_PKG_VERSION"));
 
-/// The kubelet API's port, as reported in `daemonEndpoints`.
-pub const KUBELET_PORT: i32 = 10250;
-
 /// The kubelet's default `maxPods`.
 const MAX_PODS: u32 = 110;
 
@@ -42,6 +39,8 @@ pub struct NodeFacts {
     pub boot_id: String,
     pub kernel_version: String,
     pub os_image: String,
+    /// The kubelet API's port, reported in `daemonEndpoints`.
+    pub port: u16,
 }
 
 impl NodeFacts {
@@ -69,6 +68,7 @@ impl NodeFacts {
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
             os_image: pretty_name(&read("/etc/os-release")),
+            port: config.port,
         }
     }
 }
@@ -168,7 +168,9 @@ pub fn node_status(
         capacity: Some(capacity),
         conditions: Some(conditions(readiness, previous, now)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(facts.port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: go_arch().into(),
@@ -288,6 +290,7 @@ mod tests {
             boot_id: "b".into(),
             kernel_version: "6.1.0".into(),
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+            port: 10250,
         }
     }
 

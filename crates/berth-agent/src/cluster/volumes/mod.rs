@@ -126,6 +126,7 @@ impl PodVolumes {
             let Some(dir) = dirs.api_object_volume(volume) else {
                 continue;
             };
+            debug!(volume = %volume.name, "writing volume");
             let files = match self.files(pod, volume, tokens).await {
                 Ok(files) => files,
                 Err(e) => {

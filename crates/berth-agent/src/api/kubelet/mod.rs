@@ -1,0 +1,188 @@
+//! The kubelet API on :10250 (cluster mode): TLS, every caller
+//! authenticated and authorized (`auth`), and the routes the API server
+//! proxies: `/containerLogs` (served by the local API's log handler, so
+//! every log option behaves the same), `/pods` and `/healthz`.
+//! `/exec`, `/attach` and `/portForward` answer 501 until berth speaks
+//! their streaming protocols.
+
+mod auth;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::body::{full, json_response, Body};
+use super::routes::{handle, Context};
+use crate::service::PodService;
+use auth::{Authorizer, Identity, Refusal};
+pub use tls::Serving;
+
+/// What the kubelet API serves with.
+pub struct KubeletServer {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub authorizer: Arc<Authorizer>,
+}
+
+impl KubeletServer {
+    /// Binds the port and loads (or makes) the serving certificate.
+    pub async fn bind(
+        port: u16,
+        serving: &Serving,
+        client_ca: Option<&std::path::Path>,
+        client: kube::Client,
+        node: String,
+    ) -> Result<Self, String> {
+        let tls = tls::server_config(serving, client_ca)?;
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("bind the kubelet API on {addr}: {e}"))?;
+        Ok(Self {
+            listener,
+            tls,
+            authorizer: Arc::new(Authorizer::new(client, node)),
+        })
+    }
+
+    /// Serves until `shutdown`.
+    pub async fn serve<S: PodService>(self, service: Arc<S>, shutdown: CancellationToken) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
+        let cx = Arc::new(Context {
+            service,
+            shutdown: shutdown.clone(),
+        });
+        let mut connections = JoinSet::new();
+        loop {
+            let (stream, _) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("accept a kubelet API connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, cx, authorizer) =
+                (acceptor.clone(), cx.clone(), self.authorizer.clone());
+            connections.spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| auth::from_certificate(cert));
+                serve_connection(TokioIo::new(tls), cx, authorizer, certificate).await;
+            });
+        }
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection<S: PodService, I>(
+    io: I,
+    cx: Arc<Context<S>>,
+    authorizer: Arc<Authorizer>,
+    certificate: Option<Identity>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let handler = hyper::service::service_fn(move |request| {
+        let (cx, authorizer, certificate) = (cx.clone(), authorizer.clone(), certificate.clone());
+        async move {
+            let response = match authenticate(&authorizer, certificate, &request).await {
+                Ok(()) => route(request, cx).await,
+                Err(Refusal::Unauthorized) => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
+                Err(Refusal::Forbidden(message)) => text(StatusCode::FORBIDDEN, message),
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(io, handler);
+    if let Err(e) = connection.await {
+        tracing::debug!("kubelet API connection: {e}");
+    }
+}
+
+async fn authenticate(
+    authorizer: &Authorizer,
+    certificate: Option<Identity>,
+    request: &Request<Incoming>,
+) -> Result<(), Refusal> {
+    let who = match certificate {
+        Some(who) => who,
+        None => authorizer.token_user(request.headers()).await?,
+    };
+    let what = auth::attributes(request.method(), request.uri().path());
+    authorizer.authorize(&who, &what).await
+}
+
+fn text(code: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(full(message));
+    *response.status_mut() = code;
+    response
+}
+
+async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => text(StatusCode::OK, "ok".into()),
+        ["pods"] => {
+            let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
+                items: cx.service.list(None),
+                metadata: Default::default(),
+            };
+            json_response(StatusCode::OK, &list)
+        }
+        ["containerLogs", namespace, pod, container] => {
+            // Names only: nothing that could add to the path or the query.
+            let name_like = |s: &str| {
+                !s.is_empty()
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
+            };
+            if ![namespace, pod, container]
+                .into_iter()
+                .all(|s| name_like(s))
+            {
+                return text(StatusCode::BAD_REQUEST, format!("invalid path {path:?}"));
+            }
+            // The local API's log route, with the container in the query.
+            let mut query = format!("container={container}");
+            if let Some(rest) = request.uri().query().filter(|q| !q.is_empty()) {
+                query.push('&');
+                query.push_str(rest);
+            }
+            let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}/log?{query}");
+            let Ok(uri) = uri.parse::<Uri>() else {
+                return text(StatusCode::BAD_REQUEST, "invalid path".into());
+            };
+            let (mut parts, body) = request.into_parts();
+            parts.uri = uri;
+            handle(Request::from_parts(parts, body), cx).await
+        }
+        ["exec" | "attach" | "portForward" | "run", ..] => text(
+            StatusCode::NOT_IMPLEMENTED,
+            "berth does not serve exec, attach or port-forward through the API server yet".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found".into()),
+    }
+}
