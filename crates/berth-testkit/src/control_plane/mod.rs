@@ -16,6 +16,7 @@ mod pki;
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -58,6 +59,11 @@ pub struct ControlPlaneOptions {
     /// control plane stops (its logs stay readable). `None`: a temporary
     /// directory, removed on drop.
     pub dir: Option<PathBuf>,
+    /// Start each process in a process group of its own, so a terminal's
+    /// Ctrl-C reaches only the caller, which then stops them in order
+    /// (scripts/cluster-up.sh). Tests leave them in theirs, so a test
+    /// runner that kills a hung test's group kills them too.
+    pub own_process_group: bool,
 }
 
 /// How long start-up took, counted from the call to start.
@@ -103,6 +109,7 @@ pub struct ControlPlane {
     layout: Layout,
     ca: CertificateAuthority,
     components: Vec<Component>,
+    own_process_group: bool,
     startup: Startup,
 }
 
@@ -169,6 +176,7 @@ impl ControlPlane {
             layout,
             ca,
             components: Vec::new(),
+            own_process_group: options.own_process_group,
             startup: Startup {
                 readyz: Duration::ZERO,
                 default_service_account: Duration::ZERO,
@@ -333,7 +341,11 @@ impl ControlPlane {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("open {}", log_path.display()))?;
-        let child = Command::new(bin_dir.join(name))
+        let mut command = Command::new(bin_dir.join(name));
+        if self.own_process_group {
+            command.process_group(0);
+        }
+        let child = command
             .args(&args)
             .current_dir(&self.layout.dir)
             .stdin(Stdio::null())
@@ -478,7 +490,7 @@ fn write_credentials(l: &Layout) -> anyhow::Result<CertificateAuthority> {
 
 /// A Node name is a DNS subdomain (apimachinery `IsDNS1123Subdomain`); it
 /// also names files here.
-fn validate_node_name(name: &str) -> anyhow::Result<()> {
+pub fn validate_node_name(name: &str) -> anyhow::Result<()> {
     let valid_label = |label: &str| {
         !label.is_empty()
             && label

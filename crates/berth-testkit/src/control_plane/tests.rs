@@ -188,6 +188,7 @@ async fn a_component_that_dies_is_named_with_its_log_and_the_rest_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let options = ControlPlaneOptions {
         dir: Some(dir.path().join("cp")),
+        ..Default::default()
     };
 
     let err = ControlPlane::start(bins.path(), options).await.unwrap_err();
