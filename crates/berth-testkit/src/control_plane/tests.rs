@@ -49,6 +49,19 @@ async fn serves_kubectl_authenticates_nodes_and_leaves_nothing_behind() {
 
     let version = stdout_json("kubectl version", &cp.kubectl(&["version", "-o", "json"]));
     assert_eq!(version["serverVersion"]["gitVersion"], KUBERNETES_VERSION);
+    // kubectl supports one minor version of skew; an older one first on
+    // PATH (some images ship one) would test an unsupported pairing.
+    let minor = |side: &str| -> i32 {
+        let minor = version[side]["minor"].as_str().unwrap_or_default();
+        let minor = minor.trim_end_matches('+').parse();
+        minor.unwrap_or_else(|_| panic!("{side} in {version}"))
+    };
+    assert!(
+        (minor("clientVersion") - minor("serverVersion")).abs() <= 1,
+        "kubectl {} against apiserver {} (scripts/install-deps.sh --test installs v1.37)",
+        version["clientVersion"]["gitVersion"],
+        version["serverVersion"]["gitVersion"]
+    );
 
     let namespaces = cp.kubectl(&["get", "namespaces", "-o", "name"]);
     let namespaces = String::from_utf8_lossy(&namespaces.stdout);
