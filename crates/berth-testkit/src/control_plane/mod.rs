@@ -199,8 +199,9 @@ impl ControlPlane {
         .await?;
         this.startup.readyz = began.elapsed();
 
-        // Only now: the controller manager gives up if the apiserver is
-        // not healthy within 10 s of its own start.
+        // Only now: the controller manager exits if the apiserver is not
+        // healthy within 10 s of its own start (kube-controller-manager
+        // `CreateControllerContext` → `WaitForAPIServer`).
         let args = this.layout.controller_manager_args();
         this.spawn(bin_dir, "kube-controller-manager", args)?;
         this.spawn(bin_dir, "kube-scheduler", this.layout.scheduler_args())?;
