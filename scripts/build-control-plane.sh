@@ -6,8 +6,13 @@
 # directory holding the binaries.
 #
 #   scripts/build-control-plane.sh            # build if missing, print bin dir
+#   scripts/build-control-plane.sh --no-build # print bin dir if built, else fail
 #   BERTH_K8S_CACHE=/elsewhere scripts/...    # another cache root
 set -euo pipefail
+case "${1:-}" in
+  --no-build | "") ;;
+  *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/../integration/k8s"
 
 version=$(awk '($1 == "k8s.io/kubernetes" && $2 ~ /^v/) { print $2 } ($1 == "require" && $2 == "k8s.io/kubernetes") { print $3 }' go.mod | head -1)
@@ -17,6 +22,10 @@ bin="$cache/bin"
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
   exit 0
+fi
+if [[ "${1:-}" == --no-build ]]; then
+  echo "no complete build in $bin" >&2
+  exit 1
 fi
 
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"

@@ -3,18 +3,22 @@
 //! would drive it.
 //!
 //! Set-up failures panic with context: this crate only ever runs inside tests
-//! and test tools.
+//! and test tools (`ControlPlane::start` returns its error instead, for the
+//! cluster-up tool).
 //!
 //! # Layout
 //!
 //! - `containerd`: `PrivateContainerd` (start, restart, clean-up on drop).
 //! - `agent`: `AgentProcess`, the real binary with private paths.
+//! - `control_plane`: `ControlPlane`, a real kube-apiserver with etcd, the
+//!   controller manager and the scheduler, and node credentials for it.
 //! - `busybox`: test images; `registry`, `proxy`: a registry and a faulty
 //!   link to it; `net`: a pod network per test; `mounts`, `process`: clean-up.
 
 pub mod agent;
 pub mod busybox;
 pub mod containerd;
+pub mod control_plane;
 pub mod mounts;
 pub mod net;
 pub mod process;
@@ -24,6 +28,7 @@ pub mod registry;
 pub use agent::{AgentOptions, AgentProcess};
 pub use busybox::{busybox_image, write_busybox_archive};
 pub use containerd::PrivateContainerd;
+pub use control_plane::ControlPlane;
 pub use registry::{LocalRegistry, PushOptions};
 
 /// The image reference the test kit imports into every agent's namespace
