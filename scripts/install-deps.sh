@@ -12,6 +12,7 @@ packages=(
   protobuf-compiler build-essential pkg-config ca-certificates   # build
   busybox-static # the example's and the tests' image, built locally
   docker-registry skopeo # tests: a local registry, and pushing into it
+  curl openssl # tests: the kubelet API called as a stranger would
 )
 # busybox-static is needed by up.sh too (it builds the example's image), so
 # it is not a --test package.

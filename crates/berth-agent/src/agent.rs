@@ -213,7 +213,10 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
         root_dir: config.root_dir.clone(),
         log_dir: config.log_dir.clone(),
         node_name: config.node_name.clone(),
-        host_ip: crate::node::host_ip(),
+        // The node's InternalIP, as the kubelet reports `hostIP`.
+        host_ip: config
+            .node_ip
+            .map_or_else(crate::node::host_ip, |ip| ip.to_string()),
         backoff: BackoffPolicy {
             initial: Duration::from_secs(config.crash_loop_back_off.initial_seconds),
             max: Duration::from_secs(config.crash_loop_back_off.max_seconds),

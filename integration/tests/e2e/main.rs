@@ -8,6 +8,7 @@ mod agent_restart;
 mod big_pods;
 mod cleanup;
 mod cli;
+mod cluster;
 mod command_args;
 mod containerd_restart;
 mod crash_recovery;

@@ -217,6 +217,21 @@ impl ControlPlane {
         )
         .await?;
         this.startup.default_service_account = began.elapsed();
+        // As kubeadm does: the API server's kubelet client may use every
+        // node's kubelet API (logs, exec), authorized there by
+        // SubjectAccessReview.
+        let bound = this.kubectl(&[
+            "create",
+            "clusterrolebinding",
+            "kube-apiserver-kubelet-client",
+            "--clusterrole=system:kubelet-api-admin",
+            "--user=kube-apiserver-kubelet-client",
+        ]);
+        anyhow::ensure!(
+            bound.status.success(),
+            "bind the API server's kubelet client to system:kubelet-api-admin: {}",
+            String::from_utf8_lossy(&bound.stderr)
+        );
         Ok(this)
     }
 

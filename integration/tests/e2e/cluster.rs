@@ -1,0 +1,297 @@
+//! Cluster mode: berth as the only node of a real control plane (etcd,
+//! kube-apiserver, controller-manager and scheduler v1.37.2, built from
+//! source by scripts/build-control-plane.sh), driven with the real
+//! `kubectl` as a user would.
+
+use std::process::Output;
+use std::time::Duration;
+
+use berth_integration::*;
+use berth_testkit::ControlPlane;
+use serde_json::Value;
+
+/// Long enough for a scheduled pod to start on 2 busy cores.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    // Dropped in this order: the node, its containerd, then the control
+    // plane.
+    agent: AgentProcess,
+    _containerd: PrivateContainerd,
+    cp: ControlPlane,
+    node: String,
+}
+
+/// A control plane and one berth node joined to it, or `None` when this
+/// machine has no control plane binaries or cannot run containers (and the
+/// test kit is not told to require them).
+async fn cluster(node: &str) -> Option<Cluster> {
+    let cp = ControlPlane::start_or_skip().await?;
+    let containerd = PrivateContainerd::start_or_skip().await?;
+    let port = free_port();
+    let options = AgentOptions {
+        extra_args: vec![
+            "--kubeconfig".into(),
+            cp.node_kubeconfig(node).display().to_string(),
+            "--node-name".into(),
+            node.into(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--client-ca-file".into(),
+            cp.ca_cert_path().display().to_string(),
+            "--port".into(),
+            port.to_string(),
+        ],
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start_with(&containerd, options).await;
+    let cluster = Cluster {
+        agent,
+        _containerd: containerd,
+        cp,
+        node: node.into(),
+    };
+    cluster
+        .wait_for("the node to be Ready", |c| {
+            let node = c.json(&["get", "node", &c.node])?;
+            (condition_status(&node, "Ready") == Some("True")).then_some(())
+        })
+        .await;
+    Some(cluster)
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn condition_status<'a>(object: &'a Value, type_: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?["status"]
+        .as_str()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.cp.kubectl(args)
+    }
+
+    /// `kubectl ARGS`, which must succeed.
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    }
+
+    /// `kubectl ARGS -o json`, if it succeeds.
+    fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        let out = self.kubectl(&args);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Polls `check` until it gives a value, or fails naming `what`.
+    async fn wait_for<T>(&self, what: &str, check: impl Fn(&Self) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; agent log:\n{}",
+                self.agent.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn wait_pod_phase(&self, name: &str, phase: &str) -> Value {
+        self.wait_for(&format!("pod {name} to be {phase}"), |c| {
+            let pod = c.json(&["get", "pod", name])?;
+            (pod["status"]["phase"] == phase).then_some(pod)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn the_node_registers_ready_with_its_facts_and_renews_its_lease() {
+    let Some(c) = cluster("berth-node-a").await else {
+        return;
+    };
+    let node = c.json(&["get", "node", &c.node]).expect("the node");
+    let info = &node["status"]["nodeInfo"];
+    assert!(
+        info["kubeletVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.37.2"),
+        "{info}"
+    );
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{info}"
+    );
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], c.node);
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        node["status"]["capacity"]["cpu"]
+            .as_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            >= cpus
+    );
+    let addresses = node["status"]["addresses"].as_array().unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "127.0.0.1"),
+        "{addresses:?}"
+    );
+    let types: Vec<&str> = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+    );
+    // `kubectl get nodes` as a user reads it.
+    let table = c.kubectl_ok(&["get", "nodes"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&c.node))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.split_whitespace().nth(1) == Some("Ready"), "{row}");
+
+    // The Lease is owned by the Node and renewed (every 10 s).
+    let lease_args = ["get", "lease", "-n", "kube-node-lease", c.node.as_str()];
+    let first = c.json(&lease_args).expect("the node's lease");
+    assert_eq!(first["spec"]["holderIdentity"], c.node);
+    assert_eq!(first["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(
+        first["metadata"]["ownerReferences"][0]["uid"],
+        node["metadata"]["uid"]
+    );
+    let renewed = first["spec"]["renewTime"].clone();
+    c.wait_for("the lease to be renewed", |c| {
+        let lease = c.json(&lease_args)?;
+        (lease["spec"]["renewTime"] != renewed).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
+    let Some(c) = cluster("berth-node-b").await else {
+        return;
+    };
+    let script = "echo hello; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; \
+                  test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present; \
+                  i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    c.kubectl_ok(&[
+        "run",
+        "web",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let pod = c.wait_pod_phase("web", "Running").await;
+    assert_eq!(pod["spec"]["nodeName"], c.node);
+    let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+    // `get pods -o wide` shows the IP and the node.
+    let wide = c.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.starts_with("web")).unwrap();
+    assert!(row.contains(ip) && row.contains(&c.node), "{wide}");
+
+    // Logs come through the API server from berth's kubelet API; the
+    // projected service account volume was written.
+    let logs = c
+        .wait_for("the pod's logs", |c| {
+            let out = c.kubectl(&["logs", "web"]);
+            let text = stdout(&out);
+            (out.status.success() && text.contains("tick 3")).then_some(text)
+        })
+        .await;
+    assert!(
+        logs.starts_with("hello\ndefault\ntoken-present\n"),
+        "{logs}"
+    );
+    let tail = c.kubectl_ok(&["logs", "web", "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("tick "), "{tail}");
+
+    // The shell ignores SIGTERM: the grace period is waited out, then the
+    // pod is killed and deleted from the API server.
+    let started = tokio::time::Instant::now();
+    c.kubectl_ok(&["delete", "pod", "web", "--grace-period=2"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(20),
+        "delete took {took:?}"
+    );
+    let gone = c.kubectl(&["get", "pod", "web"]);
+    assert!(
+        !gone.status.success(),
+        "the pod is gone from the API server"
+    );
+    assert!(list_pods(&c.agent).await.is_empty(), "and from the node");
+}
+
+#[tokio::test]
+async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
+    let Some(c) = cluster("berth-node-c").await else {
+        return;
+    };
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .expect("the kubelet port");
+    let url = format!("https://127.0.0.1:{port}/pods");
+    let curl = |extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run curl");
+        stdout(&out)
+    };
+    assert_eq!(curl(&[]), "401", "anonymous");
+    assert_eq!(
+        curl(&["-H", "Authorization: Bearer not-a-token"]),
+        "401",
+        "a token the API server does not know"
+    );
+    // A real token of a service account without rights on nodes.
+    let token = c.kubectl_ok(&["create", "token", "default", "-n", "default"]);
+    let header = format!("Authorization: Bearer {}", token.trim());
+    assert_eq!(curl(&["-H", &header]), "403", "unauthorized");
+}
