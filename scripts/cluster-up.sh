@@ -80,7 +80,9 @@ echo "try: kubectl run web --image=$IMAGE -- httpd -f -p 80"
 # The one place that says how the agent joins the cluster. berth-cluster-up
 # fills in {node-kubeconfig} and {node-name} (and {ca-cert},
 # {node-serving-cert}, {node-serving-key}, {dir}) before it runs this.
-node=(target/debug/berth agent --kubeconfig {node-kubeconfig} --node-name {node-name})
+node=(target/debug/berth agent --kubeconfig {node-kubeconfig} --node-name {node-name}
+  --client-ca-file {ca-cert} --tls-cert-file {node-serving-cert}
+  --tls-private-key-file {node-serving-key})
 # -----------------------------------------------------------------------------
 
 say "cluster"
