@@ -231,6 +231,29 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     let row = wide.lines().find(|l| l.starts_with("web")).unwrap();
     assert!(row.contains(ip) && row.contains(&c.node), "{wide}");
 
+    // The node's events reach the API server, from the kubelet on this node.
+    let started = c
+        .wait_for("the Started event", |c| {
+            let list = c.json(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=web",
+            ])?;
+            list["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["reason"] == "Started")
+                .cloned()
+        })
+        .await;
+    assert_eq!(started["source"]["component"], "kubelet");
+    assert_eq!(started["source"]["host"], c.node);
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{web}"
+    );
+
     // Logs come through the API server from berth's kubelet API; the
     // projected service account volume was written.
     let logs = c

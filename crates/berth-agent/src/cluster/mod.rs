@@ -6,6 +6,7 @@
 //! - `node_object`: the Node object and its status, from the host's facts
 //!   (pure); `node_status`: registration and the status every 10 s.
 //! - `lease`: the heartbeat Lease in `kube-node-lease`.
+//! - `events`: the node's and its API pods' events, sent to the API server.
 //! - `pod_source`: the pods bound to this node, watched, fed to the
 //!   supervisor as the manifest directory's are.
 //! - `status_sync`: pod statuses patched to the API server, and the final
@@ -14,6 +15,7 @@
 //!   (the service account token among them), written and kept current.
 
 mod connect;
+mod events;
 mod lease;
 mod node_object;
 mod node_status;
@@ -97,6 +99,12 @@ impl Cluster {
                 ),
                 registered_rx,
                 pods_tx,
+                stop.clone(),
+            )),
+            tokio::spawn(events::run(
+                client.clone(),
+                config.node_name.clone(),
+                store.clone(),
                 stop.clone(),
             )),
             tokio::spawn(status_sync::run(client, store, stop.clone())),
