@@ -88,7 +88,20 @@ pub async fn run<R: ContainerRuntime + ImageService>(
         shutdown.clone(),
     ));
     let known_files: Vec<PathBuf> = static_pods.iter().map(|(p, _)| p.clone()).collect();
-    let supervisor = start_supervisor(&config, &runtime, store, adoptable, static_pods)?;
+    // Cluster mode's Services, which the workers' containers get variables
+    // from; watched once the cluster tasks start.
+    let cluster_services = config
+        .kubeconfig
+        .as_ref()
+        .map(|_| Arc::new(crate::cluster::services::Services::default()));
+    let supervisor = start_supervisor(
+        &config,
+        &runtime,
+        store,
+        adoptable,
+        static_pods,
+        &cluster_services,
+    )?;
     let sources = CancellationToken::new();
     let (mut services, mut manifests) =
         Services::start(&config, &runtime, &supervisor, known_files, &sources)?;
@@ -100,6 +113,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
                 runtime.clone(),
                 supervisor.clone(),
                 supervisor.store().clone(),
+                cluster_services.clone().expect("made in cluster mode"),
                 sources.clone(),
             )
             .await?;
@@ -208,6 +222,7 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
     store: Arc<PodStore>,
     adoptable: HashMap<String, Adopted>,
     static_pods: Vec<(PathBuf, Vec<Pod>)>,
+    services: &Option<Arc<crate::cluster::services::Services>>,
 ) -> Result<Arc<Supervisor<R>>, AgentError> {
     let worker_config = Arc::new(WorkerConfig {
         root_dir: config.root_dir.clone(),
@@ -229,6 +244,9 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
             .image_pull_slots()
             .map(|slots| Arc::new(tokio::sync::Semaphore::new(slots))),
         seccomp_default: config.seccomp_default,
+        service_env: services
+            .clone()
+            .map(|s| berth_pod::ServiceEnvSource(s as Arc<dyn berth_pod::ServiceEnv>)),
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
         .map_err(AgentError::Config)?;

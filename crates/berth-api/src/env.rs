@@ -61,7 +61,20 @@ pub fn kubelet_env(
     pod_ip: Option<&str>,
     node_name: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let mut vars: Vec<(String, String)> = Vec::new();
+    kubelet_env_over(Vec::new(), spec_env, pod, pod_ip, node_name)
+}
+
+/// [`kubelet_env`] over `services`' variables (cluster mode's
+/// `KUBERNETES_SERVICE_HOST` and the like), which the spec's variables may
+/// refer to and override, as the kubelet's `makeEnvironmentVariables`.
+pub fn kubelet_env_over(
+    services: Vec<(String, String)>,
+    spec_env: &[EnvVar],
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    node_name: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut vars = services;
     for var in spec_env {
         let value = if let Some(literal) = var.value.as_deref().filter(|v| !v.is_empty()) {
             expansion::expand(literal, |name| {

@@ -28,6 +28,8 @@ pub(crate) struct PodContext<'a> {
     pub node_name: &'a str,
     pub hostname: &'a str,
     pub security: SecurityDefaults<'a>,
+    /// Cluster mode's service variables, under the spec's.
+    pub service_vars: Vec<(String, String)>,
 }
 
 pub(crate) fn build(
@@ -42,8 +44,14 @@ pub(crate) fn build(
     let pod_ip = ctx.pod_ip.as_deref();
     let config_error = |e: env::EnvError| ConfigError(e.to_string());
     // command and args see the kubelet's variables only, not the image's.
-    let kubelet_vars =
-        env::kubelet_env(spec_env, ctx.pod, pod_ip, ctx.node_name).map_err(config_error)?;
+    let kubelet_vars = env::kubelet_env_over(
+        ctx.service_vars.clone(),
+        spec_env,
+        ctx.pod,
+        pod_ip,
+        ctx.node_name,
+    )
+    .map_err(config_error)?;
     let mut vars = env::with_image_env(&image.config.env, kubelet_vars.clone());
     // containerd's CRI sets HOSTNAME unless the pod does.
     if !vars.iter().any(|(k, _)| k == "HOSTNAME") {
@@ -309,6 +317,7 @@ mod tests {
                 seccomp_default: false,
                 selinux_enabled: false,
             },
+            service_vars: Vec::new(),
         };
         let container = &pod.spec.as_ref().unwrap().containers[0];
         build(&ctx, container, ContainerKind::Regular, 2, &image(), None).unwrap()

@@ -57,5 +57,25 @@ pub use sink::{EventType, PodEvent, PodSink};
 pub use timeline::{TimelineEntry, TimelineStep};
 pub use worker::WorkerConfig;
 
+/// The service environment variables of a namespace's containers
+/// (cluster mode's Services, watched by the agent).
+pub trait ServiceEnv: Send + Sync {
+    /// The variables for a container of a pod in `namespace`;
+    /// `service_links` is the pod's `enableServiceLinks` (the `kubernetes`
+    /// service's are given either way). An error (the services were never
+    /// read) fails the container's start with `CreateContainerConfigError`.
+    fn env(&self, namespace: &str, service_links: bool) -> Result<Vec<(String, String)>, String>;
+}
+
+/// A shared [`ServiceEnv`].
+#[derive(Clone)]
+pub struct ServiceEnvSource(pub std::sync::Arc<dyn ServiceEnv>);
+
+impl std::fmt::Debug for ServiceEnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceEnvSource")
+    }
+}
+
 #[cfg(test)]
 mod tests;

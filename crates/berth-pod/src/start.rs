@@ -69,6 +69,19 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 .and_then(|s| s.hostname.clone())
                 .unwrap_or_else(|| self.pod_ref.name.clone())
         };
+        let service_vars = match &self.cfg.service_env {
+            None => Vec::new(),
+            Some(source) => {
+                let links = self.spec().enable_service_links.unwrap_or(true);
+                match source.0.env(&self.pod_ref.namespace, links) {
+                    Ok(vars) => vars,
+                    Err(e) => {
+                        self.start_failed(i, "CreateContainerConfigError", e, None);
+                        return;
+                    }
+                }
+            }
+        };
         let seccomp_root = self.cfg.root_dir.join("seccomp");
         let ctx = PodContext {
             pod: &self.pod,
@@ -82,6 +95,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 seccomp_default: self.cfg.seccomp_default,
                 selinux_enabled: crate::security::selinux_enabled(),
             },
+            service_vars,
         };
         let config = match container_config::build(
             &ctx,

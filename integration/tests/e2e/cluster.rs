@@ -210,6 +210,7 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     };
     let script = "echo hello; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; \
                   test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token-present; \
+                  echo service=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; \
                   i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
     c.kubectl_ok(&[
         "run",
@@ -264,7 +265,7 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         })
         .await;
     assert!(
-        logs.starts_with("hello\ndefault\ntoken-present\n"),
+        logs.starts_with("hello\ndefault\ntoken-present\nservice=10.96.0.1:443\n"),
         "{logs}"
     );
     let tail = c.kubectl_ok(&["logs", "web", "--tail=1"]);
@@ -317,4 +318,48 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
     let token = c.kubectl_ok(&["create", "token", "default", "-n", "default"]);
     let header = format!("Authorization: Bearer {}", token.trim());
     assert_eq!(curl(&["-H", &header]), "403", "unauthorized");
+}
+
+#[tokio::test]
+async fn after_kill_9_the_node_keeps_its_pods_and_stops_those_deleted_meanwhile() {
+    let Some(mut c) = cluster("berth-node-d").await else {
+        return;
+    };
+    for name in ["stays", "goes"] {
+        c.kubectl_ok(&[
+            "run",
+            name,
+            &format!("--image={TEST_IMAGE}"),
+            "--image-pull-policy=Never",
+            "--",
+            "sleep",
+            "3600",
+        ]);
+    }
+    let before = c.wait_pod_phase("stays", "Running").await;
+    c.wait_pod_phase("goes", "Running").await;
+    let id = container_id(&before, "stays").expect("a container id");
+
+    c.agent.kill().await;
+    // Deleted while the node is down: the API server waits for the node.
+    c.kubectl_ok(&["delete", "pod", "goes", "--wait=false"]);
+    c.agent.launch().await;
+
+    // The node is back, the pod that stays was adopted, not restarted, and
+    // the deleted one is stopped and finally deleted.
+    c.wait_for("the pod deleted meanwhile to be gone", |c| {
+        (!c.kubectl(&["get", "pod", "goes"]).status.success()).then_some(())
+    })
+    .await;
+    let after = c.wait_pod_phase("stays", "Running").await;
+    assert_eq!(restart_count(&after, "stays"), 0);
+    assert_eq!(container_id(&after, "stays"), Some(id));
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    assert_eq!(condition_status(&node, "Ready"), Some("True"));
+    let names: Vec<String> = list_pods(&c.agent)
+        .await
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names, ["stays"]);
 }

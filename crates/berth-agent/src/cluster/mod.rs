@@ -9,6 +9,8 @@
 //! - `events`: the node's and its API pods' events, sent to the API server.
 //! - `pod_source`: the pods bound to this node, watched, fed to the
 //!   supervisor as the manifest directory's are.
+//! - `services`: the Services, watched, for the containers' service
+//!   variables (`KUBERNETES_SERVICE_HOST`…).
 //! - `status_sync`: pod statuses patched to the API server, and the final
 //!   delete once a pod is torn down.
 //! - `volumes/`: configMap, secret, downwardAPI and projected volumes
@@ -20,6 +22,7 @@ mod lease;
 mod node_object;
 mod node_status;
 mod pod_source;
+pub mod services;
 mod status_sync;
 mod volumes;
 
@@ -59,6 +62,7 @@ impl Cluster {
         runtime: Arc<R>,
         service: Arc<S>,
         store: Arc<PodStore>,
+        services: Arc<services::Services>,
         stop: CancellationToken,
     ) -> Result<(Self, mpsc::Receiver<ClusterPodEvent>), AgentError> {
         let client = connect::client(kubeconfig)
@@ -107,6 +111,7 @@ impl Cluster {
                 store.clone(),
                 stop.clone(),
             )),
+            tokio::spawn(services::run(client.clone(), services, stop.clone())),
             tokio::spawn(status_sync::run(client, store, stop.clone())),
             tokio::spawn(kubelet_api.serve(service, stop)),
         ];
