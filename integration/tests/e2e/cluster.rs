@@ -363,3 +363,46 @@ async fn after_kill_9_the_node_keeps_its_pods_and_stops_those_deleted_meanwhile(
         .collect();
     assert_eq!(names, ["stays"]);
 }
+
+#[tokio::test]
+async fn a_static_pod_gets_a_mirror_pod_made_again_when_deleted_and_gone_with_it() {
+    let Some(c) = cluster("berth-node-e").await else {
+        return;
+    };
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static\n  namespace: default\n\
+         spec:\n  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    \
+         imagePullPolicy: Never\n    command: [sleep, '3600']\n"
+    );
+    let file = c.agent.manifest_dir().join("static.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let name = format!("static-{}", c.node);
+
+    // The mirror shows the static pod's status, and is owned by the Node.
+    let mirror = c.wait_pod_phase(&name, "Running").await;
+    let annotations = &mirror["metadata"]["annotations"];
+    assert!(
+        annotations["kubernetes.io/config.mirror"].is_string(),
+        "{annotations}"
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let first_uid = mirror["metadata"]["uid"].clone();
+    let local = list_pods(&c.agent).await;
+    assert_eq!(local.len(), 1, "the mirror is not run as a pod: {local:?}");
+
+    // Deleting the mirror deletes the API object only: it comes back, the
+    // static pod runs on.
+    c.kubectl_ok(&["delete", "pod", &name, "--wait=false"]);
+    c.wait_for("the mirror to be made again", |c| {
+        let pod = c.json(&["get", "pod", &name])?;
+        (pod["metadata"]["uid"] != first_uid && pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+
+    // Its manifest removed, the static pod and its mirror go.
+    std::fs::remove_file(&file).unwrap();
+    c.wait_for("the mirror to go", |c| {
+        (!c.kubectl(&["get", "pod", &name]).status.success()).then_some(())
+    })
+    .await;
+}

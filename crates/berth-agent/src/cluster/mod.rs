@@ -6,6 +6,7 @@
 //! - `node_object`: the Node object and its status, from the host's facts
 //!   (pure); `node_status`: registration and the status every 10 s.
 //! - `lease`: the heartbeat Lease in `kube-node-lease`.
+//! - `mirror_pods`: static pods shown in the API server, with their status.
 //! - `events`: the node's and its API pods' events, sent to the API server.
 //! - `pod_source`: the pods bound to this node, watched, fed to the
 //!   supervisor as the manifest directory's are.
@@ -19,6 +20,7 @@
 mod connect;
 mod events;
 mod lease;
+mod mirror_pods;
 mod node_object;
 mod node_status;
 mod pod_source;
@@ -101,8 +103,15 @@ impl Cluster {
                     store.clone(),
                     stop.clone(),
                 ),
-                registered_rx,
+                registered_rx.clone(),
                 pods_tx,
+                stop.clone(),
+            )),
+            tokio::spawn(mirror_pods::run(
+                client.clone(),
+                config.node_name.clone(),
+                store.clone(),
+                registered_rx.clone(),
                 stop.clone(),
             )),
             tokio::spawn(events::run(

@@ -67,6 +67,11 @@ pub async fn run(
                 listing.clear();
                 continue;
             }
+            // Mirror pods show this node's static pods: never run.
+            Event::InitApply(pod) if super::mirror_pods::is_mirror(&pod) => continue,
+            Event::Apply(pod) | Event::Delete(pod) if super::mirror_pods::is_mirror(&pod) => {
+                continue
+            }
             Event::InitApply(pod) => {
                 volumes.ensure(&pod);
                 listing.push(pod);
