@@ -371,7 +371,7 @@ async fn a_static_pod_gets_a_mirror_pod_made_again_when_deleted_and_gone_with_it
     };
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static\n  namespace: default\n\
-         spec:\n  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    \
+         spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    \
          imagePullPolicy: Never\n    command: [sleep, '3600']\n"
     );
     let file = c.agent.manifest_dir().join("static.yaml");
@@ -405,4 +405,36 @@ async fn a_static_pod_gets_a_mirror_pod_made_again_when_deleted_and_gone_with_it
         (!c.kubectl(&["get", "pod", &name]).status.success()).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_pod_with_a_volume_berth_cannot_run_is_rejected_naming_the_field() {
+    let Some(c) = cluster("berth-node-f").await else {
+        return;
+    };
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nfs", "namespace": "default"},
+        "spec": {
+            "nodeName": c.node,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}],
+            "volumes": [{"name": "share", "nfs": {"server": "192.0.2.9", "path": "/x"}}],
+        },
+    });
+    let file = c.agent.work_dir().join("nfs.json");
+    std::fs::create_dir_all(c.agent.work_dir()).unwrap();
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    let failed = c.wait_pod_phase("nfs", "Failed").await;
+    assert_eq!(failed["status"]["reason"], "UnsupportedPodSpec");
+    let message = failed["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Pod was rejected: ") && message.contains("spec.volumes[0].nfs"),
+        "{message}"
+    );
+    // The agent runs on, and the rejected pod can be deleted.
+    c.kubectl_ok(&["delete", "pod", "nfs"]);
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    assert_eq!(condition_status(&node, "Ready"), Some("True"));
 }

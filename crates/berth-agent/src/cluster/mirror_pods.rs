@@ -130,31 +130,49 @@ async fn ensure(
         .cloned()
         .unwrap_or_default();
     let pods = api(client, pod);
-    if let Some(existing) = pods.get_opt(&name).await? {
-        let mirror_of = existing
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CONFIG_MIRROR_ANNOTATION));
-        if mirror_of == Some(&hash) && existing.metadata.deletion_timestamp.is_none() {
-            return Ok(existing.metadata.uid.unwrap_or_default());
+    let mirror = mirror_of(pod, node, node_uid, &hash);
+    // Made first: the Node authorizer lets a node read only pods bound to
+    // it, so a pod that does not exist yet cannot be looked up.
+    match pods.create(&PostParams::default(), &mirror).await {
+        Ok(created) => {
+            debug!(pod = %name, "mirror pod created");
+            return Ok(created.metadata.uid.unwrap_or_default());
         }
-        if mirror_of.is_some() {
-            delete(
-                client,
-                pod,
-                existing.metadata.uid.as_deref().unwrap_or_default(),
-            )
-            .await;
-        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e),
     }
+    let existing = pods.get(&name).await?;
+    let existing_hash = existing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_MIRROR_ANNOTATION));
+    if existing_hash == Some(&hash) && existing.metadata.deletion_timestamp.is_none() {
+        return Ok(existing.metadata.uid.unwrap_or_default());
+    }
+    // A mirror of an older version, or one being deleted: replaced.
+    if existing_hash.is_some() {
+        delete(
+            client,
+            pod,
+            existing.metadata.uid.as_deref().unwrap_or_default(),
+        )
+        .await;
+    }
+    let created = pods.create(&PostParams::default(), &mirror).await?;
+    Ok(created.metadata.uid.unwrap_or_default())
+}
+
+/// The mirror of a static pod: its name, labels, annotations and spec,
+/// bound to this node and owned by the Node.
+fn mirror_of(pod: &Pod, node: &str, node_uid: &str, hash: &str) -> Pod {
     let mut annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    annotations.insert(CONFIG_MIRROR_ANNOTATION.into(), hash);
+    annotations.insert(CONFIG_MIRROR_ANNOTATION.into(), hash.into());
     let mut spec = pod.spec.clone().unwrap_or_default();
     spec.node_name = Some(node.into());
-    let mirror = Pod {
+    Pod {
         metadata: ObjectMeta {
-            name: Some(name),
+            name: pod.metadata.name.clone(),
             namespace: pod.metadata.namespace.clone(),
             labels: pod.metadata.labels.clone(),
             annotations: Some(annotations),
@@ -170,13 +188,7 @@ async fn ensure(
         },
         spec: Some(spec),
         status: None,
-    };
-    let created = pods.create(&PostParams::default(), &mirror).await?;
-    debug!(
-        pod = created.metadata.name.as_deref().unwrap_or(""),
-        "mirror pod created"
-    );
-    Ok(created.metadata.uid.unwrap_or_default())
+    }
 }
 
 async fn patch_status(
