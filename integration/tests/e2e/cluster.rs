@@ -272,6 +272,17 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("tick "), "{tail}");
 
+    // exec through the API server, proxied over WebSocket to the node:
+    // output, and the command's exit code as kubectl's.
+    let hostname = c.kubectl_ok(&["exec", "web", "--", "cat", "/etc/hostname"]);
+    assert_eq!(hostname.trim(), "web");
+    let failed = c.kubectl(&["exec", "web", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("oops"),
+        "{failed:?}"
+    );
+
     // The shell ignores SIGTERM: the grace period is waited out, then the
     // pod is killed and deleted from the API server.
     let started = tokio::time::Instant::now();

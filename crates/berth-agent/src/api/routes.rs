@@ -256,7 +256,7 @@ async fn delete_pod<S: PodService>(
 pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(query: &str) -> Query {
+    pub(crate) fn parse(query: &str) -> Query {
         let pairs = query
             .split('&')
             .filter(|pair| !pair.is_empty())
@@ -275,6 +275,15 @@ impl Query {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value given for `key`, in order (a repeated parameter).
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean as Go's `strconv.ParseBool` reads it; absent is false.

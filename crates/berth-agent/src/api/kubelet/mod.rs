@@ -2,10 +2,11 @@
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
 //! every log option behaves the same), `/pods` and `/healthz`.
-//! `/exec`, `/attach` and `/portForward` answer 501 until berth speaks
-//! their streaming protocols.
+//! `/exec` runs a command over WebSocket (`exec`); `/attach` and
+//! `/portForward` answer 501 until berth streams.
 
 mod auth;
+mod exec;
 mod tls;
 
 use std::net::SocketAddr;
@@ -114,7 +115,9 @@ async fn serve_connection<S: PodService, I>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(io, handler);
+        .serve_connection(io, handler)
+        // exec's WebSocket takes the connection over.
+        .with_upgrades();
     if let Err(e) = connection.await {
         tracing::debug!("kubelet API connection: {e}");
     }
@@ -179,7 +182,15 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
             parts.uri = uri;
             handle(Request::from_parts(parts, body), cx).await
         }
-        ["exec" | "attach" | "portForward" | "run", ..] => text(
+        ["exec", namespace, pod, container] | ["exec", namespace, pod, _, container] => {
+            let (namespace, pod, container) = (
+                namespace.to_string(),
+                pod.to_string(),
+                container.to_string(),
+            );
+            exec::exec(request, cx, namespace, pod, container).await
+        }
+        ["attach" | "portForward" | "run", ..] => text(
             StatusCode::NOT_IMPLEMENTED,
             "berth does not serve exec, attach or port-forward through the API server yet".into(),
         ),
