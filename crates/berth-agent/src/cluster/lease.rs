@@ -24,12 +24,8 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     // The owner reference needs the Node's UID.
-    let node_uid = tokio::select! {
-        _ = stop.cancelled() => return,
-        uid = registered.wait_for(Option::is_some) => match uid {
-            Ok(uid) => uid.clone().unwrap_or_default(),
-            Err(_) => return,
-        },
+    let Some(node_uid) = super::registered_node(&mut registered, &stop).await else {
+        return;
     };
     let leases: Api<Lease> = Api::namespaced(client, NAMESPACE);
     let mut current: Option<Lease> = None;

@@ -45,12 +45,8 @@ pub async fn run(
     mut registered: watch::Receiver<Option<String>>,
     stop: CancellationToken,
 ) {
-    let node_uid = tokio::select! {
-        _ = stop.cancelled() => return,
-        uid = registered.wait_for(Option::is_some) => match uid {
-            Ok(uid) => uid.clone().unwrap_or_default(),
-            Err(_) => return,
-        },
+    let Some(node_uid) = super::registered_node(&mut registered, &stop).await else {
+        return;
     };
     let mut changes = store.subscribe();
     // Mirror UID and the status last sent, by static pod UID.

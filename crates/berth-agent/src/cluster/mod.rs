@@ -179,6 +179,40 @@ pub fn is_cluster_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
         .is_some_and(|s| s == API_SOURCE)
 }
 
+/// The Node's UID once it is registered, or `None` when stopped first.
+pub(crate) async fn registered_node(
+    registered: &mut watch::Receiver<Option<String>>,
+    stop: &CancellationToken,
+) -> Option<String> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        uid = registered.wait_for(Option::is_some) => uid.ok().and_then(|uid| uid.clone()),
+    }
+}
+
+/// The next event of a watch, or `None` once stopped or ended. Errors are
+/// logged: the watcher backs off and relists on its own.
+pub(crate) async fn next_event<T>(
+    stream: &mut futures::stream::BoxStream<
+        '_,
+        Result<kube::runtime::watcher::Event<T>, kube::runtime::watcher::Error>,
+    >,
+    what: &str,
+    stop: &CancellationToken,
+) -> Option<kube::runtime::watcher::Event<T>> {
+    use futures::StreamExt;
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return None,
+            next = stream.next() => next,
+        };
+        match next? {
+            Ok(event) => return Some(event),
+            Err(e) => tracing::warn!("watch {what}: {e}"),
+        }
+    }
+}
+
 /// Retries after failures: 100 ms doubling to 7 s, as the kubelet's node
 /// registration.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::store::PodStore;
 
@@ -40,27 +40,19 @@ pub async fn run(
 ) {
     // Pods are watched once the Node exists, as the kubelet waits for its
     // own Node first.
-    tokio::select! {
-        _ = stop.cancelled() => return,
-        r = registered.wait_for(Option::is_some) => if r.is_err() { return },
+    if super::registered_node(&mut registered, &stop)
+        .await
+        .is_none()
+    {
+        return;
     }
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
     let mut listing: Vec<Pod> = Vec::new();
     loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => return,
-            next = stream.next() => next,
-        };
-        let event = match next {
-            Some(Ok(event)) => event,
-            // The watcher backs off and relists on its own.
-            Some(Err(e)) => {
-                warn!(%node, "watch pods: {e}");
-                continue;
-            }
-            None => return,
+        let Some(event) = super::next_event(&mut stream, "pods", &stop).await else {
+            return;
         };
         let message = match event {
             Event::Init => {

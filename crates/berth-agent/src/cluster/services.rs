@@ -12,7 +12,6 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 /// The services, by namespace and name; `None` until first listed.
 #[derive(Default)]
@@ -108,17 +107,8 @@ pub async fn run(client: kube::Client, services: Arc<Services>, stop: Cancellati
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut listing = BTreeMap::new();
     loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => return,
-            next = stream.next() => next,
-        };
-        let event = match next {
-            Some(Ok(event)) => event,
-            Some(Err(e)) => {
-                warn!("watch services: {e}");
-                continue;
-            }
-            None => return,
+        let Some(event) = super::next_event(&mut stream, "services", &stop).await else {
+            return;
         };
         let mut known = services.known.write().expect("services lock");
         match event {
