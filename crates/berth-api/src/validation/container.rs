@@ -144,6 +144,13 @@ fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
         c.env.as_deref().unwrap_or_default(),
         &format!("{path}.env"),
     ));
+    if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+        // Refused rather than run without the variables it names.
+        errs.push(FieldError::forbidden(
+            format!("{path}.envFrom"),
+            "berth does not support envFrom yet",
+        ));
+    }
     errs.extend(volume_mounts(c, path, ctx));
     if let Some(sc) = &c.security_context {
         errs.extend(super::security::container(

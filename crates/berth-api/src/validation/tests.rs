@@ -149,6 +149,11 @@ fn validation_error_table() {
             }),
             vec![r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#.into()],
         ),
+        (
+            "envFrom",
+            Box::new(|p| app(p).env_from = Some(vec![Default::default()])),
+            vec!["spec.containers[0].envFrom: Forbidden: berth does not support envFrom yet".into()],
+        ),
         ("duplicate volume", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(Volume { name: "data".into(), empty_dir: Some(Default::default()), ..Default::default() })), vec![r#"spec.volumes[1].name: Duplicate value: "data""#.into()]),
         ("volume name", Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].name = "Data".into()), vec![format!("spec.volumes[0].name: Invalid value: \"Data\": {LABEL_MSG}")]),
         (
