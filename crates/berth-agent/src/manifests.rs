@@ -165,12 +165,20 @@ fn decode(text: &str, path: &Path, node_name: &str) -> Result<Vec<Pod>, String> 
         .collect()
 }
 
-/// Validates a defaulted copy, so the pod (and the UID hashed from it) stays
-/// as the file says.
 fn validate(pod: &Pod) -> Result<(), String> {
+    validate_static_pod(pod).map_err(|e| e.to_string())
+}
+
+/// A static pod as the API would check it, on a defaulted copy (so the pod,
+/// and the UID hashed from it, stay as the file says), and a UID that can
+/// name directories. The supervisor checks again what any source hands it.
+pub(crate) fn validate_static_pod(
+    pod: &Pod,
+) -> Result<(), berth_api::validation::ValidationErrors> {
+    berth_api::validation::validate_uid(pod)?;
     let mut defaulted = pod.clone();
     berth_api::defaults::apply_defaults(&mut defaulted);
-    berth_api::validation::validate_pod(&defaulted).map_err(|e| e.to_string())
+    berth_api::validation::validate_pod(&defaulted)
 }
 
 /// Follows the manifest directory until `shutdown`: first the current files,

@@ -226,7 +226,10 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     /// A file with an invalid pod is refused whole, as one that cannot be
     /// parsed: its previous pods are left as they were.
     pub fn apply_file(&self, path: &Path, pods: Vec<Pod>) {
-        if let Err(e) = pods.iter().try_for_each(validate_static_pod) {
+        if let Err(e) = pods
+            .iter()
+            .try_for_each(crate::manifests::validate_static_pod)
+        {
             warn!(file = %path.display(), "invalid manifest, its pods are left as they were: {e}");
             return;
         }
@@ -371,15 +374,6 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
 /// A static pod is held to the API's rules, and to berth's for the UID its
 /// manifest may set (it names the pod's directories).
-fn validate_static_pod(pod: &Pod) -> Result<(), berth_api::validation::ValidationErrors> {
-    berth_api::validation::validate_uid(pod)?;
-    // Checked as the API checks a pod: with the defaults applied, on a copy
-    // (the pod runs as its file says).
-    let mut defaulted = pod.clone();
-    berth_api::defaults::apply_defaults(&mut defaulted);
-    berth_api::validation::validate_pod(&defaulted)
-}
-
 /// A pod from the manifest directory.
 fn is_static(pod: &Pod) -> bool {
     pod.metadata
