@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::http_get;
+use crate::plan::KillReason;
 use crate::record::Waiting;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
@@ -216,12 +217,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 debug!(pod = %self.pod_ref, container = %name, "postStart failed: {message}");
                 self.event(
                     EventType::Warning,
-                    "FailedPostStartHook",
+                    crate::reasons::FAILED_POST_START_HOOK,
                     self.field_path(i),
                     message.clone(),
                 );
                 self.step(Some(&name), TimelineStep::PostStartFailed, message);
-                self.kill_container(i, "FailedPostStartHook").await;
+                self.kill_container(i, KillReason::PostStartFailed).await;
                 // Wake the worker at once: restartPolicy decides on the exit.
                 self.records[i].retry_at = Some(Instant::now());
             }

@@ -29,14 +29,17 @@
 mod backoff;
 mod container_config;
 mod dirs;
+mod execute;
 mod handle;
 mod hooks;
 mod http_get;
 mod image_pull;
 mod mount_table;
+mod plan;
 mod probe;
 pub mod reasons;
 mod record;
+mod restart_policy;
 mod saved_conditions;
 mod security;
 mod sink;

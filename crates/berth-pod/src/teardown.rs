@@ -71,6 +71,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// times and then reported. A removal the runtime does not answer in
     /// time forces the pod down (unless `forced` already) and is tried again.
     pub(crate) async fn teardown(&mut self, mut forced: bool) {
+        if let Some(dead) = self.dead_sandbox.take() {
+            // Deleted before its first pass replaced the dead sandbox.
+            self.sandbox = Some(dead.sandbox);
+            if let Err(e) = remove_containers(&self.rt, &dead.containers).await {
+                warn!(pod = %self.pod_ref, "remove the dead sandbox's containers: {e}");
+            }
+        }
         let ids: Vec<ContainerId> = self
             .records
             .iter()

@@ -1,0 +1,351 @@
+//! Carrying out what the planner decided, in the kubelet's `SyncPod` order:
+//! the pod's failure, kills, the sandbox (volumes first), then container
+//! starts (the next init container, sidecars, regular containers) and the
+//! CrashLoopBackOff waits among them, in spec order.
+
+use std::time::Duration;
+
+use berth_runtime::{ContainerId, ContainerRuntime, PodTimes, SandboxConfig, SandboxInfo};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::plan::{
+    self, Kill, KillReason, Plan, PodFailure, PodView, SandboxView, SandboxWork, Start,
+};
+use crate::reasons;
+use crate::record::{InstanceState, Waiting};
+use crate::restart_policy::PodPhase;
+use crate::sink::{EventType, PodSink};
+use crate::timeline::TimelineStep;
+use crate::worker::{grace_period, Worker, RETRY_AFTER};
+
+/// How often a pass that starts containers publishes the status meanwhile
+/// (a pod whose starts take less publishes once, after the pass).
+const PUBLISH_DURING_STARTS: Duration = Duration::from_millis(100);
+
+/// How long a pod whose volumes could not be set up waits for the next try.
+const MOUNT_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// A sandbox found dead at adoption, with the containers it held: removed
+/// before the pod gets a new one.
+pub(crate) struct DeadSandbox {
+    pub sandbox: SandboxInfo,
+    pub containers: Vec<ContainerId>,
+}
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// What the planner sees of this worker.
+    pub(crate) fn view(&self) -> PodView<'_> {
+        let deadline = self
+            .spec()
+            .active_deadline_seconds
+            .map(|seconds| self.started + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
+        let sandbox = if self.dead_sandbox.is_some() {
+            SandboxView::Dead
+        } else if self.sandbox.is_some() {
+            SandboxView::Ready
+        } else {
+            SandboxView::Absent
+        };
+        PodView {
+            spec: self.spec(),
+            pod: &self.pod_ref,
+            records: &self.records,
+            probed: (0..self.records.len())
+                .map(|i| self.probe_status(i))
+                .collect(),
+            volumes_ready: self.volumes_ready,
+            sandbox,
+            backoff: &self.backoff,
+            deadline,
+            terminal: self.terminal_phase.is_some(),
+        }
+    }
+
+    /// One pass, as the kubelet's `SyncPod`: plan, execute, and plan again
+    /// while the last plan changed what the next one sees (a sidecar now
+    /// running lets the next init container go; a killed container starts
+    /// again). Each container is started or killed at most once per pass; a
+    /// container that needs more (its start failed) is due on the next pass.
+    pub(crate) async fn sync(&mut self) {
+        self.wake_at = None;
+        let mut touched = vec![false; self.records.len()];
+        // Every pass that acted touched a new container or set up the pod.
+        for _ in 0..self.records.len() + 3 {
+            let plan = plan::plan(&self.view(), Instant::now());
+            if !self.execute(plan, &mut touched).await {
+                return;
+            }
+        }
+        self.wake_no_later_than(Instant::now());
+    }
+
+    /// Carries `plan` out, leaving alone the containers `touched` earlier in
+    /// this pass; true when it acted, so that a new plan may differ.
+    async fn execute(&mut self, plan: Plan, touched: &mut [bool]) -> bool {
+        if let Some(at) = plan.wake_at {
+            self.wake_no_later_than(at);
+        }
+        // What earlier plans of this pass touched (a container killed for
+        // its new definition is started by the same plan).
+        let earlier = touched.to_vec();
+        let mut acted = false;
+        if let Some(failure) = plan.failure {
+            self.fail(failure);
+            acted = true;
+        }
+        let kills: Vec<Kill> = plan
+            .kills
+            .iter()
+            .filter(|k| !earlier[k.index])
+            .copied()
+            .collect();
+        if !kills.is_empty() {
+            self.kill_all(&kills).await;
+            for kill in &kills {
+                touched[kill.index] = true;
+            }
+            acted = true;
+        }
+        if plan.sandbox == Some(SandboxWork::Recreate) {
+            self.remove_dead_sandbox().await;
+        }
+        if plan.prepare_volumes {
+            if !self.prepare_volumes() {
+                return false;
+            }
+            acted = true;
+        }
+        if plan.sandbox.is_some() {
+            if !self.create_sandbox().await {
+                return false;
+            }
+            acted = true;
+        }
+        let starts: Vec<Start> = plan.starts().cloned().collect();
+        let mut steps: Vec<(usize, Step)> = starts
+            .into_iter()
+            .map(|s| (s.index, Step::Start(s)))
+            .chain(plan.waiting.into_iter().map(|(i, w)| (i, Step::Wait(w))))
+            .filter(|(i, _)| !earlier[*i])
+            .collect();
+        steps.sort_by_key(|(i, _)| *i);
+        let mut published = None;
+        for (i, step) in steps {
+            if self.termination_requested() {
+                return false;
+            }
+            let regular = self.records[i].kind == berth_runtime::ContainerKind::Regular;
+            if regular {
+                published.get_or_insert_with(Instant::now);
+            }
+            match step {
+                Step::Wait(waiting) => self.hold(i, waiting),
+                Step::Start(start) => {
+                    self.start(&start).await;
+                    touched[i] = true;
+                    acted = true;
+                }
+            }
+            // A big pod's starts take a while: its status shows them as they
+            // come, not all at the end of the pass.
+            if published.is_some_and(|at| at.elapsed() >= PUBLISH_DURING_STARTS) {
+                self.publish(false);
+                published = Some(Instant::now());
+            }
+        }
+        if let Some(phase) = plan.finish {
+            debug!(pod = %self.pod_ref, phase = phase.as_str(), "pod reached a terminal phase");
+            self.terminal_phase = Some(phase);
+        }
+        acted
+    }
+
+    /// The pod failed as a whole: Failed with the kubelet's reason and
+    /// message, before its containers are stopped.
+    fn fail(&mut self, failure: PodFailure) {
+        let (reason, message) = failure.reason_and_message();
+        self.event(EventType::Normal, reason, None, message.into());
+        self.terminal_phase = Some(PodPhase::Failed);
+        self.terminal_reason = Some((reason.into(), message.into()));
+    }
+
+    /// Kills one container at a time, then stops the whole pod if asked.
+    async fn kill_all(&mut self, kills: &[Kill]) {
+        for kill in kills.iter().filter(|k| !k.reason.whole_pod()) {
+            self.kill_container(kill.index, kill.reason).await;
+            if kill.reason == KillReason::DefinitionChanged {
+                self.records[kill.index].definition_changed = true;
+            }
+        }
+        if let Some(kill) = kills.iter().find(|k| k.reason.whole_pod()) {
+            let grace = grace_period(self.pod_grace_seconds());
+            if let Some(failure) = self.stop_containers(grace, kill.reason).await {
+                warn!(pod = %self.pod_ref, reason = ?kill.reason, "stop containers: {failure}");
+            }
+        }
+    }
+
+    /// Starts a container the plan found stopped (unless a kill before it
+    /// did not take), counting a restart in the back-off.
+    async fn start(&mut self, start: &Start) {
+        let i = start.index;
+        let state = self.records[i].current.as_ref().map(|c| &c.state);
+        if matches!(
+            state,
+            Some(InstanceState::Running { .. } | InstanceState::Created)
+        ) {
+            return;
+        }
+        if let Some((key, finished)) = &start.backoff {
+            self.backoff.restarted(key.clone(), *finished);
+        }
+        self.start_container(i).await;
+        if let Some(at) = self.records[i].retry_at {
+            self.wake_no_later_than(at);
+        }
+    }
+
+    /// Holds container `i` back with `waiting`; the BackOff event comes when
+    /// the reason or message changes.
+    fn hold(&mut self, i: usize, waiting: Waiting) {
+        if self.records[i].waiting.as_ref() != Some(&waiting) {
+            let name = &self.records[i].name;
+            let message = format!(
+                "Back-off restarting failed container {name} in pod {}",
+                self.pod_ref
+            );
+            self.event(
+                EventType::Warning,
+                reasons::BACK_OFF,
+                self.field_path(i),
+                message,
+            );
+        }
+        self.records[i].waiting = Some(waiting);
+    }
+
+    fn prepare_volumes(&mut self) -> bool {
+        if let Err(e) = self.dirs.prepare(&self.pod) {
+            self.event(
+                EventType::Warning,
+                reasons::FAILED_MOUNT,
+                None,
+                format!("Unable to attach or mount volumes: {e}"),
+            );
+            self.wake_no_later_than(Instant::now() + MOUNT_RETRY_AFTER);
+            return false;
+        }
+        crate::volume_ownership::apply(&self.dirs, &self.pod);
+        self.volumes_ready = true;
+        true
+    }
+
+    /// The sandbox died (its pause process is gone): as the kubelet does,
+    /// kill it and what ran in it; the pod starts again in a new one.
+    pub(crate) async fn remove_dead_sandbox(&mut self) {
+        let Some(dead) = self.dead_sandbox.take() else {
+            return;
+        };
+        self.event(
+            EventType::Normal,
+            reasons::SANDBOX_CHANGED,
+            None,
+            "Pod sandbox changed, it will be killed and re-created.".into(),
+        );
+        for id in &dead.containers {
+            self.remove_container(id).await;
+        }
+        if let Err(e) = self.rt.remove_sandbox(&dead.sandbox).await {
+            warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
+        }
+    }
+
+    async fn create_sandbox(&mut self) -> bool {
+        let security = match crate::security::sandbox(&self.pod) {
+            Ok(security) => security,
+            Err(e) => {
+                self.sandbox_failed(&e);
+                return false;
+            }
+        };
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let hostname = if host_network {
+            berth_runtime::node_hostname()
+        } else {
+            spec.hostname
+                .clone()
+                .unwrap_or_else(|| self.pod_ref.name.clone())
+        };
+        let config = SandboxConfig {
+            pod: self.pod_ref.clone(),
+            hostname: hostname.clone(),
+            host_network,
+            log_dir: self.dirs.logs.clone(),
+            port_mappings: port_mappings(&spec),
+            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+            times: PodTimes {
+                created: self
+                    .pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(self.start_time, |t| t.0),
+                started: self.start_time,
+            },
+            security,
+        };
+        match self.rt.create_sandbox(&config).await {
+            Ok(sandbox) => {
+                let id = sandbox.id.to_string();
+                self.sandbox = Some(sandbox);
+                let ip = self.pod_ip();
+                if let Err(e) = self
+                    .dirs
+                    .write_etc_files(&hostname, ip.as_deref(), host_network)
+                {
+                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
+                }
+                self.step(None, TimelineStep::SandboxCreated, id);
+                true
+            }
+            Err(e) => {
+                self.sandbox_failed(&e.to_string());
+                false
+            }
+        }
+    }
+
+    fn sandbox_failed(&mut self, error: &str) {
+        warn!(pod = %self.pod_ref, "create sandbox: {error}");
+        self.event(
+            EventType::Warning,
+            reasons::FAILED_CREATE_POD_SANDBOX,
+            None,
+            format!("Failed to create pod sandbox: {error}"),
+        );
+        self.wake_no_later_than(Instant::now() + RETRY_AFTER);
+    }
+}
+
+/// A container's step in a plan: start it, or hold it back.
+enum Step {
+    Start(Start),
+    Wait(Waiting),
+}
+
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(berth_runtime::PortMapping {
+                host_port: u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect()
+}
