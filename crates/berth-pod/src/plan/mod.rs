@@ -13,6 +13,9 @@
 mod order;
 mod restart;
 
+#[cfg(test)]
+mod tests;
+
 use berth_runtime::PodRef;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tokio::time::Instant;
