@@ -64,31 +64,32 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// One pass, as the kubelet's `SyncPod`: plan, execute, and plan again
     /// while the last plan changed what the next one sees (a sidecar now
-    /// running lets the next init container go; a killed container starts
-    /// again). Each container is started or killed at most once per pass; a
-    /// container that needs more (its start failed) is due on the next pass.
+    /// running lets the next init container go; a container killed after a
+    /// failed probe starts again). Each container is started at most once and
+    /// killed at most once per pass; a container that needs more (its start
+    /// failed) is due on the next pass.
     pub(crate) async fn sync(&mut self) {
         self.wake_at = None;
-        let mut touched = vec![false; self.records.len()];
+        let mut done = Touched {
+            killed: vec![false; self.records.len()],
+            started: vec![false; self.records.len()],
+        };
         // Every pass that acted touched a new container or set up the pod.
-        for _ in 0..self.records.len() + 3 {
+        for _ in 0..2 * self.records.len() + 3 {
             let plan = plan::plan(&self.view(), Instant::now());
-            if !self.execute(plan, &mut touched).await {
+            if !self.execute(plan, &mut done).await {
                 return;
             }
         }
         self.wake_no_later_than(Instant::now());
     }
 
-    /// Carries `plan` out, leaving alone the containers `touched` earlier in
-    /// this pass; true when it acted, so that a new plan may differ.
-    async fn execute(&mut self, plan: Plan, touched: &mut [bool]) -> bool {
+    /// Carries `plan` out, leaving alone what earlier plans of this pass
+    /// did; true when it acted, so that a new plan may differ.
+    async fn execute(&mut self, plan: Plan, done: &mut Touched) -> bool {
         if let Some(at) = plan.wake_at {
             self.wake_no_later_than(at);
         }
-        // What earlier plans of this pass touched (a container killed for
-        // its new definition is started by the same plan).
-        let earlier = touched.to_vec();
         let mut acted = false;
         if let Some(failure) = plan.failure {
             self.fail(failure);
@@ -97,13 +98,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let kills: Vec<Kill> = plan
             .kills
             .iter()
-            .filter(|k| !earlier[k.index])
+            .filter(|k| !done.killed[k.index])
             .copied()
             .collect();
         if !kills.is_empty() {
             self.kill_all(&kills).await;
             for kill in &kills {
-                touched[kill.index] = true;
+                done.killed[kill.index] = true;
             }
             acted = true;
         }
@@ -127,7 +128,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .into_iter()
             .map(|s| (s.index, Step::Start(s)))
             .chain(plan.waiting.into_iter().map(|(i, w)| (i, Step::Wait(w))))
-            .filter(|(i, _)| !earlier[*i])
+            .filter(|(i, _)| !done.started[*i])
             .collect();
         steps.sort_by_key(|(i, _)| *i);
         let mut published = None;
@@ -143,8 +144,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 Step::Wait(waiting) => self.hold(i, waiting),
                 Step::Start(start) => {
                     self.start(&start).await;
-                    touched[i] = true;
+                    done.started[i] = true;
                     acted = true;
+                    // Its postStart hook failed: the kill comes before any
+                    // later container starts.
+                    if self.records[i].kill_pending.is_some() {
+                        return true;
+                    }
                 }
             }
             // A big pod's starts take a while: its status shows them as they
@@ -174,8 +180,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     async fn kill_all(&mut self, kills: &[Kill]) {
         for kill in kills.iter().filter(|k| !k.reason.whole_pod()) {
             self.kill_container(kill.index, kill.reason).await;
-            if kill.reason == KillReason::DefinitionChanged {
-                self.records[kill.index].definition_changed = true;
+            match kill.reason {
+                KillReason::DefinitionChanged => self.records[kill.index].definition_changed = true,
+                // Not again in this pass: restartPolicy decides on the next.
+                KillReason::PostStartFailed => self.wake_no_later_than(Instant::now()),
+                _ => {}
             }
         }
         if let Some(kill) = kills.iter().find(|k| k.reason.whole_pod()) {
@@ -327,6 +336,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         );
         self.wake_no_later_than(Instant::now() + RETRY_AFTER);
     }
+}
+
+/// The containers a pass killed and started, each at most once.
+struct Touched {
+    killed: Vec<bool>,
+    started: Vec<bool>,
 }
 
 /// A container's step in a plan: start it, or hold it back.

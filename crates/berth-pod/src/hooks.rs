@@ -6,7 +6,6 @@
 use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime};
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::time::Instant;
 use tracing::debug;
 
 use crate::http_get;
@@ -169,8 +168,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Runs container `i`'s postStart hook right after its start. The
     /// container stays Waiting and the worker (so every later container)
-    /// waits until the hook returns; a failure kills the container and leaves
-    /// the restart to restartPolicy. A termination request abandons the hook.
+    /// waits until the hook returns; after a failure the next plan kills the
+    /// container and leaves the restart to restartPolicy. A termination
+    /// request abandons the hook.
     pub(crate) async fn run_post_start(&mut self, i: usize) {
         let Some(id) = self.records[i]
             .current
@@ -222,9 +222,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     message.clone(),
                 );
                 self.step(Some(&name), TimelineStep::PostStartFailed, message);
-                self.kill_container(i, KillReason::PostStartFailed).await;
-                // Wake the worker at once: restartPolicy decides on the exit.
-                self.records[i].retry_at = Some(Instant::now());
+                self.records[i].kill_pending = Some(KillReason::PostStartFailed);
             }
         }
     }
@@ -232,6 +230,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use berth_runtime::fake::FakeRuntime;
     use k8s_openapi::api::core::v1::{HTTPHeader, SleepAction};
     use tokio::net::TcpListener;

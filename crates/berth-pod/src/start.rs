@@ -201,7 +201,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         rec.waiting = None;
         rec.retry_at = None;
         rec.definition_changed = false;
+        rec.kill_pending = None;
         self.run_post_start(i).await;
-        self.start_probers(i, false);
+        if self.records[i].kill_pending.is_none() {
+            self.start_probers(i, false);
+        }
     }
 }

@@ -207,7 +207,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     }
                 }
                 Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                Some(update) = self.probe_rx.recv() => self.on_probe(update).await,
+                Some(update) = self.probe_rx.recv() => self.on_probe(update),
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
                 }

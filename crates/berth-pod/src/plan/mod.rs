@@ -219,7 +219,7 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         SandboxView::Absent => Some(SandboxWork::Create),
         SandboxView::Dead => Some(SandboxWork::Recreate),
     };
-    plan.kills = changed_definitions(view);
+    plan.kills = failed_checks(view);
     let initialized = order::init_containers(view, now, &mut plan);
     if !initialized {
         return plan;
@@ -246,15 +246,26 @@ fn kill_running(view: &PodView<'_>, reason: KillReason) -> Vec<Kill> {
         .collect()
 }
 
-/// Running containers whose spec's image is no longer the one they were
-/// made from (the kubelet's `containerChanged`): killed, then started again
-/// whatever the restart policy.
-fn changed_definitions(view: &PodView<'_>) -> Vec<Kill> {
+/// Running containers to kill (the kubelet's `computePodActions` loop over
+/// running containers): a failed liveness or startup probe or postStart
+/// hook; a spec's image that is no longer the one the container was made
+/// from (`containerChanged`), which starts it again whatever the policy.
+fn failed_checks(view: &PodView<'_>) -> Vec<Kill> {
+    let reason = |i: usize| {
+        let rec = &view.records[i];
+        if !rec.is_running() {
+            return None;
+        }
+        rec.kill_pending.or_else(|| {
+            restart::definition_changed(view, i).then_some(KillReason::DefinitionChanged)
+        })
+    };
     (0..view.records.len())
-        .filter(|&i| restart::definition_changed(view, i))
-        .map(|index| Kill {
-            index,
-            reason: KillReason::DefinitionChanged,
+        .filter_map(|index| {
+            Some(Kill {
+                index,
+                reason: reason(index)?,
+            })
         })
         .collect()
 }

@@ -160,6 +160,12 @@ impl Pod {
         self
     }
 
+    /// A probe or hook of its current instance failed.
+    fn failed(mut self, name: &str, reason: KillReason) -> Self {
+        self.record(name).kill_pending = Some(reason);
+        self
+    }
+
     /// Restarted once before: the next crash is held back 10 s.
     fn crashed_before(mut self, name: &str) -> Self {
         self.backoff.advance((name.into(), "busybox".into()));
@@ -303,6 +309,12 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("image change: an instance of unknown spec is left alone", pod("Always").app("app").image_unknown("app"), vec![]),
         ("image change: a sidecar too", pod("Always").sidecar("side").app("app").image_changed("side").running("app"), vec!["kill side DefinitionChanged", "start sidecar side"]),
         ("image change: an init container with Never fails the pod", pod("Never").init("init").app("app").image_changed("init"), vec!["kill init DefinitionChanged"]),
+        // failed probes and hooks
+        ("probe: a failed liveness probe kills", pod("Always").app("app").running("app").failed("app", KillReason::Liveness), vec!["kill app Liveness"]),
+        ("probe: a failed startup probe kills", pod("Never").app("app").running("app").failed("app", KillReason::Startup), vec!["kill app Startup"]),
+        ("probe: a sidecar's failure kills it", pod("Always").sidecar("side").app("app").running("side").running("app").failed("side", KillReason::Liveness), vec!["kill side Liveness"]),
+        ("probe: a verdict on an exited instance kills nothing", pod("Always").app("app").exited("app", 137).failed("app", KillReason::Liveness), vec!["start app app (back-off)"]),
+        ("hook: a failed postStart kills", pod("OnFailure").app("app").running("app").failed("app", KillReason::PostStartFailed), vec!["kill app PostStartFailed"]),
         // activeDeadlineSeconds
         ("deadline: woken at it", pod("Always").app("app").running("app").deadline_in(30), vec!["wake +30s"]),
         ("deadline: passed, the pod fails and everything stops", pod("Always").sidecar("side").app("app").running("side").running("app").deadline_in(30).at(30),

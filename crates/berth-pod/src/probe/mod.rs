@@ -238,8 +238,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Applies a prober's verdict change: readiness flips `ready`, a startup
     /// success lets liveness and readiness begin, a liveness or startup
-    /// failure kills the container (restartPolicy then decides).
-    pub(crate) async fn on_probe(&mut self, update: ProbeUpdate) {
+    /// failure has the next plan kill the container (restartPolicy then
+    /// decides).
+    pub(crate) fn on_probe(&mut self, update: ProbeUpdate) {
         let Some(i) = self.records.iter().position(|r| {
             r.current
                 .as_ref()
@@ -263,7 +264,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     ProbeKind::Startup => KillReason::Startup,
                     _ => KillReason::Liveness,
                 };
-                self.kill_container(i, reason).await;
+                self.records[i].kill_pending = Some(reason);
             }
             (ProbeKind::Liveness, Verdict::Success) => {}
         }
