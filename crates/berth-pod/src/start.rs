@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::container_config::{self, PodContext};
+use crate::reasons;
 use crate::record::{Instance, InstanceState, Waiting};
 use crate::security::SecurityDefaults;
 use crate::sink::{EventType, PodSink};
@@ -25,7 +26,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     ) {
         let field_path = self.field_path(i);
         let (event_reason, event_message) =
-            event.unwrap_or(("Failed", format!("Error: {message}")));
+            event.unwrap_or((reasons::FAILED, format!("Error: {message}")));
         self.event(EventType::Warning, event_reason, field_path, event_message);
         let rec = &mut self.records[i];
         rec.waiting = Some(Waiting {
@@ -128,7 +129,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let field_path = self.field_path(i);
         self.event(
             EventType::Normal,
-            "Created",
+            reasons::CREATED,
             field_path.clone(),
             "Container created".into(),
         );
@@ -150,7 +151,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 debug!(pod = %self.pod_ref, container = %container.name, attempt, "container started");
                 self.event(
                     EventType::Normal,
-                    "Started",
+                    reasons::STARTED,
                     field_path,
                     "Container started".into(),
                 );
@@ -171,7 +172,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.wake_no_later_than(Instant::now());
                 self.event(
                     EventType::Warning,
-                    "Failed",
+                    reasons::FAILED,
                     field_path,
                     format!("Error: {}", e.message),
                 );

@@ -37,7 +37,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         warn!(pod = %self.pod_ref, "the runtime does not answer for the pod, forcing it down: {failure}");
         self.event(
             EventType::Warning,
-            "FailedKillPod",
+            crate::reasons::FAILED_KILL_POD,
             None,
             format!("error killing pod: {failure}"),
         );

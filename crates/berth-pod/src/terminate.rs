@@ -336,7 +336,7 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
             Some(Err(message)) => {
                 self.report.event(
                     EventType::Warning,
-                    "FailedPreStopHook",
+                    crate::reasons::FAILED_PRE_STOP_HOOK,
                     self.field_path.clone(),
                     message.clone(),
                 );
