@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use berth_runtime::{ContainerId, ContainerRuntime, PodTimes, SandboxConfig, SandboxInfo};
+use berth_runtime::ContainerRuntime;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -15,9 +15,9 @@ use crate::plan::{
 use crate::reasons;
 use crate::record::{InstanceState, Waiting};
 use crate::restart_policy::PodPhase;
+use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
-use crate::timeline::TimelineStep;
-use crate::worker::{grace_period, Worker, RETRY_AFTER};
+use crate::worker::{grace_period, Worker};
 
 /// How often a pass that starts containers publishes the status meanwhile
 /// (a pod whose starts take less publishes once, after the pass).
@@ -26,13 +26,6 @@ const PUBLISH_DURING_STARTS: Duration = Duration::from_millis(100);
 /// How long a pod whose volumes could not be set up waits for the next try.
 const MOUNT_RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// A sandbox found dead at adoption, with the containers it held: removed
-/// before the pod gets a new one.
-pub(crate) struct DeadSandbox {
-    pub sandbox: SandboxInfo,
-    pub containers: Vec<ContainerId>,
-}
-
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// What the planner sees of this worker.
     pub(crate) fn view(&self) -> PodView<'_> {
@@ -40,12 +33,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .spec()
             .active_deadline_seconds
             .map(|seconds| self.started + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
-        let sandbox = if self.dead_sandbox.is_some() {
-            SandboxView::Dead
-        } else if self.sandbox.is_some() {
-            SandboxView::Ready
-        } else {
-            SandboxView::Absent
+        let sandbox = match self.sandbox {
+            Sandbox::Absent => SandboxView::Absent,
+            Sandbox::Ready(_) => SandboxView::Ready,
+            Sandbox::Dead { .. } => SandboxView::Dead,
         };
         PodView {
             spec: self.spec(),
@@ -249,93 +240,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.volumes_ready = true;
         true
     }
-
-    /// The sandbox died (its pause process is gone): as the kubelet does,
-    /// kill it and what ran in it; the pod starts again in a new one.
-    pub(crate) async fn remove_dead_sandbox(&mut self) {
-        let Some(dead) = self.dead_sandbox.take() else {
-            return;
-        };
-        self.event(
-            EventType::Normal,
-            reasons::SANDBOX_CHANGED,
-            None,
-            "Pod sandbox changed, it will be killed and re-created.".into(),
-        );
-        for id in &dead.containers {
-            self.remove_container(id).await;
-        }
-        if let Err(e) = self.rt.remove_sandbox(&dead.sandbox).await {
-            warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
-        }
-    }
-
-    async fn create_sandbox(&mut self) -> bool {
-        let security = match crate::security::sandbox(&self.pod) {
-            Ok(security) => security,
-            Err(e) => {
-                self.sandbox_failed(&e);
-                return false;
-            }
-        };
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let host_network = spec.host_network.unwrap_or(false);
-        let hostname = if host_network {
-            berth_runtime::node_hostname()
-        } else {
-            spec.hostname
-                .clone()
-                .unwrap_or_else(|| self.pod_ref.name.clone())
-        };
-        let config = SandboxConfig {
-            pod: self.pod_ref.clone(),
-            hostname: hostname.clone(),
-            host_network,
-            log_dir: self.dirs.logs.clone(),
-            port_mappings: port_mappings(&spec),
-            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
-            times: PodTimes {
-                created: self
-                    .pod
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(self.start_time, |t| t.0),
-                started: self.start_time,
-            },
-            security,
-        };
-        match self.rt.create_sandbox(&config).await {
-            Ok(sandbox) => {
-                let id = sandbox.id.to_string();
-                self.sandbox = Some(sandbox);
-                let ip = self.pod_ip();
-                if let Err(e) = self
-                    .dirs
-                    .write_etc_files(&hostname, ip.as_deref(), host_network)
-                {
-                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
-                }
-                self.step(None, TimelineStep::SandboxCreated, id);
-                true
-            }
-            Err(e) => {
-                self.sandbox_failed(&e.to_string());
-                false
-            }
-        }
-    }
-
-    fn sandbox_failed(&mut self, error: &str) {
-        warn!(pod = %self.pod_ref, "create sandbox: {error}");
-        self.event(
-            EventType::Warning,
-            reasons::FAILED_CREATE_POD_SANDBOX,
-            None,
-            format!("Failed to create pod sandbox: {error}"),
-        );
-        self.wake_no_later_than(Instant::now() + RETRY_AFTER);
-    }
 }
 
 /// The containers a pass killed and started, each at most once.
@@ -348,19 +252,4 @@ struct Touched {
 enum Step {
     Start(Start),
     Wait(Waiting),
-}
-
-fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {
-    spec.containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| {
-            Some(berth_runtime::PortMapping {
-                host_port: u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?,
-                container_port: u16::try_from(p.container_port).ok()?,
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                host_ip: p.host_ip.clone(),
-            })
-        })
-        .collect()
 }

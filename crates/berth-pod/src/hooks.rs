@@ -141,7 +141,7 @@ fn go_list(items: &[String]) -> String {
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// The pod's first IP (the node's with host network).
     pub(crate) fn pod_ip(&self) -> Option<String> {
-        let sandbox = self.sandbox.as_ref()?;
+        let sandbox = self.sandbox.ready()?;
         if sandbox.host_network {
             Some(self.cfg.host_ip.clone())
         } else {

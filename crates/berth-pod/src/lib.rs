@@ -24,6 +24,8 @@
 //!
 //! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
 //!   one container instance from spec to running.
+//! - `sandbox`: the pod's sandbox (absent, ready, or found dead), made
+//!   and replaced.
 //! - `record`: what the worker knows of each container; `status`: the API
 //!   status built from it; `backoff`: CrashLoopBackOff; `restart_policy`:
 //!   the restart policy and phase as enums.
@@ -49,6 +51,7 @@ mod probe;
 pub mod reasons;
 mod record;
 mod restart_policy;
+mod sandbox;
 mod saved_conditions;
 mod security;
 mod sink;

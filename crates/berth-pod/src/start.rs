@@ -41,7 +41,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let Some(image) = self.ensure_image(i).await else {
             return;
         };
-        let Some(sandbox) = self.sandbox.clone() else {
+        let Some(sandbox) = self.sandbox.ready().cloned() else {
             return;
         };
         let Some(container) = self.spec_container(i).cloned() else {

@@ -153,7 +153,8 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     let (init, regular) = container_statuses(w);
     let spec = w.spec();
     let phase = w.phase_of(&init, &regular, pod_is_terminal);
-    let sandbox_ready = w.sandbox.is_some() && !pod_is_terminal && w.terminal_phase.is_none();
+    let sandbox_ready =
+        w.sandbox.ready().is_some() && !pod_is_terminal && w.terminal_phase.is_none();
     let conditions = rules::pod_conditions(
         spec,
         &init,
@@ -164,7 +165,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         Time(Timestamp::now()),
     );
     let host_network = spec.host_network.unwrap_or(false);
-    let pod_ips: Vec<String> = match &w.sandbox {
+    let pod_ips: Vec<String> = match w.sandbox.ready() {
         Some(_) if host_network => vec![w.cfg.host_ip.clone()],
         Some(sandbox) => sandbox.ips.iter().map(|ip| ip.to_string()).collect(),
         None => Vec::new(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_api::status as rules;
 use berth_runtime::{
     ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ImageInfo, ObservedState, PodRef,
-    RuntimeError, SandboxInfo,
+    RuntimeError,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodCondition, PodSpec};
@@ -19,11 +19,11 @@ use tracing::{debug, warn};
 
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::dirs::PodDirs;
-use crate::execute::DeadSandbox;
 use crate::handle::{Adopted, Termination};
 use crate::probe::{InstanceProbes, ProbeUpdate};
 use crate::record::{ContainerRecord, Instance, InstanceState};
 use crate::restart_policy::{PodPhase, RestartPolicy};
+use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
 
@@ -75,9 +75,7 @@ pub(crate) struct Worker<R, S> {
     pub(crate) pod: Arc<Pod>,
     pub(crate) pod_ref: PodRef,
     pub(crate) dirs: PodDirs,
-    pub(crate) sandbox: Option<SandboxInfo>,
-    /// Found dead at adoption, not yet removed.
-    pub(crate) dead_sandbox: Option<DeadSandbox>,
+    pub(crate) sandbox: Sandbox,
     pub(crate) volumes_ready: bool,
     /// Init containers first, then the main ones, in spec order.
     pub(crate) records: Vec<ContainerRecord>,
@@ -163,8 +161,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod,
             pod_ref,
             dirs,
-            sandbox: None,
-            dead_sandbox: None,
+            sandbox: Sandbox::Absent,
             volumes_ready: false,
             records,
             exits_tx,
@@ -344,10 +341,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             // The pause process is gone (containerd restarted, the node
             // rebooted): the first plan replaces the sandbox.
             let containers = adopted.containers.into_iter().map(|c| c.id).collect();
-            self.dead_sandbox = Some(DeadSandbox {
+            self.sandbox = Sandbox::Dead {
                 sandbox,
                 containers,
-            });
+            };
             return;
         }
         let mut containers = adopted.containers;
@@ -413,7 +410,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         // Their transition times go on from before the restart.
         self.conditions = crate::saved_conditions::load(&self.dirs.pod);
-        self.sandbox = Some(sandbox);
+        self.sandbox = Sandbox::Ready(sandbox);
         for i in 0..self.records.len() {
             self.start_probers(i, true);
         }
