@@ -319,11 +319,13 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("deadline: woken at it", pod("Always").app("app").running("app").deadline_in(30), vec!["wake +30s"]),
         ("deadline: passed, the pod fails and everything stops", pod("Always").sidecar("side").app("app").running("side").running("app").deadline_in(30).at(30),
             vec!["fail DeadlineExceeded", "kill side DeadlineExceeded", "kill app DeadlineExceeded", "finish Failed"]),
+        ("deadline: passed before the sandbox exists, the pod fails", pod("Always").app("app").new_pod().deadline_in(3).at(3), vec!["fail DeadlineExceeded", "finish Failed"]),
         ("deadline: passed, nothing starts", pod("Always").app("app").exited("app", 1).deadline_in(30).at(31), vec!["fail DeadlineExceeded", "finish Failed"]),
         // the pod as a whole
         ("terminal: nothing is planned", pod("Always").app("app").exited("app", 1).deadline_in(0).terminal(), vec![]),
         ("new pod: volumes, sandbox, then the containers", pod("Always").app("a").app("b").new_pod(), vec!["volumes", "sandbox Create", "start app a", "start app b"]),
         ("new pod: volumes and sandbox before the first init", pod("Always").init("one").app("app").new_pod(), vec!["volumes", "sandbox Create", "start init one"]),
+        ("sandbox: a failed creation is tried again", pod("Always").app("app").sandbox(SandboxView::Absent), vec!["sandbox Create", "start app app"]),
         ("dead sandbox: recreated", pod("Always").app("app").sandbox(SandboxView::Dead), vec!["sandbox Recreate", "start app app"]),
     ]
 }
