@@ -46,27 +46,45 @@ impl Backoff {
         }
     }
 
-    /// When the container, which finished at `finished`, is still held back:
-    /// `Some((until, delay))`.
+    /// When the container, which finished at `finished`, is still held back
+    /// at `now`: `Some((until, delay))`. An entry untouched for twice the
+    /// maximum before `finished` no longer holds (see [`Self::restarted`]).
     pub(crate) fn held_until(
-        &mut self,
+        &self,
         key: &(String, String),
         finished: Instant,
+        now: Instant,
     ) -> Option<(Instant, Duration)> {
-        let entry = *self.entries.get(key)?;
-        if finished.saturating_duration_since(entry.last_advance) > 2 * self.policy.max {
-            self.entries.remove(key);
+        let entry = self.entries.get(key)?;
+        if self.stale(entry, finished) {
             return None;
         }
         let until = finished + entry.delay;
-        (Instant::now() < until).then_some((until, entry.delay))
+        (now < until).then_some((until, entry.delay))
     }
 
     /// When the key's last failure is still held back by its delay (image
     /// pulls: the delay counts from the failure itself).
-    pub(crate) fn held(&mut self, key: &(String, String)) -> Option<(Instant, Duration)> {
+    pub(crate) fn held(&self, key: &(String, String)) -> Option<(Instant, Duration)> {
         let last = self.entries.get(key)?.last_advance;
-        self.held_until(key, last)
+        self.held_until(key, last, Instant::now())
+    }
+
+    fn stale(&self, entry: &Entry, finished: Instant) -> bool {
+        finished.saturating_duration_since(entry.last_advance) > 2 * self.policy.max
+    }
+
+    /// Records the restart of a container that finished at `finished`: an
+    /// entry gone stale by then starts over at the initial delay.
+    pub(crate) fn restarted(&mut self, key: (String, String), finished: Instant) {
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|e| self.stale(e, finished))
+        {
+            self.entries.remove(&key);
+        }
+        self.advance(key);
     }
 
     /// Records a restart: the next crash waits longer.
@@ -103,15 +121,15 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..5 {
             let finished = Instant::now();
-            match b.held_until(&key(), finished) {
+            match b.held_until(&key(), finished, Instant::now()) {
                 None => seen.push(0),
                 Some((until, delay)) => {
                     seen.push(delay.as_secs());
                     tokio::time::sleep_until(until).await;
-                    assert!(b.held_until(&key(), finished).is_none());
+                    assert!(b.held_until(&key(), finished, Instant::now()).is_none());
                 }
             }
-            b.advance(key());
+            b.restarted(key(), finished);
         }
         assert_eq!(seen, vec![0, 10, 20, 40, 40]);
     }
@@ -122,9 +140,13 @@ mod tests {
         b.advance(key());
         b.advance(key());
         tokio::time::advance(Duration::from_secs(601)).await;
-        assert!(b.held_until(&key(), Instant::now()).is_none());
-        b.advance(key());
-        let (_, delay) = b.held_until(&key(), Instant::now()).unwrap();
+        assert!(b
+            .held_until(&key(), Instant::now(), Instant::now())
+            .is_none());
+        b.restarted(key(), Instant::now());
+        let (_, delay) = b
+            .held_until(&key(), Instant::now(), Instant::now())
+            .unwrap();
         assert_eq!(delay, Duration::from_secs(10));
     }
 

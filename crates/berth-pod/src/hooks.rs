@@ -6,10 +6,10 @@
 use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime};
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::time::Instant;
 use tracing::debug;
 
 use crate::http_get;
+use crate::plan::KillReason;
 use crate::record::Waiting;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
@@ -141,7 +141,7 @@ fn go_list(items: &[String]) -> String {
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// The pod's first IP (the node's with host network).
     pub(crate) fn pod_ip(&self) -> Option<String> {
-        let sandbox = self.sandbox.as_ref()?;
+        let sandbox = self.sandbox.ready()?;
         if sandbox.host_network {
             Some(self.cfg.host_ip.clone())
         } else {
@@ -168,8 +168,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Runs container `i`'s postStart hook right after its start. The
     /// container stays Waiting and the worker (so every later container)
-    /// waits until the hook returns; a failure kills the container and leaves
-    /// the restart to restartPolicy. A termination request abandons the hook.
+    /// waits until the hook returns; after a failure the next plan kills the
+    /// container and leaves the restart to restartPolicy. A termination
+    /// request abandons the hook.
     pub(crate) async fn run_post_start(&mut self, i: usize) {
         let Some(id) = self.records[i]
             .current
@@ -216,14 +217,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 debug!(pod = %self.pod_ref, container = %name, "postStart failed: {message}");
                 self.event(
                     EventType::Warning,
-                    "FailedPostStartHook",
+                    crate::reasons::FAILED_POST_START_HOOK,
                     self.field_path(i),
                     message.clone(),
                 );
                 self.step(Some(&name), TimelineStep::PostStartFailed, message);
-                self.kill_container(i, "FailedPostStartHook").await;
-                // Wake the worker at once: restartPolicy decides on the exit.
-                self.records[i].retry_at = Some(Instant::now());
+                self.records[i].kill_pending = Some(KillReason::PostStartFailed);
             }
         }
     }
@@ -231,6 +230,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use berth_runtime::fake::FakeRuntime;
     use k8s_openapi::api::core::v1::{HTTPHeader, SleepAction};
     use tokio::net::TcpListener;

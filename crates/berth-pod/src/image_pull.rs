@@ -9,6 +9,7 @@ use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeError, RuntimeErrorKind}
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::reasons;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
 use crate::worker::{Worker, RETRY_AFTER};
@@ -40,7 +41,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             (Some(info), "IfNotPresent" | "Never") => {
                 self.event(
                     EventType::Normal,
-                    "Pulled",
+                    reasons::PULLED,
                     field_path,
                     format!("Container image \"{image}\" already present on machine"),
                 );
@@ -55,7 +56,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     i,
                     "ErrImageNeverPull",
                     message.clone(),
-                    Some(("ErrImageNeverPull", message)),
+                    Some((reasons::ERR_IMAGE_NEVER_PULL, message)),
                 );
                 None
             }
@@ -70,19 +71,24 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let key = (image.clone(), String::new());
         if let Some((until, _)) = self.pull_backoff.held(&key) {
             let message = format!("Back-off pulling image \"{image}\"");
-            self.event(EventType::Normal, "BackOff", field_path, message.clone());
+            self.event(
+                EventType::Normal,
+                reasons::BACK_OFF,
+                field_path,
+                message.clone(),
+            );
             self.start_failed(
                 i,
                 "ImagePullBackOff",
                 message,
-                Some(("Failed", "Error: ImagePullBackOff".into())),
+                Some((reasons::FAILED, "Error: ImagePullBackOff".into())),
             );
             self.records[i].retry_at = Some(until.min(Instant::now() + self.pull_resync()));
             return None;
         }
         self.event(
             EventType::Normal,
-            "Pulling",
+            reasons::PULLING,
             field_path.clone(),
             format!("Pulling image \"{image}\""),
         );
@@ -96,7 +102,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             Ok((info, times)) => {
                 self.event(
                     EventType::Normal,
-                    "Pulled",
+                    reasons::PULLED,
                     field_path,
                     format!(
                         "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
@@ -118,7 +124,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 };
                 self.event(
                     EventType::Warning,
-                    "Failed",
+                    reasons::FAILED,
                     field_path,
                     format!("Failed to pull image \"{image}\": {e}"),
                 );
@@ -126,7 +132,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     i,
                     reason,
                     e.to_string(),
-                    Some(("Failed", format!("Error: {reason}"))),
+                    Some((reasons::FAILED, format!("Error: {reason}"))),
                 );
                 // Look again soon, to show the back-off, and retry at its end.
                 self.records[i].retry_at = Some(Instant::now() + self.pull_resync());

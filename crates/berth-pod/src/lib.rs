@@ -10,16 +10,27 @@
 //! # Layout
 //!
 //! Start with `worker`: its `run` loop owns the pod and calls `sync` once per
-//! turn; `sync` decides what the pod needs (sandbox, active deadline, image
-//! changes, init containers, main containers) and carries it out. `terminate`
-//! is the one kill path (a pod's deletion, a failed probe or hook, a changed
-//! container). The rest are the steps they call:
+//! turn. A pod's life is decided in `plan/`: one pure function, `plan(view,
+//! now) -> Plan`, over a read-only `PodView` of what the worker knows (spec,
+//! container records, volumes, sandbox, back-off, deadline), as the
+//! kubelet's `computePodActions`; its rules and their table test live there.
+//! It is carried out in `execute`: `sync` plans, executes the plan in the
+//! kubelet's `SyncPod` order (the pod's failure, kills, volumes and sandbox,
+//! the next init container, sidecars, regular containers), and plans again
+//! while the last plan changed what the next one sees. `terminate` is the one
+//! kill path, taking a `KillReason` (a pod's deletion, the deadline, sidecars
+//! after the main containers, a failed probe or hook, a changed container).
+//! The rest are the steps they call:
 //!
 //! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
 //!   one container instance from spec to running.
+//! - `sandbox`: the pod's sandbox (absent, ready, or found dead), made
+//!   and replaced.
 //! - `record`: what the worker knows of each container; `status`: the API
-//!   status built from it; `backoff`: CrashLoopBackOff.
-//! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks.
+//!   status built from it; `backoff`: CrashLoopBackOff; `restart_policy`:
+//!   the restart policy and phase as enums.
+//! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks, whose
+//!   failures the next plan turns into kills.
 //! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host.
 //! - `handle`: the supervisor's side (newest spec wins, grace only shrinks);
 //!   `sink`, `timeline`, `reasons`: what the worker reports.
@@ -29,14 +40,18 @@
 mod backoff;
 mod container_config;
 mod dirs;
+mod execute;
 mod handle;
 mod hooks;
 mod http_get;
 mod image_pull;
 mod mount_table;
+mod plan;
 mod probe;
 pub mod reasons;
 mod record;
+mod restart_policy;
+mod sandbox;
 mod saved_conditions;
 mod security;
 mod sink;

@@ -5,6 +5,8 @@ use berth_runtime::{ContainerId, ContainerKind, ExitInfo, ImageInfo};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
+use crate::plan::KillReason;
+
 /// A container instance's state as the worker tracks it.
 #[derive(Debug, Clone)]
 pub(crate) enum InstanceState {
@@ -70,6 +72,9 @@ pub(crate) struct ContainerRecord {
     /// Killed because its definition changed: started again whatever the
     /// restart policy, without back-off.
     pub definition_changed: bool,
+    /// The current instance is to be killed: a liveness or startup probe
+    /// or its postStart hook failed. The next plan kills it.
+    pub kill_pending: Option<KillReason>,
 }
 
 impl ContainerRecord {
@@ -82,6 +87,7 @@ impl ContainerRecord {
             waiting: None,
             retry_at: None,
             definition_changed: false,
+            kill_pending: None,
         }
     }
 

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::container_config::{self, PodContext};
+use crate::reasons;
 use crate::record::{Instance, InstanceState, Waiting};
 use crate::security::SecurityDefaults;
 use crate::sink::{EventType, PodSink};
@@ -25,7 +26,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     ) {
         let field_path = self.field_path(i);
         let (event_reason, event_message) =
-            event.unwrap_or(("Failed", format!("Error: {message}")));
+            event.unwrap_or((reasons::FAILED, format!("Error: {message}")));
         self.event(EventType::Warning, event_reason, field_path, event_message);
         let rec = &mut self.records[i];
         rec.waiting = Some(Waiting {
@@ -40,7 +41,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let Some(image) = self.ensure_image(i).await else {
             return;
         };
-        let Some(sandbox) = self.sandbox.clone() else {
+        let Some(sandbox) = self.sandbox.ready().cloned() else {
             return;
         };
         let Some(container) = self.spec_container(i).cloned() else {
@@ -142,7 +143,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let field_path = self.field_path(i);
         self.event(
             EventType::Normal,
-            "Created",
+            reasons::CREATED,
             field_path.clone(),
             "Container created".into(),
         );
@@ -164,7 +165,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 debug!(pod = %self.pod_ref, container = %container.name, attempt, "container started");
                 self.event(
                     EventType::Normal,
-                    "Started",
+                    reasons::STARTED,
                     field_path,
                     "Container started".into(),
                 );
@@ -185,7 +186,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.wake_no_later_than(Instant::now());
                 self.event(
                     EventType::Warning,
-                    "Failed",
+                    reasons::FAILED,
                     field_path,
                     format!("Error: {}", e.message),
                 );
@@ -215,7 +216,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         rec.waiting = None;
         rec.retry_at = None;
         rec.definition_changed = false;
+        rec.kill_pending = None;
         self.run_post_start(i).await;
-        self.start_probers(i, false);
+        if self.records[i].kill_pending.is_none() {
+            self.start_probers(i, false);
+        }
     }
 }

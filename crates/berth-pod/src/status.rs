@@ -6,7 +6,7 @@ use berth_runtime::{ContainerKind, ContainerRuntime};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, PodIP, PodStatus,
+    ContainerStatus, HostIP, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -110,17 +110,26 @@ fn container_status(
 pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
     w: &Worker<R, S>,
 ) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
+    container_statuses_of(&w.records, w.spec(), |i| w.probe_status(i))
+}
+
+/// [`container_statuses`] from the records alone; `probed(i)` is record
+/// `i`'s `(started, ready)` as its probes say.
+pub(crate) fn container_statuses_of(
+    records: &[ContainerRecord],
+    spec: &PodSpec,
+    probed: impl Fn(usize) -> (bool, bool),
+) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
     // The kubelet shares 12 KiB of messages evenly among the pod's containers.
-    let share = crate::termination_message::POD_LIMIT / w.records.len().max(1);
-    let has_init = w.records.iter().any(|r| r.kind != ContainerKind::Regular);
+    let share = crate::termination_message::POD_LIMIT / records.len().max(1);
+    let has_init = records.iter().any(|r| r.kind != ContainerKind::Regular);
     let mut init = Vec::new();
     let mut regular = Vec::new();
-    for (i, rec) in w.records.iter().enumerate() {
-        let image = w
-            .spec_container(i)
+    for (i, rec) in records.iter().enumerate() {
+        let image = crate::plan::spec_container(spec, i)
             .and_then(|c| c.image.as_deref())
             .unwrap_or_default();
-        let mut status = container_status(rec, image, has_init, w.probe_status(i));
+        let mut status = container_status(rec, image, has_init, probed(i));
         for state in [status.state.as_mut(), status.last_state.as_mut()]
             .into_iter()
             .flatten()
@@ -144,7 +153,8 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     let (init, regular) = container_statuses(w);
     let spec = w.spec();
     let phase = w.phase_of(&init, &regular, pod_is_terminal);
-    let sandbox_ready = w.sandbox.is_some() && !pod_is_terminal && w.terminal_phase.is_none();
+    let sandbox_ready =
+        w.sandbox.ready().is_some() && !pod_is_terminal && w.terminal_phase.is_none();
     let conditions = rules::pod_conditions(
         spec,
         &init,
@@ -155,7 +165,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         Time(Timestamp::now()),
     );
     let host_network = spec.host_network.unwrap_or(false);
-    let pod_ips: Vec<String> = match &w.sandbox {
+    let pod_ips: Vec<String> = match w.sandbox.ready() {
         Some(_) if host_network => vec![w.cfg.host_ip.clone()],
         Some(sandbox) => sandbox.ips.iter().map(|ip| ip.to_string()).collect(),
         None => Vec::new(),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::record::InstanceState;
+use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
 use crate::worker::Worker;
 
@@ -37,11 +38,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         warn!(pod = %self.pod_ref, "the runtime does not answer for the pod, forcing it down: {failure}");
         self.event(
             EventType::Warning,
-            "FailedKillPod",
+            crate::reasons::FAILED_KILL_POD,
             None,
             format!("error killing pod: {failure}"),
         );
-        if let Some(sandbox) = self.sandbox.clone() {
+        if let Some(sandbox) = self.sandbox.ready().cloned() {
             if let Err(e) = self.rt.force_stop_sandbox(&sandbox).await {
                 warn!(pod = %self.pod_ref, "force the pod down: {e}");
             }
@@ -71,6 +72,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// times and then reported. A removal the runtime does not answer in
     /// time forces the pod down (unless `forced` already) and is tried again.
     pub(crate) async fn teardown(&mut self, mut forced: bool) {
+        if let Sandbox::Dead { containers, .. } = &self.sandbox {
+            // Deleted before its first pass replaced the dead sandbox.
+            let containers = containers.clone();
+            if let Err(e) = remove_containers(&self.rt, &containers).await {
+                warn!(pod = %self.pod_ref, "remove the dead sandbox's containers: {e}");
+            }
+        }
         let ids: Vec<ContainerId> = self
             .records
             .iter()
@@ -85,7 +93,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             let _ = remove_containers(&self.rt, &ids).await;
         }
-        if let Some(sandbox) = self.sandbox.clone() {
+        if let Some(sandbox) = self.sandbox.info().cloned() {
             let removed = retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
             if let Err(e) = removed {
                 if !forced {

@@ -17,6 +17,8 @@ use tracing::{debug, warn};
 
 use crate::handle::Termination;
 use crate::hooks::{Hook, HookKind};
+use crate::plan::KillReason;
+use crate::probe::ProbeKind;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
 use crate::worker::{grace_period, Worker};
@@ -32,7 +34,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     pub(crate) async fn terminate(mut self, first: Termination) {
         self.stop_liveness_probers();
         let mut forced = false;
-        if let Some(failure) = self.stop_containers(first.grace, true).await {
+        if let Some(failure) = self
+            .stop_containers(first.grace, KillReason::PodDeleted)
+            .await
+        {
             self.force_stop(&failure).await;
             forced = true;
         }
@@ -43,18 +48,18 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.sink.finished(&self.pod_ref.uid);
     }
 
-    /// Stops every running container within `grace`: the main and init
-    /// containers at once, then the sidecars one by one in reverse order
-    /// (docs/kubelet-semantics.md §7.1), all against one deadline. When `requested`,
-    /// later termination requests can bring the deadline closer.
+    /// Stops every running container within `grace` for `reason` (one that
+    /// stops the whole pod): the main and init containers at once, then the
+    /// sidecars one by one in reverse order, all against one deadline.
     ///
     /// Gives up when the runtime does not answer a kill in time (the pod's
     /// shim is wedged), returning the failure as the kubelet words it.
     pub(crate) async fn stop_containers(
         &mut self,
         grace: Duration,
-        requested: bool,
+        reason: KillReason,
     ) -> Option<String> {
+        debug_assert!(reason.whole_pod());
         let mut sidecars: Vec<usize> = (0..self.records.len())
             .filter(|&i| self.records[i].kind == ContainerKind::Sidecar)
             .collect();
@@ -65,35 +70,31 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let turns = std::iter::once(first)
             .chain(sidecars.into_iter().map(|i| vec![i]))
             .collect();
-        self.stop(turns, grace, requested, None).await
+        self.stop(turns, grace, reason).await
     }
 
-    /// Kills container `i` for `reason` (the Killing event's message, e.g.
-    /// `FailedPostStartHook`) within the pod's grace period, through the same
-    /// path as pod termination (preStop included); returns once it exited.
-    pub(crate) async fn kill_container(&mut self, i: usize, reason: &str) {
-        self.kill_container_with_grace(i, reason, None).await;
-    }
-
-    /// [`Self::kill_container`] for a failed liveness or startup probe, whose
-    /// own `terminationGracePeriodSeconds` replaces the pod's unless the pod
-    /// is being deleted (docs/kubelet-semantics.md §7.2 step 2).
-    pub(crate) async fn kill_container_with_grace(
-        &mut self,
-        i: usize,
-        reason: &str,
-        probe_grace: Option<i64>,
-    ) {
+    /// Kills container `i` alone for `reason`, through the same path as pod
+    /// termination (preStop included); returns once it exited. The grace
+    /// period is the pod's, or a failed probe's own
+    /// `terminationGracePeriodSeconds`, unless the pod is being deleted (the
+    /// kubelet's `killContainer`).
+    pub(crate) async fn kill_container(&mut self, i: usize, reason: KillReason) {
+        debug_assert!(!reason.whole_pod());
+        let probe = match reason {
+            KillReason::Liveness => Some(ProbeKind::Liveness),
+            KillReason::Startup => Some(ProbeKind::Startup),
+            _ => None,
+        };
+        let probe_grace = probe
+            .and_then(|kind| self.spec_container(i).and_then(|c| kind.spec(c)))
+            .and_then(|p| p.termination_grace_period_seconds);
         let grace = self
             .pod
             .metadata
             .deletion_grace_period_seconds
             .or(probe_grace)
             .unwrap_or_else(|| self.pod_grace_seconds());
-        if let Some(failure) = self
-            .stop(vec![vec![i]], grace_period(grace), true, Some(reason))
-            .await
-        {
+        if let Some(failure) = self.stop(vec![vec![i]], grace_period(grace), reason).await {
             warn!(pod = %self.pod_ref, "kill container: {failure}");
         }
     }
@@ -107,8 +108,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         &mut self,
         turns: Vec<Vec<usize>>,
         grace: Duration,
-        requested: bool,
-        reason: Option<&str>,
+        reason: KillReason,
     ) -> Option<String> {
         let (deadline_tx, deadline_rx) = watch::channel(Instant::now() + grace);
         let (unanswered_tx, mut unanswered) = mpsc::unbounded_channel();
@@ -117,7 +117,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         // loop when this kill happened inside a sync.
         let mut term_rx = self.term_rx.clone();
         // Pod termination: readiness is still probed and can turn false.
-        let whole_pod = requested && reason.is_none();
+        let deleting = reason == KillReason::PodDeleted;
+        // A deletion's shorter grace also shortens a single container's kill;
+        // the worker's own whole-pod stops keep theirs.
+        let follows_requests = deleting || !reason.whole_pod();
         let mut kills = JoinSet::new();
         for (turn, containers) in turns.iter().enumerate() {
             for &i in containers {
@@ -136,15 +139,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             turn_tx.send_replace(turn);
             while containers.iter().any(|&i| self.records[i].is_running()) {
                 // A single kill happens inside a sync, which publishes after.
-                if reason.is_none() {
+                if reason.whole_pod() {
                     self.publish(false);
                 }
                 tokio::select! {
                     // Dropping the kills stops those still under way.
                     Some(failure) = unanswered.recv() => return Some(failure),
                     Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                    Some(update) = self.probe_rx.recv(), if whole_pod => self.on_readiness(update),
-                    Ok(()) = term_rx.changed(), if requested => {
+                    Some(update) = self.probe_rx.recv(), if deleting => self.on_readiness(update),
+                    Ok(()) = term_rx.changed(), if follows_requests => {
                         if let Some(t) = *term_rx.borrow_and_update() {
                             let shorter = Instant::now() + t.grace;
                             deadline_tx.send_if_modified(|d| {
@@ -168,7 +171,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     fn kill(
         &self,
         i: usize,
-        reason: Option<&str>,
+        reason: KillReason,
         timing: KillTiming,
         unanswered: mpsc::UnboundedSender<String>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
@@ -185,11 +188,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .and_then(Signal::parse)
             .unwrap_or(Signal::TERM);
         let name = self.records[i].name.clone();
-        let message = reason.map_or_else(|| format!("Stopping container {name}"), str::to_string);
+        let message = reason.message(&name, self.restart_policy());
         let field_path = self.field_path(i);
         self.event(
             EventType::Normal,
-            "Killing",
+            crate::reasons::KILLING,
             field_path.clone(),
             message.clone(),
         );
@@ -333,7 +336,7 @@ impl<R: ContainerRuntime, S: PodSink> KillTask<R, S> {
             Some(Err(message)) => {
                 self.report.event(
                     EventType::Warning,
-                    "FailedPreStopHook",
+                    crate::reasons::FAILED_PRE_STOP_HOOK,
                     self.field_path.clone(),
                     message.clone(),
                 );

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_api::status as rules;
 use berth_runtime::{
     ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ImageInfo, ObservedState, PodRef,
-    PodTimes, RuntimeError, SandboxConfig, SandboxInfo,
+    RuntimeError,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodCondition, PodSpec};
@@ -21,7 +21,9 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
 use crate::probe::{InstanceProbes, ProbeUpdate};
-use crate::record::{ContainerRecord, Instance, InstanceState, Waiting};
+use crate::record::{ContainerRecord, Instance, InstanceState};
+use crate::restart_policy::{PodPhase, RestartPolicy};
+use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
 
@@ -54,14 +56,6 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// the name and image (`io.kubernetes.container.hash`, `HashContainer`).
 pub(crate) const SPEC_IMAGE_ANNOTATION: &str = "io.berth.container.image";
 
-/// The kubelet's message for a pod past its `activeDeadlineSeconds`.
-const DEADLINE_EXCEEDED_MESSAGE: &str =
-    "Pod was active on the node longer than the specified deadline";
-
-/// How often a pass that starts containers publishes the status meanwhile
-/// (a pod whose starts take less publishes once, after the pass).
-const PUBLISH_DURING_STARTS: Duration = Duration::from_millis(100);
-
 /// How long a failed exit waiter pauses before it is armed again.
 const REARM_AFTER: Duration = Duration::from_secs(1);
 
@@ -83,8 +77,8 @@ pub(crate) struct Worker<R, S> {
     pub(crate) pod: Arc<Pod>,
     pub(crate) pod_ref: PodRef,
     pub(crate) dirs: PodDirs,
-    pub(crate) sandbox: Option<SandboxInfo>,
-    volumes_ready: bool,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) volumes_ready: bool,
     /// Init containers first, then the main ones, in spec order.
     pub(crate) records: Vec<ContainerRecord>,
     pub(crate) backoff: Backoff,
@@ -93,14 +87,14 @@ pub(crate) struct Worker<R, S> {
     pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
     pub(crate) start_time: Timestamp,
     /// `start_time` on the worker's clock, for the active deadline.
-    started: Instant,
+    pub(crate) started: Instant,
     /// The pod's `reason` and `message` once it failed as a whole (past its
     /// active deadline).
     pub(crate) terminal_reason: Option<(String, String)>,
     pub(crate) conditions: Vec<PodCondition>,
     /// The phase once it went terminal; it never changes after that.
-    pub(crate) terminal_phase: Option<String>,
-    wake_at: Option<Instant>,
+    pub(crate) terminal_phase: Option<PodPhase>,
+    pub(crate) wake_at: Option<Instant>,
     /// The probers of each running instance, by container id.
     pub(crate) probes: std::collections::HashMap<ContainerId, InstanceProbes>,
     pub(crate) probe_tx: mpsc::UnboundedSender<ProbeUpdate>,
@@ -169,7 +163,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod,
             pod_ref,
             dirs,
-            sandbox: None,
+            sandbox: Sandbox::Absent,
             volumes_ready: false,
             records,
             exits_tx,
@@ -212,7 +206,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     }
                 }
                 Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                Some(update) = self.probe_rx.recv() => self.on_probe(update).await,
+                Some(update) = self.probe_rx.recv() => self.on_probe(update),
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
                 }
@@ -241,13 +235,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// The spec of the container behind record `i`.
     pub(crate) fn spec_container(&self, i: usize) -> Option<&Container> {
-        let spec = self.pod.spec.as_ref()?;
-        let inits = spec.init_containers.as_deref().unwrap_or_default();
-        if i < inits.len() {
-            inits.get(i)
-        } else {
-            spec.containers.get(i - inits.len())
-        }
+        crate::plan::spec_container(self.pod.spec.as_ref()?, i)
     }
 
     pub(crate) fn field_path(&self, i: usize) -> Option<String> {
@@ -268,310 +256,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .unwrap_or(30)
     }
 
-    pub(crate) fn restart_policy(&self) -> &str {
-        self.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.as_deref())
-            .unwrap_or("Always")
-    }
-
-    /// One planning-and-executing pass, as the kubelet's SyncPod.
-    async fn sync(&mut self) {
-        self.wake_at = None;
-        if !self.volumes_ready {
-            if let Err(e) = self.dirs.prepare(&self.pod) {
-                self.event(
-                    EventType::Warning,
-                    "FailedMount",
-                    None,
-                    format!("Unable to attach or mount volumes: {e}"),
-                );
-                self.wake_no_later_than(Instant::now() + Duration::from_secs(2));
-                return;
-            }
-            crate::volume_ownership::apply(&self.dirs, &self.pod);
-            self.volumes_ready = true;
-        }
-        if self.sandbox.is_none() && !self.create_sandbox().await {
-            return;
-        }
-        if self.active_deadline_passed().await {
-            return;
-        }
-        self.restart_changed_containers().await;
-        if !self.sync_init_containers().await {
-            return;
-        }
-        let mut published = Instant::now();
-        for i in 0..self.records.len() {
-            if self.termination_requested() {
-                return;
-            }
-            if self.records[i].kind == ContainerKind::Regular {
-                self.ensure_running(i).await;
-                // A big pod's starts take a while: its status shows them as
-                // they come, not all at the end of the pass.
-                if published.elapsed() >= PUBLISH_DURING_STARTS {
-                    self.publish(false);
-                    published = Instant::now();
-                }
-            }
-        }
-        if self.main_containers_done() && self.records.iter().any(|r| r.is_running()) {
-            // Nothing left to run but sidecars: stop them, as the kubelet's
-            // KillPod ends a Job pod with sidecars.
-            let grace = grace_period(self.pod_grace_seconds());
-            if let Some(failure) = self.stop_containers(grace, false).await {
-                warn!(pod = %self.pod_ref, "stop sidecars: {failure}");
-            }
-        }
-        let phase = self.phase(false);
-        if phase == "Succeeded" || phase == "Failed" {
-            debug!(pod = %self.pod_ref, %phase, "pod reached a terminal phase");
-            self.terminal_phase = Some(phase);
-        }
-    }
-
-    /// When `activeDeadlineSeconds` has passed since the pod started, the pod
-    /// fails with `DeadlineExceeded` and its containers are stopped within
-    /// its grace period (the kubelet's `activeDeadlineHandler`); until then,
-    /// the worker wakes at the deadline.
-    async fn active_deadline_passed(&mut self) -> bool {
-        let Some(seconds) = self.spec().active_deadline_seconds else {
-            return false;
-        };
-        let deadline = self.started + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-        if Instant::now() < deadline {
-            self.wake_no_later_than(deadline);
-            return false;
-        }
-        self.event(
-            EventType::Normal,
-            crate::reasons::DEADLINE_EXCEEDED,
-            None,
-            DEADLINE_EXCEEDED_MESSAGE.into(),
-        );
-        self.terminal_phase = Some("Failed".into());
-        self.terminal_reason = Some((
-            crate::reasons::DEADLINE_EXCEEDED.into(),
-            DEADLINE_EXCEEDED_MESSAGE.into(),
-        ));
-        let grace = grace_period(self.pod_grace_seconds());
-        if let Some(failure) = self.stop_containers(grace, false).await {
-            warn!(pod = %self.pod_ref, "stop containers past the deadline: {failure}");
-        }
-        true
-    }
-
-    /// Kills each running container whose spec's image changed, to be started
-    /// again from the new one (the kubelet's `containerChanged` in
-    /// `computePodActions`).
-    async fn restart_changed_containers(&mut self) {
-        for i in 0..self.records.len() {
-            let Some(image) = self.spec_container(i).and_then(|c| c.image.clone()) else {
-                continue;
-            };
-            let rec = &self.records[i];
-            let changed = rec.current.as_ref().is_some_and(|c| {
-                c.is_running() && c.spec_image.as_ref().is_some_and(|s| *s != image)
-            });
-            if changed {
-                let message = format!(
-                    "Container {} definition changed, will be restarted",
-                    rec.name
-                );
-                self.kill_container(i, &message).await;
-                self.records[i].definition_changed = true;
-            }
-        }
-    }
-
-    async fn create_sandbox(&mut self) -> bool {
-        let security = match crate::security::sandbox(&self.pod) {
-            Ok(security) => security,
-            Err(e) => {
-                self.sandbox_failed(&e);
-                return false;
-            }
-        };
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let host_network = spec.host_network.unwrap_or(false);
-        let hostname = if host_network {
-            berth_runtime::node_hostname()
-        } else {
-            spec.hostname
-                .clone()
-                .unwrap_or_else(|| self.pod_ref.name.clone())
-        };
-        let config = SandboxConfig {
-            pod: self.pod_ref.clone(),
-            hostname: hostname.clone(),
-            host_network,
-            log_dir: self.dirs.logs.clone(),
-            port_mappings: port_mappings(&spec),
-            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
-            times: PodTimes {
-                created: self
-                    .pod
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(self.start_time, |t| t.0),
-                started: self.start_time,
-            },
-            security,
-        };
-        match self.rt.create_sandbox(&config).await {
-            Ok(sandbox) => {
-                let id = sandbox.id.to_string();
-                self.sandbox = Some(sandbox);
-                let ip = self.pod_ip();
-                if let Err(e) = self
-                    .dirs
-                    .write_etc_files(&hostname, ip.as_deref(), host_network)
-                {
-                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
-                }
-                self.step(None, TimelineStep::SandboxCreated, id);
-                true
-            }
-            Err(e) => {
-                self.sandbox_failed(&e.to_string());
-                false
-            }
-        }
-    }
-
-    fn sandbox_failed(&mut self, error: &str) {
-        warn!(pod = %self.pod_ref, "create sandbox: {error}");
-        self.event(
-            EventType::Warning,
-            "FailedCreatePodSandBox",
-            None,
-            format!("Failed to create pod sandbox: {error}"),
-        );
-        self.wake_no_later_than(Instant::now() + RETRY_AFTER);
-    }
-
-    /// Runs init containers strictly one after another; true once the pod is
-    /// initialized (docs/kubelet-semantics.md §2.3).
-    async fn sync_init_containers(&mut self) -> bool {
-        let any_regular_started = self.records.iter().any(|r| {
-            r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some())
-        });
-        for i in 0..self.records.len() {
-            if self.termination_requested() {
-                return false;
-            }
-            match self.records[i].kind {
-                ContainerKind::Regular => continue,
-                ContainerKind::Sidecar => {
-                    self.ensure_running(i).await;
-                    if !self.records[i].is_running() && !any_regular_started {
-                        return false;
-                    }
-                }
-                ContainerKind::Init => {
-                    if any_regular_started || self.records[i].succeeded() {
-                        continue;
-                    }
-                    let rec = &self.records[i];
-                    if rec.is_running() {
-                        return false;
-                    }
-                    if rec.current.as_ref().and_then(Instance::exit).is_some()
-                        && self.restart_policy() == "Never"
-                    {
-                        return false; // the pod fails
-                    }
-                    self.ensure_running(i).await;
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    /// Every main container has exited for good.
-    fn main_containers_done(&self) -> bool {
-        self.records
-            .iter()
-            .filter(|r| r.kind == ContainerKind::Regular)
-            .all(|r| {
-                r.current
-                    .as_ref()
-                    .and_then(Instance::exit)
-                    .is_some_and(|exit| !self.should_restart(r, exit))
-            })
-    }
-
-    fn should_restart(&self, rec: &ContainerRecord, exit: &ExitInfo) -> bool {
-        let failed = exit.exit_code != 0 || exit.oom_killed;
-        match rec.kind {
-            ContainerKind::Sidecar => true,
-            ContainerKind::Init => failed && self.restart_policy() != "Never",
-            ContainerKind::Regular => match self.restart_policy() {
-                "Never" => false,
-                "OnFailure" => failed,
-                _ => true,
-            },
-        }
-    }
-
-    /// Starts the container behind record `i` unless it runs, has finished for
-    /// good, or is held back by CrashLoopBackOff.
-    async fn ensure_running(&mut self, i: usize) {
-        let now = Instant::now();
-        let rec = &self.records[i];
-        if rec.retry_at.is_some_and(|t| t > now) {
-            let at = rec.retry_at.expect("checked");
-            self.wake_no_later_than(at);
-            return;
-        }
-        match rec.current.as_ref().map(|c| &c.state) {
-            None => {}
-            Some(InstanceState::Running { .. } | InstanceState::Created) => return,
-            Some(InstanceState::Exited { .. }) if rec.definition_changed => {}
-            Some(InstanceState::Exited { exit, observed, .. }) => {
-                let (exit, observed) = (*exit, *observed);
-                if !self.should_restart(rec, &exit) {
-                    return;
-                }
-                let Some(image) = self.spec_container(i).and_then(|c| c.image.clone()) else {
-                    return;
-                };
-                let key = (rec.name.clone(), image);
-                if let Some((until, delay)) = self.backoff.held_until(&key, observed) {
-                    let name = rec.name.clone();
-                    let message =
-                        rules::crash_loop_message(delay, &name, &self.pod_ref.to_string());
-                    let waiting = Waiting {
-                        reason: "CrashLoopBackOff".into(),
-                        message,
-                    };
-                    if self.records[i].waiting.as_ref() != Some(&waiting) {
-                        self.event(
-                            EventType::Warning,
-                            "BackOff",
-                            self.field_path(i),
-                            format!(
-                                "Back-off restarting failed container {name} in pod {}",
-                                self.pod_ref
-                            ),
-                        );
-                    }
-                    self.records[i].waiting = Some(waiting);
-                    self.wake_no_later_than(until);
-                    return;
-                }
-                self.backoff.advance(key);
-            }
-        }
-        self.start_container(i).await;
-        if let Some(at) = self.records[i].retry_at {
-            self.wake_no_later_than(at);
-        }
+    pub(crate) fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy::of(self.spec())
     }
 
     pub(crate) fn on_exit(&mut self, note: ExitNote) {
@@ -655,20 +341,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         if sandbox.pause == berth_runtime::PauseProcess::Gone {
             // The pause process is gone (containerd restarted, the node
-            // rebooted): as the kubelet does, kill the sandbox and start the
-            // pod in a new one.
-            self.event(
-                EventType::Normal,
-                "SandboxChanged",
-                None,
-                "Pod sandbox changed, it will be killed and re-created.".into(),
-            );
-            for c in &adopted.containers {
-                self.remove_container(&c.id).await;
-            }
-            if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
-                warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
-            }
+            // rebooted): the first plan replaces the sandbox.
+            let containers = adopted.containers.into_iter().map(|c| c.id).collect();
+            self.sandbox = Sandbox::Dead {
+                sandbox,
+                containers,
+            };
             return;
         }
         let mut containers = adopted.containers;
@@ -734,7 +412,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         // Their transition times go on from before the restart.
         self.conditions = crate::saved_conditions::load(&self.dirs.pod);
-        self.sandbox = Some(sandbox);
+        self.sandbox = Sandbox::Ready(sandbox);
         for i in 0..self.records.len() {
             self.start_probers(i, true);
         }
@@ -764,21 +442,16 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         });
     }
 
-    pub(crate) fn phase(&self, pod_is_terminal: bool) -> String {
-        let (init, regular) = crate::status::container_statuses(self);
-        self.phase_of(&init, &regular, pod_is_terminal)
-    }
-
-    /// [`Self::phase`] from container statuses already built; once terminal,
-    /// the phase never changes.
+    /// The pod's phase from container statuses already built; once
+    /// terminal, the phase never changes.
     pub(crate) fn phase_of(
         &self,
         init: &[ContainerStatus],
         regular: &[ContainerStatus],
         pod_is_terminal: bool,
     ) -> String {
-        if let Some(phase) = &self.terminal_phase {
-            return phase.clone();
+        if let Some(phase) = self.terminal_phase {
+            return phase.as_str().into();
         }
         rules::pod_phase(self.spec(), init, regular, pod_is_terminal)
     }
@@ -804,19 +477,4 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 /// A grace period in seconds as a duration (a negative one is zero).
 pub(crate) fn grace_period(seconds: i64) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
-}
-
-fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {
-    spec.containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| {
-            Some(berth_runtime::PortMapping {
-                host_port: u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?,
-                container_port: u16::try_from(p.container_port).ok()?,
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                host_ip: p.host_ip.clone(),
-            })
-        })
-        .collect()
 }

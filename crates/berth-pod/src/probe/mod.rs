@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::plan::KillReason;
 use crate::record::InstanceState;
 use crate::sink::PodSink;
 use crate::worker::Worker;
@@ -39,7 +40,7 @@ impl ProbeKind {
         }
     }
 
-    fn spec(self, c: &Container) -> Option<&Probe> {
+    pub(crate) fn spec(self, c: &Container) -> Option<&Probe> {
         match self {
             Self::Startup => c.startup_probe.as_ref(),
             Self::Liveness => c.liveness_probe.as_ref(),
@@ -237,8 +238,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Applies a prober's verdict change: readiness flips `ready`, a startup
     /// success lets liveness and readiness begin, a liveness or startup
-    /// failure kills the container (restartPolicy then decides).
-    pub(crate) async fn on_probe(&mut self, update: ProbeUpdate) {
+    /// failure has the next plan kill the container (restartPolicy then
+    /// decides).
+    pub(crate) fn on_probe(&mut self, update: ProbeUpdate) {
         let Some(i) = self.records.iter().position(|r| {
             r.current
                 .as_ref()
@@ -258,19 +260,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.spawn_prober(i, &update.id, ProbeKind::Readiness);
             }
             (kind, Verdict::Failure) => {
-                let name = self.records[i].name.clone();
-                let mut reason = format!(
-                    "Container {name} failed {} probe",
-                    kind.title().to_ascii_lowercase()
-                );
-                if self.restart_policy() != "Never" {
-                    reason.push_str(", will be restarted");
-                }
-                let grace = self
-                    .spec_container(i)
-                    .and_then(|c| kind.spec(c))
-                    .and_then(|p| p.termination_grace_period_seconds);
-                self.kill_container_with_grace(i, &reason, grace).await;
+                let reason = match kind {
+                    ProbeKind::Startup => KillReason::Startup,
+                    _ => KillReason::Liveness,
+                };
+                self.records[i].kill_pending = Some(reason);
             }
             (ProbeKind::Liveness, Verdict::Success) => {}
         }

@@ -13,6 +13,7 @@ use tracing::debug;
 use super::handler::{Handler, Outcome};
 use super::threshold::Threshold;
 use super::{ProbeKind, ProbeUpdate, Verdict};
+use crate::reasons;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
 
@@ -47,17 +48,23 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
             let (success, detail) = match outcome {
                 Outcome::Success => (true, String::new()),
                 Outcome::Warning(output) => {
-                    self.event("ProbeWarning", format!("{title} probe warning: {output}"));
+                    self.event(
+                        reasons::PROBE_WARNING,
+                        format!("{title} probe warning: {output}"),
+                    );
                     (true, String::new())
                 }
                 Outcome::Failure(output) => {
-                    self.event("Unhealthy", format!("{title} probe failed: {output}"));
+                    self.event(
+                        reasons::UNHEALTHY,
+                        format!("{title} probe failed: {output}"),
+                    );
                     (false, output)
                 }
                 Outcome::Error(e) => {
                     // The kubelet throws an errored attempt away.
                     self.event(
-                        "Unhealthy",
+                        reasons::UNHEALTHY,
                         format!("{title} probe errored and resulted in unknown state: {e}"),
                     );
                     continue;

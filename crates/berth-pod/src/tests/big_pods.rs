@@ -71,7 +71,7 @@ fn failed_kill_events(h: &Harness) -> Vec<String> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|e| e.reason == "FailedKillPod")
+        .filter(|e| e.reason == reasons::FAILED_KILL_POD)
         .inspect(|e| assert_eq!(e.event_type, EventType::Warning))
         .map(|e| e.message.clone())
         .collect()

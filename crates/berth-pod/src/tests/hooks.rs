@@ -111,7 +111,7 @@ async fn a_failing_post_start_kills_the_container_and_restart_policy_restarts_it
         "{postStart: {exec: {command: [sh, -c, setup]}}}",
     ));
     h.rt.wait_for_calls(|calls| start_count(calls) >= 2).await;
-    let failed = h.sink.events_with("FailedPostStartHook");
+    let failed = h.sink.events_with(reasons::FAILED_POST_START_HOOK);
     let first = failed.first().expect("FailedPostStartHook event");
     assert_eq!(first.event_type, EventType::Warning);
     assert_eq!(
@@ -119,7 +119,7 @@ async fn a_failing_post_start_kills_the_container_and_restart_policy_restarts_it
         "Exec lifecycle hook ([sh -c setup]) for Container \"app\" in Pod \"web_default(uid-1)\" \
          failed - error: command 'sh -c setup' exited with 1: , message: \"boom\""
     );
-    let killing = h.sink.events_with("Killing");
+    let killing = h.sink.events_with(reasons::KILLING);
     assert_eq!(killing[0].message, "FailedPostStartHook");
     assert_eq!(
         killing[0].field_path.as_deref(),
@@ -216,7 +216,7 @@ async fn a_pre_stop_that_overruns_the_grace_gets_sigkill_two_seconds_after_the_s
     assert_eq!(Instant::now() - begin, Duration::from_secs(7));
     assert_eq!(signals(&h.rt.calls()), vec![Signal::TERM, Signal::KILL]);
     assert!(h.sink.steps("app").contains(&TimelineStep::PreStopTimedOut));
-    assert!(h.sink.events_with("FailedPreStopHook").is_empty());
+    assert!(h.sink.events_with(reasons::FAILED_PRE_STOP_HOOK).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -251,7 +251,7 @@ async fn a_failing_pre_stop_is_reported_and_termination_goes_on() {
     h.sink.wait_for("Running", |s| phase(s) == "Running").await;
     w.terminate(Duration::from_secs(30));
     h.sink.wait_finished().await;
-    let failed = h.sink.events_with("FailedPreStopHook");
+    let failed = h.sink.events_with(reasons::FAILED_PRE_STOP_HOOK);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].event_type, EventType::Warning);
     assert!(
@@ -281,7 +281,7 @@ async fn pre_stop_never_runs_for_a_container_that_exited_by_itself() {
     let calls = h.rt.calls();
     assert_eq!(execs(&calls), 0);
     assert!(signals(&calls).is_empty());
-    assert!(h.sink.events_with("Killing").is_empty());
+    assert!(h.sink.events_with(reasons::KILLING).is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -65,12 +65,12 @@ async fn an_absent_image_is_pulled_with_pulling_and_pulled_events() {
     assert_eq!(pulls(&h, "registry.test/app:1"), 1);
     let events = h.sink.event_list();
     assert!(events.contains(&(
-        "Pulling".into(),
+        reasons::PULLING.into(),
         "Pulling image \"registry.test/app:1\"".into()
     )));
     assert!(
         events.contains(&(
-            "Pulled".into(),
+            reasons::PULLED.into(),
             "Successfully pulled image \"registry.test/app:1\" in 1.5s (1.5s including waiting). Image size: 4096 bytes."
                 .into()
         )),
@@ -154,15 +154,15 @@ async fn a_failing_pull_backs_off_10s_doubling_with_the_kubelets_reasons() {
     let events = h.sink.event_list();
     for wanted in [
         (
-            "Failed",
+            reasons::FAILED,
             "Failed to pull image \"registry.test/app:nope\": manifest unknown: manifest unknown",
         ),
-        ("Failed", "Error: ErrImagePull"),
+        (reasons::FAILED, "Error: ErrImagePull"),
         (
-            "BackOff",
+            reasons::BACK_OFF,
             "Back-off pulling image \"registry.test/app:nope\"",
         ),
-        ("Failed", "Error: ImagePullBackOff"),
+        (reasons::FAILED, "Error: ImagePullBackOff"),
     ] {
         assert!(
             events.contains(&(wanted.0.into(), wanted.1.into())),
@@ -219,7 +219,10 @@ async fn two_pulls(slots: Option<usize>) -> [String; 2] {
     let mut messages = Vec::new();
     for (sink, _worker) in &sinks {
         sink.wait_for("Running", |s| phase(s) == "Running").await;
-        let pulled = sink.event_list().into_iter().find(|(r, _)| r == "Pulled");
+        let pulled = sink
+            .event_list()
+            .into_iter()
+            .find(|(r, _)| r == reasons::PULLED);
         messages.push(pulled.expect("a Pulled event").1);
     }
     messages.try_into().unwrap()

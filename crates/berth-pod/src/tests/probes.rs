@@ -12,7 +12,7 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| e.reason == "Unhealthy")
+            .filter(|e| e.reason == reasons::UNHEALTHY)
             .inspect(|e| assert_eq!(e.event_type, EventType::Warning))
             .map(|e| e.message.clone())
             .collect()
@@ -23,7 +23,7 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| e.reason == "Killing")
+            .filter(|e| e.reason == reasons::KILLING)
             .map(|e| e.message.clone())
             .collect()
     }

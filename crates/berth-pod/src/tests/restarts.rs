@@ -21,7 +21,12 @@ async fn a_pod_runs_and_reports_ready() {
     // `busybox` has no tag, so its policy is Always: it is pulled again.
     assert_eq!(
         h.sink.reasons(),
-        vec!["Pulling", "Pulled", "Created", "Started"]
+        vec![
+            reasons::PULLING,
+            reasons::PULLED,
+            reasons::CREATED,
+            reasons::STARTED
+        ]
     );
 }
 
@@ -104,7 +109,7 @@ async fn an_absent_image_with_pull_policy_never_waits_with_err_image_never_pull(
         })
         .await;
     assert_eq!(phase(&s), "Pending");
-    assert!(h.sink.reasons().contains(&"ErrImageNeverPull"));
+    assert!(h.sink.reasons().contains(&reasons::ERR_IMAGE_NEVER_PULL));
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,7 +320,7 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
     dead.pause = berth_runtime::PauseProcess::Gone;
     let (sink, _w) = h.adopt(pod(ONE), Some(dead.clone())).await;
     sink.wait_for("Running", |s| phase(s) == "Running").await;
-    assert!(sink.reasons().contains(&"SandboxChanged"));
+    assert!(sink.reasons().contains(&reasons::SANDBOX_CHANGED));
     let now = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
     assert_eq!(now.sandboxes.len(), 1);
     assert_ne!(now.sandboxes[0].id, dead.id, "a new sandbox");

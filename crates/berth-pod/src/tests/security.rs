@@ -53,7 +53,7 @@ spec:
     let events = h.sink.events.lock().unwrap().clone();
     let failed: Vec<_> = events
         .iter()
-        .filter(|e| e.reason == "FailedCreatePodSandBox")
+        .filter(|e| e.reason == reasons::FAILED_CREATE_POD_SANDBOX)
         .collect();
     assert!(failed.len() >= 2, "retried: {events:#?}");
     assert_eq!(

@@ -56,7 +56,7 @@ async fn an_image_change_restarts_just_that_container_whatever_the_policy() {
         "the other container runs on"
     );
     assert_eq!(
-        messages(&h, "Killing"),
+        messages(&h, reasons::KILLING),
         vec!["Container app definition changed, will be restarted"]
     );
     assert_eq!((h.starts("app"), h.starts("side")), (2, 1));
@@ -71,7 +71,7 @@ async fn an_unchanged_spec_update_restarts_nothing() {
     w.update(pod(TWO));
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!((h.starts("app"), h.starts("side")), (1, 1));
-    assert!(messages(&h, "Killing").is_empty());
+    assert!(messages(&h, reasons::KILLING).is_empty());
 }
 
 const DEADLINE: &str = "
@@ -103,7 +103,7 @@ async fn active_deadline_fails_the_pod_and_stops_its_containers_on_time() {
         .await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(35));
     assert_eq!(signals(&h.rt.calls()), vec![Signal::TERM, Signal::KILL]);
-    assert_eq!(messages(&h, "DeadlineExceeded").len(), 1);
+    assert_eq!(messages(&h, reasons::DEADLINE_EXCEEDED).len(), 1);
     let s = h
         .sink
         .wait_for("app terminated", |s| {

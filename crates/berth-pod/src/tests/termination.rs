@@ -17,7 +17,7 @@ async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
     assert_eq!(phase(&s), "Failed");
     let t = terminated(&s, "app");
     assert_eq!(t.exit_code, 137);
-    assert!(h.sink.reasons().contains(&"Killing"));
+    assert!(h.sink.reasons().contains(&reasons::KILLING));
 }
 
 #[tokio::test(start_paused = true)]

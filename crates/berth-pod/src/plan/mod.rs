@@ -1,0 +1,280 @@
+//! What one pass of the pod worker does, decided in one pure function over a
+//! read-only view of what the worker knows, as the kubelet's
+//! `computePodActions` (`pkg/kubelet/kuberuntime/kuberuntime_manager.go`)
+//! returns its `podActions`. The worker's `execute` carries a [`Plan`] out in
+//! the kubelet's `SyncPod` order; nothing here awaits or touches the runtime.
+//!
+//! The rules, each in its submodule: `restart` (restartPolicy, CrashLoopBackOff
+//! and failed starts, for one container), `order` (init containers one at a
+//! time, sidecars before them, regular containers once initialized, sidecars
+//! stopped when the main containers are done). The active deadline and image
+//! changes are short enough to live here.
+
+mod order;
+mod restart;
+
+#[cfg(test)]
+mod tests;
+
+use berth_runtime::PodRef;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::record::{ContainerRecord, Waiting};
+use crate::restart_policy::{PodPhase, RestartPolicy};
+
+/// What the worker knows of its pod, borrowed for one plan.
+pub(crate) struct PodView<'a> {
+    pub spec: &'a PodSpec,
+    pub pod: &'a PodRef,
+    /// Init containers first, then the main ones, in spec order.
+    pub records: &'a [ContainerRecord],
+    /// `(started, ready)` of each record as its probes say.
+    pub probed: Vec<(bool, bool)>,
+    /// The pod's volume directories exist.
+    pub volumes_ready: bool,
+    pub sandbox: SandboxView,
+    pub backoff: &'a Backoff,
+    /// When `activeDeadlineSeconds` runs out, if the spec sets it.
+    pub deadline: Option<Instant>,
+    /// The pod reached Succeeded or Failed; nothing runs again.
+    pub terminal: bool,
+}
+
+impl PodView<'_> {
+    pub(crate) fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy::of(self.spec)
+    }
+
+    /// The spec of the container behind record `i`.
+    pub(crate) fn container(&self, i: usize) -> Option<&Container> {
+        spec_container(self.spec, i)
+    }
+}
+
+/// The spec of the container behind record `i` (init containers first).
+pub(crate) fn spec_container(spec: &PodSpec, i: usize) -> Option<&Container> {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    if i < inits.len() {
+        inits.get(i)
+    } else {
+        spec.containers.get(i - inits.len())
+    }
+}
+
+/// The pod's sandbox as the worker last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SandboxView {
+    Ready,
+    Absent,
+    /// Found at adoption with its pause process gone.
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SandboxWork {
+    Create,
+    /// Kill what is left of the dead one (`SandboxChanged`), then create.
+    Recreate,
+}
+
+/// Why a container is killed; it decides the Killing event's message, the
+/// grace period and whether the kill stops the whole pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KillReason {
+    Liveness,
+    Startup,
+    PostStartFailed,
+    DefinitionChanged,
+    SidecarsAfterMainDone,
+    DeadlineExceeded,
+    PodDeleted,
+}
+
+impl KillReason {
+    /// Stops every running container of the pod, the main and init ones
+    /// first and the sidecars last in reverse order (the kubelet's
+    /// `killContainersWithSyncResult`); the others kill one container.
+    pub(crate) fn whole_pod(self) -> bool {
+        matches!(
+            self,
+            Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::PodDeleted
+        )
+    }
+
+    /// The Killing event's message for container `name`.
+    pub(crate) fn message(self, name: &str, policy: RestartPolicy) -> String {
+        let probe = |kind: &str| {
+            let mut message = format!("Container {name} failed {kind} probe");
+            if policy != RestartPolicy::Never {
+                message.push_str(", will be restarted");
+            }
+            message
+        };
+        match self {
+            Self::Liveness => probe("liveness"),
+            Self::Startup => probe("startup"),
+            Self::PostStartFailed => crate::reasons::FAILED_POST_START_HOOK.into(),
+            Self::DefinitionChanged => {
+                format!("Container {name} definition changed, will be restarted")
+            }
+            Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::PodDeleted => {
+                format!("Stopping container {name}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kill {
+    pub index: usize,
+    pub reason: KillReason,
+}
+
+/// A container instance to create and start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Start {
+    pub index: usize,
+    /// A restart after a crash counts in the back-off: the key and when the
+    /// instance before finished.
+    pub backoff: Option<((String, String), Instant)>,
+}
+
+/// Why the pod as a whole failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PodFailure {
+    DeadlineExceeded,
+}
+
+impl PodFailure {
+    /// The pod's `reason` and `message` (the kubelet's `activeDeadlineHandler`).
+    pub(crate) fn reason_and_message(self) -> (&'static str, &'static str) {
+        match self {
+            Self::DeadlineExceeded => (
+                crate::reasons::DEADLINE_EXCEEDED,
+                "Pod was active on the node longer than the specified deadline",
+            ),
+        }
+    }
+}
+
+/// What one pass does, in the order `execute` does it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The pod failed as a whole: it goes Failed before its kills.
+    pub failure: Option<PodFailure>,
+    pub kills: Vec<Kill>,
+    pub prepare_volumes: bool,
+    pub sandbox: Option<SandboxWork>,
+    /// The next (non-restartable) init container.
+    pub init: Option<Start>,
+    pub sidecars: Vec<Start>,
+    pub regular: Vec<Start>,
+    /// Containers held back by CrashLoopBackOff, with why.
+    pub waiting: Vec<(usize, Waiting)>,
+    /// The phase the pod ends in, once nothing is left to do.
+    pub finish: Option<PodPhase>,
+    /// When the pod needs another pass, if nothing else comes first.
+    pub wake_at: Option<Instant>,
+}
+
+impl Plan {
+    fn wake_no_later_than(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    /// The plan starts or kills containers.
+    pub(crate) fn touches_containers(&self) -> bool {
+        !self.kills.is_empty()
+            || self.init.is_some()
+            || !self.sidecars.is_empty()
+            || !self.regular.is_empty()
+    }
+
+    pub(crate) fn starts(&self) -> impl Iterator<Item = &Start> {
+        self.init.iter().chain(&self.sidecars).chain(&self.regular)
+    }
+}
+
+/// Decides what the pod needs now: the kubelet's `computePodActions`, with
+/// its `activeDeadlineHandler` and the pod phase that ends a pod.
+pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
+    let mut plan = Plan::default();
+    if view.terminal {
+        return plan;
+    }
+    if let Some(deadline) = view.deadline {
+        if now >= deadline {
+            plan.failure = Some(PodFailure::DeadlineExceeded);
+            plan.finish = Some(PodPhase::Failed);
+            plan.kills = kill_running(view, KillReason::DeadlineExceeded);
+            return plan;
+        }
+        plan.wake_no_later_than(deadline);
+    }
+    plan.prepare_volumes = !view.volumes_ready;
+    plan.sandbox = match view.sandbox {
+        SandboxView::Ready => None,
+        SandboxView::Absent => Some(SandboxWork::Create),
+        SandboxView::Dead => Some(SandboxWork::Recreate),
+    };
+    plan.kills = failed_checks(view);
+    let initialized = order::init_containers(view, now, &mut plan);
+    if !initialized {
+        return plan;
+    }
+    if order::main_containers_done(view) {
+        plan.kills
+            .extend(kill_running(view, KillReason::SidecarsAfterMainDone));
+    } else {
+        order::regular_containers(view, now, &mut plan);
+    }
+    let idle = !plan.touches_containers() && !plan.prepare_volumes && plan.sandbox.is_none();
+    if idle {
+        let phase = phase(view);
+        plan.finish = phase.is_terminal().then_some(phase);
+    }
+    plan
+}
+
+/// Every running container, for a kill of the whole pod.
+fn kill_running(view: &PodView<'_>, reason: KillReason) -> Vec<Kill> {
+    (0..view.records.len())
+        .filter(|&i| view.records[i].is_running())
+        .map(|index| Kill { index, reason })
+        .collect()
+}
+
+/// Running containers to kill (the kubelet's `computePodActions` loop over
+/// running containers): a failed liveness or startup probe or postStart
+/// hook; a spec's image that is no longer the one the container was made
+/// from (`containerChanged`), which starts it again whatever the policy.
+fn failed_checks(view: &PodView<'_>) -> Vec<Kill> {
+    let reason = |i: usize| {
+        let rec = &view.records[i];
+        if !rec.is_running() {
+            return None;
+        }
+        rec.kill_pending.or_else(|| {
+            restart::definition_changed(view, i).then_some(KillReason::DefinitionChanged)
+        })
+    };
+    (0..view.records.len())
+        .filter_map(|index| {
+            Some(Kill {
+                index,
+                reason: reason(index)?,
+            })
+        })
+        .collect()
+}
+
+/// The pod's phase from its container states (the kubelet's `getPhase`).
+pub(crate) fn phase(view: &PodView<'_>) -> PodPhase {
+    let (init, regular) =
+        crate::status::container_statuses_of(view.records, view.spec, |i| view.probed[i]);
+    PodPhase::parse(&berth_api::status::pod_phase(
+        view.spec, &init, &regular, false,
+    ))
+}

@@ -1,0 +1,82 @@
+//! The order containers run in: init containers strictly one after another,
+//! each restartable one (sidecar) started and running before the next; the
+//! regular containers once the pod is initialized; and when every regular
+//! container has exited for good, nothing starts any more and the sidecars
+//! are stopped (the kubelet's `computeInitContainerActions` and its
+//! Job-with-sidecars rule).
+
+use berth_runtime::ContainerKind;
+use tokio::time::Instant;
+
+use super::restart::{self, next_start};
+use super::{Plan, PodView};
+use crate::record::Instance;
+use crate::restart_policy::RestartPolicy;
+
+/// Plans the init containers and sidecars; true once the pod is initialized,
+/// so that its regular containers may run.
+pub(super) fn init_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan) -> bool {
+    let any_regular_started = view
+        .records
+        .iter()
+        .any(|r| r.kind == ContainerKind::Regular && (r.current.is_some() || r.previous.is_some()));
+    if any_regular_started && main_containers_done(view) {
+        return true;
+    }
+    for (i, rec) in view.records.iter().enumerate() {
+        match rec.kind {
+            ContainerKind::Regular => continue,
+            ContainerKind::Sidecar => {
+                let start = next_start(view, i, now, plan);
+                let starting = start.is_some();
+                plan.sidecars.extend(start);
+                // The next init container waits until this one runs (once
+                // the regular containers started, nothing waits for it).
+                if (starting || !rec.is_running()) && !any_regular_started {
+                    return false;
+                }
+            }
+            ContainerKind::Init => {
+                if any_regular_started || rec.succeeded() {
+                    continue;
+                }
+                let changed = restart::definition_changed(view, i);
+                if rec.is_running() && !changed {
+                    return false;
+                }
+                let exited = rec.current.as_ref().and_then(Instance::exit).is_some();
+                if (exited || changed) && view.restart_policy() == RestartPolicy::Never {
+                    return false; // the pod fails
+                }
+                plan.init = next_start(view, i, now, plan);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Plans the regular containers of an initialized pod.
+pub(super) fn regular_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan) {
+    for (i, rec) in view.records.iter().enumerate() {
+        if rec.kind == ContainerKind::Regular {
+            let start = next_start(view, i, now, plan);
+            plan.regular.extend(start);
+        }
+    }
+}
+
+/// Every regular container has exited for good.
+pub(super) fn main_containers_done(view: &PodView<'_>) -> bool {
+    let policy = view.restart_policy();
+    view.records
+        .iter()
+        .filter(|r| r.kind == ContainerKind::Regular)
+        .all(|r| {
+            !r.definition_changed
+                && r.current
+                    .as_ref()
+                    .and_then(Instance::exit)
+                    .is_some_and(|exit| !restart::should_restart(r.kind, policy, exit))
+        })
+}

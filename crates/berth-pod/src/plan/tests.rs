@@ -1,0 +1,350 @@
+//! The planner as a table, as the kubelet's `TestComputePodActions`: each
+//! row is a pod as the worker knows it and what one plan does with it,
+//! written as one line per action.
+
+use std::time::Duration;
+
+use berth_runtime::{ContainerId, ContainerKind, ExitInfo, ImageInfo, PodRef};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use tokio::time::Instant;
+
+use super::*;
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::record::{ContainerRecord, Instance, InstanceState};
+
+/// A pod as the worker would know it, built up one fact at a time.
+struct Pod {
+    spec: PodSpec,
+    records: Vec<ContainerRecord>,
+    volumes_ready: bool,
+    sandbox: SandboxView,
+    backoff: Backoff,
+    deadline: Option<Instant>,
+    terminal: bool,
+    /// The clock every fact counts from; the plan is made `at` after it.
+    t0: Instant,
+    at: Duration,
+}
+
+/// A running pod with `restartPolicy` and no containers yet.
+fn pod(restart_policy: &str) -> Pod {
+    Pod {
+        spec: PodSpec {
+            restart_policy: Some(restart_policy.into()),
+            ..Default::default()
+        },
+        records: Vec::new(),
+        volumes_ready: true,
+        sandbox: SandboxView::Ready,
+        backoff: Backoff::new(BackoffPolicy::default()),
+        deadline: None,
+        terminal: false,
+        t0: Instant::now(),
+        at: Duration::ZERO,
+    }
+}
+
+fn container(name: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some("busybox".into()),
+        ..Default::default()
+    }
+}
+
+impl Pod {
+    fn init(mut self, name: &str) -> Self {
+        self.spec
+            .init_containers
+            .get_or_insert_with(Vec::new)
+            .push(container(name));
+        let at = self.spec.init_containers.as_ref().map_or(0, Vec::len) - 1;
+        self.records
+            .insert(at, ContainerRecord::new(name, ContainerKind::Init));
+        self
+    }
+
+    fn sidecar(mut self, name: &str) -> Self {
+        self = self.init(name);
+        let spec = self
+            .spec
+            .init_containers
+            .as_mut()
+            .unwrap()
+            .last_mut()
+            .unwrap();
+        spec.restart_policy = Some("Always".into());
+        self.record(name).kind = ContainerKind::Sidecar;
+        self
+    }
+
+    fn app(mut self, name: &str) -> Self {
+        self.spec.containers.push(container(name));
+        self.records
+            .push(ContainerRecord::new(name, ContainerKind::Regular));
+        self
+    }
+
+    fn record(&mut self, name: &str) -> &mut ContainerRecord {
+        self.records.iter_mut().find(|r| r.name == name).unwrap()
+    }
+
+    fn instance(&mut self, name: &str, state: InstanceState) -> &mut Instance {
+        let rec = self.record(name);
+        let attempt = rec.next_attempt();
+        rec.current = Some(Instance {
+            id: ContainerId(format!("{name}-{attempt}")),
+            attempt,
+            image: ImageInfo {
+                reference: "busybox".into(),
+                digest: String::new(),
+                size: 0,
+                config: Default::default(),
+            },
+            state,
+            termination_message_file: None,
+            spec_image: Some("busybox".into()),
+        });
+        rec.current.as_mut().unwrap()
+    }
+
+    fn running(mut self, name: &str) -> Self {
+        self.instance(
+            name,
+            InstanceState::Running {
+                started_at: Timestamp::now(),
+            },
+        );
+        self
+    }
+
+    /// Exited with `code` at `t0`.
+    fn exited(mut self, name: &str, code: i32) -> Self {
+        let observed = self.t0;
+        self.instance(
+            name,
+            InstanceState::Exited {
+                started_at: None,
+                exit: ExitInfo {
+                    exit_code: code,
+                    finished_at: Timestamp::now(),
+                    oom_killed: false,
+                },
+                reason: "Error".into(),
+                message: None,
+                observed,
+            },
+        );
+        self
+    }
+
+    /// Runs from an image its spec no longer names.
+    fn image_changed(mut self, name: &str) -> Self {
+        self = self.running(name);
+        self.record(name).current.as_mut().unwrap().spec_image = Some("busybox:old".into());
+        self
+    }
+
+    /// Adopted from before berth kept the spec's image with the instance.
+    fn image_unknown(mut self, name: &str) -> Self {
+        self = self.running(name);
+        self.record(name).current.as_mut().unwrap().spec_image = None;
+        self
+    }
+
+    /// Killed for its new definition (the kill took).
+    fn killed_for_new_image(mut self, name: &str) -> Self {
+        self = self.exited(name, 137);
+        self.record(name).definition_changed = true;
+        self
+    }
+
+    /// A probe or hook of its current instance failed.
+    fn failed(mut self, name: &str, reason: KillReason) -> Self {
+        self.record(name).kill_pending = Some(reason);
+        self
+    }
+
+    /// Restarted once before: the next crash is held back 10 s.
+    fn crashed_before(mut self, name: &str) -> Self {
+        self.backoff.advance((name.into(), "busybox".into()));
+        self
+    }
+
+    /// Its last start failed; the next try is `secs` after `t0`.
+    fn retry_in(mut self, name: &str, secs: u64) -> Self {
+        let at = self.t0 + Duration::from_secs(secs);
+        self.record(name).retry_at = Some(at);
+        self
+    }
+
+    fn deadline_in(mut self, secs: u64) -> Self {
+        self.deadline = Some(self.t0 + Duration::from_secs(secs));
+        self
+    }
+
+    fn at(mut self, secs: u64) -> Self {
+        self.at = Duration::from_secs(secs);
+        self
+    }
+
+    /// Not set up yet: no volumes, no sandbox.
+    fn new_pod(mut self) -> Self {
+        self.volumes_ready = false;
+        self.sandbox = SandboxView::Absent;
+        self
+    }
+
+    fn sandbox(mut self, sandbox: SandboxView) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    fn terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
+    /// The plan, one line per action.
+    fn plan(&self) -> Vec<String> {
+        let pod = PodRef {
+            uid: "uid-1".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        let view = PodView {
+            spec: &self.spec,
+            pod: &pod,
+            records: &self.records,
+            probed: vec![(true, true); self.records.len()],
+            volumes_ready: self.volumes_ready,
+            sandbox: self.sandbox,
+            backoff: &self.backoff,
+            deadline: self.deadline,
+            terminal: self.terminal,
+        };
+        let now = self.t0 + self.at;
+        describe(&plan(&view, now), &self.records, now)
+    }
+}
+
+fn describe(plan: &Plan, records: &[ContainerRecord], now: Instant) -> Vec<String> {
+    let name = |i: usize| records[i].name.clone();
+    let start = |what: &str, s: &Start| {
+        let counted = if s.backoff.is_some() {
+            " (back-off)"
+        } else {
+            ""
+        };
+        format!("start {what} {}{counted}", name(s.index))
+    };
+    let mut lines = Vec::new();
+    lines.extend(plan.failure.map(|f| format!("fail {f:?}")));
+    lines.extend(
+        plan.kills
+            .iter()
+            .map(|k| format!("kill {} {:?}", name(k.index), k.reason)),
+    );
+    if plan.prepare_volumes {
+        lines.push("volumes".into());
+    }
+    lines.extend(plan.sandbox.map(|s| format!("sandbox {s:?}")));
+    lines.extend(plan.init.iter().map(|s| start("init", s)));
+    lines.extend(plan.sidecars.iter().map(|s| start("sidecar", s)));
+    lines.extend(plan.regular.iter().map(|s| start("app", s)));
+    lines.extend(
+        plan.waiting
+            .iter()
+            .map(|(i, w)| format!("wait {} {}: {}", name(*i), w.reason, w.message)),
+    );
+    lines.extend(plan.finish.map(|p| format!("finish {}", p.as_str())));
+    lines.extend(
+        plan.wake_at
+            .map(|at| format!("wake +{}s", (at - now).as_secs())),
+    );
+    lines
+}
+
+const CRASH_LOOP: &str = "wait app CrashLoopBackOff: back-off 10s restarting failed container=app pod=web_default(uid-1)";
+
+/// The rows: a name, the pod, the plan. One line each, so not formatted.
+#[rustfmt::skip]
+fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
+    vec![
+        // restartPolicy for regular containers
+        ("Always restarts exit 0", pod("Always").app("app").exited("app", 0), vec!["start app app (back-off)"]),
+        ("Always restarts exit 1", pod("Always").app("app").exited("app", 1), vec!["start app app (back-off)"]),
+        ("OnFailure leaves exit 0: Succeeded", pod("OnFailure").app("app").exited("app", 0), vec!["finish Succeeded"]),
+        ("OnFailure restarts exit 1", pod("OnFailure").app("app").exited("app", 1), vec!["start app app (back-off)"]),
+        ("Never leaves exit 0: Succeeded", pod("Never").app("app").exited("app", 0), vec!["finish Succeeded"]),
+        ("Never leaves exit 1: Failed", pod("Never").app("app").exited("app", 1), vec!["finish Failed"]),
+        ("a running pod needs nothing", pod("Always").app("app").running("app"), vec![]),
+        ("Never waits for the last container", pod("Never").app("a").app("b").exited("a", 0).running("b"), vec![]),
+        // restartPolicy for init containers
+        ("init: Always restarts a failure", pod("Always").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),
+        ("init: OnFailure restarts a failure", pod("OnFailure").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),
+        ("init: Never leaves a failure, the pod fails", pod("Never").init("init").app("app").exited("init", 1), vec![]),
+        // init order
+        ("init: the first one starts alone", pod("Always").init("one").init("two").app("app"), vec!["start init one"]),
+        ("init: one at a time", pod("Always").init("one").init("two").app("app").running("one"), vec![]),
+        ("init: the next after a success", pod("Always").init("one").init("two").app("app").exited("one", 0), vec!["start init two"]),
+        ("init: all done, the regular containers start", pod("Always").init("one").app("a").app("b").exited("one", 0), vec!["start app a", "start app b"]),
+        ("init: not run again once a regular container started", pod("Always").init("one").app("app").exited("one", 1).running("app"), vec![]),
+        // sidecars
+        ("sidecar: starts before the next init", pod("Always").sidecar("side").init("one").app("app"), vec!["start sidecar side"]),
+        ("sidecar: running lets the next init go", pod("Always").sidecar("side").init("one").app("app").running("side"), vec!["start init one"]),
+        ("sidecar: in spec order", pod("Always").sidecar("s1").sidecar("s2").app("app").running("s1"), vec!["start sidecar s2"]),
+        ("sidecar: restarted after exit 0 whatever the policy", pod("Never").sidecar("side").app("app").exited("side", 0).running("app"), vec!["start sidecar side (back-off)"]),
+        ("sidecar: stopped once the main containers are done", pod("Never").sidecar("side").app("app").running("side").exited("app", 0), vec!["kill side SidecarsAfterMainDone"]),
+        ("sidecar: not restarted once the main containers are done", pod("Never").sidecar("side").app("app").exited("side", 1).exited("app", 0), vec!["finish Succeeded"]),
+        // CrashLoopBackOff and failed starts
+        ("back-off: a crash inside the delay waits", pod("Always").app("app").exited("app", 1).crashed_before("app").at(1), vec![CRASH_LOOP, "wake +9s"]),
+        ("back-off: restarted once the delay is over", pod("Always").app("app").exited("app", 1).crashed_before("app").at(10), vec!["start app app (back-off)"]),
+        ("back-off: a failed start waits for its retry", pod("Always").app("app").retry_in("app", 10), vec!["wake +10s"]),
+        ("back-off: a failed start is tried again on time", pod("Always").app("app").retry_in("app", 10).at(10), vec!["start app app"]),
+        // image changes
+        ("image change: killed and started again", pod("Always").app("app").app("side").image_changed("app").running("side"), vec!["kill app DefinitionChanged", "start app app"]),
+        ("image change: restarted whatever the policy, no back-off", pod("Never").app("app").killed_for_new_image("app").crashed_before("app").at(1), vec!["start app app"]),
+        ("image change: an instance of unknown spec is left alone", pod("Always").app("app").image_unknown("app"), vec![]),
+        ("image change: a sidecar too", pod("Always").sidecar("side").app("app").image_changed("side").running("app"), vec!["kill side DefinitionChanged", "start sidecar side"]),
+        ("image change: an init container with Never fails the pod", pod("Never").init("init").app("app").image_changed("init"), vec!["kill init DefinitionChanged"]),
+        // failed probes and hooks
+        ("probe: a failed liveness probe kills", pod("Always").app("app").running("app").failed("app", KillReason::Liveness), vec!["kill app Liveness"]),
+        ("probe: a failed startup probe kills", pod("Never").app("app").running("app").failed("app", KillReason::Startup), vec!["kill app Startup"]),
+        ("probe: a sidecar's failure kills it", pod("Always").sidecar("side").app("app").running("side").running("app").failed("side", KillReason::Liveness), vec!["kill side Liveness"]),
+        ("probe: a verdict on an exited instance kills nothing", pod("Always").app("app").exited("app", 137).failed("app", KillReason::Liveness), vec!["start app app (back-off)"]),
+        ("hook: a failed postStart kills", pod("OnFailure").app("app").running("app").failed("app", KillReason::PostStartFailed), vec!["kill app PostStartFailed"]),
+        // activeDeadlineSeconds
+        ("deadline: woken at it", pod("Always").app("app").running("app").deadline_in(30), vec!["wake +30s"]),
+        ("deadline: passed, the pod fails and everything stops", pod("Always").sidecar("side").app("app").running("side").running("app").deadline_in(30).at(30),
+            vec!["fail DeadlineExceeded", "kill side DeadlineExceeded", "kill app DeadlineExceeded", "finish Failed"]),
+        ("deadline: passed before the sandbox exists, the pod fails", pod("Always").app("app").new_pod().deadline_in(3).at(3), vec!["fail DeadlineExceeded", "finish Failed"]),
+        ("deadline: passed, nothing starts", pod("Always").app("app").exited("app", 1).deadline_in(30).at(31), vec!["fail DeadlineExceeded", "finish Failed"]),
+        // the pod as a whole
+        ("terminal: nothing is planned", pod("Always").app("app").exited("app", 1).deadline_in(0).terminal(), vec![]),
+        ("new pod: volumes, sandbox, then the containers", pod("Always").app("a").app("b").new_pod(), vec!["volumes", "sandbox Create", "start app a", "start app b"]),
+        ("new pod: volumes and sandbox before the first init", pod("Always").init("one").app("app").new_pod(), vec!["volumes", "sandbox Create", "start init one"]),
+        ("sandbox: a failed creation is tried again", pod("Always").app("app").sandbox(SandboxView::Absent), vec!["sandbox Create", "start app app"]),
+        ("dead sandbox: recreated", pod("Always").app("app").sandbox(SandboxView::Dead), vec!["sandbox Recreate", "start app app"]),
+    ]
+}
+
+#[test]
+fn plans() {
+    let rows = rows();
+    let mut failures = Vec::new();
+    for (name, pod, want) in &rows {
+        let got = pod.plan();
+        if got != *want {
+            failures.push(format!("{name}:\n  want {want:?}\n  got  {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}

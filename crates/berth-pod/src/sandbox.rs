@@ -1,0 +1,152 @@
+//! The pod's sandbox: what the worker knows of it, its creation, and the
+//! replacement of one found dead.
+
+use berth_runtime::{ContainerId, ContainerRuntime, PodTimes, SandboxConfig, SandboxInfo};
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::reasons;
+use crate::sink::{EventType, PodSink};
+use crate::timeline::TimelineStep;
+use crate::worker::{Worker, RETRY_AFTER};
+
+/// The pod's sandbox as the worker knows it.
+pub(crate) enum Sandbox {
+    /// Not created yet (or its creation failed).
+    Absent,
+    Ready(SandboxInfo),
+    /// Found at adoption with its pause process gone, with the containers it
+    /// held: removed before the pod gets a new one.
+    Dead {
+        sandbox: SandboxInfo,
+        containers: Vec<ContainerId>,
+    },
+}
+
+impl Sandbox {
+    /// The sandbox the pod runs in.
+    pub(crate) fn ready(&self) -> Option<&SandboxInfo> {
+        match self {
+            Self::Ready(sandbox) => Some(sandbox),
+            _ => None,
+        }
+    }
+
+    /// The sandbox to remove when the pod goes, live or dead.
+    pub(crate) fn info(&self) -> Option<&SandboxInfo> {
+        match self {
+            Self::Absent => None,
+            Self::Ready(sandbox) | Self::Dead { sandbox, .. } => Some(sandbox),
+        }
+    }
+}
+
+impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
+    /// The sandbox died (its pause process is gone): as the kubelet does,
+    /// kill it and what ran in it; the pod starts again in a new one.
+    pub(crate) async fn remove_dead_sandbox(&mut self) {
+        let Sandbox::Dead {
+            sandbox,
+            containers,
+        } = std::mem::replace(&mut self.sandbox, Sandbox::Absent)
+        else {
+            return;
+        };
+        self.event(
+            EventType::Normal,
+            reasons::SANDBOX_CHANGED,
+            None,
+            "Pod sandbox changed, it will be killed and re-created.".into(),
+        );
+        for id in &containers {
+            self.remove_container(id).await;
+        }
+        if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
+            warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
+        }
+    }
+
+    /// Creates the pod's sandbox and writes its /etc files; false (with a
+    /// FailedCreatePodSandBox event and a retry) when it could not.
+    pub(crate) async fn create_sandbox(&mut self) -> bool {
+        let security = match crate::security::sandbox(&self.pod) {
+            Ok(security) => security,
+            Err(e) => {
+                self.sandbox_failed(&e);
+                return false;
+            }
+        };
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let hostname = if host_network {
+            berth_runtime::node_hostname()
+        } else {
+            spec.hostname
+                .clone()
+                .unwrap_or_else(|| self.pod_ref.name.clone())
+        };
+        let config = SandboxConfig {
+            pod: self.pod_ref.clone(),
+            hostname: hostname.clone(),
+            host_network,
+            log_dir: self.dirs.logs.clone(),
+            port_mappings: port_mappings(&spec),
+            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+            times: PodTimes {
+                created: self
+                    .pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(self.start_time, |t| t.0),
+                started: self.start_time,
+            },
+            security,
+        };
+        match self.rt.create_sandbox(&config).await {
+            Ok(sandbox) => {
+                let id = sandbox.id.to_string();
+                self.sandbox = Sandbox::Ready(sandbox);
+                let ip = self.pod_ip();
+                if let Err(e) = self
+                    .dirs
+                    .write_etc_files(&hostname, ip.as_deref(), host_network)
+                {
+                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
+                }
+                self.step(None, TimelineStep::SandboxCreated, id);
+                true
+            }
+            Err(e) => {
+                self.sandbox_failed(&e.to_string());
+                false
+            }
+        }
+    }
+
+    fn sandbox_failed(&mut self, error: &str) {
+        warn!(pod = %self.pod_ref, "create sandbox: {error}");
+        self.event(
+            EventType::Warning,
+            reasons::FAILED_CREATE_POD_SANDBOX,
+            None,
+            format!("Failed to create pod sandbox: {error}"),
+        );
+        self.wake_no_later_than(Instant::now() + RETRY_AFTER);
+    }
+}
+
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<berth_runtime::PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(berth_runtime::PortMapping {
+                host_port: u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect()
+}
