@@ -93,7 +93,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     let cluster_services = config
         .kubeconfig
         .as_ref()
-        .map(|_| Arc::new(crate::cluster::services::Services::default()));
+        .map(|_| Arc::new(crate::cluster::NodeData::default()));
     let supervisor = start_supervisor(
         &config,
         &runtime,
@@ -222,7 +222,7 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
     store: Arc<PodStore>,
     adoptable: HashMap<String, Adopted>,
     static_pods: Vec<(PathBuf, Vec<Pod>)>,
-    services: &Option<Arc<crate::cluster::services::Services>>,
+    cluster_data: &Option<Arc<crate::cluster::NodeData>>,
 ) -> Result<Arc<Supervisor<R>>, AgentError> {
     let worker_config = Arc::new(WorkerConfig {
         root_dir: config.root_dir.clone(),
@@ -244,9 +244,9 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
             .image_pull_slots()
             .map(|slots| Arc::new(tokio::sync::Semaphore::new(slots))),
         seccomp_default: config.seccomp_default,
-        service_env: services
+        cluster_data: cluster_data
             .clone()
-            .map(|s| berth_pod::ServiceEnvSource(s as Arc<dyn berth_pod::ServiceEnv>)),
+            .map(|d| berth_pod::ClusterDataSource(d as Arc<dyn berth_pod::ClusterData>)),
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
         .map_err(AgentError::Config)?;

@@ -8,6 +8,8 @@
 //! ConfigMaps, Secrets or Services: references to them resolve like missing
 //! objects do in the kubelet (optional → skipped, otherwise an error).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod};
 
 use crate::expansion;
@@ -61,14 +63,26 @@ pub fn kubelet_env(
     pod_ip: Option<&str>,
     node_name: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    kubelet_env_over(Vec::new(), spec_env, pod, pod_ip, node_name)
+    kubelet_env_over(Vec::new(), None, spec_env, pod, pod_ip, node_name)
+}
+
+/// The configMaps and secrets that `configMapKeyRef` and `secretKeyRef`
+/// name (cluster mode reads them from the API server).
+pub trait EnvObjects {
+    /// A configMap's data (and binaryData as text); `None` when it does
+    /// not exist.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+    /// A secret's data, decoded; `None` when it does not exist.
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
 }
 
 /// [`kubelet_env`] over `services`' variables (cluster mode's
 /// `KUBERNETES_SERVICE_HOST` and the like), which the spec's variables may
-/// refer to and override, as the kubelet's `makeEnvironmentVariables`.
+/// refer to and override, as the kubelet's `makeEnvironmentVariables`;
+/// key references resolve from `objects` (none: every object is missing).
 pub fn kubelet_env_over(
     services: Vec<(String, String)>,
+    objects: Option<&dyn EnvObjects>,
     spec_env: &[EnvVar],
     pod: &Pod,
     pod_ip: Option<&str>,
@@ -81,7 +95,7 @@ pub fn kubelet_env_over(
                 vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
         } else if let Some(source) = &var.value_from {
-            match value_from(source, pod, pod_ip, node_name) {
+            match value_from(source, objects, pod, pod_ip, node_name) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
                 Err(detail) => {
@@ -110,6 +124,7 @@ fn set(vars: &mut Vec<(String, String)>, name: String, value: String) {
 /// skips the variable).
 fn value_from(
     source: &EnvVarSource,
+    objects: Option<&dyn EnvObjects>,
     pod: &Pod,
     pod_ip: Option<&str>,
     node_name: &str,
@@ -121,17 +136,31 @@ fn value_from(
         }
         return field_value(&field.field_path, pod, pod_ip, node_name).map(Some);
     }
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     if let Some(cm) = &source.config_map_key_ref {
-        if cm.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!("configmaps {:?} not found", cm.name));
+        let data = objects.and_then(|o| o.config_map(namespace, &cm.name));
+        return key_value(
+            data,
+            "configmaps",
+            "ConfigMap",
+            namespace,
+            &cm.name,
+            &cm.key,
+            cm.optional,
+        );
     }
     if let Some(secret) = &source.secret_key_ref {
-        if secret.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!("secrets {:?} not found", secret.name));
+        let data = objects.and_then(|o| o.secret(namespace, &secret.name));
+        let (name, key) = (&secret.name, &secret.key);
+        return key_value(
+            data,
+            "secrets",
+            "Secret",
+            namespace,
+            name,
+            key,
+            secret.optional,
+        );
     }
     if let Some(resource) = &source.resource_field_ref {
         return Err(format!(
@@ -140,6 +169,34 @@ fn value_from(
         ));
     }
     Ok(Some(String::new()))
+}
+
+/// One key of a configMap or secret, with the kubelet's messages when the
+/// object or the key is missing and the reference is not optional.
+fn key_value(
+    data: Option<BTreeMap<String, String>>,
+    resource: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+) -> Result<Option<String>, String> {
+    let optional = optional == Some(true);
+    let Some(data) = data else {
+        return if optional {
+            Ok(None)
+        } else {
+            Err(format!("{resource} {name:?} not found"))
+        };
+    };
+    match data.get(key) {
+        Some(value) => Ok(Some(value.clone())),
+        None if optional => Ok(None),
+        None => Err(format!(
+            "couldn't find key {key} in {kind} {namespace}/{name}"
+        )),
+    }
 }
 
 /// The downward-API field paths an env var may name.
@@ -316,5 +373,83 @@ mod tests {
         });
         let got = kubelet_env(&[secret, env("X", "1")], &sample_pod(), None, "n").unwrap();
         assert_eq!(got, pairs(&[("X", "1")]));
+    }
+
+    struct Objects;
+
+    impl EnvObjects for Objects {
+        fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (namespace == "default" && name == "settings")
+                .then(|| BTreeMap::from([("mode".to_string(), "fast".to_string())]))
+        }
+        fn secret(&self, _: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (name == "creds").then(|| BTreeMap::from([("pw".to_string(), "s3cret".to_string())]))
+        }
+    }
+
+    fn key_ref(var: &str, config_map: bool, name: &str, key: &str, optional: bool) -> EnvVar {
+        let mut e = env(var, "");
+        let optional = Some(optional);
+        e.value_from = Some(if config_map {
+            EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: name.into(),
+                    key: key.into(),
+                    optional,
+                }),
+                ..Default::default()
+            }
+        } else {
+            EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: name.into(),
+                    key: key.into(),
+                    optional,
+                }),
+                ..Default::default()
+            }
+        });
+        e
+    }
+
+    #[test]
+    fn key_references_resolve_from_the_objects_with_the_kubelets_messages() {
+        let vars = [
+            key_ref("MODE", true, "settings", "mode", false),
+            key_ref("PW", false, "creds", "pw", false),
+            key_ref("GONE", true, "settings", "nope", true),
+            env("BOTH", "$(MODE)-$(PW)"),
+        ];
+        let got =
+            kubelet_env_over(Vec::new(), Some(&Objects), &vars, &sample_pod(), None, "n").unwrap();
+        assert_eq!(
+            got,
+            pairs(&[("MODE", "fast"), ("PW", "s3cret"), ("BOTH", "fast-s3cret")])
+        );
+        let missing_key = [key_ref("X", true, "settings", "nope", false)];
+        let err = kubelet_env_over(
+            Vec::new(),
+            Some(&Objects),
+            &missing_key,
+            &sample_pod(),
+            None,
+            "n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.detail,
+            "couldn't find key nope in ConfigMap default/settings"
+        );
+        let missing_secret = [key_ref("X", false, "other", "pw", false)];
+        let err = kubelet_env_over(
+            Vec::new(),
+            Some(&Objects),
+            &missing_secret,
+            &sample_pod(),
+            None,
+            "n",
+        )
+        .unwrap_err();
+        assert_eq!(err.detail, r#"secrets "other" not found"#);
     }
 }

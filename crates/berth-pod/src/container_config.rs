@@ -30,6 +30,8 @@ pub(crate) struct PodContext<'a> {
     pub security: SecurityDefaults<'a>,
     /// Cluster mode's service variables, under the spec's.
     pub service_vars: Vec<(String, String)>,
+    /// Where `configMapKeyRef` and `secretKeyRef` resolve (cluster mode).
+    pub objects: Option<&'a (dyn env::EnvObjects + Sync)>,
 }
 
 pub(crate) fn build(
@@ -46,6 +48,7 @@ pub(crate) fn build(
     // command and args see the kubelet's variables only, not the image's.
     let kubelet_vars = env::kubelet_env_over(
         ctx.service_vars.clone(),
+        ctx.objects.map(|o| o as &dyn env::EnvObjects),
         spec_env,
         ctx.pod,
         pod_ip,
@@ -318,6 +321,7 @@ mod tests {
                 selinux_enabled: false,
             },
             service_vars: Vec::new(),
+            objects: None,
         };
         let container = &pod.spec.as_ref().unwrap().containers[0];
         build(&ctx, container, ContainerKind::Regular, 2, &image(), None).unwrap()

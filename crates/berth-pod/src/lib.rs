@@ -72,23 +72,28 @@ pub use sink::{EventType, PodEvent, PodSink};
 pub use timeline::{TimelineEntry, TimelineStep};
 pub use worker::WorkerConfig;
 
-/// The service environment variables of a namespace's containers
-/// (cluster mode's Services, watched by the agent).
-pub trait ServiceEnv: Send + Sync {
+/// What cluster mode tells a container's environment: the service
+/// variables of its namespace, and the configMaps and secrets its env
+/// references name.
+pub trait ClusterData: Send + Sync + berth_api::env::EnvObjects {
     /// The variables for a container of a pod in `namespace`;
     /// `service_links` is the pod's `enableServiceLinks` (the `kubernetes`
     /// service's are given either way). An error (the services were never
     /// read) fails the container's start with `CreateContainerConfigError`.
-    fn env(&self, namespace: &str, service_links: bool) -> Result<Vec<(String, String)>, String>;
+    fn service_env(
+        &self,
+        namespace: &str,
+        service_links: bool,
+    ) -> Result<Vec<(String, String)>, String>;
 }
 
-/// A shared [`ServiceEnv`].
+/// A shared [`ClusterData`].
 #[derive(Clone)]
-pub struct ServiceEnvSource(pub std::sync::Arc<dyn ServiceEnv>);
+pub struct ClusterDataSource(pub std::sync::Arc<dyn ClusterData>);
 
-impl std::fmt::Debug for ServiceEnvSource {
+impl std::fmt::Debug for ClusterDataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServiceEnvSource")
+        f.write_str("ClusterDataSource")
     }
 }
 

@@ -70,11 +70,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 .and_then(|s| s.hostname.clone())
                 .unwrap_or_else(|| self.pod_ref.name.clone())
         };
-        let service_vars = match &self.cfg.service_env {
+        let service_vars = match &self.cfg.cluster_data {
             None => Vec::new(),
             Some(source) => {
                 let links = self.spec().enable_service_links.unwrap_or(true);
-                match source.0.env(&self.pod_ref.namespace, links) {
+                match source.0.service_env(&self.pod_ref.namespace, links) {
                     Ok(vars) => vars,
                     Err(e) => {
                         self.start_failed(i, "CreateContainerConfigError", e, None);
@@ -97,6 +97,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 selinux_enabled: crate::security::selinux_enabled(),
             },
             service_vars,
+            objects: self
+                .cfg
+                .cluster_data
+                .as_ref()
+                .map(|source| &*source.0 as &(dyn berth_api::env::EnvObjects + Sync)),
         };
         let config = match container_config::build(
             &ctx,

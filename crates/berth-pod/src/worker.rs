@@ -43,8 +43,8 @@ pub struct WorkerConfig {
     /// The kubelet's `seccompDefault`: containers that name no seccomp
     /// profile run under RuntimeDefault instead of Unconfined.
     pub seccomp_default: bool,
-    /// Cluster mode's service variables; `None` standalone.
-    pub service_env: Option<crate::ServiceEnvSource>,
+    /// Cluster mode's service variables and env objects; `None` standalone.
+    pub cluster_data: Option<crate::ClusterDataSource>,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet

@@ -449,3 +449,69 @@ async fn a_pod_with_a_volume_berth_cannot_run_is_rejected_naming_the_field() {
     let node = c.json(&["get", "node", &c.node]).unwrap();
     assert_eq!(condition_status(&node, "Ready"), Some("True"));
 }
+
+#[tokio::test]
+async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
+    let Some(c) = cluster("berth-node-g").await else {
+        return;
+    };
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=pw=s3cret",
+    ]);
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "reader", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c",
+                    "echo mode=$MODE pw=$PW; echo file=$(cat /cfg/mode); \
+                     echo secret=$(cat /sec/pw); sleep 3600"],
+                "env": [
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                    {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "pw"}}},
+                ],
+                "volumeMounts": [
+                    {"name": "cfg", "mountPath": "/cfg"},
+                    {"name": "sec", "mountPath": "/sec"},
+                ],
+            }],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "settings"}},
+                {"name": "sec", "secret": {"secretName": "creds", "defaultMode": 256}},
+            ],
+        },
+    });
+    let file = c.agent.work_dir().join("reader.json");
+    std::fs::create_dir_all(c.agent.work_dir()).unwrap();
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    c.wait_pod_phase("reader", "Running").await;
+    let logs = c
+        .wait_for("the reader's output", |c| {
+            let text = stdout(&c.kubectl(&["logs", "reader"]));
+            text.contains("secret=").then_some(text)
+        })
+        .await;
+    assert_eq!(logs, "mode=fast pw=s3cret\nfile=fast\nsecret=s3cret\n");
+    // The secret file has its defaultMode (0400), and the mounts are
+    // read-only whatever the spec says.
+    let mode = c.kubectl_ok(&["exec", "reader", "--", "stat", "-L", "-c", "%a", "/sec/pw"]);
+    assert_eq!(mode.trim(), "400");
+    let write = c.kubectl(&["exec", "reader", "--", "touch", "/cfg/new"]);
+    assert!(!write.status.success(), "the configMap volume is read-only");
+}

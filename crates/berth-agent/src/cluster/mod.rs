@@ -11,13 +11,15 @@
 //! - `pod_source`: the pods bound to this node, watched, fed to the
 //!   supervisor as the manifest directory's are.
 //! - `services`: the Services, watched, for the containers' service
-//!   variables (`KUBERNETES_SERVICE_HOST`…).
+//!   variables (`KUBERNETES_SERVICE_HOST`…); `env_objects`: the configMaps
+//!   and secrets their env names. `NodeData` hands both to the workers.
 //! - `status_sync`: pod statuses patched to the API server, and the final
 //!   delete once a pod is torn down.
 //! - `volumes/`: configMap, secret, downwardAPI and projected volumes
 //!   (the service account token among them), written and kept current.
 
 mod connect;
+mod env_objects;
 mod events;
 mod lease;
 mod mirror_pods;
@@ -64,7 +66,7 @@ impl Cluster {
         runtime: Arc<R>,
         service: Arc<S>,
         store: Arc<PodStore>,
-        services: Arc<services::Services>,
+        data: Arc<NodeData>,
         stop: CancellationToken,
     ) -> Result<(Self, mpsc::Receiver<ClusterPodEvent>), AgentError> {
         let client = connect::client(kubeconfig)
@@ -101,6 +103,7 @@ impl Cluster {
                     config.root_dir.clone(),
                     config.log_dir.clone(),
                     store.clone(),
+                    data.clone(),
                     stop.clone(),
                 ),
                 registered_rx.clone(),
@@ -120,7 +123,7 @@ impl Cluster {
                 store.clone(),
                 stop.clone(),
             )),
-            tokio::spawn(services::run(client.clone(), services, stop.clone())),
+            tokio::spawn(services::run(client.clone(), data.clone(), stop.clone())),
             tokio::spawn(status_sync::run(client, store, stop.clone())),
             tokio::spawn(kubelet_api.serve(service, stop)),
         ];
@@ -168,6 +171,42 @@ async fn kubelet_server(
         config.node_name.clone(),
     )
     .await
+}
+
+/// What the workers' containers get from the cluster: service variables
+/// and the objects their env names.
+#[derive(Default)]
+pub struct NodeData {
+    pub services: services::Services,
+    pub objects: env_objects::EnvObjectCache,
+}
+
+impl berth_api::env::EnvObjects for NodeData {
+    fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.objects.config_map(namespace, name)
+    }
+
+    fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.objects.secret(namespace, name)
+    }
+}
+
+impl berth_pod::ClusterData for NodeData {
+    fn service_env(
+        &self,
+        namespace: &str,
+        service_links: bool,
+    ) -> Result<Vec<(String, String)>, String> {
+        self.services.env(namespace, service_links)
+    }
 }
 
 /// Whether a pod came from the API server.

@@ -65,6 +65,12 @@ pub async fn run(
                 continue
             }
             Event::InitApply(pod) => {
+                if store
+                    .get(pod.metadata.uid.as_deref().unwrap_or_default())
+                    .is_none()
+                {
+                    volumes.prefetch(&pod).await;
+                }
                 volumes.ensure(&pod);
                 listing.push(pod);
                 continue;
@@ -80,6 +86,12 @@ pub async fn run(
             Event::Apply(pod) => {
                 if delete_if_unknown(&client, &store, &pod) {
                     continue;
+                }
+                if store
+                    .get(pod.metadata.uid.as_deref().unwrap_or_default())
+                    .is_none()
+                {
+                    volumes.prefetch(&pod).await;
                 }
                 volumes.ensure(&pod);
                 ClusterPodEvent::Changed(pod)

@@ -22,8 +22,13 @@ pub struct Services {
 /// The master service, whose variables every pod gets.
 const MASTER_SERVICE: &str = "kubernetes";
 
-impl berth_pod::ServiceEnv for Services {
-    fn env(&self, namespace: &str, service_links: bool) -> Result<Vec<(String, String)>, String> {
+impl Services {
+    /// The service variables of a container of a pod in `namespace`.
+    pub fn env(
+        &self,
+        namespace: &str,
+        service_links: bool,
+    ) -> Result<Vec<(String, String)>, String> {
         let known = self.known.read().expect("services lock");
         let Some(known) = known.as_ref() else {
             return Err(
@@ -101,7 +106,8 @@ fn key(service: &Service) -> (String, String) {
 }
 
 /// Keeps `services` current until `stop`.
-pub async fn run(client: kube::Client, services: Arc<Services>, stop: CancellationToken) {
+pub async fn run(client: kube::Client, data: Arc<super::NodeData>, stop: CancellationToken) {
+    let services = &data.services;
     let api: Api<Service> = Api::all(client);
     let config = watcher::Config::default().fields("spec.clusterIP!=None");
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
@@ -134,7 +140,6 @@ pub async fn run(client: kube::Client, services: Arc<Services>, stop: Cancellati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_pod::ServiceEnv;
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
 
     fn service(namespace: &str, name: &str, ip: &str, ports: &[(Option<&str>, i32)]) -> Service {

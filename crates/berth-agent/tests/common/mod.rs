@@ -50,7 +50,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             image_pull_backoff: BackoffPolicy::default(),
             image_pulls: None,
             seccomp_default: false,
-            service_env: None,
+            cluster_data: None,
         }),
         dir.join("root/api-pods"),
         Default::default(),

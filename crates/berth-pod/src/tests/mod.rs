@@ -182,7 +182,7 @@ impl Harness {
                 image_pull_backoff: BackoffPolicy::default(),
                 image_pulls: None,
                 seccomp_default: false,
-                service_env: None,
+                cluster_data: None,
             }),
             _dirs: dirs,
         }

@@ -1,6 +1,7 @@
 //! Volumes of API data (configMap, secret, downwardAPI, projected with the
-//! service account token): each pod that has some gets a task that writes
-//! them before its containers start and keeps them current, every minute
+//! service account token): each pod that has some (or whose env names
+//! configMaps or secrets) gets a task that writes them before its
+//! containers start and keeps them current, every minute
 //! and before its tokens reach 80 % of their lifetime (the kubelet's volume
 //! manager and `token_manager`).
 //!
@@ -41,6 +42,8 @@ pub struct PodVolumes {
     root_dir: PathBuf,
     log_dir: PathBuf,
     store: Arc<PodStore>,
+    /// Also kept current here: the objects the pods' env names.
+    data: Arc<super::NodeData>,
     stop: CancellationToken,
     running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
@@ -51,6 +54,7 @@ impl PodVolumes {
         root_dir: PathBuf,
         log_dir: PathBuf,
         store: Arc<PodStore>,
+        data: Arc<super::NodeData>,
         stop: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -58,6 +62,7 @@ impl PodVolumes {
             root_dir,
             log_dir,
             store,
+            data,
             stop,
             running: Mutex::default(),
         })
@@ -69,7 +74,8 @@ impl PodVolumes {
             .spec
             .iter()
             .flat_map(|s| s.volumes.iter().flatten())
-            .any(is_api_data);
+            .any(is_api_data)
+            || super::env_objects::has_references(pod);
         if !has_api_data || pod.metadata.deletion_timestamp.is_some() {
             return;
         }
@@ -111,8 +117,18 @@ impl PodVolumes {
         }
     }
 
-    /// Writes each volume; returns when to write them again.
+    /// Reads the objects a new pod's env names, so that its containers'
+    /// first start finds them.
+    pub async fn prefetch(&self, pod: &Pod) {
+        if super::env_objects::has_references(pod) {
+            self.data.objects.refresh(&self.client, pod).await;
+        }
+    }
+
+    /// Writes each volume (and reads the env's objects again); returns when
+    /// to write them again.
     async fn write_all(&self, pod: &Pod, tokens: &mut Tokens) -> Instant {
+        self.prefetch(pod).await;
         let meta = &pod.metadata;
         let dirs = berth_pod::PodDirs::new(
             &self.root_dir,
