@@ -247,6 +247,10 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
         cluster_data: cluster_data
             .clone()
             .map(|d| berth_pod::ClusterDataSource(d as Arc<dyn berth_pod::ClusterData>)),
+        cluster_dns: berth_pod::ClusterDns {
+            servers: config.cluster_dns.iter().map(ToString::to_string).collect(),
+            domain: config.cluster_domain.clone(),
+        },
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
         .map_err(AgentError::Config)?;

@@ -117,6 +117,13 @@ pub struct AgentConfig {
     /// server's); other callers need a bearer token the API server accepts.
     #[serde(rename = "clientCAFile")]
     pub client_ca_file: Option<PathBuf>,
+    /// The cluster's DNS servers for `dnsPolicy: ClusterFirst` pods; none:
+    /// they get the host's resolver (with the kubelet's warning event).
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain (`cluster.local` in most clusters), for the
+    /// search path.
+    pub cluster_domain: String,
 }
 
 impl Default for AgentConfig {
@@ -152,6 +159,8 @@ impl Default for AgentConfig {
             tls_cert_file: None,
             tls_private_key_file: None,
             client_ca_file: None,
+            cluster_dns: Vec::new(),
+            cluster_domain: String::new(),
             allowed_unsafe_sysctls: Vec::new(),
             seccomp_default: false,
         }
@@ -222,6 +231,13 @@ pub struct AgentFlags {
     /// CA of the client certificates the kubelet API accepts.
     #[arg(long, value_name = "FILE")]
     pub client_ca_file: Option<PathBuf>,
+    /// The cluster DNS server for ClusterFirst pods (repeatable, or
+    /// comma-separated).
+    #[arg(long = "cluster-dns", value_name = "IP", value_delimiter = ',')]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub cluster_domain: Option<String>,
     /// First CrashLoopBackOff delay.
     #[arg(long, value_name = "SECONDS")]
     pub crash_loop_back_off_initial_seconds: Option<u64>,
@@ -353,6 +369,10 @@ impl AgentConfig {
         if let Some(path) = flags.client_ca_file {
             self.client_ca_file = Some(absolute(path));
         }
+        if !flags.cluster_dns.is_empty() {
+            self.cluster_dns = flags.cluster_dns;
+        }
+        set(&mut self.cluster_domain, flags.cluster_domain);
         let backoff = &mut self.crash_loop_back_off;
         set(
             &mut backoff.initial_seconds,
@@ -448,6 +468,15 @@ impl AgentConfig {
         for (key, path) in optional_paths {
             if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
                 return invalid(key, format!("{} is not an absolute path", path.display()));
+            }
+        }
+        if !self.cluster_domain.is_empty() {
+            let problems = berth_api::validation::names::dns1123_subdomain(&self.cluster_domain);
+            if let Some(problem) = problems.first() {
+                return invalid(
+                    "clusterDomain",
+                    format!("{:?}: {problem}", self.cluster_domain),
+                );
             }
         }
         if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {

@@ -136,6 +136,7 @@ impl PodDirs {
         hostname: &str,
         pod_ip: Option<&str>,
         host_network: bool,
+        resolv_conf: &str,
     ) -> io::Result<()> {
         let hosts = if host_network {
             let host = fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -151,10 +152,7 @@ impl PodDirs {
         };
         fs::write(self.etc_file("etc-hosts"), hosts)?;
         fs::write(self.etc_file("hostname"), format!("{hostname}\n"))?;
-        // No cluster DNS here: ClusterFirst falls back to the host's resolver,
-        // as the kubelet does without --cluster-dns.
-        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        fs::write(self.etc_file("resolv.conf"), resolv)
+        fs::write(self.etc_file("resolv.conf"), resolv_conf)
     }
 
     /// A fresh, empty termination-message file for one container instance

@@ -40,6 +40,7 @@
 mod backoff;
 mod container_config;
 mod dirs;
+mod dns;
 mod execute;
 mod handle;
 mod hooks;
@@ -67,6 +68,7 @@ mod worker;
 
 pub use backoff::BackoffPolicy;
 pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
+pub use dns::ClusterDns;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
 pub use sink::{EventType, PodEvent, PodSink};
 pub use timeline::{TimelineEntry, TimelineStep};

@@ -37,3 +37,5 @@ pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
 pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
 /// A pod ran past its `activeDeadlineSeconds` (`activeDeadlineHandler`).
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+/// ClusterFirst fell back to the host's resolver: no cluster DNS is set.
+pub const MISSING_CLUSTER_DNS: &str = "MissingClusterDNS";

@@ -108,9 +108,23 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 let id = sandbox.id.to_string();
                 self.sandbox = Sandbox::Ready(sandbox);
                 let ip = self.pod_ip();
-                if let Err(e) = self
-                    .dirs
-                    .write_etc_files(&hostname, ip.as_deref(), host_network)
+                let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                let (resolv, warning) =
+                    crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
+                // Standalone, there is no cluster DNS to miss: only a
+                // cluster node without one warns, as the kubelet does.
+                if let Some(message) = warning.filter(|_| self.cfg.cluster_data.is_some()) {
+                    let message = format!("pod: \"{}\". {message}", self.pod_ref);
+                    self.event(
+                        EventType::Warning,
+                        reasons::MISSING_CLUSTER_DNS,
+                        None,
+                        message,
+                    );
+                }
+                if let Err(e) =
+                    self.dirs
+                        .write_etc_files(&hostname, ip.as_deref(), host_network, &resolv)
                 {
                     warn!(pod = %self.pod_ref, "write /etc files: {e}");
                 }

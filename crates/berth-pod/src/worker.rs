@@ -45,6 +45,8 @@ pub struct WorkerConfig {
     pub seccomp_default: bool,
     /// Cluster mode's service variables and env objects; `None` standalone.
     pub cluster_data: Option<crate::ClusterDataSource>,
+    /// The cluster DNS ClusterFirst pods resolve with (none: the host's).
+    pub cluster_dns: crate::ClusterDns,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet

@@ -41,6 +41,10 @@ async fn cluster(node: &str) -> Option<Cluster> {
             cp.ca_cert_path().display().to_string(),
             "--port".into(),
             port.to_string(),
+            "--cluster-dns".into(),
+            "10.96.0.10".into(),
+            "--cluster-domain".into(),
+            "cluster.local".into(),
         ],
         ..AgentOptions::default()
     };
@@ -282,6 +286,15 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         String::from_utf8_lossy(&failed.stderr).contains("oops"),
         "{failed:?}"
     );
+
+    // ClusterFirst: the cluster's DNS and search path.
+    let resolv = c.kubectl_ok(&["exec", "web", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 10.96.0.10\n"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
 
     // The shell ignores SIGTERM: the grace period is waited out, then the
     // pod is killed and deleted from the API server.

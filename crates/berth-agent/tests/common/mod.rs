@@ -51,6 +51,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             image_pulls: None,
             seccomp_default: false,
             cluster_data: None,
+            cluster_dns: Default::default(),
         }),
         dir.join("root/api-pods"),
         Default::default(),

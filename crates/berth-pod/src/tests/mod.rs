@@ -183,6 +183,7 @@ impl Harness {
                 image_pulls: None,
                 seccomp_default: false,
                 cluster_data: None,
+                cluster_dns: Default::default(),
             }),
             _dirs: dirs,
         }
