@@ -324,8 +324,55 @@ pub(crate) fn container_spec(
     to_spec(spec, input.container_id)
 }
 
+/// Parses the written JSON into oci-spec's [`Spec`], and refuses a spec
+/// from which a key would be dropped (one oci-spec does not know): runc
+/// would silently not apply it.
 fn to_spec(spec: Value, id: &str) -> Result<Spec, RuntimeError> {
-    serde_json::from_value(spec).map_err(|e| invalid(format!("build OCI spec of {id}: {e}")))
+    let parsed: Spec = serde_json::from_value(spec.clone())
+        .map_err(|e| invalid(format!("build OCI spec of {id}: {e}")))?;
+    let kept = serde_json::to_value(&parsed)
+        .map_err(|e| invalid(format!("build OCI spec of {id}: {e}")))?;
+    match lost_key(&spec, &kept, "") {
+        Some(key) => Err(invalid(format!(
+            "build OCI spec of {id}: {key} does not survive into the OCI spec"
+        ))),
+        None => Ok(parsed),
+    }
+}
+
+/// The first key of `written` with a value that `kept` lacks. Defaults
+/// (false, 0, "", empty lists and maps) may be left out when serialized.
+fn lost_key(written: &Value, kept: &Value, path: &str) -> Option<String> {
+    let is_default = |v: &Value| match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    };
+    match (written, kept) {
+        (Value::Object(written), Value::Object(kept)) => written.iter().find_map(|(key, value)| {
+            let path = format!("{path}.{key}");
+            match kept.get(key) {
+                Some(kept) => lost_key(value, kept, &path),
+                None if is_default(value) => None,
+                None => Some(path),
+            }
+        }),
+        (Value::Array(written), Value::Array(kept)) => {
+            if written.len() != kept.len() {
+                return Some(path.to_string());
+            }
+            written
+                .iter()
+                .zip(kept)
+                .enumerate()
+                .find_map(|(i, (w, k))| lost_key(w, k, &format!("{path}[{i}]")))
+        }
+        (written, Value::Null) if !is_default(written) => Some(path.to_string()),
+        _ => None,
+    }
 }
 
 fn ns(kind: &str, path: Option<&Path>) -> Value {
@@ -1123,5 +1170,27 @@ mod tests {
             ids(Some("www:nogroup")).unwrap_err().kind,
             RuntimeErrorKind::InvalidSpec
         );
+    }
+
+    #[test]
+    fn a_key_oci_spec_would_drop_is_refused_naming_it() {
+        let spec = json!({
+            "ociVersion": OCI_VERSION,
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noSuchKnob": true},
+            "root": {"path": "rootfs"},
+        });
+        let err = to_spec(spec, "c1").unwrap_err();
+        assert!(
+            err.message.contains(".process.noSuchKnob"),
+            "{}",
+            err.message
+        );
+        // Defaults may go unwritten; they are not lost.
+        let spec = json!({
+            "ociVersion": OCI_VERSION,
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "terminal": false},
+            "root": {"path": "rootfs"},
+        });
+        to_spec(spec, "c1").unwrap();
     }
 }
