@@ -287,6 +287,22 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         "{failed:?}"
     );
 
+    // A status someone else changed (as the node controller marks pods not
+    // ready after an outage) is repaired by the node.
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+    ]);
+    c.wait_for("the Ready condition to be repaired", |c| {
+        let pod = c.json(&["get", "pod", "web"])?;
+        (condition_status(&pod, "Ready") == Some("True")).then_some(())
+    })
+    .await;
+
     // ClusterFirst: the cluster's DNS and search path.
     let resolv = c.kubectl_ok(&["exec", "web", "--", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 10.96.0.10\n"), "{resolv}");

@@ -80,6 +80,8 @@ impl Cluster {
         // that pods may be watched.
         let (registered_tx, registered_rx) = watch::channel(None::<String>);
         let (pods_tx, pods_rx) = mpsc::channel(256);
+        // Statuses the API server's copy drifted from, to be sent again.
+        let (resend_tx, resend_rx) = mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(node_status::run(
                 client.clone(),
@@ -98,16 +100,19 @@ impl Cluster {
                 client.clone(),
                 config.node_name.clone(),
                 store.clone(),
-                volumes::PodVolumes::new(
-                    client.clone(),
-                    config.root_dir.clone(),
-                    config.log_dir.clone(),
-                    store.clone(),
-                    data.clone(),
-                    stop.clone(),
-                ),
+                pod_source::Outputs {
+                    events: pods_tx,
+                    resend: resend_tx,
+                    volumes: volumes::PodVolumes::new(
+                        client.clone(),
+                        config.root_dir.clone(),
+                        config.log_dir.clone(),
+                        store.clone(),
+                        data.clone(),
+                        stop.clone(),
+                    ),
+                },
                 registered_rx.clone(),
-                pods_tx,
                 stop.clone(),
             )),
             tokio::spawn(mirror_pods::run(
@@ -124,7 +129,7 @@ impl Cluster {
                 stop.clone(),
             )),
             tokio::spawn(services::run(client.clone(), data.clone(), stop.clone())),
-            tokio::spawn(status_sync::run(client, store, stop.clone())),
+            tokio::spawn(status_sync::run(client, store, resend_rx, stop.clone())),
             tokio::spawn(kubelet_api.serve(service, stop)),
         ];
         Ok((Self { tasks }, pods_rx))

@@ -29,15 +29,30 @@ pub enum ClusterPodEvent {
     Deleted(Pod),
 }
 
+/// Where the watched pods go.
+pub struct Outputs {
+    /// To the supervisor.
+    pub events: mpsc::Sender<ClusterPodEvent>,
+    /// UIDs whose status the API server's copy drifted from, to the status
+    /// sync.
+    pub resend: mpsc::UnboundedSender<String>,
+    /// Their API data, written and kept current.
+    pub volumes: Arc<super::volumes::PodVolumes>,
+}
+
 pub async fn run(
     client: kube::Client,
     node: String,
     store: Arc<PodStore>,
-    volumes: Arc<super::volumes::PodVolumes>,
+    outputs: Outputs,
     mut registered: watch::Receiver<Option<String>>,
-    events: mpsc::Sender<ClusterPodEvent>,
     stop: CancellationToken,
 ) {
+    let Outputs {
+        events,
+        resend,
+        volumes,
+    } = outputs;
     // Pods are watched once the Node exists, as the kubelet waits for its
     // own Node first.
     if super::registered_node(&mut registered, &stop)
@@ -87,11 +102,15 @@ pub async fn run(
                 if delete_if_unknown(&client, &store, &pod) {
                     continue;
                 }
-                if store
-                    .get(pod.metadata.uid.as_deref().unwrap_or_default())
-                    .is_none()
-                {
-                    volumes.prefetch(&pod).await;
+                match store.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
+                    None => volumes.prefetch(&pod).await,
+                    // Someone else changed the status berth reports (the
+                    // node controller marks pods not ready after an
+                    // outage): it is sent again.
+                    Some(local) if drifted(&pod, &local) => {
+                        let _ = resend.send(pod.metadata.uid.clone().unwrap_or_default());
+                    }
+                    Some(_) => {}
                 }
                 volumes.ensure(&pod);
                 ClusterPodEvent::Changed(pod)
@@ -102,6 +121,29 @@ pub async fn run(
             return;
         }
     }
+}
+
+/// Whether the API server's phase or conditions differ from what berth
+/// reports (only those: other fields the server may fill in itself).
+fn drifted(api: &Pod, local: &Pod) -> bool {
+    let summary = |pod: &Pod| {
+        let status = pod.status.as_ref();
+        let mut conditions: Vec<(String, String)> = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect();
+        conditions.sort();
+        (status.and_then(|s| s.phase.clone()), conditions)
+    };
+    let (api_phase, api_conditions) = summary(api);
+    let (local_phase, local_conditions) = summary(local);
+    // Conditions only berth sets; others' (readiness gates) may be there too.
+    let differs = local_conditions
+        .iter()
+        .any(|c| api_conditions.iter().any(|a| a.0 == c.0 && a.1 != c.1));
+    local.status.is_some() && (api_phase != local_phase || differs)
 }
 
 /// A pod being deleted that berth does not run has nothing to tear down:
@@ -117,4 +159,53 @@ fn delete_if_unknown(client: &kube::Client, store: &PodStore, pod: &Pod) -> bool
     let (client, pod) = (client.clone(), pod.clone());
     tokio::spawn(async move { super::status_sync::final_delete(&client, &pod).await });
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    fn pod(phase: &str, conditions: &[(&str, &str)]) -> Pod {
+        let mut pod = Pod::default();
+        pod.status = Some(PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(
+                conditions
+                    .iter()
+                    .map(|(t, s)| PodCondition {
+                        type_: t.to_string(),
+                        status: s.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        pod
+    }
+
+    #[test]
+    fn drift_is_a_different_phase_or_condition_berth_reports() {
+        let local = pod("Running", &[("Ready", "True"), ("Initialized", "True")]);
+        assert!(!drifted(&local.clone(), &local));
+        assert!(drifted(
+            &pod("Running", &[("Ready", "False"), ("Initialized", "True")]),
+            &local
+        ));
+        assert!(drifted(
+            &pod("Pending", &[("Ready", "True"), ("Initialized", "True")]),
+            &local
+        ));
+        // A condition only others set (a readiness gate) is not drift.
+        let gated = pod(
+            "Running",
+            &[
+                ("Ready", "True"),
+                ("Initialized", "True"),
+                ("example.com/gate", "False"),
+            ],
+        );
+        assert!(!drifted(&gated, &local));
+    }
 }

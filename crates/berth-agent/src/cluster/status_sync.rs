@@ -22,7 +22,12 @@ use super::is_cluster_pod;
 /// kubelet's status manager syncs every 10 s).
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
-pub async fn run(client: kube::Client, store: Arc<PodStore>, stop: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    store: Arc<PodStore>,
+    mut resend: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stop: CancellationToken,
+) {
     let mut changes = store.subscribe();
     // What the server last took, by UID.
     let mut sent: HashMap<String, PodStatus> = HashMap::new();
@@ -32,6 +37,10 @@ pub async fn run(client: kube::Client, store: Arc<PodStore>, stop: CancellationT
         let pods: Vec<Pod> = tokio::select! {
             _ = stop.cancelled() => return,
             _ = resync.tick() => store.list(None),
+            Some(uid) = resend.recv() => {
+                sent.remove(&uid);
+                store.get(&uid).into_iter().collect()
+            }
             change = changes.recv() => match change {
                 Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => vec![pod],
                 Ok(WatchEvent::Deleted(pod)) => {
