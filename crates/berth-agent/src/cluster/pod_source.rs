@@ -167,22 +167,22 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 
     fn pod(phase: &str, conditions: &[(&str, &str)]) -> Pod {
-        let mut pod = Pod::default();
-        pod.status = Some(PodStatus {
-            phase: Some(phase.into()),
-            conditions: Some(
-                conditions
-                    .iter()
-                    .map(|(t, s)| PodCondition {
-                        type_: t.to_string(),
-                        status: s.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+        let conditions = conditions
+            .iter()
+            .map(|(t, s)| PodCondition {
+                type_: t.to_string(),
+                status: s.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        pod
+        }
     }
 
     #[test]
