@@ -110,7 +110,16 @@ impl Cluster {
 
     /// Polls `check` until it gives a value, or fails naming `what`.
     async fn wait_for<T>(&self, what: &str, check: impl Fn(&Self) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+        self.wait_for_within(CLUSTER_TIMEOUT, what, check).await
+    }
+
+    async fn wait_for_within<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(value) = check(self) {
                 return value;
@@ -543,4 +552,25 @@ async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
     assert_eq!(mode.trim(), "400");
     let write = c.kubectl(&["exec", "reader", "--", "touch", "/cfg/new"]);
     assert!(!write.status.success(), "the configMap volume is read-only");
+
+    // An edit of the configMap reaches the running pod's volume within the
+    // refresh period (a minute, as the kubelet's sync), not its env.
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    c.wait_for_within(
+        Duration::from_secs(100),
+        "the edited configMap in the volume",
+        |c| {
+            let out = c.kubectl(&["exec", "reader", "--", "cat", "/cfg/mode"]);
+            (stdout(&out) == "slow").then_some(())
+        },
+    )
+    .await;
+    let env = c.kubectl_ok(&["exec", "reader", "--", "sh", "-c", "echo $MODE"]);
+    assert_eq!(env.trim(), "fast");
 }
