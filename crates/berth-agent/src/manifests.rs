@@ -21,6 +21,20 @@ pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 /// The kubelet's annotation carrying a static pod's hash (its UID).
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 
+/// Where a pod came from, as the kubelet marks it (`file`, `api`).
+pub(crate) fn config_source(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(CONFIG_SOURCE_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// A pod from the manifest directory.
+pub(crate) fn is_static(pod: &Pod) -> bool {
+    config_source(pod) == Some("file")
+}
+
 /// How long to wait for more events before reading changed files (editors
 /// write a file in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(100);

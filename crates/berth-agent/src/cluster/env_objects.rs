@@ -7,15 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Pod;
 use tracing::debug;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    ConfigMap,
-    Secret,
-}
+use super::volumes::{read_data, ObjectKind as Kind};
 
 type Key = (Kind, String, String);
 
@@ -67,41 +62,15 @@ impl EnvObjectCache {
     pub async fn refresh(&self, client: &kube::Client, pod: &Pod) {
         for key in references(pod) {
             let (kind, namespace, name) = &key;
-            let data = match kind {
-                Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
-                    .get_opt(name)
-                    .await
-                    .map(|cm| {
-                        cm.map(|cm| {
-                            let binary = cm
-                                .binary_data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
-                            cm.data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .chain(binary)
-                                .collect()
-                        })
-                    }),
-                Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
-                    .get_opt(name)
-                    .await
-                    .map(|secret| {
-                        secret.map(|s| {
-                            s.data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                                .collect()
-                        })
-                    }),
-            };
+            let data = read_data(client, *kind, namespace, name).await;
             let mut known = self.known.write().expect("env objects lock");
             match data {
                 Ok(Some(data)) => {
-                    known.insert(key, data);
+                    let text = data
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                        .collect();
+                    known.insert(key, text);
                 }
                 Ok(None) => {
                     known.remove(&key);

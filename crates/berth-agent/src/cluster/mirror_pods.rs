@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::manifests::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
+use crate::manifests::{is_static, CONFIG_HASH_ANNOTATION};
 use crate::store::PodStore;
 
 /// The annotation that makes a pod a mirror, holding its static pod's hash.
@@ -28,14 +28,6 @@ pub fn is_mirror(pod: &Pod) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(CONFIG_MIRROR_ANNOTATION))
-}
-
-fn is_static(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION))
-        .is_some_and(|s| s == "file")
 }
 
 pub async fn run(

@@ -216,11 +216,7 @@ impl berth_pod::ClusterData for NodeData {
 
 /// Whether a pod came from the API server.
 pub fn is_cluster_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::manifests::CONFIG_SOURCE_ANNOTATION))
-        .is_some_and(|s| s == API_SOURCE)
+    crate::manifests::config_source(pod) == Some(API_SOURCE)
 }
 
 /// The Node's UID once it is registered, or `None` when stopped first.

@@ -79,14 +79,7 @@ pub async fn run(
             }
         }
         // Forget pods the store no longer has.
-        if sent.len() > store.list(None).len() {
-            let known: Vec<String> = store
-                .list(None)
-                .into_iter()
-                .filter_map(|p| p.metadata.uid)
-                .collect();
-            sent.retain(|uid, _| known.contains(uid));
-        }
+        sent.retain(|uid, _| store.get(uid).is_some());
     }
 }
 

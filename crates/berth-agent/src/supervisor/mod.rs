@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, Rejection};
-use crate::manifests::CONFIG_SOURCE_ANNOTATION;
+use crate::manifests::is_static;
 use crate::service::{ApiError, LogOptions, LogTarget, PodService, PulledImage, WatchEvent};
 use crate::store::{self, PodStore};
 
@@ -370,17 +370,6 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .find(namespace, name)
             .ok_or_else(|| not_found(name))
     }
-}
-
-/// A static pod is held to the API's rules, and to berth's for the UID its
-/// manifest may set (it names the pod's directories).
-/// A pod from the manifest directory.
-fn is_static(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION))
-        .is_some_and(|source| source == "file")
 }
 
 fn statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus> {

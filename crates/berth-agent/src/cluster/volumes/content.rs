@@ -39,7 +39,8 @@ pub fn secret_data(data: Option<&BTreeMap<String, ByteString>>) -> Data {
         .collect()
 }
 
-fn mode(item: Option<i32>, default: Option<i32>) -> u32 {
+/// A file's mode: the item's, else the volume's default, else 0644.
+pub fn mode(item: Option<i32>, default: Option<i32>) -> u32 {
     u32::try_from(item.or(default).unwrap_or(DEFAULT_MODE) & 0o777).unwrap_or(0o644)
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Pod, Secret, ServiceAccount, Volume, VolumeProjection,
+    ConfigMap, KeyToPath, Pod, Secret, ServiceAccount, Volume, VolumeProjection,
 };
 use kube::api::{Api, PostParams};
 use tokio::time::Instant;
@@ -170,29 +170,22 @@ impl PodVolumes {
     ) -> Result<Files, String> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         if let Some(source) = &volume.config_map {
-            let optional = source.optional.unwrap_or(false);
-            let data = self.config_map(namespace, &source.name, optional).await?;
-            return keyed_files(
-                "configmap",
-                &source.name,
-                &data,
-                source.items.as_deref(),
-                source.default_mode,
-                optional,
-            );
+            let object = Keyed {
+                kind: ObjectKind::ConfigMap,
+                name: &source.name,
+                items: source.items.as_deref(),
+                optional: source.optional.unwrap_or(false),
+            };
+            return self.keyed(namespace, object, source.default_mode).await;
         }
         if let Some(source) = &volume.secret {
-            let name = source.secret_name.clone().unwrap_or_default();
-            let optional = source.optional.unwrap_or(false);
-            let data = self.secret(namespace, &name, optional).await?;
-            return keyed_files(
-                "secret",
-                &name,
-                &data,
-                source.items.as_deref(),
-                source.default_mode,
-                optional,
-            );
+            let object = Keyed {
+                kind: ObjectKind::Secret,
+                name: source.secret_name.as_deref().unwrap_or_default(),
+                items: source.items.as_deref(),
+                optional: source.optional.unwrap_or(false),
+            };
+            return self.keyed(namespace, object, source.default_mode).await;
         }
         if let Some(source) = &volume.downward_api {
             return downward_files(
@@ -232,28 +225,22 @@ impl PodVolumes {
     ) -> Result<Files, String> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         if let Some(cm) = &projection.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            let data = self.config_map(namespace, &cm.name, optional).await?;
-            return keyed_files(
-                "configmap",
-                &cm.name,
-                &data,
-                cm.items.as_deref(),
-                default_mode,
-                optional,
-            );
+            let object = Keyed {
+                kind: ObjectKind::ConfigMap,
+                name: &cm.name,
+                items: cm.items.as_deref(),
+                optional: cm.optional.unwrap_or(false),
+            };
+            return self.keyed(namespace, object, default_mode).await;
         }
         if let Some(secret) = &projection.secret {
-            let optional = secret.optional.unwrap_or(false);
-            let data = self.secret(namespace, &secret.name, optional).await?;
-            return keyed_files(
-                "secret",
-                &secret.name,
-                &data,
-                secret.items.as_deref(),
-                default_mode,
-                optional,
-            );
+            let object = Keyed {
+                kind: ObjectKind::Secret,
+                name: &secret.name,
+                items: secret.items.as_deref(),
+                optional: secret.optional.unwrap_or(false),
+            };
+            return self.keyed(namespace, object, default_mode).await;
         }
         if let Some(downward) = &projection.downward_api {
             return downward_files(
@@ -274,46 +261,91 @@ impl PodVolumes {
                     token.expiration_seconds,
                 )
                 .await?;
-            let mode = u32::try_from(default_mode.unwrap_or(content::DEFAULT_MODE) & 0o777)
-                .unwrap_or(0o644);
             return Ok(Files::from([(
                 token.path.clone(),
                 Payload {
                     bytes: value.into_bytes(),
-                    mode,
+                    mode: content::mode(None, default_mode),
                 },
             )]));
         }
         Err("a projected source berth does not support (clusterTrustBundle, podCertificate)".into())
     }
 
-    async fn config_map(
+    /// The files of a configMap or secret volume or projection.
+    async fn keyed(
         &self,
         namespace: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<content::Data, String> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        match api.get_opt(name).await.map_err(|e| e.to_string())? {
-            Some(cm) => Ok(config_map_data(cm.data.as_ref(), cm.binary_data.as_ref())),
-            None if optional => Ok(content::Data::new()),
-            None => Err(format!("configmap {name:?} not found")),
-        }
+        object: Keyed<'_>,
+        default_mode: Option<i32>,
+    ) -> Result<Files, String> {
+        let data = match read_data(&self.client, object.kind, namespace, object.name).await {
+            Ok(Some(data)) => data,
+            Ok(None) if object.optional => content::Data::new(),
+            Ok(None) => {
+                return Err(format!(
+                    "{} {:?} not found",
+                    object.kind.noun(),
+                    object.name
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let kind = object.kind.noun();
+        keyed_files(
+            kind,
+            object.name,
+            &data,
+            object.items,
+            default_mode,
+            object.optional,
+        )
     }
+}
 
-    async fn secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<content::Data, String> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        match api.get_opt(name).await.map_err(|e| e.to_string())? {
-            Some(secret) => Ok(secret_data(secret.data.as_ref())),
-            None if optional => Ok(content::Data::new()),
-            None => Err(format!("secret {name:?} not found")),
+/// The two kinds of object whose keys volumes and env name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ObjectKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ObjectKind {
+    /// As the kubelet's messages name it.
+    fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::ConfigMap => "configmap",
+            ObjectKind::Secret => "secret",
         }
     }
+}
+
+/// A configMap or secret a volume or projection names.
+struct Keyed<'a> {
+    kind: ObjectKind,
+    name: &'a str,
+    items: Option<&'a [KeyToPath]>,
+    optional: bool,
+}
+
+/// A configMap's data and binaryData, or a secret's data, decoded; `None`
+/// when the object does not exist.
+pub(crate) async fn read_data(
+    client: &kube::Client,
+    kind: ObjectKind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<content::Data>, kube::Error> {
+    Ok(match kind {
+        ObjectKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|cm| config_map_data(cm.data.as_ref(), cm.binary_data.as_ref())),
+        ObjectKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|secret| secret_data(secret.data.as_ref())),
+    })
 }
 
 pub fn is_api_data(volume: &Volume) -> bool {
