@@ -371,3 +371,25 @@ async fn invalid_static_pods_are_refused_and_nothing_is_made() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_api_pod_whose_uid_is_not_a_plain_name_is_rejected_and_writes_nothing() {
+    let f = fixture();
+    let mut bad = pod(WEB);
+    bad.metadata.namespace = Some("default".into());
+    bad.metadata.uid = Some("../../escape".into());
+    f.supervisor
+        .on_cluster_event(berth_agent::cluster::ClusterPodEvent::Changed(bad));
+    let pods = f.supervisor.list(None);
+    assert_eq!(pods.len(), 1, "{pods:#?}");
+    assert_eq!(phase(&pods[0]), "Failed");
+    let status = pods[0].status.as_ref().unwrap();
+    assert_eq!(status.reason.as_deref(), Some("UnsupportedPodSpec"));
+    assert!(
+        status.message.as_deref().unwrap().contains("metadata.uid"),
+        "{status:?}"
+    );
+    assert!(f.rt.calls().is_empty(), "nothing ran: {:?}", f.rt.calls());
+    let escaped = f._dir.path().join("escape");
+    assert!(!escaped.exists());
+}

@@ -214,6 +214,14 @@ impl berth_pod::ClusterData for NodeData {
     }
 }
 
+/// Whether berth may write files for a pod from the API server: its UID
+/// and volume names name directories, so they must be plain names before
+/// anything is written (the supervisor rejects such a pod).
+pub(crate) fn may_write_for(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    berth_api::validation::validate_uid(pod).is_ok()
+        && berth_api::validation::validate_cluster_pod(pod).is_ok()
+}
+
 /// Whether a pod came from the API server.
 pub fn is_cluster_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     crate::manifests::config_source(pod) == Some(API_SOURCE)
@@ -275,5 +283,34 @@ impl Retry {
             _ = stop.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, volume: &str) -> k8s_openapi::api::core::v1::Pod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: default, uid: {uid:?}}}\n\
+             spec:\n  containers:\n  - {{name: app, image: busybox}}\n  volumes:\n  \
+             - {{name: {volume:?}, configMap: {{name: settings}}}}\n"
+        );
+        let mut pod = berth_api::manifest::parse_pods(&yaml).unwrap().remove(0);
+        berth_api::defaults::apply_defaults(&mut pod);
+        pod
+    }
+
+    #[test]
+    fn nothing_is_written_for_a_pod_whose_names_would_leave_its_directory() {
+        assert!(may_write_for(&pod(
+            "0b7c8d3e-1111-2222-3333-444455556666",
+            "cfg"
+        )));
+        assert!(!may_write_for(&pod("../../etc", "cfg")));
+        assert!(!may_write_for(&pod(
+            "0b7c8d3e-1111-2222-3333-444455556666",
+            "../../etc"
+        )));
     }
 }

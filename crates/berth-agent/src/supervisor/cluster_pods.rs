@@ -80,7 +80,9 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             start_time,
             ..Default::default()
         });
-        if let Err(e) = berth_api::validation::validate_cluster_pod(&pod) {
+        let valid = berth_api::validation::validate_uid(&pod)
+            .and_then(|()| berth_api::validation::validate_cluster_pod(&pod));
+        if let Err(e) = valid {
             // What berth cannot run is refused as the kubelet's admission
             // refuses: Failed, with the reason in the status and an event.
             return self.reject(

@@ -76,7 +76,8 @@ impl PodVolumes {
             .flat_map(|s| s.volumes.iter().flatten())
             .any(is_api_data)
             || super::env_objects::has_references(pod);
-        if !has_api_data || pod.metadata.deletion_timestamp.is_some() {
+        if !has_api_data || pod.metadata.deletion_timestamp.is_some() || !super::may_write_for(pod)
+        {
             return;
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
