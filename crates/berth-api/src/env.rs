@@ -1,27 +1,26 @@
-//! A container's environment (kubelet `makeEnvironmentVariables`, §11).
+//! A container's environment (kubelet `makeEnvironmentVariables`).
 //!
-//! The kubelet builds the spec's variables itself: `env` entries in order, a
-//! literal `value` expanded against the variables the *spec* defined before
-//! it; `valueFrom` resolved from the pod. The image's ENV is merged in by the
-//! runtime underneath (image first, spec overriding), so the kubelet's `$(VAR)`
-//! expansion never sees image variables. berth has no API server, hence no
-//! ConfigMaps, Secrets or Services: references to them resolve like missing
-//! objects do in the kubelet (optional → skipped, otherwise an error).
+//! The kubelet builds the spec's variables itself: `envFrom` sources first
+//! (a later source's key replacing an earlier one's), then `env` entries in
+//! order, overriding them; a literal `value` expanded against the variables
+//! defined before it; `valueFrom` resolved from the pod. The image's ENV is
+//! merged in by the runtime underneath (image first, spec overriding), so the
+//! kubelet's `$(VAR)` expansion never sees image variables. Standalone berth
+//! has no API server, hence no ConfigMaps or Secrets: references to them
+//! resolve like missing objects do in the kubelet (optional → skipped,
+//! otherwise an error).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar, EnvVarSource, Pod};
 
 use crate::expansion;
 
-/// A variable whose value cannot be produced; the worker reports it as
-/// `CreateContainerConfigError`, with `detail` as the kubelet's message.
+/// Why the variables cannot be produced; the worker reports it as
+/// `CreateContainerConfigError`, with the kubelet's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("couldn't resolve env var {name:?}: {detail}")]
-pub struct EnvError {
-    pub name: String,
-    pub detail: String,
-}
+#[error("{0}")]
+pub struct EnvError(pub String);
 
 /// Image env (`KEY=VALUE` strings) merged with the kubelet's variables
 /// (`kubelet_env`): a spec variable replaces an image one of the same name
@@ -54,56 +53,74 @@ pub fn with_image_env(
     merged
 }
 
-/// Only the variables the kubelet itself defines, one per name (the last
-/// definition wins) in order of first definition. This is the map the
-/// kubelet expands `command`/`args` against.
+/// Only the variables the kubelet itself defines from `spec_env`, one per
+/// name (the last definition wins) in order of first definition, with no
+/// configMaps or secrets. This is the map the kubelet expands
+/// `command`/`args` against.
 pub fn kubelet_env(
     spec_env: &[EnvVar],
     pod: &Pod,
     pod_ip: Option<&str>,
     node_name: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
-    kubelet_env_over(Vec::new(), None, spec_env, pod, pod_ip, node_name)
+    let container = Container {
+        env: Some(spec_env.to_vec()),
+        ..Default::default()
+    };
+    let scope = EnvScope {
+        pod,
+        pod_ip,
+        node_name,
+        objects: None,
+    };
+    container_vars(Vec::new(), &scope, &container)
 }
 
-/// The configMaps and secrets that `configMapKeyRef` and `secretKeyRef`
-/// name (cluster mode reads them from the API server).
+/// The configMaps and secrets that `envFrom`, `configMapKeyRef` and
+/// `secretKeyRef` name (cluster mode reads them from the API server).
 pub trait EnvObjects {
-    /// A configMap's data (and binaryData as text); `None` when it does
-    /// not exist.
+    /// A configMap's `data` (the kubelet reads no `binaryData` into env);
+    /// `None` when it does not exist.
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
     /// A secret's data, decoded; `None` when it does not exist.
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
 }
 
-/// [`kubelet_env`] over `services`' variables (cluster mode's
-/// `KUBERNETES_SERVICE_HOST` and the like), which the spec's variables may
-/// refer to and override, as the kubelet's `makeEnvironmentVariables`;
-/// key references resolve from `objects` (none: every object is missing).
-pub fn kubelet_env_over(
+/// What a container's variables resolve against.
+pub struct EnvScope<'a> {
+    pub pod: &'a Pod,
+    pub pod_ip: Option<&'a str>,
+    pub node_name: &'a str,
+    /// Where `envFrom` and key references resolve (none: every object is
+    /// missing).
+    pub objects: Option<&'a dyn EnvObjects>,
+}
+
+/// The kubelet's variables for `container`, over `services`' variables
+/// (cluster mode's `KUBERNETES_SERVICE_HOST` and the like): `envFrom`'s
+/// keys override the services', and `env` overrides both and may refer to
+/// them, as in the kubelet's `makeEnvironmentVariables`.
+pub fn container_vars(
     services: Vec<(String, String)>,
-    objects: Option<&dyn EnvObjects>,
-    spec_env: &[EnvVar],
-    pod: &Pod,
-    pod_ip: Option<&str>,
-    node_name: &str,
+    scope: &EnvScope<'_>,
+    container: &Container,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let mut vars = services;
-    for var in spec_env {
+    for source in container.env_from.iter().flatten() {
+        for (name, value) in env_from(source, scope)? {
+            set(&mut vars, name, value);
+        }
+    }
+    for var in container.env.iter().flatten() {
         let value = if let Some(literal) = var.value.as_deref().filter(|v| !v.is_empty()) {
             expansion::expand(literal, |name| {
                 vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
         } else if let Some(source) = &var.value_from {
-            match value_from(source, objects, pod, pod_ip, node_name) {
+            match value_from(source, scope) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
-                Err(detail) => {
-                    return Err(EnvError {
-                        name: var.name.clone(),
-                        detail,
-                    })
-                }
+                Err(detail) => return Err(EnvError(detail)),
             }
         } else {
             String::new()
@@ -111,6 +128,56 @@ pub fn kubelet_env_over(
         set(&mut vars, var.name.clone(), value);
     }
     Ok(vars)
+}
+
+/// One `envFrom` source's variables: every key of the object, behind the
+/// prefix. Keys that are no valid variable names are kept, as the kubelet
+/// has since it relaxed variable names (it no longer skips them with an
+/// `InvalidEnvironmentVariableNames` event). A missing optional object
+/// gives none.
+fn env_from(
+    source: &EnvFromSource,
+    scope: &EnvScope<'_>,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let namespace = namespace(scope.pod);
+    let data = if let Some(cm) = &source.config_map_ref {
+        let data = scope
+            .objects
+            .and_then(|o| o.config_map(namespace, &cm.name));
+        object_or_missing(data, "configmaps", &cm.name, cm.optional)?
+    } else if let Some(secret) = &source.secret_ref {
+        let data = scope
+            .objects
+            .and_then(|o| o.secret(namespace, &secret.name));
+        object_or_missing(data, "secrets", &secret.name, secret.optional)?
+    } else {
+        None
+    };
+    let prefix = source.prefix.as_deref().unwrap_or_default();
+    Ok(data
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (format!("{prefix}{key}"), value))
+        .collect())
+}
+
+/// The object's data; a missing one is `Ok(None)` when optional, else the
+/// API server's NotFound message, as the kubelet passes it on.
+fn object_or_missing(
+    data: Option<BTreeMap<String, String>>,
+    resource: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<Option<BTreeMap<String, String>>, EnvError> {
+    match data {
+        Some(data) => Ok(Some(data)),
+        None if optional == Some(true) => Ok(None),
+        None => Err(EnvError(format!("{resource} {name:?} not found"))),
+    }
+}
+
+fn namespace(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
 }
 
 fn set(vars: &mut Vec<(String, String)>, name: String, value: String) {
@@ -122,13 +189,13 @@ fn set(vars: &mut Vec<(String, String)>, name: String, value: String) {
 
 /// `Ok(None)`: an optional reference that does not resolve (the kubelet
 /// skips the variable).
-fn value_from(
-    source: &EnvVarSource,
-    objects: Option<&dyn EnvObjects>,
-    pod: &Pod,
-    pod_ip: Option<&str>,
-    node_name: &str,
-) -> Result<Option<String>, String> {
+fn value_from(source: &EnvVarSource, scope: &EnvScope<'_>) -> Result<Option<String>, String> {
+    let EnvScope {
+        pod,
+        pod_ip,
+        node_name,
+        objects,
+    } = *scope;
     if let Some(field) = &source.field_ref {
         let version = field.api_version.as_deref().unwrap_or("v1");
         if !version.is_empty() && version != "v1" {
@@ -136,7 +203,7 @@ fn value_from(
         }
         return field_value(&field.field_path, pod, pod_ip, node_name).map(Some);
     }
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace(pod);
     if let Some(cm) = &source.config_map_key_ref {
         let data = objects.and_then(|o| o.config_map(namespace, &cm.name));
         return key_value(
@@ -239,7 +306,9 @@ fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use crate::testutil::{env, env_field, pod};
-    use k8s_openapi::api::core::v1::{ConfigMapKeySelector, SecretKeySelector};
+    use k8s_openapi::api::core::v1::{
+        ConfigMapEnvSource, ConfigMapKeySelector, SecretEnvSource, SecretKeySelector,
+    };
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
@@ -345,12 +414,7 @@ mod tests {
             ..Default::default()
         });
         let err = kubelet_env(&[cm.clone()], &sample_pod(), None, "n").unwrap_err();
-        assert_eq!(err.name, "CFG");
-        assert_eq!(err.detail, r#"configmaps "settings" not found"#);
-        assert_eq!(
-            err.to_string(),
-            r#"couldn't resolve env var "CFG": configmaps "settings" not found"#
-        );
+        assert_eq!(err.to_string(), r#"configmaps "settings" not found"#);
 
         let err = kubelet_env(
             &[env_field("HOST", "status.hostIP")],
@@ -359,7 +423,7 @@ mod tests {
             "n",
         )
         .unwrap_err();
-        assert_eq!(err.name, "HOST");
+        assert!(err.0.contains("status.hostIP"), "{err}");
 
         // Optional references that do not resolve are skipped, like the kubelet does.
         let mut secret = env("S", "");
@@ -379,12 +443,39 @@ mod tests {
 
     impl EnvObjects for Objects {
         fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
-            (namespace == "default" && name == "settings")
-                .then(|| BTreeMap::from([("mode".to_string(), "fast".to_string())]))
+            (namespace == "default" && name == "settings").then(|| {
+                BTreeMap::from([
+                    ("mode".to_string(), "fast".to_string()),
+                    ("log.level".to_string(), "debug".to_string()),
+                ])
+            })
         }
         fn secret(&self, _: &str, name: &str) -> Option<BTreeMap<String, String>> {
-            (name == "creds").then(|| BTreeMap::from([("pw".to_string(), "s3cret".to_string())]))
+            (name == "creds").then(|| {
+                BTreeMap::from([
+                    ("pw".to_string(), "s3cret".to_string()),
+                    ("mode".to_string(), "secret".to_string()),
+                ])
+            })
         }
+    }
+
+    fn vars_of(container: &Container) -> Result<Vec<(String, String)>, EnvError> {
+        let pod = sample_pod();
+        let scope = EnvScope {
+            pod: &pod,
+            pod_ip: None,
+            node_name: "n",
+            objects: Some(&Objects),
+        };
+        container_vars(Vec::new(), &scope, container)
+    }
+
+    fn with_objects(env: &[EnvVar]) -> Result<Vec<(String, String)>, EnvError> {
+        vars_of(&Container {
+            env: Some(env.to_vec()),
+            ..Default::default()
+        })
     }
 
     fn key_ref(var: &str, config_map: bool, name: &str, key: &str, optional: bool) -> EnvVar {
@@ -420,36 +511,123 @@ mod tests {
             key_ref("GONE", true, "settings", "nope", true),
             env("BOTH", "$(MODE)-$(PW)"),
         ];
-        let got =
-            kubelet_env_over(Vec::new(), Some(&Objects), &vars, &sample_pod(), None, "n").unwrap();
+        let got = with_objects(&vars).unwrap();
         assert_eq!(
             got,
             pairs(&[("MODE", "fast"), ("PW", "s3cret"), ("BOTH", "fast-s3cret")])
         );
         let missing_key = [key_ref("X", true, "settings", "nope", false)];
-        let err = kubelet_env_over(
-            Vec::new(),
-            Some(&Objects),
-            &missing_key,
-            &sample_pod(),
-            None,
-            "n",
-        )
-        .unwrap_err();
+        let err = with_objects(&missing_key).unwrap_err();
         assert_eq!(
-            err.detail,
+            err.0,
             "couldn't find key nope in ConfigMap default/settings"
         );
         let missing_secret = [key_ref("X", false, "other", "pw", false)];
-        let err = kubelet_env_over(
-            Vec::new(),
-            Some(&Objects),
-            &missing_secret,
-            &sample_pod(),
-            None,
-            "n",
+        let err = with_objects(&missing_secret).unwrap_err();
+        assert_eq!(err.0, r#"secrets "other" not found"#);
+    }
+
+    fn from_config_map(name: &str, prefix: Option<&str>, optional: Option<bool>) -> EnvFromSource {
+        EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: name.into(),
+                optional,
+            }),
+            prefix: prefix.map(Into::into),
+            secret_ref: None,
+        }
+    }
+
+    fn from_secret(name: &str, prefix: Option<&str>, optional: Option<bool>) -> EnvFromSource {
+        EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: name.into(),
+                optional,
+            }),
+            prefix: prefix.map(Into::into),
+            config_map_ref: None,
+        }
+    }
+
+    fn with_env_from(
+        services: &[(&str, &str)],
+        env_from: Vec<EnvFromSource>,
+        env: Vec<EnvVar>,
+    ) -> Result<Vec<(String, String)>, EnvError> {
+        let pod = sample_pod();
+        let scope = EnvScope {
+            pod: &pod,
+            pod_ip: None,
+            node_name: "n",
+            objects: Some(&Objects),
+        };
+        let container = Container {
+            env_from: Some(env_from),
+            env: Some(env),
+            ..Default::default()
+        };
+        container_vars(pairs(services), &scope, &container)
+    }
+
+    #[test]
+    fn env_from_keys_come_first_later_sources_and_env_override() {
+        let got = with_env_from(
+            &[("mode", "service"), ("SVC", "1")],
+            vec![
+                from_config_map("settings", None, None),
+                from_config_map("settings", Some("CFG_"), None),
+                from_secret("creds", None, Some(false)),
+            ],
+            vec![env("CFG_mode", "$(mode)-$(SVC)-override")],
         )
-        .unwrap_err();
-        assert_eq!(err.detail, r#"secrets "other" not found"#);
+        .unwrap();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("mode", "secret"),
+                ("SVC", "1"),
+                ("log.level", "debug"),
+                ("CFG_log.level", "debug"),
+                ("CFG_mode", "secret-1-override"),
+                ("pw", "s3cret"),
+            ]),
+            "keys that are no C identifiers are kept, the secret's mode replaces the configMap's and the service's"
+        );
+    }
+
+    #[test]
+    fn env_from_missing_objects_are_skipped_only_when_optional() {
+        let got = with_env_from(
+            &[],
+            vec![
+                from_config_map("absent", None, Some(true)),
+                from_secret("absent", Some("S_"), Some(true)),
+            ],
+            vec![env("X", "1")],
+        )
+        .unwrap();
+        assert_eq!(got, pairs(&[("X", "1")]));
+
+        let err =
+            with_env_from(&[], vec![from_config_map("absent", None, None)], vec![]).unwrap_err();
+        assert_eq!(err.to_string(), r#"configmaps "absent" not found"#);
+        let err =
+            with_env_from(&[], vec![from_secret("absent", None, Some(false))], vec![]).unwrap_err();
+        assert_eq!(err.to_string(), r#"secrets "absent" not found"#);
+
+        // Standalone there are no objects: every one is missing.
+        let container = Container {
+            env_from: Some(vec![from_config_map("settings", None, None)]),
+            ..Default::default()
+        };
+        let pod = sample_pod();
+        let scope = EnvScope {
+            pod: &pod,
+            pod_ip: None,
+            node_name: "n",
+            objects: None,
+        };
+        let err = container_vars(Vec::new(), &scope, &container).unwrap_err();
+        assert_eq!(err.to_string(), r#"configmaps "settings" not found"#);
     }
 }

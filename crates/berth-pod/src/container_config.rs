@@ -30,7 +30,8 @@ pub(crate) struct PodContext<'a> {
     pub security: SecurityDefaults<'a>,
     /// Cluster mode's service variables, under the spec's.
     pub service_vars: Vec<(String, String)>,
-    /// Where `configMapKeyRef` and `secretKeyRef` resolve (cluster mode).
+    /// Where `envFrom`, `configMapKeyRef` and `secretKeyRef` resolve
+    /// (cluster mode).
     pub objects: Option<&'a (dyn env::EnvObjects + Sync)>,
 }
 
@@ -42,19 +43,16 @@ pub(crate) fn build(
     image: &ImageInfo,
     termination_message_file: Option<&std::path::Path>,
 ) -> Result<ContainerConfig, ConfigError> {
-    let spec_env = container.env.as_deref().unwrap_or_default();
-    let pod_ip = ctx.pod_ip.as_deref();
     let config_error = |e: env::EnvError| ConfigError(e.to_string());
+    let scope = env::EnvScope {
+        pod: ctx.pod,
+        pod_ip: ctx.pod_ip.as_deref(),
+        node_name: ctx.node_name,
+        objects: ctx.objects.map(|o| o as &dyn env::EnvObjects),
+    };
     // command and args see the kubelet's variables only, not the image's.
-    let kubelet_vars = env::kubelet_env_over(
-        ctx.service_vars.clone(),
-        ctx.objects.map(|o| o as &dyn env::EnvObjects),
-        spec_env,
-        ctx.pod,
-        pod_ip,
-        ctx.node_name,
-    )
-    .map_err(config_error)?;
+    let kubelet_vars =
+        env::container_vars(ctx.service_vars.clone(), &scope, container).map_err(config_error)?;
     let mut vars = env::with_image_env(&image.config.env, kubelet_vars.clone());
     // containerd's CRI sets HOSTNAME unless the pod does.
     if !vars.iter().any(|(k, _)| k == "HOSTNAME") {

@@ -574,3 +574,99 @@ async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
     let env = c.kubectl_ok(&["exec", "reader", "--", "sh", "-c", "echo $MODE"]);
     assert_eq!(env.trim(), "fast");
 }
+
+#[tokio::test]
+async fn env_from_reads_whole_configmaps_and_secrets_under_env() {
+    let Some(c) = cluster("berth-node-h").await else {
+        return;
+    };
+    let settings = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "default"},
+        "data": {"mode": "fast", "log.level": "debug"},
+        // Not read into env, as the kubelet reads only `data`.
+        "binaryData": {"blob": "AAEC"},
+    });
+    let dir = c.agent.work_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.json");
+    std::fs::write(&file, settings.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=pw=s3cret",
+        "--from-literal=mode=secret",
+    ]);
+    let pod = |name: &str, env_from: Value| {
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "enableServiceLinks": false,
+                "containers": [{
+                    "name": "main",
+                    "image": TEST_IMAGE,
+                    "imagePullPolicy": "Never",
+                    // The environment as given, which a shell's own `env`
+                    // would filter to identifiers.
+                    "command": ["sh", "-c",
+                        "tr '\\0' '\\n' </proc/1/environ | grep -E '^(mode|pw|blob|log|CFG_|MODE)' | sort; \
+                         echo done; sleep 3600"],
+                    "envFrom": env_from,
+                    "env": [{"name": "MODE", "value": "$(CFG_mode)+$(mode)"}],
+                }],
+            },
+        })
+    };
+    let create = |pod: Value| {
+        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, pod.to_string()).unwrap();
+        c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    };
+    create(pod(
+        "reader",
+        serde_json::json!([
+            {"configMapRef": {"name": "settings"}},
+            {"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
+            {"secretRef": {"name": "creds"}},
+            {"configMapRef": {"name": "absent", "optional": true}},
+        ]),
+    ));
+    create(pod(
+        "missing",
+        serde_json::json!([{"configMapRef": {"name": "absent"}}]),
+    ));
+
+    c.wait_pod_phase("reader", "Running").await;
+    let logs = c
+        .wait_for("the reader's output", |c| {
+            let text = stdout(&c.kubectl(&["logs", "reader"]));
+            text.contains("done").then_some(text)
+        })
+        .await;
+    // Later sources replace earlier keys, env overrides and refers to them,
+    // and keys that are no C identifiers are kept (relaxed names).
+    assert_eq!(
+        logs,
+        "CFG_log.level=debug\nCFG_mode=fast\nMODE=fast+secret\nlog.level=debug\n\
+         mode=secret\npw=s3cret\ndone\n"
+    );
+
+    // A missing object that is not optional stops the container with the
+    // kubelet's reason and message.
+    let waiting = c
+        .wait_for("the missing configMap to be reported", |c| {
+            let pod = c.json(&["get", "pod", "missing"])?;
+            let state = pod["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+            (state["reason"] == "CreateContainerConfigError").then_some(state)
+        })
+        .await;
+    assert_eq!(waiting["message"], r#"configmaps "absent" not found"#);
+}

@@ -1,5 +1,5 @@
 //! The configMaps and secrets the env of the node's pods names
-//! (`configMapKeyRef`, `secretKeyRef`), read from the API server when a pod
+//! (`envFrom`, `configMapKeyRef`, `secretKeyRef`), read from the API server when a pod
 //! is first seen and on every refresh of its volumes, for the worker to
 //! resolve at container start. The Node authorizer lets a node read only
 //! the objects its pods name.
@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
 use tracing::debug;
 
 use super::volumes::{read_data, ObjectKind as Kind};
@@ -36,19 +37,29 @@ fn references(pod: &Pod) -> Vec<Key> {
         .iter()
         .flatten()
         .chain(&spec.containers);
-    let mut keys: Vec<Key> = containers
-        .flat_map(|c| c.env.iter().flatten())
-        .filter_map(|var| {
-            let source = var.value_from.as_ref()?;
-            if let Some(cm) = &source.config_map_key_ref {
-                Some((Kind::ConfigMap, namespace.clone(), cm.name.clone()))
-            } else {
-                let secret = source.secret_key_ref.as_ref()?;
-                Some((Kind::Secret, namespace.clone(), secret.name.clone()))
+    let mut keys: Vec<Key> = Vec::new();
+    for container in containers {
+        for source in container.env_from.iter().flatten() {
+            if let Some(cm) = &source.config_map_ref {
+                keys.push((Kind::ConfigMap, namespace.clone(), cm.name.clone()));
+            } else if let Some(secret) = &source.secret_ref {
+                keys.push((Kind::Secret, namespace.clone(), secret.name.clone()));
             }
-        })
-        .collect();
-    keys.sort_by(|a, b| (a.1.as_str(), a.2.as_str()).cmp(&(b.1.as_str(), b.2.as_str())));
+        }
+        for source in container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|v| v.value_from.as_ref())
+        {
+            if let Some(cm) = &source.config_map_key_ref {
+                keys.push((Kind::ConfigMap, namespace.clone(), cm.name.clone()));
+            } else if let Some(secret) = &source.secret_key_ref {
+                keys.push((Kind::Secret, namespace.clone(), secret.name.clone()));
+            }
+        }
+    }
+    keys.sort();
     keys.dedup();
     keys
 }
@@ -62,7 +73,7 @@ impl EnvObjectCache {
     pub async fn refresh(&self, client: &kube::Client, pod: &Pod) {
         for key in references(pod) {
             let (kind, namespace, name) = &key;
-            let data = read_data(client, *kind, namespace, name).await;
+            let data = read_env_data(client, *kind, namespace, name).await;
             let mut known = self.known.write().expect("env objects lock");
             match data {
                 Ok(Some(data)) => {
@@ -89,6 +100,26 @@ impl EnvObjectCache {
     }
 }
 
+/// An object's data as env sees it: a configMap's `data` only, as the
+/// kubelet's `makeEnvironmentVariables` reads no `binaryData`.
+async fn read_env_data(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, kube::Error> {
+    match kind {
+        Kind::ConfigMap => Ok(Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|cm| {
+                let data = cm.data.unwrap_or_default().into_iter();
+                data.map(|(k, v)| (k, v.into_bytes())).collect()
+            })),
+        Kind::Secret => read_data(client, kind, namespace, name).await,
+    }
+}
+
 impl berth_api::env::EnvObjects for EnvObjectCache {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
         self.get(Kind::ConfigMap, namespace, name)
@@ -96,5 +127,41 @@ impl berth_api::env::EnvObjects for EnvObjectCache {
 
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
         self.get(Kind::Secret, namespace, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_cover_env_from_and_key_refs_once_each() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "shop"},
+            "spec": {
+                "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "creds"}}]}],
+                "containers": [{
+                    "name": "c",
+                    "envFrom": [
+                        {"configMapRef": {"name": "settings"}, "prefix": "S_"},
+                        {"secretRef": {"name": "creds"}}
+                    ],
+                    "env": [
+                        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "a"}}},
+                        {"name": "B", "valueFrom": {"secretKeyRef": {"name": "other", "key": "b"}}}
+                    ]
+                }]
+            }
+        }))
+        .unwrap();
+        let key = |kind, name: &str| (kind, "shop".to_string(), name.to_string());
+        assert_eq!(
+            references(&pod),
+            vec![
+                key(Kind::ConfigMap, "settings"),
+                key(Kind::Secret, "creds"),
+                key(Kind::Secret, "other"),
+            ]
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar};
 
 use super::errors::{s, BadValue, FieldError};
 use super::{handler, names, one_of, resources};
@@ -144,13 +144,10 @@ fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
         c.env.as_deref().unwrap_or_default(),
         &format!("{path}.env"),
     ));
-    if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        // Refused rather than run without the variables it names.
-        errs.push(FieldError::forbidden(
-            format!("{path}.envFrom"),
-            "berth does not support envFrom yet",
-        ));
-    }
+    errs.extend(env_from(
+        c.env_from.as_deref().unwrap_or_default(),
+        &format!("{path}.envFrom"),
+    ));
     errs.extend(volume_mounts(c, path, ctx));
     if let Some(sc) = &c.security_context {
         errs.extend(super::security::container(
@@ -357,6 +354,55 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
                 s(""),
                 "may not have more than one field specified at a time",
             ));
+        }
+    }
+    errs
+}
+
+/// `ValidateEnvFrom` with relaxed names (on by default since 1.32).
+fn env_from(sources: &[EnvFromSource], base: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        let path = format!("{base}[{i}]");
+        if let Some(prefix) = source.prefix.as_deref().filter(|p| !p.is_empty()) {
+            errs.extend(
+                names::env_var_name(prefix)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(format!("{path}.prefix"), s(prefix), m)),
+            );
+        }
+        let refs = [
+            source
+                .config_map_ref
+                .as_ref()
+                .map(|r| (&r.name, "configMapRef")),
+            source.secret_ref.as_ref().map(|r| (&r.name, "secretRef")),
+        ];
+        for (name, field) in refs.iter().flatten() {
+            let name_path = format!("{path}.{field}.name");
+            if name.is_empty() {
+                errs.push(FieldError::required(name_path, ""));
+            } else {
+                errs.extend(
+                    names::dns1123_subdomain(name)
+                        .into_iter()
+                        .map(|m| FieldError::invalid(&name_path, s(name), m)),
+                );
+            }
+        }
+        // Upstream reports these at the list's path, not the entry's.
+        match refs.iter().flatten().count() {
+            0 => errs.push(FieldError::invalid(
+                base,
+                s(""),
+                "must specify one of: `configMapRef` or `secretRef`",
+            )),
+            1 => {}
+            _ => errs.push(FieldError::invalid(
+                base,
+                s(""),
+                "may not have more than one field specified at a time",
+            )),
         }
     }
     errs

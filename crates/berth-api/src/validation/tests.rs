@@ -1,7 +1,8 @@
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVarSource, ExecAction, HTTPGetAction,
-    HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe,
-    ResourceRequirements, SleepAction, TCPSocketAction, Toleration, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+    EnvVarSource, ExecAction, HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, Probe, ResourceRequirements, SecretEnvSource, SleepAction,
+    TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -150,9 +151,25 @@ fn validation_error_table() {
             vec![r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#.into()],
         ),
         (
-            "envFrom",
+            "envFrom without a source",
             Box::new(|p| app(p).env_from = Some(vec![Default::default()])),
-            vec!["spec.containers[0].envFrom: Forbidden: berth does not support envFrom yet".into()],
+            vec!["spec.containers[0].envFrom: Invalid value: \"\": must specify one of: `configMapRef` or `secretRef`".into()],
+        ),
+        (
+            "envFrom with two sources, a bad prefix and bad names",
+            Box::new(|p| {
+                app(p).env_from = Some(vec![EnvFromSource {
+                    prefix: Some("A=".into()),
+                    config_map_ref: Some(ConfigMapEnvSource { name: "Bad_Name".into(), optional: None }),
+                    secret_ref: Some(SecretEnvSource { name: String::new(), optional: None }),
+                }])
+            }),
+            vec![
+                "spec.containers[0].envFrom[0].prefix: Invalid value: \"A=\": a valid environment variable name must consist only of printable ASCII characters other than '='".into(),
+                "spec.containers[0].envFrom[0].configMapRef.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into(),
+                "spec.containers[0].envFrom[0].secretRef.name: Required value".into(),
+                "spec.containers[0].envFrom: Invalid value: \"\": may not have more than one field specified at a time".into(),
+            ],
         ),
         ("duplicate volume", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(Volume { name: "data".into(), empty_dir: Some(Default::default()), ..Default::default() })), vec![r#"spec.volumes[1].name: Duplicate value: "data""#.into()]),
         ("volume name", Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].name = "Data".into()), vec![format!("spec.volumes[0].name: Invalid value: \"Data\": {LABEL_MSG}")]),

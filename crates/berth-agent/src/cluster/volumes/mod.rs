@@ -305,7 +305,7 @@ impl PodVolumes {
 }
 
 /// The two kinds of object whose keys volumes and env name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum ObjectKind {
     ConfigMap,
     Secret,
