@@ -90,10 +90,12 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     let known_files: Vec<PathBuf> = static_pods.iter().map(|(p, _)| p.clone()).collect();
     // Cluster mode's Services, which the workers' containers get variables
     // from; watched once the cluster tasks start.
-    let cluster_services = config
-        .kubeconfig
-        .as_ref()
-        .map(|_| Arc::new(crate::cluster::NodeData::default()));
+    let cluster_services = config.kubeconfig.as_ref().map(|_| {
+        Arc::new(crate::cluster::NodeData {
+            allocatable: node_allocatable(&config),
+            ..Default::default()
+        })
+    });
     let supervisor = start_supervisor(
         &config,
         &runtime,
@@ -215,6 +217,13 @@ async fn adopt<R: ContainerRuntime>(
     Ok((adoptable, removed))
 }
 
+/// The allocatable the Node reports (standalone: would report), which the
+/// downward API reads for limits nothing sets.
+fn node_allocatable(config: &AgentConfig) -> berth_api::resource_field::NodeAllocatable {
+    use crate::cluster::node_object::{downward_allocatable, NodeFacts};
+    downward_allocatable(&NodeFacts::read(config))
+}
+
 /// The supervisor, with the stored API pods and the static pods loaded.
 fn start_supervisor<R: ContainerRuntime + ImageService>(
     config: &AgentConfig,
@@ -251,6 +260,7 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
             servers: config.cluster_dns.iter().map(ToString::to_string).collect(),
             domain: config.cluster_domain.clone(),
         },
+        node_allocatable: node_allocatable(config),
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
         .map_err(AgentError::Config)?;

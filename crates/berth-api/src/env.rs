@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar, EnvVarSource, Pod};
 
 use crate::expansion;
+use crate::resource_field::{self, NodeAllocatable};
 
 /// Why the variables cannot be produced; the worker reports it as
 /// `CreateContainerConfigError`, with the kubelet's message.
@@ -72,6 +73,7 @@ pub fn kubelet_env(
         pod_ip,
         node_name,
         objects: None,
+        allocatable: &NodeAllocatable::default(),
     };
     container_vars(Vec::new(), &scope, &container)
 }
@@ -94,6 +96,8 @@ pub struct EnvScope<'a> {
     /// Where `envFrom` and key references resolve (none: every object is
     /// missing).
     pub objects: Option<&'a dyn EnvObjects>,
+    /// What `resourceFieldRef` reads for a limit nothing sets.
+    pub allocatable: &'a NodeAllocatable,
 }
 
 /// The kubelet's variables for `container`, over `services`' variables
@@ -117,7 +121,7 @@ pub fn container_vars(
                 vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
         } else if let Some(source) = &var.value_from {
-            match value_from(source, scope) {
+            match value_from(source, scope, container) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
                 Err(detail) => return Err(EnvError(detail)),
@@ -189,12 +193,17 @@ fn set(vars: &mut Vec<(String, String)>, name: String, value: String) {
 
 /// `Ok(None)`: an optional reference that does not resolve (the kubelet
 /// skips the variable).
-fn value_from(source: &EnvVarSource, scope: &EnvScope<'_>) -> Result<Option<String>, String> {
+fn value_from(
+    source: &EnvVarSource,
+    scope: &EnvScope<'_>,
+    container: &Container,
+) -> Result<Option<String>, String> {
     let EnvScope {
         pod,
         pod_ip,
         node_name,
         objects,
+        allocatable,
     } = *scope;
     if let Some(field) = &source.field_ref {
         let version = field.api_version.as_deref().unwrap_or("v1");
@@ -230,10 +239,7 @@ fn value_from(source: &EnvVarSource, scope: &EnvScope<'_>) -> Result<Option<Stri
         );
     }
     if let Some(resource) = &source.resource_field_ref {
-        return Err(format!(
-            "resourceFieldRef {:?} is not supported by berth",
-            resource.resource
-        ));
+        return resource_field::env_value(resource, pod, container, allocatable).map(Some);
     }
     Ok(Some(String::new()))
 }
@@ -467,6 +473,7 @@ mod tests {
             pod_ip: None,
             node_name: "n",
             objects: Some(&Objects),
+            allocatable: &NodeAllocatable::default(),
         };
         container_vars(Vec::new(), &scope, container)
     }
@@ -560,6 +567,7 @@ mod tests {
             pod_ip: None,
             node_name: "n",
             objects: Some(&Objects),
+            allocatable: &NodeAllocatable::default(),
         };
         let container = Container {
             env_from: Some(env_from),
@@ -626,8 +634,56 @@ mod tests {
             pod_ip: None,
             node_name: "n",
             objects: None,
+            allocatable: &NodeAllocatable::default(),
         };
         let err = container_vars(Vec::new(), &scope, &container).unwrap_err();
         assert_eq!(err.to_string(), r#"configmaps "settings" not found"#);
+    }
+
+    #[test]
+    fn resource_field_refs_read_the_container_or_the_node() {
+        use k8s_openapi::api::core::v1::{ResourceFieldSelector, ResourceRequirements};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+        let resource = |name: &str, resource: &str, divisor: &str| EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    resource: resource.into(),
+                    divisor: Some(Quantity(divisor.into())),
+                    container_name: None,
+                }),
+                ..Default::default()
+            }),
+        };
+        let container = Container {
+            env: Some(vec![
+                resource("CPU", "limits.cpu", "1m"),
+                resource("MEM", "limits.memory", "1Mi"),
+                env("BOTH", "$(CPU)/$(MEM)"),
+            ]),
+            resources: Some(ResourceRequirements {
+                limits: Some([("memory".to_string(), Quantity("64Mi".into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = sample_pod();
+        let scope = EnvScope {
+            pod: &pod,
+            pod_ip: None,
+            node_name: "n",
+            objects: None,
+            allocatable: &NodeAllocatable {
+                cpu: Some(Quantity("2".into())),
+                ..Default::default()
+            },
+        };
+        let got = container_vars(Vec::new(), &scope, &container).unwrap();
+        assert_eq!(
+            got,
+            pairs(&[("CPU", "2000"), ("MEM", "64"), ("BOTH", "2000/64")])
+        );
     }
 }

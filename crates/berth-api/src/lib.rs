@@ -27,6 +27,7 @@ pub mod kubectl;
 pub mod manifest;
 pub mod pod;
 pub mod quantity;
+pub mod resource_field;
 pub mod security_context;
 pub mod status;
 pub mod sysctl;

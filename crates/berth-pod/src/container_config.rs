@@ -33,6 +33,8 @@ pub(crate) struct PodContext<'a> {
     /// Where `envFrom`, `configMapKeyRef` and `secretKeyRef` resolve
     /// (cluster mode).
     pub objects: Option<&'a (dyn env::EnvObjects + Sync)>,
+    /// What `resourceFieldRef` reads for limits nothing sets.
+    pub allocatable: &'a berth_api::resource_field::NodeAllocatable,
 }
 
 pub(crate) fn build(
@@ -49,6 +51,7 @@ pub(crate) fn build(
         pod_ip: ctx.pod_ip.as_deref(),
         node_name: ctx.node_name,
         objects: ctx.objects.map(|o| o as &dyn env::EnvObjects),
+        allocatable: ctx.allocatable,
     };
     // command and args see the kubelet's variables only, not the image's.
     let kubelet_vars =
@@ -320,6 +323,7 @@ mod tests {
             },
             service_vars: Vec::new(),
             objects: None,
+            allocatable: &Default::default(),
         };
         let container = &pod.spec.as_ref().unwrap().containers[0];
         build(&ctx, container, ContainerKind::Regular, 2, &image(), None).unwrap()

@@ -97,6 +97,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 selinux_enabled: crate::security::selinux_enabled(),
             },
             service_vars,
+            allocatable: &self.cfg.node_allocatable,
             objects: self
                 .cfg
                 .cluster_data

@@ -47,6 +47,9 @@ pub struct WorkerConfig {
     pub cluster_data: Option<crate::ClusterDataSource>,
     /// The cluster DNS ClusterFirst pods resolve with (none: the host's).
     pub cluster_dns: crate::ClusterDns,
+    /// The node's allocatable, which `resourceFieldRef` reads for limits
+    /// nothing sets.
+    pub node_allocatable: berth_api::resource_field::NodeAllocatable,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet

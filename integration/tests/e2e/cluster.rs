@@ -670,3 +670,75 @@ async fn env_from_reads_whole_configmaps_and_secrets_under_env() {
         .await;
     assert_eq!(waiting["message"], r#"configmaps "absent" not found"#);
 }
+
+#[tokio::test]
+async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
+    let Some(c) = cluster("berth-node-i").await else {
+        return;
+    };
+    let resource = |resource: &str, divisor: &str, container: &str| serde_json::json!({"containerName": container, "resource": resource, "divisor": divisor});
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sized", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": TEST_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c",
+                        "echo env=$CPU,$MEM_REQ,$NODE_MEM; \
+                         echo file=$(cat /info/cpu),$(cat /info/node-cpu); sleep 3600"],
+                    "resources": {
+                        "limits": {"cpu": "250m", "memory": "64Mi"},
+                        "requests": {"cpu": "100m", "memory": "32Mi"},
+                    },
+                    "env": [
+                        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                        {"name": "MEM_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}},
+                        {"name": "NODE_MEM", "valueFrom": {"resourceFieldRef": resource("limits.memory", "1Ki", "side")}},
+                    ],
+                    "volumeMounts": [{"name": "info", "mountPath": "/info"}],
+                },
+                {
+                    "name": "side",
+                    "image": TEST_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "3600"],
+                },
+            ],
+            "volumes": [{"name": "info", "downwardAPI": {"items": [
+                {"path": "cpu", "resourceFieldRef": resource("limits.cpu", "1m", "main")},
+                {"path": "node-cpu", "resourceFieldRef": resource("limits.cpu", "1m", "side")},
+            ]}}],
+        },
+    });
+    let dir = c.agent.work_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sized.json");
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    c.wait_pod_phase("sized", "Running").await;
+    let logs = c
+        .wait_for("the pod's output", |c| {
+            let text = stdout(&c.kubectl(&["logs", "sized", "-c", "main"]));
+            text.contains("file=").then_some(text)
+        })
+        .await;
+
+    // A limit the container does not set reads as the Node's allocatable.
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    let allocatable = &node["status"]["allocatable"];
+    let memory_ki = allocatable["memory"]
+        .as_str()
+        .unwrap()
+        .strip_suffix("Ki")
+        .unwrap();
+    let cpus: u64 = allocatable["cpu"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        logs,
+        format!("env=250,32,{memory_ki}\nfile=250,{}\n", cpus * 1000)
+    );
+}

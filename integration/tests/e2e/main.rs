@@ -13,6 +13,7 @@ mod command_args;
 mod containerd_restart;
 mod crash_recovery;
 mod deploy_files;
+mod env;
 mod events;
 mod hooks;
 mod image_pull_cli;

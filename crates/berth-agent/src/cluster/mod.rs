@@ -23,7 +23,7 @@ mod env_objects;
 mod events;
 mod lease;
 mod mirror_pods;
-mod node_object;
+pub(crate) mod node_object;
 mod node_status;
 mod pod_source;
 pub mod services;
@@ -184,6 +184,9 @@ async fn kubelet_server(
 pub struct NodeData {
     pub services: services::Services,
     pub objects: env_objects::EnvObjectCache,
+    /// What downwardAPI volumes' `resourceFieldRef` reads for limits
+    /// nothing sets.
+    pub allocatable: berth_api::resource_field::NodeAllocatable,
 }
 
 impl berth_api::env::EnvObjects for NodeData {

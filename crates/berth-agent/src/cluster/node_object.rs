@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::resource_field::NodeAllocatable;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo,
@@ -214,6 +215,17 @@ fn allocatable(facts: &NodeFacts) -> BTreeMap<String, Quantity> {
     allocatable
 }
 
+/// The allocatable the downward API reads for limits nothing sets (the
+/// kubelet reads its Node's `status.allocatable`).
+pub fn downward_allocatable(facts: &NodeFacts) -> NodeAllocatable {
+    let allocatable = allocatable(facts);
+    NodeAllocatable {
+        cpu: allocatable.get("cpu").cloned(),
+        memory: allocatable.get("memory").cloned(),
+        ephemeral_storage: allocatable.get("ephemeral-storage").cloned(),
+    }
+}
+
 /// The four conditions, Ready last, as the kubelet orders them.
 fn conditions(readiness: &Readiness, previous: &[NodeCondition], now: Time) -> Vec<NodeCondition> {
     let (ready_status, ready_reason, ready_message) = match readiness {
@@ -342,6 +354,20 @@ mod tests {
                 ("PIDPressure".into(), "False".into()),
                 ("Ready".into(), "True".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn the_downward_api_reads_the_reported_allocatable() {
+        let reported = node_status(&facts(), "c", &Ok(()), &[], at(100))
+            .allocatable
+            .unwrap();
+        let downward = downward_allocatable(&facts());
+        assert_eq!(downward.cpu.as_ref(), Some(&reported["cpu"]));
+        assert_eq!(downward.memory.as_ref(), Some(&reported["memory"]));
+        assert_eq!(
+            downward.ephemeral_storage.as_ref(),
+            Some(&reported["ephemeral-storage"])
         );
     }
 

@@ -52,6 +52,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             seccomp_default: false,
             cluster_data: None,
             cluster_dns: Default::default(),
+            node_allocatable: Default::default(),
         }),
         dir.join("root/api-pods"),
         Default::default(),

@@ -336,6 +336,12 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
                 &format!("{from_path}.fieldRef"),
             ));
         }
+        if let Some(resource_ref) = &from.resource_field_ref {
+            errs.extend(super::resource_field::selector(
+                resource_ref,
+                &format!("{from_path}.resourceFieldRef"),
+            ));
+        }
         if sources == 0 {
             errs.push(FieldError::invalid(
                 &from_path,

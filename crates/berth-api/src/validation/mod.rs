@@ -10,6 +10,7 @@ mod errors;
 mod handler;
 mod log_options;
 pub mod names;
+mod resource_field;
 mod resources;
 mod security;
 mod update;

@@ -1,8 +1,8 @@
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
     EnvVarSource, ExecAction, HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, Probe, ResourceRequirements, SecretEnvSource, SleepAction,
-    TCPSocketAction, Toleration, Volume, VolumeMount,
+    ObjectFieldSelector, Probe, ResourceFieldSelector, ResourceRequirements, SecretEnvSource,
+    SleepAction, TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -279,6 +279,38 @@ fn validation_error_table() {
                 app(p).env = Some(vec![var]);
             }),
             vec![r#"spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "status.phase": supported values: "metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs""#.into()],
+        ),
+        (
+            "env resourceFieldRef resource and divisors",
+            Box::new(|p| {
+                let var = |resource: &str, divisor: &str| {
+                    let mut var = env("X", "");
+                    var.value_from = Some(EnvVarSource {
+                        resource_field_ref: Some(ResourceFieldSelector {
+                            resource: resource.into(),
+                            divisor: Some(Quantity(divisor.into())),
+                            container_name: None,
+                        }),
+                        ..Default::default()
+                    });
+                    var
+                };
+                app(p).env = Some(vec![
+                    var("limits.gpu", "1"),
+                    var("limits.cpu", "1Ki"),
+                    var("requests.memory", "1m"),
+                    var("limits.ephemeral-storage", "lots"),
+                    var("limits.cpu", "1000m"),
+                    var("requests.memory", "1Mi"),
+                    var("limits.hugepages-2Mi", "0"),
+                ]);
+            }),
+            vec![
+                r#"spec.containers[0].env[0].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.gpu": supported values: "limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", "requests.ephemeral-storage", "requests.memory""#.into(),
+                r#"spec.containers[0].env[1].valueFrom.resourceFieldRef.divisor: Invalid value: "limits.cpu": only divisor's values 1m and 1 are supported with the cpu resource"#.into(),
+                r#"spec.containers[0].env[2].valueFrom.resourceFieldRef.divisor: Invalid value: "requests.memory": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource"#.into(),
+                r#"spec.containers[0].env[3].valueFrom.resourceFieldRef.divisor: Invalid value: "lots": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#.into(),
+            ],
         ),
     ];
     for (name, mutate, want) in cases {

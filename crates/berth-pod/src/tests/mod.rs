@@ -184,6 +184,7 @@ impl Harness {
                 seccomp_default: false,
                 cluster_data: None,
                 cluster_dns: Default::default(),
+                node_allocatable: Default::default(),
             }),
             _dirs: dirs,
         }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::resource_field::{self, NodeAllocatable};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod};
 use k8s_openapi::ByteString;
 
@@ -89,24 +90,21 @@ pub fn keyed_files(
     Ok(files)
 }
 
-/// The files of a downwardAPI volume or projection (fieldRef of the pod's
-/// metadata; resourceFieldRef is refused until berth reports resources).
+/// The files of a downwardAPI volume or projection: fields of the pod's
+/// metadata, and containers' resources with the node's `allocatable` for
+/// unset limits.
 pub fn downward_files(
     pod: &Pod,
     items: &[DownwardAPIVolumeFile],
     default_mode: Option<i32>,
+    allocatable: &NodeAllocatable,
 ) -> Result<Files, String> {
     let mut files = Files::new();
     for item in items {
         check_path(&item.path).map_err(|e| format!("downwardAPI path: {e}"))?;
         let value = match (&item.field_ref, &item.resource_field_ref) {
             (Some(field), _) => field_value(pod, &field.field_path)?,
-            (None, Some(_)) => {
-                return Err(format!(
-                    "downwardAPI {:?}: resourceFieldRef is not supported yet",
-                    item.path
-                ))
-            }
+            (None, Some(resource)) => resource_field::volume_value(resource, pod, allocatable)?,
             (None, None) => return Err(format!("downwardAPI {:?}: no source", item.path)),
         };
         let payload = Payload {
@@ -232,11 +230,46 @@ mod tests {
                 item("a", "metadata.labels['a']"),
             ],
             None,
+            &NodeAllocatable::default(),
         )
         .unwrap();
         assert_eq!(files["namespace"].bytes, b"ns");
         assert_eq!(files["labels"].bytes, b"a=\"1\"\nb=\"2\"");
         assert_eq!(files["a"].bytes, b"1");
-        assert!(downward_files(&pod, &[item("x", "spec.nodeName")], None).is_err());
+        let no_node = NodeAllocatable::default();
+        assert!(downward_files(&pod, &[item("x", "spec.nodeName")], None, &no_node).is_err());
+    }
+
+    #[test]
+    fn downward_api_resources() {
+        use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceFieldSelector};
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "app".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let item = |path: &str, container: &str| DownwardAPIVolumeFile {
+            path: path.into(),
+            resource_field_ref: Some(ResourceFieldSelector {
+                container_name: Some(container.into()),
+                resource: "limits.memory".into(),
+                divisor: Some(Quantity("1Mi".into())),
+            }),
+            ..Default::default()
+        };
+        let node = NodeAllocatable {
+            memory: Some(Quantity("2Gi".into())),
+            ..Default::default()
+        };
+        let files = downward_files(&pod, &[item("mem", "app")], None, &node).unwrap();
+        assert_eq!(files["mem"].bytes, b"2048");
+        let err = downward_files(&pod, &[item("mem", "gone")], None, &node).unwrap_err();
+        assert_eq!(err, "container gone not found");
     }
 }

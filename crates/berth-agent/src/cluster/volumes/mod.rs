@@ -193,6 +193,7 @@ impl PodVolumes {
                 pod,
                 source.items.as_deref().unwrap_or_default(),
                 source.default_mode,
+                &self.data.allocatable,
             );
         }
         if let Some(source) = &volume.projected {
@@ -248,6 +249,7 @@ impl PodVolumes {
                 pod,
                 downward.items.as_deref().unwrap_or_default(),
                 default_mode,
+                &self.data.allocatable,
             );
         }
         if let Some(token) = &projection.service_account_token {
