@@ -742,3 +742,98 @@ async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
         format!("env=250,32,{memory_ki}\nfile=250,{}\n", cpus * 1000)
     );
 }
+
+/// The node lifecycle controller's `node-monitor-grace-period` (50 s by
+/// default; the test kit keeps the default), plus its 5 s monitor period
+/// and the up to 10 s since the last Lease renewal.
+const NODE_UNKNOWN_WITHIN: Duration = Duration::from_secs(50 + 5 + 10);
+
+/// The node's Ready condition: status and reason.
+fn ready_condition(c: &Cluster) -> Option<(String, String)> {
+    let node = c.json(&["get", "node", &c.node])?;
+    let ready = node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .clone();
+    Some((
+        ready["status"].as_str()?.to_string(),
+        ready["reason"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+fn pod_ready(pod: &Value) -> Option<&str> {
+    condition_status(pod, "Ready")
+}
+
+#[tokio::test]
+async fn after_kill_9_the_node_goes_unknown_and_the_restarted_agent_makes_it_ready() {
+    let Some(mut c) = cluster("berth-node-j").await else {
+        return;
+    };
+    c.kubectl_ok(&[
+        "run",
+        "steady",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let before = c.wait_pod_phase("steady", "Running").await;
+    let id = container_id(&before, "steady").expect("a container id");
+    let pid = task_pid(&c.agent, &id).expect("a task");
+
+    c.agent.kill().await;
+    let killed = tokio::time::Instant::now();
+    // No heartbeat for the grace period: the node controller marks the
+    // node Unknown and the pods on it not ready.
+    c.wait_for_within(NODE_UNKNOWN_WITHIN, "the node to go Unknown", |c| {
+        let (status, reason) = ready_condition(c)?;
+        (status == "Unknown").then_some(reason)
+    })
+    .await;
+    let unknown_after = killed.elapsed();
+    eprintln!("the node went Unknown {unknown_after:?} after kill -9");
+    c.wait_for("the pod to be marked not ready", |c| {
+        let pod = c.json(&["get", "pod", "steady"])?;
+        (pod_ready(&pod) == Some("False")).then_some(())
+    })
+    .await;
+    // The pod's container ran on all along.
+    assert_eq!(task_pid(&c.agent, &id), Some(pid));
+    assert_eq!(task_status(&c.agent, &id).as_deref(), Some("RUNNING"));
+
+    c.agent.launch().await;
+    let relaunched = tokio::time::Instant::now();
+    c.wait_for("the node to be Ready again", |c| {
+        let (status, _) = ready_condition(c)?;
+        (status == "True").then_some(())
+    })
+    .await;
+    eprintln!("Ready again {:?} after the restart", relaunched.elapsed());
+    // The restarted agent adopts the container and reports it ready again.
+    let after = c
+        .wait_for("the pod to be ready again", |c| {
+            let pod = c.json(&["get", "pod", "steady"])?;
+            (pod_ready(&pod) == Some("True")).then_some(pod)
+        })
+        .await;
+    assert_eq!(after["status"]["phase"], "Running");
+    assert_eq!(restart_count(&after, "steady"), 0);
+    assert_eq!(container_id(&after, "steady"), Some(id.clone()));
+    assert_eq!(task_pid(&c.agent, &id), Some(pid));
+    // The node controller lifts its unreachable taint.
+    c.wait_for("the unreachable taint to go", |c| {
+        let node = c.json(&["get", "node", &c.node])?;
+        let taints = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!taints
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable"))
+        .then_some(())
+    })
+    .await;
+}
