@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - this file: helpers the end-to-end tests share (set-up, manifests, pod
-//!   JSON, process and leak counters);
+//!   JSON, process and leak counters); `tcp_proxy`: a link a test can cut;
 //! - `tests/e2e/`: one module per capability, one test binary;
 //! - `bench/` and the `berth-bench` binary: benchmarks against the same
 //!   private containerd; `bin/berth-mkimage`: builds test images.
@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub mod residue;
+pub mod tcp_proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 

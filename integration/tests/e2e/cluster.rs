@@ -3,9 +3,11 @@
 //! source by scripts/build-control-plane.sh), driven with the real
 //! `kubectl` as a user would.
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use berth_integration::tcp_proxy::TcpProxy;
 use berth_integration::*;
 use berth_testkit::ControlPlane;
 use serde_json::Value;
@@ -27,12 +29,18 @@ struct Cluster {
 /// test kit is not told to require them).
 async fn cluster(node: &str) -> Option<Cluster> {
     let cp = ControlPlane::start_or_skip().await?;
+    let kubeconfig = cp.node_kubeconfig(node);
+    join(cp, node, &kubeconfig).await
+}
+
+/// [`cluster`] with the node's kubeconfig at `kubeconfig`.
+async fn join(cp: ControlPlane, node: &str, kubeconfig: &Path) -> Option<Cluster> {
     let containerd = PrivateContainerd::start_or_skip().await?;
     let port = free_port();
     let options = AgentOptions {
         extra_args: vec![
             "--kubeconfig".into(),
-            cp.node_kubeconfig(node).display().to_string(),
+            kubeconfig.display().to_string(),
             "--node-name".into(),
             node.into(),
             "--node-ip".into(),
@@ -834,6 +842,82 @@ async fn after_kill_9_the_node_goes_unknown_and_the_restarted_agent_makes_it_rea
             .iter()
             .any(|t| t["key"] == "node.kubernetes.io/unreachable"))
         .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cut_from_the_api_server_the_node_keeps_its_pods_and_resyncs_on_reconnect() {
+    let Some(cp) = ControlPlane::start_or_skip().await else {
+        return;
+    };
+    // The node reaches its API server only through a link the test cuts.
+    let node = "berth-node-k";
+    let upstream = cp.server();
+    let address = upstream.strip_prefix("https://").expect("an https server");
+    let proxy = TcpProxy::start(address.parse().expect("an address")).await;
+    let kubeconfig = cp.dir().join("node-via-proxy.kubeconfig");
+    let text = std::fs::read_to_string(cp.node_kubeconfig(node)).unwrap();
+    let via = format!("https://127.0.0.1:{}", proxy.port());
+    std::fs::write(&kubeconfig, text.replace(&upstream, &via)).unwrap();
+    let Some(c) = join(cp, node, &kubeconfig).await else {
+        return;
+    };
+    for name in ["stays", "goes"] {
+        c.kubectl_ok(&[
+            "run",
+            name,
+            &format!("--image={TEST_IMAGE}"),
+            "--image-pull-policy=Never",
+            "--",
+            "sleep",
+            "3600",
+        ]);
+    }
+    let before = c.wait_pod_phase("stays", "Running").await;
+    c.wait_pod_phase("goes", "Running").await;
+    let id = container_id(&before, "stays").expect("a container id");
+    let pid = task_pid(&c.agent, &id).expect("a task");
+
+    proxy.cut();
+    c.wait_for_within(NODE_UNKNOWN_WITHIN, "the node to go Unknown", |c| {
+        let (status, _) = ready_condition(c)?;
+        (status == "Unknown").then_some(())
+    })
+    .await;
+    c.wait_for("the pod to be marked not ready", |c| {
+        let pod = c.json(&["get", "pod", "stays"])?;
+        (pod_ready(&pod) == Some("False")).then_some(())
+    })
+    .await;
+    // Deleted while the node cannot hear of it.
+    c.kubectl_ok(&["delete", "pod", "goes", "--wait=false"]);
+    // The agent ran on, and so did the pods.
+    assert!(c.agent.healthy().await, "the agent is up while cut off");
+    assert_eq!(task_pid(&c.agent, &id), Some(pid));
+
+    proxy.restore();
+    let restored = tokio::time::Instant::now();
+    c.wait_for("the node to be Ready again", |c| {
+        let (status, _) = ready_condition(c)?;
+        (status == "True").then_some(())
+    })
+    .await;
+    eprintln!(
+        "Ready again {:?} after the link came back",
+        restored.elapsed()
+    );
+    let after = c
+        .wait_for("the pod to be ready again", |c| {
+            let pod = c.json(&["get", "pod", "stays"])?;
+            (pod_ready(&pod) == Some("True")).then_some(pod)
+        })
+        .await;
+    assert_eq!(restart_count(&after, "stays"), 0);
+    assert_eq!(task_pid(&c.agent, &id), Some(pid));
+    // The relist finds the deletion: the pod is stopped and finally deleted.
+    c.wait_for("the pod deleted meanwhile to be gone", |c| {
+        (!c.kubectl(&["get", "pod", "goes"]).status.success()).then_some(())
     })
     .await;
 }

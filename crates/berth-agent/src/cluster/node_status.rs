@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::ContainerRuntime;
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
@@ -43,13 +43,22 @@ pub async fn run<R: ContainerRuntime>(
     let _ = registered.send(Some(uid));
     let mut reported: Option<(NodeStatus, Instant)> = None;
     loop {
-        let previous = status.conditions.clone().unwrap_or_default();
+        // The conditions as the API server has them: the node controller
+        // sets Ready to Unknown while no heartbeat arrives, and only the
+        // node sets it back (the kubelet compares with the Node it read).
+        let server = match nodes.get(&facts.name).await {
+            Ok(node) => node.status.and_then(|s| s.conditions),
+            Err(e) => {
+                debug!(node = %facts.name, "read the node's status: {e}");
+                None
+            }
+        };
+        let previous = server
+            .clone()
+            .or_else(|| status.conditions.clone())
+            .unwrap_or_default();
         status = current_status(&facts, runtime.as_ref(), &previous).await;
-        let unchanged = reported.as_ref().is_some_and(|(sent, at)| {
-            node_object::without_heartbeats(sent) == node_object::without_heartbeats(&status)
-                && at.elapsed() < REPORT_EVERY
-        });
-        if !unchanged {
+        if should_report(&status, reported.as_ref(), server.as_deref()) {
             match patch_status(&nodes, &facts.name, &status).await {
                 Ok(()) => reported = Some((status.clone(), Instant::now())),
                 Err(e) => warn!(node = %facts.name, "update node status: {e}"),
@@ -62,11 +71,38 @@ pub async fn run<R: ContainerRuntime>(
     }
 }
 
+/// Whether to patch the status: it changed from the one last sent, the API
+/// server's copy of its conditions differs (another writer changed them),
+/// or the report period passed (kubelet `tryUpdateNodeStatus`).
+fn should_report(
+    status: &NodeStatus,
+    reported: Option<&(NodeStatus, Instant)>,
+    server: Option<&[NodeCondition]>,
+) -> bool {
+    let Some((sent, at)) = reported else {
+        return true;
+    };
+    let changed = node_object::without_heartbeats(sent) != node_object::without_heartbeats(status);
+    let drifted = server.is_some_and(|server| {
+        status.conditions.iter().flatten().any(|mine| {
+            let theirs = server.iter().find(|c| c.type_ == mine.type_);
+            theirs.is_none_or(|theirs| {
+                let ignore_heartbeat = |c: &NodeCondition| NodeCondition {
+                    last_heartbeat_time: None,
+                    ..c.clone()
+                };
+                ignore_heartbeat(theirs) != ignore_heartbeat(mine)
+            })
+        })
+    });
+    changed || drifted || at.elapsed() >= REPORT_EVERY
+}
+
 /// The status now: Ready while the runtime answers.
 async fn current_status<R: ContainerRuntime>(
     facts: &NodeFacts,
     runtime: &R,
-    previous: &[k8s_openapi::api::core::v1::NodeCondition],
+    previous: &[NodeCondition],
 ) -> NodeStatus {
     let (version, readiness): (String, Readiness) = match runtime.version().await {
         Ok(v) => (format!("{}://{}", v.name, v.version), Ok(())),
@@ -136,4 +172,54 @@ async fn patch_status(
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, heartbeat: i64) -> NodeCondition {
+        let at = |s| Time(jiff::Timestamp::from_second(s).unwrap());
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            last_heartbeat_time: Some(at(heartbeat)),
+            last_transition_time: Some(at(1)),
+            ..Default::default()
+        }
+    }
+
+    fn status(ready: &str, heartbeat: i64) -> NodeStatus {
+        NodeStatus {
+            conditions: Some(vec![
+                condition("MemoryPressure", "False", heartbeat),
+                condition("Ready", ready, heartbeat),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_on_change_drift_or_when_due() {
+        let now = status("True", 20);
+        assert!(should_report(&now, None, None), "first report");
+        let sent = (status("True", 10), Instant::now());
+        assert!(
+            !should_report(&now, Some(&sent), None),
+            "heartbeats alone are no change"
+        );
+        let server = status("True", 10).conditions.unwrap();
+        assert!(!should_report(&now, Some(&sent), Some(&server)));
+        // The node controller set Ready to Unknown: the node sets it back.
+        let mut marked = server.clone();
+        marked[1].status = "Unknown".into();
+        assert!(should_report(&now, Some(&sent), Some(&marked)));
+        // Conditions only others set are theirs.
+        let mut more = server.clone();
+        more.push(condition("NetworkUnavailable", "False", 1));
+        assert!(!should_report(&now, Some(&sent), Some(&more)));
+        assert!(should_report(&status("False", 20), Some(&sent), None));
+        tokio::time::advance(REPORT_EVERY).await;
+        assert!(should_report(&now, Some(&sent), Some(&server)), "due");
+    }
 }
