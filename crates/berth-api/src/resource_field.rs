@@ -54,14 +54,14 @@ pub fn env_value(
         return container_value(selector, &limits_with(container, &defaults), container);
     };
     let spec = pod.spec.as_ref();
-    let regular = spec.into_iter().flat_map(|s| &s.containers);
-    if let Some(found) = regular.clone().find(|c| c.name == name) {
+    let mut regular = spec.into_iter().flat_map(|s| &s.containers);
+    if let Some(found) = regular.find(|c| c.name == name) {
         return container_value(selector, &limits_with(found, &defaults), found);
     }
-    let init = spec
+    let mut init = spec
         .into_iter()
         .flat_map(|s| s.init_containers.iter().flatten());
-    match init.clone().find(|c| c.name == name) {
+    match init.find(|c| c.name == name) {
         Some(found) => container_value(selector, &limits_of(found), found),
         None => Err(format!("container {name} not found")),
     }
@@ -78,13 +78,12 @@ pub fn volume_value(
 ) -> Result<String, String> {
     let name = selector.container_name.as_deref().unwrap_or_default();
     let spec = pod.spec.as_ref();
-    let containers = spec.into_iter().flat_map(|s| {
+    let mut containers = spec.into_iter().flat_map(|s| {
         s.containers
             .iter()
             .chain(s.init_containers.iter().flatten())
     });
     let found = containers
-        .clone()
         .find(|c| c.name == name)
         .ok_or_else(|| format!("container {name} not found"))?;
     let defaults = DEFAULTED
