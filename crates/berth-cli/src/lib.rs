@@ -25,10 +25,13 @@ mod image;
 mod logs;
 mod output;
 mod pull_progress;
+mod remote_command;
 mod table;
 mod tabwriter;
 mod target;
+mod terminal;
 mod trace;
+mod websocket;
 
 use std::io::Write;
 use std::path::PathBuf;

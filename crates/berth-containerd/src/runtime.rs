@@ -8,7 +8,7 @@ use berth_runtime::{
     Reclaimed, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, events, exec, list, reclaim, sandbox, shim, task, Containerd};
+use crate::{container, events, exec, exec_stream, list, reclaim, sandbox, shim, task, Containerd};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -81,6 +81,14 @@ impl ContainerRuntime for Containerd {
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError> {
         exec::exec(self, &id.0, command, timeout).await
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: &berth_runtime::ExecStreamRequest,
+    ) -> Result<berth_runtime::ExecSession, RuntimeError> {
+        exec_stream::exec_stream(self, &id.0, request).await
     }
 
     async fn list(&self) -> Result<Observed, RuntimeError> {

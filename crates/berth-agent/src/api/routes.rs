@@ -102,6 +102,14 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (Resource::PodLog(ns, name), &Method::GET) => {
             super::logs::pod_log(cx, ns, name, &query).await
         }
+        // kubectl's WebSocket exec (a GET upgrade; POST as the API server
+        // also takes it); a POST without an upgrade is berth's JSON exec.
+        (Resource::PodExec(ns, name), &Method::GET | &Method::POST)
+            if super::stream::is_upgrade(&request) =>
+        {
+            let options = super::stream::StreamOptions::parse(&query)?;
+            super::stream::exec(&cx.service, request, ns, name, options).await
+        }
         (Resource::PodExec(ns, name), &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
         }

@@ -1,0 +1,165 @@
+//! Streaming through the local API with berth's CLI: exec with stdin, exec
+//! with a terminal (typed at, resized), a client that goes away mid-exec,
+//! exec into a container the pod lacks, and port-forward.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_integration::pty::Terminal;
+use berth_integration::*;
+use berth_testkit::agent::berth_bin;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn running_pod(agent: &AgentProcess, name: &str, script: &str) {
+    agent
+        .apply_yaml(&manifest(&pod(
+            name,
+            "Always",
+            vec![sh_container("main", script)],
+        )))
+        .await;
+    wait_running(agent, name).await;
+}
+
+fn berth(agent: &AgentProcess, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(berth_bin());
+    command
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(args)
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn exec_forwards_stdin_to_the_command_and_its_end_closes_it() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    running_pod(&agent, "cat", "exec sleep 3600").await;
+
+    let mut child = berth(
+        &agent,
+        &["exec", "-i", "cat", "--", "sh", "-c", "cat; echo done >&2"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"line one\nline two\n").await.unwrap();
+    // End of input: `cat` ends only if the close reached its stdin.
+    drop(stdin);
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("exec -i did not end after stdin closed")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+}
+
+#[tokio::test]
+async fn exec_it_gives_an_interactive_shell_on_a_terminal() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    running_pod(&agent, "shell", "exec sleep 3600").await;
+
+    let socket = agent.socket();
+    let args = [
+        "--socket",
+        socket.to_str().unwrap(),
+        "exec",
+        "-it",
+        "shell",
+        "--",
+        "sh",
+    ];
+    let mut terminal = Terminal::spawn(&berth_bin(), &args, 80, 24);
+    let mut at = terminal.wait_for(0, "# ", WAIT).await;
+    // The remote terminal has the local one's size...
+    terminal.type_text("stty size\r");
+    terminal.wait_for(at, "24 80", WAIT).await;
+    // ...and follows it when it changes.
+    terminal.resize(132, 40);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let from = terminal.shown();
+        terminal.type_text("stty size\r");
+        let answer = terminal.wait_for(from, "# ", WAIT).await;
+        if terminal.screen()[from..answer].contains("40 132") {
+            at = answer;
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", terminal.screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What is typed runs in the container, on a terminal.
+    terminal.type_text("echo answer-$((6*7)); [ -t 0 ] && echo on-a-tty\r");
+    at = terminal.wait_for(at, "answer-42", WAIT).await;
+    terminal.wait_for(at, "on-a-tty", WAIT).await;
+    terminal.type_text("exit 3\r");
+    assert_eq!(
+        terminal.exit_code(WAIT).await,
+        Some(3),
+        "{}",
+        terminal.screen()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_exec_leaves_no_process_behind() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    running_pod(&agent, "abandon", "exec sleep 3600").await;
+
+    let mut child = berth(&agent, &["exec", "-i", "abandon", "--", "sleep", "7777"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = |ps: &str| ps.lines().any(|l| l.contains("sleep 7777"));
+    let deadline = Instant::now() + WAIT;
+    while !running(
+        &agent
+            .cli_ok(&["exec", "abandon", "--", "ps", "-o", "args"])
+            .await,
+    ) {
+        assert!(Instant::now() < deadline, "the exec never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ps = agent
+            .cli_ok(&["exec", "abandon", "--", "ps", "-o", "args"])
+            .await;
+        if !running(&ps) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running: {ps}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn exec_into_a_missing_container_is_not_found() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    running_pod(&agent, "one", "exec sleep 3600").await;
+    let out = agent
+        .cli(&["exec", "one", "-c", "nope", "--", "true"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error from server (NotFound): container not found (\"nope\")\n"
+    );
+}
