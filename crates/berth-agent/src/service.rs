@@ -128,6 +128,17 @@ pub trait PodService: Send + Sync + 'static {
         async move { Err(ApiError::Internal(message)) }
     }
 
+    /// The network namespace of a running pod, for port-forward.
+    fn pod_network(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<PathBuf, ApiError>> + Send {
+        let _ = namespace;
+        let message = format!("cannot forward to pod {name}: this agent does not stream");
+        async move { Err(ApiError::Internal(message)) }
+    }
+
     /// Imports an image archive (OCI layout or docker-archive tar) that the
     /// agent can read at `path`.
     fn import_image(

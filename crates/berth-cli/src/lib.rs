@@ -24,6 +24,7 @@ mod get_events;
 mod image;
 mod logs;
 mod output;
+mod port_forward;
 mod pull_progress;
 mod remote_command;
 mod table;
@@ -55,6 +56,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Execute a command in a container
     Exec(exec::ExecArgs),
+    /// Forward one or more local ports to a pod
+    PortForward(port_forward::PortForwardArgs),
     /// Pull, remove, import and list the images of the node's container runtime
     Image(image::ImageArgs),
     /// Show a pod's lifecycle timeline, step by step to the millisecond
@@ -99,6 +102,7 @@ async fn run_verb(socket: PathBuf, command: Command, streams: Streams<'_>, termi
         Command::Delete(args) => delete::run(&client, args, out, err).await,
         Command::Logs(args) => logs::run(&client, args, out, err).await,
         Command::Exec(args) => exec::run(&client, args, out, err).await,
+        Command::PortForward(args) => port_forward::run(&client, args, out, err).await,
         Command::Image(args) => image::run(&client, args, out, err, terminal).await,
         Command::Trace(args) => trace::run(&client, args, out, err).await,
     };

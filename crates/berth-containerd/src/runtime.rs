@@ -91,6 +91,18 @@ impl ContainerRuntime for Containerd {
         exec_stream::exec_stream(self, &id.0, request).await
     }
 
+    async fn network_namespace(
+        &self,
+        id: &ContainerId,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        let pid = task::find(self, &id.0)
+            .await?
+            .map(|process| process.pid)
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| RuntimeError::not_found(format!("container {id} is not running")))?;
+        Ok(std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
     async fn list(&self) -> Result<Observed, RuntimeError> {
         list::list(self).await
     }

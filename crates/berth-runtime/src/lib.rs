@@ -131,6 +131,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         async move { Err(RuntimeError::other(message)) }
     }
 
+    /// The network namespace a running container's process is in (its
+    /// pod's), for port-forward.
+    fn network_namespace(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<std::path::PathBuf, RuntimeError>> + Send {
+        let message = format!("container {id}: this runtime cannot name its network namespace");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use berth_integration::pty::Terminal;
 use berth_integration::*;
 use berth_testkit::agent::berth_bin;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -161,5 +161,80 @@ async fn exec_into_a_missing_container_is_not_found() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "Error from server (NotFound): container not found (\"nope\")\n"
+    );
+}
+
+#[tokio::test]
+async fn port_forward_carries_http_to_a_port_only_the_pod_listens_on() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    // Bound to the pod's loopback: reachable only from inside its network namespace.
+    let script = "mkdir -p /www && echo hello-through-forward > /www/index.html \
+                  && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    running_pod(&agent, "web", script).await;
+
+    let mut child = berth(&agent, &["port-forward", "web", ":8080"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("port-forward did not start")
+        .unwrap()
+        .unwrap();
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let local = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(" -> 8080"))
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    for _ in 0..2 {
+        let response = http_get("127.0.0.1", local, "/index.html", WAIT).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("hello-through-forward"), "{response}");
+    }
+    let handled = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        handled.as_deref(),
+        Some(&*format!("Handling connection for {local}"))
+    );
+
+    // A port nothing listens on: the connection ends, the forward goes on.
+    let _ = child.kill().await;
+    let mut refused = berth(&agent, &["port-forward", "web", ":9999"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(refused.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let local: u16 = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .trim_end_matches(" -> 9999")
+        .parse()
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("a refused connection ends")
+        .unwrap();
+    assert!(rest.is_empty());
+    let mut stderr = tokio::io::BufReader::new(refused.stderr.take().unwrap()).lines();
+    let error = tokio::time::timeout(WAIT, stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        error.contains("error forwarding port 9999 to pod web") && error.contains("refused"),
+        "{error}"
     );
 }

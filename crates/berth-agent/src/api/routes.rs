@@ -47,6 +47,7 @@ enum Resource<'a> {
     Pod(&'a str, &'a str),
     PodLog(&'a str, &'a str),
     PodExec(&'a str, &'a str),
+    PodPortForward(&'a str, &'a str),
     Events(Option<&'a str>),
     Timeline(&'a str, &'a str),
     Images,
@@ -64,6 +65,9 @@ impl<'a> Resource<'a> {
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "log"] => Self::PodLog(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Self::PodExec(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
+                Self::PodPortForward(ns, name)
+            }
             ["api", "v1", "events"] => Self::Events(None),
             ["api", "v1", "namespaces", ns, "events"] => Self::Events(Some(ns)),
             ["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"] => {
@@ -112,6 +116,9 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         }
         (Resource::PodExec(ns, name), &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
+        }
+        (Resource::PodPortForward(ns, name), &Method::GET | &Method::POST) => {
+            super::stream::port_forward(&cx.service, request, ns, name).await
         }
         (Resource::Events(ns), &Method::GET) => super::events::list(cx, ns, &query),
         (Resource::Timeline(ns, name), &Method::GET) => super::timeline::get(cx, ns, name),

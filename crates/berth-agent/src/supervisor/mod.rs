@@ -622,6 +622,19 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
             .map_err(|e| ApiError::Internal(e.message))
     }
 
+    async fn pod_network(&self, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        // Every container of the pod is in the sandbox's network namespace.
+        let id = statuses(pod.status.as_ref())
+            .filter(|s| s.state.as_ref().is_some_and(|s| s.running.is_some()))
+            .find_map(|s| s.container_id.as_deref()?.strip_prefix("containerd://"))
+            .ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no running container")))?;
+        self.runtime
+            .network_namespace(&ContainerId(id.to_string()))
+            .await
+            .map_err(|e| ApiError::Internal(e.message))
+    }
+
     async fn import_image(&self, path: PathBuf) -> Result<Vec<ImageInfo>, ApiError> {
         self.runtime
             .import_image(&path)

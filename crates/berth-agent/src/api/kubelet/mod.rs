@@ -2,8 +2,8 @@
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
 //! every log option behaves the same), `/pods` and `/healthz`.
-//! `/exec` is the streaming server's (`super::stream`), over WebSocket;
-//! `/attach` and `/portForward` answer 501.
+//! `/exec` and `/portForward` are the streaming server's (`super::stream`),
+//! over WebSocket; `/attach` answers 501.
 
 mod auth;
 mod tls;
@@ -196,9 +196,15 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
             };
             reply.unwrap_or_else(Failure::into_response)
         }
-        ["attach" | "portForward" | "run", ..] => text(
+        ["portForward", namespace, pod] | ["portForward", namespace, pod, _] => {
+            let (namespace, pod) = (namespace.to_string(), pod.to_string());
+            stream::port_forward(&cx.service, request, &namespace, &pod)
+                .await
+                .unwrap_or_else(Failure::into_response)
+        }
+        ["attach" | "run", ..] => text(
             StatusCode::NOT_IMPLEMENTED,
-            "berth does not serve attach or port-forward through the API server yet".into(),
+            "berth does not serve attach or run through the API server yet".into(),
         ),
         _ => text(StatusCode::NOT_FOUND, "404 page not found".into()),
     }

@@ -1,8 +1,9 @@
-//! The streaming server: exec over WebSocket, one
-//! implementation behind two front doors, the local API's pod subresource
-//! `pods/{name}/exec` and the kubelet API's `/exec` path the API server
-//! proxies to.
+//! The streaming server: exec and port-forward over WebSocket, one
+//! implementation behind two front doors, the local API's pod subresources
+//! (`pods/{name}/exec`, `pods/{name}/portforward`) and the kubelet API's
+//! `/exec` and `/portForward` paths the API server proxies to.
 
+mod port_forward;
 mod remote_command;
 mod websocket;
 
@@ -13,6 +14,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::Body;
+use super::routes::Query;
 use super::status::Failure;
 use crate::service::PodService;
 pub(crate) use remote_command::StreamOptions;
@@ -50,6 +52,35 @@ pub(crate) async fn exec<S: PodService>(
         // Dropped unconnected, the session kills its process.
         if let Some(socket) = connect(handshake.upgrade).await {
             remote_command::serve(socket, session, options).await;
+        }
+    });
+    Ok(handshake.response)
+}
+
+/// Forwards the requested ports into the pod's network namespace.
+pub(crate) async fn port_forward<S: PodService>(
+    service: &Arc<S>,
+    mut request: Request<Incoming>,
+    namespace: &str,
+    pod: &str,
+) -> Result<Response<Body>, Failure> {
+    let query = Query::parse(request.uri().query().unwrap_or_default());
+    let ports = port_forward::ports(&query)?;
+    if ports.len() > port_forward::MAX_PORTS {
+        return Err(Failure::bad_request(format!(
+            "at most {} ports may be forwarded at once",
+            port_forward::MAX_PORTS
+        )));
+    }
+    let handshake = Handshake::accept(&mut request, &websocket::PORT_FORWARD)?;
+    let netns = service
+        .pod_network(namespace, pod)
+        .await
+        .map_err(|e| Failure::from(e).for_pod(pod))?;
+    let pod = pod.to_string();
+    tokio::spawn(async move {
+        if let Some(socket) = connect(handshake.upgrade).await {
+            port_forward::serve(socket, netns, pod, ports).await;
         }
     });
     Ok(handshake.response)

@@ -19,6 +19,8 @@ pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// The remote command protocols, best first.
 pub(crate) const REMOTE_COMMAND: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// The port-forward protocol of the kubelet's WebSocket port-forward.
+pub(crate) const PORT_FORWARD: [&str; 1] = ["v4.channel.k8s.io"];
 
 /// An accepted handshake: the 101 answer to send, and the connection it
 /// hands over once sent.
