@@ -23,8 +23,8 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Runs `program args` on a new `cols`×`rows` terminal.
-    pub fn spawn(program: &std::path::Path, args: &[&str], cols: u16, rows: u16) -> Terminal {
+    /// Runs `program` (its program and arguments) on a new `cols`×`rows` terminal.
+    pub fn spawn(program: &Command, cols: u16, rows: u16) -> Terminal {
         let size = Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -38,8 +38,8 @@ impl Terminal {
         let mut command = Command::new("setsid");
         command
             .arg("-c")
-            .arg(program)
-            .args(args)
+            .arg(program.get_program())
+            .args(program.get_args())
             .stdin(stdio())
             .stdout(stdio())
             .stderr(stdio());
@@ -123,4 +123,38 @@ impl Terminal {
             .expect("wait");
         status.code()
     }
+}
+
+/// Drives a shell (`sh`, started on `terminal` by exec) as a user would:
+/// its prompt, `stty size` before and after a resize, a command typed and
+/// run on a terminal, and `exit 3`, whose code the client exits with.
+pub async fn drive_shell(terminal: &mut Terminal, timeout: Duration) {
+    let at = terminal.wait_for(0, "# ", timeout).await;
+    // The remote terminal has the local one's size...
+    terminal.type_text("stty size\r");
+    terminal.wait_for(at, "24 80", timeout).await;
+    // ...and follows it when it changes.
+    terminal.resize(132, 40);
+    let deadline = Instant::now() + timeout;
+    let at = loop {
+        let from = terminal.shown();
+        terminal.type_text("stty size\r");
+        let answer = terminal.wait_for(from, "# ", timeout).await;
+        if terminal.screen()[from..answer].contains("40 132") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "{}", terminal.screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // What is typed runs in the container, on a terminal.
+    terminal.type_text("echo answer-$((6*7)); [ -t 0 ] && echo on-a-tty\r");
+    let at = terminal.wait_for(at, "answer-42", timeout).await;
+    terminal.wait_for(at, "on-a-tty", timeout).await;
+    terminal.type_text("exit 3\r");
+    assert_eq!(
+        terminal.exit_code(timeout).await,
+        Some(3),
+        "{}",
+        terminal.screen()
+    );
 }

@@ -574,3 +574,58 @@ async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
     let env = c.kubectl_ok(&["exec", "reader", "--", "sh", "-c", "echo $MODE"]);
     assert_eq!(env.trim(), "fast");
 }
+
+#[tokio::test]
+async fn kubectl_exec_streams_stdin_and_a_terminal_through_the_api_server() {
+    let Some(c) = cluster("berth-node-s").await else {
+        return;
+    };
+    c.kubectl_ok(&[
+        "run",
+        "shell",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    c.wait_pod_phase("shell", "Running").await;
+
+    // stdin through `cat`; its end (kubectl's v5 close) ends the command.
+    let mut cat = tokio::process::Command::from(c.cp.kubectl_command(&[
+        "exec",
+        "-i",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "cat; echo done >&2",
+    ]));
+    let mut child = cat
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"through the API server\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("kubectl exec -i did not end after stdin closed")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), "through the API server\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+
+    // An interactive shell on a terminal: typed at, resized, exit code.
+    let mut terminal = berth_integration::pty::Terminal::spawn(
+        &c.cp.kubectl_command(&["exec", "-it", "shell", "--", "sh"]),
+        80,
+        24,
+    );
+    berth_integration::pty::drive_shell(&mut terminal, CLUSTER_TIMEOUT).await;
+}

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_integration::pty::Terminal;
+use berth_integration::pty::{drive_shell, Terminal};
 use berth_integration::*;
 use berth_testkit::agent::berth_bin;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -70,46 +70,13 @@ async fn exec_it_gives_an_interactive_shell_on_a_terminal() {
     };
     running_pod(&agent, "shell", "exec sleep 3600").await;
 
-    let socket = agent.socket();
-    let args = [
-        "--socket",
-        socket.to_str().unwrap(),
-        "exec",
-        "-it",
-        "shell",
-        "--",
-        "sh",
-    ];
-    let mut terminal = Terminal::spawn(&berth_bin(), &args, 80, 24);
-    let mut at = terminal.wait_for(0, "# ", WAIT).await;
-    // The remote terminal has the local one's size...
-    terminal.type_text("stty size\r");
-    terminal.wait_for(at, "24 80", WAIT).await;
-    // ...and follows it when it changes.
-    terminal.resize(132, 40);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let from = terminal.shown();
-        terminal.type_text("stty size\r");
-        let answer = terminal.wait_for(from, "# ", WAIT).await;
-        if terminal.screen()[from..answer].contains("40 132") {
-            at = answer;
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", terminal.screen());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // What is typed runs in the container, on a terminal.
-    terminal.type_text("echo answer-$((6*7)); [ -t 0 ] && echo on-a-tty\r");
-    at = terminal.wait_for(at, "answer-42", WAIT).await;
-    terminal.wait_for(at, "on-a-tty", WAIT).await;
-    terminal.type_text("exit 3\r");
-    assert_eq!(
-        terminal.exit_code(WAIT).await,
-        Some(3),
-        "{}",
-        terminal.screen()
-    );
+    let mut command = std::process::Command::new(berth_bin());
+    command
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["exec", "-it", "shell", "--", "sh"]);
+    let mut terminal = Terminal::spawn(&command, 80, 24);
+    drive_shell(&mut terminal, WAIT).await;
 }
 
 #[tokio::test]
