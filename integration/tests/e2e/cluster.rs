@@ -576,7 +576,7 @@ async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
 }
 
 #[tokio::test]
-async fn kubectl_exec_streams_stdin_and_a_terminal_through_the_api_server() {
+async fn kubectl_exec_and_attach_stream_through_the_api_server() {
     let Some(c) = cluster("berth-node-s").await else {
         return;
     };
@@ -628,4 +628,47 @@ async fn kubectl_exec_streams_stdin_and_a_terminal_through_the_api_server() {
         24,
     );
     berth_integration::pty::drive_shell(&mut terminal, CLUSTER_TIMEOUT).await;
+
+    // attach: the output from now on, until the container stops.
+    let talker =
+        "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; echo bye";
+    c.kubectl_ok(&[
+        "run",
+        "talker",
+        "--restart=Never",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        talker,
+    ]);
+    c.wait_pod_phase("talker", "Running").await;
+    c.wait_for("a few ticks", |c| {
+        stdout(&c.kubectl(&["logs", "talker"]))
+            .contains("tick 3")
+            .then_some(())
+    })
+    .await;
+    let attach = tokio::process::Command::from(c.cp.kubectl_command(&["attach", "talker"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    c.wait_for("more ticks", |c| {
+        stdout(&c.kubectl(&["logs", "talker"]))
+            .contains("tick 8")
+            .then_some(())
+    })
+    .await;
+    c.kubectl_ok(&["exec", "talker", "--", "touch", "/tmp/stop"]);
+    let out = tokio::time::timeout(CLUSTER_TIMEOUT, attach.wait_with_output())
+        .await
+        .expect("kubectl attach did not end with the container")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.ends_with("bye\n") && text.contains("tick "), "{out:?}");
+    assert!(!text.lines().any(|l| l == "tick 1"), "{text}");
 }

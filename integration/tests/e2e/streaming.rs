@@ -205,3 +205,53 @@ async fn port_forward_carries_http_to_a_port_only_the_pod_listens_on() {
         "{error}"
     );
 }
+
+/// Ticks on stdout and stderr until /tmp/stop exists, then says bye and exits.
+const TALKER: &str = "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo tick $i; \
+                      echo err $i >&2; sleep 0.2; done; echo bye";
+
+#[tokio::test]
+async fn attach_follows_the_containers_output_until_it_stops() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "talker",
+            "Never",
+            vec![sh_container("main", TALKER)],
+        )))
+        .await;
+    wait_running(&agent, "talker").await;
+    wait_log_contains(&agent, "talker", "main", "tick 3").await;
+
+    let child = berth(&agent, &["attach", "talker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Live output, then the container's end ends the attach.
+    wait_log_contains(&agent, "talker", "main", "tick 8").await;
+    agent
+        .cli_ok(&["exec", "talker", "--", "touch", "/tmp/stop"])
+        .await;
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("attach did not end with the container")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.ends_with("bye\n"), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("tick ") || l == "bye"),
+        "{stdout}"
+    );
+    assert!(stderr.lines().any(|l| l.starts_with("err ")), "{stderr}");
+    assert!(stderr.lines().all(|l| l.starts_with("err ")), "{stderr}");
+    // From where it attached, not the log's start.
+    assert!(!stdout.lines().any(|l| l == "tick 1"), "{stdout}");
+
+    let refused = agent.cli(&["attach", "-i", "talker"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+}

@@ -48,6 +48,7 @@ enum Resource<'a> {
     PodLog(&'a str, &'a str),
     PodExec(&'a str, &'a str),
     PodPortForward(&'a str, &'a str),
+    PodAttach(&'a str, &'a str),
     Events(Option<&'a str>),
     Timeline(&'a str, &'a str),
     Images,
@@ -65,6 +66,7 @@ impl<'a> Resource<'a> {
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "log"] => Self::PodLog(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Self::PodExec(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "attach"] => Self::PodAttach(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
                 Self::PodPortForward(ns, name)
             }
@@ -116,6 +118,10 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         }
         (Resource::PodExec(ns, name), &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
+        }
+        (Resource::PodAttach(ns, name), &Method::GET | &Method::POST) => {
+            let options = super::stream::StreamOptions::parse(&query)?;
+            super::stream::attach(&cx.service, request, ns, name, options).await
         }
         (Resource::PodPortForward(ns, name), &Method::GET | &Method::POST) => {
             super::stream::port_forward(&cx.service, request, ns, name).await

@@ -2,8 +2,8 @@
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
 //! every log option behaves the same), `/pods` and `/healthz`.
-//! `/exec` and `/portForward` are the streaming server's (`super::stream`),
-//! over WebSocket; `/attach` answers 501.
+//! `/exec`, `/attach` and `/portForward` are the streaming server's
+//! (`super::stream`), over WebSocket.
 
 mod auth;
 mod tls;
@@ -183,7 +183,8 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
             parts.uri = uri;
             handle(Request::from_parts(parts, body), cx).await
         }
-        ["exec", namespace, pod, container] | ["exec", namespace, pod, _, container] => {
+        ["exec" | "attach", namespace, pod, container]
+        | ["exec" | "attach", namespace, pod, _, container] => {
             let (namespace, pod) = (namespace.to_string(), pod.to_string());
             let query = Query::parse(request.uri().query().unwrap_or_default());
             let options = StreamOptions::parse(&query).map(|options| StreamOptions {
@@ -191,7 +192,12 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
                 ..options
             });
             let reply = match options {
-                Ok(options) => stream::exec(&cx.service, request, &namespace, &pod, options).await,
+                Ok(options) if segments[0] == "exec" => {
+                    stream::exec(&cx.service, request, &namespace, &pod, options).await
+                }
+                Ok(options) => {
+                    stream::attach(&cx.service, request, &namespace, &pod, options).await
+                }
                 Err(failure) => Err(failure),
             };
             reply.unwrap_or_else(Failure::into_response)
@@ -202,9 +208,9 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
                 .await
                 .unwrap_or_else(Failure::into_response)
         }
-        ["attach" | "run", ..] => text(
+        ["run", ..] => text(
             StatusCode::NOT_IMPLEMENTED,
-            "berth does not serve attach or run through the API server yet".into(),
+            "berth does not serve run through the API server".into(),
         ),
         _ => text(StatusCode::NOT_FOUND, "404 page not found".into()),
     }

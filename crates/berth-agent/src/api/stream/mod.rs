@@ -1,8 +1,9 @@
-//! The streaming server: exec and port-forward over WebSocket, one
+//! The streaming server: exec, attach and port-forward over WebSocket, one
 //! implementation behind two front doors, the local API's pod subresources
-//! (`pods/{name}/exec`, `pods/{name}/portforward`) and the kubelet API's
-//! `/exec` and `/portForward` paths the API server proxies to.
+//! (`pods/{name}/exec`, `attach`, `portforward`) and the kubelet API's
+//! `/exec`, `/attach` and `/portForward` paths the API server proxies to.
 
+mod attach;
 mod port_forward;
 mod remote_command;
 mod websocket;
@@ -16,7 +17,7 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::routes::Query;
 use super::status::Failure;
-use crate::service::PodService;
+use crate::service::{LogOptions, PodService};
 pub(crate) use remote_command::StreamOptions;
 pub(crate) use websocket::is_upgrade;
 use websocket::{connect, Handshake};
@@ -81,6 +82,51 @@ pub(crate) async fn port_forward<S: PodService>(
     tokio::spawn(async move {
         if let Some(socket) = connect(handshake.upgrade).await {
             port_forward::serve(socket, netns, pod, ports).await;
+        }
+    });
+    Ok(handshake.response)
+}
+
+/// Follows the container's output (see `attach`). Containers have no
+/// stdin to attach to, so asking for it is refused.
+pub(crate) async fn attach<S: PodService>(
+    service: &Arc<S>,
+    mut request: Request<Incoming>,
+    namespace: &str,
+    pod: &str,
+    options: StreamOptions,
+) -> Result<Response<Body>, Failure> {
+    if options.stdin {
+        return Err(Failure::bad_request(
+            "berth cannot attach to a container's stdin: containers run without one; attach without -i to follow the output",
+        ));
+    }
+    let handshake = Handshake::accept(&mut request, &websocket::REMOTE_COMMAND)?;
+    let log = LogOptions {
+        container: options.container.clone(),
+        previous: false,
+        follow: true,
+        tail_lines: Some(0),
+    };
+    let target = service
+        .log_target(namespace, pod, &log)
+        .map_err(|e| Failure::from(e).for_pod(pod))?;
+    if !target.running {
+        return Err(Failure::bad_request(format!(
+            "cannot attach to a container of pod {pod} that is not running"
+        )));
+    }
+    let attached = attach::Attached {
+        service: service.clone(),
+        namespace: namespace.to_string(),
+        pod: pod.to_string(),
+        log,
+        path: target.path,
+        options,
+    };
+    tokio::spawn(async move {
+        if let Some(socket) = connect(handshake.upgrade).await {
+            attached.serve(socket).await;
         }
     });
     Ok(handshake.response)

@@ -172,3 +172,21 @@ async fn connect_in(netns: PathBuf, port: u16) -> std::io::Result<TcpStream> {
         .map_err(|_| std::io::Error::other("the connecting thread died"))??;
     TcpStream::from_std(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_required_and_checked() {
+        assert_eq!(
+            ports(&Query::parse("port=80&port=8080")).unwrap(),
+            [80, 8080]
+        );
+        assert!(ports(&Query::parse("")).is_err());
+        assert!(ports(&Query::parse("port=0")).is_err());
+        assert!(ports(&Query::parse("port=65536")).is_err());
+        assert!(ports(&Query::parse("port=http")).is_err());
+        assert_eq!(data_channel(2), 4);
+    }
+}

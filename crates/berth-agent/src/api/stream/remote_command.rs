@@ -240,3 +240,22 @@ pub(crate) fn failure(message: &str) -> serde_json::Value {
         "message": message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_front_doors_name_the_streams() {
+        let local = Query::parse("command=sh&command=-c&container=c&stdin=true&stdout=1&tty=true");
+        let options = StreamOptions::parse(&local).unwrap();
+        assert_eq!(options.command, ["sh", "-c"]);
+        assert_eq!(options.container.as_deref(), Some("c"));
+        assert!(options.stdin && options.stdout && options.tty && !options.stderr);
+        let kubelet = Query::parse("command=ls&input=1&output=1&error=1");
+        let options = StreamOptions::parse(&kubelet).unwrap();
+        assert!(options.stdin && options.stdout && options.stderr && !options.tty);
+        assert!(StreamOptions::parse(&Query::parse("command=ls")).is_err());
+        assert!(StreamOptions::parse(&Query::parse("stdout=maybe")).is_err());
+    }
+}
