@@ -576,7 +576,7 @@ async fn env_and_volumes_read_the_pods_configmaps_and_secrets() {
 }
 
 #[tokio::test]
-async fn kubectl_exec_and_attach_stream_through_the_api_server() {
+async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
     let Some(c) = cluster("berth-node-s").await else {
         return;
     };
@@ -671,4 +671,45 @@ async fn kubectl_exec_and_attach_stream_through_the_api_server() {
     let text = stdout(&out);
     assert!(text.ends_with("bye\n") && text.contains("tick "), "{out:?}");
     assert!(!text.lines().any(|l| l == "tick 1"), "{text}");
+
+    // port-forward: SPDY tunneled in the WebSocket, to a port the pod
+    // binds only on its own loopback.
+    let web = "mkdir -p /www && echo hello-through-kubectl > /www/index.html \
+               && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    c.kubectl_ok(&[
+        "run",
+        "web",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        web,
+    ]);
+    c.wait_pod_phase("web", "Running").await;
+    let mut forward =
+        tokio::process::Command::from(c.cp.kubectl_command(&["port-forward", "pod/web", ":8080"]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        forward.stdout.take().unwrap(),
+    ));
+    let line = tokio::time::timeout(CLUSTER_TIMEOUT, lines.next_line())
+        .await
+        .expect("kubectl port-forward did not start")
+        .unwrap()
+        .unwrap_or_default();
+    let local: u16 = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(" -> 8080"))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    for _ in 0..2 {
+        let response = http_get("127.0.0.1", local, "/index.html", CLUSTER_TIMEOUT).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("hello-through-kubectl"), "{response}");
+    }
 }

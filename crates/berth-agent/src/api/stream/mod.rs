@@ -6,6 +6,7 @@
 mod attach;
 mod port_forward;
 mod remote_command;
+mod spdy;
 mod websocket;
 
 use std::sync::Arc;
@@ -58,7 +59,9 @@ pub(crate) async fn exec<S: PodService>(
     Ok(handshake.response)
 }
 
-/// Forwards the requested ports into the pod's network namespace.
+/// Forwards ports into the pod's network namespace: the kubelet's
+/// WebSocket protocol (ports in the query), or kubectl's SPDY tunneled in
+/// a WebSocket (ports in each stream's headers).
 pub(crate) async fn port_forward<S: PodService>(
     service: &Arc<S>,
     mut request: Request<Incoming>,
@@ -66,21 +69,34 @@ pub(crate) async fn port_forward<S: PodService>(
     pod: &str,
 ) -> Result<Response<Body>, Failure> {
     let query = Query::parse(request.uri().query().unwrap_or_default());
-    let ports = port_forward::ports(&query)?;
-    if ports.len() > port_forward::MAX_PORTS {
-        return Err(Failure::bad_request(format!(
-            "at most {} ports may be forwarded at once",
-            port_forward::MAX_PORTS
-        )));
-    }
-    let handshake = Handshake::accept(&mut request, &websocket::PORT_FORWARD)?;
+    let handshake = Handshake::accept(
+        &mut request,
+        &[spdy::TUNNEL_PROTOCOL, websocket::PORT_FORWARD[0]],
+    )?;
+    let ports = if handshake.protocol == spdy::TUNNEL_PROTOCOL {
+        Vec::new()
+    } else {
+        let ports = port_forward::ports(&query)?;
+        if ports.len() > port_forward::MAX_PORTS {
+            return Err(Failure::bad_request(format!(
+                "at most {} ports may be forwarded at once",
+                port_forward::MAX_PORTS
+            )));
+        }
+        ports
+    };
     let netns = service
         .pod_network(namespace, pod)
         .await
         .map_err(|e| Failure::from(e).for_pod(pod))?;
-    let pod = pod.to_string();
+    let (pod, protocol) = (pod.to_string(), handshake.protocol);
     tokio::spawn(async move {
-        if let Some(socket) = connect(handshake.upgrade).await {
+        let Some(socket) = connect(handshake.upgrade).await else {
+            return;
+        };
+        if protocol == spdy::TUNNEL_PROTOCOL {
+            spdy::serve(socket, netns, pod).await;
+        } else {
             port_forward::serve(socket, netns, pod, ports).await;
         }
     });

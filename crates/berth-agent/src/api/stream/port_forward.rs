@@ -148,7 +148,7 @@ async fn forward(
 /// Connects to `localhost:port` in the network namespace `netns`: from a
 /// thread of its own that enters it (a socket stays in the namespace it was
 /// made in), so no other thread of the agent changes namespace.
-async fn connect_in(netns: PathBuf, port: u16) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_in(netns: PathBuf, port: u16) -> std::io::Result<TcpStream> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("port-forward".into())

@@ -31,8 +31,8 @@ pub(crate) struct Handshake {
 }
 
 impl Handshake {
-    /// Accepts a WebSocket upgrade speaking one of `protocols`. SPDY is not
-    /// served: a node that declares `ExtendWebSocketsToKubelet` gets
+    /// Accepts a WebSocket upgrade speaking one of `protocols`. Plain SPDY
+    /// is not served: a node that declares `ExtendWebSocketsToKubelet` gets
     /// WebSocket from the API server, and kubectl speaks it to berth's API.
     pub(crate) fn accept<B>(
         request: &mut Request<B>,
@@ -45,7 +45,7 @@ impl Handshake {
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let Some(key) = headers.get("sec-websocket-key").filter(|_| upgrade) else {
             return Err(Failure::bad_request(
-                "this endpoint needs a WebSocket upgrade (SPDY is not served)",
+                "this endpoint needs a WebSocket upgrade (plain SPDY is not served)",
             ));
         };
         let offered: Vec<&str> = headers
