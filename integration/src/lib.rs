@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub mod pty;
 pub mod residue;
 pub mod tcp_proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

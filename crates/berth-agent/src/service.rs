@@ -114,6 +114,31 @@ pub trait PodService: Send + Sync + 'static {
         command: Vec<String>,
     ) -> impl Future<Output = Result<berth_runtime::ExecOutput, ApiError>> + Send;
 
+    /// Starts a command in a running container with its streams attached
+    /// (interactive exec). A container the pod does not have is `NotFound`.
+    fn exec_stream(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        request: berth_runtime::ExecStreamRequest,
+    ) -> impl Future<Output = Result<berth_runtime::ExecSession, ApiError>> + Send {
+        let _ = (namespace, container, request);
+        let message = format!("cannot exec into pod {name}: this agent does not stream");
+        async move { Err(ApiError::Internal(message)) }
+    }
+
+    /// The network namespace of a running pod, for port-forward.
+    fn pod_network(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<PathBuf, ApiError>> + Send {
+        let _ = namespace;
+        let message = format!("cannot forward to pod {name}: this agent does not stream");
+        async move { Err(ApiError::Internal(message)) }
+    }
+
     /// Imports an image archive (OCI layout or docker-archive tar) that the
     /// agent can read at `path`.
     fn import_image(

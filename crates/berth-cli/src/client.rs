@@ -45,7 +45,7 @@ impl ApiStatus {
     }
 
     /// A status for an error body that is not a `Status`.
-    fn from_body(code: StatusCode, body: &[u8]) -> Self {
+    pub(crate) fn from_body(code: StatusCode, body: &[u8]) -> Self {
         if let Ok(status) = serde_json::from_slice::<ApiStatus>(body) {
             if !status.message.is_empty() || !status.reason.is_empty() {
                 return ApiStatus {

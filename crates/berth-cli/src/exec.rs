@@ -1,17 +1,15 @@
-//! `exec POD [-c C] -- CMD...`: runs a command in a container and mirrors
-//! its output and exit code.
+//! `exec POD [-c C] [-i] [-t] -- CMD...`: runs a command in a container
+//! over the WebSocket exec stream, as kubectl does: output as it comes,
+//! stdin forwarded with `-i`, a terminal with `-t`, and the command's exit
+//! code.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
-use http::Method;
-use serde::Deserialize;
-use serde_json::json;
-
-use crate::client::{pod_path, Client, ClientError};
+use crate::client::{encode_query, pod_path, Client};
 use crate::error::CliError;
 use crate::logs::container_or_default;
 use crate::target::{decode_pod, single_pod};
-use crate::{namespace_or_default, VerbResult};
+use crate::{namespace_or_default, remote_command, VerbResult};
 
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
@@ -23,23 +21,15 @@ pub struct ExecArgs {
     /// The namespace of the request
     #[arg(short, long)]
     namespace: Option<String>,
-    /// Accepted for kubectl compatibility; stdin is not forwarded
+    /// Pass stdin to the container
     #[arg(short = 'i', long)]
     stdin: bool,
-    /// Accepted for kubectl compatibility; no TTY is allocated
+    /// Stdin is a TTY
     #[arg(short = 't', long)]
     tty: bool,
     /// The command and its arguments, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct ExecResult {
-    exit_code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 pub async fn run(
@@ -67,27 +57,48 @@ pub async fn run(
         )));
     }
     let container = container_or_default(&pod, args.container, err)?;
-    let body = json!({"command": args.command, "container": container});
-    let answer = client
-        .json(
-            Method::POST,
-            &format!("{}/exec", pod_path(&namespace, &name)),
-            Some(&body),
-        )
-        .await?;
-    let result: ExecResult = serde_json::from_value(answer).map_err(ClientError::Decode)?;
-    out.write_all(result.stdout.as_bytes())?;
-    out.flush()?;
-    err.write_all(result.stderr.as_bytes())?;
-    exit_status(result.exit_code, err)
+    let tty = use_tty(args.stdin, args.tty, std::io::stdin().is_terminal(), err)?;
+    let mut query = format!("container={}&stdout=true", encode_query(&container));
+    if args.stdin {
+        query.push_str("&stdin=true");
+    }
+    if tty {
+        query.push_str("&tty=true");
+    } else {
+        query.push_str("&stderr=true");
+    }
+    for word in &args.command {
+        query.push_str("&command=");
+        query.push_str(&encode_query(word));
+    }
+    let path = format!("{}/exec?{query}", pod_path(&namespace, &name));
+    let (socket, protocol) =
+        crate::websocket::connect(client, &path, &remote_command::PROTOCOLS).await?;
+    let session = remote_command::Session {
+        stdin: args.stdin,
+        tty,
+    };
+    remote_command::run(socket, &protocol, session, out, err).await
 }
 
-/// kubectl's report of a failed command, and the code to exit with.
-fn exit_status(code: i32, err: &mut (dyn Write + Send)) -> Result<i32, CliError> {
-    if code != 0 {
-        writeln!(err, "command terminated with exit code {code}")?;
+/// kubectl's `SetupTTY`: a terminal needs stdin, and stdin a terminal.
+pub(crate) fn use_tty(
+    stdin: bool,
+    tty: bool,
+    stdin_is_terminal: bool,
+    err: &mut (dyn Write + Send),
+) -> Result<bool, CliError> {
+    if !tty || !stdin {
+        return Ok(false);
     }
-    Ok(code)
+    if !stdin_is_terminal {
+        writeln!(
+            err,
+            "Unable to use a TTY - input is not a terminal or the right kind of file"
+        )?;
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -95,15 +106,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_zero_exit_is_reported_like_kubectl() {
+    fn a_terminal_needs_stdin_and_a_terminal_on_it() {
         let mut err = Vec::new();
-        assert_eq!(exit_status(3, &mut err).unwrap(), 3);
+        assert!(use_tty(true, true, true, &mut err).unwrap());
+        assert!(!use_tty(false, true, true, &mut err).unwrap());
+        assert!(!use_tty(true, false, true, &mut err).unwrap());
+        assert!(err.is_empty());
+        assert!(!use_tty(true, true, false, &mut err).unwrap());
         assert_eq!(
             String::from_utf8(err).unwrap(),
-            "command terminated with exit code 3\n"
+            "Unable to use a TTY - input is not a terminal or the right kind of file\n"
         );
-        let mut err = Vec::new();
-        assert_eq!(exit_status(0, &mut err).unwrap(), 0);
-        assert!(err.is_empty());
     }
 }

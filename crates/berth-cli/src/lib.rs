@@ -13,6 +13,7 @@
 //! `output`; `target` reads resource arguments as kubectl does.
 
 mod apply;
+mod attach;
 mod client;
 mod delete;
 mod describe;
@@ -24,11 +25,15 @@ mod get_events;
 mod image;
 mod logs;
 mod output;
+mod port_forward;
 mod pull_progress;
+mod remote_command;
 mod table;
 mod tabwriter;
 mod target;
+mod terminal;
 mod trace;
+mod websocket;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +57,10 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Execute a command in a container
     Exec(exec::ExecArgs),
+    /// Attach to a running container's output
+    Attach(attach::AttachArgs),
+    /// Forward one or more local ports to a pod
+    PortForward(port_forward::PortForwardArgs),
     /// Pull, remove, import and list the images of the node's container runtime
     Image(image::ImageArgs),
     /// Show a pod's lifecycle timeline, step by step to the millisecond
@@ -96,6 +105,8 @@ async fn run_verb(socket: PathBuf, command: Command, streams: Streams<'_>, termi
         Command::Delete(args) => delete::run(&client, args, out, err).await,
         Command::Logs(args) => logs::run(&client, args, out, err).await,
         Command::Exec(args) => exec::run(&client, args, out, err).await,
+        Command::Attach(args) => attach::run(&client, args, out, err).await,
+        Command::PortForward(args) => port_forward::run(&client, args, out, err).await,
         Command::Image(args) => image::run(&client, args, out, err, terminal).await,
         Command::Trace(args) => trace::run(&client, args, out, err).await,
     };

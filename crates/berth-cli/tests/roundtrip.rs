@@ -83,11 +83,67 @@ impl Fake {
         state.pods.insert(key, pod);
     }
 
+    /// exec over WebSocket (v5): `NAME:ARG1` on stdout, `warn` on
+    /// stderr, exit code 3.
+    fn exec(&self, mut request: Request<Incoming>) -> Response<Body> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+        let uri = request.uri().clone();
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(format!("{} {uri}", request.method()));
+        let key = request.headers()["sec-websocket-key"].as_bytes().to_vec();
+        let name = uri.path().rsplit('/').nth(1).unwrap().to_string();
+        let arg = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|p| p.strip_prefix("command="))
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let upgraded = upgrade.await.unwrap();
+            let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            let status = json!({"status": "Failure", "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}});
+            for (channel, bytes) in [
+                (1u8, format!("{name}:{arg}\n").into_bytes()),
+                (2, b"warn\n".to_vec()),
+                (3, status.to_string().into_bytes()),
+            ] {
+                let mut data = vec![channel];
+                data.extend(bytes);
+                socket.send(data.into()).await.unwrap();
+            }
+            let _ = socket.close(None).await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", derive_accept_key(&key))
+            .header("sec-websocket-protocol", "v5.channel.k8s.io")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap()
+    }
+
     fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
 
     async fn handle(self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        if request.uri().path().ends_with("/exec") {
+            return Ok(self.exec(request));
+        }
         let method = request.method().clone();
         let uri = request.uri().clone();
         let body = request.into_body().collect().await.unwrap().to_bytes();
@@ -116,10 +172,6 @@ impl Fake {
             },
             ("PUT", ["api", "v1", "namespaces", ns, "pods", name]) => self.replace(ns, name, body),
             ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => self.delete(ns, name),
-            ("POST", ["api", "v1", "namespaces", _, "pods", name, "exec"]) => json_response(
-                StatusCode::OK,
-                &json!({"exitCode": 3, "stdout": format!("{name}:{}\n", body["command"][1].as_str().unwrap_or("")), "stderr": "warn\n"}),
-            ),
             ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
                 Response::new(Full::new(Bytes::from(format!("log of {name} ({query})\n"))).boxed())
             }
@@ -295,6 +347,7 @@ impl Harness {
                     let service = hyper::service::service_fn(move |req| fake.clone().handle(req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -556,8 +609,10 @@ async fn exec_mirrors_output_and_exit_code() {
             "warn\ncommand terminated with exit code 3\n".into()
         )
     );
-    let sent = h.fake.state.lock().unwrap().bodies.last().cloned().unwrap();
-    assert_eq!(sent, json!({"command": ["echo", "hi"], "container": "app"}));
+    assert_eq!(
+        h.fake.requests().last().unwrap(),
+        "GET /api/v1/namespaces/default/pods/web/exec?container=app&stdout=true&stderr=true&command=echo&command=hi"
+    );
 }
 
 #[tokio::test]

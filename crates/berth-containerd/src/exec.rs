@@ -21,8 +21,45 @@ const MAX_OUTPUT: usize = 16 << 20;
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// The exec's FIFOs, removed on drop.
-struct Fifos {
-    dir: PathBuf,
+pub(crate) struct Fifos {
+    pub(crate) dir: PathBuf,
+}
+
+impl Fifos {
+    pub(crate) fn new(c: &Containerd, id: &str, exec_id: &str) -> Self {
+        let dir = c
+            .config
+            .root_dir
+            .join("exec")
+            .join(format!("{id}-{exec_id}"));
+        Fifos { dir }
+    }
+}
+
+pub(crate) fn new_exec_id() -> String {
+    format!("exec-{}", crate::container::random_hex())
+}
+
+/// The container's own process (user, env, capabilities) running `command`.
+pub(crate) async fn process_spec(
+    c: &Containerd,
+    id: &str,
+    command: &[String],
+) -> Result<oci_spec::runtime::Process, RuntimeError> {
+    let record = crate::container::get(c, id)
+        .await?
+        .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
+    let spec = record
+        .spec
+        .as_ref()
+        .ok_or_else(|| RuntimeError::other(format!("container {id} has no spec")))
+        .and_then(crate::typeurl::spec_from_any)?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| RuntimeError::other(format!("container {id} has no process")))?;
+    process.set_args(Some(command.to_vec()));
+    Ok(process)
 }
 
 impl Drop for Fifos {
@@ -43,29 +80,11 @@ pub(crate) async fn exec(
             format!("exec in {id}: empty command"),
         ));
     }
-    let record = crate::container::get(c, id)
-        .await?
-        .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
-    let spec = record
-        .spec
-        .as_ref()
-        .ok_or_else(|| RuntimeError::other(format!("container {id} has no spec")))
-        .and_then(crate::typeurl::spec_from_any)?;
-    let mut process = spec
-        .process()
-        .clone()
-        .ok_or_else(|| RuntimeError::other(format!("container {id} has no process")))?;
-    process.set_args(Some(command.to_vec()));
+    let mut process = process_spec(c, id, command).await?;
     process.set_terminal(Some(false));
 
-    let exec_id = format!("exec-{}", crate::container::random_hex());
-    let fifos = Fifos {
-        dir: c
-            .config
-            .root_dir
-            .join("exec")
-            .join(format!("{id}-{exec_id}")),
-    };
+    let exec_id = new_exec_id();
+    let fifos = Fifos::new(c, id, &exec_id);
     let io_error =
         |e: std::io::Error| RuntimeError::other(format!("exec {exec_id} in {id}: fifo: {e}"));
     std::fs::create_dir_all(&fifos.dir).map_err(io_error)?;
@@ -175,7 +194,7 @@ async fn run(
 }
 
 /// An exec stays registered until deleted, whatever happened to it.
-async fn delete_process(c: &Containerd, id: &str, exec_id: &str) {
+pub(crate) async fn delete_process(c: &Containerd, id: &str, exec_id: &str) {
     let deleted = c
         .tasks()
         .delete_process(DeleteProcessRequest {
@@ -192,7 +211,7 @@ async fn delete_process(c: &Containerd, id: &str, exec_id: &str) {
 }
 
 /// Makes a FIFO and opens our read end (non-blocking) and a keep-alive write end.
-fn open_fifo(path: &Path) -> std::io::Result<(pipe::Receiver, pipe::Sender)> {
+pub(crate) fn open_fifo(path: &Path) -> std::io::Result<(pipe::Receiver, pipe::Sender)> {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
     let receiver = pipe::OpenOptions::new().open_receiver(path)?;
     let sender = pipe::OpenOptions::new().open_sender(path)?;

@@ -27,6 +27,7 @@ mod container;
 mod devices;
 mod events;
 mod exec;
+mod exec_stream;
 mod list;
 pub mod logger;
 mod netns;

@@ -8,7 +8,7 @@ use berth_runtime::{
     Reclaimed, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, events, exec, list, reclaim, sandbox, shim, task, Containerd};
+use crate::{container, events, exec, exec_stream, list, reclaim, sandbox, shim, task, Containerd};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -81,6 +81,26 @@ impl ContainerRuntime for Containerd {
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError> {
         exec::exec(self, &id.0, command, timeout).await
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: &berth_runtime::ExecStreamRequest,
+    ) -> Result<berth_runtime::ExecSession, RuntimeError> {
+        exec_stream::exec_stream(self, &id.0, request).await
+    }
+
+    async fn network_namespace(
+        &self,
+        id: &ContainerId,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        let pid = task::find(self, &id.0)
+            .await?
+            .map(|process| process.pid)
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| RuntimeError::not_found(format!("container {id} is not running")))?;
+        Ok(std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
     async fn list(&self) -> Result<Observed, RuntimeError> {

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{
-    ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ExitInfo, ExitWaiter, ImageInfo,
-    ObservedState, PodRef, PodTimes, PortMapping, Resources, RuntimeErrorKind, SandboxConfig,
-    SandboxInfo, Signal,
+    ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ExecSession, ExecSignal,
+    ExecStreamRequest, ExitInfo, ExitWaiter, ImageInfo, ObservedState, PodRef, PodTimes,
+    PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
 };
 use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -468,6 +468,14 @@ async fn pod_network_shared_namespaces_exec_and_logs() {
         .expect_err("no binary");
     assert_ne!(err.kind, RuntimeErrorKind::Timeout);
 
+    streamed_exec(&runtime, &client).await;
+    // port-forward's namespace: the sandbox's.
+    let named = runtime
+        .network_namespace(&client)
+        .await
+        .expect("network namespace");
+    assert_eq!(ns_inode(&named), ns_inode(&netns));
+
     // Teardown: containers first, then the sandbox; twice, since removal is idempotent.
     runtime.signal_container(&web, Signal::KILL).await.unwrap();
     let exit = exit_within(Duration::from_secs(10), web_exit).await;
@@ -672,6 +680,72 @@ async fn exits_signals_list_and_oom() {
         .expect("remove sandbox");
     assert_sandbox_gone(&daemon, &sandbox, &[&seven.0, &sleeper.0, &hog.0]);
     assert!(runtime.list().await.unwrap() == Default::default());
+}
+
+/// Streamed exec in a running container: stdin to its end, a terminal that
+/// is resized, and a session dropped early killing its process.
+async fn streamed_exec(runtime: &Containerd, id: &ContainerId) {
+    let request = |command: &str, stdin: bool, tty: bool| ExecStreamRequest {
+        command: vec!["sh".into(), "-c".into(), command.into()],
+        stdin,
+        tty,
+    };
+    let mut cat = runtime
+        .exec_stream(id, &request("cat; echo e >&2", true, false))
+        .await
+        .expect("exec cat");
+    let mut stdin = cat.stdin.take().expect("stdin");
+    stdin.write_all(b"through stdin\n").await.unwrap();
+    drop(stdin);
+    cat.control.send(ExecSignal::CloseStdin).unwrap();
+    let mut out = String::new();
+    cat.stdout.read_to_string(&mut out).await.unwrap();
+    let mut err = String::new();
+    cat.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert_eq!((out.as_str(), err.as_str()), ("through stdin\n", "e\n"));
+    assert_eq!(cat.exit.await.unwrap().unwrap(), 0);
+
+    let mut tty = runtime
+        .exec_stream(
+            id,
+            &request("sleep 0.5; stty size; [ -t 1 ] && exit 4", false, true),
+        )
+        .await
+        .expect("exec on a terminal");
+    assert!(tty.stderr.is_none(), "a terminal has one output");
+    tty.control
+        .send(ExecSignal::Resize {
+            width: 91,
+            height: 17,
+        })
+        .unwrap();
+    let mut out = String::new();
+    tty.stdout.read_to_string(&mut out).await.unwrap();
+    assert_eq!(out, "17 91\r\n");
+    assert_eq!(tty.exit.await.unwrap().unwrap(), 4);
+
+    let abandoned = runtime
+        .exec_stream(id, &request("exec sleep 4242", true, false))
+        .await
+        .expect("exec sleep");
+    let ExecSession { control, exit, .. } = abandoned;
+    drop(control);
+    let code = tokio::time::timeout(Duration::from_secs(10), exit)
+        .await
+        .expect("the abandoned exec ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 137);
+    let ps = runtime
+        .exec(id, &["ps".into(), "-o".into(), "args".into()], None)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 4242"));
 }
 
 /// The inode of a namespace file (`/proc/<pid>/ns/<kind>` or a pin).

@@ -117,6 +117,30 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
 
+    /// Starts a command in a running container with its streams attached
+    /// (stdin, a terminal), for interactive exec. The process is removed
+    /// from the runtime once it exited, or killed when the session's
+    /// `control` is dropped first.
+    fn exec_stream(
+        &self,
+        id: &ContainerId,
+        request: &ExecStreamRequest,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send {
+        let _ = request;
+        let message = format!("container {id}: this runtime cannot stream an exec");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
+    /// The network namespace a running container's process is in (its
+    /// pod's), for port-forward.
+    fn network_namespace(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<std::path::PathBuf, RuntimeError>> + Send {
+        let message = format!("container {id}: this runtime cannot name its network namespace");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

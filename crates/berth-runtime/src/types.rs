@@ -403,6 +403,51 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// What a streamed exec runs, and which streams it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecStreamRequest {
+    pub command: Vec<String>,
+    /// The process reads stdin from [`ExecSession::stdin`].
+    pub stdin: bool,
+    /// The process runs on a pseudo-terminal: stderr is merged into stdout.
+    pub tty: bool,
+}
+
+/// What the holder of an [`ExecSession`] may ask of its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecSignal {
+    /// The terminal's new size, in characters.
+    Resize { width: u16, height: u16 },
+    /// stdin reached its end (after [`ExecSession::stdin`] was dropped).
+    CloseStdin,
+}
+
+pub type ExecReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+pub type ExecWriter = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// A process running in a container with its streams attached. Dropping
+/// `control` before the process exits kills it: a client that went away
+/// leaves nothing running.
+pub struct ExecSession {
+    pub stdin: Option<ExecWriter>,
+    /// Ends once the process exited and its output was read.
+    pub stdout: ExecReader,
+    /// `None` with a terminal.
+    pub stderr: Option<ExecReader>,
+    pub control: tokio::sync::mpsc::UnboundedSender<ExecSignal>,
+    /// The exit code.
+    pub exit: tokio::sync::oneshot::Receiver<Result<i32, RuntimeError>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("stdin", &self.stdin.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A container's state as the runtime last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObservedState {

@@ -921,3 +921,142 @@ async fn cut_from_the_api_server_the_node_keeps_its_pods_and_resyncs_on_reconnec
     })
     .await;
 }
+
+#[tokio::test]
+async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
+    let Some(c) = cluster("berth-node-s").await else {
+        return;
+    };
+    c.kubectl_ok(&[
+        "run",
+        "shell",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    c.wait_pod_phase("shell", "Running").await;
+
+    // stdin through `cat`; its end (kubectl's v5 close) ends the command.
+    let mut cat = tokio::process::Command::from(c.cp.kubectl_command(&[
+        "exec",
+        "-i",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "cat; echo done >&2",
+    ]));
+    let mut child = cat
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"through the API server\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("kubectl exec -i did not end after stdin closed")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), "through the API server\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+
+    // An interactive shell on a terminal: typed at, resized, exit code.
+    let mut terminal = berth_integration::pty::Terminal::spawn(
+        &c.cp.kubectl_command(&["exec", "-it", "shell", "--", "sh"]),
+        80,
+        24,
+    );
+    berth_integration::pty::drive_shell(&mut terminal, CLUSTER_TIMEOUT).await;
+
+    // attach: the output from now on, until the container stops.
+    let talker =
+        "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo tick $i; sleep 0.2; done; echo bye";
+    c.kubectl_ok(&[
+        "run",
+        "talker",
+        "--restart=Never",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        talker,
+    ]);
+    c.wait_pod_phase("talker", "Running").await;
+    c.wait_for("a few ticks", |c| {
+        stdout(&c.kubectl(&["logs", "talker"]))
+            .contains("tick 3")
+            .then_some(())
+    })
+    .await;
+    let attach = tokio::process::Command::from(c.cp.kubectl_command(&["attach", "talker"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    c.wait_for("more ticks", |c| {
+        stdout(&c.kubectl(&["logs", "talker"]))
+            .contains("tick 8")
+            .then_some(())
+    })
+    .await;
+    c.kubectl_ok(&["exec", "talker", "--", "touch", "/tmp/stop"]);
+    let out = tokio::time::timeout(CLUSTER_TIMEOUT, attach.wait_with_output())
+        .await
+        .expect("kubectl attach did not end with the container")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.ends_with("bye\n") && text.contains("tick "), "{out:?}");
+    assert!(!text.lines().any(|l| l == "tick 1"), "{text}");
+
+    // port-forward: SPDY tunneled in the WebSocket, to a port the pod
+    // binds only on its own loopback.
+    let web = "mkdir -p /www && echo hello-through-kubectl > /www/index.html \
+               && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    c.kubectl_ok(&[
+        "run",
+        "web",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        web,
+    ]);
+    c.wait_pod_phase("web", "Running").await;
+    let mut forward =
+        tokio::process::Command::from(c.cp.kubectl_command(&["port-forward", "pod/web", ":8080"]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        forward.stdout.take().unwrap(),
+    ));
+    let line = tokio::time::timeout(CLUSTER_TIMEOUT, lines.next_line())
+        .await
+        .expect("kubectl port-forward did not start")
+        .unwrap()
+        .unwrap_or_default();
+    let local: u16 = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(" -> 8080"))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    for _ in 0..2 {
+        let response = http_get("127.0.0.1", local, "/index.html", CLUSTER_TIMEOUT).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("hello-through-kubectl"), "{response}");
+    }
+}

@@ -32,6 +32,7 @@ mod security_context;
 mod spec_changes;
 mod state_files;
 mod static_pods;
+mod streaming;
 mod subpath;
 mod termination;
 mod termination_messages;

@@ -13,6 +13,7 @@ mod reference;
 mod routes;
 mod server;
 mod status;
+mod stream;
 mod timeline;
 mod watch;
 

@@ -47,6 +47,8 @@ enum Resource<'a> {
     Pod(&'a str, &'a str),
     PodLog(&'a str, &'a str),
     PodExec(&'a str, &'a str),
+    PodPortForward(&'a str, &'a str),
+    PodAttach(&'a str, &'a str),
     Events(Option<&'a str>),
     Timeline(&'a str, &'a str),
     Images,
@@ -64,6 +66,10 @@ impl<'a> Resource<'a> {
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "log"] => Self::PodLog(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Self::PodExec(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "attach"] => Self::PodAttach(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
+                Self::PodPortForward(ns, name)
+            }
             ["api", "v1", "events"] => Self::Events(None),
             ["api", "v1", "namespaces", ns, "events"] => Self::Events(Some(ns)),
             ["apis", "berth.io", "v1", "namespaces", ns, "pods", name, "timeline"] => {
@@ -102,8 +108,23 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (Resource::PodLog(ns, name), &Method::GET) => {
             super::logs::pod_log(cx, ns, name, &query).await
         }
+        // kubectl's WebSocket exec (a GET upgrade; POST as the API server
+        // also takes it); a POST without an upgrade is berth's JSON exec.
+        (Resource::PodExec(ns, name), &Method::GET | &Method::POST)
+            if super::stream::is_upgrade(&request) =>
+        {
+            let options = super::stream::StreamOptions::parse(&query)?;
+            super::stream::exec(&cx.service, request, ns, name, options).await
+        }
         (Resource::PodExec(ns, name), &Method::POST) => {
             super::exec::exec(cx, ns, name, request).await
+        }
+        (Resource::PodAttach(ns, name), &Method::GET | &Method::POST) => {
+            let options = super::stream::StreamOptions::parse(&query)?;
+            super::stream::attach(&cx.service, request, ns, name, options).await
+        }
+        (Resource::PodPortForward(ns, name), &Method::GET | &Method::POST) => {
+            super::stream::port_forward(&cx.service, request, ns, name).await
         }
         (Resource::Events(ns), &Method::GET) => super::events::list(cx, ns, &query),
         (Resource::Timeline(ns, name), &Method::GET) => super::timeline::get(cx, ns, name),

@@ -128,7 +128,9 @@ where
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .half_close(half_close)
-        .serve_connection(TokioIo::new(io), handler);
+        .serve_connection(TokioIo::new(io), handler)
+        // exec, attach and port-forward take the connection over (WebSocket).
+        .with_upgrades();
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

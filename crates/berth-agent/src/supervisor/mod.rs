@@ -10,8 +10,8 @@ use berth_pod::{
     Adopted, EventType, PodEvent, PodSink, PodWorkerHandle, TimelineEntry, WorkerConfig,
 };
 use berth_runtime::{
-    ContainerId, ContainerRuntime, ExecOutput, ImageInfo, ImageService, ObservedState, PodRef,
-    PullProgress, RuntimeErrorKind,
+    ContainerId, ContainerRuntime, ExecOutput, ExecSession, ExecStreamRequest, ImageInfo,
+    ImageService, ObservedState, PodRef, PullProgress, RuntimeErrorKind,
 };
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -412,6 +412,25 @@ fn pick_container<'a>(
         })
 }
 
+/// The runtime's id of the pod's `container` (or only container), running.
+fn running_container(pod: &Pod, container: Option<&str>) -> Result<ContainerId, ApiError> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let status = pick_container(pod, container)?;
+    let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
+    status
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("containerd://"))
+        .filter(|_| running)
+        .map(|id| ContainerId(id.to_string()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "container {} is not running in pod {name}",
+                status.name
+            ))
+        })
+}
+
 impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
     async fn create(&self, namespace: &str, mut pod: Pod) -> Result<Pod, ApiError> {
         pod.metadata.namespace = Some(namespace.to_string());
@@ -571,6 +590,47 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         }
         self.runtime
             .exec(&ContainerId(id.to_string()), &command, None)
+            .await
+            .map_err(|e| ApiError::Internal(e.message))
+    }
+
+    async fn exec_stream(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        request: ExecStreamRequest,
+    ) -> Result<ExecSession, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        if let Some(wanted) = container {
+            // The kubelet's `GetExec`: a container the pod lacks is not found.
+            if !statuses(pod.status.as_ref()).any(|s| s.name == wanted) {
+                return Err(ApiError::NotFound(format!(
+                    "container not found ({wanted:?})"
+                )));
+            }
+        }
+        let id = running_container(&pod, container)?;
+        if request.command.is_empty() {
+            return Err(ApiError::BadRequest(
+                "you must specify at least one command for the container".into(),
+            ));
+        }
+        self.runtime
+            .exec_stream(&id, &request)
+            .await
+            .map_err(|e| ApiError::Internal(e.message))
+    }
+
+    async fn pod_network(&self, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        // Every container of the pod is in the sandbox's network namespace.
+        let id = statuses(pod.status.as_ref())
+            .filter(|s| s.state.as_ref().is_some_and(|s| s.running.is_some()))
+            .find_map(|s| s.container_id.as_deref()?.strip_prefix("containerd://"))
+            .ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no running container")))?;
+        self.runtime
+            .network_namespace(&ContainerId(id.to_string()))
             .await
             .map_err(|e| ApiError::Internal(e.message))
     }

@@ -318,16 +318,27 @@ impl ControlPlane {
     /// Runs the real `kubectl` with `kubeconfig`; its discovery cache stays
     /// in this control plane's directory.
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_command_as(kubeconfig, args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// The admin's `kubectl ARGS`, to run with stdin or on a terminal.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        self.kubectl_command_as(&self.admin_kubeconfig(), args)
+    }
+
+    fn kubectl_command_as(&self, kubeconfig: &Path, args: &[&str]) -> Command {
         let kubectl = binaries::kubectl().expect("kubectl not found on PATH");
-        Command::new(kubectl)
+        let mut command = Command::new(kubectl);
+        command
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(self.layout.dir.join("kubectl-cache"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl")
+            .args(args);
+        command
     }
 
     /// A client that trusts the cluster CA and presents the admin's

@@ -2,11 +2,10 @@
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
 //! every log option behaves the same), `/pods` and `/healthz`.
-//! `/exec` runs a command over WebSocket (`exec`); `/attach` and
-//! `/portForward` answer 501 until berth streams.
+//! `/exec`, `/attach` and `/portForward` are the streaming server's
+//! (`super::stream`), over WebSocket.
 
 mod auth;
-mod exec;
 mod tls;
 
 use std::net::SocketAddr;
@@ -21,7 +20,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{full, json_response, Body};
-use super::routes::{handle, Context};
+use super::routes::{handle, Context, Query};
+use super::status::Failure;
+use super::stream::{self, StreamOptions};
 use crate::service::PodService;
 use auth::{Authorizer, Identity, Refusal};
 pub use tls::Serving;
@@ -182,17 +183,34 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
             parts.uri = uri;
             handle(Request::from_parts(parts, body), cx).await
         }
-        ["exec", namespace, pod, container] | ["exec", namespace, pod, _, container] => {
-            let (namespace, pod, container) = (
-                namespace.to_string(),
-                pod.to_string(),
-                container.to_string(),
-            );
-            exec::exec(request, cx, namespace, pod, container).await
+        ["exec" | "attach", namespace, pod, container]
+        | ["exec" | "attach", namespace, pod, _, container] => {
+            let (namespace, pod) = (namespace.to_string(), pod.to_string());
+            let query = Query::parse(request.uri().query().unwrap_or_default());
+            let options = StreamOptions::parse(&query).map(|options| StreamOptions {
+                container: Some(container.to_string()),
+                ..options
+            });
+            let reply = match options {
+                Ok(options) if segments[0] == "exec" => {
+                    stream::exec(&cx.service, request, &namespace, &pod, options).await
+                }
+                Ok(options) => {
+                    stream::attach(&cx.service, request, &namespace, &pod, options).await
+                }
+                Err(failure) => Err(failure),
+            };
+            reply.unwrap_or_else(Failure::into_response)
         }
-        ["attach" | "portForward" | "run", ..] => text(
+        ["portForward", namespace, pod] | ["portForward", namespace, pod, _] => {
+            let (namespace, pod) = (namespace.to_string(), pod.to_string());
+            stream::port_forward(&cx.service, request, &namespace, &pod)
+                .await
+                .unwrap_or_else(Failure::into_response)
+        }
+        ["run", ..] => text(
             StatusCode::NOT_IMPLEMENTED,
-            "berth does not serve exec, attach or port-forward through the API server yet".into(),
+            "berth does not serve run through the API server".into(),
         ),
         _ => text(StatusCode::NOT_FOUND, "404 page not found".into()),
     }
