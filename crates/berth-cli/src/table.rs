@@ -27,13 +27,6 @@ pub fn headers(options: TableOptions) -> Vec<&'static str> {
     headers
 }
 
-fn or_none(value: Option<&str>) -> String {
-    match value {
-        Some(v) if !v.is_empty() => v.to_string(),
-        _ => "<none>".to_string(),
-    }
-}
-
 pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> {
     let mut row = Vec::new();
     if options.with_namespace {
@@ -45,48 +38,9 @@ pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> 
     row.push(restarts_column(pod, now));
     row.push(age_column(pod, now));
     if options.wide {
-        let status = pod.status.as_ref();
-        let ip = status
-            .and_then(|s| s.pod_ips.as_ref())
-            .and_then(|ips| ips.first())
-            .map(|ip| ip.ip.as_str())
-            .or_else(|| status.and_then(|s| s.pod_ip.as_deref()));
-        let spec = pod.spec.as_ref();
-        row.push(or_none(ip));
-        row.push(or_none(spec.and_then(|s| s.node_name.as_deref())));
-        row.push(or_none(
-            status.and_then(|s| s.nominated_node_name.as_deref()),
-        ));
-        row.push(readiness_gates(pod));
+        row.extend(berth_api::kubectl::wide_columns(pod));
     }
     row
-}
-
-/// `true/total` readiness gates, or `<none>`.
-fn readiness_gates(pod: &Pod) -> String {
-    let gates = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.readiness_gates.as_deref())
-        .unwrap_or_default();
-    if gates.is_empty() {
-        return "<none>".to_string();
-    }
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    let met = gates
-        .iter()
-        .filter(|g| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == g.condition_type)
-                .is_some_and(|c| c.status == "True")
-        })
-        .count();
-    format!("{met}/{}", gates.len())
 }
 
 /// A table printed in pieces (`get -w`): the header once, before the first

@@ -43,6 +43,16 @@ enum Top {
     /// Write a container's output as CRI log lines (spawned by the shim)
     #[command(hide = true)]
     Logger { log_path: PathBuf },
+    /// Print the admin kubeconfig of the agent's HTTPS API (for kubectl)
+    Kubeconfig {
+        /// The file the agent wrote (its `adminKubeconfig`).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/berth/admin.kubeconfig"
+        )]
+        file: PathBuf,
+    },
     #[command(flatten)]
     Client(berth_cli::Command),
 }
@@ -54,6 +64,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth logger: {}: {e}", log_path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Top::Kubeconfig { file } => match std::fs::read(&file) {
+            Ok(text) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&text);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: {e} (start the agent with --api-listen to make it)",
+                    file.display()
+                );
                 ExitCode::FAILURE
             }
         },

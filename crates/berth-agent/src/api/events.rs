@@ -44,6 +44,7 @@ pub(crate) fn list<S: PodService>(
     cx: &Context<S>,
     namespace: Option<&str>,
     query: &Query,
+    headers: &http::HeaderMap,
 ) -> Reply {
     let selector = query.get("fieldSelector").unwrap_or_default();
     let mut items = Vec::new();
@@ -51,6 +52,13 @@ pub(crate) fn list<S: PodService>(
         if matches(&event, selector)? {
             items.push(event);
         }
+    }
+    if super::table::wants_table(headers) {
+        let include = super::table::IncludeObject::from_query(query)?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &super::table::events(&items, include),
+        ));
     }
     let list = k8s_openapi::List::<Event> {
         metadata: ListMeta::default(),

@@ -7,7 +7,7 @@
 
 mod auth;
 mod exec;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
