@@ -13,6 +13,8 @@ pub struct TableOptions {
     pub wide: bool,
     /// `-A`: a NAMESPACE column first.
     pub with_namespace: bool,
+    /// `--show-labels`: a LABELS column last.
+    pub show_labels: bool,
 }
 
 pub fn headers(options: TableOptions) -> Vec<&'static str> {
@@ -23,6 +25,9 @@ pub fn headers(options: TableOptions) -> Vec<&'static str> {
     headers.extend(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
     if options.wide {
         headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    }
+    if options.show_labels {
+        headers.push("LABELS");
     }
     headers
 }
@@ -40,7 +45,22 @@ pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> 
     if options.wide {
         row.extend(berth_api::kubectl::wide_columns(pod));
     }
+    if options.show_labels {
+        row.push(labels_column(pod));
+    }
     row
+}
+
+/// kubectl's LABELS: `key=value` sorted by key, comma-joined; `<none>`.
+fn labels_column(pod: &Pod) -> String {
+    match &pod.metadata.labels {
+        Some(labels) if !labels.is_empty() => labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "<none>".to_string(),
+    }
 }
 
 /// A table printed in pieces (`get -w`): the header once, before the first
@@ -141,6 +161,7 @@ mod tests {
         let options = TableOptions {
             wide: true,
             with_namespace: true,
+            ..TableOptions::default()
         };
         assert_eq!(
             pod_table(&[running("web", "default"), pending], options, now()),
@@ -161,5 +182,26 @@ mod tests {
             "web                  1/1     Running   2 (11s ago)   45s\n"
         );
         assert_eq!(table.print(&[], now()), "");
+    }
+
+    #[test]
+    fn show_labels_adds_sorted_labels_last() {
+        let mut labelled = running("web", "default");
+        labelled.metadata.labels = Some(
+            [("tier", "front"), ("app", "web")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        let mut bare = running("db", "default");
+        bare.metadata.labels = None;
+        let options = TableOptions {
+            show_labels: true,
+            ..TableOptions::default()
+        };
+        let table = pod_table(&[labelled, bare], options, now());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("AGE   LABELS"), "{table}");
+        assert!(lines[1].ends_with("app=web,tier=front"), "{table}");
+        assert!(lines[2].ends_with("<none>"), "{table}");
     }
 }

@@ -53,8 +53,18 @@ enum Top {
         )]
         file: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh or fish), as kubectl completion
+    Completion { shell: CompletionShell },
     #[command(flatten)]
     Client(berth_cli::Command),
+}
+
+/// The shells `berth completion` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +77,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Top::Completion { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Top::Kubeconfig { file } => match std::fs::read(&file) {
             Ok(text) => {
                 use std::io::Write;

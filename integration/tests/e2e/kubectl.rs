@@ -666,3 +666,85 @@ async fn get_watch_prints_each_change() {
         "{lines:?}"
     );
 }
+
+/// Rows without the AGE column (it may tick between two commands).
+fn without_age(table: &str) -> Vec<Vec<String>> {
+    let header = columns(table.lines().next().unwrap_or_default());
+    let age = header.iter().position(|c| *c == "AGE");
+    table
+        .lines()
+        .map(|line| {
+            let mut cells: Vec<String> = columns(line).into_iter().map(str::to_owned).collect();
+            if let Some(age) = age.filter(|at| *at < cells.len()) {
+                cells.remove(age);
+            }
+            cells
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn berth_cli_selects_shows_labels_and_deletes_from_files_as_kubectl() {
+    let Some(node) = node().await else { return };
+    let web_file = node.write("web-a.json", &web_pod("web-a"));
+    let mut db = web_pod("db");
+    db["metadata"]["labels"] = json!({"app": "db", "tier": "back"});
+    let db_file = node.write("db.json", &db);
+    node.ok(&["create", "-f", &web_file, "-f", &db_file]);
+    node.wait_ready("web-a");
+    node.wait_ready("db");
+
+    for args in [
+        &["get", "pods", "-l", "app=web"][..],
+        &["get", "pods", "--show-labels"],
+        &["get", "pods", "-l", "app in (db),tier", "--show-labels"],
+        &[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ],
+        &["get", "pods", "--selector", "app!=web", "-o", "name"],
+    ] {
+        let ours = node.agent.cli_ok(args).await;
+        let theirs = node.ok(args);
+        assert_eq!(
+            without_age(&ours),
+            without_age(&theirs),
+            "{args:?}:\n{ours}\nkubectl:\n{theirs}"
+        );
+    }
+    let labels = node.agent.cli_ok(&["get", "pods", "--show-labels"]).await;
+    assert!(labels.contains("app=db,tier=back"), "{labels}");
+    let none = node.agent.cli(&["get", "pods", "-l", "app=nothing"]).await;
+    assert_eq!(
+        text(&none.stderr).trim(),
+        "No resources found in default namespace."
+    );
+    let refused = node.agent.cli(&["get", "pods", "db", "-l", "app=db"]).await;
+    assert!(!refused.status.success(), "{refused:?}");
+
+    let deleted = node.agent.cli_ok(&["delete", "-f", &web_file]).await;
+    assert_eq!(
+        deleted.trim(),
+        r#"pod "web-a" deleted from default namespace"#
+    );
+    let err = node.fails(&["get", "pod", "web-a"]);
+    assert!(err.contains(r#"pods "web-a" not found"#), "{err}");
+    let missing = node.agent.cli(&["delete", "-f", &web_file]).await;
+    assert!(
+        text(&missing.stderr).contains(r#"pods "web-a" not found"#),
+        "{missing:?}"
+    );
+
+    for (shell, mark) in [
+        ("bash", "_berth()"),
+        ("zsh", "#compdef berth"),
+        ("fish", "complete -c berth"),
+    ] {
+        let script = node.agent.cli_ok(&["completion", shell]).await;
+        assert!(script.contains(mark), "{shell}: {script}");
+    }
+}
