@@ -466,6 +466,10 @@ async fn apply_create_replace_and_delete() {
     let Some(node) = node().await else { return };
     let mut site = web_pod("site");
     let file = node.write("site.json", &site);
+    // berth has no dry run: refused, and nothing made.
+    node.fails(&["apply", "--dry-run=server", "-f", &file]);
+    node.fails(&["create", "--dry-run=server", "-f", &file]);
+    assert!(node.fails(&["get", "pod", "site"]).contains("not found"));
     assert_eq!(node.ok(&["apply", "-f", &file]).trim(), "pod/site created");
     assert_eq!(
         node.ok(&["apply", "-f", &file]).trim(),

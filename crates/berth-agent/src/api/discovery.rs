@@ -243,7 +243,8 @@ fn openapi_v3_document() -> Value {
             "/api/v1/namespaces/{namespace}/pods/{name}": {
                 "patch": {
                     "operationId": "patchCoreV1NamespacedPod",
-                    "parameters": [query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")],
+                    // No dryRun: berth has no dry run, so kubectl must not offer one.
+                    "parameters": [query("fieldManager"), query("fieldValidation"), query("force")],
                     "requestBody": {"content": {
                         "application/apply-patch+yaml": body,
                         "application/json-patch+json": body,

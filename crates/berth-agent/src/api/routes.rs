@@ -100,6 +100,14 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method().clone();
     let resource = Resource::resolve(&segments).ok_or_else(Failure::unknown_path)?;
+    // A dry run must change nothing; berth cannot promise that, so it says no.
+    let mutating = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if mutating && query.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        return Err(Failure::bad_request("dryRun is not supported by this node"));
+    }
     match (resource, &method) {
         (Resource::Healthz, &Method::GET) => Ok(text_response("ok")),
         (Resource::Version, &Method::GET) => Ok(super::discovery::version()),
