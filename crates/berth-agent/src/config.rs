@@ -738,6 +738,26 @@ mod tests {
     }
 
     #[test]
+    fn api_listen_and_admin_kubeconfig() {
+        let file = write("apiListen: 127.0.0.1:6443\nadminKubeconfig: /tmp/admin.kubeconfig\n");
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        assert_eq!(config.api_listen, Some("127.0.0.1:6443".parse().unwrap()));
+        assert_eq!(config.admin_kubeconfig, Path::new("/tmp/admin.kubeconfig"));
+        assert_eq!(AgentConfig::default().api_listen, None);
+        let err = AgentConfig::load(Some(write("apiListen: localhost\n").path())).unwrap_err();
+        assert!(
+            err.to_string().contains("apiListen") || err.to_string().contains("socket address"),
+            "{err}"
+        );
+        let relative = AgentConfig {
+            admin_kubeconfig: "admin.kubeconfig".into(),
+            ..AgentConfig::default()
+        };
+        let err = relative.validate().unwrap_err();
+        assert!(err.to_string().contains("adminKubeconfig"), "{err}");
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let err = AgentConfig::load(Some(Path::new("/nonexistent/berth.yaml"))).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }), "{err}");

@@ -446,6 +446,10 @@ async fn get_describe_wait_label_and_events() {
         "{events}"
     );
 
+    // Events are not streamed: a watch ends at once with the reason.
+    let err = node.fails(&["get", "events", "-w"]);
+    assert!(err.contains("watching events is not supported"), "{err}");
+
     // A malformed patch: 400, and the pod unchanged.
     let err = node.fails(&[
         "patch",

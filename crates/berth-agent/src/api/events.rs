@@ -46,6 +46,12 @@ pub(crate) fn list<S: PodService>(
     query: &Query,
     headers: &http::HeaderMap,
 ) -> Reply {
+    if query.flag("watch")? {
+        // Events are kept, not streamed: say so rather than answer a list.
+        return Err(Failure::bad_request(
+            "watching events is not supported by this node; list them instead",
+        ));
+    }
     let selector = query.get("fieldSelector").unwrap_or_default();
     let mut items = Vec::new();
     for event in cx.service.events(namespace) {
