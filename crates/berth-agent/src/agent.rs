@@ -385,8 +385,8 @@ fn start_https<R: ContainerRuntime + ImageService>(
         config.node_name.clone(),
     ];
     names.extend([node_ip, addr.ip().to_string()]);
-    names.retain(|n| !n.is_empty() && n != "0.0.0.0" && n != "::");
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && n != "0.0.0.0" && n != "::" && seen.insert(n.clone()));
     let pki = crate::api::ApiPki::new(&config.root_dir);
     pki.ensure(&names).map_err(AgentError::Config)?;
     let server = crate::api::HttpsServer::bind(addr, &pki).map_err(AgentError::Config)?;

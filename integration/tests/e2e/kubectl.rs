@@ -297,7 +297,6 @@ async fn kubectl_needs_the_nodes_client_certificate() {
     let stranger_ca = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&stranger_ca).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, stranger_ca);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -305,7 +304,6 @@ async fn kubectl_needs_the_nodes_client_certificate() {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "berth-admin");
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let _ = ca_cert;
     let dir = node.dir.path();
     std::fs::write(dir.join("stranger.crt"), cert.pem()).unwrap();
     std::fs::write(dir.join("stranger.key"), key.serialize_pem()).unwrap();
@@ -755,4 +753,55 @@ async fn berth_cli_selects_shows_labels_and_deletes_from_files_as_kubectl() {
         let script = node.agent.cli_ok(&["completion", shell]).await;
         assert!(script.contains(mark), "{shell}: {script}");
     }
+}
+
+#[tokio::test]
+async fn run_sort_custom_columns_and_delete_by_selector() {
+    let Some(node) = node().await else { return };
+    let out = node.ok(&[
+        "run",
+        "runner",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--labels=app=web",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert_eq!(out.trim(), "pod/runner created");
+    let file = node.write("alpha.json", &web_pod("alpha"));
+    node.ok(&["create", "-f", &file]);
+    node.wait_ready("runner");
+    node.wait_ready("alpha");
+
+    let sorted = node.ok(&["get", "pods", "--sort-by=.metadata.name", "--no-headers"]);
+    let names: Vec<&str> = sorted.lines().map(|l| columns(l)[0]).collect();
+    assert_eq!(names, ["alpha", "runner"], "{sorted}");
+    let custom = node.ok(&[
+        "get",
+        "pods",
+        "-o",
+        "custom-columns=NAME:.metadata.name,APP:.metadata.labels.app",
+        "--sort-by=.metadata.name",
+    ]);
+    assert_eq!(
+        without_age(&custom),
+        [["NAME", "APP"], ["alpha", "web"], ["runner", "web"]]
+            .map(|r| r.map(str::to_owned).to_vec())
+            .to_vec(),
+        "{custom}"
+    );
+    let all = node.ok(&["get", "all", "-o", "name"]);
+    assert_eq!(all.lines().count(), 2, "{all}");
+
+    let deleted = node.ok(&["delete", "pods", "-l", "app=web", "--grace-period=1"]);
+    assert!(
+        deleted.contains(r#"pod "alpha" deleted"#) && deleted.contains(r#"pod "runner" deleted"#),
+        "{deleted}"
+    );
+    let left = node.kubectl(&["get", "pods"]);
+    assert!(
+        text(&left.stderr).contains("No resources found"),
+        "{left:?}"
+    );
 }
