@@ -409,6 +409,9 @@ async fn get_describe_wait_label_and_events() {
     let pod = node.json(&["get", "pod", "web"]);
     assert_eq!(pod["metadata"]["labels"]["tier"], "front", "{pod:#}");
     assert_eq!(pod["metadata"]["annotations"]["note"], "hello", "{pod:#}");
+    // A stale resourceVersion is a conflict, and changes nothing.
+    let err = node.fails(&["label", "pod", "web", "stale=yes", "--resource-version=1"]);
+    assert!(err.contains("the object has been modified"), "{err}");
     node.ok(&["label", "pod", "web", "tier-"]);
     assert!(node.json(&["get", "pod", "web"])["metadata"]["labels"]
         .get("tier")

@@ -46,6 +46,11 @@ pub(crate) async fn patch_pod<S: PodService>(
     patch::apply(kind, &mut document, &patch)?;
     let mut pod: Pod = serde_json::from_value(document)
         .map_err(|e| Failure::bad_request(format!("the patched pod does not decode: {e}")))?;
+    // Only a resourceVersion the patch itself sets is a precondition: the
+    // stored one may have moved on with the status since it was read.
+    if pod.metadata.resource_version == current.metadata.resource_version {
+        pod.metadata.resource_version = None;
+    }
     check_resource_version(cx, namespace, name, &mut pod)?;
     let patched = cx
         .service
