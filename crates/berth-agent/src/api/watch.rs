@@ -1,6 +1,7 @@
 //! `?watch=true`: newline-delimited JSON watch events, as the API server
 //! streams them: pods, or one-row Tables of them for kubectl get -w.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use http::Response;
@@ -41,9 +42,15 @@ pub(crate) fn watch_pods<S: PodService>(
 ) -> Response<Body> {
     // Subscribe before listing, so nothing between the two is lost.
     let mut changes = cx.service.watch();
-    let current: Vec<Pod> = cx
+    let listed: Vec<Pod> = cx
         .service
         .list(namespace)
+        .into_iter()
+        .filter(|pod| request.selector.matches(pod))
+        .collect();
+    // What the client holds: the pods it listed, then what it is sent.
+    let mut in_view: HashSet<String> = listed.iter().map(key).collect();
+    let current: Vec<Pod> = listed
         .into_iter()
         .filter(|pod| request.initial_events || resource_version(pod) > request.since)
         .collect();
@@ -64,7 +71,7 @@ pub(crate) fn watch_pods<S: PodService>(
             first: true,
         };
         for pod in current {
-            if request.selector.matches(&pod) && !out.send(&tx, KubeWatchEvent::Added(pod)).await {
+            if !out.send(&tx, KubeWatchEvent::Added(pod)).await {
                 return;
             }
         }
@@ -84,10 +91,8 @@ pub(crate) fn watch_pods<S: PodService>(
                 () = expired => return,
                 change = changes.recv() => change,
             };
-            let event = match change {
-                Ok(WatchEvent::Added(pod)) => KubeWatchEvent::Added(pod),
-                Ok(WatchEvent::Modified(pod)) => KubeWatchEvent::Modified(pod),
-                Ok(WatchEvent::Deleted(pod)) => KubeWatchEvent::Deleted(pod),
+            let change = match change {
+                Ok(change) => change,
                 Err(RecvError::Closed) => return,
                 Err(RecvError::Lagged(missed)) => {
                     // As the API server does when a watcher falls behind: an
@@ -99,9 +104,15 @@ pub(crate) fn watch_pods<S: PodService>(
                     return;
                 }
             };
-            if !in_namespace(&event, namespace.as_deref()) || !selected(&event, &request.selector) {
+            let seen = as_seen(
+                change,
+                namespace.as_deref(),
+                &request.selector,
+                &mut in_view,
+            );
+            let Some(event) = seen else {
                 continue;
-            }
+            };
             if !out.send(&tx, event).await {
                 return;
             }
@@ -118,12 +129,48 @@ fn resource_version(pod: &Pod) -> u64 {
         .unwrap_or(0)
 }
 
-fn selected(event: &KubeWatchEvent<Pod>, selector: &PodSelector) -> bool {
-    match event {
-        KubeWatchEvent::Added(pod)
-        | KubeWatchEvent::Modified(pod)
-        | KubeWatchEvent::Deleted(pod) => selector.matches(pod),
-        _ => true,
+fn key(pod: &Pod) -> String {
+    let meta = &pod.metadata;
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The change as a client watching through `selector` sees it (the API
+/// server's filtered watch): a pod that comes to match is ADDED, one that
+/// stops matching is DELETED, others are not seen at all.
+fn as_seen(
+    change: WatchEvent,
+    namespace: Option<&str>,
+    selector: &PodSelector,
+    in_view: &mut HashSet<String>,
+) -> Option<KubeWatchEvent<Pod>> {
+    let pod = match &change {
+        WatchEvent::Added(pod) | WatchEvent::Modified(pod) | WatchEvent::Deleted(pod) => pod,
+    };
+    if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
+        return None;
+    }
+    let key = key(pod);
+    let matches = selector.matches(pod);
+    match change {
+        WatchEvent::Deleted(pod) => in_view.remove(&key).then_some(KubeWatchEvent::Deleted(pod)),
+        WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
+            match (matches, in_view.contains(&key)) {
+                (true, true) => Some(KubeWatchEvent::Modified(pod)),
+                (true, false) => {
+                    in_view.insert(key);
+                    Some(KubeWatchEvent::Added(pod))
+                }
+                (false, true) => {
+                    in_view.remove(&key);
+                    Some(KubeWatchEvent::Deleted(pod))
+                }
+                (false, false) => None,
+            }
+        }
     }
 }
 
@@ -151,16 +198,6 @@ impl Encoder {
         self.first = false;
         send_event(tx, &table_event).await
     }
-}
-
-fn in_namespace(event: &KubeWatchEvent<Pod>, namespace: Option<&str>) -> bool {
-    let pod = match event {
-        KubeWatchEvent::Added(pod)
-        | KubeWatchEvent::Modified(pod)
-        | KubeWatchEvent::Deleted(pod) => pod,
-        _ => return true,
-    };
-    namespace.is_none_or(|ns| pod.metadata.namespace.as_deref() == Some(ns))
 }
 
 /// The BOOKMARK that ends the initial events of a watch-list (annotated
