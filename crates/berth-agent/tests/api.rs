@@ -560,9 +560,26 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_status(&failure, 404, "NotFound");
 
-    let (status, failure) = server.pod(Method::PATCH, "web", None).await?;
+    let (status, failure) = server.pod(Method::POST, "web", None).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_status(&failure, 405, "MethodNotAllowed");
+
+    // PATCH: a body that is no patch type, then a malformed patch.
+    let (status, failure) = server.pod(Method::PATCH, "web", None).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_status(&failure, 415, "UnsupportedMediaType");
+    let path = "/api/v1/namespaces/default/pods/web";
+    let response = server
+        .send(
+            Method::PATCH,
+            path,
+            Some("application/merge-patch+json"),
+            "{oops",
+        )
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_status(&serde_json::from_slice(&body)?, 400, "BadRequest");
 
     // A UID precondition that does not hold.
     let options = json!({"preconditions": {"uid": "someone-else"}});
