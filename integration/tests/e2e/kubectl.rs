@@ -320,6 +320,22 @@ async fn kubectl_needs_the_nodes_client_certificate() {
     );
     assert!(err.contains("Unauthorized"), "{err}");
 
+    // A client that connects and says nothing is let go (TLS handshake
+    // timeout, 10 s), not kept for ever.
+    let address = server.trim_start_matches("https://");
+    let mut silent = std::net::TcpStream::connect(address).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let read = std::io::Read::read(&mut silent, &mut [0u8; 16]);
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+
     // Unknown paths are 404 Status objects.
     let err = node.fails(&["get", "--raw", "/api/v1/namespaces/default/widgets"]);
     assert!(

@@ -24,6 +24,9 @@ use super::pki::ApiPki;
 use super::routes::{handle, Context};
 use crate::service::PodService;
 
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The TCP front door of the local API.
 pub struct HttpsServer {
     listener: TcpListener,
@@ -84,13 +87,20 @@ impl HttpsServer {
             };
             let (acceptor, cx, verifier) = (acceptor.clone(), cx.clone(), self.verifier.clone());
             connections.spawn(async move {
-                let tls = match acceptor.accept(stream).await {
-                    Ok(tls) => tls,
-                    Err(e) => {
-                        tracing::debug!("API TLS handshake: {e}");
-                        return;
-                    }
-                };
+                // As the API server's TLS handshake timeout: a client that
+                // connects and stays silent does not hold a task for ever.
+                let tls =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!("API TLS handshake: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("API TLS handshake timed out");
+                            return;
+                        }
+                    };
                 let authenticated = tls
                     .get_ref()
                     .1
