@@ -37,6 +37,9 @@ pub(crate) fn decode(kind: PatchType, body: &[u8]) -> Result<Value, Failure> {
         PatchType::Apply => {
             let text =
                 std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8".into()))?;
+            // Deep nesting is refused before the YAML parser sees it, as for
+            // manifests (its cost grows with the depth).
+            berth_api::manifest::check_bounds(text).map_err(|e| bad(e.to_string()))?;
             serde_yaml_ng::from_str(text).map_err(|e| bad(e.to_string()))?
         }
         _ => serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
@@ -381,5 +384,8 @@ mod tests {
         assert!(decode(PatchType::Json, b"{}").is_err());
         assert!(decode(PatchType::Merge, b"[]").is_err());
         assert!(PatchType::from_content_type("text/plain").is_err());
+        let deep = format!("{}x: 1{}", "{a: ".repeat(5000), "}".repeat(5000));
+        let err = decode(PatchType::Apply, deep.as_bytes()).unwrap_err();
+        assert!(format!("{err:?}").contains("max depth"), "{err:?}");
     }
 }
