@@ -385,6 +385,10 @@ fn start_https<R: ContainerRuntime + ImageService>(
         config.node_name.clone(),
     ];
     names.extend([node_ip, addr.ip().to_string()]);
+    if addr.is_ipv6() {
+        // The kubeconfig names ::1 for an unspecified IPv6 address.
+        names.push("::1".to_string());
+    }
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| !n.is_empty() && n != "0.0.0.0" && n != "::" && seen.insert(n.clone()));
     let pki = crate::api::ApiPki::new(&config.root_dir);
