@@ -69,7 +69,8 @@ impl ApiPki {
             KeyPair::from_pem(&pem).map_err(|e| format!("{}: {e}", self.ca_key().display()))?
         };
         let issuer = Issuer::new(ca_params(), ca_key);
-        if fresh_ca || !self.serving_cert().exists() || !self.serving_key().exists() {
+        let serving_ok = self.serving_key().exists() && names_all(&self.serving_cert(), names);
+        if fresh_ca || !serving_ok {
             let mut params = CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
             params.distinguished_name = name(&[(DnType::CommonName, "berth-apiserver")]);
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -161,6 +162,41 @@ preferences: {{}}
     }
 }
 
+/// Whether the certificate at `path` exists and names every one of `names`
+/// (a node renamed or readdressed gets a new serving certificate).
+fn names_all(path: &Path, names: &[String]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    let Ok(der) = rustls::pki_types::CertificateDer::from_pem_file(path) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let named: Vec<String> = sans
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_string()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.iter().all(|n| named.contains(n))
+}
+
 fn name(parts: &[(DnType, &str)]) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     for (kind, value) in parts {
@@ -198,7 +234,20 @@ mod tests {
             assert_eq!(mode(key), 0o600);
         }
         let admin = std::fs::read(pki.admin_cert()).unwrap();
+        let serving = std::fs::read(pki.serving_cert()).unwrap();
         pki.ensure(&["localhost".into()]).unwrap();
+        assert_eq!(std::fs::read(pki.admin_cert()).unwrap(), admin);
+        assert_eq!(std::fs::read(pki.serving_cert()).unwrap(), serving);
+        // A new node address: a new serving certificate, the same CA and admin.
+        let ca = std::fs::read(pki.ca_cert()).unwrap();
+        pki.ensure(&["localhost".into(), "10.0.0.7".into()])
+            .unwrap();
+        assert_ne!(std::fs::read(pki.serving_cert()).unwrap(), serving);
+        assert!(names_all(
+            &pki.serving_cert(),
+            &["10.0.0.7".into(), "localhost".into()]
+        ));
+        assert_eq!(std::fs::read(pki.ca_cert()).unwrap(), ca);
         assert_eq!(std::fs::read(pki.admin_cert()).unwrap(), admin);
         let config = pki
             .kubeconfig("0.0.0.0:6443".parse().unwrap(), "node-1")
