@@ -288,6 +288,8 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
 struct Services {
     watcher: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The local API on TCP, for kubectl (`apiListen`).
+    https: Option<tokio::task::JoinHandle<()>>,
     image_gc: tokio::task::JoinHandle<()>,
     log_rotation: Option<tokio::task::JoinHandle<()>>,
 }
@@ -308,6 +310,12 @@ impl Services {
             manifest_tx,
             sources.clone(),
         );
+        // HTTPS first: clients take the socket as the sign that the agent
+        // serves, and the admin kubeconfig must exist by then.
+        let https = match config.api_listen {
+            Some(addr) => Some(start_https(config, addr, supervisor, sources)?),
+            None => None,
+        };
         let listener = crate::api::bind(&config.socket)
             .map_err(io_error(format!("bind {}", config.socket.display())))?;
         let api = tokio::spawn(crate::api::serve_listener(
@@ -347,6 +355,7 @@ impl Services {
         let services = Self {
             watcher,
             api,
+            https,
             image_gc,
             log_rotation,
         };
@@ -363,7 +372,54 @@ impl Services {
         if let Ok(Err(e)) = (&mut self.api).await {
             warn!("local API: {e}");
         }
+        if let Some(https) = &mut self.https {
+            let _ = https.await;
+        }
     }
+}
+
+/// The local API on `addr` over HTTPS: its certificates (made at first
+/// start) and the admin kubeconfig kubectl uses.
+fn start_https<R: ContainerRuntime + ImageService>(
+    config: &AgentConfig,
+    addr: std::net::SocketAddr,
+    supervisor: &Arc<Supervisor<R>>,
+    sources: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, AgentError> {
+    let node_ip = config
+        .node_ip
+        .map_or_else(crate::node::host_ip, |ip| ip.to_string());
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        config.node_name.clone(),
+    ];
+    names.extend([node_ip, addr.ip().to_string()]);
+    if addr.is_ipv6() {
+        // The kubeconfig names ::1 for an unspecified IPv6 address.
+        names.push("::1".to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && n != "0.0.0.0" && n != "::" && seen.insert(n.clone()));
+    let pki = crate::api::ApiPki::new(&config.root_dir);
+    pki.ensure(&names).map_err(AgentError::Config)?;
+    let server = crate::api::HttpsServer::bind(addr, &pki).map_err(AgentError::Config)?;
+    let bound = server
+        .local_addr()
+        .map_err(io_error(format!("bind {addr}")))?;
+    let kubeconfig = pki
+        .kubeconfig(bound, &config.node_name)
+        .map_err(AgentError::Config)?;
+    let path = &config.admin_kubeconfig;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
+    }
+    berth_runtime::files::write_private(path, kubeconfig.as_bytes())
+        .map_err(io_error(format!("write {}", path.display())))?;
+    info!(%bound, kubeconfig = %path.display(), "local API listening over HTTPS");
+    Ok(tokio::spawn(
+        server.serve(supervisor.clone(), sources.clone()),
+    ))
 }
 
 /// Node shutdown with a grace period: every pod is terminated and the

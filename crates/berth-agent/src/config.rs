@@ -54,6 +54,11 @@ pub struct AgentConfig {
     pub manifest_dir: PathBuf,
     /// The local API socket.
     pub socket: PathBuf,
+    /// Also serve the local API over HTTPS on this address (client
+    /// certificates of the API's own CA required); unset: socket only.
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Where the admin kubeconfig for `apiListen` is written.
+    pub admin_kubeconfig: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_conf_dir: PathBuf,
     /// The sandbox ("pause") image; `None` uses the built-in one.
@@ -135,6 +140,8 @@ impl Default for AgentConfig {
             log_dir: "/var/log/pods".into(),
             manifest_dir: "/etc/berth/manifests".into(),
             socket: "/run/berth/berth.sock".into(),
+            api_listen: None,
+            admin_kubeconfig: "/etc/berth/admin.kubeconfig".into(),
             cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             cni_conf_dir: "/etc/cni/net.d".into(),
             pod_infra_image: None,
@@ -201,6 +208,12 @@ pub struct AgentFlags {
     /// The local API socket.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Also serve the local API over HTTPS here (e.g. 127.0.0.1:6443), for kubectl.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Where the admin kubeconfig for --api-listen is written.
+    #[arg(long, value_name = "FILE")]
+    pub admin_kubeconfig: Option<PathBuf>,
     /// Directory searched for CNI plugins (repeatable; replaces the list).
     #[arg(long = "cni-bin-dir", value_name = "DIR")]
     pub cni_bin_dirs: Vec<PathBuf>,
@@ -343,6 +356,10 @@ impl AgentConfig {
         set(&mut self.log_dir, flags.log_dir);
         set(&mut self.manifest_dir, flags.manifest_dir);
         set(&mut self.socket, flags.socket);
+        if flags.api_listen.is_some() {
+            self.api_listen = flags.api_listen;
+        }
+        set(&mut self.admin_kubeconfig, flags.admin_kubeconfig);
         if !flags.cni_bin_dirs.is_empty() {
             self.cni_bin_dirs = flags.cni_bin_dirs;
         }
@@ -450,6 +467,7 @@ impl AgentConfig {
             ("logDir", &self.log_dir),
             ("manifestDir", &self.manifest_dir),
             ("socket", &self.socket),
+            ("adminKubeconfig", &self.admin_kubeconfig),
             ("cniConfDir", &self.cni_conf_dir),
         ];
         let cni_bin = self.cni_bin_dirs.iter().map(|dir| ("cniBinDirs", dir));
@@ -717,6 +735,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("initial"), "{err}");
+    }
+
+    #[test]
+    fn api_listen_and_admin_kubeconfig() {
+        let file = write("apiListen: 127.0.0.1:6443\nadminKubeconfig: /tmp/admin.kubeconfig\n");
+        let config = AgentConfig::load(Some(file.path())).unwrap();
+        assert_eq!(config.api_listen, Some("127.0.0.1:6443".parse().unwrap()));
+        assert_eq!(config.admin_kubeconfig, Path::new("/tmp/admin.kubeconfig"));
+        assert_eq!(AgentConfig::default().api_listen, None);
+        let err = AgentConfig::load(Some(write("apiListen: localhost\n").path())).unwrap_err();
+        assert!(
+            err.to_string().contains("apiListen") || err.to_string().contains("socket address"),
+            "{err}"
+        );
+        let relative = AgentConfig {
+            admin_kubeconfig: "admin.kubeconfig".into(),
+            ..AgentConfig::default()
+        };
+        let err = relative.validate().unwrap_err();
+        assert!(err.to_string().contains("adminKubeconfig"), "{err}");
     }
 
     #[test]

@@ -560,9 +560,26 @@ async fn failures_are_kubernetes_statuses() -> Result<()> {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_status(&failure, 404, "NotFound");
 
-    let (status, failure) = server.pod(Method::PATCH, "web", None).await?;
+    let (status, failure) = server.pod(Method::POST, "web", None).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_status(&failure, 405, "MethodNotAllowed");
+
+    // PATCH: a body that is no patch type, then a malformed patch.
+    let (status, failure) = server.pod(Method::PATCH, "web", None).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_status(&failure, 415, "UnsupportedMediaType");
+    let path = "/api/v1/namespaces/default/pods/web";
+    let response = server
+        .send(
+            Method::PATCH,
+            path,
+            Some("application/merge-patch+json"),
+            "{oops",
+        )
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_status(&serde_json::from_slice(&body)?, 400, "BadRequest");
 
     // A UID precondition that does not hold.
     let options = json!({"preconditions": {"uid": "someone-else"}});
@@ -699,6 +716,66 @@ async fn watch_streams_current_pods_then_changes() -> Result<()> {
 // ---- logs ----
 
 const TS: &str = "2024-05-01T10:00:00.000000001Z";
+
+#[tokio::test]
+async fn a_selected_watch_sees_pods_come_into_and_leave_its_selection() -> Result<()> {
+    let server = Server::start().await?;
+    let mut web = pod_json("web");
+    web["metadata"]["labels"] = json!({"app": "web"});
+    server.create("default", web).await?;
+    server.create("default", pod_json("plain")).await?;
+
+    let response = server
+        .send(
+            Method::GET,
+            "/api/v1/namespaces/default/pods?watch=true&labelSelector=app%3Dweb",
+            None,
+            "",
+        )
+        .await?;
+    let mut watch = BodyStream::new(response);
+    let seen = |event: &Value| {
+        (
+            event["type"].as_str().unwrap_or_default().to_owned(),
+            event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    assert_eq!(
+        seen(&watch.next_json().await?),
+        ("ADDED".into(), "web".into())
+    );
+
+    let label = |app: &str| format!(r#"{{"metadata":{{"labels":{{"app":"{app}"}}}}}}"#);
+    for (pod, app) in [("web", "db"), ("plain", "web"), ("plain", "web")] {
+        let path = format!("/api/v1/namespaces/default/pods/{pod}");
+        let response = server
+            .send(
+                Method::PATCH,
+                &path,
+                Some("application/merge-patch+json"),
+                label(app),
+            )
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // web leaves the selection, plain comes into it, then changes within it.
+    assert_eq!(
+        seen(&watch.next_json().await?),
+        ("DELETED".into(), "web".into())
+    );
+    assert_eq!(
+        seen(&watch.next_json().await?),
+        ("ADDED".into(), "plain".into())
+    );
+    assert_eq!(
+        seen(&watch.next_json().await?),
+        ("MODIFIED".into(), "plain".into())
+    );
+    Ok(())
+}
 
 fn append(path: &Path, lines: &[&str]) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()

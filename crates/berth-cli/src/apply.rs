@@ -35,7 +35,7 @@ pub struct Manifest {
 }
 
 /// Reads every object of `-f` arguments; nothing is sent if any is invalid.
-fn read_manifests(filenames: &[String]) -> Result<Vec<Manifest>, CliError> {
+pub fn read_manifests(filenames: &[String]) -> Result<Vec<Manifest>, CliError> {
     let mut manifests = Vec::new();
     for filename in filenames {
         if filename == "-" {

@@ -16,8 +16,11 @@ use crate::{namespace_or_default, VerbResult};
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     /// `pods NAME...` or `pod/NAME...`
-    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    #[arg(required_unless_present = "filename", value_name = "TYPE[/NAME]")]
     args: Vec<String>,
+    /// Delete the pods of these manifests (files, directories, or - for stdin)
+    #[arg(short = 'f', long = "filename", conflicts_with = "all")]
+    filename: Vec<String>,
     /// The namespace of the request
     #[arg(short, long)]
     namespace: Option<String>,
@@ -96,13 +99,26 @@ pub async fn run(
     err: &mut (dyn Write + Send),
 ) -> VerbResult {
     let grace = effective_grace_period(args.grace_period, args.force, args.now)?;
-    let mut names = pod_names(&args.args)?;
-    if args.all && !names.is_empty() {
+    let mut groups = if args.filename.is_empty() {
+        BTreeMap::from([(
+            namespace_or_default(args.namespace.as_deref()),
+            pod_names(&args.args)?,
+        )])
+    } else {
+        if !args.args.is_empty() {
+            return Err(CliError::usage(
+                "resource names cannot be given with --filename",
+            ));
+        }
+        manifest_pods(&args.filename, args.namespace.as_deref())?
+    };
+    let names_given = groups.values().any(|names| !names.is_empty());
+    if args.all && names_given {
         return Err(CliError::usage(
             "cannot set --all and pod names at the same time",
         ));
     }
-    if !args.all && names.is_empty() {
+    if !args.all && !names_given {
         return Err(CliError::usage(
             "resource(s) were provided, but no name was specified",
         ));
@@ -110,31 +126,68 @@ pub async fn run(
     if grace == 0 && args.force {
         err.write_all(FORCE_WARNING.as_bytes())?;
     }
-    let namespace = namespace_or_default(args.namespace.as_deref());
     if args.all {
+        let namespace = namespace_or_default(args.namespace.as_deref());
         let items = sorted_items(client.get(&pods_path(Some(&namespace))).await?);
-        names = items.iter().map(|p| name_of(p).to_string()).collect();
+        let names: Vec<String> = items.iter().map(|p| name_of(p).to_string()).collect();
         if names.is_empty() {
             out.write_all(b"No resources found\n")?;
             return Ok(0);
         }
+        groups = BTreeMap::from([(namespace, names)]);
     }
+    let mut failed = false;
+    for (namespace, names) in &groups {
+        failed |= !delete_in(client, &args, grace, namespace, names, out, err).await?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}
 
+/// The pods named in manifests, by namespace (the flag's, the manifest's,
+/// or `default`; a manifest's that differs from the flag is an error).
+fn manifest_pods(
+    filenames: &[String],
+    namespace_flag: Option<&str>,
+) -> Result<BTreeMap<String, Vec<String>>, CliError> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for manifest in crate::apply::read_manifests(filenames)? {
+        let prepared = crate::apply::prepare(&manifest, namespace_flag)?;
+        let namespace = prepared["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        groups
+            .entry(namespace.to_string())
+            .or_default()
+            .push(name_of(&prepared).to_string());
+    }
+    Ok(groups)
+}
+
+/// Deletes `names` in one namespace; whether every delete succeeded.
+async fn delete_in(
+    client: &Client,
+    args: &DeleteArgs,
+    grace: i64,
+    namespace: &str,
+    names: &[String],
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<bool, CliError> {
     // Watch before deleting, so the DELETED event cannot slip by.
     let mut watch = match args.wait {
-        true => Some(open_watch(client, &namespace).await?),
+        true => Some(open_watch(client, namespace).await?),
         false => None,
     };
     let body = delete_options(grace);
     let mut deleted = BTreeMap::new();
     let mut errors = Vec::new();
-    for name in &names {
+    for name in names {
         match client
-            .json(Method::DELETE, &pod_path(&namespace, name), Some(&body))
+            .json(Method::DELETE, &pod_path(namespace, name), Some(&body))
             .await
         {
             Ok(response) => {
-                out.write_all(deleted_message(name, &namespace, grace).as_bytes())?;
+                out.write_all(deleted_message(name, namespace, grace).as_bytes())?;
                 let uid = match uid_of(&response) {
                     "" => response["details"]["uid"].as_str().unwrap_or_default(),
                     uid => uid,
@@ -147,12 +200,12 @@ pub async fn run(
     }
     out.flush()?;
     if let Some(stream) = watch.as_mut() {
-        wait_for_deletion(client, &namespace, stream, deleted).await?;
+        wait_for_deletion(client, namespace, stream, deleted).await?;
     }
     for e in &errors {
         err.write_all(render(e).as_bytes())?;
     }
-    Ok(if errors.is_empty() { 0 } else { 1 })
+    Ok(errors.is_empty())
 }
 
 async fn open_watch(client: &Client, namespace: &str) -> Result<BodyStream, CliError> {

@@ -190,6 +190,7 @@ mod tests {
         let wide = TableOptions {
             wide: true,
             with_namespace: false,
+            ..TableOptions::default()
         };
         assert_eq!(
             event_row(&repeated, wide, now()),
@@ -224,6 +225,7 @@ mod tests {
         let wide = TableOptions {
             wide: true,
             with_namespace: false,
+            ..TableOptions::default()
         };
         let row = event_row(&micro, wide, now());
         assert_eq!((row[0].as_str(), row[8].as_str()), ("2m", "1"));
@@ -250,6 +252,7 @@ mod tests {
         let options = TableOptions {
             wide: false,
             with_namespace: true,
+            ..TableOptions::default()
         };
         let events = [
             event("web.1", "default", json!({})),
@@ -273,6 +276,7 @@ mod tests {
         let wide = TableOptions {
             wide: true,
             with_namespace: false,
+            ..TableOptions::default()
         };
         let row = event_row(&e, wide, now());
         assert_eq!(

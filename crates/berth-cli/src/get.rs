@@ -35,6 +35,15 @@ pub struct GetArgs {
     /// After listing, watch for changes
     #[arg(short, long)]
     watch: bool,
+    /// Label selector (e.g. `app=web,tier!=db`, `env in (a,b)`)
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector (e.g. `status.phase=Running`)
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// Show every label as the last column
+    #[arg(long)]
+    show_labels: bool,
 }
 
 /// A watch event as the API streams it, one JSON object per line.
@@ -52,10 +61,11 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(format: OutputFormat, all_namespaces: bool) -> Self {
+    fn new(format: OutputFormat, all_namespaces: bool, show_labels: bool) -> Self {
         let options = TableOptions {
             wide: format == OutputFormat::Wide,
             with_namespace: all_namespaces,
+            show_labels,
         };
         Self {
             format,
@@ -137,18 +147,25 @@ pub async fn run(
             "a resource cannot be retrieved by name across all namespaces",
         ));
     }
-    let mut printer = Printer::new(format, args.all_namespaces);
+    let selectors = Selectors::of(&args);
+    if !names.is_empty() && !selectors.is_empty() {
+        return Err(CliError::usage(
+            "name cannot be provided when a selector is specified",
+        ));
+    }
+    let mut printer = Printer::new(format, args.all_namespaces, args.show_labels);
 
     // Open the watch before listing so no change between the two is lost.
     let mut watch = match args.watch {
-        true => Some(open_watch(client, scope, &names).await?),
+        true => Some(open_watch(client, scope, &names, &selectors).await?),
         false => None,
     };
 
     let mut found = Vec::new();
     let mut errors = Vec::new();
     if names.is_empty() {
-        found = sorted_items(client.get(&pods_path(scope)).await?);
+        let path = format!("{}{}", pods_path(scope), selectors.query('?'));
+        found = sorted_items(client.get(&path).await?);
     } else {
         for name in &names {
             match client.get(&pod_path(&namespace, name)).await {
@@ -188,12 +205,48 @@ pub async fn run(
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
+/// `-l` and `--field-selector`, sent for the server to apply.
+struct Selectors {
+    labels: Option<String>,
+    fields: Option<String>,
+}
+
+impl Selectors {
+    fn of(args: &GetArgs) -> Self {
+        let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        Self {
+            labels: given(&args.selector),
+            fields: given(&args.field_selector),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
+    /// The query parameters, led by `first` (`?` or `&`), or nothing.
+    fn query(&self, first: char) -> String {
+        let params: Vec<String> = [
+            ("labelSelector", &self.labels),
+            ("fieldSelector", &self.fields),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some(format!("{key}={}", encode_query(value.as_ref()?))))
+        .collect();
+        match params.is_empty() {
+            true => String::new(),
+            false => format!("{first}{}", params.join("&")),
+        }
+    }
+}
+
 async fn open_watch(
     client: &Client,
     scope: Option<&str>,
     names: &[String],
+    selectors: &Selectors,
 ) -> Result<BodyStream, CliError> {
-    let mut path = format!("{}?watch=true", pods_path(scope));
+    let mut path = format!("{}?watch=true{}", pods_path(scope), selectors.query('&'));
     if let [name] = names {
         path.push_str("&fieldSelector=");
         path.push_str(&encode_query(&format!("metadata.name={name}")));

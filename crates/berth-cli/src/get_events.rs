@@ -68,6 +68,7 @@ fn render(
             let options = TableOptions {
                 wide: format == OutputFormat::Wide,
                 with_namespace: all_namespaces,
+                ..TableOptions::default()
             };
             event_table(&events, options, now)
         }

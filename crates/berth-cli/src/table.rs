@@ -13,6 +13,8 @@ pub struct TableOptions {
     pub wide: bool,
     /// `-A`: a NAMESPACE column first.
     pub with_namespace: bool,
+    /// `--show-labels`: a LABELS column last.
+    pub show_labels: bool,
 }
 
 pub fn headers(options: TableOptions) -> Vec<&'static str> {
@@ -24,14 +26,10 @@ pub fn headers(options: TableOptions) -> Vec<&'static str> {
     if options.wide {
         headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
     }
-    headers
-}
-
-fn or_none(value: Option<&str>) -> String {
-    match value {
-        Some(v) if !v.is_empty() => v.to_string(),
-        _ => "<none>".to_string(),
+    if options.show_labels {
+        headers.push("LABELS");
     }
+    headers
 }
 
 pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> {
@@ -45,48 +43,24 @@ pub fn pod_row(pod: &Pod, options: TableOptions, now: Timestamp) -> Vec<String> 
     row.push(restarts_column(pod, now));
     row.push(age_column(pod, now));
     if options.wide {
-        let status = pod.status.as_ref();
-        let ip = status
-            .and_then(|s| s.pod_ips.as_ref())
-            .and_then(|ips| ips.first())
-            .map(|ip| ip.ip.as_str())
-            .or_else(|| status.and_then(|s| s.pod_ip.as_deref()));
-        let spec = pod.spec.as_ref();
-        row.push(or_none(ip));
-        row.push(or_none(spec.and_then(|s| s.node_name.as_deref())));
-        row.push(or_none(
-            status.and_then(|s| s.nominated_node_name.as_deref()),
-        ));
-        row.push(readiness_gates(pod));
+        row.extend(berth_api::kubectl::wide_columns(pod));
+    }
+    if options.show_labels {
+        row.push(labels_column(pod));
     }
     row
 }
 
-/// `true/total` readiness gates, or `<none>`.
-fn readiness_gates(pod: &Pod) -> String {
-    let gates = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.readiness_gates.as_deref())
-        .unwrap_or_default();
-    if gates.is_empty() {
-        return "<none>".to_string();
+/// kubectl's LABELS: `key=value` sorted by key, comma-joined; `<none>`.
+fn labels_column(pod: &Pod) -> String {
+    match &pod.metadata.labels {
+        Some(labels) if !labels.is_empty() => labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "<none>".to_string(),
     }
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    let met = gates
-        .iter()
-        .filter(|g| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == g.condition_type)
-                .is_some_and(|c| c.status == "True")
-        })
-        .count();
-    format!("{met}/{}", gates.len())
 }
 
 /// A table printed in pieces (`get -w`): the header once, before the first
@@ -187,6 +161,7 @@ mod tests {
         let options = TableOptions {
             wide: true,
             with_namespace: true,
+            ..TableOptions::default()
         };
         assert_eq!(
             pod_table(&[running("web", "default"), pending], options, now()),
@@ -207,5 +182,26 @@ mod tests {
             "web                  1/1     Running   2 (11s ago)   45s\n"
         );
         assert_eq!(table.print(&[], now()), "");
+    }
+
+    #[test]
+    fn show_labels_adds_sorted_labels_last() {
+        let mut labelled = running("web", "default");
+        labelled.metadata.labels = Some(
+            [("tier", "front"), ("app", "web")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        let mut bare = running("db", "default");
+        bare.metadata.labels = None;
+        let options = TableOptions {
+            show_labels: true,
+            ..TableOptions::default()
+        };
+        let table = pod_table(&[labelled, bare], options, now());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("AGE   LABELS"), "{table}");
+        assert!(lines[1].ends_with("app=web,tier=front"), "{table}");
+        assert!(lines[2].ends_with("<none>"), "{table}");
     }
 }

@@ -43,8 +43,28 @@ enum Top {
     /// Write a container's output as CRI log lines (spawned by the shim)
     #[command(hide = true)]
     Logger { log_path: PathBuf },
+    /// Print the admin kubeconfig of the agent's HTTPS API (for kubectl)
+    Kubeconfig {
+        /// The file the agent wrote (its `adminKubeconfig`).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/berth/admin.kubeconfig"
+        )]
+        file: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh or fish), as kubectl completion
+    Completion { shell: CompletionShell },
     #[command(flatten)]
     Client(berth_cli::Command),
+}
+
+/// The shells `berth completion` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +74,30 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth logger: {}: {e}", log_path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Top::Completion { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Top::Kubeconfig { file } => match std::fs::read(&file) {
+            Ok(text) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&text);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: {e} (start the agent with --api-listen to make it)",
+                    file.display()
+                );
                 ExitCode::FAILURE
             }
         },

@@ -19,6 +19,7 @@ mod hooks;
 mod image_pull_cli;
 mod init_containers;
 mod input_bounds;
+mod kubectl;
 mod lifecycle;
 mod logs;
 mod network;

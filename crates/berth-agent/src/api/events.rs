@@ -44,13 +44,27 @@ pub(crate) fn list<S: PodService>(
     cx: &Context<S>,
     namespace: Option<&str>,
     query: &Query,
+    headers: &http::HeaderMap,
 ) -> Reply {
+    if query.flag("watch")? {
+        // Events are kept, not streamed: say so rather than answer a list.
+        return Err(Failure::bad_request(
+            "watching events is not supported by this node; list them instead",
+        ));
+    }
     let selector = query.get("fieldSelector").unwrap_or_default();
     let mut items = Vec::new();
     for event in cx.service.events(namespace) {
         if matches(&event, selector)? {
             items.push(event);
         }
+    }
+    if super::table::wants_table(headers) {
+        let include = super::table::IncludeObject::from_query(query)?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &super::table::events(&items, include),
+        ));
     }
     let list = k8s_openapi::List::<Event> {
         metadata: ListMeta::default(),

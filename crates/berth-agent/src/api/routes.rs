@@ -43,6 +43,14 @@ pub(crate) async fn handle<S: PodService>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource<'a> {
     Healthz,
+    Version,
+    CoreGroup,
+    CoreV1,
+    Groups,
+    OpenApiV3,
+    OpenApiV3Core,
+    Namespaces,
+    Namespace(&'a str),
     Pods(Option<&'a str>),
     Pod(&'a str, &'a str),
     PodLog(&'a str, &'a str),
@@ -61,6 +69,14 @@ impl<'a> Resource<'a> {
     fn resolve(segments: &[&'a str]) -> Option<Self> {
         Some(match *segments {
             ["healthz"] => Self::Healthz,
+            ["version"] => Self::Version,
+            ["api"] => Self::CoreGroup,
+            ["api", "v1"] => Self::CoreV1,
+            ["apis"] => Self::Groups,
+            ["openapi", "v3"] => Self::OpenApiV3,
+            ["openapi", "v3", "api", "v1"] => Self::OpenApiV3Core,
+            ["api", "v1", "namespaces"] => Self::Namespaces,
+            ["api", "v1", "namespaces", name] => Self::Namespace(name),
             ["api", "v1", "pods"] => Self::Pods(None),
             ["api", "v1", "namespaces", ns, "pods"] => Self::Pods(Some(ns)),
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
@@ -90,18 +106,47 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method().clone();
     let resource = Resource::resolve(&segments).ok_or_else(Failure::unknown_path)?;
+    // A dry run must change nothing; berth cannot promise that, so it says no.
+    let mutating = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if mutating && query.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        return Err(Failure::bad_request("dryRun is not supported by this node"));
+    }
     match (resource, &method) {
         (Resource::Healthz, &Method::GET) => Ok(text_response("ok")),
-        (Resource::Pods(ns), &Method::GET) => list_pods(cx, ns, &query).await,
+        (Resource::Version, &Method::GET) => Ok(super::discovery::version()),
+        (Resource::CoreGroup, &Method::GET) => Ok(super::discovery::core(request.headers())),
+        (Resource::CoreV1, &Method::GET) => Ok(super::discovery::core_v1()),
+        (Resource::Groups, &Method::GET) => Ok(super::discovery::groups(request.headers())),
+        (Resource::OpenApiV3, &Method::GET) => Ok(super::discovery::openapi_v3_index()),
+        (Resource::OpenApiV3Core, &Method::GET) => Ok(super::discovery::openapi_v3_core()),
+        (Resource::Namespaces, &Method::GET) => {
+            super::namespaces::list(cx, request.headers(), &query)
+        }
+        (Resource::Namespace(name), &Method::GET) => {
+            super::namespaces::get(cx, name, request.headers(), &query)
+        }
+        (Resource::Pods(ns), &Method::GET) => list_pods(cx, ns, &query, request.headers()).await,
         (Resource::Pods(Some(ns)), &Method::POST) => create_pod(cx, ns, request).await,
         (Resource::Pod(ns, name), &Method::GET) => {
             let pod = cx
                 .service
                 .get(ns, name)
                 .map_err(|e| Failure::from(e).for_pod(name))?;
+            if super::table::wants_table(request.headers()) {
+                let include = super::table::IncludeObject::from_query(&query)?;
+                let rv = pod.metadata.resource_version.clone().unwrap_or_default();
+                let table = super::table::pods(std::slice::from_ref(&pod), &rv, include);
+                return Ok(json_response(StatusCode::OK, &table));
+            }
             Ok(json_response(StatusCode::OK, &pod))
         }
         (Resource::Pod(ns, name), &Method::PUT) => replace_pod(cx, ns, name, request).await,
+        (Resource::Pod(ns, name), &Method::PATCH) => {
+            super::pod_patch::patch_pod(cx, ns, name, &query, request).await
+        }
         (Resource::Pod(ns, name), &Method::DELETE) => {
             delete_pod(cx, ns, name, &query, request).await
         }
@@ -126,7 +171,9 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
         (Resource::PodPortForward(ns, name), &Method::GET | &Method::POST) => {
             super::stream::port_forward(&cx.service, request, ns, name).await
         }
-        (Resource::Events(ns), &Method::GET) => super::events::list(cx, ns, &query),
+        (Resource::Events(ns), &Method::GET) => {
+            super::events::list(cx, ns, &query, request.headers())
+        }
         (Resource::Timeline(ns, name), &Method::GET) => super::timeline::get(cx, ns, name),
         (Resource::Images, &Method::GET) => super::images::list(cx).await,
         (Resource::ImageImport, &Method::POST) => super::images::import(cx, request).await,
@@ -142,14 +189,42 @@ async fn list_pods<S: PodService>(
     cx: &Context<S>,
     namespace: Option<&str>,
     query: &Query,
+    headers: &http::HeaderMap,
 ) -> Reply {
+    let selector = super::selectors::PodSelector::from_query(query)?;
+    let table = super::table::wants_table(headers)
+        .then(|| super::table::IncludeObject::from_query(query))
+        .transpose()?;
     if query.flag("watch")? {
-        return Ok(super::watch::watch_pods(cx, namespace));
+        let since = match query.get("resourceVersion").unwrap_or_default() {
+            "" => 0,
+            rv => rv
+                .parse()
+                .map_err(|_| Failure::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        };
+        let timeout = query
+            .int("timeoutSeconds")?
+            .map(|s| std::time::Duration::from_secs(s.max(0).unsigned_abs()));
+        let request = super::watch::WatchRequest {
+            selector,
+            since,
+            table,
+            timeout,
+            initial_events: query.flag("sendInitialEvents")?,
+        };
+        return Ok(super::watch::watch_pods(cx, namespace, request));
     }
-    let items = cx.service.list(namespace);
+    let all = cx.service.list(namespace);
+    // The list's version is the store's, whatever the selectors keep.
+    let resource_version = list_resource_version(&all);
+    let items: Vec<Pod> = all.into_iter().filter(|p| selector.matches(p)).collect();
+    if let Some(include) = table {
+        let table = super::table::pods(&items, &resource_version, include);
+        return Ok(json_response(StatusCode::OK, &table));
+    }
     let list = k8s_openapi::List::<Pod> {
         metadata: ListMeta {
-            resource_version: Some(list_resource_version(&items)),
+            resource_version: Some(resource_version),
             ..ListMeta::default()
         },
         items,
@@ -222,12 +297,39 @@ async fn replace_pod<S: PodService>(
             )))
         }
     }
+    check_resource_version(cx, namespace, name, &mut pod)?;
     let replaced = cx
         .service
         .replace(namespace, name, pod)
         .await
         .map_err(|e| Failure::from(e).for_pod(name))?;
     Ok(json_response(StatusCode::OK, &replaced))
+}
+
+/// As the API server's update: a resourceVersion in the body must be the
+/// current one (optimistic concurrency), and what the client left out of
+/// the identity (uid) is the stored pod's.
+pub(crate) fn check_resource_version<S: PodService>(
+    cx: &Context<S>,
+    namespace: &str,
+    name: &str,
+    pod: &mut Pod,
+) -> Result<(), Failure> {
+    let current = cx
+        .service
+        .get(namespace, name)
+        .map_err(|e| Failure::from(e).for_pod(name))?;
+    let wanted = pod.metadata.resource_version.as_deref().unwrap_or_default();
+    if !wanted.is_empty() && Some(wanted) != current.metadata.resource_version.as_deref() {
+        return Err(Failure::conflict(format!(
+            "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ))
+        .for_pod(name));
+    }
+    if pod.metadata.uid.as_deref().unwrap_or_default().is_empty() {
+        pod.metadata.uid = current.metadata.uid;
+    }
+    Ok(())
 }
 
 async fn delete_pod<S: PodService>(

@@ -71,6 +71,20 @@ impl Failure {
         )
     }
 
+    /// 415 for a PATCH body of no patch type.
+    pub(crate) fn unsupported_patch(media_type: &str) -> Failure {
+        Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {media_type:?})"),
+        )
+    }
+
+    /// 422 `Invalid`.
+    pub(crate) fn unprocessable(message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+    }
+
     /// 410 `Expired`: a watch can no longer continue.
     pub(crate) fn expired(message: impl Into<String>) -> Failure {
         Failure::new(StatusCode::GONE, "Expired", message)
@@ -79,6 +93,12 @@ impl Failure {
     /// Names the pod the failure is about in `details`, as the API server does.
     pub(crate) fn for_pod(mut self, name: &str) -> Failure {
         self.details = Some(("pods", name.to_owned()));
+        self
+    }
+
+    /// Names the object the failure is about in `details`.
+    pub(crate) fn for_kind(mut self, kind: &'static str, name: &str) -> Failure {
+        self.details = Some((kind, name.to_owned()));
         self
     }
 

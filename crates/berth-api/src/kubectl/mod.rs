@@ -37,6 +37,58 @@ pub fn age_column(pod: &Pod, now: Timestamp) -> String {
     timestamp_since(pod.metadata.creation_timestamp.as_ref().map(|t| t.0), now)
 }
 
+/// The columns `-o wide` adds: IP, NODE, NOMINATED NODE, READINESS GATES
+/// (`<none>` for an empty one; gates as `met/total`).
+pub fn wide_columns(pod: &Pod) -> [String; 4] {
+    let status = pod.status.as_ref();
+    let ip = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .and_then(|ips| ips.first())
+        .map(|ip| ip.ip.as_str())
+        .or_else(|| status.and_then(|s| s.pod_ip.as_deref()));
+    let spec = pod.spec.as_ref();
+    [
+        or_none(ip),
+        or_none(spec.and_then(|s| s.node_name.as_deref())),
+        or_none(status.and_then(|s| s.nominated_node_name.as_deref())),
+        readiness_gates(pod),
+    ]
+}
+
+fn or_none(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => "<none>".to_string(),
+    }
+}
+
+/// `true/total` readiness gates, or `<none>`.
+fn readiness_gates(pod: &Pod) -> String {
+    let gates = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".to_string();
+    }
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let met = gates
+        .iter()
+        .filter(|g| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == g.condition_type)
+                .is_some_and(|c| c.status == "True")
+        })
+        .count();
+    format!("{met}/{}", gates.len())
+}
+
 /// kubectl's `translateTimestampSince`: `<unknown>` for a missing (zero)
 /// time, else the `HumanDuration` of the span up to `now`.
 pub fn timestamp_since(at: Option<Timestamp>, now: Timestamp) -> String {

@@ -6,7 +6,7 @@
 //! (`super::stream`), over WebSocket.
 
 mod auth;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,31 +27,52 @@ pub fn server_config(
     if !serving.cert.exists() || !serving.key.exists() {
         make_self_signed(serving)?;
     }
+    let provider = provider();
+    let verifier = match client_ca {
+        // Callers without a certificate may still bring a bearer token.
+        Some(path) => client_verifier(path, &provider)?,
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    with_verifier(serving, provider, verifier)
+}
+
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Checks client certificates against the CA in `path`; callers without one
+/// are let through the handshake (the HTTP layer decides about them).
+pub(crate) fn client_verifier(
+    path: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("clientCAFile {}: {e}", path.display()))?;
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| format!("clientCAFile {}: {e}", path.display()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("clientCAFile {}: {e}", path.display()))
+}
+
+/// An HTTP/1.1 server configuration with the serving certificate in
+/// `serving` and client certificates checked by `verifier`.
+pub(crate) fn with_verifier(
+    serving: &Serving,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&serving.cert)
         .and_then(|certs| certs.collect())
         .map_err(|e| format!("tlsCertFile {}: {e}", serving.cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(&serving.key)
         .map_err(|e| format!("tlsPrivateKeyFile {}: {e}", serving.key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = match client_ca {
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("clientCAFile {}: {e}", path.display()))?;
-            for ca in cas {
-                roots
-                    .add(ca)
-                    .map_err(|e| format!("clientCAFile {}: {e}", path.display()))?;
-            }
-            // Callers without a certificate may still bring a bearer token.
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| format!("clientCAFile {}: {e}", path.display()))?
-        }
-        None => WebPkiClientVerifier::no_client_auth(),
-    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
