@@ -1,7 +1,8 @@
 //! Carrying out what the planner decided, in the kubelet's `SyncPod` order:
 //! the pod's failure, kills, the sandbox (volumes first), then container
 //! starts (the next init container, sidecars, regular containers) and the
-//! CrashLoopBackOff waits among them, in spec order.
+//! CrashLoopBackOff waits among them, in spec order; and a deleted pod's
+//! end: its containers stopped, then everything of it removed.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use berth_runtime::ContainerRuntime;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::handle::Termination;
 use crate::plan::{
     self, Kill, KillReason, Plan, PodFailure, PodView, SandboxView, SandboxWork, Start,
 };
@@ -17,6 +19,8 @@ use crate::record::{InstanceState, Waiting};
 use crate::restart_policy::PodPhase;
 use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
+use crate::stage::Stage;
+use crate::timeline::TimelineStep;
 use crate::worker::{grace_period, Worker};
 
 /// How often a pass that starts containers publishes the status meanwhile
@@ -45,11 +49,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             probed: (0..self.records.len())
                 .map(|i| self.probe_status(i))
                 .collect(),
-            volumes_ready: self.volumes_ready,
+            stage: self.stage,
             sandbox,
             backoff: &self.backoff,
             deadline,
-            terminal: self.terminal_phase.is_some(),
         }
     }
 
@@ -75,6 +78,29 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.wake_no_later_than(Instant::now());
     }
 
+    /// The pod's deletion, as the kubelet's `syncTerminatingPod` then
+    /// `syncTerminatedPod`: planned once, then carried out. The containers
+    /// stop in the plan's order (a later request can only shorten the grace
+    /// period); a runtime that does not answer in time forces the pod down.
+    /// Then its containers, sandbox and files go and the final status is
+    /// published.
+    pub(crate) async fn terminate(mut self, request: Termination) {
+        self.stage = self.stage.terminating(request.grace);
+        let plan = plan::plan(&self.view(), Instant::now());
+        let end = plan.terminate.unwrap_or_default();
+        self.stop_liveness_probers();
+        let mut forced = false;
+        if let Some(failure) = self.stop(&end.stop, KillReason::PodDeleted).await {
+            self.force_stop(&failure).await;
+            forced = true;
+        }
+        self.publish(true);
+        self.teardown(&end, forced).await;
+        self.step(None, TimelineStep::TornDown, String::new());
+        self.publish(true);
+        self.sink.finished(&self.pod_ref.uid);
+    }
+
     /// Carries `plan` out, leaving alone what earlier plans of this pass
     /// did; true when it acted, so that a new plan may differ.
     async fn execute(&mut self, plan: Plan, done: &mut Touched) -> bool {
@@ -93,7 +119,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .copied()
             .collect();
         if !kills.is_empty() {
-            self.kill_all(&kills).await;
+            // A whole-pod stop takes every container the plan names.
+            let whole_pod = plan.kills.iter().filter(|k| k.reason.whole_pod());
+            let whole_pod: Vec<usize> = whole_pod.map(|k| k.index).collect();
+            self.kill_all(&kills, whole_pod).await;
             for kill in &kills {
                 done.killed[kill.index] = true;
             }
@@ -153,7 +182,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         if let Some(phase) = plan.finish {
             debug!(pod = %self.pod_ref, phase = phase.as_str(), "pod reached a terminal phase");
-            self.terminal_phase = Some(phase);
+            self.stage = Stage::Finished { phase };
         }
         acted
     }
@@ -163,12 +192,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     fn fail(&mut self, failure: PodFailure) {
         let (reason, message) = failure.reason_and_message();
         self.event(EventType::Normal, reason, None, message.into());
-        self.terminal_phase = Some(PodPhase::Failed);
+        self.stage = Stage::Finished {
+            phase: PodPhase::Failed,
+        };
         self.terminal_reason = Some((reason.into(), message.into()));
     }
 
-    /// Kills one container at a time, then stops the whole pod if asked.
-    async fn kill_all(&mut self, kills: &[Kill]) {
+    /// Kills one container at a time, then stops the whole pod (the
+    /// containers of `whole_pod`) if asked.
+    async fn kill_all(&mut self, kills: &[Kill], whole_pod: Vec<usize>) {
         for kill in kills.iter().filter(|k| !k.reason.whole_pod()) {
             self.kill_container(kill.index, kill.reason).await;
             match kill.reason {
@@ -180,7 +212,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         if let Some(kill) = kills.iter().find(|k| k.reason.whole_pod()) {
             let grace = grace_period(self.pod_grace_seconds());
-            if let Some(failure) = self.stop_containers(grace, kill.reason).await {
+            let stop = plan::stop(&self.view(), whole_pod, grace);
+            if let Some(failure) = self.stop(&stop, kill.reason).await {
                 warn!(pod = %self.pod_ref, reason = ?kill.reason, "stop containers: {failure}");
             }
         }
@@ -237,7 +270,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             return false;
         }
         crate::volume_ownership::apply(&self.dirs, &self.pod);
-        self.volumes_ready = true;
+        self.stage = Stage::Running;
         true
     }
 }

@@ -71,13 +71,13 @@ pub fn spawn<R: ContainerRuntime, S: PodSink>(
     let (spec_tx, spec_rx) = watch::channel(pod);
     let (term_tx, term_rx) = watch::channel(None);
     let detach = CancellationToken::new();
-    let worker = Worker::new(runtime, sink, config, spec_rx, term_rx, adopted);
+    let worker = Worker::new(runtime, sink, config, spec_rx, term_rx);
     let token = detach.clone();
     let task = tokio::spawn(async move {
         tokio::select! {
             biased;
             _ = token.cancelled() => {}
-            _ = worker.run() => {}
+            _ = worker.run(adopted) => {}
         }
     });
     PodWorkerHandle {

@@ -10,14 +10,19 @@
 //! # Layout
 //!
 //! Start with `worker`: its `run` loop owns the pod and calls `sync` once per
-//! turn. A pod's life is decided in `plan/`: one pure function, `plan(view,
-//! now) -> Plan`, over a read-only `PodView` of what the worker knows (spec,
-//! container records, volumes, sandbox, back-off, deadline), as the
-//! kubelet's `computePodActions`; its rules and their table test live there.
-//! It is carried out in `execute`: `sync` plans, executes the plan in the
-//! kubelet's `SyncPod` order (the pod's failure, kills, volumes and sandbox,
-//! the next init container, sidecars, regular containers), and plans again
-//! while the last plan changed what the next one sees. `terminate` is the one
+//! turn, and `terminate` once it is deleted. Where the pod is in its life is
+//! one value, `stage::Stage` (preparing, running, finished in a phase,
+//! terminating). A pod's life is decided in `plan/`: one pure function,
+//! `plan(view, now) -> Plan`, over a read-only `PodView` of what the worker
+//! knows (stage, spec, container records, sandbox, back-off, deadline), as
+//! the kubelet's `computePodActions` and, for a deleted pod, its
+//! `killPodWithSyncResult`; its rules and their table test live there. It is
+//! carried out in `execute`: `sync` plans, executes the plan in the kubelet's
+//! `SyncPod` order (the pod's failure, kills, volumes and sandbox, the next
+//! init container, sidecars, regular containers), and plans again while the
+//! last plan changed what the next one sees; `terminate` plans the pod's end
+//! once (which containers stop, in what order, with which grace period and
+//! preStop hooks; what is removed) and carries it out. `kill` is the one
 //! kill path, taking a `KillReason` (a pod's deletion, the deadline, sidecars
 //! after the main containers, a failed probe or hook, a changed container).
 //! The rest are the steps they call:
@@ -25,7 +30,7 @@
 //! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
 //!   one container instance from spec to running.
 //! - `sandbox`: the pod's sandbox (absent, ready, or found dead), made
-//!   and replaced.
+//!   and replaced; `teardown`: a deleted pod's removal.
 //! - `record`: what the worker knows of each container; `status`: the API
 //!   status built from it; `backoff`: CrashLoopBackOff; `restart_policy`:
 //!   the restart policy and phase as enums.
@@ -46,6 +51,7 @@ mod handle;
 mod hooks;
 mod http_get;
 mod image_pull;
+mod kill;
 mod mount_table;
 mod plan;
 mod probe;
@@ -56,11 +62,11 @@ mod sandbox;
 mod saved_conditions;
 mod security;
 mod sink;
+mod stage;
 mod start;
 mod status;
 mod subpath;
 mod teardown;
-mod terminate;
 mod termination_message;
 mod timeline;
 mod volume_ownership;

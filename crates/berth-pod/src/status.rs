@@ -154,7 +154,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     let spec = w.spec();
     let phase = w.phase_of(&init, &regular, pod_is_terminal);
     let sandbox_ready =
-        w.sandbox.ready().is_some() && !pod_is_terminal && w.terminal_phase.is_none();
+        w.sandbox.ready().is_some() && !pod_is_terminal && w.stage.phase().is_none();
     let conditions = rules::pod_conditions(
         spec,
         &init,

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::plan::{SandboxRemoval, TerminationPlan};
 use crate::record::InstanceState;
 use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
@@ -67,21 +68,25 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
-    /// Removes every container (several at once), the sandbox and the pod's
-    /// files. Each removal is idempotent, so a failure is retried a few
-    /// times and then reported. A removal the runtime does not answer in
-    /// time forces the pod down (unless `forced` already) and is tried again.
-    pub(crate) async fn teardown(&mut self, mut forced: bool) {
-        if let Sandbox::Dead { containers, .. } = &self.sandbox {
-            // Deleted before its first pass replaced the dead sandbox.
-            let containers = containers.clone();
-            if let Err(e) = remove_containers(&self.rt, &containers).await {
-                warn!(pod = %self.pod_ref, "remove the dead sandbox's containers: {e}");
+    /// Removes the containers and sandbox `end` names (several containers
+    /// at once), then the pod's files. Each removal is idempotent, so a
+    /// failure is retried a few times and then reported. A removal the
+    /// runtime does not answer in time forces the pod down (unless `forced`
+    /// already) and is tried again.
+    pub(crate) async fn teardown(&mut self, end: &TerminationPlan, mut forced: bool) {
+        if end.sandbox == Some(SandboxRemoval::RemoveDead) {
+            if let Sandbox::Dead { containers, .. } = &self.sandbox {
+                // Deleted before its first pass replaced the dead sandbox.
+                let containers = containers.clone();
+                if let Err(e) = remove_containers(&self.rt, &containers).await {
+                    warn!(pod = %self.pod_ref, "remove the dead sandbox's containers: {e}");
+                }
             }
         }
-        let ids: Vec<ContainerId> = self
-            .records
+        let ids: Vec<ContainerId> = end
+            .remove
             .iter()
+            .map(|&i| &self.records[i])
             .flat_map(|r| r.current.iter().chain(r.previous.iter()))
             .map(|i| i.id.clone())
             .collect();
@@ -93,7 +98,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             let _ = remove_containers(&self.rt, &ids).await;
         }
-        if let Some(sandbox) = self.sandbox.info().cloned() {
+        let sandbox = end.sandbox.and_then(|_| self.sandbox.info().cloned());
+        if let Some(sandbox) = sandbox {
             let removed = retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
             if let Err(e) = removed {
                 if !forced {

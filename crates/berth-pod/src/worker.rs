@@ -22,9 +22,10 @@ use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
 use crate::probe::{InstanceProbes, ProbeUpdate};
 use crate::record::{ContainerRecord, Instance, InstanceState};
-use crate::restart_policy::{PodPhase, RestartPolicy};
+use crate::restart_policy::RestartPolicy;
 use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
+use crate::stage::Stage;
 use crate::timeline::{Reporter, TimelineStep};
 
 /// Node-wide settings every worker shares.
@@ -78,12 +79,11 @@ pub(crate) struct Worker<R, S> {
     pub(crate) cfg: Arc<WorkerConfig>,
     spec_rx: watch::Receiver<Arc<Pod>>,
     pub(crate) term_rx: watch::Receiver<Option<Termination>>,
-    adopted: Option<Adopted>,
     pub(crate) pod: Arc<Pod>,
     pub(crate) pod_ref: PodRef,
     pub(crate) dirs: PodDirs,
+    pub(crate) stage: Stage,
     pub(crate) sandbox: Sandbox,
-    pub(crate) volumes_ready: bool,
     /// Init containers first, then the main ones, in spec order.
     pub(crate) records: Vec<ContainerRecord>,
     pub(crate) backoff: Backoff,
@@ -97,8 +97,6 @@ pub(crate) struct Worker<R, S> {
     /// active deadline).
     pub(crate) terminal_reason: Option<(String, String)>,
     pub(crate) conditions: Vec<PodCondition>,
-    /// The phase once it went terminal; it never changes after that.
-    pub(crate) terminal_phase: Option<PodPhase>,
     pub(crate) wake_at: Option<Instant>,
     /// The probers of each running instance, by container id.
     pub(crate) probes: std::collections::HashMap<ContainerId, InstanceProbes>,
@@ -113,7 +111,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         cfg: Arc<WorkerConfig>,
         spec_rx: watch::Receiver<Arc<Pod>>,
         term_rx: watch::Receiver<Option<Termination>>,
-        adopted: Adopted,
     ) -> Self {
         let pod = spec_rx.borrow().clone();
         let meta = &pod.metadata;
@@ -164,12 +161,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             cfg,
             spec_rx,
             term_rx,
-            adopted: Some(adopted),
             pod,
             pod_ref,
             dirs,
+            stage: Stage::Preparing,
             sandbox: Sandbox::Absent,
-            volumes_ready: false,
             records,
             exits_tx,
             exits_rx,
@@ -181,7 +177,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             },
             terminal_reason: None,
             conditions: Vec::new(),
-            terminal_phase: None,
             wake_at: None,
             probes: Default::default(),
             probe_tx,
@@ -189,16 +184,16 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
-    pub(crate) async fn run(mut self) {
-        if let Some(adopted) = self.adopted.take() {
-            self.adopt(adopted).await;
-        }
+    /// Takes over what the runtime still runs for the pod, then works it
+    /// until it is deleted.
+    pub(crate) async fn run(mut self, adopted: Adopted) {
+        self.adopt(adopted).await;
         loop {
             let termination = *self.term_rx.borrow_and_update();
             if let Some(termination) = termination {
                 return self.terminate(termination).await;
             }
-            if self.terminal_phase.is_none() {
+            if self.stage.phase().is_none() {
                 self.sync().await;
             }
             self.publish(false);
@@ -411,9 +406,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 rec.previous = Some(instance);
             }
         }
-        self.volumes_ready = self.dirs.prepare(&self.pod).is_ok();
-        if self.volumes_ready {
+        if self.dirs.prepare(&self.pod).is_ok() {
             crate::volume_ownership::apply(&self.dirs, &self.pod);
+            self.stage = Stage::Running;
         }
         // Their transition times go on from before the restart.
         self.conditions = crate::saved_conditions::load(&self.dirs.pod);
@@ -455,7 +450,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         regular: &[ContainerStatus],
         pod_is_terminal: bool,
     ) -> String {
-        if let Some(phase) = self.terminal_phase {
+        if let Some(phase) = self.stage.phase() {
             return phase.as_str().into();
         }
         rules::pod_phase(self.spec(), init, regular, pod_is_terminal)

@@ -7,11 +7,13 @@
 //! The rules, each in its submodule: `restart` (restartPolicy, CrashLoopBackOff
 //! and failed starts, for one container), `order` (init containers one at a
 //! time, sidecars before them, regular containers once initialized, sidecars
-//! stopped when the main containers are done). The active deadline and image
-//! changes are short enough to live here.
+//! stopped when the main containers are done), `terminate` (the order
+//! containers stop in, and what a deleted pod leaves to remove). The active
+//! deadline and image changes are short enough to live here.
 
 mod order;
 mod restart;
+mod terminate;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,9 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::record::{ContainerRecord, Waiting};
 use crate::restart_policy::{PodPhase, RestartPolicy};
+use crate::stage::Stage;
+
+pub(crate) use terminate::{stop, SandboxRemoval, Stop, TerminationPlan};
 
 /// What the worker knows of its pod, borrowed for one plan.
 pub(crate) struct PodView<'a> {
@@ -32,14 +37,11 @@ pub(crate) struct PodView<'a> {
     pub records: &'a [ContainerRecord],
     /// `(started, ready)` of each record as its probes say.
     pub probed: Vec<(bool, bool)>,
-    /// The pod's volume directories exist.
-    pub volumes_ready: bool,
+    pub stage: Stage,
     pub sandbox: SandboxView,
     pub backoff: &'a Backoff,
     /// When `activeDeadlineSeconds` runs out, if the spec sets it.
     pub deadline: Option<Instant>,
-    /// The pod reached Succeeded or Failed; nothing runs again.
-    pub terminal: bool,
 }
 
 impl PodView<'_> {
@@ -177,6 +179,9 @@ pub(crate) struct Plan {
     pub finish: Option<PodPhase>,
     /// When the pod needs another pass, if nothing else comes first.
     pub wake_at: Option<Instant>,
+    /// The pod is being deleted: how it stops and what goes. Nothing else
+    /// is planned then.
+    pub terminate: Option<TerminationPlan>,
 }
 
 impl Plan {
@@ -198,11 +203,17 @@ impl Plan {
 }
 
 /// Decides what the pod needs now: the kubelet's `computePodActions`, with
-/// its `activeDeadlineHandler` and the pod phase that ends a pod.
+/// its `activeDeadlineHandler` and the pod phase that ends a pod; for a
+/// deleted pod, its `killPodWithSyncResult`.
 pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
     let mut plan = Plan::default();
-    if view.terminal {
-        return plan;
+    match view.stage {
+        Stage::Finished { .. } => return plan,
+        Stage::Terminating { grace, .. } => {
+            plan.terminate = Some(terminate::terminate(view, grace));
+            return plan;
+        }
+        Stage::Preparing | Stage::Running => {}
     }
     if let Some(deadline) = view.deadline {
         if now >= deadline {
@@ -213,7 +224,7 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         }
         plan.wake_no_later_than(deadline);
     }
-    plan.prepare_volumes = !view.volumes_ready;
+    plan.prepare_volumes = view.stage == Stage::Preparing;
     plan.sandbox = match view.sandbox {
         SandboxView::Ready => None,
         SandboxView::Absent => Some(SandboxWork::Create),

@@ -6,22 +6,23 @@ use std::time::Duration;
 
 use berth_runtime::{ContainerId, ContainerKind, ExitInfo, ImageInfo, PodRef};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Lifecycle, LifecycleHandler, PodSpec};
 use tokio::time::Instant;
 
 use super::*;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::record::{ContainerRecord, Instance, InstanceState};
+use crate::restart_policy::PodPhase;
+use crate::stage::Stage;
 
 /// A pod as the worker would know it, built up one fact at a time.
 struct Pod {
     spec: PodSpec,
     records: Vec<ContainerRecord>,
-    volumes_ready: bool,
+    stage: Stage,
     sandbox: SandboxView,
     backoff: Backoff,
     deadline: Option<Instant>,
-    terminal: bool,
     /// The clock every fact counts from; the plan is made `at` after it.
     t0: Instant,
     at: Duration,
@@ -35,11 +36,10 @@ fn pod(restart_policy: &str) -> Pod {
             ..Default::default()
         },
         records: Vec::new(),
-        volumes_ready: true,
+        stage: Stage::Running,
         sandbox: SandboxView::Ready,
         backoff: Backoff::new(BackoffPolicy::default()),
         deadline: None,
-        terminal: false,
         t0: Instant::now(),
         at: Duration::ZERO,
     }
@@ -191,7 +191,7 @@ impl Pod {
 
     /// Not set up yet: no volumes, no sandbox.
     fn new_pod(mut self) -> Self {
-        self.volumes_ready = false;
+        self.stage = Stage::Preparing;
         self.sandbox = SandboxView::Absent;
         self
     }
@@ -202,7 +202,37 @@ impl Pod {
     }
 
     fn terminal(mut self) -> Self {
-        self.terminal = true;
+        self.stage = Stage::Finished {
+            phase: PodPhase::Failed,
+        };
+        self
+    }
+
+    /// Being deleted with a grace period of `secs`.
+    fn deleted(mut self, secs: u64) -> Self {
+        self.stage = self.stage.terminating(Duration::from_secs(secs));
+        self
+    }
+
+    /// Has a preStop hook.
+    fn pre_stop(mut self, name: &str) -> Self {
+        let all = self.spec.init_containers.iter_mut().flatten();
+        let spec = all
+            .chain(&mut self.spec.containers)
+            .find(|c| c.name == name)
+            .unwrap();
+        spec.lifecycle = Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler::default()),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Exited once before its current instance ran.
+    fn restarted(mut self, name: &str) -> Self {
+        self = self.exited(name, 1);
+        let rec = self.record(name);
+        rec.previous = rec.current.take();
         self
     }
 
@@ -218,11 +248,10 @@ impl Pod {
             pod: &pod,
             records: &self.records,
             probed: vec![(true, true); self.records.len()],
-            volumes_ready: self.volumes_ready,
+            stage: self.stage,
             sandbox: self.sandbox,
             backoff: &self.backoff,
             deadline: self.deadline,
-            terminal: self.terminal,
         };
         let now = self.t0 + self.at;
         describe(&plan(&view, now), &self.records, now)
@@ -263,6 +292,26 @@ fn describe(plan: &Plan, records: &[ContainerRecord], now: Instant) -> Vec<Strin
         plan.wake_at
             .map(|at| format!("wake +{}s", (at - now).as_secs())),
     );
+    if let Some(end) = &plan.terminate {
+        lines.push(format!("grace {}s", end.stop.grace.as_secs()));
+        lines.extend(
+            end.stop
+                .pre_stop
+                .iter()
+                .map(|&i| format!("preStop {}", name(i))),
+        );
+        let names = |list: &[usize]| list.iter().map(|&i| name(i)).collect::<Vec<_>>().join(", ");
+        lines.extend(
+            end.stop
+                .turns
+                .iter()
+                .map(|turn| format!("stop {}", names(turn))),
+        );
+        if !end.remove.is_empty() {
+            lines.push(format!("remove {}", names(&end.remove)));
+        }
+        lines.extend(end.sandbox.map(|s| format!("sandbox {s:?}")));
+    }
     lines
 }
 
@@ -327,6 +376,29 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("new pod: volumes and sandbox before the first init", pod("Always").init("one").app("app").new_pod(), vec!["volumes", "sandbox Create", "start init one"]),
         ("sandbox: a failed creation is tried again", pod("Always").app("app").sandbox(SandboxView::Absent), vec!["sandbox Create", "start app app"]),
         ("dead sandbox: recreated", pod("Always").app("app").sandbox(SandboxView::Dead), vec!["sandbox Recreate", "start app app"]),
+        // deletion (the kubelet's killPodWithSyncResult)
+        ("delete: every running container at once, then containers and sandbox removed", pod("Always").app("a").app("b").running("a").running("b").deleted(30),
+            vec!["grace 30s", "stop a, b", "remove a, b", "sandbox Remove"]),
+        ("delete: the request's grace period, not the pod's", pod("Always").app("app").running("app").deleted(3),
+            vec!["grace 3s", "stop app", "remove app", "sandbox Remove"]),
+        ("delete: preStop first for the containers that have one", pod("Always").app("a").app("b").pre_stop("b").running("a").running("b").deleted(30),
+            vec!["grace 30s", "preStop b", "stop a, b", "remove a, b", "sandbox Remove"]),
+        ("delete with grace 0: no preStop, SIGKILL at once", pod("Always").app("app").pre_stop("app").running("app").deleted(0),
+            vec!["grace 0s", "stop app", "remove app", "sandbox Remove"]),
+        ("delete: sidecars after the regular containers, the last started first", pod("Always").sidecar("s1").sidecar("s2").app("app").pre_stop("s1").running("s1").running("s2").running("app").deleted(30),
+            vec!["grace 30s", "preStop s1", "stop app", "stop s2", "stop s1", "remove s1, s2, app", "sandbox Remove"]),
+        ("delete: exited containers are not stopped, only removed", pod("Never").app("a").app("b").exited("a", 0).running("b").deleted(30),
+            vec!["grace 30s", "stop b", "remove a, b", "sandbox Remove"]),
+        ("delete: a restarted container's previous instance is removed too", pod("Always").app("app").restarted("app").deleted(30),
+            vec!["grace 30s", "remove app", "sandbox Remove"]),
+        ("delete during init: the running init container stops, nothing starts", pod("Always").sidecar("side").init("one").app("app").running("side").running("one").deleted(30),
+            vec!["grace 30s", "stop one", "stop side", "remove side, one", "sandbox Remove"]),
+        ("delete before the sandbox exists: nothing to stop or remove", pod("Always").app("app").new_pod().deleted(30), vec!["grace 30s"]),
+        ("delete with a dead sandbox: it goes with its containers", pod("Always").app("app").sandbox(SandboxView::Dead).deleted(30), vec!["grace 30s", "sandbox RemoveDead"]),
+        ("delete a finished pod: nothing runs, everything is removed", pod("Never").app("app").exited("app", 1).terminal().deleted(30),
+            vec!["grace 30s", "remove app", "sandbox Remove"]),
+        ("delete past the deadline: the deletion, not the deadline", pod("Always").app("app").running("app").deadline_in(3).at(5).deleted(30),
+            vec!["grace 30s", "stop app", "remove app", "sandbox Remove"]),
     ]
 }
 

@@ -1,23 +1,20 @@
-//! Termination (docs/kubelet-semantics.md §1.2, §7): every running container runs
-//! its preStop hook and gets its stop signal at once, in parallel, and SIGKILL
-//! when the grace period is over; a later request can only bring the deadline
-//! closer. A single container is killed (failed postStart) the same way. Then everything
-//! of the pod is removed and the final status published.
+//! The one kill path: containers stopped against one deadline, as the
+//! planner's [`Stop`] says (turns, grace, preStop). Every kill starts at once
+//! (Killing event, preStop hook); a container's stop signal waits for its
+//! turn, and SIGKILL comes when the grace period is over. A later deletion
+//! can only bring the deadline closer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{
-    ContainerId, ContainerKind, ContainerRuntime, RuntimeError, RuntimeErrorKind, Signal,
-};
+use berth_runtime::{ContainerId, ContainerRuntime, RuntimeError, RuntimeErrorKind, Signal};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::handle::Termination;
 use crate::hooks::{Hook, HookKind};
-use crate::plan::KillReason;
+use crate::plan::{KillReason, Stop};
 use crate::probe::ProbeKind;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::{Reporter, TimelineStep};
@@ -31,48 +28,6 @@ const MINIMUM_GRACE: Duration = Duration::from_secs(2);
 const RUNTIME_RETRY: Duration = Duration::from_millis(500);
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
-    pub(crate) async fn terminate(mut self, first: Termination) {
-        self.stop_liveness_probers();
-        let mut forced = false;
-        if let Some(failure) = self
-            .stop_containers(first.grace, KillReason::PodDeleted)
-            .await
-        {
-            self.force_stop(&failure).await;
-            forced = true;
-        }
-        self.publish(true);
-        self.teardown(forced).await;
-        self.step(None, TimelineStep::TornDown, String::new());
-        self.publish(true);
-        self.sink.finished(&self.pod_ref.uid);
-    }
-
-    /// Stops every running container within `grace` for `reason` (one that
-    /// stops the whole pod): the main and init containers at once, then the
-    /// sidecars one by one in reverse order, all against one deadline.
-    ///
-    /// Gives up when the runtime does not answer a kill in time (the pod's
-    /// shim is wedged), returning the failure as the kubelet words it.
-    pub(crate) async fn stop_containers(
-        &mut self,
-        grace: Duration,
-        reason: KillReason,
-    ) -> Option<String> {
-        debug_assert!(reason.whole_pod());
-        let mut sidecars: Vec<usize> = (0..self.records.len())
-            .filter(|&i| self.records[i].kind == ContainerKind::Sidecar)
-            .collect();
-        sidecars.reverse();
-        let first: Vec<usize> = (0..self.records.len())
-            .filter(|&i| self.records[i].kind != ContainerKind::Sidecar)
-            .collect();
-        let turns = std::iter::once(first)
-            .chain(sidecars.into_iter().map(|i| vec![i]))
-            .collect();
-        self.stop(turns, grace, reason).await
-    }
-
     /// Kills container `i` alone for `reason`, through the same path as pod
     /// termination (preStop included); returns once it exited. The grace
     /// period is the pod's, or a failed probe's own
@@ -94,22 +49,25 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .deletion_grace_period_seconds
             .or(probe_grace)
             .unwrap_or_else(|| self.pod_grace_seconds());
-        if let Some(failure) = self.stop(vec![vec![i]], grace_period(grace), reason).await {
+        let stop = crate::plan::stop(&self.view(), [i], grace_period(grace));
+        if let Some(failure) = self.stop(&stop, reason).await {
             warn!(pod = %self.pod_ref, "kill container: {failure}");
         }
     }
 
-    /// Kills the containers of `turns`, all against one deadline: every kill
+    /// Kills the containers of `stop`, all against one deadline: every kill
     /// starts at once (Killing event, preStop), but a turn's stop signal waits
-    /// until the containers of the turns before it have exited. A kill the
-    /// runtime does not answer in time ends the wait (see
-    /// [`Self::stop_containers`]).
-    async fn stop(
-        &mut self,
-        turns: Vec<Vec<usize>>,
-        grace: Duration,
-        reason: KillReason,
-    ) -> Option<String> {
+    /// until the containers of the turns before it have exited.
+    ///
+    /// Gives up when the runtime does not answer a kill in time (the pod's
+    /// shim is wedged), returning the failure as the kubelet words it.
+    pub(crate) async fn stop(&mut self, stop: &Stop, reason: KillReason) -> Option<String> {
+        let Stop {
+            turns,
+            grace,
+            pre_stop,
+        } = stop;
+        let grace = *grace;
         let (deadline_tx, deadline_rx) = watch::channel(Instant::now() + grace);
         let (unanswered_tx, mut unanswered) = mpsc::unbounded_channel();
         let (turn_tx, turn_rx) = watch::channel(0);
@@ -130,7 +88,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     turn,
                     turns: turn_rx.clone(),
                 };
-                if let Some(kill) = self.kill(i, reason, timing, unanswered_tx.clone()) {
+                let pre_stop = pre_stop.contains(&i);
+                if let Some(kill) = self.kill(i, reason, pre_stop, timing, unanswered_tx.clone()) {
                     kills.spawn(kill);
                 }
             }
@@ -166,12 +125,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         None
     }
 
-    /// The kill of container `i` if it runs: its Killing event, then preStop,
-    /// the stop signal and SIGKILL at the deadline.
+    /// The kill of container `i` if it runs: its Killing event, then preStop
+    /// (if `pre_stop`), the stop signal and SIGKILL at the deadline.
     fn kill(
         &self,
         i: usize,
         reason: KillReason,
+        pre_stop: bool,
         timing: KillTiming,
         unanswered: mpsc::UnboundedSender<String>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
@@ -203,7 +163,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             name,
             field_path,
             signal,
-            pre_stop: self.hook(i, HookKind::PreStop),
+            pre_stop: pre_stop.then(|| self.hook(i, HookKind::PreStop)).flatten(),
             report: self.report.clone(),
             unanswered,
         };
@@ -221,7 +181,7 @@ struct KillTiming {
     turns: watch::Receiver<usize>,
 }
 
-/// One container's kill, detached from the worker (docs/kubelet-semantics.md §7.2).
+/// One container's kill, detached from the worker (the kubelet's `killContainer`).
 struct KillTask<R, S> {
     rt: Arc<R>,
     id: ContainerId,
