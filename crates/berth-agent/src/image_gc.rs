@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_runtime::{ContainerRuntime, ImageInfo, ImageService};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -251,11 +252,11 @@ pub async fn run<R: ContainerRuntime + ImageService>(
             continue;
         };
         if matches!(e, GcError::NotEnough { .. }) {
-            node_event("FreeDiskSpaceFailed", e.to_string());
+            node_event(reasons::FREE_DISK_SPACE_FAILED, e.to_string());
         }
         if failed_before {
             warn!("image GC failed again: {e}");
-            node_event("ImageGCFailed", e.to_string());
+            node_event(reasons::IMAGE_GC_FAILED, e.to_string());
         } else {
             warn!("image GC failed: {e}");
         }

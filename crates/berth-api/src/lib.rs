@@ -14,6 +14,8 @@
 //! - `kubectl/`: the `get pods` columns; `cri_log`: the CRI log format.
 //! - `command`, `env`, `expansion`: a container's argv and environment.
 //! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each.
+//! - `reasons`: the kubelet's event reasons, for the worker, describe and
+//!   the tests.
 
 pub mod command;
 pub mod cri_log;
@@ -27,6 +29,7 @@ pub mod kubectl;
 pub mod manifest;
 pub mod pod;
 pub mod quantity;
+pub mod reasons;
 pub mod resource_field;
 pub mod security_context;
 pub mod status;

@@ -134,6 +134,7 @@ pub fn event_table(events: &[Event], options: TableOptions, now: Timestamp) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::reasons;
     use serde_json::json;
 
     fn now() -> Timestamp {
@@ -144,7 +145,7 @@ mod tests {
         let mut value = json!({
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": {"kind": "Pod", "name": "web", "namespace": ns, "uid": "u1"},
-            "reason": "Started",
+            "reason": reasons::STARTED,
             "message": "Started container app\n",
             "type": "Normal",
             "count": 1,
@@ -165,7 +166,7 @@ mod tests {
             event(
                 "web.2",
                 "default",
-                json!({"type": "Warning", "reason": "BackOff",
+                json!({"type": "Warning", "reason": reasons::BACK_OFF,
                        "message": "Back-off restarting failed container app",
                        "involvedObject": {"kind": "Pod", "name": "a-longer-pod", "fieldPath": "spec.containers{app}"}}),
             ),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_cli::{run_with, Command, Streams};
 use clap::Parser;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -678,9 +679,9 @@ async fn get_events_lists_like_kubectl() {
 
     // Stored out of order: printed in the API server's (namespace, name) order.
     h.fake.state.lock().unwrap().events = Some(vec![
-        pod_event("web.2", "default", "web", "Started", 1, 5),
-        pod_event("db.1", "prod", "db", "Pulled", 1, 7),
-        pod_event("web.1", "default", "web", "Created", 3, 600),
+        pod_event("web.2", "default", "web", reasons::STARTED, 1, 5),
+        pod_event("db.1", "prod", "db", reasons::PULLED, 1, 7),
+        pod_event("web.1", "default", "web", reasons::CREATED, 3, 600),
     ]);
     let (code, out, err) = h.run(&["get", "ev"]).await;
     assert_eq!((code, err.as_str()), (0, ""));

@@ -55,7 +55,6 @@ mod kill;
 mod mount_table;
 mod plan;
 mod probe;
-pub mod reasons;
 mod record;
 mod restart_policy;
 mod sandbox;
@@ -73,6 +72,7 @@ mod volume_ownership;
 mod worker;
 
 pub use backoff::BackoffPolicy;
+pub use berth_api::reasons;
 pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
 pub use dns::ClusterDns;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};

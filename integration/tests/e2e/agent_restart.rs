@@ -1,6 +1,7 @@
 //! An agent restart: pods keep running while it is down, and the new agent
 //! adopts them instead of starting them again.
 
+use berth_api::reasons;
 use berth_integration::*;
 use berth_testkit::process::{alive, Ended};
 
@@ -51,7 +52,9 @@ async fn pods_survive_an_agent_restart_and_are_adopted() {
     let containers_before = ctr_list(&agent, "containers");
     let (_, events_before) = pod_events(&agent, "default", "survivor").await;
     assert!(
-        events_before.iter().any(|e| e["reason"] == "Started"),
+        events_before
+            .iter()
+            .any(|e| e["reason"] == reasons::STARTED),
         "{events_before:#?}"
     );
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -129,7 +130,7 @@ async fn a_pod_whose_shim_stops_answering_is_deleted_with_a_warning() {
     let (_, events) = pod_events(&agent, "default", "wedged").await;
     let warning = events
         .iter()
-        .find(|e| e["reason"] == "FailedKillPod")
+        .find(|e| e["reason"] == reasons::FAILED_KILL_POD)
         .unwrap_or_else(|| panic!("no FailedKillPod: {events:#?}"));
     assert_eq!(warning["type"], "Warning");
     assert!(

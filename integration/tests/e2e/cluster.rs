@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::tcp_proxy::TcpProxy;
 use berth_integration::*;
 use berth_testkit::ControlPlane;
@@ -265,7 +266,7 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
             list["items"]
                 .as_array()?
                 .iter()
-                .find(|e| e["reason"] == "Started")
+                .find(|e| e["reason"] == reasons::STARTED)
                 .cloned()
         })
         .await;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use berth_testkit::mounts::mounts_under;
 use tokio::time::Instant;
@@ -273,7 +274,9 @@ async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
         .await;
     let (_, events) = pod_events(&agent, "default", "orphaned").await;
     assert!(
-        events.iter().any(|e| e["reason"] == "SandboxChanged"),
+        events
+            .iter()
+            .any(|e| e["reason"] == reasons::SANDBOX_CHANGED),
         "{events:#?}"
     );
     assert_ne!(pod_ip(&after), None);

@@ -1,6 +1,7 @@
 //! The kubelet's pod events: served as a v1 EventList, folded with counts,
 //! shown by `describe pod` and `get events` (docs/kubelet-semantics.md §12).
 
+use berth_api::reasons;
 use berth_integration::*;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -43,8 +44,8 @@ async fn the_events_api_lists_folded_container_events() {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let (list, events) = loop {
         let (list, events) = pod_events(&agent, "default", "looper").await;
-        let folded =
-            find_event(&events, "BackOff", "spec.containers{main}").is_some_and(|e| count(e) > 1);
+        let folded = find_event(&events, reasons::BACK_OFF, "spec.containers{main}")
+            .is_some_and(|e| count(e) > 1);
         if folded || tokio::time::Instant::now() >= deadline {
             break (list, events);
         }
@@ -70,7 +71,7 @@ async fn the_events_api_lists_folded_container_events() {
         );
     }
     // Every run was created and started: one folded event each, counted.
-    for reason in ["Created", "Started"] {
+    for reason in [reasons::CREATED, reasons::STARTED] {
         let event = find_event(&events, reason, "spec.containers{main}")
             .unwrap_or_else(|| panic!("no {reason} event: {events:#?}"));
         assert_eq!(event["type"], "Normal", "{event:#}");
@@ -89,7 +90,7 @@ async fn the_events_api_lists_folded_container_events() {
             "{reason} not folded into one event: {same:#?}"
         );
     }
-    let back_off = find_event(&events, "BackOff", "spec.containers{main}")
+    let back_off = find_event(&events, reasons::BACK_OFF, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no BackOff event: {events:#?}"));
     assert_eq!(back_off["type"], "Warning", "{back_off:#}");
     assert_eq!(
@@ -113,7 +114,7 @@ async fn the_events_api_lists_folded_container_events() {
     let items = selected["items"].as_array().expect("items");
     assert!(!items.is_empty(), "{selected:#}");
     assert!(
-        items.iter().all(|e| e["reason"] == "BackOff"),
+        items.iter().all(|e| e["reason"] == reasons::BACK_OFF),
         "{selected:#}"
     );
 }
@@ -147,7 +148,7 @@ async fn describe_pod_shows_the_events_with_counts() {
             .unwrap_or_else(|| panic!("no {reason} row:\n{describe}"))
             .to_owned()
     };
-    for reason in ["Created", "Started"] {
+    for reason in [reasons::CREATED, reasons::STARTED] {
         let line = row(reason);
         assert!(line.trim_start().starts_with("Normal"), "{line}");
         assert!(line.contains("kubelet"), "{line}");
@@ -157,7 +158,7 @@ async fn describe_pod_shows_the_events_with_counts() {
             "{reason} not shown with a count: {line}"
         );
     }
-    let back_off = row("BackOff");
+    let back_off = row(reasons::BACK_OFF);
     assert!(back_off.trim_start().starts_with("Warning"), "{back_off}");
     assert!(
         back_off.contains("Back-off restarting failed container main in pod described_default("),
@@ -180,7 +181,7 @@ async fn killing_is_reported_for_init_and_main_containers_paths() {
 
     // Events outlive the pod, as on the API server.
     let (_, events) = pod_events(&agent, "default", "stopped").await;
-    let killing = find_event(&events, "Killing", "spec.containers{main}")
+    let killing = find_event(&events, reasons::KILLING, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Killing event: {events:#?}"));
     assert_eq!(killing["type"], "Normal", "{killing:#}");
     assert_eq!(killing["message"], "Stopping container main", "{killing:#}");
@@ -190,7 +191,7 @@ async fn killing_is_reported_for_init_and_main_containers_paths() {
         "{killing:#}"
     );
     // Init container events name the init container's field path.
-    for reason in ["Pulled", "Created", "Started"] {
+    for reason in [reasons::PULLED, reasons::CREATED, reasons::STARTED] {
         assert!(
             find_event(&events, reason, "spec.initContainers{prepare}").is_some(),
             "no {reason} event for the init container: {events:#?}"
@@ -200,7 +201,7 @@ async fn killing_is_reported_for_init_and_main_containers_paths() {
             "no {reason} event for main: {events:#?}"
         );
     }
-    let pulled = find_event(&events, "Pulled", "spec.containers{main}").unwrap();
+    let pulled = find_event(&events, reasons::PULLED, "spec.containers{main}").unwrap();
     let present = format!("Container image \"{TEST_IMAGE}\" already present on machine");
     assert!(
         pulled["message"]
@@ -220,9 +221,9 @@ async fn get_events_prints_the_pod_events() {
     let list: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     let items = list["items"].as_array().expect("items");
     assert!(
-        items
-            .iter()
-            .any(|e| e["involvedObject"]["uid"] == uid(&looping) && e["reason"] == "BackOff"),
+        items.iter().any(
+            |e| e["involvedObject"]["uid"] == uid(&looping) && e["reason"] == reasons::BACK_OFF
+        ),
         "{json}"
     );
     let table = agent.cli_ok(&["get", "events"]).await;
@@ -240,7 +241,7 @@ async fn get_events_prints_the_pod_events() {
     assert!(
         table
             .lines()
-            .any(|l| l.contains("BackOff") && l.contains("pod/listed")),
+            .any(|l| l.contains(reasons::BACK_OFF) && l.contains("pod/listed")),
         "{table}"
     );
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -92,7 +93,7 @@ async fn a_slow_post_start_holds_the_pod_pending_and_delays_the_next_container()
     agent.apply_yaml(&manifest(&spec)).await;
 
     // Until the hook's last stamp is written, neither the pod nor the hooked
-    // container may look running (§2.5). The pod is read before the file, so a
+    // container may look running (docs/kubelet-semantics.md §2.5). The pod is read before the file, so a
     // Running pod whose hook had finished always finds HOOK-END.
     let deadline = Instant::now() + START_TIMEOUT;
     let mut seen_hook_running = false;
@@ -152,7 +153,7 @@ async fn a_failing_post_start_kills_and_restarts_the_container() {
             restart_count(p, "main") >= 2
         })
         .await;
-    // Killed after the hook failed, never Running meanwhile (§2.5).
+    // Killed after the hook failed, never Running meanwhile (docs/kubelet-semantics.md §2.5).
     assert!(
         container_status(&restarted, "main").unwrap()["lastState"]["terminated"].is_object(),
         "{restarted:#}"
@@ -160,16 +161,20 @@ async fn a_failing_post_start_kills_and_restarts_the_container() {
     assert_ne!(phase(&restarted), "Failed", "{restarted:#}");
 
     let (_, events) = pod_events(&agent, "default", "bad-hook").await;
-    let failed = find_event(&events, "FailedPostStartHook", "spec.containers{main}")
-        .unwrap_or_else(|| panic!("no FailedPostStartHook event: {events:#?}"));
+    let failed = find_event(
+        &events,
+        reasons::FAILED_POST_START_HOOK,
+        "spec.containers{main}",
+    )
+    .unwrap_or_else(|| panic!("no FailedPostStartHook event: {events:#?}"));
     assert_eq!(failed["type"], "Warning", "{failed:#}");
-    let killing = find_event(&events, "Killing", "spec.containers{main}")
+    let killing = find_event(&events, reasons::KILLING, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Killing event: {events:#?}"));
     assert_eq!(killing["type"], "Normal", "{killing:#}");
     assert!(
         killing["message"]
             .as_str()
-            .is_some_and(|m| m.contains("FailedPostStartHook")),
+            .is_some_and(|m| m.contains(reasons::FAILED_POST_START_HOOK)),
         "{killing:#}"
     );
 }
@@ -188,7 +193,7 @@ async fn http_get_hooks_reach_a_server_in_the_pod_and_ignore_the_status_code() {
     };
     // The web container serves the CGI from the stamp directory; its own
     // postStart waits until the port answers, which holds back the client's
-    // start (§2.4). Its preStop sleep keeps it serving while the client's
+    // start (docs/kubelet-semantics.md §2.4). Its preStop sleep keeps it serving while the client's
     // preStop request runs.
     let dir = agent.work_dir().join("http-hooks");
     let cgi = dir.join("www/cgi-bin/hook");
@@ -247,7 +252,12 @@ async fn http_get_hooks_reach_a_server_in_the_pod_and_ignore_the_status_code() {
     assert_eq!(restart_count(&running, "client"), 0, "{running:#}");
     let (_, events) = pod_events(&agent, "default", "http-hooks").await;
     assert!(
-        find_event(&events, "FailedPostStartHook", "spec.containers{client}").is_none(),
+        find_event(
+            &events,
+            reasons::FAILED_POST_START_HOOK,
+            "spec.containers{client}"
+        )
+        .is_none(),
         "{events:#?}"
     );
 
@@ -290,7 +300,11 @@ async fn a_failing_pre_stop_records_an_event_and_termination_goes_on() {
     let deadline = Instant::now() + START_TIMEOUT;
     let event = loop {
         let (_, events) = pod_events(&agent, "default", "bad-pre-stop").await;
-        if let Some(e) = find_event(&events, "FailedPreStopHook", "spec.containers{main}") {
+        if let Some(e) = find_event(
+            &events,
+            reasons::FAILED_PRE_STOP_HOOK,
+            "spec.containers{main}",
+        ) {
             break e.clone();
         }
         assert!(

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use berth_api::reasons;
 use berth_integration::*;
 use berth_testkit::registry::LocalRegistry;
 use berth_testkit::write_busybox_archive;
@@ -146,7 +147,11 @@ async fn an_absent_tag_fails_with_the_registry_message() {
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("manifest unknown"), "{stderr}");
-    assert!(!text(&out.stdout).contains("Pulled"), "{}", describe(&out));
+    assert!(
+        !text(&out.stdout).contains(reasons::PULLED),
+        "{}",
+        describe(&out)
+    );
 
     let out = agent.cli(&["image", "pull", "Not A Reference"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
@@ -366,7 +367,7 @@ async fn init_crash_loop(policy: &str) {
     }
     // Its back-off is announced with a Warning event on the init container.
     let (_, events) = pod_events(&agent, "default", &name).await;
-    let back_off = find_event(&events, "BackOff", "spec.initContainers{init}")
+    let back_off = find_event(&events, reasons::BACK_OFF, "spec.initContainers{init}")
         .unwrap_or_else(|| panic!("no BackOff event for init: {events:#?}"));
     assert_eq!(back_off["type"], "Warning", "{back_off:#}");
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -61,7 +62,7 @@ async fn wait_event(
 /// An `Unhealthy` event on `main` whose message starts with `prefix`.
 async fn wait_unhealthy(agent: &AgentProcess, name: &str, prefix: &str) -> Value {
     let event = wait_event(agent, name, &format!("Unhealthy {prefix:?}"), |e| {
-        e["reason"] == "Unhealthy"
+        e["reason"] == reasons::UNHEALTHY
             && e["involvedObject"]["fieldPath"] == "spec.containers{main}"
             && e["message"].as_str().is_some_and(|m| m.starts_with(prefix))
     })
@@ -176,7 +177,7 @@ async fn a_failing_exec_liveness_probe_restarts_the_container_with_events() {
         "the exec output: {unhealthy:#}"
     );
     let (_, events) = pod_events(&agent, "default", "sickly").await;
-    let killing = find_event(&events, "Killing", "spec.containers{main}")
+    let killing = find_event(&events, reasons::KILLING, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Killing event: {events:#?}"));
     assert_eq!(killing["type"], "Normal", "{killing:#}");
     assert_eq!(
@@ -185,7 +186,7 @@ async fn a_failing_exec_liveness_probe_restarts_the_container_with_events() {
     );
     let describe = agent.cli_ok(&["describe", "pod", "sickly"]).await;
     assert!(
-        describe.contains("Unhealthy") && describe.contains("Liveness probe failed:"),
+        describe.contains(reasons::UNHEALTHY) && describe.contains("Liveness probe failed:"),
         "{describe}"
     );
     assert!(
@@ -273,7 +274,7 @@ async fn a_failing_tcp_liveness_probe_kills_a_never_restarted_container() {
     assert_eq!(term["reason"], "Error", "{done:#}");
 
     let (_, events) = pod_events(&agent, "default", "no-listener").await;
-    let killing = find_event(&events, "Killing", "spec.containers{main}")
+    let killing = find_event(&events, reasons::KILLING, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Killing event: {events:#?}"));
     // Under Never the kubelet does not add ", will be restarted".
     assert_eq!(
@@ -489,8 +490,8 @@ async fn an_https_probe_skips_verification_and_a_redirect_elsewhere_only_warns()
             running_with_ready(p, true)
         })
         .await;
-    let warning = wait_event(&agent, "https-ready", "ProbeWarning", |e| {
-        e["reason"] == "ProbeWarning"
+    let warning = wait_event(&agent, "https-ready", reasons::PROBE_WARNING, |e| {
+        e["reason"] == reasons::PROBE_WARNING
     })
     .await;
     assert_eq!(warning["type"], "Warning", "{warning:#}");

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use berth_testkit::registry::LocalRegistry;
 use berth_testkit::write_busybox_archive;
@@ -108,10 +109,10 @@ async fn a_pod_runs_from_the_registry_with_pulling_and_pulled_events() {
     );
     let (_, events) = pod_events(&agent, "default", "pulled").await;
     assert_eq!(
-        event_messages(&events, "Pulling"),
+        event_messages(&events, reasons::PULLING),
         vec![format!("Pulling image \"{image}\"")]
     );
-    let pulled = event_messages(&events, "Pulled");
+    let pulled = event_messages(&events, reasons::PULLED);
     assert!(
         pulled.iter().any(
             |m| m.starts_with(&format!("Successfully pulled image \"{image}\" in "))
@@ -233,7 +234,7 @@ async fn an_absent_tag_gives_err_image_pull_then_a_growing_image_pull_back_off()
     let pod = agent.get_pod_json("default", "typo").await;
     assert_eq!(phase(&pod), "Pending");
     let (_, events) = pod_events(&agent, "default", "typo").await;
-    let failed = event_messages(&events, "Failed");
+    let failed = event_messages(&events, reasons::FAILED);
     assert!(
         failed.iter().any(
             |m| m.starts_with(&format!("Failed to pull image \"{image}\": "))
@@ -245,7 +246,8 @@ async fn an_absent_tag_gives_err_image_pull_then_a_growing_image_pull_back_off()
         assert!(failed.iter().any(|m| m == wanted), "{wanted} in {failed:?}");
     }
     assert!(
-        event_messages(&events, "BackOff").contains(&format!("Back-off pulling image \"{image}\"")),
+        event_messages(&events, reasons::BACK_OFF)
+            .contains(&format!("Back-off pulling image \"{image}\"")),
         "{events:#?}"
     );
     let row = get_pods_row(&agent, "typo").await.expect("a row");
@@ -445,7 +447,7 @@ async fn serialized_pulls_take_turns_and_the_second_counts_its_wait() {
     for name in ["slow-a", "slow-b"] {
         wait_running(agent, name).await;
         let (_, events) = pod_events(agent, "default", name).await;
-        let pulled = event_messages(&events, "Pulled");
+        let pulled = event_messages(&events, reasons::PULLED);
         assert_eq!(pulled.len(), 1, "{pulled:?}");
         times.push(pull_times(&pulled[0]));
     }

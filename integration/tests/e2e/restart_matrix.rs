@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -235,7 +236,7 @@ async fn a_missing_command_is_a_start_error_then_crash_loops() {
     );
     // The failed start is an event too (Warning Failed).
     let (_, events) = pod_events(&agent, "default", "no-binary").await;
-    let failed = find_event(&events, "Failed", "spec.containers{main}")
+    let failed = find_event(&events, reasons::FAILED, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Failed event: {events:#?}"));
     assert_eq!(failed["type"], "Warning", "{failed:#}");
 }
@@ -307,7 +308,7 @@ async fn a_missing_secret_is_a_config_error_while_other_containers_run() {
     assert_eq!(row[1], "1/2", "{row:?}");
     assert_eq!(row[2], "CreateContainerConfigError", "{row:?}");
     let (_, events) = pod_events(&agent, "default", "config-error").await;
-    let failed = find_event(&events, "Failed", "spec.containers{needs-secret}")
+    let failed = find_event(&events, reasons::FAILED, "spec.containers{needs-secret}")
         .unwrap_or_else(|| panic!("no Failed event: {events:#?}"));
     assert_eq!(failed["type"], "Warning", "{failed:#}");
     assert!(

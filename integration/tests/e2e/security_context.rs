@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::{json, Value};
 
@@ -652,8 +653,8 @@ async fn unmasked_proc_user_namespaces_and_apparmor_are_refused_as_the_kubelet_d
     let message = wait_cli_output(
         &agent,
         &["describe", "pod", "userns"],
-        "FailedCreatePodSandBox",
-        |out| out.contains("FailedCreatePodSandBox"),
+        reasons::FAILED_CREATE_POD_SANDBOX,
+        |out| out.contains(reasons::FAILED_CREATE_POD_SANDBOX),
     )
     .await;
     assert!(

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use berth_testkit::busybox_image;
 use serde_json::json;
@@ -51,7 +52,8 @@ async fn an_applied_image_change_restarts_just_that_container() {
     assert_eq!(container_id(&after, "other"), other, "other kept running");
     assert_eq!(restart_count(&after, "other"), 0);
     let (_, events) = pod_events(&agent, "default", "swap").await;
-    let killing = find_event(&events, "Killing", "spec.containers{app}").expect("Killing event");
+    let killing =
+        find_event(&events, reasons::KILLING, "spec.containers{app}").expect("Killing event");
     assert_eq!(
         killing["message"],
         "Container app definition changed, will be restarted"
@@ -80,7 +82,11 @@ async fn active_deadline_fails_the_pod_on_time_through_the_grace_path() {
         took >= Duration::from_millis(7500) && took < Duration::from_secs(20),
         "failed after {took:?}"
     );
-    assert_eq!(failed["status"]["reason"], "DeadlineExceeded", "{failed:#}");
+    assert_eq!(
+        failed["status"]["reason"],
+        reasons::DEADLINE_EXCEEDED,
+        "{failed:#}"
+    );
     assert_eq!(
         failed["status"]["message"],
         "Pod was active on the node longer than the specified deadline"
@@ -93,7 +99,9 @@ async fn active_deadline_fails_the_pod_on_time_through_the_grace_path() {
     );
     let (_, events) = pod_events(&agent, "default", "bounded").await;
     assert!(
-        events.iter().any(|e| e["reason"] == "DeadlineExceeded"),
+        events
+            .iter()
+            .any(|e| e["reason"] == reasons::DEADLINE_EXCEEDED),
         "{events:#?}"
     );
     assert_eq!(restart_count(&failed, "main"), 0);

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -70,7 +71,7 @@ async fn config_error(agent: &AgentProcess, name: &str) -> String {
         .unwrap_or_default()
         .to_owned();
     let (_, events) = pod_events(agent, "default", name).await;
-    let failed = find_event(&events, "Failed", "spec.containers{main}")
+    let failed = find_event(&events, reasons::FAILED, "spec.containers{main}")
         .unwrap_or_else(|| panic!("no Failed event: {events:#?}"));
     assert_eq!(failed["message"], format!("Error: {message}"));
     assert_eq!(failed["type"], "Warning");

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use berth_api::reasons;
 use berth_integration::*;
 use serde_json::json;
 use tokio::time::Instant;
@@ -75,7 +76,7 @@ async fn host_path_file_type_on_a_missing_path_keeps_the_pod_creating() {
     );
     let describe = agent.cli_ok(&["describe", "pod", "hostpath-file"]).await;
     assert!(
-        describe.contains("FailedMount"),
+        describe.contains(reasons::FAILED_MOUNT),
         "no FailedMount event:\n{describe}"
     );
     assert!(!missing.exists(), "type File must not create the path");

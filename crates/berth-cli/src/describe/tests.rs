@@ -1,4 +1,5 @@
 use super::*;
+use berth_api::reasons;
 use serde_json::json;
 
 fn now() -> Timestamp {
@@ -164,10 +165,10 @@ Events:
 
 fn events() -> Vec<Event> {
     serde_json::from_value(json!([
-        {"metadata": {"name": "e2"}, "involvedObject": {}, "type": "Normal", "reason": "Started",
+        {"metadata": {"name": "e2"}, "involvedObject": {}, "type": "Normal", "reason": reasons::STARTED,
          "message": "Started container app", "source": {"component": "kubelet"},
          "firstTimestamp": "2024-05-01T11:55:00Z", "lastTimestamp": "2024-05-01T11:55:00Z", "count": 1},
-        {"metadata": {"name": "e1"}, "involvedObject": {}, "type": "Normal", "reason": "Pulled",
+        {"metadata": {"name": "e1"}, "involvedObject": {}, "type": "Normal", "reason": reasons::PULLED,
          "message": "Container image \"busybox\" already present on machine\n", "source": {"component": "kubelet"},
          "firstTimestamp": "2024-05-01T11:50:00Z", "lastTimestamp": "2024-05-01T11:50:00Z", "count": 1}
     ]))

@@ -39,3 +39,7 @@ pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 /// ClusterFirst fell back to the host's resolver: no cluster DNS is set.
 pub const MISSING_CLUSTER_DNS: &str = "MissingClusterDNS";
+/// Image garbage collection freed less than it had to (`FreeDiskSpaceFailed`).
+pub const FREE_DISK_SPACE_FAILED: &str = "FreeDiskSpaceFailed";
+/// Image garbage collection failed twice in a row (`ImageGCFailed`).
+pub const IMAGE_GC_FAILED: &str = "ImageGCFailed";
