@@ -36,7 +36,7 @@ fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
     })
 }
 
-/// `probed` is `(started, ready)` as the container's probes say (§8.8).
+/// `probed` is `(started, ready)` as the container's probes say (docs/kubelet-semantics.md §8.8).
 fn container_status(
     rec: &ContainerRecord,
     spec_image: &str,

@@ -118,7 +118,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             return;
         };
         // initialDelaySeconds counts from the container's start, which for
-        // an adopted one lies before the agent's (§8.3).
+        // an adopted one lies before the agent's (docs/kubelet-semantics.md §8.3).
         let started_at = if adopted {
             let age = Timestamp::now().duration_since(started_at);
             let age = Duration::try_from(age).unwrap_or_default();
@@ -203,7 +203,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// Termination began: liveness and startup probing ends, readiness goes
-    /// on until the containers are stopped (§8.7).
+    /// on until the containers are stopped (docs/kubelet-semantics.md §8.7).
     pub(crate) fn stop_liveness_probers(&mut self) {
         for entry in self.probes.values_mut() {
             entry.stop(ProbeKind::Liveness);
@@ -212,7 +212,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// `(started, ready)` as the probes say, for the running instance of
-    /// container `i` (§8.8); the status ANDs both with "running".
+    /// container `i` (docs/kubelet-semantics.md §8.8); the status ANDs both with "running".
     pub(crate) fn probe_status(&self, i: usize) -> (bool, bool) {
         let spec = self.spec_container(i);
         let has_startup = spec.is_some_and(|c| c.startup_probe.is_some());
@@ -227,7 +227,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// While the pod terminates only readiness counts: liveness and startup
-    /// probing has ended (§8.7).
+    /// probing has ended (docs/kubelet-semantics.md §8.7).
     pub(crate) fn on_readiness(&mut self, update: ProbeUpdate) {
         if update.kind == ProbeKind::Readiness {
             if let Some(entry) = self.probes.get_mut(&update.id) {

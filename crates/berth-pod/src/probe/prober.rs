@@ -93,7 +93,7 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
                 return;
             }
             // A failed liveness or a decided startup probe holds until a new
-            // instance replaces this one (§8.4).
+            // instance replaces this one (docs/kubelet-semantics.md §8.4).
             match (self.kind, verdict) {
                 (ProbeKind::Startup, _) | (ProbeKind::Liveness, Verdict::Failure) => return,
                 _ => {}
