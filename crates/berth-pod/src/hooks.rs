@@ -1,7 +1,7 @@
 //! Lifecycle hooks (docs/kubelet-semantics.md §2.5, §6): the `exec`, `httpGet` and
 //! `sleep` handlers, and postStart, which holds a container (and every
 //! container after it in spec order) until it returns. preStop runs inside the
-//! kill path (terminate.rs), within the grace period.
+//! kill path (kill.rs), within the grace period.
 
 use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime};
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler};
