@@ -5,18 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The parent of all pod cgroups.
-const ROOT: &str = "berth";
-
-/// The pod's cgroup, as an absolute cgroupfs path (`/berth/pod<uid>`).
-pub(crate) fn pod_cgroup(pod_uid: &str) -> String {
-    format!("/{ROOT}/pod{pod_uid}")
-}
-
-/// A container's `cgroupsPath` inside its pod.
-pub(crate) fn container_cgroup(pod_uid: &str, container_id: &str) -> String {
-    format!("{}/{container_id}", pod_cgroup(pod_uid))
-}
+pub(crate) use berth_runtime::cgroup_layout::{container_cgroup, pod_cgroup};
 
 /// Mount points of every cgroup hierarchy (v1 and v2), from a mountinfo text.
 /// Only mounts of the hierarchy root count: a bind of a sub-cgroup is not a
@@ -100,12 +89,6 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_follow_the_cgroupfs_layout() {
-        assert_eq!(pod_cgroup("u-1"), "/berth/podu-1");
-        assert_eq!(container_cgroup("u-1", "c1"), "/berth/podu-1/c1");
-    }
 
     #[test]
     fn oom_kill_counts_are_read_from_v1_and_v2_files() {

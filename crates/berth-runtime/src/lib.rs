@@ -11,7 +11,9 @@
 //! - `fake` (feature `fake`): the in-memory runtime of the worker's tests.
 //! - `contract` (feature `contract`): the checks every runtime passes.
 //! - `files`: berth's private records on disk; `host`: node facts.
+//! - `cgroup_layout`: where pods and containers sit in the cgroup tree.
 
+pub mod cgroup_layout;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;

@@ -13,6 +13,8 @@ use berth_integration::*;
 use berth_testkit::ControlPlane;
 use serde_json::Value;
 
+mod stats;
+
 /// Long enough for a scheduled pod to start on 2 busy cores.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,16 +38,30 @@ async fn cluster(node: &str) -> Option<Cluster> {
 
 /// [`cluster`] with the node's kubeconfig at `kubeconfig`.
 async fn join(cp: ControlPlane, node: &str, kubeconfig: &Path) -> Option<Cluster> {
+    join_at(cp, node, kubeconfig, Some("127.0.0.1")).await
+}
+
+/// [`join`] with the node's address `node_ip` (by default, the default
+/// route's interface address).
+async fn join_at(
+    cp: ControlPlane,
+    node: &str,
+    kubeconfig: &Path,
+    node_ip: Option<&str>,
+) -> Option<Cluster> {
     let containerd = PrivateContainerd::start_or_skip().await?;
     let port = free_port();
+    let node_ip = node_ip.map(|ip| ["--node-ip".to_string(), ip.into()]);
     let options = AgentOptions {
-        extra_args: vec![
+        extra_args: [
             "--kubeconfig".into(),
             kubeconfig.display().to_string(),
             "--node-name".into(),
             node.into(),
-            "--node-ip".into(),
-            "127.0.0.1".into(),
+        ]
+        .into_iter()
+        .chain(node_ip.into_iter().flatten())
+        .chain([
             "--client-ca-file".into(),
             cp.ca_cert_path().display().to_string(),
             "--port".into(),
@@ -54,7 +70,8 @@ async fn join(cp: ControlPlane, node: &str, kubeconfig: &Path) -> Option<Cluster
             "10.96.0.10".into(),
             "--cluster-domain".into(),
             "cluster.local".into(),
-        ],
+        ])
+        .collect(),
         ..AgentOptions::default()
     };
     let agent = AgentProcess::start_with(&containerd, options).await;

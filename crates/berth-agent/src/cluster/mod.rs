@@ -174,6 +174,7 @@ async fn kubelet_server(
         config.client_ca_file.as_deref(),
         client,
         config.node_name.clone(),
+        config.root_dir.clone(),
     )
     .await
 }

@@ -1,11 +1,13 @@
 //! The kubelet API on :10250 (cluster mode): TLS, every caller
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
-//! every log option behaves the same), `/pods` and `/healthz`.
+//! every log option behaves the same), `/pods`, `/healthz`, and
+//! `/stats/summary` and `/metrics/resource` (`stats`).
 //! `/exec`, `/attach` and `/portForward` are the streaming server's
 //! (`super::stream`), over WebSocket.
 
 mod auth;
+mod stats;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use super::status::Failure;
 use super::stream::{self, StreamOptions};
 use crate::service::PodService;
 use auth::{Authorizer, Identity, Refusal};
+use stats::StatsProvider;
 pub use tls::Serving;
 
 /// What the kubelet API serves with.
@@ -32,6 +35,7 @@ pub struct KubeletServer {
     pub listener: TcpListener,
     pub tls: Arc<rustls::ServerConfig>,
     pub authorizer: Arc<Authorizer>,
+    pub stats: Arc<StatsProvider>,
 }
 
 impl KubeletServer {
@@ -42,6 +46,7 @@ impl KubeletServer {
         client_ca: Option<&std::path::Path>,
         client: kube::Client,
         node: String,
+        root_dir: std::path::PathBuf,
     ) -> Result<Self, String> {
         let tls = tls::server_config(serving, client_ca)?;
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
@@ -51,6 +56,7 @@ impl KubeletServer {
         Ok(Self {
             listener,
             tls,
+            stats: Arc::new(StatsProvider::new(node.clone(), root_dir)),
             authorizer: Arc::new(Authorizer::new(client, node)),
         })
     }
@@ -76,8 +82,12 @@ impl KubeletServer {
                     }
                 },
             };
-            let (acceptor, cx, authorizer) =
-                (acceptor.clone(), cx.clone(), self.authorizer.clone());
+            let (acceptor, cx, authorizer, stats) = (
+                acceptor.clone(),
+                cx.clone(),
+                self.authorizer.clone(),
+                self.stats.clone(),
+            );
             connections.spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
@@ -88,7 +98,7 @@ impl KubeletServer {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .and_then(|cert| auth::from_certificate(cert));
-                serve_connection(TokioIo::new(tls), cx, authorizer, certificate).await;
+                serve_connection(TokioIo::new(tls), cx, authorizer, stats, certificate).await;
             });
         }
         connections.shutdown().await;
@@ -99,15 +109,21 @@ async fn serve_connection<S: PodService, I>(
     io: I,
     cx: Arc<Context<S>>,
     authorizer: Arc<Authorizer>,
+    stats: Arc<StatsProvider>,
     certificate: Option<Identity>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let handler = hyper::service::service_fn(move |request| {
-        let (cx, authorizer, certificate) = (cx.clone(), authorizer.clone(), certificate.clone());
+        let (cx, authorizer, stats, certificate) = (
+            cx.clone(),
+            authorizer.clone(),
+            stats.clone(),
+            certificate.clone(),
+        );
         async move {
             let response = match authenticate(&authorizer, certificate, &request).await {
-                Ok(()) => route(request, cx).await,
+                Ok(()) => route(request, cx, stats).await,
                 Err(Refusal::Unauthorized) => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
                 Err(Refusal::Forbidden(message)) => text(StatusCode::FORBIDDEN, message),
             };
@@ -143,7 +159,11 @@ fn text(code: StatusCode, message: String) -> Response<Body> {
     response
 }
 
-async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -> Response<Body> {
+async fn route<S: PodService>(
+    request: Request<Incoming>,
+    cx: Arc<Context<S>>,
+    stats: Arc<StatsProvider>,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -154,6 +174,15 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
                 metadata: Default::default(),
             };
             json_response(StatusCode::OK, &list)
+        }
+        ["stats", "summary"] | ["metrics", "resource"] => {
+            stats::serve(
+                &segments,
+                request.uri().query(),
+                cx.service.list(None),
+                stats,
+            )
+            .await
         }
         ["containerLogs", namespace, pod, container] => {
             // Names only: nothing that could add to the path or the query.
