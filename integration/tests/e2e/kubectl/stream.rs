@@ -103,8 +103,13 @@ async fn kubectl_exec_into_a_missing_container_or_gone_mid_exec() {
 
     // A container the pod lacks: 404 NotFound, as the kubelet answers.
     let err = node.fails(&["exec", "one", "-c", "nope", "--", "true"]);
-    assert!(err.contains("nope"), "{err}");
-    // (asked as kubectl asks: a WebSocket upgrade for v5.channel.k8s.io)
+    // kubectl checks the name against the pod it fetched first...
+    assert_eq!(
+        err,
+        "error: container nope is not valid for pod one out of: main\n"
+    );
+    // ...so the server's answer is asked for as kubectl asks: a WebSocket
+    // upgrade for v5.channel.k8s.io.
     let status = node.api_status(
         "/api/v1/namespaces/default/pods/one/exec?container=nope&command=true&stdout=true",
         &[
@@ -118,6 +123,10 @@ async fn kubectl_exec_into_a_missing_container_or_gone_mid_exec() {
     assert_eq!(status.0, 404, "{status:?}");
     assert_eq!(status.1["kind"], "Status", "{status:?}");
     assert_eq!(status.1["reason"], "NotFound", "{status:?}");
+    assert_eq!(
+        status.1["message"], r#"container not found ("nope")"#,
+        "{status:?}"
+    );
 
     // kubectl killed mid-exec: the command it started does not outlive it.
     let ps = || node.ok(&["exec", "one", "--", "ps", "-o", "args"]);
@@ -226,6 +235,16 @@ async fn kubectl_port_forward_carries_http_to_a_port_only_the_pod_listens_on() {
     }
 }
 
+/// `kubectl cp ARGS`, which must succeed within [`WAIT`].
+async fn copy(node: &Node, args: &[&str]) {
+    let args = [&["cp"], args].concat();
+    let out = tokio::time::timeout(WAIT, async_command(node, &args).output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} still running after {WAIT:?}"))
+        .unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+}
+
 #[tokio::test]
 async fn kubectl_cp_copies_into_and_out_of_a_container() {
     let Some(node) = node().await else { return };
@@ -239,7 +258,7 @@ async fn kubectl_cp_copies_into_and_out_of_a_container() {
     // Into the pod: a file and a directory tree (kubectl pipes tar to `tar x`).
     let local = dir.join("in.txt");
     std::fs::write(&local, "from-the-host\n").unwrap();
-    node.ok(&["cp", &local.display().to_string(), "box:/tmp/in.txt"]);
+    copy(&node, &[&local.display().to_string(), "box:/tmp/in.txt"]).await;
     assert_eq!(
         node.ok(&["exec", "box", "--", "cat", "/tmp/in.txt"]),
         "from-the-host\n"
@@ -247,13 +266,8 @@ async fn kubectl_cp_copies_into_and_out_of_a_container() {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
     std::fs::write(tree.join("sub/deep.txt"), "deep\n").unwrap();
-    node.ok(&[
-        "cp",
-        &tree.display().to_string(),
-        "box:/tmp/tree",
-        "-c",
-        "main",
-    ]);
+    let tree_arg = tree.display().to_string();
+    copy(&node, &[&tree_arg, "box:/tmp/tree", "-c", "main"]).await;
     assert_eq!(
         node.ok(&["exec", "box", "--", "cat", "/tmp/tree/sub/deep.txt"]),
         "deep\n"
@@ -261,7 +275,11 @@ async fn kubectl_cp_copies_into_and_out_of_a_container() {
 
     // Out of the pod (kubectl reads `tar cf -` from an exec).
     let fetched = dir.join("out.txt");
-    node.ok(&["cp", "box:/data/out.txt", &fetched.display().to_string()]);
+    copy(
+        &node,
+        &["box:/data/out.txt", &fetched.display().to_string()],
+    )
+    .await;
     assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "from-the-pod\n");
     // A bigger file survives the trip intact, both ways.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -270,9 +288,13 @@ async fn kubectl_cp_copies_into_and_out_of_a_container() {
         .unwrap()
         .write_all(&big)
         .unwrap();
-    node.ok(&["cp", &big_path.display().to_string(), "box:/tmp/big.bin"]);
+    copy(
+        &node,
+        &[&big_path.display().to_string(), "box:/tmp/big.bin"],
+    )
+    .await;
     let back = dir.join("big.back");
-    node.ok(&["cp", "box:/tmp/big.bin", &back.display().to_string()]);
+    copy(&node, &["box:/tmp/big.bin", &back.display().to_string()]).await;
     assert!(
         std::fs::read(&back).unwrap() == big,
         "big.bin changed on the way"
