@@ -13,6 +13,8 @@ use berth_integration::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod stream;
+
 /// A standalone agent serving HTTPS, and kubectl pointed at it.
 struct Node {
     // Dropped first: the agent, then its containerd.
@@ -163,6 +165,32 @@ impl Node {
         let path = self.dir.path().join(name);
         std::fs::write(&path, serde_json::to_string_pretty(object).unwrap()).unwrap();
         path.display().to_string()
+    }
+
+    /// GET `path` with `headers` on the API with the admin certificate (as
+    /// curl): the HTTP status and the body, a `Status`.
+    fn api_status(&self, path: &str, headers: &[&str]) -> (u16, Value) {
+        let config: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(self.kubeconfig()).unwrap()).unwrap();
+        let server = config["clusters"][0]["cluster"]["server"].as_str().unwrap();
+        let pki = self.agent.root_dir().join("pki");
+        let out = Command::new("curl")
+            .args(["-sS", "--http1.1", "-w", "\n%{http_code}", "--cacert"])
+            .arg(pki.join("api-ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .args(headers.iter().flat_map(|h| ["-H", h]))
+            .arg(format!("{server}{path}"))
+            .output()
+            .expect("run curl");
+        let answer = text(&out.stdout);
+        let (body, code) = answer
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{answer} {}", text(&out.stderr)));
+        let status = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        (code.parse().unwrap(), status)
     }
 
     /// `kubectl wait --for=condition=Ready`.
