@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_integration::tcp_proxy::TcpProxy;
 use berth_integration::*;
-use berth_testkit::ControlPlane;
+use berth_testkit::{ControlPlane, NodeNetns};
 use serde_json::Value;
 
 /// Long enough for a scheduled pod to start on 2 busy cores.
@@ -920,4 +920,202 @@ async fn cut_from_the_api_server_the_node_keeps_its_pods_and_resyncs_on_reconnec
         (!c.kubectl(&["get", "pod", "goes"]).status.success()).then_some(())
     })
     .await;
+}
+
+/// A berth node in a network namespace of its own (its own interfaces,
+/// routes and pod bridge, as on a machine of its own), with its own node
+/// certificate and containerd. The API server's loopback port is forwarded
+/// to the node's own loopback, so its kubeconfig is the usual one; the API
+/// server reaches the node's kubelet API at the node's InternalIP.
+struct NetnsNode {
+    // Dropped in this order: the agent, its containerd, its link to the
+    // API server, then its namespace.
+    agent: AgentProcess,
+    _containerd: PrivateContainerd,
+    _api_link: TcpProxy,
+    netns: NodeNetns,
+    name: String,
+}
+
+async fn node_in_netns(cp: &ControlPlane, name: &str) -> Option<NetnsNode> {
+    let containerd = PrivateContainerd::start_or_skip().await?;
+    let netns = NodeNetns::create();
+    let creds = cp.node_credentials(name).expect("node credentials");
+    let api_port: u16 = cp
+        .server()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the API server's port");
+    let listener = netns
+        .bind_loopback(api_port)
+        .expect("the API server's port in the node's namespace");
+    let api_link = TcpProxy::serve(listener, ([127, 0, 0, 1], api_port).into());
+    let path = |p: &Path| p.display().to_string();
+    let options = AgentOptions {
+        // No --node-ip: the node finds its address on its default route,
+        // and the kubelet port is the usual one, the node's own.
+        extra_args: vec![
+            "--kubeconfig".into(),
+            path(&creds.kubeconfig),
+            "--node-name".into(),
+            name.into(),
+            "--tls-cert-file".into(),
+            path(&creds.serving_cert),
+            "--tls-private-key-file".into(),
+            path(&creds.serving_key),
+            "--client-ca-file".into(),
+            path(&cp.ca_cert_path()),
+            "--port".into(),
+            "10250".into(),
+        ],
+        netns: Some(netns.path()),
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start_with(&containerd, options).await;
+    Some(NetnsNode {
+        agent,
+        _containerd: containerd,
+        _api_link: api_link,
+        netns,
+        name: name.into(),
+    })
+}
+
+/// Polls `check` until it gives a value, or fails naming `what` with the
+/// nodes' logs.
+async fn wait_nodes<T>(nodes: &[&NetnsNode], what: &str, check: impl Fn() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {}:\n{}", n.name, n.agent.agent_log()))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; agent logs:\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn kubectl_json(cp: &ControlPlane, args: &[&str]) -> Option<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let out = cp.kubectl(&args);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+// Multi-threaded: the nodes' links to the API server are served by this
+// runtime while the test waits on kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_in_their_own_network_namespaces_register_and_run_the_pods_sent_to_each() {
+    let Some(cp) = ControlPlane::start_or_skip().await else {
+        return;
+    };
+    let Some(a) = node_in_netns(&cp, "berth-netns-a").await else {
+        return;
+    };
+    let Some(b) = node_in_netns(&cp, "berth-netns-b").await else {
+        return;
+    };
+    let nodes = [&a, &b];
+    for node in nodes {
+        let facts = wait_nodes(&nodes, &format!("{} to be Ready", node.name), || {
+            let object = kubectl_json(&cp, &["get", "node", &node.name])?;
+            (condition_status(&object, "Ready") == Some("True")).then_some(object)
+        })
+        .await;
+        // Its InternalIP is its own eth0's, found on its default route.
+        let addresses = facts["status"]["addresses"].as_array().unwrap();
+        assert!(
+            addresses
+                .iter()
+                .any(|x| x["type"] == "InternalIP" && x["address"] == node.netns.node_ip()),
+            "{}: {addresses:?}",
+            node.name
+        );
+        assert_eq!(
+            facts["metadata"]["labels"]["kubernetes.io/hostname"],
+            node.name
+        );
+    }
+    let table = cp.kubectl(&["get", "nodes"]);
+    let table = stdout(&table);
+    for node in nodes {
+        let row = table.lines().find(|l| l.starts_with(&node.name));
+        assert!(
+            row.is_some_and(|r| r.split_whitespace().nth(1) == Some("Ready")),
+            "{table}"
+        );
+    }
+
+    // One pod by nodeName, one by nodeSelector (through the scheduler).
+    let pod = |name: &str, placement: Value| {
+        let mut spec = serde_json::json!({
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo on $(hostname); sleep 3600"],
+            }],
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(placement.as_object().unwrap().clone());
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": spec,
+        });
+        let file = cp.dir().join(format!("{name}.json"));
+        std::fs::write(&file, pod.to_string()).unwrap();
+        let out = cp.kubectl(&["create", "-f", &file.display().to_string()]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    pod("on-a", serde_json::json!({"nodeName": a.name}));
+    pod(
+        "on-b",
+        serde_json::json!({"nodeSelector": {"kubernetes.io/hostname": b.name}}),
+    );
+    let mut ips = Vec::new();
+    for (pod, node) in [("on-a", &a), ("on-b", &b)] {
+        let object = wait_nodes(&nodes, &format!("{pod} to be Running"), || {
+            let object = kubectl_json(&cp, &["get", "pod", pod])?;
+            (object["status"]["phase"] == "Running").then_some(object)
+        })
+        .await;
+        assert_eq!(object["spec"]["nodeName"], node.name);
+        assert_eq!(object["status"]["hostIP"], node.netns.node_ip());
+        let ip: std::net::Ipv4Addr = object["status"]["podIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("{pod} has a pod IP: {}", object["status"]));
+        // From the node's own pod network.
+        let subnet = node.agent.network().subnet();
+        let prefix = subnet.trim_end_matches("0/24");
+        assert!(ip.to_string().starts_with(prefix), "{ip} in {subnet}");
+        ips.push(ip);
+        // Each node runs its pod only.
+        let on_node = list_pods(&node.agent).await;
+        assert_eq!(on_node.len(), 1, "{}: {on_node:?}", node.name);
+        // The API server reaches each node's kubelet API for its logs.
+        let logs = wait_nodes(&nodes, &format!("{pod}'s logs"), || {
+            let out = cp.kubectl(&["logs", pod]);
+            out.status.success().then(|| stdout(&out))
+        })
+        .await;
+        assert_eq!(logs, format!("on {pod}\n"));
+    }
+    assert_ne!(ips[0], ips[1]);
 }
