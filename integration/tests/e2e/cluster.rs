@@ -1119,3 +1119,168 @@ async fn two_nodes_in_their_own_network_namespaces_register_and_run_the_pods_sen
     }
     assert_ne!(ips[0], ips[1]);
 }
+
+#[tokio::test]
+async fn a_pods_lifecycle_logs_and_events_are_seen_through_the_api_server() {
+    let Some(c) = cluster("berth-node-lc").await else {
+        return;
+    };
+    // The first run fails (after its postStart hook), so the second has a
+    // previous one; the second writes until TERM, which the preStop hook
+    // precedes with a line of its own on the container's stdout.
+    let script = "echo start $(cat /work/init); n=$(cat /work/runs 2>/dev/null || echo 0); \
+                  echo $((n+1)) > /work/runs; echo run $n; \
+                  if [ $n = 0 ]; then sleep 2; exit 1; fi; \
+                  trap 'echo term; exit 0' TERM; \
+                  i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lc", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "initContainers": [{
+                "name": "init",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo init-ok > /work/init"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }],
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                "readinessProbe": {
+                    "exec": {"command": ["cat", "/work/poststart"]},
+                    "periodSeconds": 1,
+                },
+                "livenessProbe": {
+                    "exec": {"command": ["true"]},
+                    "periodSeconds": 1,
+                },
+                "lifecycle": {
+                    "postStart": {"exec": {"command":
+                        ["sh", "-c", "echo poststart > /work/poststart"]}},
+                    "preStop": {"exec": {"command":
+                        ["sh", "-c", "echo prestop > /proc/1/fd/1"]}},
+                },
+            }],
+        },
+    });
+    let file = c.agent.work_dir().join("lc.json");
+    std::fs::create_dir_all(c.agent.work_dir()).unwrap();
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+
+    // Init container done, main restarted once and ready by its probe.
+    let pod = c
+        .wait_for("main to be ready after one restart", |c| {
+            let pod = c.json(&["get", "pod", "lc"])?;
+            let main = &pod["status"]["containerStatuses"][0];
+            (main["restartCount"] == 1 && main["ready"] == true).then_some(pod)
+        })
+        .await;
+    let status = &pod["status"];
+    let init = &status["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(init["reason"], "Completed", "{status}");
+    assert_eq!(init["exitCode"], 0, "{status}");
+    let main = &status["containerStatuses"][0];
+    assert_eq!(main["lastState"]["terminated"]["exitCode"], 1, "{status}");
+    assert!(main["state"]["running"].is_object(), "{status}");
+    for condition in ["Initialized", "ContainersReady", "Ready"] {
+        assert_eq!(condition_status(&pod, condition), Some("True"), "{status}");
+    }
+
+    // --previous is the failed run; the current run follows it.
+    let previous = c.kubectl_ok(&["logs", "lc", "--previous"]);
+    assert_eq!(previous, "start init-ok\nrun 0\n");
+    let current = c.kubectl_ok(&["logs", "lc"]);
+    assert!(current.starts_with("start init-ok\nrun 1\n"), "{current}");
+
+    // describe shows the node's events.
+    let described = c.kubectl_ok(&["describe", "pod", "lc"]);
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{described}"));
+    let has = |reason: &str, object: &str| {
+        events.lines().any(|l| {
+            l.split_whitespace().nth(1) == Some(reason)
+                && l.contains("kubelet")
+                && l.contains(object)
+        })
+    };
+    for object in ["spec.initContainers{init}", "spec.containers{main}"] {
+        for reason in ["Created", "Started"] {
+            assert!(has(reason, object), "{reason} {object} in {events}");
+        }
+    }
+
+    // logs -f streams new lines as they are written, and ends when the
+    // container does: after the preStop hook's line and the TERM handler's.
+    let mut follow =
+        c.cp.kubectl_command(&c.cp.admin_kubeconfig(), &["logs", "-f", "lc"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl logs -f");
+    let (lines, received) = std::sync::mpsc::channel();
+    let stream = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let newest_tick = |seen: &[String]| {
+        seen.iter()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u32>().ok())
+            .max()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .expect("logs -f streams the container's lines");
+        seen.push(line);
+        if let Some(tick) = newest_tick(&seen) {
+            break tick;
+        }
+    };
+    // Lines written after the stream began arrive on it.
+    while newest_tick(&seen) < Some(first + 5) {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or_else(|e| panic!("logs -f stopped streaming ({e}): {seen:?}"));
+        seen.push(line);
+    }
+
+    let started = tokio::time::Instant::now();
+    c.kubectl_ok(&["delete", "pod", "lc"]);
+    let took = started.elapsed();
+    // The container exits on TERM: the 10 s grace is not waited out.
+    assert!(took < Duration::from_secs(8), "delete took {took:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while follow.try_wait().expect("wait for kubectl").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logs -f did not end with the container: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    let prestop = seen.iter().position(|l| l == "prestop");
+    let term = seen.iter().position(|l| l == "term");
+    assert!(
+        matches!((prestop, term), (Some(p), Some(t)) if p < t),
+        "the preStop hook's line, then the TERM handler's: {seen:?}"
+    );
+}

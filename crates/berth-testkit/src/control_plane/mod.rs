@@ -318,16 +318,24 @@ impl ControlPlane {
     /// Runs the real `kubectl` with `kubeconfig`; its discovery cache stays
     /// in this control plane's directory.
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_command(kubeconfig, args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// `kubectl` with `kubeconfig` and `args`, to spawn (a `logs -f` that
+    /// runs alongside the test).
+    pub fn kubectl_command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
         let kubectl = binaries::kubectl().expect("kubectl not found on PATH");
-        Command::new(kubectl)
+        let mut command = Command::new(kubectl);
+        command
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(self.layout.dir.join("kubectl-cache"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl")
+            .args(args);
+        command
     }
 
     /// A client that trusts the cluster CA and presents the admin's
