@@ -16,9 +16,17 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Forwards a free loopback port to `upstream`, open.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        Self::serve(listener, upstream)
+    }
+
+    /// Forwards what `listener` accepts (wherever it was bound, as in a
+    /// node's network namespace) to `upstream`, open.
+    pub fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> Self {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("register the proxy listener");
         let port = listener.local_addr().expect("proxy address").port();
         let (open, _) = watch::channel(true);
         let accept = tokio::spawn(accept_loop(listener, upstream, open.clone()));

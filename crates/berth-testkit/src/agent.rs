@@ -37,6 +37,10 @@ pub struct AgentOptions {
     pub import_test_image: bool,
     /// More `berth agent` flags.
     pub extra_args: Vec<String>,
+    /// A network namespace (its `/var/run/netns` path) to run the agent
+    /// in, as on a host of its own; the host's by default. Only the network
+    /// namespace is entered: mounts stay shared with containerd.
+    pub netns: Option<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -45,6 +49,7 @@ impl Default for AgentOptions {
             namespace: None,
             import_test_image: true,
             extra_args: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct AgentProcess {
     containerd_socket: PathBuf,
     namespace: String,
     extra_args: Vec<String>,
+    netns: Option<PathBuf>,
     /// The running agent; reaped by `process::terminate`.
     child: Option<Child>,
     network: TestNetwork,
@@ -88,6 +94,7 @@ impl AgentProcess {
                 .namespace
                 .unwrap_or_else(|| containerd.namespace().to_owned()),
             extra_args: options.extra_args,
+            netns: options.netns,
             child: None,
             network,
         };
@@ -139,7 +146,18 @@ impl AgentProcess {
             .append(true)
             .open(self.agent_log_path())
             .expect("open agent log");
-        let child = Command::new(&self.bin)
+        // nsenter execs the agent, so the child's pid is the agent's.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut nsenter = Command::new("nsenter");
+                nsenter
+                    .arg(format!("--net={}", netns.display()))
+                    .arg(&self.bin);
+                nsenter
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("agent")
             .arg("--containerd-socket")
             .arg(&self.containerd_socket)

@@ -21,6 +21,7 @@ pub mod containerd;
 pub mod control_plane;
 pub mod mounts;
 pub mod net;
+pub mod node_netns;
 pub mod process;
 pub mod proxy;
 pub mod registry;
@@ -29,6 +30,7 @@ pub use agent::{AgentOptions, AgentProcess};
 pub use busybox::{busybox_image, write_busybox_archive};
 pub use containerd::PrivateContainerd;
 pub use control_plane::ControlPlane;
+pub use node_netns::NodeNetns;
 pub use registry::{LocalRegistry, PushOptions};
 
 /// The image reference the test kit imports into every agent's namespace

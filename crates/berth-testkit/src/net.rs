@@ -38,6 +38,11 @@ impl TestNetwork {
         panic!("all {} test network slots are taken", SLOTS.count());
     }
 
+    /// The slot's number N.
+    pub fn slot(&self) -> u8 {
+        self.n
+    }
+
     /// The bridge's name (at most 10 bytes, within IFNAMSIZ).
     pub fn bridge(&self) -> String {
         format!("berth-t{}", self.n)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use berth_api::reasons;
 use berth_integration::tcp_proxy::TcpProxy;
 use berth_integration::*;
-use berth_testkit::ControlPlane;
+use berth_testkit::{ControlPlane, NodeNetns};
 use serde_json::Value;
 
 mod stats;
@@ -1077,4 +1077,486 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert!(response.contains("hello-through-kubectl"), "{response}");
     }
+}
+
+/// A berth node in a network namespace of its own (its own interfaces,
+/// routes and pod bridge, as on a machine of its own), with its own node
+/// certificate and containerd. The API server's loopback port is forwarded
+/// to the node's own loopback, so its kubeconfig is the usual one; the API
+/// server reaches the node's kubelet API at the node's InternalIP.
+struct NetnsNode {
+    // Dropped in this order: the agent, its containerd, its link to the
+    // API server, then its namespace.
+    agent: AgentProcess,
+    _containerd: PrivateContainerd,
+    _api_link: TcpProxy,
+    netns: NodeNetns,
+    name: String,
+}
+
+async fn node_in_netns(cp: &ControlPlane, name: &str) -> Option<NetnsNode> {
+    let containerd = PrivateContainerd::start_or_skip().await?;
+    let netns = NodeNetns::create();
+    let creds = cp.node_credentials(name).expect("node credentials");
+    let api_port: u16 = cp
+        .server()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the API server's port");
+    let listener = netns
+        .bind_loopback(api_port)
+        .expect("the API server's port in the node's namespace");
+    let api_link = TcpProxy::serve(listener, ([127, 0, 0, 1], api_port).into());
+    let path = |p: &Path| p.display().to_string();
+    let options = AgentOptions {
+        // No --node-ip: the node finds its address on its default route,
+        // and the kubelet port is the usual one, the node's own.
+        extra_args: vec![
+            "--kubeconfig".into(),
+            path(&creds.kubeconfig),
+            "--node-name".into(),
+            name.into(),
+            "--tls-cert-file".into(),
+            path(&creds.serving_cert),
+            "--tls-private-key-file".into(),
+            path(&creds.serving_key),
+            "--client-ca-file".into(),
+            path(&cp.ca_cert_path()),
+            "--port".into(),
+            "10250".into(),
+        ],
+        netns: Some(netns.path()),
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start_with(&containerd, options).await;
+    Some(NetnsNode {
+        agent,
+        _containerd: containerd,
+        _api_link: api_link,
+        netns,
+        name: name.into(),
+    })
+}
+
+/// Polls `check` until it gives a value, or fails naming `what` with the
+/// nodes' logs.
+async fn wait_nodes<T>(nodes: &[&NetnsNode], what: &str, check: impl Fn() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {}:\n{}", n.name, n.agent.agent_log()))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; agent logs:\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn kubectl_json(cp: &ControlPlane, args: &[&str]) -> Option<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let out = cp.kubectl(&args);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+// Multi-threaded: the nodes' links to the API server are served by this
+// runtime while the test waits on kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_in_their_own_network_namespaces_register_and_run_the_pods_sent_to_each() {
+    let Some(cp) = ControlPlane::start_or_skip().await else {
+        return;
+    };
+    let Some(a) = node_in_netns(&cp, "berth-netns-a").await else {
+        return;
+    };
+    let Some(b) = node_in_netns(&cp, "berth-netns-b").await else {
+        return;
+    };
+    let nodes = [&a, &b];
+    for node in nodes {
+        let facts = wait_nodes(&nodes, &format!("{} to be Ready", node.name), || {
+            let object = kubectl_json(&cp, &["get", "node", &node.name])?;
+            (condition_status(&object, "Ready") == Some("True")).then_some(object)
+        })
+        .await;
+        // Its InternalIP is its own eth0's, found on its default route.
+        let addresses = facts["status"]["addresses"].as_array().unwrap();
+        assert!(
+            addresses
+                .iter()
+                .any(|x| x["type"] == "InternalIP" && x["address"] == node.netns.node_ip()),
+            "{}: {addresses:?}",
+            node.name
+        );
+        assert_eq!(
+            facts["metadata"]["labels"]["kubernetes.io/hostname"],
+            node.name
+        );
+    }
+    let table = cp.kubectl(&["get", "nodes"]);
+    let table = stdout(&table);
+    for node in nodes {
+        let row = table.lines().find(|l| l.starts_with(&node.name));
+        assert!(
+            row.is_some_and(|r| r.split_whitespace().nth(1) == Some("Ready")),
+            "{table}"
+        );
+    }
+
+    // One pod by nodeName, one by nodeSelector (through the scheduler).
+    let pod = |name: &str, placement: Value| {
+        let mut spec = serde_json::json!({
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo on $(hostname); sleep 3600"],
+            }],
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(placement.as_object().unwrap().clone());
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": spec,
+        });
+        let file = cp.dir().join(format!("{name}.json"));
+        std::fs::write(&file, pod.to_string()).unwrap();
+        let out = cp.kubectl(&["create", "-f", &file.display().to_string()]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    pod("on-a", serde_json::json!({"nodeName": a.name}));
+    pod(
+        "on-b",
+        serde_json::json!({"nodeSelector": {"kubernetes.io/hostname": b.name}}),
+    );
+    let mut ips = Vec::new();
+    for (pod, node) in [("on-a", &a), ("on-b", &b)] {
+        let object = wait_nodes(&nodes, &format!("{pod} to be Running"), || {
+            let object = kubectl_json(&cp, &["get", "pod", pod])?;
+            (object["status"]["phase"] == "Running").then_some(object)
+        })
+        .await;
+        assert_eq!(object["spec"]["nodeName"], node.name);
+        assert_eq!(object["status"]["hostIP"], node.netns.node_ip());
+        let ip: std::net::Ipv4Addr = object["status"]["podIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("{pod} has a pod IP: {}", object["status"]));
+        // From the node's own pod network.
+        let subnet = node.agent.network().subnet();
+        let prefix = subnet.trim_end_matches("0/24");
+        assert!(ip.to_string().starts_with(prefix), "{ip} in {subnet}");
+        ips.push(ip);
+        // Each node runs its pod only.
+        let on_node = list_pods(&node.agent).await;
+        assert_eq!(on_node.len(), 1, "{}: {on_node:?}", node.name);
+        // The API server reaches each node's kubelet API for its logs.
+        let logs = wait_nodes(&nodes, &format!("{pod}'s logs"), || {
+            let out = cp.kubectl(&["logs", pod]);
+            out.status.success().then(|| stdout(&out))
+        })
+        .await;
+        assert_eq!(logs, format!("on {pod}\n"));
+    }
+    assert_ne!(ips[0], ips[1]);
+}
+
+#[tokio::test]
+async fn a_pods_lifecycle_logs_and_events_are_seen_through_the_api_server() {
+    let Some(c) = cluster("berth-node-lc").await else {
+        return;
+    };
+    // The first run fails (after its postStart hook), so the second has a
+    // previous one; the second writes until TERM, which the preStop hook
+    // precedes with a line of its own on the container's stdout.
+    let script = "echo start $(cat /work/init); n=$(cat /work/runs 2>/dev/null || echo 0); \
+                  echo $((n+1)) > /work/runs; echo run $n; \
+                  if [ $n = 0 ]; then sleep 2; exit 1; fi; \
+                  trap 'echo term; exit 0' TERM; \
+                  i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lc", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "initContainers": [{
+                "name": "init",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo init-ok > /work/init"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }],
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                "readinessProbe": {
+                    "exec": {"command": ["cat", "/work/poststart"]},
+                    "periodSeconds": 1,
+                },
+                "livenessProbe": {
+                    "exec": {"command": ["true"]},
+                    "periodSeconds": 1,
+                },
+                "lifecycle": {
+                    "postStart": {"exec": {"command":
+                        ["sh", "-c", "echo poststart > /work/poststart"]}},
+                    "preStop": {"exec": {"command":
+                        ["sh", "-c", "echo prestop > /proc/1/fd/1"]}},
+                },
+            }],
+        },
+    });
+    let file = c.agent.work_dir().join("lc.json");
+    std::fs::create_dir_all(c.agent.work_dir()).unwrap();
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+
+    // Init container done, main restarted once and ready by its probe.
+    let pod = c
+        .wait_for("main to be ready after one restart", |c| {
+            let pod = c.json(&["get", "pod", "lc"])?;
+            let main = &pod["status"]["containerStatuses"][0];
+            (main["restartCount"] == 1 && main["ready"] == true).then_some(pod)
+        })
+        .await;
+    let status = &pod["status"];
+    let init = &status["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(init["reason"], "Completed", "{status}");
+    assert_eq!(init["exitCode"], 0, "{status}");
+    let main = &status["containerStatuses"][0];
+    assert_eq!(main["lastState"]["terminated"]["exitCode"], 1, "{status}");
+    assert!(main["state"]["running"].is_object(), "{status}");
+    for condition in ["Initialized", "ContainersReady", "Ready"] {
+        assert_eq!(condition_status(&pod, condition), Some("True"), "{status}");
+    }
+
+    // --previous is the failed run; the current run follows it.
+    let previous = c.kubectl_ok(&["logs", "lc", "--previous"]);
+    assert_eq!(previous, "start init-ok\nrun 0\n");
+    let current = c.kubectl_ok(&["logs", "lc"]);
+    assert!(current.starts_with("start init-ok\nrun 1\n"), "{current}");
+
+    // describe shows the node's events.
+    let described = c.kubectl_ok(&["describe", "pod", "lc"]);
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{described}"));
+    let has = |reason: &str, object: &str| {
+        events.lines().any(|l| {
+            l.split_whitespace().nth(1) == Some(reason)
+                && l.contains("kubelet")
+                && l.contains(object)
+        })
+    };
+    for object in ["spec.initContainers{init}", "spec.containers{main}"] {
+        for reason in ["Created", "Started"] {
+            assert!(has(reason, object), "{reason} {object} in {events}");
+        }
+    }
+
+    // logs -f streams new lines as they are written, and ends when the
+    // container does: after the preStop hook's line and the TERM handler's.
+    let mut follow =
+        c.cp.kubectl_command(&["logs", "-f", "lc"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl logs -f");
+    let (lines, received) = std::sync::mpsc::channel();
+    let stream = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let newest_tick = |seen: &[String]| {
+        seen.iter()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u32>().ok())
+            .max()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .expect("logs -f streams the container's lines");
+        seen.push(line);
+        if let Some(tick) = newest_tick(&seen) {
+            break tick;
+        }
+    };
+    // Lines written after the stream began arrive on it.
+    while newest_tick(&seen) < Some(first + 5) {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or_else(|e| panic!("logs -f stopped streaming ({e}): {seen:?}"));
+        seen.push(line);
+    }
+
+    let started = tokio::time::Instant::now();
+    c.kubectl_ok(&["delete", "pod", "lc"]);
+    let took = started.elapsed();
+    // The container exits on TERM: the 10 s grace is not waited out.
+    assert!(took < Duration::from_secs(8), "delete took {took:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while follow.try_wait().expect("wait for kubectl").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logs -f did not end with the container: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    let prestop = seen.iter().position(|l| l == "prestop");
+    let term = seen.iter().position(|l| l == "term");
+    assert!(
+        matches!((prestop, term), (Some(p), Some(t)) if p < t),
+        "the preStop hook's line, then the TERM handler's: {seen:?}"
+    );
+}
+
+// Multi-threaded: the pod's link to the API server is served by this
+// runtime while the test waits on kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_service_account_token_authenticates_it_to_the_api_server() {
+    let Some(c) = cluster("berth-node-sa").await else {
+        return;
+    };
+    // No kube-proxy here, so the `kubernetes` Service's address leads
+    // nowhere: pods reach the API server through the host, at their
+    // gateway, where a port is bridged to its loopback port.
+    let api_port: u16 =
+        c.cp.server()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the API server's port");
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind the pods' link");
+    let link_port = listener.local_addr().unwrap().port();
+    let link = tls_bridge(listener, api_port, &c.cp.ca_cert_path());
+    let subnet = c.agent.network().subnet();
+    let gateway = format!("{}1", subnet.trim_end_matches("0/24"));
+    let url =
+        format!("http://{gateway}:{link_port}/apis/authentication.k8s.io/v1/selfsubjectreviews");
+    let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let script = format!(
+        "t=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); \
+         ask() {{ wget -q -O- --header \"Authorization: Bearer $1\" \
+           --header 'Content-Type: application/json' --post-data '{review}' {url}; }}; \
+         ask \"$t\" && echo; ask \"x$t\" || echo forged-refused"
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sa", "namespace": "default"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main",
+                "image": TEST_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+            }],
+        },
+    });
+    let file = c.agent.work_dir().join("sa.json");
+    std::fs::create_dir_all(c.agent.work_dir()).unwrap();
+    std::fs::write(&file, pod.to_string()).unwrap();
+    c.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    c.wait_pod_phase("sa", "Succeeded").await;
+    let logs = c.kubectl_ok(&["logs", "sa"]);
+    let answer: Value = serde_json::Deserializer::from_str(&logs)
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("a SelfSubjectReview: {logs}"));
+    let user = &answer["status"]["userInfo"];
+    assert_eq!(
+        user["username"], "system:serviceaccount:default:default",
+        "{logs}"
+    );
+    // The token is bound to this pod on this node.
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-name"][0],
+        "sa"
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/node-name"][0],
+        c.node.as_str()
+    );
+    // A forged token is refused (401).
+    assert_eq!(logs.lines().last(), Some("forged-refused"), "{logs}");
+    link.abort();
+}
+
+/// Forwards plain TCP from `listener` to the API server's loopback port
+/// over TLS, verified against the cluster CA: the pods' way to the API
+/// server here. Plain HTTP in the pod because busybox `wget`'s built-in
+/// TLS, used where no `openssl` binary is (as in the test image), agrees
+/// on no cipher with the API server (handshake failure, alert 40).
+fn tls_bridge(
+    listener: std::net::TcpListener,
+    api_port: u16,
+    ca: &Path,
+) -> tokio::task::JoinHandle<()> {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("add the CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let connector = connector.clone();
+            tokio::spawn(async move {
+                let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", api_port)).await else {
+                    return;
+                };
+                let name =
+                    rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+                let Ok(mut outbound) = connector.connect(name, tcp).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    })
 }

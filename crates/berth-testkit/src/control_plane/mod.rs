@@ -329,7 +329,9 @@ impl ControlPlane {
         self.kubectl_command_as(&self.admin_kubeconfig(), args)
     }
 
-    fn kubectl_command_as(&self, kubeconfig: &Path, args: &[&str]) -> Command {
+    /// `kubectl` with `kubeconfig` and `args`, to spawn (a `logs -f` that
+    /// runs alongside the test).
+    pub fn kubectl_command_as(&self, kubeconfig: &Path, args: &[&str]) -> Command {
         let kubectl = binaries::kubectl().expect("kubectl not found on PATH");
         let mut command = Command::new(kubectl);
         command
