@@ -105,18 +105,23 @@ impl PodDirs {
                     Path::new(&host.path),
                     host.type_.as_deref().unwrap_or(""),
                 )?;
-            } else if let Some(dir) = self.api_object_volume(volume) {
-                // Written by cluster mode through its `..data` link, which
-                // appears once the whole content is there.
-                if fs::symlink_metadata(dir.join(DATA_LINK)).is_err() {
-                    return Err(set_up_failed(
-                        &volume.name,
-                        "its content has not been written yet",
-                    ));
-                }
             }
         }
         Ok(())
+    }
+
+    /// The names of the pod's volumes of API data (configMap, secret,
+    /// downwardAPI, projected) whose content is not there yet: cluster mode
+    /// writes it through a `..data` link, which appears once it is whole.
+    pub(crate) fn unwritten_volumes(&self, pod: &Pod) -> Vec<String> {
+        let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+        volumes
+            .filter(|volume| {
+                self.api_object_volume(volume)
+                    .is_some_and(|dir| fs::symlink_metadata(dir.join(DATA_LINK)).is_err())
+            })
+            .map(|volume| volume.name.clone())
+            .collect()
     }
 
     /// The host path behind a volume.

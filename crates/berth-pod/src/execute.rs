@@ -30,6 +30,13 @@ const PUBLISH_DURING_STARTS: Duration = Duration::from_millis(100);
 /// How long a pod whose volumes could not be set up waits for the next try.
 const MOUNT_RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// How often a pod looks again for volume content being written for it, and
+/// how long it waits quietly before it says so: the kubelet's volume manager
+/// polls (`WaitForAttachAndMount`) and warns only once its timeout
+/// (`podAttachAndMountTimeout`, 2m3s) has passed.
+const VOLUME_CONTENT_POLL: Duration = Duration::from_millis(100);
+const VOLUME_CONTENT_TIMEOUT: Duration = Duration::from_secs(123);
+
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// What the planner sees of this worker.
     pub(crate) fn view(&self) -> PodView<'_> {
@@ -259,6 +266,28 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     fn prepare_volumes(&mut self) -> bool {
+        let unwritten = self.dirs.unwritten_volumes(&self.pod);
+        if !unwritten.is_empty() {
+            let now = Instant::now();
+            let since = *self.volumes_awaited_since.get_or_insert(now);
+            if now.duration_since(since) < VOLUME_CONTENT_TIMEOUT {
+                self.wake_no_later_than(now + VOLUME_CONTENT_POLL);
+                return false;
+            }
+            self.volumes_awaited_since = Some(now);
+            self.event(
+                EventType::Warning,
+                reasons::FAILED_MOUNT,
+                None,
+                format!(
+                    "Unable to attach or mount volumes: unmounted volumes=[{}], unattached volumes=[], failed to process volumes=[]: timed out waiting for the condition",
+                    unwritten.join(" ")
+                ),
+            );
+            self.wake_no_later_than(now + VOLUME_CONTENT_POLL);
+            return false;
+        }
+        self.volumes_awaited_since = None;
         if let Err(e) = self.dirs.prepare(&self.pod) {
             self.event(
                 EventType::Warning,

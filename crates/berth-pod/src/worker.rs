@@ -83,6 +83,9 @@ pub(crate) struct Worker<R, S> {
     pub(crate) pod_ref: PodRef,
     pub(crate) dirs: PodDirs,
     pub(crate) stage: Stage,
+    /// Since when the pod waits for volume content another part of the
+    /// agent writes (cluster mode's API data), if it does.
+    pub(crate) volumes_awaited_since: Option<Instant>,
     pub(crate) sandbox: Sandbox,
     /// Init containers first, then the main ones, in spec order.
     pub(crate) records: Vec<ContainerRecord>,
@@ -165,6 +168,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod_ref,
             dirs,
             stage: Stage::Preparing,
+            volumes_awaited_since: None,
             sandbox: Sandbox::Absent,
             records,
             exits_tx,

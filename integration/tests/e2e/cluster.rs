@@ -293,6 +293,15 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         started["involvedObject"]["fieldPath"],
         "spec.containers{web}"
     );
+    // Its service account volume was awaited quietly, as the kubelet's
+    // volume manager waits: no FailedMount on the way.
+    let events = c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ]);
+    assert!(!events.contains(reasons::FAILED_MOUNT), "{events}");
 
     // Logs come through the API server from berth's kubelet API; the
     // projected service account volume was written.

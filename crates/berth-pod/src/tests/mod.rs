@@ -8,6 +8,7 @@ mod restarts;
 mod security;
 mod spec_changes;
 mod termination;
+mod volumes;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
