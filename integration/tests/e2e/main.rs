@@ -20,6 +20,7 @@ mod init_containers;
 mod input_bounds;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod network;
 mod node_shutdown;
 mod oom;

@@ -9,6 +9,7 @@ pub mod fuzzing;
 mod images;
 pub mod kubelet;
 mod logs;
+mod metrics;
 mod reference;
 mod routes;
 mod server;

@@ -43,6 +43,7 @@ pub(crate) async fn handle<S: PodService>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource<'a> {
     Healthz,
+    Metrics,
     Pods(Option<&'a str>),
     Pod(&'a str, &'a str),
     PodLog(&'a str, &'a str),
@@ -59,6 +60,7 @@ impl<'a> Resource<'a> {
     fn resolve(segments: &[&'a str]) -> Option<Self> {
         Some(match *segments {
             ["healthz"] => Self::Healthz,
+            ["metrics"] => Self::Metrics,
             ["api", "v1", "pods"] => Self::Pods(None),
             ["api", "v1", "namespaces", ns, "pods"] => Self::Pods(Some(ns)),
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
@@ -86,6 +88,7 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
     let resource = Resource::resolve(&segments).ok_or_else(Failure::unknown_path)?;
     match (resource, &method) {
         (Resource::Healthz, &Method::GET) => Ok(text_response("ok")),
+        (Resource::Metrics, &Method::GET) => super::metrics::get(cx, request.headers()),
         (Resource::Pods(ns), &Method::GET) => list_pods(cx, ns, &query).await,
         (Resource::Pods(Some(ns)), &Method::POST) => create_pod(cx, ns, request).await,
         (Resource::Pod(ns, name), &Method::GET) => {

@@ -1,7 +1,7 @@
 //! The kubelet API on :10250 (cluster mode): TLS, every caller
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
-//! every log option behaves the same), `/pods` and `/healthz`.
+//! every log option behaves the same), `/pods`, `/healthz` and `/metrics`.
 //! `/exec` runs a command over WebSocket (`exec`); `/attach` and
 //! `/portForward` answer 501 until berth streams.
 
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{full, json_response, Body};
 use super::routes::{handle, Context};
+use crate::metrics::Server;
 use crate::service::PodService;
 use auth::{Authorizer, Identity, Refusal};
 pub use tls::Serving;
@@ -144,9 +145,13 @@ fn text(code: StatusCode, message: String) -> Response<Body> {
 
 async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if let Some(metrics) = cx.service.metrics() {
+        metrics.http_request(Server::Kubelet, request.method().as_str(), &path);
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok".into()),
+        ["metrics"] => handle(request, cx).await,
         ["pods"] => {
             let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
                 items: cx.service.list(None),
