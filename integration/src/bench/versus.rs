@@ -57,9 +57,17 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
     delete_berth(&agent, "warmup").await;
 
     let mut sequential = Pair::default();
+    let mut timelines = Vec::new();
     for i in 0..n {
         let name = format!("seq-{i}");
+        let applied = ms_of_day();
         sequential.berth.push(apply_and_wait(&agent, &name).await);
+        if i + 1 == n {
+            timelines.push((
+                "one pod, sequential".to_owned(),
+                timeline(&agent, &name, applied).await,
+            ));
+        }
         let started = Instant::now();
         let pod = cri.run_pod(&name, TEST_IMAGE, &[SLEEP]).await?;
         sequential.cri.push(started.elapsed());
@@ -77,8 +85,15 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
                     (0..size).map(|i| format!("b{size}-{round}-{i}")).collect();
                 let started = Instant::now();
                 if side == 0 {
+                    let applied = ms_of_day();
                     apply_all_and_wait(&agent, &names).await;
                     wall.berth.push(started.elapsed());
+                    if round == 0 {
+                        for name in [&names[0], &names[size - 1]] {
+                            let what = format!("{size} at once, {name}");
+                            timelines.push((what, timeline(&agent, name, applied).await));
+                        }
+                    }
                     join_all(names.iter().map(|name| delete_berth(&agent, name))).await;
                 } else {
                     let pods = join_all(
@@ -171,8 +186,60 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
     );
     println!("(n = {n} per side; walls: {rounds} rounds per side; ms; x = berth/CRI)");
 
+    println!();
+    println!("berth trace: ms after the apply (the first of the batch's applies)");
+    for (what, lines) in &timelines {
+        println!("  {what}:");
+        for line in lines {
+            println!("    {line}");
+        }
+    }
+
     memory_at_100(&containerd, &agent, &cri).await?;
     Ok(())
+}
+
+/// Now, in milliseconds since midnight UTC (the timeline's times are UTC).
+fn ms_of_day() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_millis() % 86_400_000) as u64
+}
+
+/// `2024-05-01T11:00:00.123Z` in milliseconds since midnight.
+fn time_of_day_ms(time: &str) -> Option<u64> {
+    let clock = time.split_once('T')?.1.trim_end_matches('Z');
+    let (hms, millis) = clock.split_once('.')?;
+    let mut parts = hms.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    Some(((h * 60 + m) * 60 + s) * 1000 + millis.parse::<u64>().ok()?)
+}
+
+/// The pod's `berth trace`, each step's time after `applied`.
+async fn timeline(agent: &AgentProcess, name: &str, applied: u64) -> Vec<String> {
+    let path = format!("/apis/berth.io/v1/namespaces/default/pods/{name}/timeline");
+    let Some(list) = agent.api_get_json(&path).await else {
+        return vec!["(no timeline)".into()];
+    };
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let at = item["time"]
+                .as_str()
+                .and_then(time_of_day_ms)
+                .unwrap_or(applied);
+            format!(
+                "+{:>5}  {:<4} {:<18} {}",
+                at.saturating_sub(applied),
+                item["container"].as_str().unwrap_or("-"),
+                item["step"].as_str().unwrap_or_default(),
+                item["detail"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 fn pair_row(label: &str, pair: &Pair) {
