@@ -53,7 +53,7 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
     share_images(&containerd, &agent, work.path())?;
     let cri = Cri::connect(containerd.socket(), &cri_logs).await?;
     let warm = cri.run_pod("warmup", TEST_IMAGE, &[SLEEP]).await?;
-    cri.delete_pod(&warm, 30).await?;
+    cri.delete_pod(&warm, 0).await?;
     delete_berth(&agent, "warmup").await;
 
     let mut sequential = Pair::default();
@@ -72,7 +72,7 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
         let pod = cri.run_pod(&name, TEST_IMAGE, &[SLEEP]).await?;
         sequential.cri.push(started.elapsed());
         delete_berth(&agent, &name).await;
-        cri.delete_pod(&pod, 30).await?;
+        cri.delete_pod(&pod, 0).await?;
     }
 
     let mut walls = Vec::new();
@@ -104,7 +104,7 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
                     .await;
                     wall.cri.push(started.elapsed());
                     for pod in pods {
-                        cri.delete_pod(&pod?, 30).await?;
+                        cri.delete_pod(&pod?, 0).await?;
                     }
                 }
             }
@@ -124,7 +124,7 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
             .await;
         wait_berth_log(&agent, &name, "ready").await;
         let started = Instant::now();
-        delete_berth(&agent, &name).await;
+        delete_berth_with(&agent, &name, "").await;
         delete.berth.push(started.elapsed());
 
         let pod = cri.run_pod(&name, TEST_IMAGE, &[TERM_HANDLING]).await?;
@@ -152,7 +152,7 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
             .await?;
         three.cri.push(started.elapsed());
         delete_berth(&agent, &name).await;
-        cri.delete_pod(&pod, 30).await?;
+        cri.delete_pod(&pod, 0).await?;
     }
 
     let mut floor = Vec::with_capacity(n);
@@ -307,12 +307,17 @@ fn share_images(
     Ok(())
 }
 
-/// `DELETE` of a pod through the agent's socket, then its polls until the
-/// API no longer knows it (torn down).
+/// Removes a pod between samples, at once (grace period 0).
 async fn delete_berth(agent: &AgentProcess, name: &str) {
+    delete_berth_with(agent, name, "?gracePeriodSeconds=0").await;
+}
+
+/// `DELETE` of a pod through the agent's socket (with `query`), then polls
+/// until the API no longer knows it (torn down).
+async fn delete_berth_with(agent: &AgentProcess, name: &str, query: &str) {
     let path = format!("/api/v1/namespaces/default/pods/{name}");
     let started = Instant::now();
-    if let Err(e) = request(&agent.socket(), "DELETE", &path).await {
+    if let Err(e) = request(&agent.socket(), "DELETE", &format!("{path}{query}")).await {
         eprintln!("delete {name}: {e}");
         return;
     }
