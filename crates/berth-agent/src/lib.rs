@@ -23,6 +23,7 @@ pub mod image_gc;
 pub mod log_rotation;
 pub mod logs;
 pub mod manifests;
+pub mod metrics;
 mod node;
 mod orphans;
 mod periodic;

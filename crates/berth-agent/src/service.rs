@@ -182,6 +182,11 @@ pub trait PodService: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The node's metrics; services without any serve no `/metrics`.
+    fn metrics(&self) -> Option<&crate::metrics::NodeMetrics> {
+        None
+    }
+
     /// A pod's lifecycle timeline, oldest first. Services that keep none
     /// know no pod to trace.
     fn timeline(

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use berth_pod::{EventType, PodEvent, PodSink, TimelineEntry};
+use berth_pod::{EventType, PodEvent, PodSink, ProbeAttempt, TimelineEntry};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use tokio::sync::broadcast;
 
+use crate::metrics::{self, NodeMetrics};
 use crate::service::WatchEvent;
 
 /// Events are kept for at most this many per node and this long, so a
@@ -39,6 +40,8 @@ pub struct PodStore {
     changes: broadcast::Sender<WatchEvent>,
     /// Told when a worker has torn its pod down.
     finished: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Derived from what the workers report here.
+    metrics: NodeMetrics,
 }
 
 impl PodStore {
@@ -47,7 +50,12 @@ impl PodStore {
             inner: Mutex::default(),
             changes: broadcast::channel(1024).0,
             finished,
+            metrics: NodeMetrics::new(),
         }
+    }
+
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -74,8 +82,11 @@ impl PodStore {
             }
             None => false,
         };
-        inner.pods.insert(uid, pod.clone());
+        inner.pods.insert(uid.clone(), pod.clone());
         drop(inner);
+        if !existed {
+            self.metrics.seen(&uid);
+        }
         let _ = self.changes.send(if existed {
             WatchEvent::Modified(pod.clone())
         } else {
@@ -151,6 +162,7 @@ impl PodStore {
             inner.timelines.remove(uid);
             inner.pods.remove(uid)?
         };
+        self.metrics.forget(uid);
         let _ = self.changes.send(WatchEvent::Deleted(pod.clone()));
         Some(pod)
     }
@@ -313,6 +325,9 @@ impl PodSink for PodStore {
         if pod.status.as_ref() == Some(&status) {
             return;
         }
+        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        self.metrics
+            .status(uid, status.phase.as_deref().unwrap_or_default(), created);
         inner.resource_version += 1;
         let rv = inner.resource_version.to_string();
         let pod = inner.pods.get_mut(uid).expect("checked");
@@ -324,6 +339,7 @@ impl PodSink for PodStore {
     }
 
     fn event(&self, event: PodEvent) {
+        self.metrics.event(&event);
         let involved = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
@@ -352,11 +368,21 @@ impl PodSink for PodStore {
         if !inner.pods.contains_key(uid) {
             return;
         }
+        let kind = entry
+            .container
+            .as_deref()
+            .zip(inner.pods.get(uid))
+            .map(|(name, pod)| metrics::container_type(pod, name));
+        self.metrics.timeline(uid, &entry, kind);
         let entries = inner.timelines.entry(uid.to_string()).or_default();
         if entries.len() >= MAX_TIMELINE {
             entries.pop_front();
         }
         entries.push_back(entry);
+    }
+
+    fn probe(&self, attempt: &ProbeAttempt) {
+        self.metrics.probe(attempt);
     }
 }
 

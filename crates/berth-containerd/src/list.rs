@@ -164,6 +164,7 @@ fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> 
         created_at: crate::typeurl::timestamp(container.created_at.as_ref())
             .unwrap_or_else(Timestamp::now),
         pod_times: pod_times(container),
+        network_ready_at: None,
     }
 }
 

@@ -132,16 +132,17 @@ pub(crate) async fn create(
         let network = async {
             match &namespaces.net {
                 Some(path) => {
-                    cni::setup_pod_network(
+                    let ips = cni::setup_pod_network(
                         &cni_paths(c),
                         &id,
                         path,
                         &config.pod,
                         &config.port_mappings,
                     )
-                    .await
+                    .await?;
+                    Ok((ips, Some(Timestamp::now())))
                 }
-                None => Ok(Vec::new()),
+                None => Ok((Vec::new(), None)),
             }
         };
         let pause = async {
@@ -161,7 +162,7 @@ pub(crate) async fn create(
     }
     .await;
     match result {
-        Ok((ips, pause)) => {
+        Ok(((ips, network_ready_at), pause)) => {
             tracing::debug!(sandbox = id, pod = %config.pod, ?ips, "created sandbox");
             Ok(SandboxInfo {
                 id: SandboxId(id),
@@ -172,6 +173,7 @@ pub(crate) async fn create(
                 ips,
                 created_at,
                 pod_times: Some(config.times),
+                network_ready_at,
             })
         }
         Err(e) => {

@@ -76,7 +76,7 @@ pub use berth_api::reasons;
 pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
 pub use dns::ClusterDns;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
-pub use sink::{EventType, PodEvent, PodSink};
+pub use sink::{EventType, PodEvent, PodSink, ProbeAttempt, ProbeResult};
 pub use timeline::{TimelineEntry, TimelineStep};
 pub use worker::WorkerConfig;
 

@@ -103,9 +103,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             },
             security,
         };
+        self.step(None, TimelineStep::SandboxCreating, String::new());
         match self.rt.create_sandbox(&config).await {
             Ok(sandbox) => {
                 let id = sandbox.id.to_string();
+                if let Some(at) = sandbox.network_ready_at {
+                    let ips: Vec<String> = sandbox.ips.iter().map(ToString::to_string).collect();
+                    self.report
+                        .step_at(at, None, TimelineStep::NetworkReady, ips.join(","));
+                }
                 self.sandbox = Sandbox::Ready(sandbox);
                 let ip = self.pod_ip();
                 let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

@@ -34,6 +34,37 @@ pub struct PodEvent {
     pub at: Timestamp,
 }
 
+/// What one probe attempt came to, in the kubelet's `prober_probe_total`
+/// `result` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    Successful,
+    Failed,
+    /// The attempt errored (thrown away, as the kubelet does).
+    Unknown,
+}
+
+impl ProbeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Successful => "successful",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One attempt of a container's probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeAttempt {
+    pub pod: PodRef,
+    pub container: String,
+    /// `Liveness`, `Readiness` or `Startup`.
+    pub probe_type: &'static str,
+    pub result: ProbeResult,
+    pub duration: std::time::Duration,
+}
+
 /// The worker's single writer: the supervisor's status store.
 pub trait PodSink: Send + Sync + 'static {
     /// The pod's status changed.
@@ -44,4 +75,6 @@ pub trait PodSink: Send + Sync + 'static {
     fn finished(&self, uid: &str);
     /// A step of the pod's lifecycle timeline, in the order they happened.
     fn timeline(&self, _uid: &str, _entry: TimelineEntry) {}
+    /// A probe attempt ended.
+    fn probe(&self, _attempt: &ProbeAttempt) {}
 }

@@ -8,13 +8,17 @@ use std::sync::Arc;
 use berth_runtime::{ContainerRuntime, PodRef};
 use jiff::{Timestamp, Unit};
 
-use crate::sink::{EventType, PodEvent, PodSink};
+use crate::sink::{EventType, PodEvent, PodSink, ProbeAttempt, ProbeResult};
 use crate::worker::Worker;
 
 /// One step of a pod's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimelineStep {
+    /// The worker asked the runtime for the pod's sandbox.
+    SandboxCreating,
+    /// The pod's network (CNI) was set up; detail: the pod's IPs.
+    NetworkReady,
     SandboxCreated,
     /// The image is present; detail: the reference.
     ImageReady,
@@ -51,6 +55,8 @@ pub enum TimelineStep {
 impl TimelineStep {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::SandboxCreating => "SandboxCreating",
+            Self::NetworkReady => "NetworkReady",
             Self::SandboxCreated => "SandboxCreated",
             Self::ImageReady => "ImageReady",
             Self::ContainerCreated => "ContainerCreated",
@@ -107,8 +113,18 @@ impl<S: PodSink> Reporter<S> {
     }
 
     pub(crate) fn step(&self, container: Option<&str>, step: TimelineStep, detail: String) {
-        let now = Timestamp::now();
-        let at = now.round(Unit::Millisecond).unwrap_or(now);
+        self.step_at(Timestamp::now(), container, step, detail);
+    }
+
+    /// Records a step that happened at `at` (reported after the fact).
+    pub(crate) fn step_at(
+        &self,
+        at: Timestamp,
+        container: Option<&str>,
+        step: TimelineStep,
+        detail: String,
+    ) {
+        let at = at.round(Unit::Millisecond).unwrap_or(at);
         self.sink.timeline(
             &self.pod.uid,
             TimelineEntry {
@@ -118,6 +134,23 @@ impl<S: PodSink> Reporter<S> {
                 detail,
             },
         );
+    }
+
+    /// One probe attempt's result, for the prober metrics.
+    pub(crate) fn probe(
+        &self,
+        container: &str,
+        probe_type: &'static str,
+        result: ProbeResult,
+        duration: std::time::Duration,
+    ) {
+        self.sink.probe(&ProbeAttempt {
+            pod: self.pod.clone(),
+            container: container.to_string(),
+            probe_type,
+            result,
+            duration,
+        });
     }
 
     pub(crate) fn event(

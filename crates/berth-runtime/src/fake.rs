@@ -378,6 +378,7 @@ impl ContainerRuntime for FakeRuntime {
             ips: vec![IpAddr::V4(Ipv4Addr::new(10, 88, 0, n as u8))],
             created_at: Timestamp::now(),
             pod_times: Some(config.times),
+            network_ready_at: (!config.host_network).then(Timestamp::now),
         };
         inner.sandboxes.insert(info.id.0.clone(), info.clone());
         Ok(info)

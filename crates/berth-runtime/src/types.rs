@@ -262,6 +262,9 @@ pub struct SandboxInfo {
     /// As the sandbox was created with them (`None` for sandboxes made
     /// before berth kept them).
     pub pod_times: Option<PodTimes>,
+    /// When the pod's network was set up at create (`None` on host
+    /// network and for a sandbox listed rather than created).
+    pub network_ready_at: Option<Timestamp>,
 }
 
 /// A bind mount into a container.

@@ -67,6 +67,16 @@ impl PrivateContainerd {
 
     /// Starts one; panics if it does not come up within 10 s.
     pub async fn start() -> Self {
+        Self::start_configured(None).await
+    }
+
+    /// Starts one with containerd's CRI plugin enabled (the benchmark's
+    /// comparison with the kubelet's runtime path).
+    pub async fn start_with_cri(cri: &CriPlugin) -> Self {
+        Self::start_configured(Some(cri)).await
+    }
+
+    async fn start_configured(cri: Option<&CriPlugin>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-ctrd-")
             .tempdir()
@@ -74,7 +84,7 @@ impl PrivateContainerd {
         let base = dir.path().to_path_buf();
         let socket = base.join("containerd.sock");
         let config = base.join("config.toml");
-        fs::write(&config, config_toml(&base)).expect("write containerd config");
+        fs::write(&config, config_toml(&base, cri)).expect("write containerd config");
         let child = spawn_daemon(&base);
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let mut this = Self {
@@ -354,13 +364,44 @@ fn runc_purge(namespace: &str) {
     let _ = fs::remove_dir(&root);
 }
 
-fn config_toml(base: &Path) -> String {
+/// How the CRI plugin runs, when it is enabled.
+#[derive(Debug, Clone)]
+pub struct CriPlugin {
+    /// The sandbox (pause) image; it must be in the `k8s.io` namespace.
+    pub sandbox_image: String,
+    pub cni_bin_dir: PathBuf,
+    /// Watched by the plugin: a conflist may arrive after the start.
+    pub cni_conf_dir: PathBuf,
+}
+
+fn config_toml(base: &Path, cri: Option<&CriPlugin>) -> String {
     let d = base.display();
+    let plugins = match cri {
+        None => r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#.to_owned(),
+        // These machines refuse a negative oom_score_adj, which the pause
+        // container asks for unless restricted to the daemon's own.
+        Some(cri) => format!(
+            r#"disabled_plugins = []
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{}"
+    conf_dir = "{}"
+"#,
+            cri.sandbox_image,
+            cri.cni_bin_dir.display(),
+            cri.cni_conf_dir.display()
+        ),
+    };
     format!(
         r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+{plugins}
 
 [grpc]
   address = "{d}/containerd.sock"

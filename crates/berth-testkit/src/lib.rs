@@ -28,7 +28,7 @@ pub mod registry;
 
 pub use agent::{AgentOptions, AgentProcess};
 pub use busybox::{busybox_image, write_busybox_archive};
-pub use containerd::PrivateContainerd;
+pub use containerd::{CriPlugin, PrivateContainerd};
 pub use control_plane::ControlPlane;
 pub use node_netns::NodeNetns;
 pub use registry::{LocalRegistry, PushOptions};

@@ -3,6 +3,10 @@
 //! -d` of the same image on the same private containerd. With `--rss`, also
 //! the agent's resident memory with 100 pods.
 //!
+//! `berth-bench --cri [N] [ROUNDS]`: berth next to containerd's CRI plugin
+//! (the kubelet's runtime path), interleaved, with berth/CRI ratios and
+//! node-side memory at 100 pods (see `versus`).
+//!
 //! `berth-bench --probes N [SECONDS]`: N pods with 3 probes each at period
 //! 1 s; the agent's CPU and memory and the probes' period drift.
 //!
@@ -17,10 +21,12 @@
 //! The other modes report and never judge. Run the release build as root: `cargo build
 //! --release --bin berth --bin berth-bench && target/release/berth-bench 20`.
 
+mod cri;
 mod faults;
 mod measure;
 mod probes;
 mod pulls;
+mod versus;
 
 use std::time::Duration;
 
@@ -46,13 +52,16 @@ async fn main() -> anyhow::Result<()> {
     let mut rss = false;
     let mut probe_mode = false;
     let mut pull_mode = false;
+    let mut cri_mode = false;
     for arg in args {
         match arg.as_str() {
             "--rss" => rss = true,
             "--probes" => probe_mode = true,
             "--pulls" => pull_mode = true,
+            "--cri" => cri_mode = true,
             "-h" | "--help" => {
                 println!("usage: berth-bench [N (default 10)] [--rss]");
+                println!("       berth-bench --cri [N (default 10)] [ROUNDS (default 3)]");
                 println!("       berth-bench --probes [PODS (default 50)] [SECONDS (default 30)]");
                 println!("       berth-bench --pulls [N (default 5)] [LAYER_MIB (default 32)]");
                 println!("       {}", faults::USAGE);
@@ -63,6 +72,15 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("bad number {arg:?}"))?,
             ),
         }
+    }
+    if cri_mode {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: not root");
+            return Ok(());
+        }
+        let n = numbers.first().copied().unwrap_or(10);
+        let rounds = numbers.get(1).copied().unwrap_or(3);
+        return versus::run(n, rounds).await;
     }
     let Some(containerd) = PrivateContainerd::start_or_skip().await else {
         return Ok(());

@@ -382,16 +382,17 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .expect("the kubelet port");
-    let url = format!("https://127.0.0.1:{port}/pods");
-    let curl = |extra: &[&str]| {
+    let base = format!("https://127.0.0.1:{port}");
+    let curl_at = |path: &str, extra: &[&str]| {
         let out = std::process::Command::new("curl")
             .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
             .args(extra)
-            .arg(&url)
+            .arg(format!("{base}{path}"))
             .output()
             .expect("run curl");
         stdout(&out)
     };
+    let curl = |extra: &[&str]| curl_at("/pods", extra);
     assert_eq!(curl(&[]), "401", "anonymous");
     assert_eq!(
         curl(&["-H", "Authorization: Bearer not-a-token"]),
@@ -402,6 +403,39 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
     let token = c.kubectl_ok(&["create", "token", "default", "-n", "default"]);
     let header = format!("Authorization: Bearer {}", token.trim());
     assert_eq!(curl(&["-H", &header]), "403", "unauthorized");
+    assert_eq!(
+        curl_at("/metrics", &["-H", &header]),
+        "403",
+        "metrics are authorized too"
+    );
+
+    // The API server's kubelet client certificate reads the node's metrics,
+    // in the classic format.
+    let pki = c.cp.dir().join("pki");
+    let out = std::process::Command::new("curl")
+        .args(["-sSk", "--fail", "--cert"])
+        .arg(pki.join("apiserver-kubelet-client.crt"))
+        .arg("--key")
+        .arg(pki.join("apiserver-kubelet-client.key"))
+        .arg(format!("{base}/metrics"))
+        .output()
+        .expect("run curl");
+    let metrics = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        metrics.contains("# TYPE kubelet_running_pods gauge\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "kubelet_http_requests_total{method=\"GET\",path=\"metrics\",server_type=\"readwrite\",long_running=\"false\"}"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ mod input_bounds;
 mod kubectl;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod network;
 mod node_shutdown;
 mod oom;

@@ -16,6 +16,7 @@ mod namespaces;
 mod patch;
 mod pki;
 mod pod_patch;
+mod metrics;
 mod reference;
 mod routes;
 mod selectors;

@@ -51,6 +51,7 @@ enum Resource<'a> {
     OpenApiV3Core,
     Namespaces,
     Namespace(&'a str),
+    Metrics,
     Pods(Option<&'a str>),
     Pod(&'a str, &'a str),
     PodLog(&'a str, &'a str),
@@ -77,6 +78,7 @@ impl<'a> Resource<'a> {
             ["openapi", "v3", "api", "v1"] => Self::OpenApiV3Core,
             ["api", "v1", "namespaces"] => Self::Namespaces,
             ["api", "v1", "namespaces", name] => Self::Namespace(name),
+            ["metrics"] => Self::Metrics,
             ["api", "v1", "pods"] => Self::Pods(None),
             ["api", "v1", "namespaces", ns, "pods"] => Self::Pods(Some(ns)),
             ["api", "v1", "namespaces", ns, "pods", name] => Self::Pod(ns, name),
@@ -116,6 +118,7 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
     }
     match (resource, &method) {
         (Resource::Healthz, &Method::GET) => Ok(text_response("ok")),
+        (Resource::Metrics, &Method::GET) => super::metrics::get(cx, request.headers()),
         (Resource::Version, &Method::GET) => Ok(super::discovery::version()),
         (Resource::CoreGroup, &Method::GET) => Ok(super::discovery::core(request.headers())),
         (Resource::CoreV1, &Method::GET) => Ok(super::discovery::core_v1()),

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::routes::{handle, Context};
+use crate::metrics::Server;
 use crate::service::PodService;
 
 /// How long open connections get to finish once the server stops.
@@ -123,7 +124,16 @@ where
     let shutdown = cx.shutdown.clone();
     let handler = hyper::service::service_fn(move |request| {
         let cx = cx.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(request, cx).await) }
+        async move {
+            if let Some(metrics) = cx.service.metrics() {
+                metrics.http_request(
+                    Server::Local,
+                    request.method().as_str(),
+                    request.uri().path(),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(handle(request, cx).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -650,6 +650,10 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         self.store.events(namespace)
     }
 
+    fn metrics(&self) -> Option<&crate::metrics::NodeMetrics> {
+        Some(self.store.metrics())
+    }
+
     fn timeline(&self, namespace: &str, name: &str) -> Result<Vec<TimelineEntry>, ApiError> {
         let pod = self.pod(namespace, name)?;
         Ok(self

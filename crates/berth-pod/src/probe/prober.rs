@@ -14,7 +14,7 @@ use super::handler::{Handler, Outcome};
 use super::threshold::Threshold;
 use super::{ProbeKind, ProbeUpdate, Verdict};
 use crate::reasons;
-use crate::sink::{EventType, PodSink};
+use crate::sink::{EventType, PodSink, ProbeResult};
 use crate::timeline::{Reporter, TimelineStep};
 
 /// Runs of one attempt while it errors.
@@ -43,8 +43,16 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            let began = Instant::now();
             let outcome = self.attempt().await;
             let title = self.kind.title();
+            let result = match outcome {
+                Outcome::Success | Outcome::Warning(_) => ProbeResult::Successful,
+                Outcome::Failure(_) => ProbeResult::Failed,
+                Outcome::Error(_) => ProbeResult::Unknown,
+            };
+            self.report
+                .probe(&self.container, title, result, began.elapsed());
             let (success, detail) = match outcome {
                 Outcome::Success => (true, String::new()),
                 Outcome::Warning(output) => {

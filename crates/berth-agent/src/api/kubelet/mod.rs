@@ -1,8 +1,8 @@
 //! The kubelet API on :10250 (cluster mode): TLS, every caller
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
-//! every log option behaves the same), `/pods`, `/healthz`, and
-//! `/stats/summary` and `/metrics/resource` (`stats`).
+//! every log option behaves the same), `/pods`, `/healthz`, `/metrics`,
+//! and `/stats/summary` and `/metrics/resource` (`stats`).
 //! `/exec`, `/attach` and `/portForward` are the streaming server's
 //! (`super::stream`), over WebSocket.
 
@@ -25,6 +25,7 @@ use super::body::{full, json_response, Body};
 use super::routes::{handle, Context, Query};
 use super::status::Failure;
 use super::stream::{self, StreamOptions};
+use crate::metrics::Server;
 use crate::service::PodService;
 use auth::{Authorizer, Identity, Refusal};
 use stats::StatsProvider;
@@ -165,9 +166,13 @@ async fn route<S: PodService>(
     stats: Arc<StatsProvider>,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if let Some(metrics) = cx.service.metrics() {
+        metrics.http_request(Server::Kubelet, request.method().as_str(), &path);
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok".into()),
+        ["metrics"] => handle(request, cx).await,
         ["pods"] => {
             let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
                 items: cx.service.list(None),
