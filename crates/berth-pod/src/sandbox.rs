@@ -81,9 +81,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let hostname = if host_network {
             berth_runtime::node_hostname()
         } else {
-            spec.hostname
-                .clone()
-                .unwrap_or_else(|| self.pod_ref.name.clone())
+            crate::hostname::pod_hostname(Some(&spec), &self.pod_ref.name)
         };
         let config = SandboxConfig {
             pod: self.pod_ref.clone(),
