@@ -293,6 +293,21 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("tick "), "{tail}");
 
+    // The kubelet API's running view, through the API server's node proxy
+    // (upstream's e2e reads it to count a node's pods).
+    let raw = c.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/runningpods/", c.node),
+    ]);
+    let running: Value = serde_json::from_str(&raw).expect("a PodList");
+    let web = running["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|p| p["metadata"]["name"] == "web"))
+        .unwrap_or_else(|| panic!("web is not among the running pods: {raw}"));
+    assert_eq!(web["metadata"]["uid"], pod["metadata"]["uid"]);
+    assert_eq!(web["spec"]["containers"][0]["name"], "web");
+
     // exec through the API server, proxied over WebSocket to the node:
     // output, and the command's exit code as kubectl's.
     let hostname = c.kubectl_ok(&["exec", "web", "--", "cat", "/etc/hostname"]);

@@ -1,11 +1,13 @@
 //! The kubelet API on :10250 (cluster mode): TLS, every caller
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
-//! every log option behaves the same), `/pods` and `/healthz`.
+//! every log option behaves the same), `/pods`, `/runningpods/` (`running`)
+//! and `/healthz`.
 //! `/exec`, `/attach` and `/portForward` are the streaming server's
 //! (`super::stream`), over WebSocket.
 
 mod auth;
+mod running;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -151,6 +153,13 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: Arc<Context<S>>) -
         ["pods"] => {
             let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
                 items: cx.service.list(None),
+                metadata: Default::default(),
+            };
+            json_response(StatusCode::OK, &list)
+        }
+        ["runningpods"] => {
+            let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
+                items: running::running_pods(cx.service.list(None)),
                 metadata: Default::default(),
             };
             json_response(StatusCode::OK, &list)
