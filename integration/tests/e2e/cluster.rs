@@ -293,13 +293,31 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("tick "), "{tail}");
 
-    // The kubelet API's running view, through the API server's node proxy
-    // (upstream's e2e reads it to count a node's pods).
-    let raw = c.kubectl_ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/nodes/{}/proxy/runningpods/", c.node),
+    // The kubelet API's running view (upstream's e2e reads it, through the
+    // API server's node proxy, to count a node's pods), as a caller with
+    // the kubelet API admin role sees it.
+    c.kubectl_ok(&["create", "serviceaccount", "node-reader"]);
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "node-reader",
+        "--clusterrole=system:kubelet-api-admin",
+        "--serviceaccount=default:node-reader",
     ]);
+    let token = c.kubectl_ok(&["create", "token", "node-reader"]);
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    let port = &node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"];
+    let raw = c
+        .wait_for("the running pods", |_| {
+            let out = std::process::Command::new("curl")
+                .args(["-sfk", "-H"])
+                .arg(format!("Authorization: Bearer {}", token.trim()))
+                .arg(format!("https://127.0.0.1:{port}/runningpods/"))
+                .output()
+                .expect("run curl");
+            out.status.success().then(|| stdout(&out))
+        })
+        .await;
     let running: Value = serde_json::from_str(&raw).expect("a PodList");
     let web = running["items"]
         .as_array()
