@@ -4,7 +4,8 @@ scripts/conformance.sh writes (spec, result, seconds, reason) and prints the
 closing line `N passed, N failed, N skipped`; exits 1 when a spec failed.
 
 usage: conformance-report.py JUNIT RULES.tsv OUT.md TIER
-RULES.tsv: `regex<TAB>reason` per line, the skip rules the run used."""
+RULES.tsv: `regex<TAB>reason` per line, the skip rules the run used
+(`!regex`: names that do not match)."""
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -25,7 +26,9 @@ def main():
         for line in f:
             if "\t" in line:
                 regex, reason = line.rstrip("\n").split("\t", 1)
-                rules.append((re.compile(regex), reason))
+                # `!regex`: the rule holds for names that do not match.
+                negate = regex.startswith("!")
+                rules.append((re.compile(regex.lstrip("!")), negate, reason))
     rows = []
     for case in ET.parse(junit).iter("testcase"):
         name = case.get("name", "")
@@ -41,7 +44,10 @@ def main():
             result, reason = "failed", first_line(failure.get("message") or failure.text)
         elif skipped is not None:
             result = "skipped"
-            reason = next((r for regex, r in rules if regex.search(name)), None)
+            reason = next(
+                (r for regex, negate, r in rules if bool(regex.search(name)) != negate),
+                None,
+            )
             if reason is None:
                 message = skipped.get("message") or ""
                 reason = first_line(re.sub(r"^skipped( - )?", "", message)) or "skipped"

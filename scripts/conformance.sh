@@ -58,15 +58,19 @@ skip_rules=(
   '\[Alpha\]|\[Feature:OffByDefault\]'$'\t''needs an alpha or off-by-default feature gate'
   '\[Feature:'$'\t''needs an optional feature (a second feature gate or a cluster add-on)'
 )
-# Left out of the quick tier only (they run with --full).
+# Left out of the quick tier only (they run with --full). The quick tier
+# runs the [Conformance] specs (a rule starting with ! skips what does not
+# match it).
 quick_rules=(
+  '!\[Conformance\]'$'\t''not [Conformance]; runs with --full'
   'should \*not\* be restarted|\[Slow\]'$'\t''slow (minutes of watching); runs with --full'
   '\[Serial\]'$'\t''serial; runs with --full'
   '\[FeatureGate:'$'\t''a beta feature; runs with --full'
 )
 rules=("${skip_rules[@]}")
 $full || rules+=("${quick_rules[@]}")
-skip_regex=$(printf '%s\n' "${rules[@]}" | cut -f1 | paste -sd'|')
+skip_regex=$(printf '%s\n' "${rules[@]}" | cut -f1 | grep -v '^!' | paste -sd'|')
+tier_focus=$(printf '%s\n' "${rules[@]}" | cut -f1 | sed -n 's/^!//p' | paste -sd'|')
 
 # ---- Packages, binaries, images --------------------------------------------
 say "packages"
@@ -85,7 +89,9 @@ say "build"
 cargo build --bin berth --bin berth-cluster-up --bin berth-e2e-images
 BERTH=$REPO/target/debug/berth
 
-IMAGES=$(dirname "$BIN")/images
+# Keyed by the builder's source too: a changed image is built anew.
+builder_hash=$(sha256sum integration/src/bin/berth-e2e-images.rs | cut -c1-12)
+IMAGES=$(dirname "$BIN")/images-$builder_hash
 if [[ ! -f $IMAGES/.complete ]]; then
   say "images for $version into $IMAGES"
   tmp=$(mktemp -d "$(dirname "$BIN")/.images.XXXXXX")
@@ -107,7 +113,7 @@ if [[ ! -f $IMAGES/.complete ]]; then
   done
   target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" \
     --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
-  rm -rf "$IMAGES"
+  rm -rf "$(dirname "$BIN")"/images-*
   mv "$tmp/archives" "$IMAGES"
   rm -rf "$tmp"
   touch "$IMAGES/.complete"
@@ -233,7 +239,7 @@ start=$(date +%s)
 set +e
 "$BIN/nodee2e.test" --kubeconfig="$KUBECONFIG" --provider=skeleton \
   --kubectl-path="$(command -v kubectl)" \
-  --ginkgo.focus="\[sig-node\]${focus:+.*($focus)}" --ginkgo.skip="$skip_regex" \
+  --ginkgo.focus="\[sig-node\]${tier_focus:+.*($tier_focus)}${focus:+.*($focus)}" --ginkgo.skip="$skip_regex" \
   --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
   --ginkgo.junit-report="$OUT/junit.xml" --report-dir="$DIR/report" \
   --allowed-not-ready-nodes=0 --minStartupPods=0 --disable-log-dump --dump-logs-on-failure=false \

@@ -7,8 +7,8 @@
 //! KIND is what is built under REF:
 //! - `busybox`: the test kit's busybox image (Debian's busybox-static).
 //! - `agnhost`: upstream's agnhost (the static binary given) on that busybox,
-//!   with what its specs call: `sh`, `nc`, a `curl` stand-in over busybox
-//!   `wget`, `/agnhost-2`, porter's `localhost.crt`/`.key` (`--porter-dir`),
+//!   with what its specs call: `sh` (also as `bash`), `nc`, a `curl`
+//!   stand-in over busybox `wget`, `/agnhost-2`, porter's `localhost.crt`/`.key` (`--porter-dir`),
 //!   `/uploads`, the user `user-defined-in-image` (uid 1000) in the group
 //!   `group-defined-in-image` (gid 50000), and the pause image (`--pause`)
 //!   as `pause:testing` in `/var/registry`, which `agnhost
@@ -54,6 +54,10 @@ while [ "$n" -gt 0 ]; do
 done
 exec wget -q -O "$out" "$@"
 "#;
+
+/// Specs run `/bin/bash -c SCRIPT` in agnhost (upstream's has bash); their
+/// scripts are POSIX shell with `trap`, which busybox's sh runs.
+const BASH_SHIM: &str = "#!/bin/sh\nexec /bin/sh \"$@\"\n";
 
 struct Inputs {
     agnhost: Option<Vec<u8>>,
@@ -152,6 +156,7 @@ fn agnhost_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilde
         .file("agnhost", binary, 0o755)
         .symlink("agnhost-2", "agnhost")
         .file("usr/bin/curl", CURL_SHIM.as_bytes().to_vec(), 0o755)
+        .file("bin/bash", BASH_SHIM.as_bytes().to_vec(), 0o755)
         .file("etc/passwd", AGNHOST_PASSWD.as_bytes().to_vec(), 0o644)
         .file("etc/group", AGNHOST_GROUP.as_bytes().to_vec(), 0o644)
         .dir("home/user-defined-in-image", 0o755)
