@@ -58,6 +58,15 @@ skip_rules=(
   '\[Alpha\]|\[Feature:OffByDefault\]'$'\t''needs an alpha or off-by-default feature gate'
   '\[Feature:'$'\t''needs an optional feature (a second feature gate or a cluster add-on)'
 )
+# What berth does not do yet: these fail (each after the spec's 5-minute
+# wait), so the quick tier leaves them out to stay quick; --full runs them.
+known_gaps=(
+  'Downward API should provide (container.s limits|default limits)'$'\t''berth gap: resourceFieldRef in env (issue 10)'
+  'Downward API should provide (host IP|hostIPs) as an env var'$'\t''berth gap: status.hostIP/hostIPs in env'
+  '(ConfigMap|Secrets) should be consumable (via the environment|as environment variable names)'$'\t''berth gap: envFrom (issue 10)'
+  'Ephemeral Containers'$'\t''berth gap: ephemeral containers are not run'
+  'Pod InPlace Resize'$'\t''berth gap: in-place pod resize'
+)
 # Left out of the quick tier only (they run with --full). The quick tier
 # runs the [Conformance] specs (a rule starting with ! skips what does not
 # match it).
@@ -68,7 +77,7 @@ quick_rules=(
   '\[FeatureGate:'$'\t''a beta feature; runs with --full'
 )
 rules=("${skip_rules[@]}")
-$full || rules+=("${quick_rules[@]}")
+$full || rules+=("${known_gaps[@]}" "${quick_rules[@]}")
 skip_regex=$(printf '%s\n' "${rules[@]}" | cut -f1 | grep -v '^!' | paste -sd'|')
 tier_focus=$(printf '%s\n' "${rules[@]}" | cut -f1 | sed -n 's/^!//p' | paste -sd'|')
 
