@@ -232,6 +232,8 @@ for _ in $(seq 600); do [[ -f $DIR/cluster/env ]] && break; kill -0 "${pids[-1]}
 [[ -f $DIR/cluster/env ]] || die "the cluster did not come up (see $DIR/logs/cluster.log)"
 # shellcheck disable=SC1091
 source "$DIR/cluster/env"
+# The node registers a few seconds after the control plane is up.
+for _ in $(seq 600); do kubectl get "node/$NODE" >/dev/null 2>&1 && break; sleep 0.2; done
 kubectl wait --for=condition=Ready "node/$NODE" --timeout=120s >/dev/null ||
   die "node $NODE is not Ready (see $DIR/logs/cluster.log)"
 
