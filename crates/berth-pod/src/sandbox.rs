@@ -120,10 +120,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         message,
                     );
                 }
-                if let Err(e) =
-                    self.dirs
-                        .write_etc_files(&hostname, ip.as_deref(), host_network, &resolv)
-                {
+                if let Err(e) = self.dirs.write_etc_files(
+                    &hostname,
+                    ip.as_deref(),
+                    host_network,
+                    spec.host_aliases.as_deref().unwrap_or_default(),
+                    &resolv,
+                ) {
                     warn!(pod = %self.pod_ref, "write /etc files: {e}");
                 }
                 self.step(None, TimelineStep::SandboxCreated, id);

@@ -96,3 +96,27 @@ async fn a_pod_name_longer_than_a_hostname_is_cut_to_63_characters() {
         format!("{expected} {expected} {expected}")
     );
 }
+
+#[tokio::test]
+async fn host_aliases_are_written_to_the_pods_etc_hosts() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut spec = pod(
+        "aliases",
+        "Never",
+        vec![json!({ "name": "c", "image": TEST_IMAGE, "command": ["cat", "/etc/hosts"] })],
+    );
+    spec["spec"]["hostAliases"] = json!([
+        { "ip": "123.45.67.89", "hostnames": ["foo.remote", "bar.remote"] }
+    ]);
+    agent.apply_yaml(&manifest(&spec)).await;
+    let done = wait_terminal(&agent, "aliases").await;
+    assert_eq!(phase(&done), "Succeeded", "{done:#}");
+    let hosts = logs(&agent, "aliases", "c").await;
+    assert!(
+        hosts
+            .ends_with("\n# Entries added by HostAliases.\n123.45.67.89\tfoo.remote\tbar.remote\n"),
+        "{hosts}"
+    );
+}
