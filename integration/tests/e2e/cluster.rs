@@ -245,6 +245,12 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     ]);
     let pod = c.wait_pod_phase("web", "Running").await;
     assert_eq!(pod["spec"]["nodeName"], c.node);
+    // The status says which generation of the spec it reflects.
+    c.wait_for("status.observedGeneration 1", |c| {
+        let pod = c.json(&["get", "pod", "web"])?;
+        (pod["status"]["observedGeneration"] == 1).then_some(())
+    })
+    .await;
     let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
