@@ -1,11 +1,12 @@
 //go:build tools
 
 // Package tools pins the control-plane commands berth's integration tests
-// build, so that `go mod tidy` keeps their dependencies.
+// build (and agnhost, the e2e specs' test image), so that `go mod tidy` keeps their dependencies.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/test/images/agnhost"
 )

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use berth_api::empty_dir::{memory_size, Medium};
 use berth_runtime::files::create_dir;
-use k8s_openapi::api::core::v1::{Pod, Volume};
+use k8s_openapi::api::core::v1::{HostAlias, Pod, Volume};
 
 use crate::mount_table;
 
@@ -135,12 +135,14 @@ impl PodDirs {
         }
     }
 
-    /// Writes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` for the pod.
+    /// Writes `/etc/hosts` (with the pod's `hostAliases`), `/etc/hostname`
+    /// and `/etc/resolv.conf` for the pod.
     pub(crate) fn write_etc_files(
         &self,
         hostname: &str,
         pod_ip: Option<&str>,
         host_network: bool,
+        host_aliases: &[HostAlias],
         resolv_conf: &str,
     ) -> io::Result<()> {
         let hosts = if host_network {
@@ -155,6 +157,7 @@ impl PodDirs {
             }
             hosts
         };
+        let hosts = hosts + &host_alias_entries(host_aliases);
         fs::write(self.etc_file("etc-hosts"), hosts)?;
         fs::write(self.etc_file("hostname"), format!("{hostname}\n"))?;
         fs::write(self.etc_file("resolv.conf"), resolv_conf)
@@ -175,6 +178,27 @@ impl PodDirs {
     pub(crate) fn remove(&self) -> io::Result<()> {
         remove_dirs([&self.pod, &self.logs])
     }
+}
+
+/// The kubelet's `hostsEntriesFromHostAliases`: a header, then one line
+/// per alias, its IP and its host names tab-separated. An entry that is
+/// not an IP address and host names (which the API server would refuse)
+/// is left out rather than let it add lines of its own.
+fn host_alias_entries(aliases: &[HostAlias]) -> String {
+    if aliases.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n# Entries added by HostAliases.\n");
+    for alias in aliases {
+        let names = alias.hostnames.as_deref().unwrap_or_default();
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+        if alias.ip.parse::<std::net::IpAddr>().is_err() || !names.iter().all(|n| plain(n)) {
+            tracing::warn!(ip = %alias.ip.escape_debug(), "hostAliases: not an IP address and host names; left out of /etc/hosts");
+            continue;
+        }
+        out.push_str(&format!("{}\t{}\n", alias.ip, names.join("\t")));
+    }
+    out
 }
 
 /// Removes the directories of pods that are gone (deleted while the agent
@@ -331,6 +355,25 @@ fn check_host_path(volume: &str, path: &Path, kind: &str) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_aliases_are_appended_as_the_kubelet_writes_them() {
+        let alias = |ip: &str, names: &[&str]| HostAlias {
+            ip: ip.into(),
+            hostnames: Some(names.iter().map(|n| n.to_string()).collect()),
+        };
+        assert_eq!(host_alias_entries(&[]), "");
+        let entries = host_alias_entries(&[
+            alias("123.45.67.89", &["foo", "bar"]),
+            alias("not-an-ip", &["x"]),
+            alias("10.0.0.1", &["evil\n1.2.3.4 injected"]),
+            alias("::1", &["six"]),
+        ]);
+        assert_eq!(
+            entries,
+            "\n# Entries added by HostAliases.\n123.45.67.89\tfoo\tbar\n::1\tsix\n"
+        );
+    }
 
     fn mounts_at(dir: &Path) -> usize {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();

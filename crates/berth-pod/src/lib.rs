@@ -49,6 +49,7 @@ mod dns;
 mod execute;
 mod handle;
 mod hooks;
+mod hostname;
 mod http_get;
 mod image_pull;
 mod kill;

@@ -81,9 +81,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let hostname = if host_network {
             berth_runtime::node_hostname()
         } else {
-            spec.hostname
-                .clone()
-                .unwrap_or_else(|| self.pod_ref.name.clone())
+            crate::hostname::pod_hostname(Some(&spec), &self.pod_ref.name)
         };
         let config = SandboxConfig {
             pod: self.pod_ref.clone(),
@@ -128,10 +126,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         message,
                     );
                 }
-                if let Err(e) =
-                    self.dirs
-                        .write_etc_files(&hostname, ip.as_deref(), host_network, &resolv)
-                {
+                if let Err(e) = self.dirs.write_etc_files(
+                    &hostname,
+                    ip.as_deref(),
+                    host_network,
+                    spec.host_aliases.as_deref().unwrap_or_default(),
+                    &resolv,
+                ) {
                     warn!(pod = %self.pod_ref, "write /etc files: {e}");
                 }
                 self.step(None, TimelineStep::SandboxCreated, id);

@@ -64,11 +64,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let hostname = if sandbox.host_network {
             String::new()
         } else {
-            self.pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.hostname.clone())
-                .unwrap_or_else(|| self.pod_ref.name.clone())
+            crate::hostname::pod_hostname(self.pod.spec.as_ref(), &self.pod_ref.name)
         };
         let service_vars = match &self.cfg.cluster_data {
             None => Vec::new(),

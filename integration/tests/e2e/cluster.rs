@@ -263,6 +263,12 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     ]);
     let pod = c.wait_pod_phase("web", "Running").await;
     assert_eq!(pod["spec"]["nodeName"], c.node);
+    // The status says which generation of the spec it reflects.
+    c.wait_for("status.observedGeneration 1", |c| {
+        let pod = c.json(&["get", "pod", "web"])?;
+        (pod["status"]["observedGeneration"] == 1).then_some(())
+    })
+    .await;
     let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
@@ -319,6 +325,39 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     let tail = c.kubectl_ok(&["logs", "web", "--tail=1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(tail.starts_with("tick "), "{tail}");
+
+    // The kubelet API's running view (upstream's e2e reads it, through the
+    // API server's node proxy, to count a node's pods), as a caller with
+    // the kubelet API admin role sees it.
+    c.kubectl_ok(&["create", "serviceaccount", "node-reader"]);
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "node-reader",
+        "--clusterrole=system:kubelet-api-admin",
+        "--serviceaccount=default:node-reader",
+    ]);
+    let token = c.kubectl_ok(&["create", "token", "node-reader"]);
+    let node = c.json(&["get", "node", &c.node]).unwrap();
+    let port = &node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"];
+    let raw = c
+        .wait_for("the running pods", |_| {
+            let out = std::process::Command::new("curl")
+                .args(["-sfk", "-H"])
+                .arg(format!("Authorization: Bearer {}", token.trim()))
+                .arg(format!("https://127.0.0.1:{port}/runningpods/"))
+                .output()
+                .expect("run curl");
+            out.status.success().then(|| stdout(&out))
+        })
+        .await;
+    let running: Value = serde_json::from_str(&raw).expect("a PodList");
+    let web = running["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|p| p["metadata"]["name"] == "web"))
+        .unwrap_or_else(|| panic!("web is not among the running pods: {raw}"));
+    assert_eq!(web["metadata"]["uid"], pod["metadata"]["uid"]);
+    assert_eq!(web["spec"]["containers"][0]["name"], "web");
 
     // exec through the API server, proxied over WebSocket to the node:
     // output, and the command's exit code as kubectl's.

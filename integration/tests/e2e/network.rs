@@ -73,3 +73,50 @@ async fn containers_share_localhost_and_an_empty_dir() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_pod_name_longer_than_a_hostname_is_cut_to_63_characters() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    // Pod names may be 253 characters; the kernel takes a 64-byte host name.
+    let name = format!("{}-{}", "a".repeat(62), "b".repeat(20));
+    let script = "echo \"$(hostname) $HOSTNAME $(cat /etc/hostname)\"";
+    let spec = pod(
+        &name,
+        "Never",
+        vec![json!({ "name": "c", "image": TEST_IMAGE, "command": ["sh", "-c", script] })],
+    );
+    agent.apply_yaml(&manifest(&spec)).await;
+    let done = wait_terminal(&agent, &name).await;
+    assert_eq!(phase(&done), "Succeeded", "{done:#}");
+    let expected = "a".repeat(62);
+    assert_eq!(
+        logs(&agent, &name, "c").await.trim_end(),
+        format!("{expected} {expected} {expected}")
+    );
+}
+
+#[tokio::test]
+async fn host_aliases_are_written_to_the_pods_etc_hosts() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut spec = pod(
+        "aliases",
+        "Never",
+        vec![json!({ "name": "c", "image": TEST_IMAGE, "command": ["cat", "/etc/hosts"] })],
+    );
+    spec["spec"]["hostAliases"] = json!([
+        { "ip": "123.45.67.89", "hostnames": ["foo.remote", "bar.remote"] }
+    ]);
+    agent.apply_yaml(&manifest(&spec)).await;
+    let done = wait_terminal(&agent, "aliases").await;
+    assert_eq!(phase(&done), "Succeeded", "{done:#}");
+    let hosts = logs(&agent, "aliases", "c").await;
+    assert!(
+        hosts
+            .ends_with("\n# Entries added by HostAliases.\n123.45.67.89\tfoo.remote\tbar.remote\n"),
+        "{hosts}"
+    );
+}

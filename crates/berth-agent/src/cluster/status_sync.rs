@@ -62,7 +62,7 @@ pub async fn run(
         };
         for pod in pods.iter().filter(|p| is_cluster_pod(p)) {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let Some(status) = pod.status.clone() else {
+            let Some(status) = status_to_send(pod) else {
                 continue;
             };
             if sent.get(&uid) == Some(&status) {
@@ -95,7 +95,7 @@ async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Erro
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let patch = serde_json::json!({
         "metadata": { "uid": pod.metadata.uid },
-        "status": pod.status,
+        "status": status_to_send(pod),
     });
     match namespaced(client, pod)
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
@@ -106,6 +106,31 @@ async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Erro
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The conditions the kubelet owns, which carry the generation it saw.
+const KUBELET_CONDITIONS: [&str; 4] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
+
+/// The pod's status stamped with the generation of the spec it reflects
+/// (`status.observedGeneration`, and that of the kubelet's conditions), as
+/// the kubelet's `CalculatePodStatusObservedGeneration` and
+/// `CalculatePodConditionObservedGeneration` do: a client sees when the
+/// node has caught up with an update.
+fn status_to_send(pod: &Pod) -> Option<PodStatus> {
+    let mut status = pod.status.clone()?;
+    let generation = pod.metadata.generation.filter(|g| *g > 0);
+    status.observed_generation = generation;
+    for condition in status.conditions.iter_mut().flatten() {
+        if KUBELET_CONDITIONS.contains(&condition.type_.as_str()) {
+            condition.observed_generation = generation;
+        }
+    }
+    Some(status)
 }
 
 /// Deletes the API object of a torn-down pod: grace 0, and only the pod of
@@ -124,5 +149,42 @@ pub async fn final_delete(client: &kube::Client, pod: &Pod) {
         Ok(_) => debug!(pod = name, "deleted from the API server"),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => warn!(pod = name, "final delete: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_carries_the_generation_it_reflects() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "generation": 3 },
+            "status": { "phase": "Running", "conditions": [
+                { "type": "Ready", "status": "True" },
+                { "type": "PodScheduled", "status": "True" },
+            ] },
+        }))
+        .unwrap();
+        let status = status_to_send(&pod).unwrap();
+        assert_eq!(status.observed_generation, Some(3));
+        let conditions = status.conditions.unwrap();
+        assert_eq!(
+            conditions[0].observed_generation,
+            Some(3),
+            "Ready is the kubelet's"
+        );
+        assert_eq!(
+            conditions[1].observed_generation, None,
+            "PodScheduled is the scheduler's"
+        );
+
+        let mut bumped = pod.clone();
+        bumped.metadata.generation = Some(4);
+        assert_ne!(
+            status_to_send(&bumped),
+            status_to_send(&pod),
+            "a new generation is sent"
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! The kubelet API on :10250 (cluster mode): TLS, every caller
 //! authenticated and authorized (`auth`), and the routes the API server
 //! proxies: `/containerLogs` (served by the local API's log handler, so
-//! every log option behaves the same), `/pods`, `/healthz`, `/metrics`,
-//! and `/stats/summary` and `/metrics/resource` (`stats`).
+//! every log option behaves the same), `/pods`, `/runningpods/` (`running`),
+//! `/healthz`, `/metrics`, and `/stats/summary` and `/metrics/resource`
+//! (`stats`).
 //! `/exec`, `/attach` and `/portForward` are the streaming server's
 //! (`super::stream`), over WebSocket.
 
 mod auth;
+mod running;
 mod stats;
 pub(crate) mod tls;
 
@@ -176,6 +178,13 @@ async fn route<S: PodService>(
         ["pods"] => {
             let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
                 items: cx.service.list(None),
+                metadata: Default::default(),
+            };
+            json_response(StatusCode::OK, &list)
+        }
+        ["runningpods"] => {
+            let list = k8s_openapi::List::<k8s_openapi::api::core::v1::Pod> {
+                items: running::running_pods(cx.service.list(None)),
                 metadata: Default::default(),
             };
             json_response(StatusCode::OK, &list)

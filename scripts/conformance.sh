@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Runs the kubelet's own upstream e2e specs ([sig-node] in test/e2e/common/node
+# and test/e2e/node of k8s.io/kubernetes, built by build-control-plane.sh
+# --e2e) against a cluster whose only node is berth, as root:
+#   - a private containerd, pod network (bridge berth-conf) and state in DIR;
+#   - the control plane and a berth node, through berth-cluster-up;
+#   - the images the specs use, built locally (berth-e2e-images) once per
+#     version into the cache beside the binaries, imported into the node
+#     with `berth image import` under their upstream references, and served
+#     by a registry on loopback that the node's registry config names as
+#     registry.k8s.io's mirror (for the specs that pull with Always);
+#   - the suite, serially; a JUnit report and a Markdown table (spec, result,
+#     seconds, reason when skipped) in target/conformance/.
+# The last line is `N passed, N failed, N skipped`; the exit status is 1 when
+# a spec failed.
+#
+#   scripts/conformance.sh [--full] [--focus REGEX] [--dir DIR]
+#
+# The default, quick tier leaves out the specs that watch a pod for minutes
+# to prove something does not happen; --full runs every selected spec.
+# --focus narrows either tier to the specs whose names match REGEX.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+DIR=/var/lib/berth-conformance
+OUT=$REPO/target/conformance
+NODE=berth-conformance
+NAMESPACE=berth-conformance       # containerd namespace
+BRIDGE=berth-conf
+SUBNET=10.89.251.0/24             # outside the test kit's 10.89.1-250 slots
+full=false
+focus=""
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+while (($#)); do
+  case $1 in
+    --full) full=true; shift ;;
+    --focus) focus=${2:?--focus needs a value}; shift 2 ;;
+    --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+    *) die "usage: $0 [--full] [--focus REGEX] [--dir DIR]" ;;
+  esac
+done
+[[ $(id -u) == 0 ]] || die "run as root"
+
+# ---- What runs ---------------------------------------------------------------
+# Every [sig-node] spec of the two packages runs, except those matching a
+# rule below; each rule's reason goes into the table. Order matters: the
+# first rule that matches names the reason.
+skip_rules=(
+  '\[Disruptive\]'$'\t''disrupts the node (restarts the kubelet or the node)'
+  '\[Flaky\]'$'\t''marked flaky upstream'
+  'Windows|\[sig-windows\]'$'\t''needs a Windows node'
+  'GPU|NVIDIA'$'\t''needs GPUs'
+  '\[Feature:Example\]'$'\t''needs the examples'\'' files and a cloud'
+  '\[Alpha\]|\[Feature:OffByDefault\]'$'\t''needs an alpha or off-by-default feature gate'
+  '\[Feature:'$'\t''needs an optional feature (a second feature gate or a cluster add-on)'
+)
+# What berth does not do yet: these fail (each after the spec's 5-minute
+# wait), so the quick tier leaves them out to stay quick; --full runs them.
+known_gaps=(
+  'Downward API should provide (container.s limits|default limits)'$'\t''berth gap: resourceFieldRef in env (issue 10)'
+  'Downward API should provide (host IP|hostIPs) as an env var'$'\t''berth gap: status.hostIP/hostIPs in env'
+  '(ConfigMap|Secrets) should be consumable (via the environment|as environment variable names)'$'\t''berth gap: envFrom (issue 10)'
+  'Ephemeral Containers'$'\t''berth gap: ephemeral containers are not run'
+  'Pod InPlace Resize'$'\t''berth gap: in-place pod resize'
+  'ImageVolume'$'\t''berth gap: image volumes'
+  'Pods should support remote command execution over websockets'$'\t''berth gap: the legacy channel.k8s.io WebSocket protocol (v4/v5 only)'
+  'AllowPrivilegeEscalation'$'\t''image gap: nonewprivs (setuid nnp) is not built yet'
+)
+# Left out of the quick tier only (they run with --full). The quick tier
+# runs the [Conformance] specs (a rule starting with ! skips what does not
+# match it).
+quick_rules=(
+  '!\[Conformance\]'$'\t''not [Conformance]; runs with --full'
+  'should \*not\* be restarted|\[Slow\]|issue 500 podspec updates'$'\t''slow (minutes of watching or updating); runs with --full'
+  '\[Serial\]'$'\t''serial; runs with --full'
+  '\[FeatureGate:'$'\t''a beta feature; runs with --full'
+)
+rules=("${skip_rules[@]}")
+$full || rules+=("${known_gaps[@]}" "${quick_rules[@]}")
+skip_regex=$(printf '%s\n' "${rules[@]}" | cut -f1 | grep -v '^!' | paste -sd'|')
+tier_focus=$(printf '%s\n' "${rules[@]}" | cut -f1 | sed -n 's/^!//p' | paste -sd'|')
+
+# ---- Packages, binaries, images --------------------------------------------
+say "packages"
+bash scripts/install-deps.sh --test
+if [[ -f "${HOME:-/root}/.cargo/env" ]]; then
+  # shellcheck disable=SC1091
+  source "${HOME:-/root}/.cargo/env"
+fi
+command -v cargo >/dev/null || die "cargo is not installed (install Rust with rustup first)"
+
+say "control plane and e2e suite binaries"
+BIN=$(bash scripts/build-control-plane.sh --e2e)
+version=$(basename "$(dirname "$BIN")")
+
+say "build"
+cargo build --bin berth --bin berth-cluster-up --bin berth-e2e-images
+BERTH=$REPO/target/debug/berth
+
+# Keyed by the builder's source too: a changed image is built anew.
+builder_hash=$(sha256sum integration/src/bin/berth-e2e-images.rs | cut -c1-12)
+IMAGES=$(dirname "$BIN")/images-$builder_hash
+if [[ ! -f $IMAGES/.complete ]]; then
+  say "images for $version into $IMAGES"
+  tmp=$(mktemp -d "$(dirname "$BIN")/.images.XXXXXX")
+  gcc -static -Os -o "$tmp/pause" crates/berth-containerd/pause/pause.c
+  porter=$(cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod \
+    go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+  # The manifest's references; the private and invalid registries' are
+  # meant to fail, so they are not made.
+  mapfile -t refs < <("$BIN/nodee2e.test" --list-images | grep -v -e authenticated-image-pulling -e '^invalid')
+  kinds=()
+  for ref in "${refs[@]}"; do
+    case $ref in
+      */e2e-test-images/busybox:*) kinds+=("busybox=$ref") ;;
+      */e2e-test-images/agnhost:*) kinds+=("agnhost=$ref") ;;
+      */e2e-test-images/nginx:*) kinds+=("nginx=$ref") ;;
+      */e2e-test-images/nonroot:*) kinds+=("nonroot=$ref") ;;
+      */pause:*) kinds+=("pause=$ref") ;;
+    esac
+  done
+  target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" \
+    --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
+  rm -rf "$(dirname "$BIN")"/images-*
+  mv "$tmp/archives" "$IMAGES"
+  rm -rf "$tmp"
+  touch "$IMAGES/.complete"
+fi
+
+# ---- A clean run directory ---------------------------------------------------
+pids=()
+cleanup() {
+  set +e
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -INT "${pids[i]}" 2>/dev/null
+    for _ in $(seq 150); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "${pids[i]}" 2>/dev/null
+  done
+  stop_leftovers
+}
+ctr_() { ctr --address "$DIR/containerd/containerd.sock" -n "$NAMESPACE" "$@"; }
+# What the node leaves behind on purpose (pods outlive the agent): the
+# namespace's tasks and containers, its mounts, the bridge.
+stop_leftovers() {
+  if [[ -S $DIR/containerd/containerd.sock ]]; then
+    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1; done
+    for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1; done
+  fi
+  if [[ -f $DIR/containerd.pid ]]; then
+    kill "$(cat "$DIR/containerd.pid")" 2>/dev/null
+    rm -f "$DIR/containerd.pid"
+  fi
+  { grep -o " $DIR/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link delete "$BRIDGE" 2>/dev/null || true
+  true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_leftovers
+rm -rf "$DIR"
+mkdir -p "$DIR"/{containerd,cni,ipam,logs,manifests} "$OUT"
+rm -f "$OUT"/junit.xml "$OUT"/results.md
+
+say "containerd"
+cat >"$DIR/containerd/config.toml" <<EOF
+version = 2
+root = "$DIR/containerd/root"
+state = "$DIR/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$DIR/containerd/containerd.sock"
+[ttrpc]
+  address = "$DIR/containerd/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DIR/containerd/opt"
+EOF
+containerd --config "$DIR/containerd/config.toml" >"$DIR/logs/containerd.log" 2>&1 &
+echo $! >"$DIR/containerd.pid"
+for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.2; done
+ctr_ version >/dev/null 2>&1 || die "containerd did not start (see $DIR/logs/containerd.log)"
+
+cat >"$DIR/cni/10-$BRIDGE.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "$BRIDGE", "plugins": [
+  {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$SUBNET"}]],
+            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$DIR/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+
+say "registry on loopback"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$DIR/registry.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $DIR/registry}}
+http: {addr: 127.0.0.1:$port}
+EOF
+docker-registry serve "$DIR/registry.yml" >"$DIR/logs/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.2; done
+hosts=()
+for archive in "$IMAGES"/*.oci.tar; do
+  ref=$(tar -xOf "$archive" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["io.containerd.image.name"])')
+  host=${ref%%/*}
+  skopeo copy --quiet --dest-tls-verify=false "oci-archive:$archive" "docker://127.0.0.1:$port/${ref#*/}"
+  hosts+=("$host")
+done
+{
+  echo "registries:"
+  echo "  \"127.0.0.1:$port\": { plainHttp: true }"
+  for host in $(printf '%s\n' "${hosts[@]}" | sort -u); do
+    echo "  \"$host\": { mirrors: [\"http://127.0.0.1:$port\"] }"
+  done
+} >"$DIR/registries.yaml"
+
+# ---- The cluster ---------------------------------------------------------------
+say "control plane and node $NODE"
+node=("$BERTH" agent --kubeconfig {node-kubeconfig} --node-name {node-name}
+  --client-ca-file {ca-cert} --tls-cert-file {node-serving-cert}
+  --tls-private-key-file {node-serving-key}
+  --containerd-socket "$DIR/containerd/containerd.sock" --containerd-namespace "$NAMESPACE"
+  --root-dir "$DIR/berth" --log-dir "$DIR/pod-logs" --manifest-dir "$DIR/manifests"
+  --socket "$DIR/berth.sock" --cni-conf-dir "$DIR/cni" --registry-config "$DIR/registries.yaml")
+BERTH_K8S_BIN=$BIN RUST_LOG=${RUST_LOG:-info} target/debug/berth-cluster-up --dir "$DIR/cluster" --node-name "$NODE" -- "${node[@]}" \
+  >"$DIR/logs/cluster.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do [[ -f $DIR/cluster/env ]] && break; kill -0 "${pids[-1]}" || break; sleep 0.2; done
+[[ -f $DIR/cluster/env ]] || die "the cluster did not come up (see $DIR/logs/cluster.log)"
+# shellcheck disable=SC1091
+source "$DIR/cluster/env"
+# The node registers a few seconds after the control plane is up.
+for _ in $(seq 600); do kubectl get "node/$NODE" >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl wait --for=condition=Ready "node/$NODE" --timeout=120s >/dev/null ||
+  die "node $NODE is not Ready (see $DIR/logs/cluster.log)"
+
+say "images into the node"
+for _ in $(seq 100); do "$BERTH" --socket "$DIR/berth.sock" image ls >/dev/null 2>&1 && break; sleep 0.2; done
+for archive in "$IMAGES"/*.oci.tar; do
+  "$BERTH" --socket "$DIR/berth.sock" image import "$archive" >/dev/null
+done
+
+# ---- The suite -------------------------------------------------------------------
+tier=quick; $full && tier=full
+say "suite ($tier tier)"
+start=$(date +%s)
+set +e
+"$BIN/nodee2e.test" --kubeconfig="$KUBECONFIG" --provider=skeleton \
+  --kubectl-path="$(command -v kubectl)" \
+  --ginkgo.focus="\[sig-node\]${tier_focus:+.*($tier_focus)}${focus:+.*($focus)}" --ginkgo.skip="$skip_regex" \
+  --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
+  --ginkgo.junit-report="$OUT/junit.xml" --report-dir="$DIR/report" \
+  --allowed-not-ready-nodes=0 --minStartupPods=0 --disable-log-dump --dump-logs-on-failure=false \
+  --node-os-distro=debian >"$OUT/suite.log" 2>&1
+suite_rc=$?
+set -e
+echo "suite ran in $(( $(date +%s) - start )) s (exit $suite_rc; log $OUT/suite.log)"
+[[ -f $OUT/junit.xml ]] || die "the suite wrote no report (see $OUT/suite.log)"
+
+printf '%s\n' "${rules[@]}" >"$DIR/skip-rules.tsv"
+python3 scripts/conformance-report.py "$OUT/junit.xml" "$DIR/skip-rules.tsv" "$OUT/results.md" "$tier"
