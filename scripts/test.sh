@@ -59,8 +59,20 @@ if cargo nextest --version >/dev/null 2>&1; then
   # line is nextest's summary of all the other tests.
   cargo test --workspace --doc
   # Each test in its own process; hung tests are killed (scripts/nextest.toml).
-  cargo nextest run --workspace --no-fail-fast --config-file scripts/nextest.toml
+  cargo nextest run --workspace --no-fail-fast --config-file scripts/nextest.toml 2>&1 |
+    tee target/nextest.log
 else
   # No per-test timeout here: bound the whole run instead.
-  timeout 25m cargo test --workspace --no-fail-fast
+  timeout 25m cargo test --workspace --no-fail-fast 2>&1 | tee target/nextest.log
 fi
+
+step "upstream node conformance (CI tier)"
+# The kubelet's own e2e specs against a berth node (scripts/conformance.sh;
+# about 10 minutes here, and 10 more the first time to build the suite).
+# Fails when a spec in the tier fails.
+bash scripts/conformance.sh --ci
+
+step "summary"
+# The Rust tests' closing line last, as the run's closing line.
+grep -m1 -E '^[0-9]+ passed' target/conformance/results.md || true
+grep -E '^ *Summary|^test result' target/nextest.log | tail -n 1
