@@ -269,6 +269,26 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         (pod["status"]["observedGeneration"] == 1).then_some(())
     })
     .await;
+    // An update of the spec through the API server bumps the generation;
+    // the status catches up with it, on the kubelet's conditions too.
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        "web",
+        "-p",
+        r#"{"spec":{"activeDeadlineSeconds":3600}}"#,
+    ]);
+    c.wait_for("status.observedGeneration 2", |c| {
+        let pod = c.json(&["get", "pod", "web"])?;
+        assert_eq!(pod["metadata"]["generation"], 2, "{pod}");
+        let ready = pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        (pod["status"]["observedGeneration"] == 2 && ready["observedGeneration"] == 2).then_some(())
+    })
+    .await;
     let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
