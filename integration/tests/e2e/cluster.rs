@@ -834,7 +834,11 @@ async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
                     "name": "side",
                     "image": TEST_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["sleep", "3600"],
+                    "command": ["sh", "-c", "echo ips=$POD_IPS,$HOST_IPS; sleep 3600"],
+                    "env": [
+                        {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+                        {"name": "HOST_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIPs"}}},
+                    ],
                 },
             ],
             "volumes": [{"name": "info", "downwardAPI": {"items": [
@@ -868,6 +872,19 @@ async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
     assert_eq!(
         logs,
         format!("env=250,32,{memory_ki}\nfile=250,{}\n", cpus * 1000)
+    );
+
+    // The IP field paths read as the status reports the IPs.
+    let pod = c.json(&["get", "pod", "sized"]).unwrap();
+    let (pod_ip, host_ip) = (&pod["status"]["podIP"], &pod["status"]["hostIP"]);
+    let side = stdout(&c.kubectl(&["logs", "sized", "-c", "side"]));
+    assert_eq!(
+        side,
+        format!(
+            "ips={},{}\n",
+            pod_ip.as_str().unwrap(),
+            host_ip.as_str().unwrap()
+        )
     );
 }
 
