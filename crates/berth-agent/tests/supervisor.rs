@@ -393,3 +393,51 @@ async fn an_api_pod_whose_uid_is_not_a_plain_name_is_rejected_and_writes_nothing
     let escaped = f._dir.path().join("escape");
     assert!(!escaped.exists());
 }
+
+#[tokio::test]
+async fn an_api_pod_update_stores_its_new_generation_for_the_status() {
+    use berth_agent::cluster::ClusterPodEvent;
+    let f = fixture();
+    let mut web = pod(WEB);
+    web.metadata.namespace = Some("default".into());
+    web.metadata.uid = Some("uid-web".into());
+    web.metadata.generation = Some(1);
+    f.supervisor
+        .on_cluster_event(ClusterPodEvent::Changed(web.clone()));
+    wait_for(&f, "the pod running", |pods| {
+        pods.iter().any(|p| phase(p) == "Running")
+    })
+    .await;
+
+    // `kubectl patch` of activeDeadlineSeconds: the API server bumps the
+    // generation.
+    let mut patched = web;
+    patched.metadata.generation = Some(2);
+    patched.spec.as_mut().unwrap().active_deadline_seconds = Some(600);
+    f.supervisor
+        .on_cluster_event(ClusterPodEvent::Changed(patched.clone()));
+    let stored = f.supervisor.list(None).remove(0);
+    assert_eq!(stored.metadata.generation, Some(2), "{stored:#?}");
+
+    // A change of the generation alone is taken too.
+    patched.metadata.generation = Some(3);
+    f.supervisor
+        .on_cluster_event(ClusterPodEvent::Changed(patched));
+    let stored = f.supervisor.list(None).remove(0);
+    assert_eq!(stored.metadata.generation, Some(3));
+}
+
+#[tokio::test]
+async fn a_replace_through_the_api_cannot_set_the_generation() {
+    let f = fixture();
+    let created = f.supervisor.create("default", pod(WEB)).await.unwrap();
+    let mut replacement = created.clone();
+    replacement.metadata.generation = Some(99);
+    replacement.spec.as_mut().unwrap().active_deadline_seconds = Some(600);
+    let replaced = f
+        .supervisor
+        .replace("default", "web", replacement)
+        .await
+        .unwrap();
+    assert_eq!(replaced.metadata.generation, created.metadata.generation);
+}

@@ -68,9 +68,11 @@ pub fn kubelet_env(
         env: Some(spec_env.to_vec()),
         ..Default::default()
     };
+    let pod_ips: Vec<String> = pod_ip.map(str::to_string).into_iter().collect();
     let scope = EnvScope {
         pod,
-        pod_ip,
+        pod_ips: &pod_ips,
+        host_ip: "",
         node_name,
         objects: None,
         allocatable: &NodeAllocatable::default(),
@@ -91,7 +93,11 @@ pub trait EnvObjects {
 /// What a container's variables resolve against.
 pub struct EnvScope<'a> {
     pub pod: &'a Pod,
-    pub pod_ip: Option<&'a str>,
+    /// The sandbox's IPs, once its network is set up (the node's with host
+    /// network).
+    pub pod_ips: &'a [String],
+    /// The node's IP.
+    pub host_ip: &'a str,
     pub node_name: &'a str,
     /// Where `envFrom` and key references resolve (none: every object is
     /// missing).
@@ -200,7 +206,8 @@ fn value_from(
 ) -> Result<Option<String>, String> {
     let EnvScope {
         pod,
-        pod_ip,
+        pod_ips,
+        host_ip,
         node_name,
         objects,
         allocatable,
@@ -210,7 +217,8 @@ fn value_from(
         if !version.is_empty() && version != "v1" {
             return Err(format!("unsupported pod version: {version}"));
         }
-        return field_value(&field.field_path, pod, pod_ip, node_name).map(Some);
+        let node = NodeFacts { node_name, host_ip };
+        return field_value(&field.field_path, pod, pod_ips, &node).map(Some);
     }
     let namespace = namespace(pod);
     if let Some(cm) = &source.config_map_key_ref {
@@ -272,12 +280,20 @@ fn key_value(
     }
 }
 
-/// The downward-API field paths an env var may name.
+/// What the node knows of itself that a field path may name.
+struct NodeFacts<'a> {
+    node_name: &'a str,
+    host_ip: &'a str,
+}
+
+/// The downward-API field paths an env var may name (kubelet
+/// `podFieldSelectorRuntimeValue`): the IPs as the status reports them,
+/// the plural ones comma-joined.
 fn field_value(
     path: &str,
     pod: &Pod,
-    pod_ip: Option<&str>,
-    node_name: &str,
+    pod_ips: &[String],
+    node: &NodeFacts<'_>,
 ) -> Result<String, String> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
@@ -295,9 +311,12 @@ fn field_value(
         "spec.nodeName" => Ok(spec
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| node_name.to_string())),
+            .unwrap_or_else(|| node.node_name.to_string())),
         "spec.serviceAccountName" => Ok(text(spec.and_then(|s| s.service_account_name.as_ref()))),
-        "status.podIP" | "status.podIPs" => Ok(pod_ip.unwrap_or_default().to_string()),
+        "status.podIP" => Ok(pod_ips.first().cloned().unwrap_or_default()),
+        "status.podIPs" => Ok(pod_ips.join(",")),
+        // berth's node has one IP, so hostIPs is that one.
+        "status.hostIP" | "status.hostIPs" => Ok(node.host_ip.to_string()),
         _ => Err(format!("field path {path:?} is not supported by berth")),
     }
 }
@@ -409,6 +428,40 @@ mod tests {
     }
 
     #[test]
+    fn ip_field_refs_read_the_sandbox_and_the_node() {
+        let spec = vec![
+            env_field("POD_IP", "status.podIP"),
+            env_field("POD_IPS", "status.podIPs"),
+            env_field("HOST_IP", "status.hostIP"),
+            env_field("HOST_IPS", "status.hostIPs"),
+        ];
+        let container = Container {
+            env: Some(spec),
+            ..Default::default()
+        };
+        let pod = sample_pod();
+        let pod_ips = ["10.1.0.7".to_string(), "fd00::7".to_string()];
+        let scope = EnvScope {
+            pod: &pod,
+            pod_ips: &pod_ips,
+            host_ip: "192.0.2.1",
+            node_name: "n",
+            objects: None,
+            allocatable: &NodeAllocatable::default(),
+        };
+        let got = container_vars(Vec::new(), &scope, &container).unwrap();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("POD_IP", "10.1.0.7"),
+                ("POD_IPS", "10.1.0.7,fd00::7"),
+                ("HOST_IP", "192.0.2.1"),
+                ("HOST_IPS", "192.0.2.1"),
+            ])
+        );
+    }
+
+    #[test]
     fn unresolvable_sources_name_the_variable() {
         let mut cm = env("CFG", "");
         cm.value_from = Some(EnvVarSource {
@@ -421,15 +474,6 @@ mod tests {
         });
         let err = kubelet_env(&[cm.clone()], &sample_pod(), None, "n").unwrap_err();
         assert_eq!(err.to_string(), r#"configmaps "settings" not found"#);
-
-        let err = kubelet_env(
-            &[env_field("HOST", "status.hostIP")],
-            &sample_pod(),
-            None,
-            "n",
-        )
-        .unwrap_err();
-        assert!(err.0.contains("status.hostIP"), "{err}");
 
         // Optional references that do not resolve are skipped, like the kubelet does.
         let mut secret = env("S", "");
@@ -470,7 +514,8 @@ mod tests {
         let pod = sample_pod();
         let scope = EnvScope {
             pod: &pod,
-            pod_ip: None,
+            pod_ips: &[],
+            host_ip: "",
             node_name: "n",
             objects: Some(&Objects),
             allocatable: &NodeAllocatable::default(),
@@ -564,7 +609,8 @@ mod tests {
         let pod = sample_pod();
         let scope = EnvScope {
             pod: &pod,
-            pod_ip: None,
+            pod_ips: &[],
+            host_ip: "",
             node_name: "n",
             objects: Some(&Objects),
             allocatable: &NodeAllocatable::default(),
@@ -631,7 +677,8 @@ mod tests {
         let pod = sample_pod();
         let scope = EnvScope {
             pod: &pod,
-            pod_ip: None,
+            pod_ips: &[],
+            host_ip: "",
             node_name: "n",
             objects: None,
             allocatable: &NodeAllocatable::default(),
@@ -672,7 +719,8 @@ mod tests {
         let pod = sample_pod();
         let scope = EnvScope {
             pod: &pod,
-            pod_ip: None,
+            pod_ips: &[],
+            host_ip: "",
             node_name: "n",
             objects: None,
             allocatable: &NodeAllocatable {

@@ -24,7 +24,9 @@ pub(crate) struct PodContext<'a> {
     pub pod: &'a Pod,
     pub pod_ref: &'a PodRef,
     pub dirs: &'a PodDirs,
-    pub pod_ip: Option<String>,
+    /// The sandbox's IPs (none before its network is set up).
+    pub pod_ips: Vec<String>,
+    pub host_ip: &'a str,
     pub node_name: &'a str,
     pub hostname: &'a str,
     pub security: SecurityDefaults<'a>,
@@ -48,7 +50,8 @@ pub(crate) fn build(
     let config_error = |e: env::EnvError| ConfigError(e.to_string());
     let scope = env::EnvScope {
         pod: ctx.pod,
-        pod_ip: ctx.pod_ip.as_deref(),
+        pod_ips: &ctx.pod_ips,
+        host_ip: ctx.host_ip,
         node_name: ctx.node_name,
         objects: ctx.objects.map(|o| o as &dyn env::EnvObjects),
         allocatable: ctx.allocatable,
@@ -313,7 +316,8 @@ mod tests {
             pod: &pod,
             pod_ref: &pod_ref,
             dirs: &dirs,
-            pod_ip: Some("10.0.0.7".into()),
+            pod_ips: vec!["10.0.0.7".into(), "fd00::7".into()],
+            host_ip: "192.0.2.1",
             node_name: "node",
             hostname: "p",
             security: SecurityDefaults {

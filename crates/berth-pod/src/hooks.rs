@@ -141,11 +141,16 @@ fn go_list(items: &[String]) -> String {
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// The pod's first IP (the node's with host network).
     pub(crate) fn pod_ip(&self) -> Option<String> {
-        let sandbox = self.sandbox.ready()?;
-        if sandbox.host_network {
-            Some(self.cfg.host_ip.clone())
-        } else {
-            sandbox.ips.first().map(|ip| ip.to_string())
+        self.pod_ips().into_iter().next()
+    }
+
+    /// The pod's IPs as its status reports them: none before the sandbox
+    /// is ready, the node's with host network.
+    pub(crate) fn pod_ips(&self) -> Vec<String> {
+        match self.sandbox.ready() {
+            None => Vec::new(),
+            Some(sandbox) if sandbox.host_network => vec![self.cfg.host_ip.clone()],
+            Some(sandbox) => sandbox.ips.iter().map(|ip| ip.to_string()).collect(),
         }
     }
 

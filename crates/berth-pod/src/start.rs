@@ -84,7 +84,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             pod: &self.pod,
             pod_ref: &self.pod_ref,
             dirs: &self.dirs,
-            pod_ip: self.pod_ip(),
+            pod_ips: self.pod_ips(),
+            host_ip: &self.cfg.host_ip,
             node_name: &self.cfg.node_name,
             hostname: &hostname,
             security: SecurityDefaults {

@@ -269,6 +269,26 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         (pod["status"]["observedGeneration"] == 1).then_some(())
     })
     .await;
+    // An update of the spec through the API server bumps the generation;
+    // the status catches up with it, on the kubelet's conditions too.
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        "web",
+        "-p",
+        r#"{"spec":{"activeDeadlineSeconds":3600}}"#,
+    ]);
+    c.wait_for("status.observedGeneration 2", |c| {
+        let pod = c.json(&["get", "pod", "web"])?;
+        assert_eq!(pod["metadata"]["generation"], 2, "{pod}");
+        let ready = pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        (pod["status"]["observedGeneration"] == 2 && ready["observedGeneration"] == 2).then_some(())
+    })
+    .await;
     let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
@@ -814,7 +834,11 @@ async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
                     "name": "side",
                     "image": TEST_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["sleep", "3600"],
+                    "command": ["sh", "-c", "echo ips=$POD_IPS,$HOST_IPS; sleep 3600"],
+                    "env": [
+                        {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+                        {"name": "HOST_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIPs"}}},
+                    ],
                 },
             ],
             "volumes": [{"name": "info", "downwardAPI": {"items": [
@@ -848,6 +872,19 @@ async fn resource_field_refs_read_limits_and_the_nodes_allocatable() {
     assert_eq!(
         logs,
         format!("env=250,32,{memory_ki}\nfile=250,{}\n", cpus * 1000)
+    );
+
+    // The IP field paths read as the status reports the IPs.
+    let pod = c.json(&["get", "pod", "sized"]).unwrap();
+    let (pod_ip, host_ip) = (&pod["status"]["podIP"], &pod["status"]["hostIP"]);
+    let side = stdout(&c.kubectl(&["logs", "sized", "-c", "side"]));
+    assert_eq!(
+        side,
+        format!(
+            "ips={},{}\n",
+            pod_ip.as_str().unwrap(),
+            host_ip.as_str().unwrap()
+        )
     );
 }
 

@@ -1,5 +1,5 @@
 //! A standalone container's environment from the downward API's
-//! `resourceFieldRef`, and `envFrom` without an API server.
+//! `resourceFieldRef` and `fieldRef`, and `envFrom` without an API server.
 
 use berth_integration::*;
 use serde_json::{json, Value};
@@ -88,4 +88,39 @@ async fn env_from_without_an_api_server_finds_no_objects() {
     assert_eq!(waiting["message"], r#"secrets "creds" not found"#);
     let log = logs(&agent, "envfrom", "optional").await;
     assert_eq!(log.trim_end(), "ok=yes");
+}
+
+fn field(name: &str, path: &str) -> Value {
+    json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": path } } })
+}
+
+#[tokio::test]
+async fn ip_field_refs_read_the_pods_and_the_nodes_ips() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut ips = sh_container("ips", "echo $POD_IP $POD_IPS $HOST_IP $HOST_IPS");
+    ips["env"] = json!([
+        field("POD_IP", "status.podIP"),
+        field("POD_IPS", "status.podIPs"),
+        field("HOST_IP", "status.hostIP"),
+        field("HOST_IPS", "status.hostIPs"),
+    ]);
+    agent
+        .apply_yaml(&manifest(&pod("ips", "Never", vec![ips])))
+        .await;
+    let done = wait_terminal(&agent, "ips").await;
+    assert_eq!(phase(&done), "Succeeded", "{done:#}");
+
+    // The values the status reports.
+    let status = &done["status"];
+    let pod_ip = status["podIP"].as_str().expect("a pod IP");
+    assert!(pod_ip.parse::<std::net::IpAddr>().is_ok(), "{status:#}");
+    let host_ip = status["hostIP"].as_str().expect("a host IP");
+    assert_ne!(pod_ip, host_ip, "the pod has its own network");
+    let log = logs(&agent, "ips", "ips").await;
+    assert_eq!(
+        log.trim_end(),
+        format!("{pod_ip} {pod_ip} {host_ip} {host_ip}")
+    );
 }

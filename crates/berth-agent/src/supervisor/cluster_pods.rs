@@ -57,6 +57,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             if pod.metadata.deletion_timestamp.is_some() {
                 self.terminate_uid(&uid, pod.metadata.deletion_grace_period_seconds);
             } else if stored.spec != pod.spec
+                || stored.metadata.generation != pod.metadata.generation
                 || stored.metadata.labels != pod.metadata.labels
                 || stored.metadata.annotations != pod.metadata.annotations
             {
@@ -97,12 +98,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         self.admit(pod);
     }
 
-    /// A running pod's new spec, labels and annotations, to its worker
-    /// (which restarts containers whose image changed); `None` for an
-    /// unknown UID.
+    /// A running pod's new spec (with the generation the API server gave
+    /// it, which the status reports as observed), labels and annotations,
+    /// to its worker (which restarts containers whose image changed);
+    /// `None` for an unknown UID.
     pub(super) fn update_spec(&self, uid: &str, pod: &Pod) -> Option<Pod> {
         let updated = self.store.modify(uid, |stored| {
             stored.spec = pod.spec.clone();
+            stored.metadata.generation = pod.metadata.generation;
             stored.metadata.labels = pod.metadata.labels.clone();
             stored.metadata.annotations = pod.metadata.annotations.clone();
         })?;

@@ -471,6 +471,8 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         berth_api::validation::validate_pod(&pod).map_err(|e| ApiError::Invalid(e.to_string()))?;
         berth_api::validation::validate_update(&old, &pod)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        // The generation is the server's, never the client's.
+        pod.metadata.generation = old.metadata.generation;
         let uid = old.metadata.uid.clone().unwrap_or_default();
         self.update_spec(&uid, &pod).ok_or_else(|| not_found(name))
     }
