@@ -1,0 +1,117 @@
+//! Bad input to cluster mode: a kubeconfig berth cannot use stops the agent
+//! at start, before it touches anything (as it stops the kubelet).
+
+use std::process::Stdio;
+
+use super::*;
+
+/// `berth agent --kubeconfig FILE` on fresh directories: the run's output
+/// once it exits, and the root directory it was given.
+async fn agent_exit(
+    containerd: &PrivateContainerd,
+    kubeconfig: &Path,
+) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-bad-kubeconfig-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("root");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    // A static pod that must not be started.
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: static, namespace: default}}\n\
+         spec:\n  containers:\n  - {{name: main, image: {TEST_IMAGE}, imagePullPolicy: Never, \
+         command: [sleep, '3600']}}\n"
+    );
+    std::fs::write(manifests.join("static.yaml"), manifest).unwrap();
+    let child = tokio::process::Command::new(berth_testkit::agent::berth_bin())
+        .arg("agent")
+        .arg("--containerd-socket")
+        .arg(containerd.socket())
+        .args(["--containerd-namespace", containerd.namespace()])
+        .arg("--root-dir")
+        .arg(&root)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .arg("--manifest-dir")
+        .arg(&manifests)
+        .arg("--socket")
+        .arg(dir.path().join("berth.sock"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth agent");
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the agent exits at start")
+        .expect("the agent's output");
+    (output, dir)
+}
+
+#[tokio::test]
+async fn a_kubeconfig_berth_cannot_use_stops_the_agent_at_start_naming_the_file() {
+    let Some(containerd) = PrivateContainerd::start_or_skip().await else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let head = "apiVersion: v1\nkind: Config\ncurrent-context: node\n\
+        clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+        contexts: [{name: node, context: {cluster: c, user: node}}]\n";
+    let cases = [
+        ("missing", None, "failed to read"),
+        (
+            "unparseable",
+            Some("clusters: [oops".to_string()),
+            "failed to parse",
+        ),
+        (
+            "anonymous",
+            Some(format!("{head}users: [{{name: node, user: {{}}}}]\n")),
+            "no credentials",
+        ),
+        (
+            "no-certificate",
+            Some(format!(
+                "{head}users: [{{name: node, user: {{client-certificate: /nonexistent/node.crt, \
+                 client-key: /nonexistent/node.key}}}}]\n"
+            )),
+            "client certificate",
+        ),
+    ];
+    for (case, text, says) in cases {
+        let kubeconfig = files.path().join(format!("{case}.kubeconfig"));
+        if let Some(text) = text {
+            std::fs::write(&kubeconfig, text).unwrap();
+        }
+        let (output, dir) = agent_exit(&containerd, &kubeconfig).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{case}: exits non-zero\n{stderr}");
+        assert!(
+            stderr.contains(&format!("kubeconfig {}: ", kubeconfig.display()))
+                && stderr.contains(says),
+            "{case}: the error names the file and what is wrong\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        // Nothing was touched: no state directories, no pods.
+        let root: Vec<_> = std::fs::read_dir(dir.path().join("root"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            root.is_empty(),
+            "{case}: the root directory was left alone: {root:?}"
+        );
+    }
+    let ctr = containerd.ctr(&["containers", "list", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&ctr.stdout).trim(),
+        "",
+        "no container was made"
+    );
+}
