@@ -216,10 +216,12 @@ impl berth_api::env::EnvObjects for NodeData {
 impl berth_pod::ClusterData for NodeData {
     fn service_env(
         &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
         namespace: &str,
         service_links: bool,
     ) -> Result<Vec<(String, String)>, String> {
-        self.services.env(namespace, service_links)
+        self.services
+            .env(namespace, service_links, !is_cluster_pod(pod))
     }
 }
 

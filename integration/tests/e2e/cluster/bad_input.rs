@@ -1,5 +1,7 @@
 //! Bad input to cluster mode: a kubeconfig berth cannot use stops the agent
-//! at start, before it touches anything (as it stops the kubelet).
+//! at start, before it touches anything (as it stops the kubelet); an API
+//! server that is not there yet leaves the agent running its standalone
+//! side and retrying.
 
 use std::process::Stdio;
 
@@ -114,4 +116,64 @@ async fn a_kubeconfig_berth_cannot_use_stops_the_agent_at_start_naming_the_file(
         "",
         "no container was made"
     );
+}
+
+/// A copy of the node's kubeconfig that reaches the API server through
+/// `proxy`.
+fn kubeconfig_via(cp: &ControlPlane, node: &str, proxy: &TcpProxy) -> std::path::PathBuf {
+    let upstream = cp.server();
+    let kubeconfig = cp.dir().join(format!("{node}-via-proxy.kubeconfig"));
+    let text = std::fs::read_to_string(cp.node_kubeconfig(node)).unwrap();
+    let via = format!("https://127.0.0.1:{}", proxy.port());
+    std::fs::write(&kubeconfig, text.replace(&upstream, &via)).unwrap();
+    kubeconfig
+}
+
+#[tokio::test]
+async fn with_the_api_server_unreachable_at_start_static_pods_run_and_the_node_registers_later() {
+    let Some(cp) = ControlPlane::start_or_skip().await else {
+        return;
+    };
+    let node = "berth-node-late";
+    let upstream = cp.server();
+    let address = upstream.strip_prefix("https://").expect("an https server");
+    let proxy = TcpProxy::start(address.parse().expect("an address")).await;
+    proxy.cut();
+    let kubeconfig = kubeconfig_via(&cp, node, &proxy);
+    let Some(c) = start_node(cp, node, &kubeconfig, Some("127.0.0.1")).await else {
+        return;
+    };
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: static, namespace: default}}\n\
+         spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - {{name: main, \
+         image: {TEST_IMAGE}, imagePullPolicy: Never, command: [sleep, '3600']}}\n"
+    );
+    std::fs::write(c.agent.manifest_dir().join("static.yaml"), manifest).unwrap();
+    wait_static_pod(&c.agent, "static-", "running", all_running).await;
+    c.wait_for("the agent to log that registration failed", |c| {
+        c.agent
+            .agent_log()
+            .contains("register the node")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        c.agent.healthy().await,
+        "the agent runs without its API server"
+    );
+    assert!(
+        !c.kubectl(&["get", "node", node]).status.success(),
+        "the node is not registered while the link is down"
+    );
+
+    proxy.restore();
+    let restored = tokio::time::Instant::now();
+    c.wait_for("the node to register Ready", |c| {
+        let node = c.json(&["get", "node", &c.node])?;
+        (condition_status(&node, "Ready") == Some("True")).then_some(())
+    })
+    .await;
+    // Back-off is at most 7 s.
+    eprintln!("registered {:?} after the link came up", restored.elapsed());
+    c.wait_pod_phase(&format!("static-{node}"), "Running").await;
 }
