@@ -1,7 +1,7 @@
 //! Bad input to cluster mode: a kubeconfig berth cannot use stops the agent
 //! at start, before it touches anything (as it stops the kubelet); an API
-//! server that is not there yet leaves the agent running its standalone
-//! side and retrying.
+//! server that is not there yet, or a Node name another live node holds,
+//! leaves the agent running its standalone side and retrying.
 
 use std::process::Stdio;
 
@@ -176,4 +176,88 @@ async fn with_the_api_server_unreachable_at_start_static_pods_run_and_the_node_r
     // Back-off is at most 7 s.
     eprintln!("registered {:?} after the link came up", restored.elapsed());
     c.wait_pod_phase(&format!("static-{node}"), "Running").await;
+}
+
+#[tokio::test]
+async fn a_node_name_another_live_node_holds_is_not_taken_over_until_its_lease_expires() {
+    let Some(cp) = ControlPlane::start_or_skip().await else {
+        return;
+    };
+    let node = "berth-node-clash";
+    // Another node's Node and a Lease it renewed just now, 30 s long.
+    const LEASE_SECONDS: u64 = 30;
+    let renewed = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string();
+    let objects = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {node}, labels: {{owner: other}}}}\n---\n\
+         apiVersion: coordination.k8s.io/v1\nkind: Lease\n\
+         metadata: {{name: {node}, namespace: kube-node-lease}}\n\
+         spec: {{holderIdentity: other-host, leaseDurationSeconds: {LEASE_SECONDS}, \
+         renewTime: '{renewed}'}}\n"
+    );
+    let file = cp.dir().join("other-node.yaml");
+    std::fs::write(&file, objects).unwrap();
+    let out = cp.kubectl(&["apply", "-f", &file.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created = tokio::time::Instant::now();
+    let uid = |c: &Cluster| {
+        c.json(&["get", "node", node])
+            .map(|n| n["metadata"]["uid"].clone())
+    };
+    let kubeconfig = cp.node_kubeconfig(node);
+    let Some(c) = start_node(cp, node, &kubeconfig, Some("127.0.0.1")).await else {
+        return;
+    };
+    let other_uid = uid(&c).expect("the other node");
+
+    let line = c
+        .wait_for("the agent to refuse the node", |c| {
+            c.agent
+                .agent_log()
+                .lines()
+                .find(|l| l.contains("belongs to another node"))
+                .map(str::to_owned)
+        })
+        .await;
+    assert!(line.contains(node) && line.contains("other-host"), "{line}");
+    assert!(c.agent.healthy().await, "the agent keeps running");
+    assert!(
+        created.elapsed() < Duration::from_secs(LEASE_SECONDS),
+        "refused while the lease was live"
+    );
+    let other = c.json(&["get", "node", node]).expect("the other node");
+    assert_eq!(other["metadata"]["uid"], other_uid, "never deleted");
+    assert!(
+        other["metadata"]["labels"]["kubernetes.io/os"].is_null()
+            && other["status"]["nodeInfo"]["kubeletVersion"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty(),
+        "the other node is left as it was: {other}"
+    );
+    let lease = c
+        .json(&["get", "lease", "-n", "kube-node-lease", node])
+        .expect("the lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "other-host", "{lease}");
+
+    // Once the other node stops renewing, its Lease expires and berth
+    // takes the Node over (reconciled, not made again).
+    let node_now = c
+        .wait_for("the node to be taken over and Ready", |c| {
+            let n = c.json(&["get", "node", node])?;
+            (condition_status(&n, "Ready") == Some("True")).then_some(n)
+        })
+        .await;
+    assert!(created.elapsed() >= Duration::from_secs(LEASE_SECONDS));
+    assert_eq!(node_now["metadata"]["uid"], other_uid);
+    c.wait_for("the lease to be berth's", |c| {
+        let lease = c.json(&["get", "lease", "-n", "kube-node-lease", node])?;
+        (lease["spec"]["holderIdentity"] == node).then_some(())
+    })
+    .await;
 }
