@@ -72,6 +72,10 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     shutdown: CancellationToken,
     ready: impl FnOnce(),
 ) -> Result<(), AgentError> {
+    let cluster_client = match &config.kubeconfig {
+        Some(kubeconfig) => Some(crate::cluster::Cluster::connect(kubeconfig).await?),
+        None => None,
+    };
     crate::state_dir::prepare(&config).map_err(io_error("prepare the state directories".into()))?;
     let runtime = Arc::new(runtime);
     reclaim_leftovers(runtime.as_ref()).await;
@@ -107,11 +111,11 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     let sources = CancellationToken::new();
     let (mut services, mut manifests) =
         Services::start(&config, &runtime, &supervisor, known_files, &sources)?;
-    let (cluster, mut cluster_pods) = match &config.kubeconfig {
-        Some(kubeconfig) => {
+    let (cluster, mut cluster_pods) = match cluster_client {
+        Some(client) => {
             let (cluster, pods) = crate::cluster::Cluster::start(
                 &config,
-                kubeconfig,
+                client,
                 runtime.clone(),
                 supervisor.clone(),
                 supervisor.store().clone(),

@@ -88,9 +88,11 @@ pub trait ClusterData: Send + Sync + berth_api::env::EnvObjects {
     /// The variables for a container of a pod in `namespace`;
     /// `service_links` is the pod's `enableServiceLinks` (the `kubernetes`
     /// service's are given either way). An error (the services were never
-    /// read) fails the container's start with `CreateContainerConfigError`.
+    /// read, and `pod` is not a static pod) fails the container's start
+    /// with `CreateContainerConfigError`.
     fn service_env(
         &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
         namespace: &str,
         service_links: bool,
     ) -> Result<Vec<(String, String)>, String>;

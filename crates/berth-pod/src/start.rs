@@ -70,7 +70,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             None => Vec::new(),
             Some(source) => {
                 let links = self.spec().enable_service_links.unwrap_or(true);
-                match source.0.service_env(&self.pod_ref.namespace, links) {
+                match source
+                    .0
+                    .service_env(&self.pod, &self.pod_ref.namespace, links)
+                {
                     Ok(vars) => vars,
                     Err(e) => {
                         self.start_failed(i, "CreateContainerConfigError", e, None);

@@ -13,6 +13,7 @@ use berth_integration::*;
 use berth_testkit::{ControlPlane, NodeNetns};
 use serde_json::Value;
 
+mod bad_input;
 mod stats;
 
 /// Long enough for a scheduled pod to start on 2 busy cores.
@@ -41,9 +42,9 @@ async fn join(cp: ControlPlane, node: &str, kubeconfig: &Path) -> Option<Cluster
     join_at(cp, node, kubeconfig, Some("127.0.0.1")).await
 }
 
-/// [`join`] with the node's address `node_ip` (by default, the default
-/// route's interface address).
-async fn join_at(
+/// A berth node started with `kubeconfig` and the node's address `node_ip`
+/// (by default, the default route's interface address), not waited for.
+async fn start_node(
     cp: ControlPlane,
     node: &str,
     kubeconfig: &Path,
@@ -75,12 +76,22 @@ async fn join_at(
         ..AgentOptions::default()
     };
     let agent = AgentProcess::start_with(&containerd, options).await;
-    let cluster = Cluster {
+    Some(Cluster {
         agent,
         _containerd: containerd,
         cp,
         node: node.into(),
-    };
+    })
+}
+
+/// [`start_node`], then waits for the node to be Ready.
+async fn join_at(
+    cp: ControlPlane,
+    node: &str,
+    kubeconfig: &Path,
+    node_ip: Option<&str>,
+) -> Option<Cluster> {
+    let cluster = start_node(cp, node, kubeconfig, node_ip).await?;
     cluster
         .wait_for("the node to be Ready", |c| {
             let node = c.json(&["get", "node", &c.node])?;

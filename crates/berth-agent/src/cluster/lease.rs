@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use super::Retry;
 
-const NAMESPACE: &str = "kube-node-lease";
+pub(super) const NAMESPACE: &str = "kube-node-lease";
 const DURATION_SECONDS: i32 = 40;
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 

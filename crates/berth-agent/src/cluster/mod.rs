@@ -56,22 +56,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects with the node's kubeconfig and starts registration, status,
-    /// Lease, the pod watch and the status sync. A kubeconfig that cannot be
-    /// read is an error; an API server that does not answer is not: every
-    /// task retries until it does.
+    /// The client from the node's kubeconfig, made before the agent
+    /// touches anything: a kubeconfig that cannot be read, parsed or used
+    /// ends the agent at start, as it ends the kubelet.
+    pub async fn connect(kubeconfig: &std::path::Path) -> Result<kube::Client, AgentError> {
+        connect::client(kubeconfig)
+            .await
+            .map_err(AgentError::Config)
+    }
+
+    /// Starts registration, status, Lease, the pod watch and the status
+    /// sync with `client` (from [`Cluster::connect`]). An API server that
+    /// does not answer is no error: every task retries until it does.
     pub async fn start<R: ContainerRuntime, S: PodService>(
         config: &AgentConfig,
-        kubeconfig: &std::path::Path,
+        client: kube::Client,
         runtime: Arc<R>,
         service: Arc<S>,
         store: Arc<PodStore>,
         data: Arc<NodeData>,
         stop: CancellationToken,
     ) -> Result<(Self, mpsc::Receiver<ClusterPodEvent>), AgentError> {
-        let client = connect::client(kubeconfig)
-            .await
-            .map_err(|e| AgentError::Config(format!("kubeconfig {}: {e}", kubeconfig.display())))?;
         let facts = node_object::NodeFacts::read(config);
         let kubelet_api = kubelet_server(config, &facts, client.clone())
             .await
@@ -211,10 +216,12 @@ impl berth_api::env::EnvObjects for NodeData {
 impl berth_pod::ClusterData for NodeData {
     fn service_env(
         &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
         namespace: &str,
         service_links: bool,
     ) -> Result<Vec<(String, String)>, String> {
-        self.services.env(namespace, service_links)
+        self.services
+            .env(namespace, service_links, !is_cluster_pod(pod))
     }
 }
 

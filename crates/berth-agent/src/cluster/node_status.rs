@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::ContainerRuntime;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -27,11 +28,12 @@ pub async fn run<R: ContainerRuntime>(
     registered: watch::Sender<Option<String>>,
     stop: CancellationToken,
 ) {
-    let nodes: Api<Node> = Api::all(client);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, super::lease::NAMESPACE);
     let mut status = current_status(&facts, runtime.as_ref(), &[]).await;
     let mut retry = Retry::new();
     let uid = loop {
-        match register(&nodes, &facts, &status).await {
+        match register(&nodes, &leases, &facts, &status).await {
             Ok(uid) => break uid,
             Err(e) => warn!(node = %facts.name, "register the node: {e}"),
         }
@@ -119,19 +121,33 @@ fn now() -> Time {
 }
 
 /// Creates the Node, or takes over the one that exists (never deleted: the
-/// Lease and others own references to its UID). Returns its UID.
+/// Lease and others own references to its UID) unless another live node
+/// holds it. Returns its UID.
 async fn register(
     nodes: &Api<Node>,
+    leases: &Api<Lease>,
     facts: &NodeFacts,
     status: &NodeStatus,
-) -> Result<String, kube::Error> {
+) -> Result<String, String> {
     let node = node_object::initial_node(facts, status.clone());
     match nodes.create(&PostParams::default(), &node).await {
         Ok(created) => return Ok(created.metadata.uid.unwrap_or_default()),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             debug!(node = %facts.name, "the node exists; reconciling it");
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.to_string()),
+    }
+    let existing = nodes.get(&facts.name).await.map_err(|e| e.to_string())?;
+    let lease = leases
+        .get_opt(&facts.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(owner) = held_by_another(&existing, lease.as_ref(), facts, jiff::Timestamp::now()) {
+        return Err(format!(
+            "node {:?} already exists and belongs to another node ({owner}); \
+             not taking it over while its lease is live",
+            facts.name
+        ));
     }
     // The kubelet's default labels (and the attach-detach annotation) are
     // put back if someone changed them; other labels stay.
@@ -147,8 +163,50 @@ async fn register(
             &PatchParams::default(),
             &Patch::Strategic(patch),
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(node.metadata.uid.unwrap_or_default())
+}
+
+/// Why an existing Node is another's, if it is: its Lease is live (renewed
+/// within its duration) and held by another identity, or by a node on
+/// another machine. The kubelet's lease holder is its node name, so a
+/// kubelet of the same name elsewhere is told apart by the Node's
+/// `nodeInfo.machineID`. An expired Lease, or this machine's own Node (an
+/// agent restart), is taken over and reconciled.
+fn held_by_another(
+    node: &Node,
+    lease: Option<&Lease>,
+    facts: &NodeFacts,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let spec = lease?.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref()?.0;
+    let duration = jiff::SignedDuration::from_secs(spec.lease_duration_seconds?.into());
+    if renewed.checked_add(duration).ok()? <= now {
+        return None;
+    }
+    let holder = spec.holder_identity.as_deref().unwrap_or_default();
+    if holder != facts.name {
+        return Some(format!(
+            "its lease kube-node-lease/{} is held by {holder:?}",
+            facts.name
+        ));
+    }
+    let machine = node
+        .status
+        .as_ref()
+        .and_then(|s| s.node_info.as_ref())
+        .map(|i| i.machine_id.as_str())
+        .unwrap_or_default();
+    (!machine.is_empty() && !facts.machine_id.is_empty() && machine != facts.machine_id).then(
+        || {
+            format!(
+                "its machineID is {machine:?}, this host's {:?}",
+                facts.machine_id
+            )
+        },
+    )
 }
 
 /// A strategic-merge patch of `nodes/<name>/status`: conditions merge by
@@ -221,5 +279,57 @@ mod tests {
         assert!(should_report(&status("False", 20), Some(&sent), None));
         tokio::time::advance(REPORT_EVERY).await;
         assert!(should_report(&now, Some(&sent), Some(&server)), "due");
+    }
+
+    fn lease(holder: &str, renewed: i64) -> Lease {
+        use k8s_openapi::api::coordination::v1::LeaseSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some(MicroTime(jiff::Timestamp::from_second(renewed).unwrap())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn node_on(machine: &str) -> Node {
+        let mut node = Node::default();
+        let info = &mut node.status.get_or_insert_with(Default::default).node_info;
+        info.get_or_insert_with(Default::default).machine_id = machine.into();
+        node
+    }
+
+    #[test]
+    fn a_node_with_a_live_lease_of_another_holder_or_machine_is_anothers() {
+        let facts = NodeFacts {
+            name: "node-a".into(),
+            internal_ip: "10.0.0.5".into(),
+            hostname: "host-a".into(),
+            cpus: 2,
+            memory_ki: 1,
+            ephemeral_storage_bytes: 1,
+            machine_id: "mine".into(),
+            system_uuid: "u".into(),
+            boot_id: "b".into(),
+            kernel_version: "6.1.0".into(),
+            os_image: "linux".into(),
+            port: 10250,
+        };
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let anothers = |node: &Node, lease: Option<&Lease>| {
+            held_by_another(node, lease, &facts, now).is_some()
+        };
+        let mine = node_on("mine");
+        assert!(anothers(&mine, Some(&lease("other-host", 990))));
+        assert!(anothers(&node_on("theirs"), Some(&lease("node-a", 990))));
+        // This host's own Node (an agent restart) is reconciled.
+        assert!(!anothers(&mine, Some(&lease("node-a", 990))));
+        assert!(!anothers(&node_on(""), Some(&lease("node-a", 990))));
+        // An expired lease or none: nobody holds the Node.
+        assert!(!anothers(&mine, Some(&lease("other-host", 950))));
+        assert!(!anothers(&node_on("theirs"), None));
     }
 }

@@ -24,13 +24,20 @@ const MASTER_SERVICE: &str = "kubernetes";
 
 impl Services {
     /// The service variables of a container of a pod in `namespace`.
+    /// Before the first list only a static pod starts, without them: it
+    /// must run while the API server is away (the kubelet's
+    /// `makeEnvironmentVariables`).
     pub fn env(
         &self,
         namespace: &str,
         service_links: bool,
+        static_pod: bool,
     ) -> Result<Vec<(String, String)>, String> {
         let known = self.known.read().expect("services lock");
         let Some(known) = known.as_ref() else {
+            if static_pod {
+                return Ok(Vec::new());
+            }
             return Err(
                 "services have not yet been read at least once, cannot construct envvars".into(),
             );
@@ -182,7 +189,7 @@ mod tests {
             service("app", "my-db", "10.96.0.9", &[(None, 5432)]),
             service("other", "x", "10.96.0.8", &[(None, 80)]),
         ]);
-        let vars: BTreeMap<_, _> = s.env("app", true).unwrap().into_iter().collect();
+        let vars: BTreeMap<_, _> = s.env("app", true, false).unwrap().into_iter().collect();
         assert_eq!(vars["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
         assert_eq!(vars["KUBERNETES_SERVICE_PORT"], "443");
         assert_eq!(vars["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
@@ -192,7 +199,7 @@ mod tests {
         assert_eq!(vars["MY_DB_PORT_5432_TCP"], "tcp://10.96.0.9:5432");
         assert!(!vars.contains_key("X_SERVICE_HOST"));
         // Without service links, only the master service.
-        let vars = s.env("app", false).unwrap();
+        let vars = s.env("app", false, false).unwrap();
         assert!(
             vars.iter().all(|(k, _)| k.starts_with("KUBERNETES_")),
             "{vars:?}"
@@ -201,8 +208,9 @@ mod tests {
     }
 
     #[test]
-    fn before_the_first_list_containers_cannot_start() {
-        let err = Services::default().env("app", true).unwrap_err();
+    fn before_the_first_list_only_static_pods_containers_start() {
+        let err = Services::default().env("app", true, false).unwrap_err();
         assert!(err.contains("services have not yet been read"), "{err}");
+        assert_eq!(Services::default().env("app", true, true), Ok(Vec::new()));
     }
 }
