@@ -43,42 +43,111 @@ pub async fn run(
             "you must specify at least one command for the container",
         ));
     }
-    let name = single_pod(&args.pod)?;
-    let namespace = namespace_or_default(args.namespace.as_deref());
-    let pod = decode_pod(&client.get(&pod_path(&namespace, &name)).await?)?;
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default();
-    if phase == "Succeeded" || phase == "Failed" {
-        return Err(CliError::usage(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
-        )));
-    }
-    let container = container_or_default(&pod, args.container, err)?;
-    let tty = use_tty(args.stdin, args.tty, std::io::stdin().is_terminal(), err)?;
-    let mut query = format!("container={}&stdout=true", encode_query(&container));
-    if args.stdin {
-        query.push_str("&stdin=true");
-    }
-    if tty {
-        query.push_str("&tty=true");
-    } else {
-        query.push_str("&stderr=true");
-    }
+    let mut stream = Stream::open(
+        client,
+        StreamRequest {
+            pod: &args.pod,
+            namespace: args.namespace.as_deref(),
+            container: args.container,
+            stdin: args.stdin,
+            tty: args.tty,
+            refusal: "cannot exec into a container in a completed pod",
+        },
+        err,
+    )
+    .await?;
     for word in &args.command {
-        query.push_str("&command=");
-        query.push_str(&encode_query(word));
+        stream.query.push_str("&command=");
+        stream.query.push_str(&encode_query(word));
     }
-    let path = format!("{}/exec?{query}", pod_path(&namespace, &name));
-    let (socket, protocol) =
-        crate::websocket::connect(client, &path, &remote_command::PROTOCOLS).await?;
-    let session = remote_command::Session {
-        stdin: args.stdin,
-        tty,
-    };
-    remote_command::run(socket, &protocol, session, out, err).await
+    stream.run(client, "exec", out, err).await
+}
+
+/// What `exec` and `attach` ask for: the pod, its container, and the
+/// streams.
+pub(crate) struct StreamRequest<'a> {
+    pub pod: &'a str,
+    pub namespace: Option<&'a str>,
+    pub container: Option<String>,
+    pub stdin: bool,
+    pub tty: bool,
+    /// kubectl's message for a pod that has finished.
+    pub refusal: &'a str,
+}
+
+/// A stream to a pod's container, ready to open: its path and query as
+/// kubectl sends them.
+pub(crate) struct Stream {
+    pod_path: String,
+    pub query: String,
+    stdin: bool,
+    tty: bool,
+}
+
+impl Stream {
+    /// Finds the pod and its container (refusing a finished pod, as kubectl
+    /// does) and decides on a terminal.
+    pub(crate) async fn open(
+        client: &Client,
+        request: StreamRequest<'_>,
+        err: &mut (dyn Write + Send),
+    ) -> Result<Stream, CliError> {
+        let name = single_pod(request.pod)?;
+        let namespace = namespace_or_default(request.namespace);
+        let pod_path = pod_path(&namespace, &name);
+        let pod = decode_pod(&client.get(&pod_path).await?)?;
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            return Err(CliError::usage(format!(
+                "{}; current phase is {phase}",
+                request.refusal
+            )));
+        }
+        let container = container_or_default(&pod, request.container, err)?;
+        let tty = use_tty(
+            request.stdin,
+            request.tty,
+            std::io::stdin().is_terminal(),
+            err,
+        )?;
+        let mut query = format!("container={}&stdout=true", encode_query(&container));
+        if request.stdin {
+            query.push_str("&stdin=true");
+        }
+        if tty {
+            query.push_str("&tty=true");
+        } else {
+            query.push_str("&stderr=true");
+        }
+        Ok(Stream {
+            pod_path,
+            query,
+            stdin: request.stdin,
+            tty,
+        })
+    }
+
+    /// Connects to the pod's `subresource` and carries the streams.
+    pub(crate) async fn run(
+        self,
+        client: &Client,
+        subresource: &str,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> VerbResult {
+        let path = format!("{}/{subresource}?{}", self.pod_path, self.query);
+        let (socket, protocol) =
+            crate::websocket::connect(client, &path, &remote_command::PROTOCOLS).await?;
+        let session = remote_command::Session {
+            stdin: self.stdin,
+            tty: self.tty,
+        };
+        remote_command::run(socket, &protocol, session, out, err).await
+    }
 }
 
 /// kubectl's `SetupTTY`: a terminal needs stdin, and stdin a terminal.
