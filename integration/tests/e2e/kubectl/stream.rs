@@ -300,20 +300,11 @@ async fn kubectl_cp_copies_into_and_out_of_a_container() {
         "big.bin changed on the way"
     );
 
-    // A path the container lacks: tar's complaint reaches the user. (kubectl
-    // cp itself exits 0 here: it stops at the end of the archive, before
-    // the exec's exit status, 1, which `kubectl exec` does report.)
-    let out = node.kubectl(&[
-        "cp",
-        "box:/no/such/file",
-        &dir.join("x").display().to_string(),
-    ]);
-    // (kubectl cp passes the remote stderr to its own stdout)
-    let said = text(&out.stdout) + &text(&out.stderr);
-    assert!(
-        said.contains("tar: /no/such/file: No such file or directory"),
-        "{out:?}"
-    );
+    // A path the container lacks: the exec behind `kubectl cp` fails with
+    // tar's status, which `kubectl exec` reports. (kubectl cp itself exits
+    // 0 here: it stops at the end of the empty archive, and whether tar's
+    // complaint reaches it first is a race in kubectl, so it is not
+    // asserted.)
     let out = node.kubectl(&["exec", "box", "--", "tar", "cf", "-", "/no/such/file"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
