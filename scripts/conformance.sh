@@ -14,7 +14,7 @@
 # The last line is `N passed, N failed, N skipped`; the exit status is 1 when
 # a spec failed.
 #
-#   scripts/conformance.sh [--full | --ci] [--focus REGEX] [--dir DIR]
+#   scripts/conformance.sh [--full | --ci] [--focus REGEX] [--dir DIR] [--procs N]
 #
 # The default, quick tier leaves out the specs that watch a pod for minutes
 # to prove something does not happen; --full runs every selected spec.
@@ -22,6 +22,8 @@
 # (the probes that wait out restarts, the subpath rewrite), so that the
 # project's test command stays within its time.
 # --focus narrows either tier to the specs whose names match REGEX.
+# --procs runs the specs in N ginkgo processes ([Serial] ones still alone, at
+# the end), as upstream runs node e2e; --full defaults to 4, the others to 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -35,6 +37,7 @@ SUBNET=10.89.251.0/24             # outside the test kit's 10.89.1-250 slots
 full=false
 ci=false
 focus=""
+procs=""
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -45,10 +48,16 @@ while (($#)); do
     --ci) ci=true; shift ;;
     --focus) focus=${2:?--focus needs a value}; shift 2 ;;
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
-    *) die "usage: $0 [--full | --ci] [--focus REGEX] [--dir DIR]" ;;
+    --procs) procs=${2:?--procs needs a value}; shift 2 ;;
+    *) die "usage: $0 [--full | --ci] [--focus REGEX] [--dir DIR] [--procs N]" ;;
   esac
 done
 [[ $(id -u) == 0 ]] || die "run as root"
+# One run at a time on a machine: they share the bridge, the subnet and DIR.
+exec 9>/run/berth-conformance.lock
+flock -n 9 || { say "waiting for another conformance run to end"; flock 9; }
+[[ -n $procs ]] || { procs=1; $full && procs=4; }
+[[ $procs =~ ^[1-9][0-9]*$ ]] || die "--procs needs a positive number"
 
 # ---- What runs ---------------------------------------------------------------
 # Every [sig-node] spec of the two packages runs, except those matching a
@@ -268,13 +277,21 @@ fi
 say "suite ($tier tier)"
 start=$(date +%s)
 set +e
-"$BIN/nodee2e.test" --kubeconfig="$KUBECONFIG" --provider=skeleton \
-  --kubectl-path="$(command -v kubectl)" \
-  --ginkgo.focus="$focus_regex" --ginkgo.skip="$skip_regex" \
-  --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
-  --ginkgo.junit-report="$OUT/junit.xml" --report-dir="$DIR/report" \
-  --allowed-not-ready-nodes=0 --minStartupPods=0 --disable-log-dump --dump-logs-on-failure=false \
-  --node-os-distro=debian >"$OUT/suite.log" 2>&1
+suite_args=(--kubeconfig="$KUBECONFIG" --provider=skeleton
+  --kubectl-path="$(command -v kubectl)" --report-dir="$DIR/report"
+  --allowed-not-ready-nodes=0 --minStartupPods=0 --disable-log-dump --dump-logs-on-failure=false
+  --node-os-distro=debian)
+if ((procs == 1)); then
+  "$BIN/nodee2e.test" "${suite_args[@]}" \
+    --ginkgo.focus="$focus_regex" --ginkgo.skip="$skip_regex" \
+    --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
+    --ginkgo.junit-report="$OUT/junit.xml" >"$OUT/suite.log" 2>&1
+else
+  "$BIN/ginkgo" run --procs="$procs" \
+    --focus="$focus_regex" --skip="$skip_regex" \
+    --timeout=4h --no-color -v --junit-report="$OUT/junit.xml" \
+    "$BIN/nodee2e.test" -- "${suite_args[@]}" >"$OUT/suite.log" 2>&1
+fi
 suite_rc=$?
 set -e
 echo "suite ran in $(( $(date +%s) - start )) s (exit $suite_rc; log $OUT/suite.log)"
