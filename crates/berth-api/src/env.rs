@@ -150,19 +150,13 @@ fn env_from(
     scope: &EnvScope<'_>,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = namespace(scope.pod);
-    let data = if let Some(cm) = &source.config_map_ref {
-        let data = scope
-            .objects
-            .and_then(|o| o.config_map(namespace, &cm.name));
-        object_or_missing(data, "configmaps", &cm.name, cm.optional)?
-    } else if let Some(secret) = &source.secret_ref {
-        let data = scope
-            .objects
-            .and_then(|o| o.secret(namespace, &secret.name));
-        object_or_missing(data, "secrets", &secret.name, secret.optional)?
-    } else {
-        None
+    let (object, name, optional) = match (&source.config_map_ref, &source.secret_ref) {
+        (Some(cm), _) => (Object::ConfigMap, &cm.name, cm.optional),
+        (None, Some(secret)) => (Object::Secret, &secret.name, secret.optional),
+        (None, None) => return Ok(Vec::new()),
     };
+    let data = object.data(scope.objects, namespace, name);
+    let data = object_or_missing(data, object.resource(), name, optional)?;
     let prefix = source.prefix.as_deref().unwrap_or_default();
     Ok(data
         .into_iter()
@@ -183,6 +177,43 @@ fn object_or_missing(
         Some(data) => Ok(Some(data)),
         None if optional == Some(true) => Ok(None),
         None => Err(EnvError(format!("{resource} {name:?} not found"))),
+    }
+}
+
+/// The two kinds of object a variable may take its values from.
+#[derive(Debug, Clone, Copy)]
+enum Object {
+    ConfigMap,
+    Secret,
+}
+
+impl Object {
+    /// The API resource, as the API server's NotFound message names it.
+    fn resource(self) -> &'static str {
+        match self {
+            Object::ConfigMap => "configmaps",
+            Object::Secret => "secrets",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Object::ConfigMap => "ConfigMap",
+            Object::Secret => "Secret",
+        }
+    }
+
+    fn data(
+        self,
+        objects: Option<&dyn EnvObjects>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        let objects = objects?;
+        match self {
+            Object::ConfigMap => objects.config_map(namespace, name),
+            Object::Secret => objects.secret(namespace, name),
+        }
     }
 }
 
@@ -221,30 +252,14 @@ fn value_from(
         return field_value(&field.field_path, pod, pod_ips, &node).map(Some);
     }
     let namespace = namespace(pod);
-    if let Some(cm) = &source.config_map_key_ref {
-        let data = objects.and_then(|o| o.config_map(namespace, &cm.name));
-        return key_value(
-            data,
-            "configmaps",
-            "ConfigMap",
-            namespace,
-            &cm.name,
-            &cm.key,
-            cm.optional,
-        );
-    }
-    if let Some(secret) = &source.secret_key_ref {
-        let data = objects.and_then(|o| o.secret(namespace, &secret.name));
-        let (name, key) = (&secret.name, &secret.key);
-        return key_value(
-            data,
-            "secrets",
-            "Secret",
-            namespace,
-            name,
-            key,
-            secret.optional,
-        );
+    let key_ref = match (&source.config_map_key_ref, &source.secret_key_ref) {
+        (Some(cm), _) => Some((Object::ConfigMap, &cm.name, &cm.key, cm.optional)),
+        (None, Some(secret)) => Some((Object::Secret, &secret.name, &secret.key, secret.optional)),
+        (None, None) => None,
+    };
+    if let Some((object, name, key, optional)) = key_ref {
+        let data = object.data(objects, namespace, name);
+        return key_value(data, object, namespace, name, key, optional);
     }
     if let Some(resource) = &source.resource_field_ref {
         return resource_field::env_value(resource, pod, container, allocatable).map(Some);
@@ -256,8 +271,7 @@ fn value_from(
 /// object or the key is missing and the reference is not optional.
 fn key_value(
     data: Option<BTreeMap<String, String>>,
-    resource: &str,
-    kind: &str,
+    object: Object,
     namespace: &str,
     name: &str,
     key: &str,
@@ -268,14 +282,15 @@ fn key_value(
         return if optional {
             Ok(None)
         } else {
-            Err(format!("{resource} {name:?} not found"))
+            Err(format!("{} {name:?} not found", object.resource()))
         };
     };
     match data.get(key) {
         Some(value) => Ok(Some(value.clone())),
         None if optional => Ok(None),
         None => Err(format!(
-            "couldn't find key {key} in {kind} {namespace}/{name}"
+            "couldn't find key {key} in {} {namespace}/{name}",
+            object.kind()
         )),
     }
 }

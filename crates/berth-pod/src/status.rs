@@ -164,12 +164,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         &w.conditions,
         Time(Timestamp::now()),
     );
-    let host_network = spec.host_network.unwrap_or(false);
-    let pod_ips: Vec<String> = match w.sandbox.ready() {
-        Some(_) if host_network => vec![w.cfg.host_ip.clone()],
-        Some(sandbox) => sandbox.ips.iter().map(|ip| ip.to_string()).collect(),
-        None => Vec::new(),
-    };
+    let pod_ips = w.pod_ips();
     PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),

@@ -8,24 +8,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{header, Response, StatusCode};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{full, Body};
+use super::connection::{accept_until, serve_http1, tls_handshake};
 use super::kubelet::tls;
 use super::pki::ApiPki;
 use super::routes::{handle, Context};
 use crate::service::PodService;
-
-/// How long a client has to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The TCP front door of the local API.
 pub struct HttpsServer {
@@ -70,45 +66,27 @@ impl HttpsServer {
             service,
             shutdown: shutdown.clone(),
         });
-        let mut connections = JoinSet::new();
-        loop {
-            let (stream, _) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Usually EMFILE: back off briefly instead of spinning.
-                        tracing::warn!("accept an API connection: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let (acceptor, cx, verifier) = (acceptor.clone(), cx.clone(), self.verifier.clone());
-            connections.spawn(async move {
-                // As the API server's TLS handshake timeout: a client that
-                // connects and stays silent does not hold a task for ever.
-                let tls =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!("API TLS handshake: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("API TLS handshake timed out");
-                            return;
-                        }
+        let verifier = self.verifier;
+        let mut connections = accept_until(
+            &shutdown,
+            "API",
+            || async { self.listener.accept().await.map(|(stream, _)| stream) },
+            |stream| {
+                let (acceptor, cx, verifier) = (acceptor.clone(), cx.clone(), verifier.clone());
+                async move {
+                    let Some(tls) = tls_handshake(&acceptor, stream, "API").await else {
+                        return;
                     };
-                let authenticated = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|chain| trusted(verifier.as_ref(), chain));
-                serve_connection(TokioIo::new(tls), cx, authenticated).await;
-            });
-        }
+                    let authenticated = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|chain| trusted(verifier.as_ref(), chain));
+                    serve_connection(TokioIo::new(tls), cx, authenticated).await;
+                }
+            },
+        )
+        .await;
         connections.shutdown().await;
     }
 }
@@ -132,32 +110,17 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let shutdown = cx.shutdown.clone();
-    let handler = hyper::service::service_fn(move |request| {
+    let handler = move |request| {
         let cx = cx.clone();
         async move {
-            let response = if authenticated {
+            if authenticated {
                 handle(request, cx).await
             } else {
                 unauthorized()
-            };
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(io, handler)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            }
         }
     };
-    if let Err(e) = result {
-        tracing::debug!("API connection: {e}");
-    }
+    serve_http1(io, handler, false, &shutdown, "API").await;
 }
 
 /// The API server's answer to a caller it cannot authenticate.

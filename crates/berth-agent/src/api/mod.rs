@@ -3,6 +3,7 @@
 //! (`https`, with its own PKI in `pki`).
 
 mod body;
+mod connection;
 mod discovery;
 mod events;
 mod exec;

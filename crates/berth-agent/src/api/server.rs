@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::connection::{accept_until, serve_http1};
 use super::routes::{handle, Context};
 use crate::metrics::Server;
 use crate::service::PodService;
@@ -78,23 +79,13 @@ pub async fn serve_listener<S: PodService>(
         service,
         shutdown: shutdown.clone(),
     });
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Usually EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "accepting an API connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        connections.spawn(serve_connection(stream, cx.clone(), false));
-    }
+    let mut connections = accept_until(
+        &shutdown,
+        "local API",
+        || async { listener.accept().await.map(|(stream, _)| stream) },
+        |stream| serve_connection(stream, cx.clone(), false),
+    )
+    .await;
     drop(listener);
     if let Some(socket) = socket {
         let _ = std::fs::remove_file(socket);
@@ -122,7 +113,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = cx.shutdown.clone();
-    let handler = hyper::service::service_fn(move |request| {
+    let handler = move |request: Request<Incoming>| {
         let cx = cx.clone();
         async move {
             if let Some(metrics) = cx.service.metrics() {
@@ -132,24 +123,15 @@ where
                     request.uri().path(),
                 );
             }
-            Ok::<_, std::convert::Infallible>(handle(request, cx).await)
-        }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .half_close(half_close)
-        .serve_connection(TokioIo::new(io), handler)
-        // exec, attach and port-forward take the connection over (WebSocket).
-        .with_upgrades();
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            handle(request, cx).await
         }
     };
-    if let Err(error) = result {
-        tracing::debug!(%error, "API connection ended with an error");
-    }
+    serve_http1(
+        TokioIo::new(io),
+        handler,
+        half_close,
+        &shutdown,
+        "local API",
+    )
+    .await;
 }

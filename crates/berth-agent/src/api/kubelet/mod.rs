@@ -17,13 +17,12 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{full, json_response, Body};
+use super::connection::{accept_until, serve_http1, tls_handshake};
 use super::routes::{handle, Context, Query};
 use super::status::Failure;
 use super::stream::{self, StreamOptions};
@@ -71,39 +70,29 @@ impl KubeletServer {
             service,
             shutdown: shutdown.clone(),
         });
-        let mut connections = JoinSet::new();
-        loop {
-            let (stream, _) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("accept a kubelet API connection: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let (acceptor, cx, authorizer, stats) = (
-                acceptor.clone(),
-                cx.clone(),
-                self.authorizer.clone(),
-                self.stats.clone(),
-            );
-            connections.spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let certificate = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(|cert| auth::from_certificate(cert));
-                serve_connection(TokioIo::new(tls), cx, authorizer, stats, certificate).await;
-            });
-        }
+        let (authorizer, stats) = (self.authorizer, self.stats);
+        let mut connections = accept_until(
+            &shutdown,
+            "kubelet API",
+            || async { self.listener.accept().await.map(|(stream, _)| stream) },
+            |stream| {
+                let (acceptor, cx) = (acceptor.clone(), cx.clone());
+                let (authorizer, stats) = (authorizer.clone(), stats.clone());
+                async move {
+                    let Some(tls) = tls_handshake(&acceptor, stream, "kubelet API").await else {
+                        return;
+                    };
+                    let certificate = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|cert| auth::from_certificate(cert));
+                    serve_connection(TokioIo::new(tls), cx, authorizer, stats, certificate).await;
+                }
+            },
+        )
+        .await;
         connections.shutdown().await;
     }
 }
@@ -117,7 +106,8 @@ async fn serve_connection<S: PodService, I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let handler = hyper::service::service_fn(move |request| {
+    let shutdown = cx.shutdown.clone();
+    let handler = move |request| {
         let (cx, authorizer, stats, certificate) = (
             cx.clone(),
             authorizer.clone(),
@@ -125,22 +115,14 @@ async fn serve_connection<S: PodService, I>(
             certificate.clone(),
         );
         async move {
-            let response = match authenticate(&authorizer, certificate, &request).await {
+            match authenticate(&authorizer, certificate, &request).await {
                 Ok(()) => route(request, cx, stats).await,
                 Err(Refusal::Unauthorized) => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
                 Err(Refusal::Forbidden(message)) => text(StatusCode::FORBIDDEN, message),
-            };
-            Ok::<_, std::convert::Infallible>(response)
+            }
         }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(io, handler)
-        // exec's WebSocket takes the connection over.
-        .with_upgrades();
-    if let Err(e) = connection.await {
-        tracing::debug!("kubelet API connection: {e}");
-    }
+    };
+    serve_http1(io, handler, false, &shutdown, "kubelet API").await;
 }
 
 async fn authenticate(
