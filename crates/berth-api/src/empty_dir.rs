@@ -85,6 +85,7 @@ mod tests {
         EmptyDirVolumeSource {
             medium: Some("Memory".into()),
             size_limit: size_limit.map(|s| Quantity(s.into())),
+            mode: None,
         }
     }
 
@@ -120,6 +121,7 @@ containers: [{name: a, resources: {limits: {memory: 50Mi}}}]",
             Medium::of(&EmptyDirVolumeSource {
                 medium: medium.map(str::to_owned),
                 size_limit: None,
+                mode: None,
             })
         };
         assert_eq!(of(None), Ok(Medium::Disk));

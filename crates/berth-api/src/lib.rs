@@ -1,7 +1,7 @@
 //! berth-api: the Kubernetes Pod as berth reads it, and the pure rules the
 //! kubelet and the API server apply to it. No I/O, no async.
 //!
-//! Pod types are k8s-openapi's `core/v1` (feature `v1_33`), so manifests read
+//! Pod types are k8s-openapi's `core/v1` (feature `v1_37`, the API berth's kubelet version speaks), so manifests read
 //! exactly as kubectl reads them. Every function here is deterministic: time
 //! comes in as a parameter.
 //!

@@ -10,6 +10,7 @@ use berth_api::empty_dir::{memory_size, Medium};
 use berth_runtime::files::create_dir;
 use k8s_openapi::api::core::v1::{HostAlias, Pod, Volume};
 
+use crate::hostname::PodHostname;
 use crate::mount_table;
 
 /// Where one pod's files live.
@@ -135,12 +136,15 @@ impl PodDirs {
         }
     }
 
-    /// Writes `/etc/hosts` (with the pod's `hostAliases`), `/etc/hostname`
-    /// and `/etc/resolv.conf` for the pod.
+    /// Writes `/etc/hosts` (the kubelet's `managedHostsFileContent`, with
+    /// the pod's `hostAliases`), `/etc/hostname` and `/etc/resolv.conf` for
+    /// the pod: `name` goes into the hosts file, `kernel_hostname` (the
+    /// sandbox's) into `/etc/hostname`, as containerd's CRI writes it.
     pub(crate) fn write_etc_files(
         &self,
-        hostname: &str,
-        pod_ip: Option<&str>,
+        name: &PodHostname,
+        kernel_hostname: &str,
+        pod_ips: &[String],
         host_network: bool,
         host_aliases: &[HostAlias],
         resolv_conf: &str,
@@ -152,14 +156,19 @@ impl PodDirs {
             let mut hosts = String::from(
                 "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
             );
-            if let Some(ip) = pod_ip {
-                hosts.push_str(&format!("{ip}\t{hostname}\n"));
+            let PodHostname { hostname, domain } = name;
+            for ip in pod_ips {
+                if domain.is_empty() {
+                    hosts.push_str(&format!("{ip}\t{hostname}\n"));
+                } else {
+                    hosts.push_str(&format!("{ip}\t{hostname}.{domain}\t{hostname}\n"));
+                }
             }
             hosts
         };
         let hosts = hosts + &host_alias_entries(host_aliases);
         fs::write(self.etc_file("etc-hosts"), hosts)?;
-        fs::write(self.etc_file("hostname"), format!("{hostname}\n"))?;
+        fs::write(self.etc_file("hostname"), format!("{kernel_hostname}\n"))?;
         fs::write(self.etc_file("resolv.conf"), resolv_conf)
     }
 

@@ -78,10 +78,17 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
+        let name = self.pod_hostname();
         let hostname = if host_network {
             berth_runtime::node_hostname()
         } else {
-            crate::hostname::pod_hostname(Some(&spec), &self.pod_ref.name)
+            match name.for_kernel(Some(&spec)) {
+                Ok(hostname) => hostname,
+                Err(e) => {
+                    self.sandbox_failed(&e);
+                    return false;
+                }
+            }
         };
         let config = SandboxConfig {
             pod: self.pod_ref.clone(),
@@ -111,7 +118,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         .step_at(at, None, TimelineStep::NetworkReady, ips.join(","));
                 }
                 self.sandbox = Sandbox::Ready(sandbox);
-                let ip = self.pod_ip();
+                let ips = self.pod_ips();
                 let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 let (resolv, warning) =
                     crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
@@ -127,8 +134,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     );
                 }
                 if let Err(e) = self.dirs.write_etc_files(
+                    &name,
                     &hostname,
-                    ip.as_deref(),
+                    &ips,
                     host_network,
                     spec.host_aliases.as_deref().unwrap_or_default(),
                     &resolv,
@@ -143,6 +151,16 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 false
             }
         }
+    }
+
+    /// The pod's host name and domain on its own network.
+    pub(crate) fn pod_hostname(&self) -> crate::hostname::PodHostname {
+        crate::hostname::PodHostname::of(
+            self.pod.spec.as_ref(),
+            &self.pod_ref.name,
+            &self.pod_ref.namespace,
+            &self.cfg.cluster_dns.domain,
+        )
     }
 
     fn sandbox_failed(&mut self, error: &str) {

@@ -64,7 +64,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let hostname = if sandbox.host_network {
             String::new()
         } else {
-            crate::hostname::pod_hostname(self.pod.spec.as_ref(), &self.pod_ref.name)
+            // As the sandbox got it (its FQDN was checked then).
+            let name = self.pod_hostname();
+            let spec = self.pod.spec.as_ref();
+            name.for_kernel(spec).unwrap_or(name.hostname)
         };
         let service_vars = match &self.cfg.cluster_data {
             None => Vec::new(),

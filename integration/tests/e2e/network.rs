@@ -120,3 +120,57 @@ async fn host_aliases_are_written_to_the_pods_etc_hosts() {
         "{hosts}"
     );
 }
+
+#[tokio::test]
+async fn subdomain_fqdn_and_hostname_override_name_the_pod_as_the_kubelet_does() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let script =
+        "echo \"$(hostname) $HOSTNAME $(cat /etc/hostname)\"; grep -v '^#' /etc/hosts | tail -1";
+    let cases = [
+        // (pod, spec fields, first log line, the hosts file's pod line without its IP)
+        (
+            "sub",
+            json!({ "hostname": "db", "subdomain": "backend" }),
+            "db db db",
+            "db.backend.default.svc.\tdb",
+        ),
+        (
+            "fqdn",
+            json!({ "hostname": "db", "subdomain": "backend", "setHostnameAsFQDN": true }),
+            "db.backend.default.svc. db.backend.default.svc. db.backend.default.svc.",
+            "db.backend.default.svc.\tdb",
+        ),
+        (
+            "override",
+            json!({ "hostname": "db", "hostnameOverride": "worker-1.example" }),
+            "worker-1.example worker-1.example worker-1.example",
+            "worker-1.example",
+        ),
+    ];
+    for (name, fields, _, _) in &cases {
+        let mut spec = pod(
+            name,
+            "Never",
+            vec![json!({ "name": "c", "image": TEST_IMAGE, "command": ["sh", "-c", script] })],
+        );
+        for (key, value) in fields.as_object().unwrap() {
+            spec["spec"][key] = value.clone();
+        }
+        agent.apply_yaml(&manifest(&spec)).await;
+    }
+    for (name, _, names, hosts_line) in cases {
+        let done = wait_terminal(&agent, name).await;
+        assert_eq!(phase(&done), "Succeeded", "{done:#}");
+        let log = logs(&agent, name, "c").await;
+        let mut lines = log.lines();
+        assert_eq!(lines.next(), Some(names), "{name}: {log}");
+        let ip = done["status"]["podIP"].as_str().unwrap();
+        assert_eq!(
+            lines.next(),
+            Some(format!("{ip}\t{hosts_line}").as_str()),
+            "{name}: {log}"
+        );
+    }
+}

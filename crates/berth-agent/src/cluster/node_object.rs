@@ -186,6 +186,9 @@ pub fn node_status(
             system_uuid: facts.system_uuid.clone(),
             ..Default::default()
         }),
+        // The API server then proxies exec over WebSocket to this node
+        // instead of translating it to SPDY.
+        declared_features: Some(vec!["ExtendWebSocketsToKubelet".into()]),
         ..Default::default()
     }
 }

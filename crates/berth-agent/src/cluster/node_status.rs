@@ -219,9 +219,6 @@ async fn patch_status(
     status: &NodeStatus,
 ) -> Result<(), kube::Error> {
     let mut body = serde_json::to_value(status).unwrap_or_default();
-    // The API server then proxies exec over WebSocket to this node instead
-    // of translating it to SPDY (k8s-openapi's v1_33 types lack the field).
-    body["declaredFeatures"] = serde_json::json!(["ExtendWebSocketsToKubelet"]);
     if let Some(addresses) = body.get_mut("addresses").and_then(|a| a.as_array_mut()) {
         addresses.push(serde_json::json!({ "$patch": "replace" }));
     }

@@ -13,6 +13,7 @@ pub mod names;
 mod resource_field;
 mod resources;
 mod security;
+mod unhonoured;
 mod update;
 mod volume;
 
@@ -172,6 +173,55 @@ fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
     if let Some(r) = &spec.resources {
         errs.extend(resources::requirements(r, "spec.resources"));
     }
+    errs.extend(host_name(spec));
+    errs.extend(unhonoured::spec(spec));
+    errs
+}
+
+/// `hostname` and `subdomain` are DNS labels; `hostnameOverride` a DNS
+/// subdomain that neither a FQDN host name nor the host's network goes
+/// with (`validatePodHostName`).
+fn host_name(spec: &PodSpec) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let labels = [
+        ("spec.hostname", &spec.hostname),
+        ("spec.subdomain", &spec.subdomain),
+    ];
+    for (field, value) in labels {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            let problems = names::dns1123_label(value);
+            errs.extend(
+                problems
+                    .into_iter()
+                    .map(|m| FieldError::invalid(field, s(value), m)),
+            );
+        }
+    }
+    let Some(name) = &spec.hostname_override else {
+        return errs;
+    };
+    let field = "spec.hostnameOverride";
+    if spec.set_hostname_as_fqdn == Some(true) {
+        errs.push(FieldError::forbidden(
+            field,
+            "may not be specified when setHostnameAsFQDN is true",
+        ));
+    }
+    if spec.host_network == Some(true) {
+        errs.push(FieldError::forbidden(
+            field,
+            "may not be specified when hostNetwork is true",
+        ));
+    }
+    if name.len() > 64 {
+        errs.push(FieldError::too_long(field, 64));
+    }
+    let problems = names::dns1123_subdomain(name);
+    errs.extend(
+        problems
+            .into_iter()
+            .map(|m| FieldError::invalid(field, s(name), m)),
+    );
     errs
 }
 

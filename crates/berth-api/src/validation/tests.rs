@@ -253,6 +253,15 @@ fn validation_error_table() {
             }),
             vec!["spec.initContainers[0].livenessProbe: Required value: must specify a handler type".into()],
         ),
+        ("hostname not a label", Box::new(|p| spec(p).hostname = Some("db.x".into())), vec![r#"spec.hostname: Invalid value: "db.x": must not contain dots"#.into()]),
+        (
+            "hostnameOverride with a FQDN host name",
+            Box::new(|p| {
+                spec(p).hostname_override = Some("w.example".into());
+                spec(p).set_hostname_as_fqdn = Some(true);
+            }),
+            vec!["spec.hostnameOverride: Forbidden: may not be specified when setHostnameAsFQDN is true".into()],
+        ),
         ("restart policy on a regular container", Box::new(|p| app(p).restart_policy = Some("Always".into())), vec!["spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers".into()]),
         ("env name with =", Box::new(|p| app(p).env = Some(vec![env("A=B", "1")])), vec![r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#.into()]),
         ("env name required", Box::new(|p| app(p).env = Some(vec![env("", "1")])), vec!["spec.containers[0].env[0].name: Required value".into()]),
@@ -603,4 +612,101 @@ fn annotations_are_bounded_in_total() {
         errors_of(&p),
         ["metadata.annotations: Too long: may not be more than 262144 bytes"]
     );
+}
+
+#[test]
+fn fields_berth_does_not_honour_are_refused_by_name() {
+    use k8s_openapi::api::core::v1::{
+        ContainerRestartRule, EnvVar, FileKeySelector, GRPCAction, KeyToPath, SecretVolumeSource,
+    };
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "restart rules",
+            Box::new(|p| {
+                app(p).restart_policy_rules = Some(vec![ContainerRestartRule {
+                    action: "Restart".into(),
+                    exit_codes: None,
+                }])
+            }),
+            "spec.containers[0].restartPolicyRules: Forbidden: berth does not support container restart rules",
+        ),
+        (
+            "env from a file",
+            Box::new(|p| {
+                app(p).env = Some(vec![EnvVar {
+                    name: "A".into(),
+                    value_from: Some(EnvVarSource {
+                        file_key_ref: Some(FileKeySelector {
+                            key: "a".into(),
+                            path: "env".into(),
+                            volume_name: "data".into(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }])
+            }),
+            "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: berth does not support environment variables from files",
+        ),
+        (
+            "emptyDir mode",
+            Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].empty_dir.as_mut().unwrap().mode = Some(0o700)),
+            "spec.volumes[0].emptyDir.mode: Forbidden: berth does not support this field (alpha feature gate EmptyDirVolumeMode)",
+        ),
+        (
+            "item user",
+            Box::new(|p| {
+                spec(p).volumes.as_mut().unwrap().push(Volume {
+                    name: "s".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some("s".into()),
+                        items: Some(vec![KeyToPath { key: "k".into(), path: "k".into(), mode: None, user: Some(7) }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }),
+            "spec.volumes[1].secret.items[0].user: Forbidden: berth does not support this field (alpha feature gate AtomicWriteVolumeUserFields)",
+        ),
+        (
+            "bind mount options",
+            Box::new(|p| {
+                let mut m = mount("data", "/d");
+                m.bind_mount_options = Some(vec!["ro".into()]);
+                app(p).volume_mounts = Some(vec![m]);
+            }),
+            "spec.containers[0].volumeMounts[0].bindMountOptions: Forbidden: berth does not support this field (alpha feature gate VolumeBindMountOptions)",
+        ),
+        (
+            "probe protocol",
+            Box::new(|p| {
+                app(p).readiness_probe = Some(Probe {
+                    http_get: Some(HTTPGetAction {
+                        port: IntOrString::Int(80),
+                        protocol: Some("H2C".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }),
+            "spec.containers[0].readinessProbe.httpGet.protocol: Forbidden: berth does not support this field (alpha feature gate H2CContainerProbe)",
+        ),
+        (
+            "grpc mode",
+            Box::new(|p| {
+                app(p).liveness_probe = Some(Probe {
+                    grpc: Some(GRPCAction { port: 9000, service: None, mode: Some("TLS".into()) }),
+                    ..Default::default()
+                })
+            }),
+            "spec.containers[0].livenessProbe.grpc.mode: Forbidden: berth does not support this field (alpha feature gate GRPCContainerProbeTLS)",
+        ),
+    ];
+    for (name, mutate, want) in cases {
+        let mut p = base();
+        mutate(&mut p);
+        let got = errors_of(&p);
+        assert!(got.iter().any(|e| e == want), "{name}: {got:?}");
+    }
 }

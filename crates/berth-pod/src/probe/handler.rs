@@ -410,6 +410,7 @@ mod tests {
                 grpc: Some(GRPCAction {
                     port: i32::from(port),
                     service: Some(service.into()),
+                    mode: None,
                 }),
                 ..Default::default()
             };

@@ -106,7 +106,7 @@ impl Authorizer {
             .ok_or(Refusal::Unauthorized)?;
         let review = TokenReview {
             spec: TokenReviewSpec {
-                token: Some(token.to_string()),
+                token: token.to_string(),
                 ..Default::default()
             },
             ..Default::default()

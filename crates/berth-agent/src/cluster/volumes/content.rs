@@ -177,6 +177,7 @@ mod tests {
             key: "b".into(),
             path: "dir/x".into(),
             mode: Some(0o400),
+            user: None,
         }];
         let some = keyed_files("configmap", "c", &data(), Some(&items), None, false).unwrap();
         assert_eq!(some.keys().collect::<Vec<_>>(), ["dir/x"]);
@@ -190,6 +191,7 @@ mod tests {
             key: "zz".into(),
             path: "x".into(),
             mode: None,
+            user: None,
         }];
         let err = keyed_files("configmap", "c", &data(), Some(&items), None, false).unwrap_err();
         assert!(err.contains("\"zz\""), "{err}");
@@ -202,6 +204,7 @@ mod tests {
             key: "a".into(),
             path: "../../etc/x".into(),
             mode: None,
+            user: None,
         }];
         assert!(keyed_files("configmap", "c", &data(), Some(&escape), None, false).is_err());
     }

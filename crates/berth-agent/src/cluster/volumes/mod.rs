@@ -388,11 +388,10 @@ impl Tokens {
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into());
         let request = TokenRequest {
-            spec: TokenRequestSpec {
+            spec: Some(TokenRequestSpec {
                 audiences: audience
                     .filter(|a| !a.is_empty())
-                    .map(|a| vec![a.to_string()])
-                    .unwrap_or_default(),
+                    .map(|a| vec![a.to_string()]),
                 expiration_seconds: Some(expiration_seconds.unwrap_or(3600)),
                 bound_object_ref: Some(BoundObjectReference {
                     api_version: Some("v1".into()),
@@ -400,7 +399,8 @@ impl Tokens {
                     name: meta.name.clone(),
                     uid: meta.uid.clone(),
                 }),
-            },
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
@@ -409,14 +409,16 @@ impl Tokens {
             .await
             .map_err(|e| format!("request a token for service account {account:?}: {e}"))?;
         let status = answer.status.ok_or("the token request has no status")?;
+        let (Some(token), Some(expiration)) = (status.token, status.expiration_timestamp) else {
+            return Err("the token request's status has no token or expiration".into());
+        };
         let lifetime = jiff::Timestamp::now()
-            .duration_until(status.expiration_timestamp.0)
+            .duration_until(expiration.0)
             .as_secs_f64()
             .max(0.0);
         let renew_at = Instant::now() + Duration::from_secs_f64(lifetime * 0.8);
-        self.held
-            .insert(key.to_string(), (status.token.clone(), renew_at));
-        Ok(status.token)
+        self.held.insert(key.to_string(), (token.clone(), renew_at));
+        Ok(token)
     }
 
     fn earliest_refresh(&self) -> Option<Instant> {
