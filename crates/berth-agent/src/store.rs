@@ -327,7 +327,7 @@ impl PodSink for PodStore {
         }
         let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
         self.metrics
-            .status(uid, status.phase.as_deref().unwrap_or_default(), created);
+            .status(uid, pod.status.as_ref(), &status, created);
         inner.resource_version += 1;
         let rv = inner.resource_version.to_string();
         let pod = inner.pods.get_mut(uid).expect("checked");

@@ -104,9 +104,11 @@ async fn a_start_a_failing_probe_and_a_pull_move_the_kubelets_metrics() {
         "periodSeconds": 1,
         "failureThreshold": 1,
     });
-    agent
-        .apply_yaml(&manifest(&pod("measured", "Always", vec![main])))
-        .await;
+    let mut spec = pod("measured", "Always", vec![main]);
+    let mut init = sh_container("prepare", "exit 0");
+    init["image"] = json!(image);
+    spec["spec"]["initContainers"] = json!([init]);
+    agent.apply_yaml(&manifest(&spec)).await;
     let running = wait_running(&agent, "measured").await;
     let pod_uid = uid(&running).to_string();
 
@@ -121,7 +123,15 @@ async fn a_start_a_failing_probe_and_a_pull_move_the_kubelets_metrics() {
     let moved = |text: &str, name: &str, labels: &[(&str, &str)]| {
         sample(text, name, labels) > sample(&before, name, labels)
     };
-    let counters: [(&str, &[(&str, &str)]); 10] = [
+    let counters: [(&str, &[(&str, &str)]); 11] = [
+        (
+            "kubelet_terminated_containers_total",
+            &[
+                ("container_type", "init_container"),
+                ("exit_code", "0"),
+                ("reason", "Completed"),
+            ],
+        ),
         (
             "kubelet_started_containers_total",
             &[("container_type", "container")],

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use berth_pod::{PodEvent, TimelineEntry, TimelineStep};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 
 /// A container's kind, as the kubelet's `container_type` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +38,52 @@ impl ContainerType {
         };
         Some((kind, name))
     }
+}
+
+/// The containers `new` shows terminated that `old` did not (or did not
+/// have): their kind, exit code and reason, as the kubelet's status manager
+/// counts them in `kubelet_terminated_containers_total`, once per
+/// termination.
+pub fn newly_terminated(
+    old: Option<&PodStatus>,
+    new: &PodStatus,
+) -> Vec<(ContainerType, i32, String)> {
+    let terminated = |c: &ContainerStatus| c.state.as_ref().and_then(|s| s.terminated.clone());
+    let mut out = Vec::new();
+    for ((kind, new), (_, old)) in by_kind(Some(new)).into_iter().zip(by_kind(old)) {
+        for container in new.into_iter().flatten() {
+            let Some(now) = terminated(container) else {
+                continue;
+            };
+            let before = old
+                .into_iter()
+                .flatten()
+                .find(|c| c.name == container.name)
+                .and_then(terminated);
+            if before.is_none() {
+                out.push((kind, now.exit_code, now.reason.unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// A status's container lists, by kind.
+fn by_kind(status: Option<&PodStatus>) -> [(ContainerType, Option<&Vec<ContainerStatus>>); 3] {
+    [
+        (
+            ContainerType::InitContainer,
+            status.and_then(|s| s.init_container_statuses.as_ref()),
+        ),
+        (
+            ContainerType::Container,
+            status.and_then(|s| s.container_statuses.as_ref()),
+        ),
+        (
+            ContainerType::EphemeralContainer,
+            status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
+        ),
+    ]
 }
 
 /// berth's own pod start steps (`berth_*_duration_seconds`).
@@ -385,6 +432,46 @@ mod tests {
             }]
         );
         assert!(marks.status("Running", at(0), at(3000)).is_empty());
+    }
+
+    #[test]
+    fn each_termination_counts_once_with_its_kind_exit_code_and_reason() {
+        use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
+        let status = |exit: Option<i32>| {
+            let state = |exit: Option<i32>| ContainerState {
+                terminated: exit.map(|exit_code| ContainerStateTerminated {
+                    exit_code,
+                    reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            PodStatus {
+                init_container_statuses: Some(vec![ContainerStatus {
+                    name: "init".into(),
+                    state: Some(state(Some(0))),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "app".into(),
+                    state: Some(state(exit)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }
+        };
+        let running = status(None);
+        assert_eq!(
+            newly_terminated(None, &running),
+            vec![(ContainerType::InitContainer, 0, "Completed".into())]
+        );
+        assert_eq!(newly_terminated(Some(&running), &running), vec![]);
+        let crashed = status(Some(139));
+        assert_eq!(
+            newly_terminated(Some(&running), &crashed),
+            vec![(ContainerType::Container, 139, "Error".into())]
+        );
+        assert_eq!(newly_terminated(Some(&crashed), &crashed), vec![]);
     }
 
     #[test]

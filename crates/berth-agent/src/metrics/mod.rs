@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use berth_pod::{PodEvent, ProbeAttempt, ProbeResult, TimelineEntry};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -93,6 +93,7 @@ pub struct NodeMetrics {
     pod_worker: Histograms,
     started_containers: Family<Labels, Counter>,
     started_container_errors: Family<Labels, Counter>,
+    terminated_containers: Family<Labels, Counter>,
     image_pull: Histograms,
     probes: Family<Labels, Counter>,
     probe_duration: Histograms,
@@ -159,6 +160,12 @@ impl NodeMetrics {
             "Cumulative number of errors when starting containers",
             started_container_errors.clone(),
         );
+        let terminated_containers = Family::default();
+        registry.register(
+            "kubelet_terminated_containers",
+            "Cumulative number of container terminations.",
+            terminated_containers.clone(),
+        );
         let image_pull: Histograms = Family::new_with_constructor(image_pull_histogram);
         registry.register(
             "kubelet_image_pull_duration_seconds",
@@ -204,6 +211,7 @@ impl NodeMetrics {
             pod_worker,
             started_containers,
             started_container_errors,
+            terminated_containers,
             image_pull,
             probes,
             probe_duration,
@@ -245,8 +253,23 @@ impl NodeMetrics {
         self.observe(seen);
     }
 
-    /// The pod's worker published a status with `phase`.
-    pub fn status(&self, uid: &str, phase: &str, created: Option<Timestamp>) {
+    /// The pod's worker published `status`, after `old`.
+    pub fn status(
+        &self,
+        uid: &str,
+        old: Option<&PodStatus>,
+        status: &PodStatus,
+        created: Option<Timestamp>,
+    ) {
+        for (kind, exit_code, reason) in derive::newly_terminated(old, status) {
+            let labels = vec![
+                ("container_type", kind.as_str().to_string()),
+                ("exit_code", exit_code.to_string()),
+                ("reason", reason),
+            ];
+            self.terminated_containers.get_or_create(&labels).inc();
+        }
+        let phase = status.phase.as_deref().unwrap_or_default();
         let now = Timestamp::now();
         let seen = self.with_pod(uid, |state| {
             state.marks.status(phase, created.unwrap_or(now), now)
