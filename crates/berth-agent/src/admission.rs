@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
+use berth_api::resource_field::NodeAllocatable;
+use berth_api::resource_fit;
 use berth_api::sysctl::{self, Allowlist};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 /// Why a pod may not run on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +17,20 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// What the node offers pods: its allocatable and how many pods it runs.
+#[derive(Debug, Clone)]
+pub struct NodeResources {
+    pub allocatable: NodeAllocatable,
+    pub max_pods: i64,
+}
+
 /// The node's admit handlers.
 #[derive(Debug, Clone)]
 pub struct Admission {
     sysctls: Allowlist,
     apparmor_enabled: bool,
+    /// None: requests are not checked against the node.
+    resources: Option<NodeResources>,
 }
 
 impl Admission {
@@ -29,15 +40,31 @@ impl Admission {
         Ok(Self {
             sysctls: Allowlist::new(allowed_unsafe_sysctls, berth_runtime::kernel_version())?,
             apparmor_enabled: apparmor_enabled(Path::new("/")),
+            resources: None,
         })
     }
 
-    /// In the kubelet's order: sysctls, then AppArmor.
-    pub fn check(&self, pod: &Pod) -> Result<(), Rejection> {
+    /// Also checks pods' requests against what the node offers.
+    pub fn with_resources(mut self, resources: NodeResources) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
+    /// In the kubelet's order: sysctls, the resources `pod` requests beside
+    /// those the `admitted` pods do (unless `None`), then AppArmor.
+    pub fn check(&self, pod: &Pod, admitted: Option<&[&PodSpec]>) -> Result<(), Rejection> {
         self.sysctls.admit(pod).map_err(|message| Rejection {
             reason: sysctl::FORBIDDEN_REASON,
             message,
         })?;
+        if let (Some(node), Some(spec), Some(admitted)) = (&self.resources, &pod.spec, admitted) {
+            resource_fit::fits(spec, admitted, &node.allocatable, node.max_pods).map_err(
+                |lacking| Rejection {
+                    reason: lacking.reason(),
+                    message: lacking.message(),
+                },
+            )?;
+        }
         // The kubelet checks the host only for pods that ask for a profile.
         if !self.apparmor_enabled && berth_api::security_context::app_armor_required(pod) {
             return Err(Rejection {
@@ -76,6 +103,7 @@ mod tests {
         Admission {
             sysctls: Allowlist::new(&["kernel.msg*".into()], Some((6, 1))).unwrap(),
             apparmor_enabled,
+            resources: None,
         }
     }
 
@@ -90,7 +118,7 @@ spec:
     sysctls: [{name: kernel.msgmax, value: '9000'}, {name: net.ipv4.tcp_syncookies, value: '1'}]
   containers: [{name: app, image: app:1}]
 ");
-        admission(false).check(&allowed).unwrap();
+        admission(false).check(&allowed, None).unwrap();
         let forbidden = pod("
 apiVersion: v1
 kind: Pod
@@ -101,7 +129,7 @@ spec:
   containers: [{name: app, image: app:1}]
 ");
         assert_eq!(
-            admission(false).check(&forbidden).unwrap_err(),
+            admission(false).check(&forbidden, None).unwrap_err(),
             Rejection {
                 reason: "SysctlForbidden",
                 message: r#"forbidden sysctl: "net.core.somaxconn" not allowlisted"#.into(),
@@ -119,13 +147,13 @@ spec:
   containers:
   - {name: app, image: app:1, securityContext: {appArmorProfile: {type: RuntimeDefault}}}
 ");
-        let rejection = admission(false).check(&confined).unwrap_err();
+        let rejection = admission(false).check(&confined, None).unwrap_err();
         assert_eq!(rejection.reason, "AppArmor");
         assert_eq!(
             rejection.message,
             "Cannot enforce AppArmor: AppArmor is not enabled on the host"
         );
-        admission(true).check(&confined).unwrap();
+        admission(true).check(&confined, None).unwrap();
         let unconfined = pod("
 apiVersion: v1
 kind: Pod
@@ -134,7 +162,7 @@ spec:
   securityContext: {appArmorProfile: {type: Unconfined}}
   containers: [{name: app, image: app:1}]
 ");
-        admission(false).check(&unconfined).unwrap();
+        admission(false).check(&unconfined, None).unwrap();
     }
 
     #[test]

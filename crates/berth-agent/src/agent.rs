@@ -267,7 +267,11 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
         node_allocatable: node_allocatable(config),
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
-        .map_err(AgentError::Config)?;
+        .map_err(AgentError::Config)?
+        .with_resources(crate::admission::NodeResources {
+            allocatable: node_allocatable(config),
+            max_pods: crate::cluster::node_object::MAX_PODS.into(),
+        });
     let supervisor = Arc::new(
         Supervisor::new(
             runtime.clone(),

@@ -13,7 +13,8 @@
 //! - `status/`: the kubelet's phase, conditions and container-state rules.
 //! - `kubectl/`: the `get pods` columns; `cri_log`: the CRI log format.
 //! - `command`, `env`, `expansion`: a container's argv and environment.
-//! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each.
+//! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each;
+//!   `resource_fit`: whether a pod's requests fit the node.
 //! - `reasons`: the kubelet's event reasons, for the worker, describe and
 //!   the tests.
 
@@ -31,6 +32,7 @@ pub mod pod;
 pub mod quantity;
 pub mod reasons;
 pub mod resource_field;
+pub mod resource_fit;
 pub mod security_context;
 pub mod status;
 pub mod sysctl;

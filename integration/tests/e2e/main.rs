@@ -4,6 +4,7 @@
 //! every binary links the whole agent, and two dozen of them filled the disk
 //! of a small CI machine. nextest still runs each test in its own process.
 
+mod admission;
 mod agent_restart;
 mod big_pods;
 mod cleanup;

@@ -19,7 +19,7 @@ use crate::config::AgentConfig;
 pub const KUBELET_VERSION: &str = concat!("v1.37.2+berth-", env!("CARGO_PKG_VERSION"));
 
 /// The kubelet's default `maxPods`.
-const MAX_PODS: u32 = 110;
+pub(crate) const MAX_PODS: u32 = 110;
 
 /// The kubelet's default hard eviction threshold for memory (100Mi), which
 /// allocatable leaves out.

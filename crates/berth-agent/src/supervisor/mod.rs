@@ -1,7 +1,7 @@
 //! The supervisor: one pod worker per pod UID, fed by the sources (local API,
 //! manifest directory), and the [`PodService`] the local API serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use berth_runtime::{
     ContainerId, ContainerRuntime, ExecOutput, ExecSession, ExecStreamRequest, ImageInfo,
     ImageService, ObservedState, PodRef, PullProgress, RuntimeErrorKind,
 };
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{debug, info, warn};
 
@@ -95,7 +95,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             let status = pod.status.get_or_insert_with(Default::default);
             status.start_time.get_or_insert(Time(kept.started));
         }
-        if let Err(rejection) = self.admission.check(&pod) {
+        // A pod that ran before an agent restart keeps running: its
+        // requests were admitted then.
+        let others = match adopted.sandbox {
+            Some(_) => None,
+            None => Some(self.admitted_specs(&uid)),
+        };
+        let others: Option<Vec<&PodSpec>> = others.as_ref().map(|o| o.iter().collect());
+        if let Err(rejection) = self.admission.check(&pod, others.as_deref()) {
             return self.reject(pod, rejection);
         }
         let deleting = pod.metadata.deletion_grace_period_seconds;
@@ -115,6 +122,29 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .lock()
             .expect("workers lock")
             .insert(uid, handle);
+    }
+
+    /// The specs of the pods with a worker that have not finished, but
+    /// `uid`'s: what the node's resources are already admitted to.
+    fn admitted_specs(&self, uid: &str) -> Vec<PodSpec> {
+        let workers: HashSet<String> = self
+            .workers
+            .lock()
+            .expect("workers lock")
+            .keys()
+            .cloned()
+            .collect();
+        self.store
+            .list(None)
+            .into_iter()
+            .filter(|p| {
+                let other = p.metadata.uid.as_deref().is_some_and(|u| u != uid);
+                let running = workers.contains(p.metadata.uid.as_deref().unwrap_or_default());
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                other && running && !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .filter_map(|p| p.spec)
+            .collect()
     }
 
     /// Keeps a pod the node may not run as Failed, with no worker (kubelet
