@@ -853,3 +853,29 @@ async fn run_sort_custom_columns_and_delete_by_selector() {
         "{left:?}"
     );
 }
+
+#[tokio::test]
+async fn explain_reads_the_fields_of_the_served_kinds() {
+    let Some(node) = node().await else { return };
+    let pods = node.ok(&["explain", "pods"]);
+    assert!(
+        pods.starts_with("KIND:       Pod\nVERSION:    v1\n"),
+        "{pods}"
+    );
+    assert!(
+        pods.contains("Pod is a collection of containers that can run on a host."),
+        "{pods}"
+    );
+    assert!(pods.contains("spec\t<PodSpec>"), "{pods}");
+    let field = node.ok(&["explain", "pod.spec.containers.restartPolicy"]);
+    assert!(field.contains("FIELD: restartPolicy <string>"), "{field}");
+    let recursive = node.ok(&["explain", "pods.spec", "--recursive"]);
+    assert!(
+        recursive.contains("hostnameOverride\t<string>"),
+        "{recursive}"
+    );
+    let events = node.ok(&["explain", "events.involvedObject"]);
+    assert!(events.contains("KIND:       Event"), "{events}");
+    let err = node.fails(&["explain", "pods.spec.nothing"]);
+    assert!(err.contains("field \"nothing\" does not exist"), "{err}");
+}

@@ -236,20 +236,35 @@ fn document_hash() -> String {
 fn openapi_v3_document() -> Value {
     let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
     let body = json!({"schema": {"type": "object"}});
+    // What `kubectl explain` looks for to tell a resource's kind.
+    let list = |kind: &str, id: &str| {
+        json!({"get": {
+            "operationId": id,
+            "responses": {"200": {"description": "OK"}},
+            "x-kubernetes-action": "list",
+            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
+        }})
+    };
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": {
+            "/api/v1/namespaces/{namespace}/pods": list("Pod", "listCoreV1NamespacedPod"),
+            "/api/v1/namespaces/{namespace}/events": list("Event", "listCoreV1NamespacedEvent"),
+            "/api/v1/namespaces": list("Namespace", "listCoreV1Namespace"),
             "/api/v1/namespaces/{namespace}/pods/{name}": {
                 "patch": {
                     "operationId": "patchCoreV1NamespacedPod",
                     // No dryRun: berth has no dry run, so kubectl must not offer one.
                     "parameters": [query("fieldManager"), query("fieldValidation"), query("force")],
+                    // Strategic merge patches are served, but not named
+                    // here: the schemas below lack the patch-merge-key
+                    // extensions, and kubectl must compute its patches
+                    // from its built-in types instead.
                     "requestBody": {"content": {
                         "application/apply-patch+yaml": body,
                         "application/json-patch+json": body,
                         "application/merge-patch+json": body,
-                        "application/strategic-merge-patch+json": body,
                     }, "required": true},
                     "responses": {"200": {"description": "OK"}},
                     "x-kubernetes-action": "patch",
@@ -257,7 +272,7 @@ fn openapi_v3_document() -> Value {
                 },
             },
         },
-        "components": {"schemas": {}},
+        "components": {"schemas": super::openapi_schemas::schemas()},
     })
 }
 

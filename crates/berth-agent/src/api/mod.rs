@@ -15,6 +15,7 @@ pub mod kubelet;
 mod logs;
 mod metrics;
 mod namespaces;
+mod openapi_schemas;
 mod patch;
 mod pki;
 mod pod_patch;
