@@ -6,7 +6,7 @@ use berth_runtime::{ContainerKind, ContainerRuntime};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, PodIP, PodSpec, PodStatus,
+    ContainerStatus, HostIP, PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -155,15 +155,32 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     let phase = w.phase_of(&init, &regular, pod_is_terminal);
     let sandbox_ready =
         w.sandbox.ready().is_some() && !pod_is_terminal && w.stage.phase().is_none();
-    let conditions = rules::pod_conditions(
+    // Conditions others own (readiness gates, DisruptionTarget) come with
+    // the pod; they are kept, and the readiness gates read, as the
+    // kubelet's status manager keeps and reads them.
+    let foreign: Vec<PodCondition> = w
+        .pod
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .filter(|c| !rules::is_kubelet_condition(&c.type_))
+        .cloned()
+        .collect();
+    let own = w
+        .conditions
+        .iter()
+        .filter(|c| rules::is_kubelet_condition(&c.type_));
+    let previous: Vec<PodCondition> = foreign.iter().cloned().chain(own.cloned()).collect();
+    let generated = rules::pod_conditions(
         spec,
         &init,
         &regular,
         &phase,
         sandbox_ready,
-        &w.conditions,
+        &previous,
         Time(Timestamp::now()),
     );
+    let conditions = rules::with_foreign_conditions(&foreign, generated);
     let pod_ips = w.pod_ips();
     PodStatus {
         phase: Some(phase),

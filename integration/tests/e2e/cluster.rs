@@ -417,6 +417,51 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
     })
     .await;
 
+    // A readiness gate: Ready waits for the condition someone else sets,
+    // and the node keeps that condition; the kubelet's conditions carry
+    // no reason left over from before.
+    c.kubectl_ok(&[
+        "run",
+        "gated",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        r#"--overrides={"spec":{"readinessGates":[{"conditionType":"example.com/gate"}]}}"#,
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let gated = c
+        .wait_for("gated to wait for its gate", |c| {
+            let pod = c.json(&["get", "pod", "gated"])?;
+            (condition_status(&pod, "ContainersReady") == Some("True")).then_some(pod)
+        })
+        .await;
+    assert_eq!(
+        condition_status(&gated, "Ready"),
+        Some("False"),
+        "{gated:#}"
+    );
+    c.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--subresource=status",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"example.com/gate","status":"True"}]}}"#,
+    ]);
+    let gated = c
+        .wait_for("gated to be Ready", |c| {
+            let pod = c.json(&["get", "pod", "gated"])?;
+            (condition_status(&pod, "Ready") == Some("True")).then_some(pod)
+        })
+        .await;
+    assert_eq!(condition_status(&gated, "example.com/gate"), Some("True"));
+    let conditions = gated["status"]["conditions"].as_array().unwrap();
+    for condition in conditions.iter().filter(|c| c["status"] == "True") {
+        assert!(condition["reason"].is_null(), "{gated:#}");
+    }
+    c.kubectl_ok(&["delete", "pod", "gated", "--grace-period=0"]);
+
     // ClusterFirst: the cluster's DNS and search path.
     let resolv = c.kubectl_ok(&["exec", "web", "--", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 10.96.0.10\n"), "{resolv}");

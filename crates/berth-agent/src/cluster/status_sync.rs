@@ -93,9 +93,11 @@ fn namespaced(client: &kube::Client, pod: &Pod) -> Api<Pod> {
 /// stay; container statuses are replaced whole.
 async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let mut status = serde_json::to_value(status_to_send(pod)).unwrap_or_default();
+    clear_unset_condition_fields(&mut status);
     let patch = serde_json::json!({
         "metadata": { "uid": pod.metadata.uid },
-        "status": status_to_send(pod),
+        "status": status,
     });
     match namespaced(client, pod)
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
@@ -105,6 +107,28 @@ async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Erro
         // Gone, or another pod of the same name now: nothing to tell.
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// A condition merges into the server's by type, so a reason or message
+/// the kubelet's condition no longer has would stay: they are sent as
+/// `null`, as the kubelet's two-way patch of old and new status removes
+/// them.
+fn clear_unset_condition_fields(status: &mut serde_json::Value) {
+    let conditions = status.get_mut("conditions").and_then(|c| c.as_array_mut());
+    for condition in conditions.into_iter().flatten() {
+        let Some(fields) = condition.as_object_mut() else {
+            continue;
+        };
+        let owned = fields
+            .get("type")
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| KUBELET_CONDITIONS.contains(&t));
+        if owned {
+            for key in ["reason", "message"] {
+                fields.entry(key).or_insert(serde_json::Value::Null);
+            }
+        }
     }
 }
 
@@ -155,6 +179,24 @@ pub async fn final_delete(client: &kube::Client, pod: &Pod) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kubelet_conditions_unset_reason_and_message_are_cleared() {
+        let mut status = serde_json::json!({ "conditions": [
+            { "type": "Ready", "status": "True" },
+            { "type": "ContainersReady", "status": "False", "reason": "ContainersNotReady" },
+            { "type": "example.com/gate", "status": "True" },
+        ] });
+        clear_unset_condition_fields(&mut status);
+        assert_eq!(
+            status["conditions"],
+            serde_json::json!([
+                { "type": "Ready", "status": "True", "reason": null, "message": null },
+                { "type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "message": null },
+                { "type": "example.com/gate", "status": "True" },
+            ])
+        );
+    }
 
     #[test]
     fn the_status_carries_the_generation_it_reflects() {

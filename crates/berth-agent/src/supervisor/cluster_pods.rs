@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use berth_runtime::{ContainerRuntime, ImageService};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use tracing::info;
 
 use super::Supervisor;
@@ -60,6 +60,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
                 || stored.metadata.generation != pod.metadata.generation
                 || stored.metadata.labels != pod.metadata.labels
                 || stored.metadata.annotations != pod.metadata.annotations
+                || foreign_conditions(&stored) != foreign_conditions(&pod)
             {
                 self.update_spec(&uid, &pod);
             }
@@ -76,9 +77,11 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         // The API server's status is its own; the worker makes berth's. The
         // start time stays, as the kubelet keeps it.
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
+        let conditions = foreign_conditions(&pod);
         pod.status = Some(PodStatus {
             phase: Some("Pending".into()),
             start_time,
+            conditions: (!conditions.is_empty()).then_some(conditions),
             ..Default::default()
         });
         let valid = berth_api::validation::validate_uid(&pod)
@@ -108,6 +111,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             stored.metadata.generation = pod.metadata.generation;
             stored.metadata.labels = pod.metadata.labels.clone();
             stored.metadata.annotations = pod.metadata.annotations.clone();
+            // Others' conditions, for the worker to keep and to read the
+            // readiness gates from.
+            let status = stored.status.get_or_insert_with(Default::default);
+            let own = status.conditions.take().into_iter().flatten();
+            let own = own.filter(|c| berth_api::status::is_kubelet_condition(&c.type_));
+            let conditions: Vec<PodCondition> =
+                foreign_conditions(pod).into_iter().chain(own).collect();
+            status.conditions = (!conditions.is_empty()).then_some(conditions);
         })?;
         self.persist(&updated);
         if let Some(worker) = self.workers.lock().expect("workers lock").get(uid) {
@@ -115,4 +126,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         }
         Some(updated)
     }
+}
+
+/// The pod's conditions that others own (readiness gates,
+/// DisruptionTarget): all but the kubelet's.
+fn foreign_conditions(pod: &Pod) -> Vec<PodCondition> {
+    let conditions = pod
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten());
+    conditions
+        .filter(|c| !berth_api::status::is_kubelet_condition(&c.type_))
+        .cloned()
+        .collect()
 }
