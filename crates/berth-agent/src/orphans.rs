@@ -101,6 +101,7 @@ mod tests {
             privileged: false,
             resources: Default::default(),
             annotations: Default::default(),
+            stdio: Default::default(),
             security: Default::default(),
         };
         let id = rt.create_container(&sandbox, &config).await.unwrap();

@@ -128,6 +128,21 @@ pub trait PodService: Send + Sync + 'static {
         async move { Err(ApiError::Internal(message)) }
     }
 
+    /// A running container's stdin and terminal, for attach: its stdin
+    /// when `stdin` is asked for and the container has one (`stdin: true`;
+    /// otherwise the input is dropped, as containerd's CRI does).
+    fn attach_io(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        stdin: bool,
+    ) -> impl Future<Output = Result<AttachIo, ApiError>> + Send {
+        let _ = (namespace, container, stdin);
+        let message = format!("cannot attach to pod {name}: this agent does not stream");
+        async move { Err(ApiError::Internal(message)) }
+    }
+
     /// The network namespace of a running pod, for port-forward.
     fn pod_network(
         &self,
@@ -197,4 +212,18 @@ pub trait PodService: Send + Sync + 'static {
         let _ = namespace;
         Err(ApiError::NotFound(format!("pods \"{name}\" not found")))
     }
+}
+
+/// What attach reaches of a running container besides its output.
+pub struct AttachIo {
+    /// The container runs on a terminal (its spec's `tty`): its output is
+    /// one stream, and resizes go to its terminal.
+    pub tty: bool,
+    /// The container's `stdinOnce`: its stdin is closed once a session
+    /// that wrote to it ends.
+    pub stdin_once: bool,
+    /// The container's stdin, when asked for and there is one.
+    pub stdin: Option<berth_runtime::ExecWriter>,
+    /// Resizes, and `CloseStdin` for the end of a `stdinOnce` stdin.
+    pub control: tokio::sync::mpsc::UnboundedSender<berth_runtime::ExecSignal>,
 }

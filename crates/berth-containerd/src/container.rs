@@ -238,6 +238,9 @@ pub(crate) async fn create(
         LOG_PATH_LABEL.into(),
         config.log_path.to_string_lossy().into_owned(),
     );
+    if let Some(stdio) = crate::stdio::label(&config.stdio) {
+        labels.insert(crate::stdio::STDIO_LABEL.into(), stdio);
+    }
     let host_ipc = config.security.namespaces.host_ipc;
     // With hostIPC the node's /dev/shm, as CRI binds it.
     let shm = if host_ipc {
@@ -301,25 +304,39 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     started
 }
 
-/// Task create (stdio to the CRI logger) and start of a container's record.
+/// Task create (stdio to the CRI logger, stdin and terminal as the
+/// container asks) and start of a container's record.
 async fn start_task(
     c: &Containerd,
     id: &str,
     record: &Container,
     mounts: Vec<RootfsMount>,
 ) -> Result<Started, RuntimeError> {
-    let (stdout, stderr) = match record.labels.get(LOG_PATH_LABEL).filter(|p| !p.is_empty()) {
-        Some(path) => {
-            let uri = crate::logger::log_uri(&c.config.logger_binary, Path::new(path));
-            (uri.clone(), uri)
-        }
-        None => (String::new(), String::new()),
-    };
-    let created_here = match task::create(c, id, mounts, stdout, stderr).await {
-        Ok(_) => true,
-        // A retried start after the task was made: go on to Start.
-        Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => false,
+    let log_path = record
+        .labels
+        .get(LOG_PATH_LABEL)
+        .filter(|p| !p.is_empty())
+        .map(Path::new);
+    let stdio = crate::stdio::from_labels(&record.labels);
+    let io = match crate::stdio::TaskIo::prepare(c, id, &stdio, log_path) {
+        Ok(io) => io,
         Err(e) => {
+            task::signal_started(c, id, true);
+            return Err(e);
+        }
+    };
+    let created_here = match task::create(c, id, mounts, &io).await {
+        Ok(_) => {
+            io.created();
+            true
+        }
+        // A retried start after the task was made: go on to Start.
+        Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => {
+            io.abandoned().await;
+            false
+        }
+        Err(e) => {
+            io.abandoned().await;
             // Like containerd's CRI: the container stays without a task and
             // armed waiters see exit code 128 (StartError).
             task::signal_started(c, id, true);
@@ -390,6 +407,7 @@ pub(crate) async fn rootfs_mounts(
 pub(crate) async fn remove(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
     task::destroy(c, id).await?;
     remove_record(c, id).await?;
+    let _ = std::fs::remove_dir_all(crate::stdio::dir(c, id));
     task::forget_start_signal(c, id);
     tracing::debug!(container = id, "removed container");
     Ok(())

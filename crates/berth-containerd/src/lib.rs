@@ -11,7 +11,7 @@
 //! - `sandbox`, `netns`, `cni`, `cgroups`, `sysctl`: a pod's sandbox.
 //! - `container`, `task`, `exec`, `events`: containers and their processes.
 //! - `spec`, `capabilities`, `seccomp`, `devices`: the OCI runtime spec.
-//! - `logger`: the CRI log writer the shim spawns.
+//! - `logger`: the CRI log writer the shim spawns; `stdio`: stdin and terminal.
 //! - `list`, `reclaim`: what a restarted agent finds and what it releases.
 //! - `image/`: pulls, imports, unpacking and the image cache.
 
@@ -37,6 +37,7 @@ mod sandbox;
 mod seccomp;
 mod shim;
 mod spec;
+mod stdio;
 mod sysctl;
 mod task;
 mod typeurl;

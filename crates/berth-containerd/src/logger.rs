@@ -155,21 +155,50 @@ pub fn cri_line(time: Timestamp, stream: &str, tag: Tag, msg: &[u8]) -> Vec<u8> 
 }
 
 /// The `berth logger <path>` entry point: copies fd 3 (stdout) and fd 4
-/// (stderr) into `log_path` until both reach EOF.
-pub fn run_logger(log_path: &Path) -> io::Result<()> {
+/// (stderr) into `log_path` until both reach EOF. With `fifos` (stdout,
+/// stderr), spawned by berth for a container with stdin and no terminal
+/// (see `stdio`), it first opens them as fds 3 and 4, waiting for the
+/// shim's write ends; the shim's ready pipe is then not there.
+pub fn run_logger(log_path: &Path, fifos: Option<(&Path, &Path)>) -> io::Result<()> {
     ignore_sigterm()?;
 
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)?;
+    }
+    if let Some((stdout, stderr)) = fifos {
+        // Before anything else is open, and in this order: the shim opens
+        // stdout's write end before stderr's.
+        place(File::open(stdout)?, 3)?;
+        place(File::open(stderr)?, 4)?;
     }
     let file = LiveFile::open(log_path)?;
     let sources = vec![
         Source::new(inherited(3), "stdout")?,
         Source::new(inherited(4), "stderr")?,
     ];
-    // Ready: the shim starts the container once fd 5 is closed.
-    let _ = nix::unistd::close(5);
+    if fifos.is_none() {
+        // Ready: the shim starts the container once fd 5 is closed.
+        let _ = nix::unistd::close(5);
+    }
     Logger::new(file, sources).run()
+}
+
+/// Makes `file` descriptor `fd`, where the shim puts the pipes (and where
+/// the agent looks for them, see [`LoggerPipes`]).
+#[allow(unsafe_code)]
+fn place(file: File, fd: RawFd) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    if file.as_raw_fd() == fd {
+        let _ = file.into_raw_fd();
+        return Ok(());
+    }
+    // SAFETY: dup2 takes two plain descriptor numbers; `file` is open for
+    // the call, and `fd` is one nothing in this process owns (these FIFOs
+    // are the first files the logger opens).
+    if unsafe { libc::dup2(file.as_raw_fd(), fd) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Copies container output from pipes into the log file.
@@ -322,12 +351,12 @@ fn ignore_sigterm() -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
-/// A descriptor the shim passed in.
+/// A descriptor the shim passed in (or [`place`] put there).
 #[allow(unsafe_code)]
 fn inherited(fd: RawFd) -> File {
-    // SAFETY: fds 3 and 4 are the pipes the shim hands to the logger process;
-    // nothing else in this process opens or owns them, so taking ownership once
-    // is sound.
+    // SAFETY: fds 3 and 4 are the pipes the shim hands to the logger process
+    // (or the FIFOs `place` put there); nothing else in this process owns
+    // them, so taking ownership once is sound.
     unsafe { File::from_raw_fd(fd) }
 }
 

@@ -91,6 +91,26 @@ impl ContainerRuntime for Containerd {
         exec_stream::exec_stream(self, &id.0, request).await
     }
 
+    async fn attach_stdin(
+        &self,
+        id: &ContainerId,
+    ) -> Result<berth_runtime::ExecWriter, RuntimeError> {
+        crate::stdio::open_stdin(self, &id.0).await
+    }
+
+    async fn close_stdin(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        crate::stdio::close_stdin(self, &id.0).await
+    }
+
+    async fn resize_terminal(
+        &self,
+        id: &ContainerId,
+        width: u16,
+        height: u16,
+    ) -> Result<(), RuntimeError> {
+        crate::stdio::resize(self, &id.0, width, height).await
+    }
+
     async fn network_namespace(
         &self,
         id: &ContainerId,

@@ -270,7 +270,7 @@ pub(crate) async fn run_pause(
                 // Stopped behind our back (a restart took its process): made again.
                 Some(_) => task::destroy(c, id).await.map(|()| None),
                 None => {
-                    match task::create(c, id, mounts.clone(), String::new(), String::new()).await {
+                    match task::create(c, id, mounts.clone(), &crate::stdio::TaskIo::null()).await {
                         Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => Ok(None),
                         Err(e) => Err(e),
                         Ok(_) => task::start(c, id).await.map(Some),

@@ -308,7 +308,8 @@ pub(crate) fn container_spec(
     let spec = json!({
         "ociVersion": OCI_VERSION,
         "process": {
-            "terminal": false,
+            // CRI's WithTTY: the shim makes the console.
+            "terminal": config.stdio.tty,
             "user": user,
             "args": config.args,
             "env": env,
@@ -599,6 +600,7 @@ mod tests {
                 cpu_period: Some(100_000),
             },
             annotations: BTreeMap::from([("io.berth.hash".into(), "abc".into())]),
+            stdio: Default::default(),
         }
     }
 

@@ -75,16 +75,17 @@ pub(crate) async fn create(
     c: &Containerd,
     id: &str,
     rootfs: Vec<RootfsMount>,
-    stdout: String,
-    stderr: String,
+    io: &crate::stdio::TaskIo,
 ) -> Result<u32, RuntimeError> {
     let response = c
         .tasks()
         .create(CreateTaskRequest {
             container_id: id.to_string(),
             rootfs,
-            stdout,
-            stderr,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            terminal: io.terminal,
             ..Default::default()
         })
         .await

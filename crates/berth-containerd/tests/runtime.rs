@@ -227,6 +227,7 @@ fn container(
         security: Default::default(),
         resources: Resources::default(),
         annotations: BTreeMap::new(),
+        stdio: Default::default(),
     }
 }
 

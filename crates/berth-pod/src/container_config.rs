@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use berth_api::{command, env};
-use berth_runtime::{ContainerConfig, ContainerKind, ImageInfo, Mount, PodRef, Resources};
+use berth_runtime::{
+    ContainerConfig, ContainerKind, ContainerStdio, ImageInfo, Mount, PodRef, Resources,
+};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::dirs::PodDirs;
@@ -130,6 +132,11 @@ pub(crate) fn build(
         security: settings.security,
         resources: resources(container),
         annotations,
+        stdio: ContainerStdio {
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+        },
     })
 }
 

@@ -71,6 +71,7 @@ pub fn plain_container(
         security: Default::default(),
         resources: Resources::default(),
         annotations: Default::default(),
+        stdio: Default::default(),
     }
 }
 

@@ -133,6 +133,39 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         async move { Err(RuntimeError::other(message)) }
     }
 
+    /// Opens the stdin a running container kept open (`stdin: true`) for an
+    /// attach session to write into. Closing the writer leaves the
+    /// container's stdin open; [`ContainerRuntime::close_stdin`] ends it.
+    fn attach_stdin(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<ExecWriter, RuntimeError>> + Send {
+        let message = format!("container {id}: this runtime cannot attach to stdin");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
+    /// Closes a running container's stdin for good: the process reads its
+    /// end (`stdinOnce`, after the first attach session).
+    fn close_stdin(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let message = format!("container {id}: this runtime cannot close stdin");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
+    /// Resizes a running container's terminal (`tty: true`).
+    fn resize_terminal(
+        &self,
+        id: &ContainerId,
+        width: u16,
+        height: u16,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let _ = (width, height);
+        let message = format!("container {id}: this runtime cannot resize a terminal");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
     /// The network namespace a running container's process is in (its
     /// pod's), for port-forward.
     fn network_namespace(

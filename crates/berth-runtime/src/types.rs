@@ -359,6 +359,18 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// Extra annotations kept with the container (e.g. the spec hash).
     pub annotations: BTreeMap<String, String>,
+    pub stdio: ContainerStdio,
+}
+
+/// A container's stdin and terminal: core/v1 `stdin`, `stdinOnce` and `tty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStdio {
+    /// stdin stays open for attach sessions to write into, until the
+    /// container exits (or, with `stdin_once`, the first session ends).
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// The process runs on a terminal; its output is logged as stdout.
+    pub tty: bool,
 }
 
 /// A container's process has started.

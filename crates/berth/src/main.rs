@@ -42,7 +42,14 @@ enum Top {
     Agent(Box<AgentFlags>),
     /// Write a container's output as CRI log lines (spawned by the shim)
     #[command(hide = true)]
-    Logger { log_path: PathBuf },
+    Logger {
+        log_path: PathBuf,
+        /// The stdout FIFO (spawned by the agent, not the shim).
+        stdout: Option<PathBuf>,
+        /// The stderr FIFO.
+        #[arg(requires = "stdout")]
+        stderr: Option<PathBuf>,
+    },
     /// Print the admin kubeconfig of the agent's HTTPS API (for kubectl)
     Kubeconfig {
         /// The file the agent wrote (its `adminKubeconfig`).
@@ -70,7 +77,14 @@ enum CompletionShell {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Top::Logger { log_path } => match berth_containerd::logger::run_logger(&log_path) {
+        Top::Logger {
+            log_path,
+            stdout,
+            stderr,
+        } => match berth_containerd::logger::run_logger(
+            &log_path,
+            stdout.as_deref().zip(stderr.as_deref()),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth logger: {}: {e}", log_path.display());

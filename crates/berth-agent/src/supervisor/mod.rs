@@ -10,8 +10,8 @@ use berth_pod::{
     Adopted, EventType, PodEvent, PodSink, PodWorkerHandle, TimelineEntry, WorkerConfig,
 };
 use berth_runtime::{
-    ContainerId, ContainerRuntime, ExecOutput, ExecSession, ExecStreamRequest, ImageInfo,
-    ImageService, ObservedState, PodRef, PullProgress, RuntimeErrorKind,
+    ContainerId, ContainerRuntime, ExecOutput, ExecSession, ExecSignal, ExecStreamRequest,
+    ImageInfo, ImageService, ObservedState, PodRef, PullProgress, RuntimeErrorKind,
 };
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -652,6 +652,58 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
             .exec_stream(&id, &request)
             .await
             .map_err(|e| ApiError::Internal(e.message))
+    }
+
+    async fn attach_io(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        stdin: bool,
+    ) -> Result<crate::service::AttachIo, ApiError> {
+        let pod = self.pod(namespace, name)?;
+        let id = running_container(&pod, container)?;
+        let wanted = pick_container(&pod, container)?.name.clone();
+        let spec = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .find(|c| c.name == wanted)
+            .ok_or_else(|| ApiError::NotFound(format!("container not found ({wanted:?})")))?;
+        let (tty, has_stdin) = (spec.tty == Some(true), spec.stdin == Some(true));
+        let stdin_once = has_stdin && spec.stdin_once == Some(true);
+        let stdin = if stdin && has_stdin {
+            let writer = self
+                .runtime
+                .attach_stdin(&id)
+                .await
+                .map_err(|e| ApiError::Internal(e.message))?;
+            Some(writer)
+        } else {
+            None
+        };
+        let (control, mut signals) = tokio::sync::mpsc::unbounded_channel();
+        let runtime = self.runtime.clone();
+        tokio::spawn(async move {
+            while let Some(signal) = signals.recv().await {
+                let done = match signal {
+                    ExecSignal::Resize { width, height } if tty => {
+                        runtime.resize_terminal(&id, width, height).await
+                    }
+                    ExecSignal::CloseStdin if stdin_once => runtime.close_stdin(&id).await,
+                    _ => Ok(()),
+                };
+                if let Err(e) = done {
+                    tracing::debug!(container = %id, error = %e, "attach: {signal:?}");
+                }
+            }
+        });
+        Ok(crate::service::AttachIo {
+            tty,
+            stdin_once,
+            stdin,
+            control,
+        })
     }
 
     async fn pod_network(&self, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {

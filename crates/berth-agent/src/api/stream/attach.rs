@@ -1,12 +1,15 @@
-//! attach, output only: the container's stdout and stderr as they come,
-//! on channels 1 and 2 of the remote command protocol, until the
-//! container stops (then a `Success` status) or the client leaves.
+//! attach: the container's stdout and stderr as they come, on channels 1
+//! and 2 of the remote command protocol, until the container stops (then a
+//! `Success` status) or the client leaves; channel 0 into the container's
+//! stdin (`stdin: true`), and channel 4 resizes its terminal (`tty: true`).
 //!
 //! The shim hands a container's output to berth's logger process, which
 //! writes the CRI log file, so that logs survive agent restarts; attach
 //! follows that file from its end and splits it back into the two streams.
-//! Containers run without stdin or a terminal (their `stdin` and `tty`
-//! fields are not wired), so attach carries no input.
+//!
+//! As containerd's CRI `ContainerIO.Attach`: with `stdinOnce`, the
+//! container's stdin is closed once the session's input ends (the client
+//! closes its stdin, or leaves).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,10 +20,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::remote_command::{exit_status, StreamOptions};
+use super::remote_command::{self, exit_status, Stdin, StreamOptions, CLOSE, RESIZE, STDIN};
 use super::websocket::{frame, normal_close, Socket};
 use crate::logs::FileWatch;
-use crate::service::{LogOptions, PodService};
+use crate::service::{AttachIo, LogOptions, PodService};
 
 /// How often a follower without new output asks whether the container runs.
 const POLL: Duration = Duration::from_millis(250);
@@ -32,22 +35,46 @@ pub(crate) struct Attached<S> {
     pub(crate) log: LogOptions,
     pub(crate) path: PathBuf,
     pub(crate) options: StreamOptions,
+    pub(crate) io: AttachIo,
 }
 
 impl<S: PodService> Attached<S> {
-    pub(crate) async fn serve(self, socket: Socket) {
+    pub(crate) async fn serve(mut self, socket: Socket) {
         let (mut sink, mut incoming) = socket.split();
+        let control = self.io.control.clone();
+        // Closed (not aborted) at every end: what was sent is written, then
+        // a `stdinOnce` stdin is closed.
+        let mut stdin = Stdin::new(self.io.stdin.take(), control.clone());
         let Ok(mut file) = open_at_end(&self.path).await else {
+            stdin.close();
             return;
         };
         let mut watch = FileWatch::new(&self.path);
-        let mut lines = Lines::default();
+        let mut lines = Lines {
+            tty: self.io.tty,
+            ..Lines::default()
+        };
         loop {
             tokio::select! {
                 message = incoming.next() => match message {
-                    // Input and resizes have nowhere to go.
-                    Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    _ => return,
+                    Some(Ok(Message::Binary(data))) => {
+                        match data.split_first() {
+                            Some((&STDIN, bytes)) => stdin.send(bytes),
+                            Some((&RESIZE, json)) => {
+                                if let Some(signal) = remote_command::resize(json) {
+                                    let _ = control.send(signal);
+                                }
+                            }
+                            Some((&CLOSE, [STDIN])) => stdin.close(),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    _ => {
+                        stdin.close();
+                        return;
+                    }
                 },
                 () = watch.changed(POLL) => {}
             }
@@ -63,6 +90,7 @@ impl<S: PodService> Attached<S> {
                     _ => self.options.stderr,
                 };
                 if wanted && sink.send(frame(channel, &bytes)).await.is_err() {
+                    stdin.close();
                     return;
                 }
             }
@@ -79,6 +107,7 @@ impl<S: PodService> Attached<S> {
                 break;
             }
         }
+        stdin.close();
         let _ = sink
             .send(frame(3, exit_status(0).to_string().as_bytes()))
             .await;
@@ -112,10 +141,12 @@ async fn rotated(path: &Path, file: &tokio::fs::File) -> bool {
 
 /// CRI log lines (`TIMESTAMP STREAM P|F CONTENT`) back into the stream
 /// they came from: (1 stdout or 2 stderr, bytes). A `P` entry is part of a
-/// line, an `F` entry ends it.
+/// line, an `F` entry ends it: with `\n`, or on a terminal (whose line
+/// discipline wrote `\r\n`, which the log keeps as a line end) with `\r\n`.
 #[derive(Default)]
 struct Lines {
     partial: Vec<u8>,
+    tty: bool,
 }
 
 impl Lines {
@@ -133,6 +164,9 @@ impl Lines {
             };
             let mut content = fields.next().unwrap_or_default().to_vec();
             if tag == b"F" {
+                if self.tty {
+                    content.push(b'\r');
+                }
                 content.push(b'\n');
             }
             let channel = if stream == b"stderr" { 2 } else { 1 };
@@ -153,5 +187,16 @@ mod tests {
         assert_eq!(first, [(1, b"par".to_vec()), (1, b"t\n".to_vec())]);
         let rest = lines.push(b"err F oops\n2026-01-01T00:00:00Z stdout F \n");
         assert_eq!(rest, [(2, b"oops\n".to_vec()), (1, b"\n".to_vec())]);
+    }
+
+    #[test]
+    fn a_terminal_s_lines_end_as_the_terminal_wrote_them() {
+        let mut lines = Lines {
+            tty: true,
+            ..Lines::default()
+        };
+        let out = lines
+            .push(b"2026-01-01T00:00:00Z stdout P / # \n2026-01-01T00:00:00Z stdout F got hi\n");
+        assert_eq!(out, [(1, b"/ # ".to_vec()), (1, b"got hi\r\n".to_vec())]);
     }
 }

@@ -103,8 +103,8 @@ pub(crate) async fn port_forward<S: PodService>(
     Ok(handshake.response)
 }
 
-/// Follows the container's output (see `attach`). Containers have no
-/// stdin to attach to, so asking for it is refused.
+/// Follows the container's output, and writes into its stdin and resizes
+/// its terminal (see `attach`).
 pub(crate) async fn attach<S: PodService>(
     service: &Arc<S>,
     mut request: Request<Incoming>,
@@ -112,11 +112,6 @@ pub(crate) async fn attach<S: PodService>(
     pod: &str,
     options: StreamOptions,
 ) -> Result<Response<Body>, Failure> {
-    if options.stdin {
-        return Err(Failure::bad_request(
-            "berth cannot attach to a container's stdin: containers run without one; attach without -i to follow the output",
-        ));
-    }
     let handshake = Handshake::accept(&mut request, &websocket::REMOTE_COMMAND)?;
     let log = LogOptions {
         container: options.container.clone(),
@@ -132,6 +127,10 @@ pub(crate) async fn attach<S: PodService>(
             "cannot attach to a container of pod {pod} that is not running"
         )));
     }
+    let io = service
+        .attach_io(namespace, pod, options.container.as_deref(), options.stdin)
+        .await
+        .map_err(|e| Failure::from(e).for_pod(pod))?;
     let attached = attach::Attached {
         service: service.clone(),
         namespace: namespace.to_string(),
@@ -139,6 +138,7 @@ pub(crate) async fn attach<S: PodService>(
         log,
         path: target.path,
         options,
+        io,
     };
     tokio::spawn(async move {
         if let Some(socket) = connect(handshake.upgrade).await {

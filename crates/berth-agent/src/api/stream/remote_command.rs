@@ -17,12 +17,12 @@ use super::super::routes::Query;
 use super::super::status::Failure;
 use super::websocket::{frame, normal_close, Socket};
 
-const STDIN: u8 = 0;
+pub(crate) const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+pub(crate) const RESIZE: u8 = 4;
+pub(crate) const CLOSE: u8 = 255;
 
 /// How long output may keep coming after the process exited (a child may
 /// hold the pipe).
@@ -73,6 +73,15 @@ struct TerminalSize {
     height: u16,
 }
 
+/// The signal a resize message asks for; `None` when it is not one.
+pub(crate) fn resize(json: &[u8]) -> Option<ExecSignal> {
+    let size = serde_json::from_slice::<TerminalSize>(json).ok()?;
+    Some(ExecSignal::Resize {
+        width: size.width,
+        height: size.height,
+    })
+}
+
 /// Pumps the session's streams over `socket` until the process exits (then
 /// its `Status` goes on channel 3) or the client leaves (then it is killed).
 pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: StreamOptions) {
@@ -105,11 +114,8 @@ pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: Str
                 Some(Ok(Message::Binary(data))) => match data.split_first() {
                     Some((&STDIN, bytes)) => stdin.send(bytes),
                     Some((&RESIZE, json)) => {
-                        if let Ok(size) = serde_json::from_slice::<TerminalSize>(json) {
-                            let _ = session.control.send(ExecSignal::Resize {
-                                width: size.width,
-                                height: size.height,
-                            });
+                        if let Some(signal) = resize(json) {
+                            let _ = session.control.send(signal);
                         }
                     }
                     Some((&CLOSE, [STDIN])) => stdin.close(),
@@ -170,14 +176,18 @@ async fn forward(mut reader: ExecReader, channel: u8, wanted: bool, out: mpsc::S
 }
 
 /// stdin written by a task of its own, so a process that does not read it
-/// never holds up resizes, the exit or the client leaving.
-struct Stdin {
+/// never holds up resizes, the exit or the client leaving. Once it is
+/// closed and what came before is written, `CloseStdin` goes to `control`.
+pub(crate) struct Stdin {
     chunks: Option<mpsc::UnboundedSender<Vec<u8>>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Stdin {
-    fn new(writer: Option<ExecWriter>, control: mpsc::UnboundedSender<ExecSignal>) -> Self {
+    pub(crate) fn new(
+        writer: Option<ExecWriter>,
+        control: mpsc::UnboundedSender<ExecSignal>,
+    ) -> Self {
         let Some(mut writer) = writer else {
             return Stdin {
                 chunks: None,
@@ -200,14 +210,14 @@ impl Stdin {
         }
     }
 
-    fn send(&self, bytes: &[u8]) {
+    pub(crate) fn send(&self, bytes: &[u8]) {
         if let Some(chunks) = &self.chunks {
             let _ = chunks.send(bytes.to_vec());
         }
     }
 
     /// End of stdin, once what came before is written.
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.chunks = None;
     }
 
