@@ -244,7 +244,8 @@ impl Drop for PrivateContainerd {
 
 /// For a containerd test binary that doubles as the container log writer
 /// (its `logger_binary`): when the shim spawned it as `<binary> logger
-/// <path>`, runs the logger and exits; otherwise returns at once. Call it
+/// <path>` (or the runtime as `<binary> logger <path> <stdout> <stderr>`),
+/// runs the logger and exits; otherwise returns at once. Call it
 /// from a `#[test]` of its own.
 pub fn serve_as_logger_if_spawned() {
     let args: Vec<String> = std::env::args().collect();
@@ -253,7 +254,9 @@ pub fn serve_as_logger_if_spawned() {
     {
         return;
     }
-    let code = match berth_containerd::logger::run_logger(Path::new(&args[2])) {
+    let fifos = args.get(3).zip(args.get(4));
+    let fifos = fifos.map(|(out, err)| (Path::new(out), Path::new(err)));
+    let code = match berth_containerd::logger::run_logger(Path::new(&args[2]), fifos) {
         Ok(()) => 0,
         Err(_) => 1,
     };

@@ -42,6 +42,7 @@ impl<S: PodService> Attached<S> {
     pub(crate) async fn serve(mut self, socket: Socket) {
         let (mut sink, mut incoming) = socket.split();
         let control = self.io.control.clone();
+        let ends_with_input = self.io.stdin.is_some() && session_ends_with_input(&self.io);
         // Closed (not aborted) at every end: what was sent is written, then
         // a `stdinOnce` stdin is closed.
         let mut stdin = Stdin::new(self.io.stdin.take(), control.clone());
@@ -65,7 +66,12 @@ impl<S: PodService> Attached<S> {
                                     let _ = control.send(signal);
                                 }
                             }
-                            Some((&CLOSE, [STDIN])) => stdin.close(),
+                            Some((&CLOSE, [STDIN])) => {
+                                stdin.close();
+                                if ends_with_input {
+                                    break;
+                                }
+                            }
                             _ => {}
                         }
                         continue;
@@ -123,6 +129,14 @@ impl<S: PodService> Attached<S> {
             Err(_) => false,
         }
     }
+}
+
+/// Whether the session ends with the client's input, as containerd's CRI
+/// `ContainerIO.Attach` ends it: only a `stdinOnce` container without a
+/// terminal reads the end of its stdin then, and its output is followed on
+/// until it stops.
+fn session_ends_with_input(io: &AttachIo) -> bool {
+    io.tty || !io.stdin_once
 }
 
 async fn open_at_end(path: &Path) -> std::io::Result<tokio::fs::File> {
