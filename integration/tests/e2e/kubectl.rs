@@ -13,6 +13,7 @@ use berth_integration::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod attach;
 mod stream;
 
 /// A standalone agent serving HTTPS, and kubectl pointed at it.
