@@ -1,10 +1,13 @@
-//! `attach POD [-c C]`: the container's output as it comes, until it stops,
-//! over the WebSocket attach stream (as kubectl attach).
+//! `attach POD [-c C] [-i] [-t]`: the container's output as it comes,
+//! until it stops, over the WebSocket attach stream, as kubectl attach:
+//! `-i` writes into the container's stdin, and a container with a
+//! terminal is attached on a raw local one that resizes it.
 
 use std::io::Write;
 
 use crate::client::Client;
 use crate::exec::{Stream, StreamRequest};
+use crate::target::single_pod;
 use crate::VerbResult;
 
 #[derive(Debug, clap::Args)]
@@ -17,12 +20,15 @@ pub struct AttachArgs {
     /// The namespace of the request
     #[arg(short, long)]
     namespace: Option<String>,
-    /// Pass stdin to the container (berth's containers have none: refused)
+    /// Pass stdin to the container
     #[arg(short = 'i', long)]
     stdin: bool,
     /// Stdin is a TTY
     #[arg(short = 't', long)]
     tty: bool,
+    /// Only print output from the remote session
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 pub async fn run(
@@ -31,6 +37,7 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> VerbResult {
+    let mut quiet_err = std::io::sink();
     let stream = Stream::open(
         client,
         StreamRequest {
@@ -40,9 +47,29 @@ pub async fn run(
             stdin: args.stdin,
             tty: args.tty,
             refusal: "cannot attach a container in a completed pod",
+            containers_terminal: true,
         },
-        err,
+        if args.quiet { &mut quiet_err } else { err },
     )
     .await?;
-    stream.run(client, "attach", out, err).await
+    if !args.quiet {
+        writeln!(err, "All commands and output from this session will be recorded in container logs, including credentials and sensitive information passed through the command prompt.")?;
+        writeln!(
+            err,
+            "If you don't see a command prompt, try pressing enter."
+        )?;
+    }
+    let resume = (args.stdin && stream.tty && !args.quiet).then(|| {
+        format!(
+            "Session ended, resume using 'berth attach {} -c {} -n {} -i -t' command",
+            single_pod(&args.pod).unwrap_or_default(),
+            stream.container,
+            stream.namespace
+        )
+    });
+    let code = stream.run(client, "attach", out, err).await?;
+    if let Some(resume) = resume {
+        writeln!(out, "{resume}")?;
+    }
+    Ok(code)
 }

@@ -52,6 +52,7 @@ pub async fn run(
             stdin: args.stdin,
             tty: args.tty,
             refusal: "cannot exec into a container in a completed pod",
+            containers_terminal: false,
         },
         err,
     )
@@ -73,6 +74,9 @@ pub(crate) struct StreamRequest<'a> {
     pub tty: bool,
     /// kubectl's message for a pod that has finished.
     pub refusal: &'a str,
+    /// attach: the terminal is the container's (its spec's `tty`), not
+    /// the one asked for, as kubectl attach decides.
+    pub containers_terminal: bool,
 }
 
 /// A stream to a pod's container, ready to open: its path and query as
@@ -80,8 +84,11 @@ pub(crate) struct StreamRequest<'a> {
 pub(crate) struct Stream {
     pod_path: String,
     pub query: String,
+    pub container: String,
+    pub namespace: String,
     stdin: bool,
-    tty: bool,
+    /// A raw local terminal, the remote one's.
+    pub tty: bool,
 }
 
 impl Stream {
@@ -108,12 +115,11 @@ impl Stream {
             )));
         }
         let container = container_or_default(&pod, request.container, err)?;
-        let tty = use_tty(
-            request.stdin,
-            request.tty,
-            std::io::stdin().is_terminal(),
-            err,
-        )?;
+        let mut tty = request.tty;
+        if request.containers_terminal {
+            tty = attach_tty(&pod, &container, tty, err)?;
+        }
+        let tty = use_tty(request.stdin, tty, std::io::stdin().is_terminal(), err)?;
         let mut query = format!("container={}&stdout=true", encode_query(&container));
         if request.stdin {
             query.push_str("&stdin=true");
@@ -126,6 +132,8 @@ impl Stream {
         Ok(Stream {
             pod_path,
             query,
+            container,
+            namespace,
             stdin: request.stdin,
             tty,
         })
@@ -148,6 +156,28 @@ impl Stream {
         };
         remote_command::run(socket, &protocol, session, out, err).await
     }
+}
+
+/// kubectl attach's choice: the container's terminal whenever it has one,
+/// and a warning when one was asked for and it has none.
+fn attach_tty(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    container: &str,
+    asked: bool,
+    err: &mut (dyn Write + Send),
+) -> Result<bool, CliError> {
+    let has_tty = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+        .any(|c| c.name == container && c.tty == Some(true));
+    if asked && !has_tty {
+        writeln!(
+            err,
+            "error: Unable to use a TTY - container {container} did not allocate one"
+        )?;
+    }
+    Ok(has_tty)
 }
 
 /// kubectl's `SetupTTY`: a terminal needs stdin, and stdin a terminal.
@@ -173,6 +203,24 @@ pub(crate) fn use_tty(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attach_takes_the_containers_terminal() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "term", "tty": true}, {"name": "plain"}]}
+        }))
+        .unwrap();
+        let mut err = Vec::new();
+        assert!(attach_tty(&pod, "term", false, &mut err).unwrap());
+        assert!(attach_tty(&pod, "term", true, &mut err).unwrap());
+        assert!(!attach_tty(&pod, "plain", false, &mut err).unwrap());
+        assert!(err.is_empty());
+        assert!(!attach_tty(&pod, "plain", true, &mut err).unwrap());
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "error: Unable to use a TTY - container plain did not allocate one\n"
+        );
+    }
 
     #[test]
     fn a_terminal_needs_stdin_and_a_terminal_on_it() {

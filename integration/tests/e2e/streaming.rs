@@ -1,6 +1,7 @@
 //! Streaming through the local API with berth's CLI: exec with stdin, exec
 //! with a terminal (typed at, resized), a client that goes away mid-exec,
-//! exec into a container the pod lacks, and port-forward.
+//! exec into a container the pod lacks, attach (output, stdin, a
+//! container's terminal), and port-forward.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -247,11 +248,111 @@ async fn attach_follows_the_containers_output_until_it_stops() {
         stdout.lines().all(|l| l.starts_with("tick ") || l == "bye"),
         "{stdout}"
     );
-    assert!(stderr.lines().any(|l| l.starts_with("err ")), "{stderr}");
-    assert!(stderr.lines().all(|l| l.starts_with("err ")), "{stderr}");
+    // kubectl's two notices, then the container's stderr.
+    let mut stderr = stderr.lines();
+    assert!(
+        stderr
+            .next()
+            .is_some_and(|l| l.starts_with("All commands and output from this session")),
+        "{out:?}"
+    );
+    assert_eq!(
+        stderr.next(),
+        Some("If you don't see a command prompt, try pressing enter.")
+    );
+    let stderr: Vec<&str> = stderr.collect();
+    assert!(!stderr.is_empty(), "{out:?}");
+    assert!(stderr.iter().all(|l| l.starts_with("err ")), "{stderr:?}");
     // From where it attached, not the log's start.
     assert!(!stdout.lines().any(|l| l == "tick 1"), "{stdout}");
 
     let refused = agent.cli(&["attach", "-i", "talker"]).await;
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "error: cannot attach a container in a completed pod; current phase is Succeeded\n"
+    );
+}
+
+#[tokio::test]
+async fn attach_writes_into_stdin_and_drives_a_shell_on_the_containers_terminal() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut reader = sh_container("main", "while read x; do echo got $x; done");
+    reader["stdin"] = serde_json::json!(true);
+    let mut shell = sh_container("main", "exec sh");
+    shell["stdin"] = serde_json::json!(true);
+    shell["tty"] = serde_json::json!(true);
+    for (name, container) in [("reader", reader), ("shell", shell)] {
+        agent
+            .apply_yaml(&manifest(&pod(name, "Always", vec![container])))
+            .await;
+        wait_running(&agent, name).await;
+    }
+
+    // -i: a line in, its answer out; the container's stdin stays open.
+    let mut child = berth(&agent, &["attach", "-q", "-i", "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .expect("no answer through attach -i")
+        .unwrap();
+    assert_eq!(line, "got hello\n");
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("attach -i did not end with its input")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // -it on the container's terminal: typed at, resized, and its exit ends it.
+    let mut command = std::process::Command::new(berth_bin());
+    command
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(["attach", "-it", "shell"]);
+    let mut terminal = Terminal::spawn(&command, 80, 24);
+    let at = terminal
+        .wait_for(0, "If you don't see a command prompt", WAIT)
+        .await;
+    terminal.type_text("\r");
+    let at = terminal.wait_for(at, "# ", WAIT).await;
+    terminal.type_text("stty size\r");
+    let at = terminal.wait_for(at, "24 80", WAIT).await;
+    terminal.resize(100, 30);
+    let deadline = Instant::now() + WAIT;
+    let mut at = at;
+    loop {
+        terminal.type_text("stty size\r");
+        let answer = terminal.wait_for(at, "# ", WAIT).await;
+        let found = terminal.screen()[at..answer].contains("30 100");
+        at = answer;
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", terminal.screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminal.type_text("exit\r");
+    assert_eq!(
+        terminal.exit_code(WAIT).await,
+        Some(0),
+        "{}",
+        terminal.screen()
+    );
+    assert!(
+        terminal.screen().contains(
+            "Session ended, resume using 'berth attach shell -c main -n default -i -t' command"
+        ),
+        "{}",
+        terminal.screen()
+    );
 }
