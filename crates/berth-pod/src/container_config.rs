@@ -341,6 +341,29 @@ mod tests {
     }
 
     #[test]
+    fn stdin_stdin_once_and_tty_reach_the_runtime() {
+        let spec = |fields: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: app, image: app:1{fields}}}\n")
+        };
+        assert_eq!(build_for(&spec("")).stdio, ContainerStdio::default());
+        assert_eq!(
+            build_for(&spec(", stdin: true, stdinOnce: true, tty: true")).stdio,
+            ContainerStdio {
+                stdin: true,
+                stdin_once: true,
+                tty: true
+            }
+        );
+        assert_eq!(
+            build_for(&spec(", stdin: true")).stdio,
+            ContainerStdio {
+                stdin: true,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
     fn args_follow_the_kubelet_rules_and_expand_spec_variables_only() {
         let c = build_for(
             r#"

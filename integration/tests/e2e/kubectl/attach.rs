@@ -2,8 +2,8 @@
 //! (`stdin`, `stdinOnce`, `tty`): `attach -i` writes into a stdin that
 //! stays open across sessions and agent restarts, `run -i --rm` on a
 //! `stdinOnce` container ends its stdin with the session, and `attach -it`
-//! drives a shell on the container's terminal, whose output is logged as
-//! stdout.
+//! drives a shell on the container's terminal (after an agent restart),
+//! whose output is logged as stdout.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -164,13 +164,17 @@ async fn kubectl_run_i_rm_ends_a_stdin_once_containers_stdin_with_the_session() 
 
 #[tokio::test]
 async fn kubectl_attach_it_drives_a_shell_on_the_containers_terminal() {
-    let Some(node) = node().await else { return };
+    let Some(mut node) = node().await else { return };
     apply_with_stdio(
         &node,
         "term",
         "exec sh",
         json!({"stdin": true, "stdinOnce": true, "tty": true}),
     );
+    // Adopted by a restarted agent as it runs: terminal, stdin and logger.
+    node.agent.stop().await;
+    node.agent.launch().await;
+    node.wait_ready("term");
 
     let mut terminal = Terminal::spawn(
         &node.command(&node.kubeconfig(), &["attach", "-it", "term"]),
@@ -220,6 +224,7 @@ async fn kubectl_attach_it_drives_a_shell_on_the_containers_terminal() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status["state"]["terminated"]["exitCode"], 3, "{status}");
+    assert_eq!(status["restartCount"], 0, "{status}");
 
     // A terminal's output is logged as stdout, the typed input echoed in it.
     let log = tty_log(&node);

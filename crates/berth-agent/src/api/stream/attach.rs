@@ -204,6 +204,20 @@ mod tests {
     }
 
     #[test]
+    fn only_a_stdin_once_container_without_a_terminal_outlives_the_input() {
+        let io = |tty, stdin_once| AttachIo {
+            tty,
+            stdin_once,
+            stdin: None,
+            control: tokio::sync::mpsc::unbounded_channel().0,
+        };
+        assert!(!session_ends_with_input(&io(false, true)));
+        assert!(session_ends_with_input(&io(false, false)));
+        assert!(session_ends_with_input(&io(true, true)));
+        assert!(session_ends_with_input(&io(true, false)));
+    }
+
+    #[test]
     fn a_terminal_s_lines_end_as_the_terminal_wrote_them() {
         let mut lines = Lines {
             tty: true,
