@@ -171,6 +171,13 @@ async fn kubectl_attach_it_drives_a_shell_on_the_containers_terminal() {
         "exec sh",
         json!({"stdin": true, "stdinOnce": true, "tty": true}),
     );
+    // Without -it kubectl asks for stderr too, which a terminal does not
+    // have: the CRI streaming server's refusal, as on a cluster.
+    let refused = node.fails(&["attach", "term"]);
+    assert!(
+        refused.contains("tty and stderr cannot both be true"),
+        "{refused}"
+    );
     // Adopted by a restarted agent as it runs: terminal, stdin and logger.
     node.agent.stop().await;
     node.agent.launch().await;

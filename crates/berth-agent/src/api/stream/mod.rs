@@ -112,7 +112,6 @@ pub(crate) async fn attach<S: PodService>(
     pod: &str,
     options: StreamOptions,
 ) -> Result<Response<Body>, Failure> {
-    let handshake = Handshake::accept(&mut request, &websocket::REMOTE_COMMAND)?;
     let log = LogOptions {
         container: options.container.clone(),
         previous: false,
@@ -131,6 +130,15 @@ pub(crate) async fn attach<S: PodService>(
         .attach_io(namespace, pod, options.container.as_deref(), options.stdin)
         .await
         .map_err(|e| Failure::from(e).for_pod(pod))?;
+    // The kubelet attaches with the container's `tty`, not the request's,
+    // and the CRI streaming server's `validateAttachRequest` refuses stderr
+    // with a terminal (an error the kubelet answers with 500).
+    if io.tty && options.stderr {
+        return Err(Failure::internal("tty and stderr cannot both be true"));
+    }
+    // Checked after the request's target, so that a client falling back
+    // from WebSocket to SPDY is told what is wrong with it.
+    let handshake = Handshake::accept(&mut request, &websocket::REMOTE_COMMAND)?;
     let attached = attach::Attached {
         service: service.clone(),
         namespace: namespace.to_string(),

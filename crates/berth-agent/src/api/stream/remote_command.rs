@@ -44,7 +44,7 @@ pub(crate) struct StreamOptions {
 impl StreamOptions {
     pub(crate) fn parse(query: &Query) -> Result<Self, Failure> {
         let either = |a: &str, b: &str| Ok::<_, Failure>(query.flag(a)? || query.flag(b)?);
-        let options = StreamOptions {
+        let mut options = StreamOptions {
             command: query.all("command"),
             container: query
                 .get("container")
@@ -55,6 +55,10 @@ impl StreamOptions {
             stderr: either("stderr", "error")?,
             tty: query.flag("tty")?,
         };
+        // The kubelet's remotecommand `NewOptions`: a terminal is one stream.
+        if options.tty {
+            options.stderr = false;
+        }
         if !(options.stdin || options.stdout || options.stderr) {
             return Err(Failure::bad_request(
                 "you must specify at least 1 of stdin, stdout, stderr",
@@ -265,6 +269,9 @@ mod tests {
         let kubelet = Query::parse("command=ls&input=1&output=1&error=1");
         let options = StreamOptions::parse(&kubelet).unwrap();
         assert!(options.stdin && options.stdout && options.stderr && !options.tty);
+        // With a terminal, stderr is not asked for.
+        let options = StreamOptions::parse(&Query::parse("stdout=1&stderr=1&tty=1")).unwrap();
+        assert!(options.tty && !options.stderr);
         assert!(StreamOptions::parse(&Query::parse("command=ls")).is_err());
         assert!(StreamOptions::parse(&Query::parse("stdout=maybe")).is_err());
     }
