@@ -1212,6 +1212,40 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
     assert!(text.ends_with("bye\n") && text.contains("tick "), "{out:?}");
     assert!(!text.lines().any(|l| l == "tick 1"), "{text}");
 
+    // run -i --rm: attach -i to a stdinOnce container, whose stdin ends
+    // with kubectl's input.
+    let mut run = tokio::process::Command::from(c.cp.kubectl_command(&[
+        "run",
+        "once",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        &format!("--image={TEST_IMAGE}"),
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "while read x; do echo got $x; done; echo eof",
+    ]));
+    let mut child = run
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"hello\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("kubectl run -i did not end with its input")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout(&out).starts_with("got hello\neof\n"), "{out:?}");
+
     // port-forward: SPDY tunneled in the WebSocket, to a port the pod
     // binds only on its own loopback.
     let web = "mkdir -p /www && echo hello-through-kubectl > /www/index.html \
