@@ -234,21 +234,38 @@ async fn kubectl_attach_it_drives_a_shell_on_the_containers_terminal() {
     assert_eq!(status["restartCount"], 0, "{status}");
 
     // A terminal's output is logged as stdout, the typed input echoed in it.
-    let log = tty_log(&node);
+    let log = cri_log(&node, "term");
     assert!(
         log.contains(" stdout ") && log.contains("answer-42"),
         "{log}"
     );
     assert!(!log.contains(" stderr "), "{log}");
+
+    // A terminal without stdin: stdout and stderr are the terminal.
+    apply_with_stdio(
+        &node,
+        "tty-only",
+        "[ -t 1 ] && [ -t 2 ] && echo both-on-a-tty; echo to-stderr >&2; exec sleep 3600",
+        json!({"tty": true}),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !node.ok(&["logs", "tty-only"]).contains("to-stderr") {
+        assert!(tokio::time::Instant::now() < deadline, "no output logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cri_log(&node, "tty-only");
+    assert!(log.contains(" stdout F both-on-a-tty"), "{log}");
+    assert!(log.contains(" stdout F to-stderr"), "{log}");
 }
 
-/// The CRI log file of pod `term`'s container.
-fn tty_log(node: &Node) -> String {
+/// The CRI log file of pod `pod`'s container.
+fn cri_log(node: &Node, pod: &str) -> String {
     let pods = node.agent.log_dir();
+    let prefix = format!("default_{pod}_");
     let dir = std::fs::read_dir(&pods)
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("default_term_"))
-        .unwrap_or_else(|| panic!("no log directory of term in {}", pods.display()));
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no log directory of {pod} in {}", pods.display()));
     std::fs::read_to_string(dir.path().join("main/0.log")).unwrap()
 }
