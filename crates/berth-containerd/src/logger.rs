@@ -439,6 +439,11 @@ pub(crate) async fn log_settled(path: &Path) {
     settled_by_size(path, deadline).await;
 }
 
+/// Whether a `berth logger` writes `log_path` (the shim's or berth's own).
+pub(crate) fn running(log_path: &Path) -> bool {
+    LoggerPipes::find(Path::new("/proc"), log_path).is_some()
+}
+
 /// Returns once the file's size stayed the same over [`SETTLE_POLLS`]
 /// polls, or at `deadline`.
 async fn settled_by_size(path: &Path, deadline: tokio::time::Instant) {

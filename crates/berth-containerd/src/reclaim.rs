@@ -2,7 +2,8 @@
 //! released at the next start: namespace pins, the pod's `/dev/shm` mount,
 //! CNI attachments (the veth and the host-local address), leases, and shims
 //! and loggers that serve no task containerd holds. A pause start it cut off
-//! is finished instead: the pod it belongs to runs.
+//! is finished instead: the pod it belongs to runs, and a logger of berth's
+//! own that is gone is started again.
 //!
 //! A sandbox is live when containerd holds its pause container record;
 //! everything else berth keeps per sandbox id belongs to no pod. This runs
@@ -56,6 +57,11 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     reclaimed.sandboxes = half_made.len();
     reclaimed.leases = delete_leases(c, started).await;
     reclaimed.processes = kill_strays(c, &Served::of(&records, &tasks, None));
+    for record in &records {
+        if tasks.get(&record.id).map(|t| t.status) == Some(Status::Running as i32) {
+            crate::stdio::restart_logger(c, &record.id, &record.labels);
+        }
+    }
     // The dead agent's last requests may still be running in containerd,
     // making a lease or a shim after this sweep: sweep once more, later.
     let later = c.clone();

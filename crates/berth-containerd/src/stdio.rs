@@ -15,7 +15,8 @@
 //! The FIFOs live in `<root>/stdio/<container id>/`. The shim holds a write
 //! end of stdin for as long as the task lives, so the container never reads
 //! end-of-file when an attach session or the agent goes away; only CloseIO
-//! (`stdinOnce`) ends it.
+//! (`stdinOnce`) ends it. A restarted agent starts a logger of its own
+//! again if it is gone (`restart_logger`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -173,6 +174,39 @@ impl TaskIo {
         if let Some(mut logger) = self.logger.take() {
             let _ = logger.kill().await;
         }
+    }
+}
+
+/// Spawns the logger of a running container with stdin and no terminal
+/// again, when it is gone (killed): the shim holds the output FIFOs open,
+/// so the output waits in them, and the container would block once they
+/// are full. At agent start, before any pod starts.
+pub(crate) fn restart_logger(c: &Containerd, id: &str, labels: &HashMap<String, String>) {
+    let Some(log_path) = labels
+        .get(crate::container::LOG_PATH_LABEL)
+        .filter(|p| !p.is_empty())
+        .map(Path::new)
+    else {
+        return;
+    };
+    if wiring(&from_labels(labels)) != Wiring::Fifos || crate::logger::running(log_path) {
+        return;
+    }
+    let dir = dir(c, id);
+    let fifo = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    match spawn_logger(c, id, log_path, &fifo("stdout"), &fifo("stderr")) {
+        Ok(logger) => {
+            tracing::info!(
+                container = id,
+                "the container's logger was gone: started again"
+            );
+            TaskIo {
+                logger: Some(logger),
+                ..TaskIo::null()
+            }
+            .created();
+        }
+        Err(e) => tracing::warn!(container = id, error = %e, "restart the logger"),
     }
 }
 

@@ -117,6 +117,47 @@ async fn kubectl_attach_i_writes_into_a_stdin_that_stays_open_across_sessions_an
     assert!(status["state"]["running"].is_object(), "{status}");
     // One logger wrote each line once.
     assert_eq!(node.ok(&["logs", "reader"]), "got one\ngot two\n");
+
+    // A logger killed meanwhile is started again by the next agent.
+    let logger = logger_of(&node, "reader");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(logger),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    node.agent.stop().await;
+    node.agent.launch().await;
+    node.wait_ready("reader");
+    let out = answered(&node, &["attach", "-i", "reader"], "three\n", "got three\n").await;
+    assert_eq!(out, ("got three\n".to_string(), Some(0)));
+    assert_ne!(logger_of(&node, "reader"), logger);
+    assert_eq!(
+        node.ok(&["logs", "reader"]),
+        "got one\ngot two\ngot three\n"
+    );
+}
+
+/// The pid of the one `berth logger` of pod `pod`'s container.
+fn logger_of(node: &Node, pod: &str) -> i32 {
+    let dir = node.agent.log_dir().display().to_string();
+    let wanted = format!("{dir}/default_{pod}_");
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.get(1).map(String::as_str) == Some("logger")
+                && args.get(2).is_some_and(|p| p.starts_with(&wanted)))
+            .then_some(pid)
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "loggers of {pod}: {pids:?}");
+    pids[0]
 }
 
 #[tokio::test]
