@@ -125,6 +125,36 @@ impl Terminal {
     }
 }
 
+/// Types `stty size` at the shell on `terminal` (its prompt shown before
+/// `at`) until it answers `rows cols`: a resize reaches the container's
+/// terminal a moment after it was sent. Returns the offset after the
+/// prompt that follows the answer.
+pub async fn wait_for_size(
+    terminal: &mut Terminal,
+    mut at: usize,
+    rows: u16,
+    cols: u16,
+    timeout: Duration,
+) -> usize {
+    let wanted = format!("{rows} {cols}");
+    let deadline = Instant::now() + timeout;
+    loop {
+        terminal.type_text("stty size\r");
+        let answer = terminal.wait_for(at, "# ", timeout).await;
+        let found = terminal.screen()[at..answer].contains(&wanted);
+        at = answer;
+        if found {
+            return at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {wanted}: {}",
+            terminal.screen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Drives a shell (`sh`, started on `terminal` by exec) as a user would:
 /// its prompt, `stty size` before and after a resize, a command typed and
 /// run on a terminal, and `exit 3`, whose code the client exits with.

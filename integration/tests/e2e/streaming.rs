@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_integration::pty::{drive_shell, Terminal};
+use berth_integration::pty::{drive_shell, wait_for_size, Terminal};
 use berth_integration::*;
 use berth_testkit::agent::berth_bin;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -325,22 +325,10 @@ async fn attach_writes_into_stdin_and_drives_a_shell_on_the_containers_terminal(
         .await;
     terminal.type_text("\r");
     let at = terminal.wait_for(at, "# ", WAIT).await;
-    terminal.type_text("stty size\r");
-    let at = terminal.wait_for(at, "24 80", WAIT).await;
+    // The container's terminal gets the local one's size, and follows it.
+    let at = wait_for_size(&mut terminal, at, 24, 80, WAIT).await;
     terminal.resize(100, 30);
-    let deadline = Instant::now() + WAIT;
-    let mut at = at;
-    loop {
-        terminal.type_text("stty size\r");
-        let answer = terminal.wait_for(at, "# ", WAIT).await;
-        let found = terminal.screen()[at..answer].contains("30 100");
-        at = answer;
-        if found {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", terminal.screen());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let at = wait_for_size(&mut terminal, at, 30, 100, WAIT).await;
     terminal.type_text("exit\r");
     assert_eq!(
         terminal.exit_code(WAIT).await,
@@ -348,11 +336,12 @@ async fn attach_writes_into_stdin_and_drives_a_shell_on_the_containers_terminal(
         "{}",
         terminal.screen()
     );
-    assert!(
-        terminal.screen().contains(
-            "Session ended, resume using 'berth attach shell -c main -n default -i -t' command"
-        ),
-        "{}",
-        terminal.screen()
-    );
+    // Printed as the client ends: shown once the terminal is read to its end.
+    terminal
+        .wait_for(
+            at,
+            "Session ended, resume using 'berth attach shell -c main -n default -i -t' command",
+            WAIT,
+        )
+        .await;
 }

@@ -693,8 +693,9 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
                     ExecSignal::CloseStdin if stdin_once => runtime.close_stdin(&id).await,
                     _ => Ok(()),
                 };
-                if let Err(e) = done {
-                    tracing::debug!(container = %id, error = %e, "attach: {signal:?}");
+                match done {
+                    Ok(()) => tracing::debug!(container = %id, "attach: {signal:?}"),
+                    Err(e) => tracing::debug!(container = %id, error = %e, "attach: {signal:?}"),
                 }
             }
         });

@@ -8,7 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_integration::pty::Terminal;
+use berth_integration::pty::{wait_for_size, Terminal};
 use berth_integration::*;
 use serde_json::json;
 
@@ -236,26 +236,9 @@ async fn kubectl_attach_it_drives_a_shell_on_the_containers_terminal() {
     terminal.type_text("\r");
     let at = terminal.wait_for(at, "# ", WAIT).await;
     // The container's terminal has the local one's size, and follows it.
-    terminal.type_text("stty size\r");
-    let at = terminal.wait_for(at, "24 80", WAIT).await;
+    let at = wait_for_size(&mut terminal, at, 24, 80, WAIT).await;
     terminal.resize(132, 40);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut at = at;
-    loop {
-        terminal.type_text("stty size\r");
-        let answer = terminal.wait_for(at, "# ", WAIT).await;
-        if terminal.screen()[at..answer].contains("40 132") {
-            at = answer;
-            break;
-        }
-        at = answer;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            terminal.screen()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let at = wait_for_size(&mut terminal, at, 40, 132, WAIT).await;
     terminal.type_text("echo answer-$((6*7)); [ -t 0 ] && echo on-a-tty\r");
     let at = terminal.wait_for(at, "answer-42", WAIT).await;
     terminal.wait_for(at, "on-a-tty", WAIT).await;
