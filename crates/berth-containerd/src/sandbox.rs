@@ -383,13 +383,21 @@ async fn teardown(
             first_error.get_or_insert(e);
         }
     };
-    note(container::remove(c, id).await);
     // Only the pin directory and the network matter here: missing pins are
     // skipped.
     let namespaces = PodNamespaces::of(root, id, host_network, false);
-    if let Some(net) = &namespaces.net {
-        note(cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await);
-    }
+    // The pause and the network go at once (CRI's StopPodSandbox tears the
+    // network down while the pause still runs): neither needs the other,
+    // and the pins keep the namespaces until both are done.
+    let network = async {
+        match &namespaces.net {
+            Some(net) => cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await,
+            None => Ok(()),
+        }
+    };
+    let (pause, network) = tokio::join!(container::remove(c, id), network);
+    note(pause);
+    note(network);
     let (pins, root_dir, sandbox) = (namespaces.dir.clone(), root.clone(), id.to_string());
     let (unpinned, unmounted) = blocking(move || {
         let unpinned = netns::remove(&pins).map_err(io_error(format!(
