@@ -121,14 +121,9 @@ pub(crate) async fn create(
     };
     let created_at = Timestamp::now();
     let result = async {
-        netns::create(&namespaces, &hostname, &security.sysctls).map_err(io_error(format!(
-            "create the pod's namespaces in {}",
-            namespaces.dir.display()
-        )))?;
         // With hostIPC the containers bind the node's /dev/shm instead.
-        if !host_ipc {
-            mount_shm(&shm_dir(root, &id))?;
-        }
+        let shm = (!host_ipc).then(|| shm_dir(root, &id));
+        kernel_setup(&namespaces, &hostname, &security.sysctls, shm).await?;
         let network = async {
             match &namespaces.net {
                 Some(path) => {
@@ -388,18 +383,33 @@ async fn teardown(
             first_error.get_or_insert(e);
         }
     };
-    note(container::remove(c, id).await);
     // Only the pin directory and the network matter here: missing pins are
     // skipped.
     let namespaces = PodNamespaces::of(root, id, host_network, false);
-    if let Some(net) = &namespaces.net {
-        note(cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await);
-    }
-    note(netns::remove(&namespaces.dir).map_err(io_error(format!(
-        "remove the pod's namespaces in {}",
-        namespaces.dir.display()
-    ))));
-    note(unmount_shm(root, id));
+    // The pause and the network go at once (CRI's StopPodSandbox tears the
+    // network down while the pause still runs): neither needs the other,
+    // and the pins keep the namespaces until both are done.
+    let network = async {
+        match &namespaces.net {
+            Some(net) => cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await,
+            None => Ok(()),
+        }
+    };
+    let (pause, network) = tokio::join!(container::remove(c, id), network);
+    note(pause);
+    note(network);
+    let (pins, root_dir, sandbox) = (namespaces.dir.clone(), root.clone(), id.to_string());
+    let (unpinned, unmounted) = blocking(move || {
+        let unpinned = netns::remove(&pins).map_err(io_error(format!(
+            "remove the pod's namespaces in {}",
+            pins.display()
+        )));
+        (unpinned, unmount_shm(&root_dir, &sandbox))
+    })
+    .await
+    .unwrap_or_else(|e| (Err(e.clone()), Err(e)));
+    note(unpinned);
+    note(unmounted);
     let uid = pod.uid.clone();
     note(
         tokio::task::spawn_blocking(move || crate::cgroups::remove_pod_cgroup(&uid))
@@ -411,6 +421,38 @@ async fn teardown(
         tracing::debug!(sandbox = id, pod = %pod, "removed sandbox");
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The pod's namespaces (pinned) and its `/dev/shm` (when `shm` names it).
+/// On the blocking pool: `unshare` and `mount` wait on kernel locks that
+/// other pods' namespace setup and teardown (and runc's mounts) hold, and
+/// on the runtime's few worker threads that wait would stall every other
+/// pod and the API.
+async fn kernel_setup(
+    namespaces: &PodNamespaces,
+    hostname: &str,
+    sysctls: &[(String, String)],
+    shm: Option<PathBuf>,
+) -> Result<(), RuntimeError> {
+    let (namespaces, hostname, sysctls) =
+        (namespaces.clone(), hostname.to_string(), sysctls.to_vec());
+    blocking(move || {
+        netns::create(&namespaces, &hostname, &sysctls).map_err(io_error(format!(
+            "create the pod's namespaces in {}",
+            namespaces.dir.display()
+        )))?;
+        shm.map_or(Ok(()), |dir| mount_shm(&dir))
+    })
+    .await?
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RuntimeError::other(format!("sandbox setup or teardown thread: {e}")))
 }
 
 fn mount_shm(dir: &Path) -> Result<(), RuntimeError> {

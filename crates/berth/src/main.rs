@@ -75,22 +75,19 @@ enum CompletionShell {
 }
 
 fn main() -> ExitCode {
+    // The shim spawns a logger for every container start and waits for it:
+    // it skips building the whole command line (clap's tree of every
+    // subcommand), which costs it time and resident memory.
+    if let Some(log_path) = logger_invocation(std::env::args_os()) {
+        return run_logger(&log_path, None);
+    }
     let cli = Cli::parse();
     match cli.command {
         Top::Logger {
             log_path,
             stdout,
             stderr,
-        } => match berth_containerd::logger::run_logger(
-            &log_path,
-            stdout.as_deref().zip(stderr.as_deref()),
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("berth logger: {}: {e}", log_path.display());
-                ExitCode::FAILURE
-            }
-        },
+        } => run_logger(&log_path, stdout.as_deref().zip(stderr.as_deref())),
         Top::Completion { shell } => {
             use clap::CommandFactory;
             let shell = match shell {
@@ -140,6 +137,31 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `berth logger <path>` exactly, as the shim runs it; anything else (help,
+/// flags) goes through clap.
+fn logger_invocation(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
+    let mut args = args.into_iter().skip(1);
+    let (command, path) = (args.next()?, args.next()?);
+    let plain = !path.as_encoded_bytes().starts_with(b"-");
+    (command == berth_containerd::logger::LOGGER_SUBCOMMAND && plain && args.next().is_none())
+        .then(|| PathBuf::from(path))
+}
+
+/// `fifos`: the container's stdout and stderr FIFOs, when berth spawned
+/// the logger itself; else the shim's pipes on fds 3 and 4.
+fn run_logger(
+    log_path: &std::path::Path,
+    fifos: Option<(&std::path::Path, &std::path::Path)>,
+) -> ExitCode {
+    match berth_containerd::logger::run_logger(log_path, fifos) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth logger: {}: {e}", log_path.display());
+            ExitCode::FAILURE
         }
     }
 }
@@ -221,4 +243,31 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("stopping on signal");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        list.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_shims_logger_command_skips_clap() {
+        assert_eq!(
+            logger_invocation(args(&["/usr/bin/berth", "logger", "/var/log/pods/a/0.log"])),
+            Some(PathBuf::from("/var/log/pods/a/0.log"))
+        );
+        for other in [
+            &["berth"][..],
+            &["berth", "logger"],
+            &["berth", "logger", "--help"],
+            &["berth", "logger", "a", "b"],
+            &["berth", "get", "pods"],
+            &["berth", "--socket", "logger"],
+        ] {
+            assert_eq!(logger_invocation(args(other)), None, "{other:?}");
+        }
+    }
 }
