@@ -57,6 +57,7 @@ mod mount_table;
 mod plan;
 mod probe;
 mod record;
+mod resources;
 mod restart_policy;
 mod sandbox;
 mod saved_conditions;

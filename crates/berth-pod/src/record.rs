@@ -3,6 +3,7 @@
 
 use berth_runtime::{ContainerId, ContainerKind, ExitInfo, ImageInfo};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use tokio::time::Instant;
 
 use crate::plan::KillReason;
@@ -37,6 +38,9 @@ pub(crate) struct Instance {
     /// The spec's `image` this instance was made from; `None` for one
     /// adopted from before berth kept it.
     pub spec_image: Option<String>,
+    /// The resources its cgroup was last given (the kubelet's actuated
+    /// resources).
+    pub actuated: ResourceRequirements,
 }
 
 impl Instance {
@@ -75,10 +79,13 @@ pub(crate) struct ContainerRecord {
     /// The current instance is to be killed: a liveness or startup probe
     /// or its postStart hook failed. The next plan kills it.
     pub kill_pending: Option<KillReason>,
+    /// The resources the node allocated to the container: the spec's at
+    /// admission, a resize's once accepted. New instances get these.
+    pub allocated: ResourceRequirements,
 }
 
 impl ContainerRecord {
-    pub(crate) fn new(name: &str, kind: ContainerKind) -> Self {
+    pub(crate) fn new(name: &str, kind: ContainerKind, allocated: ResourceRequirements) -> Self {
         Self {
             name: name.to_string(),
             kind,
@@ -88,6 +95,7 @@ impl ContainerRecord {
             retry_at: None,
             definition_changed: false,
             kill_pending: None,
+            allocated,
         }
     }
 

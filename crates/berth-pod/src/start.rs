@@ -44,9 +44,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let Some(sandbox) = self.sandbox.ready().cloned() else {
             return;
         };
-        let Some(container) = self.spec_container(i).cloned() else {
+        let Some(mut container) = self.spec_container(i).cloned() else {
             return;
         };
+        // A new instance runs with what the node allocated, which a resize
+        // not (yet) accepted leaves behind the spec.
+        let allocated = self.records[i].allocated.clone();
+        container.resources = Some(allocated.clone());
         let attempt = self.records[i].next_attempt();
         let kind = self.records[i].kind;
         let message_file = match self.dirs.termination_message_file(&container.name) {
@@ -221,6 +225,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             state,
             termination_message_file: message_file,
             spec_image: container.image.clone(),
+            actuated: allocated,
         });
         rec.waiting = None;
         rec.retry_at = None;

@@ -102,6 +102,12 @@ fn container_status(
         ready,
         restart_count: rec.restart_count() as i32,
         started: Some(running && probed.0),
+        // Reported for containers the runtime has (kubelet
+        // `convertToAPIContainerStatuses`).
+        resources: current
+            .map(|c| crate::resources::status_resources(&rec.allocated, &c.actuated, running)),
+        allocated_resources: current
+            .and_then(|_| crate::resources::allocated_resources(&rec.allocated)),
         ..Default::default()
     }
 }

@@ -140,13 +140,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 } else {
                     ContainerKind::Init
                 };
-                ContainerRecord::new(&c.name, kind)
+                ContainerRecord::new(&c.name, kind, c.resources.clone().unwrap_or_default())
             })
-            .chain(
-                spec.containers
-                    .iter()
-                    .map(|c| ContainerRecord::new(&c.name, ContainerKind::Regular)),
-            )
+            .chain(spec.containers.iter().map(|c| {
+                let allocated = c.resources.clone().unwrap_or_default();
+                ContainerRecord::new(&c.name, ContainerKind::Regular, allocated)
+            }))
             .collect();
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -402,6 +401,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 state,
                 termination_message_file: None,
                 spec_image: c.annotations.get(SPEC_IMAGE_ANNOTATION).cloned(),
+                // What the agent applied before it restarted is not kept:
+                // the allocation stands for it.
+                actuated: self.records[i].allocated.clone(),
             };
             let rec = &mut self.records[i];
             if rec.current.is_none() {

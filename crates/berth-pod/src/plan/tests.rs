@@ -60,8 +60,10 @@ impl Pod {
             .get_or_insert_with(Vec::new)
             .push(container(name));
         let at = self.spec.init_containers.as_ref().map_or(0, Vec::len) - 1;
-        self.records
-            .insert(at, ContainerRecord::new(name, ContainerKind::Init));
+        self.records.insert(
+            at,
+            ContainerRecord::new(name, ContainerKind::Init, Default::default()),
+        );
         self
     }
 
@@ -81,8 +83,11 @@ impl Pod {
 
     fn app(mut self, name: &str) -> Self {
         self.spec.containers.push(container(name));
-        self.records
-            .push(ContainerRecord::new(name, ContainerKind::Regular));
+        self.records.push(ContainerRecord::new(
+            name,
+            ContainerKind::Regular,
+            Default::default(),
+        ));
         self
     }
 
@@ -105,6 +110,7 @@ impl Pod {
             state,
             termination_message_file: None,
             spec_image: Some("busybox".into()),
+            actuated: Default::default(),
         });
         rec.current.as_mut().unwrap()
     }

@@ -4,6 +4,7 @@ mod big_pods;
 mod hooks;
 mod images;
 mod probes;
+mod resize;
 mod restarts;
 mod security;
 mod spec_changes;
