@@ -265,6 +265,7 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
             domain: config.cluster_domain.clone(),
         },
         node_allocatable: node_allocatable(config),
+        allocations: Default::default(),
     });
     let admission = crate::admission::Admission::new(&config.allowed_unsafe_sysctls)
         .map_err(AgentError::Config)?

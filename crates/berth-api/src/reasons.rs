@@ -43,3 +43,13 @@ pub const MISSING_CLUSTER_DNS: &str = "MissingClusterDNS";
 pub const FREE_DISK_SPACE_FAILED: &str = "FreeDiskSpaceFailed";
 /// Image garbage collection failed twice in a row (`ImageGCFailed`).
 pub const IMAGE_GC_FAILED: &str = "ImageGCFailed";
+/// A resize was accepted and is being applied (`ResizeStarted`).
+pub const RESIZE_STARTED: &str = "ResizeStarted";
+/// A resize is applied (`ResizeCompleted`).
+pub const RESIZE_COMPLETED: &str = "ResizeCompleted";
+/// A resize waits for room on the node (`ResizeDeferred`).
+pub const RESIZE_DEFERRED: &str = "ResizeDeferred";
+/// A resize the node can never apply (`ResizeInfeasible`).
+pub const RESIZE_INFEASIBLE: &str = "ResizeInfeasible";
+/// Applying an accepted resize failed (`ResizeError`).
+pub const RESIZE_ERROR: &str = "ResizeError";

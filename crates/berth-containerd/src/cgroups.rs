@@ -38,6 +38,24 @@ pub(crate) fn oom_kills(cgroup: &str) -> Option<u64> {
     })
 }
 
+/// The memory `cgroup` (an absolute cgroupfs path) uses now, in bytes:
+/// memory.usage_in_bytes (v1) or memory.current (v2).
+pub(crate) fn memory_usage(cgroup: &str) -> Option<u64> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    hierarchies(&mountinfo).into_iter().find_map(|hierarchy| {
+        let dir = hierarchy.join(cgroup.trim_start_matches('/'));
+        ["memory.usage_in_bytes", "memory.current"]
+            .into_iter()
+            .find_map(|file| {
+                std::fs::read_to_string(dir.join(file))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+    })
+}
+
 /// The `oom_kill N` line of a memory controller's key-value file.
 fn oom_kill_count(text: &str) -> Option<u64> {
     text.lines()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ExecOutput, ExitWaiter, ImageInfo, Observed,
-    Reclaimed, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
+    Reclaimed, Resources, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
 use crate::{container, events, exec, exec_stream, list, reclaim, sandbox, shim, task, Containerd};
@@ -62,6 +62,18 @@ impl ContainerRuntime for Containerd {
         // SIGKILL goes to every process of the container; other signals to its
         // init process, as the kubelet's stop signal is meant.
         task::kill(self, &id.0, signal.0 as u32, signal == Signal::KILL).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<(), RuntimeError> {
+        task::update(self, &id.0, resources).await
+    }
+
+    async fn container_memory_usage(&self, id: &ContainerId) -> Result<u64, RuntimeError> {
+        task::memory_usage(self, &id.0).await
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -443,7 +443,15 @@ fn default_mounts(privileged: bool, shm: Option<&Path>) -> Vec<Value> {
 fn resources(resources: &Resources, privileged: bool) -> Value {
     // Privileged containers may use every device node (the nodes themselves are
     // not created here: only runc's defaults exist in /dev).
-    let mut out = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
+    let mut out = cgroup_resources(resources);
+    out["devices"] = json!([{"allow": privileged, "access": "rwm"}]);
+    out
+}
+
+/// The memory and CPU part of the runtime-spec `LinuxResources`, which is
+/// also what a running container's update carries.
+pub(crate) fn cgroup_resources(resources: &Resources) -> Value {
+    let mut out = json!({});
     if let Some(limit) = resources.memory_limit_bytes.filter(|l| *l > 0) {
         // swap = limit: no swap beyond the limit, so an OOM is an OOM.
         out["memory"] = json!({"limit": limit, "swap": limit});

@@ -13,7 +13,8 @@ use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClien
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::Container;
 use containerd_client::services::v1::{
-    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
+    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, StartRequest, UpdateTaskRequest,
+    WaitRequest,
 };
 use containerd_client::types::v1::Process;
 use containerd_client::types::Mount as RootfsMount;
@@ -103,6 +104,39 @@ pub(crate) async fn start(c: &Containerd, id: &str) -> Result<u32, RuntimeError>
         .await
         .map_err(|s| failed("failed to start containerd task", s))?;
     Ok(response.into_inner().pid)
+}
+
+/// Gives the running task new cgroup settings (runc update), as containerd's
+/// CRI `UpdateContainerResources` does. Bounded: see [`bounded`].
+pub(crate) async fn update(
+    c: &Containerd,
+    id: &str,
+    resources: &berth_runtime::Resources,
+) -> Result<(), RuntimeError> {
+    let resources = crate::typeurl::resources_any(&crate::spec::cgroup_resources(resources))?;
+    let mut tasks = c.tasks();
+    let request = UpdateTaskRequest {
+        container_id: id.to_string(),
+        resources: Some(resources),
+        annotations: HashMap::new(),
+    };
+    bounded(c, tasks.update(request))
+        .await
+        .map(drop)
+        .map_err(|status| failed(&format!("update resources of task {id}"), status))
+}
+
+/// The memory the container's cgroup uses now.
+pub(crate) async fn memory_usage(c: &Containerd, id: &str) -> Result<u64, RuntimeError> {
+    let record = crate::container::get(c, id)
+        .await?
+        .ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
+    let uid = record
+        .labels
+        .get(crate::labels::POD_UID)
+        .ok_or_else(|| RuntimeError::other(format!("container {id} has no pod label")))?;
+    crate::cgroups::memory_usage(&crate::cgroups::container_cgroup(uid, id))
+        .ok_or_else(|| RuntimeError::other(format!("no memory usage for container {id}")))
 }
 
 /// Signals the task's processes; a task that is gone is not an error.

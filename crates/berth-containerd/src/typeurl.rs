@@ -12,6 +12,14 @@ pub(crate) const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runti
 pub(crate) const PROCESS_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
+pub(crate) const RESOURCES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+
+/// A running task's new resources, as Tasks.Update takes them.
+pub(crate) fn resources_any(resources: &serde_json::Value) -> Result<Any, RuntimeError> {
+    json_any(RESOURCES_TYPE_URL, resources)
+}
+
 /// The container spec as containerd stores it.
 pub(crate) fn spec_any(spec: &Spec) -> Result<Any, RuntimeError> {
     json_any(SPEC_TYPE_URL, spec)

@@ -8,7 +8,7 @@ use berth_api::{command, env};
 use berth_runtime::{
     ContainerConfig, ContainerKind, ContainerStdio, ImageInfo, Mount, PodRef, Resources,
 };
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 
 use crate::dirs::PodDirs;
 use crate::security::{self, SecurityDefaults};
@@ -260,7 +260,12 @@ fn volume_source(
 /// The kubelet's mapping of `resources` to cgroup settings: CPU requests to
 /// shares, CPU limits to a CFS quota over a 100 ms period, memory limits as is.
 fn resources(container: &Container) -> Resources {
-    let r = container.resources.as_ref();
+    cgroup_resources(&container.resources.clone().unwrap_or_default())
+}
+
+/// [`resources`] of a container's requirements, also what a resize applies.
+pub(crate) fn cgroup_resources(r: &ResourceRequirements) -> Resources {
+    let r = Some(r);
     let get = |map: Option<
         &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     >,

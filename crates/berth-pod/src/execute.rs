@@ -74,7 +74,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let mut done = Touched {
             killed: vec![false; self.records.len()],
             started: vec![false; self.records.len()],
+            resized: false,
         };
+        self.allocate_resize();
         // Every pass that acted touched a new container or set up the pod.
         for _ in 0..2 * self.records.len() + 3 {
             let plan = plan::plan(&self.view(), Instant::now());
@@ -105,6 +107,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.teardown(&end, forced).await;
         self.step(None, TimelineStep::TornDown, String::new());
         self.publish(true);
+        self.release_allocation();
         self.sink.finished(&self.pod_ref.uid);
     }
 
@@ -133,6 +136,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             for kill in &kills {
                 done.killed[kill.index] = true;
             }
+            acted = true;
+        }
+        if !plan.resizes.is_empty() && !done.resized {
+            done.resized = true;
+            self.resize_in_place(&plan.resizes).await;
             acted = true;
         }
         if plan.sandbox == Some(SandboxWork::Recreate) {
@@ -211,7 +219,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         for kill in kills.iter().filter(|k| !k.reason.whole_pod()) {
             self.kill_container(kill.index, kill.reason).await;
             match kill.reason {
-                KillReason::DefinitionChanged => self.records[kill.index].definition_changed = true,
+                // Started again at once from the new definition or allocation.
+                KillReason::DefinitionChanged | KillReason::ResizeRestart => {
+                    self.records[kill.index].definition_changed = true
+                }
                 // Not again in this pass: restartPolicy decides on the next.
                 KillReason::PostStartFailed => self.wake_no_later_than(Instant::now()),
                 _ => {}
@@ -308,6 +319,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 struct Touched {
     killed: Vec<bool>,
     started: Vec<bool>,
+    /// Running containers took their resize (or failed to): once a pass.
+    resized: bool,
 }
 
 /// A container's step in a plan: start it, or hold it back.

@@ -144,6 +144,50 @@ pub(crate) fn allocated_resources(
     allocated.requests.clone().filter(|r| !r.is_empty())
 }
 
+/// The four amounts a resize can change, in the cgroup's units of account
+/// (the kubelet's `containerResources`): CPU in millicores, memory in bytes,
+/// 0 when unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Amounts {
+    pub cpu_request: i64,
+    pub cpu_limit: i64,
+    pub memory_request: i64,
+    pub memory_limit: i64,
+}
+
+impl Amounts {
+    pub(crate) fn of(r: &ResourceRequirements) -> Self {
+        let (requests, limits) = (r.requests.as_ref(), r.limits.as_ref());
+        Self {
+            cpu_request: milli(requests, "cpu").unwrap_or(0),
+            cpu_limit: milli(limits, "cpu").unwrap_or(0),
+            memory_request: bytes(requests, "memory").unwrap_or(0),
+            memory_limit: bytes(limits, "memory").unwrap_or(0),
+        }
+    }
+}
+
+/// Two resource lists hold the same amounts, however spelled.
+fn same_list(
+    a: Option<&BTreeMap<String, Quantity>>,
+    b: Option<&BTreeMap<String, Quantity>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+    a.len() == b.len()
+        && a.iter().all(|(k, qa)| {
+            b.get(k).is_some_and(|qb| {
+                qa.0 == qb.0 || quantity::parse(&qa.0).ok() == quantity::parse(&qb.0).ok()
+            })
+        })
+}
+
+/// `apiequality.Semantic.DeepEqual` of two requirements' requests and limits.
+pub(crate) fn same(a: &ResourceRequirements, b: &ResourceRequirements) -> bool {
+    same_list(a.requests.as_ref(), b.requests.as_ref())
+        && same_list(a.limits.as_ref(), b.limits.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +266,17 @@ mod tests {
         let none = ResourceRequirements::default();
         assert_eq!(status_resources(&none, &none, true), none);
         assert_eq!(allocated_resources(&none), None);
+    }
+
+    #[test]
+    fn sameness_is_by_amount() {
+        let a = reqs(&[("cpu", "0.1"), ("memory", "1Mi")], &[]);
+        let b = reqs(&[("cpu", "100m"), ("memory", "1048576")], &[]);
+        assert!(same(&a, &b));
+        assert!(!same(&a, &reqs(&[("cpu", "100m")], &[])));
+        assert!(same(&ResourceRequirements::default(), &reqs(&[], &[])));
+        let amounts = Amounts::of(&reqs(&[("cpu", "1")], &[("memory", "1Ki")]));
+        assert_eq!((amounts.cpu_request, amounts.memory_limit), (1000, 1024));
     }
 
     #[test]

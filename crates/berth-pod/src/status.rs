@@ -186,7 +186,8 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         &previous,
         Time(Timestamp::now()),
     );
-    let conditions = rules::with_foreign_conditions(&foreign, generated);
+    let mut conditions = rules::with_foreign_conditions(&foreign, generated);
+    conditions.extend(w.resize.list());
     let pod_ips = w.pod_ips();
     PodStatus {
         phase: Some(phase),

@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     /// The node's allocatable, which `resourceFieldRef` reads for limits
     /// nothing sets.
     pub node_allocatable: berth_api::resource_field::NodeAllocatable,
+    /// What the node allocated to each of its pods, which a resize must fit
+    /// beside.
+    pub allocations: Arc<crate::resize::NodeAllocations>,
 }
 
 /// How long a failed start or sandbox waits before the next try (the kubelet
@@ -105,6 +108,9 @@ pub(crate) struct Worker<R, S> {
     pub(crate) probes: std::collections::HashMap<ContainerId, InstanceProbes>,
     pub(crate) probe_tx: mpsc::UnboundedSender<ProbeUpdate>,
     pub(crate) probe_rx: mpsc::UnboundedReceiver<ProbeUpdate>,
+    /// The pod-level resources (`spec.resources`) the node allocated.
+    pub(crate) allocated_pod_resources: k8s_openapi::api::core::v1::ResourceRequirements,
+    pub(crate) resize: crate::resize::ResizeConditions,
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
@@ -184,6 +190,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             probes: Default::default(),
             probe_tx,
             probe_rx,
+            allocated_pod_resources: spec.resources.clone().unwrap_or_default(),
+            resize: Default::default(),
         }
     }
 
@@ -191,6 +199,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// until it is deleted.
     pub(crate) async fn run(mut self, adopted: Adopted) {
         self.adopt(adopted).await;
+        self.record_allocation();
         loop {
             let termination = *self.term_rx.borrow_and_update();
             if let Some(termination) = termination {
@@ -198,6 +207,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             if self.stage.phase().is_none() {
                 self.sync().await;
+                self.track_resize_progress();
+                if self.stage.phase().is_some() {
+                    self.release_allocation();
+                }
             }
             self.publish(false);
             let wake_at = self.wake_at;

@@ -70,6 +70,7 @@ pub enum Call {
     Pull { image: String },
     RemoveImage { image: String },
     ForceStopSandbox { id: String },
+    UpdateResources { name: String, resources: Resources },
 }
 
 struct FakeContainer {
@@ -105,6 +106,8 @@ struct Inner {
     /// takes this long, then times out (until a forced stop).
     wedged: Option<Duration>,
     next_id: u64,
+    /// What each container "uses", by name (0 unless set).
+    memory_usage: HashMap<String, u64>,
 }
 
 /// The in-memory runtime. Cheap to clone; clones share state.
@@ -183,6 +186,23 @@ impl FakeRuntime {
     /// How long every exec into containers named `name` takes.
     pub fn exec_delay(&self, name: &str, delay: Duration) {
         self.lock().exec_delays.insert(name.to_string(), delay);
+    }
+
+    /// What container `name` reports as its memory usage from now on.
+    pub fn set_memory_usage(&self, name: &str, bytes: u64) {
+        self.lock().memory_usage.insert(name.to_string(), bytes);
+    }
+
+    /// The resources the newest container named `name` was created with or
+    /// last updated to.
+    pub fn resources(&self, name: &str) -> Option<Resources> {
+        let inner = self.lock();
+        inner
+            .containers
+            .values()
+            .rev()
+            .find(|c| c.name == name)
+            .map(|c| c.config.resources.clone())
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -422,6 +442,40 @@ impl ContainerRuntime for FakeRuntime {
             },
         );
         Ok(ContainerId(id))
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<(), RuntimeError> {
+        let mut inner = self.lock();
+        let c = inner
+            .containers
+            .get_mut(&id.0)
+            .ok_or_else(|| RuntimeError::not_found(format!("container {id}")))?;
+        if !matches!(c.state, ObservedState::Running { .. }) {
+            return Err(RuntimeError::other(format!(
+                "container {id} is not running"
+            )));
+        }
+        c.config.resources = resources.clone();
+        let name = c.name.clone();
+        drop(inner);
+        self.record(Call::UpdateResources {
+            name,
+            resources: resources.clone(),
+        });
+        Ok(())
+    }
+
+    async fn container_memory_usage(&self, id: &ContainerId) -> Result<u64, RuntimeError> {
+        let inner = self.lock();
+        let c = inner
+            .containers
+            .get(&id.0)
+            .ok_or_else(|| RuntimeError::not_found(format!("container {id}")))?;
+        Ok(inner.memory_usage.get(&c.name).copied().unwrap_or(0))
     }
 
     async fn wait_container(&self, id: &ContainerId) -> Result<ExitWaiter, RuntimeError> {

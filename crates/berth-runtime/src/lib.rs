@@ -176,6 +176,21 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         async move { Err(RuntimeError::other(message)) }
     }
 
+    /// Gives a running container's cgroup new settings, without a restart
+    /// (the CRI's `UpdateContainerResources`).
+    fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &Resources,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The memory a running container uses now, in bytes (its cgroup's
+    /// usage), as the kubelet reads it before lowering a memory limit.
+    fn container_memory_usage(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<u64, RuntimeError>> + Send;
+
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

@@ -93,12 +93,7 @@ fn namespaced(client: &kube::Client, pod: &Pod) -> Api<Pod> {
 /// stay; container statuses are replaced whole.
 async fn patch_status(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let mut status = serde_json::to_value(status_to_send(pod)).unwrap_or_default();
-    clear_unset_condition_fields(&mut status);
-    let patch = serde_json::json!({
-        "metadata": { "uid": pod.metadata.uid },
-        "status": status,
-    });
+    let patch = status_patch(pod);
     match namespaced(client, pod)
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
@@ -157,6 +152,38 @@ fn status_to_send(pod: &Pod) -> Option<PodStatus> {
     Some(status)
 }
 
+/// The resize conditions, which the kubelet removes once a resize is no
+/// longer pending or in progress.
+const RESIZE_CONDITIONS: [&str; 2] = ["PodResizePending", "PodResizeInProgress"];
+
+/// The patch body: a resize condition the status no longer has is deleted
+/// (`$patch: delete`), as the kubelet's two-way merge patch deletes it;
+/// merging alone would keep it on the server.
+fn status_patch(pod: &Pod) -> serde_json::Value {
+    let status = status_to_send(pod);
+    let mut value = serde_json::to_value(&status).unwrap_or_default();
+    clear_unset_condition_fields(&mut value);
+    if let Some(status) = status {
+        let has = |t: &str| status.conditions.iter().flatten().any(|c| c.type_ == t);
+        let deletes = RESIZE_CONDITIONS
+            .into_iter()
+            .filter(|t| !has(t))
+            .map(|t| serde_json::json!({ "type": t, "$patch": "delete" }));
+        if let Some(object) = value.as_object_mut() {
+            let conditions = object
+                .entry("conditions")
+                .or_insert_with(|| serde_json::json!([]));
+            if let Some(list) = conditions.as_array_mut() {
+                list.extend(deletes);
+            }
+        }
+    }
+    serde_json::json!({
+        "metadata": { "uid": pod.metadata.uid },
+        "status": value,
+    })
+}
+
 /// Deletes the API object of a torn-down pod: grace 0, and only the pod of
 /// this UID (the kubelet's status manager once `canBeDeleted`).
 pub async fn final_delete(client: &kube::Client, pod: &Pod) {
@@ -196,6 +223,28 @@ mod tests {
                 { "type": "example.com/gate", "status": "True" },
             ])
         );
+    }
+
+    #[test]
+    fn resize_conditions_gone_from_the_status_are_deleted_on_the_server() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "uid": "u" },
+            "status": { "conditions": [
+                { "type": "Ready", "status": "True" },
+                { "type": "PodResizePending", "status": "True", "reason": "Deferred" },
+            ] },
+        }))
+        .unwrap();
+        let patch = status_patch(&pod);
+        assert_eq!(
+            patch["status"]["conditions"],
+            serde_json::json!([
+                { "type": "Ready", "status": "True", "reason": null, "message": null },
+                { "type": "PodResizePending", "status": "True", "reason": "Deferred" },
+                { "type": "PodResizeInProgress", "$patch": "delete" },
+            ])
+        );
+        assert_eq!(patch["metadata"]["uid"], "u");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn supervisor(rt: &FakeRuntime, dir: &Path) -> Arc<Supervisor<FakeRuntime>> 
             cluster_data: None,
             cluster_dns: Default::default(),
             node_allocatable: Default::default(),
+            allocations: Default::default(),
         }),
         dir.join("root/api-pods"),
         Default::default(),

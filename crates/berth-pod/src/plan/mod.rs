@@ -12,6 +12,7 @@
 //! deadline and image changes are short enough to live here.
 
 mod order;
+pub(crate) mod resize;
 mod restart;
 mod terminate;
 
@@ -89,6 +90,8 @@ pub(crate) enum KillReason {
     Startup,
     PostStartFailed,
     DefinitionChanged,
+    /// An accepted resize changes a resource its `resizePolicy` restarts for.
+    ResizeRestart,
     SidecarsAfterMainDone,
     DeadlineExceeded,
     PodDeleted,
@@ -121,6 +124,7 @@ impl KillReason {
             Self::DefinitionChanged => {
                 format!("Container {name} definition changed, will be restarted")
             }
+            Self::ResizeRestart => format!("Container {name} resize requires restart"),
             Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::PodDeleted => {
                 format!("Stopping container {name}")
             }
@@ -173,6 +177,8 @@ pub(crate) struct Plan {
     pub init: Option<Start>,
     pub sidecars: Vec<Start>,
     pub regular: Vec<Start>,
+    /// Running containers whose cgroup takes an accepted resize in place.
+    pub resizes: Vec<usize>,
     /// Containers held back by CrashLoopBackOff, with why.
     pub waiting: Vec<(usize, Waiting)>,
     /// The phase the pod ends in, once nothing is left to do.
@@ -231,6 +237,10 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         SandboxView::Dead => Some(SandboxWork::Recreate),
     };
     plan.kills = failed_checks(view);
+    plan.resizes = (0..view.records.len())
+        .filter(|&i| resize::action(view, i) == Some(resize::ResizeAction::InPlace))
+        .filter(|&i| !plan.kills.iter().any(|k| k.index == i))
+        .collect();
     let initialized = order::init_containers(view, now, &mut plan);
     if !initialized {
         return plan;
@@ -241,7 +251,10 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
     } else {
         order::regular_containers(view, now, &mut plan);
     }
-    let idle = !plan.touches_containers() && !plan.prepare_volumes && plan.sandbox.is_none();
+    let idle = !plan.touches_containers()
+        && plan.resizes.is_empty()
+        && !plan.prepare_volumes
+        && plan.sandbox.is_none();
     if idle {
         let phase = phase(view);
         plan.finish = phase.is_terminal().then_some(phase);
@@ -267,9 +280,14 @@ fn failed_checks(view: &PodView<'_>) -> Vec<Kill> {
         if !rec.is_running() {
             return None;
         }
-        rec.kill_pending.or_else(|| {
-            restart::definition_changed(view, i).then_some(KillReason::DefinitionChanged)
-        })
+        rec.kill_pending
+            .or_else(|| {
+                restart::definition_changed(view, i).then_some(KillReason::DefinitionChanged)
+            })
+            .or_else(|| {
+                (resize::action(view, i) == Some(resize::ResizeAction::Restart))
+                    .then_some(KillReason::ResizeRestart)
+            })
     };
     (0..view.records.len())
         .filter_map(|index| {

@@ -62,7 +62,12 @@ pub(super) fn next_start(
     };
     match &current.state {
         // Killed in this same plan, then started from the new definition.
-        InstanceState::Running { .. } if definition_changed(view, i) => Some(fresh),
+        InstanceState::Running { .. }
+            if definition_changed(view, i)
+                || super::resize::action(view, i) == Some(super::resize::ResizeAction::Restart) =>
+        {
+            Some(fresh)
+        }
         InstanceState::Running { .. } | InstanceState::Created => None,
         // Killed for its new definition: no back-off, whatever the policy.
         InstanceState::Exited { .. } if rec.definition_changed => Some(fresh),

@@ -187,6 +187,7 @@ impl Harness {
                 cluster_data: None,
                 cluster_dns: Default::default(),
                 node_allocatable: Default::default(),
+                allocations: Default::default(),
             }),
             _dirs: dirs,
         }
