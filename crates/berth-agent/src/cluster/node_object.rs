@@ -187,8 +187,14 @@ pub fn node_status(
             ..Default::default()
         }),
         // The API server then proxies exec over WebSocket to this node
-        // instead of translating it to SPDY.
-        declared_features: Some(vec!["ExtendWebSocketsToKubelet".into()]),
+        // instead of translating it to SPDY, and lets resizes of init
+        // containers through. Pod-level resources resize
+        // (`InPlacePodLevelResourcesVerticalScaling`) is not declared:
+        // berth's pods have no cgroup limits of their own.
+        declared_features: Some(vec![
+            "ExtendWebSocketsToKubelet".into(),
+            "InPlacePodVerticalScalingInitContainers".into(),
+        ]),
         ..Default::default()
     }
 }

@@ -3,8 +3,6 @@
 //! says so for a resource that changed (the kubelet's
 //! `computePodResizeAction`).
 
-use berth_runtime::ContainerKind;
-
 use super::PodView;
 use crate::resources::Amounts;
 
@@ -14,14 +12,10 @@ pub(crate) enum ResizeAction {
     Restart,
 }
 
-/// What container `i` needs for its allocation, if anything. Only running
-/// containers are resized; init containers other than sidecars are not
-/// resizable.
+/// What container `i` needs for its allocation, if anything: only running
+/// containers are resized.
 pub(crate) fn action(view: &PodView<'_>, i: usize) -> Option<ResizeAction> {
     let rec = &view.records[i];
-    if rec.kind == ContainerKind::Init {
-        return None;
-    }
     let current = rec.current.as_ref().filter(|c| c.is_running())?;
     let (now, want) = (Amounts::of(&current.actuated), Amounts::of(&rec.allocated));
     if now == want {

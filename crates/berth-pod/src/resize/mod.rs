@@ -85,13 +85,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         self.pod.metadata.generation.unwrap_or(0)
     }
 
-    /// What the spec asks for container `i`; init containers other than
-    /// sidecars keep their allocation (they are not resizable).
+    /// What the spec asks for container `i` (init containers too, as with
+    /// the kubelet's `InPlacePodVerticalScalingInitContainers`, on by
+    /// default: one that is done only has its allocation changed).
     fn desired(&self, i: usize) -> ResourceRequirements {
-        let rec = &self.records[i];
-        if rec.kind == ContainerKind::Init {
-            return rec.allocated.clone();
-        }
         self.spec_container(i)
             .and_then(|c| c.resources.clone())
             .unwrap_or_default()

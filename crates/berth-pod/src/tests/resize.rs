@@ -301,3 +301,42 @@ async fn a_pod_level_resize_is_infeasible() {
     );
     assert_eq!(messages(&h, reasons::RESIZE_INFEASIBLE).len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_done_init_containers_resize_changes_its_allocation_only() {
+    let h = Harness::new();
+    let spec = |cpu: &str, generation: u32| {
+        pod(&format!(
+            "
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, generation: {generation}}}
+spec:
+  initContainers:
+  - {{name: init, image: busybox, resources: {{requests: {{cpu: {cpu}}}}}}}
+  containers:
+  - {{name: app, image: busybox}}
+"
+        ))
+    };
+    h.rt.script("init", Script::exits(0, Duration::from_millis(10)));
+    let w = h.spawn(spec("100m", 1));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    w.update(spec("200m", 2));
+    let s = h
+        .sink
+        .wait_for("the init container's new allocation", |s| {
+            container(s, "init").allocated_resources == Some(quantities(&[("cpu", "200m")]))
+        })
+        .await;
+    assert_eq!(
+        container(&s, "init")
+            .resources
+            .clone()
+            .and_then(|r| r.requests),
+        Some(quantities(&[("cpu", "200m")]))
+    );
+    assert!(updates(&h).is_empty(), "nothing runs to update");
+    assert_eq!(h.starts("init"), 1, "not run again");
+    assert!(condition(&s, "PodResizeInProgress").is_none());
+}
