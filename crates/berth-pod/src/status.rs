@@ -203,6 +203,9 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
         qos_class: Some(rules::qos_class(spec).into()),
+        // The generation of the spec this status reflects: a resize shows
+        // as observed only once it was admitted and acted on.
+        observed_generation: w.pod.metadata.generation.filter(|g| *g > 0),
         reason: w.terminal_reason.as_ref().map(|(r, _)| r.clone()),
         message: w.terminal_reason.as_ref().map(|(_, m)| m.clone()),
         ..Default::default()

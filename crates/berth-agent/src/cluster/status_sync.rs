@@ -142,7 +142,11 @@ const KUBELET_CONDITIONS: [&str; 4] = [
 /// node has caught up with an update.
 fn status_to_send(pod: &Pod) -> Option<PodStatus> {
     let mut status = pod.status.clone()?;
-    let generation = pod.metadata.generation.filter(|g| *g > 0);
+    // The worker's word on which spec it acted on, else the newest known.
+    let generation = status
+        .observed_generation
+        .or(pod.metadata.generation)
+        .filter(|g| *g > 0);
     status.observed_generation = generation;
     for condition in status.conditions.iter_mut().flatten() {
         if KUBELET_CONDITIONS.contains(&condition.type_.as_str()) {
@@ -277,5 +281,11 @@ mod tests {
             status_to_send(&pod),
             "a new generation is sent"
         );
+
+        // A worker that has not acted on generation 4 yet says 3.
+        bumped.status.as_mut().unwrap().observed_generation = Some(3);
+        let status = status_to_send(&bumped).unwrap();
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions.unwrap()[0].observed_generation, Some(3));
     }
 }

@@ -136,6 +136,17 @@ async fn a_resize_is_applied_to_the_running_container_without_a_restart() {
     );
     assert_eq!(h.starts("app"), 1, "no restart");
     assert_eq!(container(&s, "app").restart_count, 0);
+    // No status claims generation 2 before it carries the resize.
+    let statuses = h.sink.statuses.lock().unwrap().clone();
+    let (old, new): (Vec<_>, Vec<_>) = statuses
+        .iter()
+        .filter(|s| phase(s) == "Running")
+        .partition(|s| s.observed_generation == Some(1));
+    assert!(!old.is_empty() && !new.is_empty());
+    for status in new {
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(limits(status), limits(&s), "{status:#?}");
+    }
     assert_eq!(
         container(&s, "app").allocated_resources,
         Some(quantities(&[("cpu", "200m"), ("memory", "300Mi")]))
