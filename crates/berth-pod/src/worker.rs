@@ -111,6 +111,8 @@ pub(crate) struct Worker<R, S> {
     /// The pod-level resources (`spec.resources`) the node allocated.
     pub(crate) allocated_pod_resources: k8s_openapi::api::core::v1::ResourceRequirements,
     pub(crate) resize: crate::resize::ResizeConditions,
+    /// The resources checkpoint last saved (or adopted).
+    pub(crate) saved_resources: Option<crate::resize::Checkpoint>,
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
@@ -192,6 +194,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             probe_rx,
             allocated_pod_resources: spec.resources.clone().unwrap_or_default(),
             resize: Default::default(),
+            saved_resources: None,
         }
     }
 
@@ -365,6 +368,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             };
             return;
         }
+        self.load_resources();
         let mut containers = adopted.containers;
         containers.sort_by_key(|c| std::cmp::Reverse(c.attempt));
         for c in containers {
@@ -407,6 +411,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     observed: Instant::now(),
                 },
             };
+            let actuated = self.adopted_actuated(i, &c.id.0);
             let instance = Instance {
                 id: c.id,
                 attempt: c.attempt,
@@ -414,9 +419,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 state,
                 termination_message_file: None,
                 spec_image: c.annotations.get(SPEC_IMAGE_ANNOTATION).cloned(),
-                // What the agent applied before it restarted is not kept:
-                // the allocation stands for it.
-                actuated: self.records[i].allocated.clone(),
+                actuated,
             };
             let rec = &mut self.records[i];
             if rec.current.is_none() {

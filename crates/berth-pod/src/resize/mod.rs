@@ -8,6 +8,7 @@
 //! container carries its allocation. Events: ResizeStarted, ResizeDeferred,
 //! ResizeInfeasible, ResizeError, ResizeCompleted.
 
+mod checkpoint;
 mod fit;
 mod summary;
 
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 use tracing::debug;
 
+pub(crate) use checkpoint::Checkpoint;
 pub use fit::NodeAllocations;
 use fit::PodRequests;
 
@@ -281,6 +283,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// its allocation, and ResizeCompleted once none does (the kubelet's
     /// `IsPodResizeInProgress` check in `SyncPod`).
     pub(crate) fn track_resize_progress(&mut self) {
+        self.save_resources();
         let view = self.view();
         let lagging =
             (0..self.records.len()).any(|i| crate::plan::resize::action(&view, i).is_some());
@@ -297,6 +300,60 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             let text = self.summary("Pod resize completed", &allocated, generation, "");
             self.event(EventType::Normal, reasons::RESIZE_COMPLETED, None, text);
         }
+    }
+
+    /// What to keep across an agent restart: the allocation, and what each
+    /// current instance's cgroup carries.
+    fn checkpoint(&self) -> checkpoint::Checkpoint {
+        checkpoint::Checkpoint {
+            allocated: self
+                .records
+                .iter()
+                .map(|r| (r.name.clone(), r.allocated.clone()))
+                .collect(),
+            pod: self.allocated_pod_resources.clone(),
+            actuated: self
+                .records
+                .iter()
+                .filter_map(|r| r.current.as_ref())
+                .map(|c| (c.id.0.clone(), c.actuated.clone()))
+                .collect(),
+        }
+    }
+
+    /// Keeps the checkpoint in the pod's directory when it changed.
+    pub(crate) fn save_resources(&mut self) {
+        let checkpoint = self.checkpoint();
+        if self.saved_resources.as_ref() == Some(&checkpoint) {
+            return;
+        }
+        match checkpoint::save(&self.dirs.pod, &checkpoint) {
+            Ok(()) => self.saved_resources = Some(checkpoint),
+            Err(e) => debug!(pod = %self.pod_ref, "save resources: {e}"),
+        }
+    }
+
+    /// Takes back the allocation an earlier agent kept, for an adopted pod;
+    /// `actuated(id)` is then what instance `id`'s cgroup carries.
+    pub(crate) fn load_resources(&mut self) {
+        let Some(saved) = checkpoint::load(&self.dirs.pod) else {
+            return;
+        };
+        for rec in &mut self.records {
+            if let Some(allocated) = saved.allocated.get(&rec.name) {
+                rec.allocated = allocated.clone();
+            }
+        }
+        self.allocated_pod_resources = saved.pod.clone();
+        self.saved_resources = Some(saved);
+    }
+
+    /// What adopted instance `id` carries: as saved, else its allocation.
+    pub(crate) fn adopted_actuated(&self, i: usize, id: &str) -> ResourceRequirements {
+        self.saved_resources
+            .as_ref()
+            .and_then(|s| s.actuated.get(id).cloned())
+            .unwrap_or_else(|| self.records[i].allocated.clone())
     }
 
     /// The pod no longer holds anything of the node.

@@ -351,3 +351,50 @@ spec:
     assert_eq!(h.starts("init"), 1, "not run again");
     assert!(condition(&s, "PodResizeInProgress").is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_pod_keeps_its_allocation_and_what_its_cgroup_carries() {
+    let mut h = Harness::new();
+    Arc::get_mut(&mut h.config).unwrap().node_allocatable =
+        berth_api::resource_field::NodeAllocatable {
+            cpu: Some(Quantity("1".into())),
+            memory: Some(Quantity("1Gi".into())),
+            ephemeral_storage: None,
+        };
+    let w = h.spawn(sized("NotRequired"));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    // An applied resize, then one the node has no room for.
+    w.update(resized("200m", "100Mi", "NotRequired"));
+    h.sink
+        .wait_for("the first resize applied", |s| {
+            limits(s) == Some(quantities(&[("cpu", "200m"), ("memory", "100Mi")]))
+        })
+        .await;
+    let mut deferred = (*resized("2", "100Mi", "NotRequired")).clone();
+    deferred.metadata.generation = Some(3);
+    w.update(Arc::new(deferred.clone()));
+    h.sink
+        .wait_for("the second deferred", |s| {
+            condition(s, "PodResizePending").is_some()
+        })
+        .await;
+    w.detach().await;
+
+    // The agent restarts with the newest spec, the deferred one.
+    let (sink, _w) = h.adopt(Arc::new(deferred), None).await;
+    let s = sink
+        .wait_for("the adopted pod's status", |s| {
+            phase(s) == "Running" && condition(s, "PodResizePending").is_some()
+        })
+        .await;
+    assert_eq!(
+        limits(&s),
+        Some(quantities(&[("cpu", "200m"), ("memory", "100Mi")])),
+        "the applied resize, not the pending one"
+    );
+    assert_eq!(
+        container(&s, "app").allocated_resources,
+        Some(quantities(&[("cpu", "200m"), ("memory", "100Mi")]))
+    );
+    assert_eq!(h.starts("app"), 1, "nothing restarted");
+}
