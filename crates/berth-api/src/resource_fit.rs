@@ -36,6 +36,11 @@ impl Requests {
         }
     }
 
+    /// The requests of one container's (or the pod's) resources.
+    pub fn of_requirements(r: Option<&ResourceRequirements>) -> Self {
+        Self::of(r.and_then(|r| r.requests.as_ref()))
+    }
+
     fn get(&self, resource: &str) -> i64 {
         match resource {
             "cpu" => self.milli_cpu,
@@ -52,16 +57,6 @@ impl Requests {
         }
     }
 
-    fn add(self, other: Self) -> Self {
-        Self {
-            milli_cpu: self.milli_cpu.saturating_add(other.milli_cpu),
-            memory: self.memory.saturating_add(other.memory),
-            ephemeral_storage: self
-                .ephemeral_storage
-                .saturating_add(other.ephemeral_storage),
-        }
-    }
-
     fn max(self, other: Self) -> Self {
         Self {
             milli_cpu: self.milli_cpu.max(other.milli_cpu),
@@ -75,23 +70,34 @@ impl Requests {
     /// before it, whichever is more; pod-level requests replace cpu and
     /// memory; the overhead is added.
     pub fn of_pod(spec: &PodSpec) -> Self {
-        let requests = |r: &Option<ResourceRequirements>| {
-            Self::of(r.as_ref().and_then(|r| r.requests.as_ref()))
-        };
-        let mut total = Self::default();
-        for container in &spec.containers {
-            total = total.add(requests(&container.resources));
-        }
+        let own: Vec<Self> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .map(|c| Self::of_requirements(c.resources.as_ref()))
+            .collect();
+        Self::of_pod_with(spec, |i| own[i])
+    }
+
+    /// As [`Requests::of_pod`], with container `i`'s requests (init
+    /// containers first) from `container`: what the node allocated to it,
+    /// which an in-place resize may have changed.
+    pub fn of_pod_with(spec: &PodSpec, container: impl Fn(usize) -> Self) -> Self {
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        let mut total = (0..spec.containers.len())
+            .map(|i| container(inits.len() + i))
+            .fold(Self::default(), |sum, r| sum + r);
         let mut sidecars = Self::default();
         let mut init_peak = Self::default();
-        for init in spec.init_containers.iter().flatten() {
-            let own = requests(&init.resources);
+        for (i, init) in inits.iter().enumerate() {
+            let own = container(i);
             let during = if init.restart_policy.as_deref() == Some("Always") {
-                total = total.add(own);
-                sidecars = sidecars.add(own);
+                total = total + own;
+                sidecars = sidecars + own;
                 sidecars
             } else {
-                own.add(sidecars)
+                own + sidecars
             };
             init_peak = init_peak.max(during);
         }
@@ -105,7 +111,21 @@ impl Requests {
                 }
             }
         }
-        total.add(Self::of(spec.overhead.as_ref()))
+        total + Self::of(spec.overhead.as_ref())
+    }
+}
+
+impl std::ops::Add for Requests {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            milli_cpu: self.milli_cpu.saturating_add(other.milli_cpu),
+            memory: self.memory.saturating_add(other.memory),
+            ephemeral_storage: self
+                .ephemeral_storage
+                .saturating_add(other.ephemeral_storage),
+        }
     }
 }
 
@@ -155,37 +175,48 @@ pub fn fits(
             capacity: max_pods,
         });
     }
-    let wanted = Requests::of_pod(pod);
-    if wanted == Requests::default() {
-        return Ok(());
-    }
     let used = admitted.iter().fold(Requests::default(), |sum, other| {
-        sum.add(Requests::of_pod(other))
+        sum + Requests::of_pod(other)
     });
-    let capacity = Requests::of(Some(&BTreeMap::from(
-        [
-            ("cpu", &allocatable.cpu),
-            ("memory", &allocatable.memory),
-            ("ephemeral-storage", &allocatable.ephemeral_storage),
-        ]
-        .map(|(name, q)| (name.to_string(), q.clone().unwrap_or(Quantity("0".into())))),
+    first_insufficient(Requests::of_pod(pod), used, allocatable).map_or(Ok(()), Err)
+}
+
+/// The first resource (cpu, memory, ephemeral-storage) of which `wanted`
+/// is more than the node's `allocatable` less what others `used`; one the
+/// node does not know its allocatable of is never short.
+pub fn first_insufficient(
+    wanted: Requests,
+    used: Requests,
+    allocatable: &NodeAllocatable,
+) -> Option<Insufficient> {
+    let known = [
+        ("cpu", &allocatable.cpu),
+        ("memory", &allocatable.memory),
+        ("ephemeral-storage", &allocatable.ephemeral_storage),
+    ];
+    let capacity = Requests::of(Some(&BTreeMap::from_iter(
+        known
+            .iter()
+            .filter_map(|(name, q)| Some((name.to_string(), (*q).clone()?))),
     )));
-    for resource in RESOURCES {
+    RESOURCES.into_iter().find_map(|resource| {
+        let known = known
+            .iter()
+            .any(|(name, q)| *name == resource && q.is_some());
         let (requested, used, capacity) = (
             wanted.get(resource),
             used.get(resource),
             capacity.get(resource),
         );
-        if requested > 0 && requested > capacity.saturating_sub(used) {
-            return Err(Insufficient {
+        (known && requested > 0 && requested > capacity.saturating_sub(used)).then_some(
+            Insufficient {
                 resource,
                 requested,
                 used,
                 capacity,
-            });
-        }
-    }
-    Ok(())
+            },
+        )
+    })
 }
 
 #[cfg(test)]

@@ -1,99 +1,34 @@
-//! Whether a resized pod still fits the node: its CPU and memory requests
-//! against the node's allocatable less what the other pods were allocated,
-//! as the kubelet's resize admission runs the scheduler's `Fits`
-//! (`pkg/kubelet/lifecycle/predicate.go`, `InsufficientResourceError`).
+//! What the node allocated to each pod its workers run, for a resize's
+//! admission: the resized pod's requests against the node's allocatable
+//! less the other pods' allocations, as the kubelet's resize admission runs
+//! the scheduler's `Fits` (`pkg/kubelet/lifecycle/predicate.go`). The
+//! request arithmetic and the message are `berth_api::resource_fit`'s, the
+//! same as the pod admission's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use berth_api::quantity;
 use berth_api::resource_field::NodeAllocatable;
+use berth_api::resource_fit::{first_insufficient, Requests};
 use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
 
-/// A pod's CPU (millicores) and memory (bytes) requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PodRequests {
-    pub cpu: i64,
-    pub memory: i64,
-}
-
-impl PodRequests {
-    fn of(r: &ResourceRequirements) -> Self {
-        let get = |name: &str| r.requests.as_ref().and_then(|m| m.get(name));
-        Self {
-            cpu: get("cpu")
-                .and_then(|q| quantity::milli_value(&q.0))
-                .and_then(|m| i64::try_from(m).ok())
-                .unwrap_or(0),
-            memory: get("memory")
-                .and_then(|q| quantity::value(&q.0))
-                .unwrap_or(0),
-        }
-    }
-
-    fn add(self, o: Self) -> Self {
-        Self {
-            cpu: self.cpu + o.cpu,
-            memory: self.memory + o.memory,
-        }
-    }
-
-    fn max(self, o: Self) -> Self {
-        Self {
-            cpu: self.cpu.max(o.cpu),
-            memory: self.memory.max(o.memory),
-        }
-    }
-
-    /// The pod's requests as the scheduler counts them (`PodRequests`): the
-    /// regular containers and sidecars together, or an init container with
-    /// the sidecars started before it if that is more; plus the overhead.
-    /// Pod-level requests stand for the containers'. `allocated(i)` is what
-    /// the node allocated to container `i` (init containers first).
-    pub(crate) fn of_pod(
-        spec: &PodSpec,
-        allocated: impl Fn(usize) -> ResourceRequirements,
-    ) -> Self {
-        let inits = spec.init_containers.as_deref().unwrap_or_default();
-        let mut sidecars = Self::default();
-        let mut init_peak = Self::default();
-        for (i, c) in inits.iter().enumerate() {
-            let r = Self::of(&allocated(i));
-            if c.restart_policy.as_deref() == Some("Always") {
-                sidecars = sidecars.add(r);
-                init_peak = init_peak.max(sidecars);
-            } else {
-                init_peak = init_peak.max(sidecars.add(r));
-            }
-        }
-        let regular = (0..spec.containers.len())
-            .map(|i| Self::of(&allocated(inits.len() + i)))
-            .fold(Self::default(), Self::add);
-        let mut total = regular.add(sidecars).max(init_peak);
-        if let Some(pod_level) = spec.resources.as_ref().map(Self::of) {
-            if pod_level.cpu > 0 {
-                total.cpu = pod_level.cpu;
-            }
-            if pod_level.memory > 0 {
-                total.memory = pod_level.memory;
-            }
-        }
-        let overhead = ResourceRequirements {
-            requests: spec.overhead.clone(),
-            ..Default::default()
-        };
-        total.add(Self::of(&overhead))
-    }
+/// The pod's requests with container `i`'s resources from `allocated(i)`
+/// (init containers first).
+pub(crate) fn pod_requests(
+    spec: &PodSpec,
+    allocated: impl Fn(usize) -> ResourceRequirements,
+) -> Requests {
+    Requests::of_pod_with(spec, |i| Requests::of_requirements(Some(&allocated(i))))
 }
 
 /// What the node allocated to each pod its workers run, by UID.
 #[derive(Debug, Default)]
 pub struct NodeAllocations {
-    pods: Mutex<HashMap<String, PodRequests>>,
+    pods: Mutex<HashMap<String, Requests>>,
 }
 
 impl NodeAllocations {
-    pub(crate) fn set(&self, uid: &str, requests: PodRequests) {
+    pub(crate) fn set(&self, uid: &str, requests: Requests) {
         self.lock().insert(uid.to_string(), requests);
     }
 
@@ -101,61 +36,30 @@ impl NodeAllocations {
         self.lock().remove(uid);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRequests>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Requests>> {
         self.pods.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The other pods' requests together.
-    fn used_by_others(&self, uid: &str) -> PodRequests {
+    fn used_by_others(&self, uid: &str) -> Requests {
         self.lock()
             .iter()
             .filter(|(other, _)| other.as_str() != uid)
             .map(|(_, r)| *r)
-            .fold(PodRequests::default(), PodRequests::add)
+            .fold(Requests::default(), |sum, r| sum + r)
     }
 
     /// `None` when pod `uid` fits with `wanted`, else the scheduler's
     /// `Node didn't have enough resource` message for the first resource
-    /// short (cpu, then memory). A node that does not know its allocatable
-    /// fits everything.
+    /// short. A resource the node does not know its allocatable of fits.
     pub(crate) fn misfit(
         &self,
         uid: &str,
-        wanted: PodRequests,
+        wanted: Requests,
         allocatable: &NodeAllocatable,
     ) -> Option<String> {
-        let used = self.used_by_others(uid);
-        let capacity = |q: &Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-                        milli: bool| {
-            let text = &q.as_ref()?.0;
-            if milli {
-                quantity::milli_value(text).and_then(|m| i64::try_from(m).ok())
-            } else {
-                quantity::value(text)
-            }
-        };
-        let checks = [
-            (
-                "cpu",
-                wanted.cpu,
-                used.cpu,
-                capacity(&allocatable.cpu, true),
-            ),
-            (
-                "memory",
-                wanted.memory,
-                used.memory,
-                capacity(&allocatable.memory, false),
-            ),
-        ];
-        checks.into_iter().find_map(|(name, requested, used, capacity)| {
-            let capacity = capacity?;
-            (requested > 0 && requested > capacity - used).then(|| {
-                format!(
-                    "Node didn't have enough resource: {name}, requested: {requested}, used: {used}, capacity: {capacity}"
-                )
-            })
-        })
+        first_insufficient(wanted, self.used_by_others(uid), allocatable)
+            .map(|short| short.message())
     }
 }
 
@@ -177,25 +81,28 @@ mod tests {
         let node = NodeAllocations::default();
         node.set(
             "other",
-            PodRequests {
-                cpu: 1500,
+            Requests {
+                milli_cpu: 1500,
                 memory: 1 << 30,
+                ephemeral_storage: 0,
             },
         );
         node.set(
             "me",
-            PodRequests {
-                cpu: 100,
+            Requests {
+                milli_cpu: 100,
                 memory: 0,
+                ephemeral_storage: 0,
             },
         );
         let room = allocatable("2", "4Gi");
         assert_eq!(
             node.misfit(
                 "me",
-                PodRequests {
-                    cpu: 500,
-                    memory: 0
+                Requests {
+                    milli_cpu: 500,
+                    memory: 0,
+                    ephemeral_storage: 0
                 },
                 &room
             ),
@@ -204,9 +111,10 @@ mod tests {
         assert_eq!(
             node.misfit(
                 "me",
-                PodRequests {
-                    cpu: 600,
-                    memory: 0
+                Requests {
+                    milli_cpu: 600,
+                    memory: 0,
+                    ephemeral_storage: 0
                 },
                 &room
             )
@@ -216,7 +124,7 @@ mod tests {
             )
         );
         assert_eq!(
-            node.misfit("me", PodRequests { cpu: 0, memory: 4 << 30 }, &room).as_deref(),
+            node.misfit("me", Requests { milli_cpu: 0, memory: 4 << 30, ephemeral_storage: 0 }, &room).as_deref(),
             Some(
                 "Node didn't have enough resource: memory, requested: 4294967296, used: 1073741824, capacity: 4294967296"
             )
@@ -224,9 +132,10 @@ mod tests {
         assert_eq!(
             node.misfit(
                 "me",
-                PodRequests {
-                    cpu: 1 << 40,
-                    memory: 0
+                Requests {
+                    milli_cpu: 1 << 40,
+                    memory: 0,
+                    ephemeral_storage: 0
                 },
                 &Default::default()
             ),
@@ -254,12 +163,13 @@ mod tests {
             .chain(&spec.containers)
             .map(|c| c.resources.clone().unwrap_or_default())
             .collect();
-        let r = PodRequests::of_pod(&spec, |i| all[i].clone());
+        let r = pod_requests(&spec, |i| all[i].clone());
         assert_eq!(
             r,
-            PodRequests {
-                cpu: 2100,
-                memory: 10 << 20
+            Requests {
+                milli_cpu: 2100,
+                memory: 10 << 20,
+                ephemeral_storage: 0
             }
         );
     }

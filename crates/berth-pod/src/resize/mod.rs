@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 pub(crate) use checkpoint::Checkpoint;
+use fit::pod_requests;
 pub use fit::NodeAllocations;
-use fit::PodRequests;
 
 use crate::reasons;
 use crate::resources::{self, Amounts};
@@ -98,7 +98,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// The node's record of what this pod holds, for the other pods' fit.
     pub(crate) fn record_allocation(&self) {
-        let requests = PodRequests::of_pod(self.spec(), |i| self.records[i].allocated.clone());
+        let requests = pod_requests(self.spec(), |i| self.records[i].allocated.clone());
         self.cfg.allocations.set(&self.pod_ref.uid, requests);
     }
 
@@ -130,7 +130,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 "InPlacePodLevelResourcesVerticalScaling is disabled".to_string(),
             ))
         } else {
-            let wanted = PodRequests::of_pod(self.spec(), |i| desired[i].clone());
+            let wanted = pod_requests(self.spec(), |i| desired[i].clone());
             self.cfg
                 .allocations
                 .misfit(&self.pod_ref.uid, wanted, &self.cfg.node_allocatable)
