@@ -297,9 +297,11 @@ if ((procs == 1)); then
     --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
     --ginkgo.junit-report="$OUT/junit.xml" >"$OUT/suite.log" 2>&1
 else
+  # The CLI writes the merged report under --output-dir (a report path is
+  # taken relative to the suite's directory otherwise).
   "$BIN/ginkgo" run --procs="$procs" \
     --focus="$focus_regex" --skip="$skip_regex" \
-    --timeout=4h --no-color -v --junit-report="$OUT/junit.xml" \
+    --timeout=4h --no-color -v --output-dir="$OUT" --junit-report=junit.xml \
     "$BIN/nodee2e.test" -- "${suite_args[@]}" >"$OUT/suite.log" 2>&1
 fi
 suite_rc=$?
