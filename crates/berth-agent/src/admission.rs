@@ -57,6 +57,7 @@ impl Admission {
             reason: sysctl::FORBIDDEN_REASON,
             message,
         })?;
+        os_matches(pod)?;
         if let (Some(node), Some(spec), Some(admitted)) = (&self.resources, &pod.spec, admitted) {
             resource_fit::fits(spec, admitted, &node.allocatable, node.max_pods).map_err(
                 |lacking| Rejection {
@@ -81,6 +82,32 @@ impl Default for Admission {
     fn default() -> Self {
         Self::new(&[]).expect("the safe sysctls are valid")
     }
+}
+
+/// The pod is for this node's OS (the kubelet's predicate admission, first
+/// of its checks): by its `kubernetes.io/os` label, then `spec.os.name`.
+fn os_matches(pod: &Pod) -> Result<(), Rejection> {
+    const NODE_OS: &str = "linux";
+    let label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/os"));
+    if label.is_some_and(|os| os != NODE_OS) {
+        return Err(Rejection {
+            reason: "PodOSSelectorNodeLabelDoesNotMatch",
+            message: "Failed to admit pod as the `kubernetes.io/os` label doesn't match node label"
+                .into(),
+        });
+    }
+    let os = pod.spec.as_ref().and_then(|s| s.os.as_ref());
+    if os.is_some_and(|os| os.name != NODE_OS) {
+        return Err(Rejection {
+            reason: "PodOSNotSupported",
+            message: "Failed to admit pod as the OS field doesn't match node OS".into(),
+        });
+    }
+    Ok(())
 }
 
 /// AppArmor is on when securityfs has it and the module says so (runc's
@@ -163,6 +190,37 @@ spec:
   containers: [{name: app, image: app:1}]
 ");
         admission(false).check(&unconfined, None).unwrap();
+    }
+
+    #[test]
+    fn pods_for_another_os_are_rejected_by_label_then_by_field() {
+        let windows = pod("
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: w}
+            spec: {os: {name: windows}, containers: [{name: c, image: i}]}
+            ");
+        let rejection = admission(true).check(&windows, None).unwrap_err();
+        assert_eq!(rejection.reason, "PodOSNotSupported");
+        assert_eq!(
+            rejection.message,
+            "Failed to admit pod as the OS field doesn't match node OS"
+        );
+        let labelled = pod("
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: w, labels: {kubernetes.io/os: windows}}
+            spec: {os: {name: windows}, containers: [{name: c, image: i}]}
+            ");
+        let rejection = admission(true).check(&labelled, None).unwrap_err();
+        assert_eq!(rejection.reason, "PodOSSelectorNodeLabelDoesNotMatch");
+        let linux = pod("
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: l, labels: {kubernetes.io/os: linux}}
+            spec: {os: {name: linux}, containers: [{name: c, image: i}]}
+            ");
+        admission(true).check(&linux, None).unwrap();
     }
 
     #[test]

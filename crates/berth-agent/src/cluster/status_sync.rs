@@ -127,12 +127,14 @@ fn clear_unset_condition_fields(status: &mut serde_json::Value) {
     }
 }
 
-/// The conditions the kubelet owns, which carry the generation it saw.
-const KUBELET_CONDITIONS: [&str; 4] = [
+/// The conditions the kubelet writes, which carry the generation it saw
+/// (PodScheduled too: the kubelet's status has it, and stamps it).
+const KUBELET_CONDITIONS: [&str; 5] = [
     "PodReadyToStartContainers",
     "Initialized",
     "ContainersReady",
     "Ready",
+    "PodScheduled",
 ];
 
 /// The pod's status stamped with the generation of the spec it reflects
@@ -270,8 +272,9 @@ mod tests {
             "Ready is the kubelet's"
         );
         assert_eq!(
-            conditions[1].observed_generation, None,
-            "PodScheduled is the scheduler's"
+            conditions[1].observed_generation,
+            Some(3),
+            "PodScheduled is in the kubelet's status too"
         );
 
         let mut bumped = pod.clone();

@@ -1,5 +1,6 @@
 //! The order containers run in: init containers strictly one after another,
-//! each restartable one (sidecar) started and running before the next; the
+//! each restartable one (sidecar) started (running, its startup probe
+//! passed) before the next; the
 //! regular containers once the pod is initialized; and when every regular
 //! container has exited for good, nothing starts any more and the sidecars
 //! are stopped (the kubelet's `computeInitContainerActions` and its
@@ -30,9 +31,12 @@ pub(super) fn init_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan)
                 let start = next_start(view, i, now, plan);
                 let starting = start.is_some();
                 plan.sidecars.extend(start);
-                // The next init container waits until this one runs (once
-                // the regular containers started, nothing waits for it).
-                if (starting || !rec.is_running()) && !any_regular_started {
+                // The next init container waits until this one has
+                // started: running, and its startup probe (if any)
+                // succeeded. Once the regular containers started, nothing
+                // waits for it.
+                let started = rec.is_running() && view.probed[i].0;
+                if (starting || !started) && !any_regular_started {
                     return false;
                 }
             }

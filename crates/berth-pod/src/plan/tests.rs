@@ -23,6 +23,8 @@ struct Pod {
     sandbox: SandboxView,
     backoff: Backoff,
     deadline: Option<Instant>,
+    /// Running containers whose startup probe has not passed yet.
+    unstarted: Vec<String>,
     /// The clock every fact counts from; the plan is made `at` after it.
     t0: Instant,
     at: Duration,
@@ -40,6 +42,7 @@ fn pod(restart_policy: &str) -> Pod {
         sandbox: SandboxView::Ready,
         backoff: Backoff::new(BackoffPolicy::default()),
         deadline: None,
+        unstarted: Vec::new(),
         t0: Instant::now(),
         at: Duration::ZERO,
     }
@@ -113,6 +116,12 @@ impl Pod {
             actuated: Default::default(),
         });
         rec.current.as_mut().unwrap()
+    }
+
+    /// `name` runs, but its startup probe has not passed yet.
+    fn unstarted(mut self, name: &str) -> Self {
+        self.unstarted.push(name.into());
+        self
     }
 
     fn running(mut self, name: &str) -> Self {
@@ -253,7 +262,14 @@ impl Pod {
             spec: &self.spec,
             pod: &pod,
             records: &self.records,
-            probed: vec![(true, true); self.records.len()],
+            probed: self
+                .records
+                .iter()
+                .map(|r| {
+                    let started = !self.unstarted.contains(&r.name);
+                    (started, started)
+                })
+                .collect(),
             stage: self.stage,
             sandbox: self.sandbox,
             backoff: &self.backoff,
@@ -349,6 +365,7 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         // sidecars
         ("sidecar: starts before the next init", pod("Always").sidecar("side").init("one").app("app"), vec!["start sidecar side"]),
         ("sidecar: running lets the next init go", pod("Always").sidecar("side").init("one").app("app").running("side"), vec!["start init one"]),
+        ("sidecar: running before its startup probe passed holds the next back", pod("Always").sidecar("side").app("app").running("side").unstarted("side"), vec![]),
         ("sidecar: in spec order", pod("Always").sidecar("s1").sidecar("s2").app("app").running("s1"), vec!["start sidecar s2"]),
         ("sidecar: restarted after exit 0 whatever the policy", pod("Never").sidecar("side").app("app").exited("side", 0).running("app"), vec!["start sidecar side (back-off)"]),
         ("sidecar: stopped once the main containers are done", pod("Never").sidecar("side").app("app").running("side").exited("app", 0), vec!["kill side SidecarsAfterMainDone"]),
