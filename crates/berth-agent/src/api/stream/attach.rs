@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::remote_command::{exit_status, StreamOptions};
-use super::websocket::{frame, normal_close, Socket};
+use super::websocket::{normal_close, RemoteCommand, Socket};
 use crate::logs::FileWatch;
 use crate::service::{LogOptions, PodService};
 
@@ -26,6 +26,7 @@ use crate::service::{LogOptions, PodService};
 const POLL: Duration = Duration::from_millis(250);
 
 pub(crate) struct Attached<S> {
+    pub(crate) protocol: RemoteCommand,
     pub(crate) service: Arc<S>,
     pub(crate) namespace: String,
     pub(crate) pod: String,
@@ -62,7 +63,12 @@ impl<S: PodService> Attached<S> {
                     1 => self.options.stdout,
                     _ => self.options.stderr,
                 };
-                if wanted && sink.send(frame(channel, &bytes)).await.is_err() {
+                if wanted
+                    && sink
+                        .send(self.protocol.frame(channel, &bytes))
+                        .await
+                        .is_err()
+                {
                     return;
                 }
             }
@@ -79,9 +85,9 @@ impl<S: PodService> Attached<S> {
                 break;
             }
         }
-        let _ = sink
-            .send(frame(3, exit_status(0).to_string().as_bytes()))
-            .await;
+        if let Some(status) = self.protocol.status(&exit_status(0)) {
+            let _ = sink.send(self.protocol.frame(3, &status)).await;
+        }
         let _ = sink.send(normal_close()).await;
     }
 
