@@ -129,6 +129,9 @@ if [[ ! -f $IMAGES/.complete ]]; then
   gcc -static -Os -o "$tmp/pause" crates/berth-containerd/pause/pause.c
   porter=$(cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod \
     go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+  # nonewprivs' program, from the module as agnhost is (static, as upstream builds it).
+  (cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod CGO_ENABLED=0 \
+    go build -ldflags "-s -w" -o "$tmp/nnp" k8s.io/kubernetes/test/images/nonewprivs)
   # The manifest's references; the private and invalid registries' are
   # meant to fail, so they are not made.
   mapfile -t refs < <("$BIN/nodee2e.test" --list-images | grep -v -e authenticated-image-pulling -e '^invalid')
@@ -139,10 +142,11 @@ if [[ ! -f $IMAGES/.complete ]]; then
       */e2e-test-images/agnhost:*) kinds+=("agnhost=$ref") ;;
       */e2e-test-images/nginx:*) kinds+=("nginx=$ref") ;;
       */e2e-test-images/nonroot:*) kinds+=("nonroot=$ref") ;;
+      */e2e-test-images/nonewprivs:*) kinds+=("nonewprivs=$ref") ;;
       */pause:*) kinds+=("pause=$ref") ;;
     esac
   done
-  target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" \
+  target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" --nnp "$tmp/nnp" \
     --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
   rm -rf "$(dirname "$BIN")"/images-*
   mv "$tmp/archives" "$IMAGES"

@@ -1,4 +1,4 @@
-//! `berth-e2e-images --agnhost BIN --pause BIN --out DIR KIND=REF...`: writes
+//! `berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] --out DIR KIND=REF...`: writes
 //! the images the upstream Kubernetes node e2e specs run, built locally, as
 //! one OCI archive per reference (`DIR/<ref with / and : as _>.oci.tar`), for
 //! `berth image import` or a registry push. scripts/conformance.sh calls it
@@ -16,6 +16,9 @@
 //! - `pause`: the static pause program given, Entrypoint `/pause`.
 //! - `nginx`: a stand-in on busybox: `httpd` serving port 80.
 //! - `nonroot`: busybox running as uid 1234, as upstream's nonroot image.
+//! - `nonewprivs`: upstream's `nnp` (the static binary given, `--nnp`, built
+//!   from test/images/nonewprivs) on busybox as `/usr/local/bin/nnp`, setuid
+//!   and setgid root as upstream's Dockerfile makes it (`chmod +s`); Cmd `nnp`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +26,8 @@ use anyhow::{bail, Context};
 use berth_containerd::archive::ImageBuilder;
 
 const USAGE: &str =
-    "usage: berth-e2e-images --agnhost BIN --pause BIN [--porter-dir DIR] --out DIR KIND=REF...\n\
-                     KIND: busybox, agnhost, pause, nginx, nonroot";
+    "usage: berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] [--porter-dir DIR] --out DIR KIND=REF...\n\
+                     KIND: busybox, agnhost, pause, nginx, nonroot, nonewprivs";
 
 const AGNHOST_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
                               nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
@@ -62,12 +65,14 @@ const BASH_SHIM: &str = "#!/bin/sh\nexec /bin/sh \"$@\"\n";
 struct Inputs {
     agnhost: Option<Vec<u8>>,
     pause: Option<Vec<u8>>,
+    nnp: Option<Vec<u8>>,
     porter_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let mut agnhost = None;
     let mut pause = None;
+    let mut nnp = None;
     let mut porter_dir = None;
     let mut out = None;
     let mut images = Vec::new();
@@ -80,6 +85,7 @@ fn main() -> anyhow::Result<()> {
                 ))
             }
             "--pause" => pause = Some(PathBuf::from(args.next().context("--pause needs a value")?)),
+            "--nnp" => nnp = Some(PathBuf::from(args.next().context("--nnp needs a value")?)),
             "--porter-dir" => {
                 porter_dir = Some(PathBuf::from(
                     args.next().context("--porter-dir needs a value")?,
@@ -107,6 +113,7 @@ fn main() -> anyhow::Result<()> {
     let inputs = Inputs {
         agnhost: read(agnhost)?,
         pause: read(pause)?,
+        nnp: read(nnp)?,
         porter_dir,
     };
     for (kind, reference) in &images {
@@ -143,6 +150,17 @@ fn build(kind: &str, reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBu
                     .to_vec(),
             ),
         "nonroot" => berth_testkit::busybox_image(reference).user("1234".to_owned()),
+        "nonewprivs" => {
+            let nnp = inputs
+                .nnp
+                .clone()
+                .context("nonewprivs=REF needs --nnp BIN")?;
+            // Setuid and setgid root: with privilege escalation allowed, a
+            // non-root user runs it with effective uid 0.
+            berth_testkit::busybox_image(reference)
+                .file("usr/local/bin/nnp", nnp, 0o6755)
+                .cmd(vec!["nnp".to_owned()])
+        }
         _ => bail!("unknown image kind {kind:?} for {reference}\n{USAGE}"),
     })
 }
