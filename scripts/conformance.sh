@@ -120,8 +120,50 @@ say "build"
 cargo build --bin berth --bin berth-cluster-up --bin berth-e2e-images
 BERTH=$REPO/target/debug/berth
 
-# Keyed by the builder's source too: a changed image is built anew.
-builder_hash=$(sha256sum integration/src/bin/berth-e2e-images.rs | cut -c1-12)
+# The images' busybox: Debian's busybox-static 1.37.0-6, built from its
+# source package as Debian builds it (its patches, its static config) with
+# one option on, FEATURE_DI_ENV_HACK. Debian's deb and static builds carry a
+# patch (revert-9c143ce…, temp-deb-installer-hack) that has sh drop
+# environment names that are not identifiers, such as data-1, which the
+# envFrom specs set and read back with `sh -c env`; upstream's busybox image
+# (1.37) keeps them, and so does that option (Debian turns it on only for
+# its installer's dynamic build). The source comes through apt, its files
+# checked against these sums.
+BUSYBOX_SOURCE=busybox=1:1.37.0-6
+BUSYBOX_SUMS="3311dff32e746499f4df0d5df04d7eb396382d7e108bb9250e7b519b837043a4  busybox_1.37.0.orig.tar.bz2
+10b2cd64b41c26ae134e1cd6135b68575bbe79356c20985f35e32f32a1746c34  busybox_1.37.0-6.debian.tar.xz"
+build_busybox() { # OUT
+  local out=$1 work
+  work=$(mktemp -d)
+  mkdir -p "$work"/apt/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d} "$work/src"
+  echo 'deb-src http://deb.debian.org/debian trixie main' >"$work/apt/etc/sources.list"
+  touch "$work/apt/status"
+  local apt=(-o "Dir::State=$work/apt" -o "Dir::State::status=$work/apt/status"
+    -o "Dir::Cache=$work/apt/cache" -o "Dir::Etc::SourceList=$work/apt/etc/sources.list"
+    -o "Dir::Etc::SourceParts=$work/apt/etc/sources.list.d"
+    -o "Dir::Etc::PreferencesParts=$work/apt/etc/preferences.d" -o "APT::Sandbox::User=root")
+  apt-get "${apt[@]}" -qq update
+  (cd "$work/src" && apt-get "${apt[@]}" -qq source --download-only "$BUSYBOX_SOURCE" >/dev/null)
+  (cd "$work/src" && sha256sum --quiet -c <<<"$BUSYBOX_SUMS") || die "busybox source: checksum mismatch"
+  tar -xjf "$work/src"/busybox_*.orig.tar.bz2 -C "$work/src"
+  tar -xJf "$work/src"/busybox_*.debian.tar.xz -C "$work/src"
+  local tree
+  tree=$(echo "$work/src"/busybox-*/)
+  grep -v -e '^#' -e '^$' "$work/src/debian/patches/series" | while read -r patch; do
+    patch -d "$tree" -p1 -s <"$work/src/debian/patches/$patch"
+  done
+  sed 's/^# CONFIG_FEATURE_DI_ENV_HACK is not set/CONFIG_FEATURE_DI_ENV_HACK=y/' \
+    "$work/src/debian/config/pkg/static" >"$tree/.config"
+  make -C "$tree" oldconfig </dev/null >/dev/null
+  grep -qx CONFIG_FEATURE_DI_ENV_HACK=y "$tree/.config" || die "busybox: FEATURE_DI_ENV_HACK is not on"
+  make -C "$tree" -j"$(nproc)" busybox >"$work/build.log" 2>&1 || die "busybox did not build (see $work/build.log)"
+  cp "$tree/busybox" "$out"
+  rm -rf "$work"
+}
+
+# Keyed by the builder's source and the busybox too: a changed image is built anew.
+builder_hash=$({ cat integration/src/bin/berth-e2e-images.rs; echo "$BUSYBOX_SOURCE $BUSYBOX_SUMS"; } |
+  sha256sum | cut -c1-12)
 IMAGES=$(dirname "$BIN")/images-$builder_hash
 if [[ ! -f $IMAGES/.complete ]]; then
   say "images for $version into $IMAGES"
@@ -146,7 +188,10 @@ if [[ ! -f $IMAGES/.complete ]]; then
       */pause:*) kinds+=("pause=$ref") ;;
     esac
   done
+  say "busybox $BUSYBOX_SOURCE from source (a few minutes)"
+  build_busybox "$tmp/busybox"
   target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" --nnp "$tmp/nnp" \
+    --busybox "$tmp/busybox" \
     --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
   rm -rf "$(dirname "$BIN")"/images-*
   mv "$tmp/archives" "$IMAGES"
