@@ -75,13 +75,9 @@ skip_rules=(
 # What berth does not do yet: these fail (each after the spec's 5-minute
 # wait), so the quick tier leaves them out to stay quick; --full runs them.
 known_gaps=(
-  '(ConfigMap|Secrets) should be consumable (via the environment|as environment variable names)'$'\t''image gap: the busybox image (Debian 12'\''s busybox 1.35) runs `sh -c env`, and its sh drops environment names that are not identifiers (data-1); berth passes them (e2e env tests read /proc/1/environ)'
-  'Pods should support retrieving logs from the container over websockets'$'\t''flaky here: passes run alone, but in the tier its first read, at once after Running, twice missed the line; its retries cannot pass, as the spec rewrites its wss:// URL to ws:// in place'
   'Ephemeral Containers'$'\t''berth gap: ephemeral containers are not run'
   'Pod InPlace Resize'$'\t''berth gap: in-place pod resize'
   'ImageVolume'$'\t''berth gap: image volumes'
-  'Pods should support remote command execution over websockets'$'\t''berth gap: the legacy channel.k8s.io WebSocket protocol (v4/v5 only)'
-  'AllowPrivilegeEscalation'$'\t''image gap: nonewprivs (setuid nnp) is not built yet'
 )
 # Left out of the quick tier only (they run with --full). The quick tier
 # runs the [Conformance] specs (a rule starting with ! skips what does not
