@@ -348,7 +348,11 @@ async fn start_task(
         Ok(pid) => {
             let started_at = Timestamp::now();
             tracing::debug!(container = id, pid, "started container");
-            record_start(c, id, started_at).await;
+            // Running is reported once the command runs, not runc's init.
+            tokio::join!(
+                record_start(c, id, started_at),
+                crate::init_exec::wait_for_exec(pid)
+            );
             Ok(Started { pid, started_at })
         }
         Err(e) => {

@@ -9,7 +9,7 @@
 //!   start there.
 //! - `client`: the connection and the per-instance `AdapterState`.
 //! - `sandbox`, `netns`, `cni`, `cgroups`, `sysctl`: a pod's sandbox.
-//! - `container`, `task`, `exec`, `events`: containers and their processes.
+//! - `container`, `task`, `init_exec`, `exec`, `events`: containers and their processes.
 //! - `spec`, `capabilities`, `seccomp`, `devices`: the OCI runtime spec.
 //! - `logger`: the CRI log writer the shim spawns; `stdio`: stdin and terminal.
 //! - `list`, `reclaim`: what a restarted agent finds and what it releases.
@@ -28,6 +28,7 @@ mod devices;
 mod events;
 mod exec;
 mod exec_stream;
+mod init_exec;
 mod list;
 pub mod logger;
 mod netns;

@@ -21,8 +21,17 @@ const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 /// applet, `root` and `nobody` users, a world-writable `/tmp`, `Cmd ["sh"]`.
 /// Panics when busybox-static is not installed.
 pub fn busybox_image(reference: &str) -> ImageBuilder {
-    let binary = fs::read(BUSYBOX_BIN)
-        .unwrap_or_else(|e| panic!("read {BUSYBOX_BIN} (apt-get install busybox-static): {e}"));
+    busybox_image_from(reference, Path::new(BUSYBOX_BIN))
+}
+
+/// [`busybox_image`] made from another static busybox binary.
+pub fn busybox_image_from(reference: &str, busybox: &Path) -> ImageBuilder {
+    let binary = fs::read(busybox).unwrap_or_else(|e| {
+        panic!(
+            "read {} (apt-get install busybox-static): {e}",
+            busybox.display()
+        )
+    });
     let mut image = ImageBuilder::new(reference)
         .dir("bin", 0o755)
         .file("bin/busybox", binary, 0o755)
@@ -35,7 +44,7 @@ pub fn busybox_image(reference: &str) -> ImageBuilder {
         .dir("var/www", 0o755)
         .env(vec![PATH_ENV.to_owned()])
         .cmd(vec!["sh".to_owned()]);
-    for applet in applets() {
+    for applet in applets(busybox) {
         image = image.symlink(&format!("bin/{applet}"), "busybox");
     }
     image
@@ -58,11 +67,11 @@ pub fn write_busybox_archive(dir: &Path, reference: &str) -> PathBuf {
 }
 
 /// The applet names `busybox --list` prints (without `busybox` itself).
-fn applets() -> Vec<String> {
-    let out = Command::new(BUSYBOX_BIN)
+fn applets(busybox: &Path) -> Vec<String> {
+    let out = Command::new(busybox)
         .arg("--list")
         .output()
-        .unwrap_or_else(|e| panic!("{BUSYBOX_BIN} --list: {e}"));
+        .unwrap_or_else(|e| panic!("{} --list: {e}", busybox.display()));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::trim)

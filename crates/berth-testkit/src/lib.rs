@@ -27,7 +27,7 @@ pub mod proxy;
 pub mod registry;
 
 pub use agent::{AgentOptions, AgentProcess};
-pub use busybox::{busybox_image, write_busybox_archive};
+pub use busybox::{busybox_image, busybox_image_from, write_busybox_archive};
 pub use containerd::{CriPlugin, PrivateContainerd};
 pub use control_plane::ControlPlane;
 pub use node_netns::NodeNetns;

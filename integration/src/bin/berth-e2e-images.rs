@@ -1,11 +1,13 @@
-//! `berth-e2e-images --agnhost BIN --pause BIN --out DIR KIND=REF...`: writes
+//! `berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] [--busybox BIN] --out DIR KIND=REF...`: writes
 //! the images the upstream Kubernetes node e2e specs run, built locally, as
 //! one OCI archive per reference (`DIR/<ref with / and : as _>.oci.tar`), for
 //! `berth image import` or a registry push. scripts/conformance.sh calls it
 //! with the references the suite's `--list-images` prints.
 //!
 //! KIND is what is built under REF:
-//! - `busybox`: the test kit's busybox image (Debian's busybox-static).
+//! - `busybox`: the test kit's busybox image, from the static busybox given
+//!   (`--busybox`; the host's Debian busybox-static without it). Every image
+//!   below but pause is made on it.
 //! - `agnhost`: upstream's agnhost (the static binary given) on that busybox,
 //!   with what its specs call: `sh` (also as `bash`), `nc`, a `curl`
 //!   stand-in over busybox `wget`, `/agnhost-2`, porter's `localhost.crt`/`.key` (`--porter-dir`),
@@ -16,6 +18,9 @@
 //! - `pause`: the static pause program given, Entrypoint `/pause`.
 //! - `nginx`: a stand-in on busybox: `httpd` serving port 80.
 //! - `nonroot`: busybox running as uid 1234, as upstream's nonroot image.
+//! - `nonewprivs`: upstream's `nnp` (the static binary given, `--nnp`, built
+//!   from test/images/nonewprivs) on busybox as `/usr/local/bin/nnp`, setuid
+//!   and setgid root as upstream's Dockerfile makes it (`chmod +s`); Cmd `nnp`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +28,8 @@ use anyhow::{bail, Context};
 use berth_containerd::archive::ImageBuilder;
 
 const USAGE: &str =
-    "usage: berth-e2e-images --agnhost BIN --pause BIN [--porter-dir DIR] --out DIR KIND=REF...\n\
-                     KIND: busybox, agnhost, pause, nginx, nonroot";
+    "usage: berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] [--busybox BIN] [--porter-dir DIR] --out DIR KIND=REF...\n\
+                     KIND: busybox, agnhost, pause, nginx, nonroot, nonewprivs";
 
 const AGNHOST_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
                               nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
@@ -62,12 +67,16 @@ const BASH_SHIM: &str = "#!/bin/sh\nexec /bin/sh \"$@\"\n";
 struct Inputs {
     agnhost: Option<Vec<u8>>,
     pause: Option<Vec<u8>>,
+    nnp: Option<Vec<u8>>,
+    busybox: PathBuf,
     porter_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let mut agnhost = None;
     let mut pause = None;
+    let mut nnp = None;
+    let mut busybox = PathBuf::from(berth_testkit::busybox::BUSYBOX_BIN);
     let mut porter_dir = None;
     let mut out = None;
     let mut images = Vec::new();
@@ -80,6 +89,8 @@ fn main() -> anyhow::Result<()> {
                 ))
             }
             "--pause" => pause = Some(PathBuf::from(args.next().context("--pause needs a value")?)),
+            "--nnp" => nnp = Some(PathBuf::from(args.next().context("--nnp needs a value")?)),
+            "--busybox" => busybox = PathBuf::from(args.next().context("--busybox needs a value")?),
             "--porter-dir" => {
                 porter_dir = Some(PathBuf::from(
                     args.next().context("--porter-dir needs a value")?,
@@ -107,6 +118,8 @@ fn main() -> anyhow::Result<()> {
     let inputs = Inputs {
         agnhost: read(agnhost)?,
         pause: read(pause)?,
+        nnp: read(nnp)?,
+        busybox,
         porter_dir,
     };
     for (kind, reference) in &images {
@@ -119,7 +132,7 @@ fn main() -> anyhow::Result<()> {
 
 fn build(kind: &str, reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilder> {
     Ok(match kind {
-        "busybox" => berth_testkit::busybox_image(reference),
+        "busybox" => busybox(reference, inputs),
         "agnhost" => agnhost_image(reference, inputs)?,
         "pause" => {
             let pause = inputs
@@ -130,7 +143,7 @@ fn build(kind: &str, reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBu
                 .file("pause", pause, 0o755)
                 .entrypoint(vec!["/pause".to_owned()])
         }
-        "nginx" => berth_testkit::busybox_image(reference)
+        "nginx" => busybox(reference, inputs)
             .dir("usr/share/nginx/html", 0o755)
             .file(
                 "usr/share/nginx/html/index.html",
@@ -142,9 +155,25 @@ fn build(kind: &str, reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBu
                     .map(str::to_owned)
                     .to_vec(),
             ),
-        "nonroot" => berth_testkit::busybox_image(reference).user("1234".to_owned()),
+        "nonroot" => busybox(reference, inputs).user("1234".to_owned()),
+        "nonewprivs" => {
+            let nnp = inputs
+                .nnp
+                .clone()
+                .context("nonewprivs=REF needs --nnp BIN")?;
+            // Setuid and setgid root: with privilege escalation allowed, a
+            // non-root user runs it with effective uid 0.
+            busybox(reference, inputs)
+                .file("usr/local/bin/nnp", nnp, 0o6755)
+                .cmd(vec!["nnp".to_owned()])
+        }
         _ => bail!("unknown image kind {kind:?} for {reference}\n{USAGE}"),
     })
+}
+
+/// The busybox image every other image (but pause) is made on.
+fn busybox(reference: &str, inputs: &Inputs) -> ImageBuilder {
+    berth_testkit::busybox_image_from(reference, &inputs.busybox)
 }
 
 fn agnhost_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilder> {
@@ -152,7 +181,7 @@ fn agnhost_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilde
         .agnhost
         .clone()
         .context("agnhost=REF needs --agnhost BIN")?;
-    let mut image = berth_testkit::busybox_image(reference)
+    let mut image = busybox(reference, inputs)
         .file("agnhost", binary, 0o755)
         .symlink("agnhost-2", "agnhost")
         .file("usr/bin/curl", CURL_SHIM.as_bytes().to_vec(), 0o755)

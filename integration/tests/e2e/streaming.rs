@@ -1,7 +1,8 @@
 //! Streaming through the local API with berth's CLI: exec with stdin, exec
 //! with a terminal (typed at, resized), a client that goes away mid-exec,
 //! exec into a container the pod lacks, attach (output, stdin, a
-//! container's terminal), and port-forward.
+//! container's terminal), and port-forward; exec over each remote command
+//! WebSocket protocol the kubelet speaks.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -344,4 +345,142 @@ async fn attach_writes_into_stdin_and_drives_a_shell_on_the_containers_terminal(
             WAIT,
         )
         .await;
+}
+
+/// What a WebSocket exec gave: each data message as (channel, bytes), in
+/// order, with the protocol the agent chose.
+struct Exchange {
+    protocol: Option<String>,
+    messages: Vec<(u8, Vec<u8>)>,
+}
+
+impl Exchange {
+    fn on(&self, channel: u8) -> String {
+        let bytes: Vec<u8> = self
+            .messages
+            .iter()
+            .filter(|(c, _)| *c == channel)
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Runs `command` in pod `pod` over a WebSocket exec on the local API,
+/// offering `protocols` (none: no header), and reads to the end. Text
+/// messages are base64: the channel as a digit, then the bytes.
+async fn ws_exec(
+    agent: &AgentProcess,
+    pod: &str,
+    protocols: &[&str],
+    command: &[&str],
+) -> Exchange {
+    use base64::Engine;
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut query = String::from("stdout=1&stderr=1");
+    for word in command {
+        query.push_str("&command=");
+        for b in word.bytes() {
+            if b.is_ascii_alphanumeric() {
+                query.push(char::from(b));
+            } else {
+                query.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let url = format!("ws://localhost/api/v1/namespaces/default/pods/{pod}/exec?{query}");
+    let mut request = url.into_client_request().unwrap();
+    if !protocols.is_empty() {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            protocols.join(", ").parse().unwrap(),
+        );
+    }
+    let stream = tokio::net::UnixStream::connect(agent.socket())
+        .await
+        .unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("the agent accepts the WebSocket");
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut messages = Vec::new();
+    let read_all = async {
+        while let Some(message) = socket.next().await {
+            match message.unwrap() {
+                Message::Binary(data) => {
+                    let (channel, bytes) = data.split_first().expect("a channel byte");
+                    messages.push((*channel, bytes.to_vec()));
+                }
+                Message::Text(text) => {
+                    let (digit, rest) = text.as_bytes().split_first().expect("a channel digit");
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(rest)
+                        .expect("base64");
+                    messages.push((digit - b'0', bytes));
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read_all)
+        .await
+        .expect("the exec ends");
+    Exchange { protocol, messages }
+}
+
+/// Clients that speak the older protocols, as the upstream spec "should
+/// support remote command execution over websockets" does (`channel.k8s.io`),
+/// get them as the kubelet serves them: before v4 a success sends nothing on
+/// channel 3 and a failure its message text; base64 protocols send text
+/// messages; a client that offers no protocol gets `channel.k8s.io`.
+#[tokio::test]
+async fn exec_speaks_the_older_websocket_protocols() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    running_pod(&agent, "remote", "exec sleep 3600").await;
+    let echo = ["echo", "remote execution test"];
+    let fail = ["sh", "-c", "echo oops >&2; exit 3"];
+    let failed = "command terminated with non-zero exit code: exit status 3";
+
+    let legacy = ws_exec(&agent, "remote", &["channel.k8s.io"], &echo).await;
+    assert_eq!(legacy.protocol.as_deref(), Some("channel.k8s.io"));
+    assert_eq!(legacy.on(1), "remote execution test\n");
+    assert!(
+        legacy.messages.iter().all(|(c, b)| *c == 1 || b.is_empty()),
+        "only stdout carries data: {:?}",
+        legacy.messages
+    );
+    let legacy = ws_exec(&agent, "remote", &["channel.k8s.io"], &fail).await;
+    assert_eq!(
+        (legacy.on(2).as_str(), legacy.on(3).as_str()),
+        ("oops\n", failed)
+    );
+
+    let unnamed = ws_exec(&agent, "remote", &[], &echo).await;
+    assert_eq!(unnamed.protocol, None);
+    assert_eq!(
+        (unnamed.on(1).as_str(), unnamed.on(3).as_str()),
+        ("remote execution test\n", "")
+    );
+
+    let base64 = ws_exec(&agent, "remote", &["base64.channel.k8s.io"], &fail).await;
+    assert_eq!(base64.protocol.as_deref(), Some("base64.channel.k8s.io"));
+    assert_eq!(
+        (base64.on(2).as_str(), base64.on(3).as_str()),
+        ("oops\n", failed)
+    );
+
+    let v4 = ws_exec(&agent, "remote", &["v4.base64.channel.k8s.io"], &fail).await;
+    assert_eq!(v4.protocol.as_deref(), Some("v4.base64.channel.k8s.io"));
+    let status: serde_json::Value = serde_json::from_str(&v4.on(3)).expect("a JSON Status");
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
 }

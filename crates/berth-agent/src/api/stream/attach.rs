@@ -20,8 +20,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::remote_command::{self, exit_status, Stdin, StreamOptions, CLOSE, RESIZE, STDIN};
-use super::websocket::{frame, normal_close, Socket};
+use super::remote_command::{self, exit_status, Stdin, StreamOptions, RESIZE, STDIN};
+use super::websocket::{normal_close, ClientMessage, RemoteCommand, Socket};
 use crate::logs::FileWatch;
 use crate::service::{AttachIo, LogOptions, PodService};
 
@@ -29,6 +29,7 @@ use crate::service::{AttachIo, LogOptions, PodService};
 const POLL: Duration = Duration::from_millis(250);
 
 pub(crate) struct Attached<S> {
+    pub(crate) protocol: RemoteCommand,
     pub(crate) service: Arc<S>,
     pub(crate) namespace: String,
     pub(crate) pod: String,
@@ -58,15 +59,19 @@ impl<S: PodService> Attached<S> {
         loop {
             tokio::select! {
                 message = incoming.next() => match message {
-                    Some(Ok(Message::Binary(data))) => {
-                        match data.split_first() {
-                            Some((&STDIN, bytes)) => stdin.send(bytes),
-                            Some((&RESIZE, json)) => {
-                                if let Some(signal) = remote_command::resize(json) {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                        stdin.close();
+                        return;
+                    }
+                    Some(Ok(message)) => {
+                        match self.protocol.read(&message) {
+                            Some(ClientMessage::Data(STDIN, bytes)) => stdin.send(&bytes),
+                            Some(ClientMessage::Data(RESIZE, json)) => {
+                                if let Some(signal) = remote_command::resize(&json) {
                                     let _ = control.send(signal);
                                 }
                             }
-                            Some((&CLOSE, [STDIN])) => {
+                            Some(ClientMessage::Close(STDIN)) => {
                                 stdin.close();
                                 if ends_with_input {
                                     break;
@@ -75,11 +80,6 @@ impl<S: PodService> Attached<S> {
                             _ => {}
                         }
                         continue;
-                    }
-                    Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    _ => {
-                        stdin.close();
-                        return;
                     }
                 },
                 () = watch.changed(POLL) => {}
@@ -95,7 +95,12 @@ impl<S: PodService> Attached<S> {
                     1 => self.options.stdout,
                     _ => self.options.stderr,
                 };
-                if wanted && sink.send(frame(channel, &bytes)).await.is_err() {
+                if wanted
+                    && sink
+                        .send(self.protocol.frame(channel, &bytes))
+                        .await
+                        .is_err()
+                {
                     stdin.close();
                     return;
                 }
@@ -114,9 +119,9 @@ impl<S: PodService> Attached<S> {
             }
         }
         stdin.close();
-        let _ = sink
-            .send(frame(3, exit_status(0).to_string().as_bytes()))
-            .await;
+        if let Some(status) = self.protocol.status(&exit_status(0)) {
+            let _ = sink.send(self.protocol.frame(3, &status)).await;
+        }
         let _ = sink.send(normal_close()).await;
     }
 

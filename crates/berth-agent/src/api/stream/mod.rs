@@ -21,7 +21,7 @@ use super::status::Failure;
 use crate::service::{LogOptions, PodService};
 pub(crate) use remote_command::StreamOptions;
 pub(crate) use websocket::is_upgrade;
-use websocket::{connect, Handshake};
+use websocket::{connect, Handshake, RemoteCommand};
 
 /// Starts the command, then hands the connection to the session's pump.
 /// A pod or container that does not exist is answered before the upgrade.
@@ -53,7 +53,8 @@ pub(crate) async fn exec<S: PodService>(
     tokio::spawn(async move {
         // Dropped unconnected, the session kills its process.
         if let Some(socket) = connect(handshake.upgrade).await {
-            remote_command::serve(socket, session, options).await;
+            let protocol = RemoteCommand::negotiated(handshake.protocol);
+            remote_command::serve(socket, protocol, session, options).await;
         }
     });
     Ok(handshake.response)
@@ -140,6 +141,7 @@ pub(crate) async fn attach<S: PodService>(
     // from WebSocket to SPDY is told what is wrong with it.
     let handshake = Handshake::accept(&mut request, &websocket::REMOTE_COMMAND)?;
     let attached = attach::Attached {
+        protocol: RemoteCommand::negotiated(handshake.protocol),
         service: service.clone(),
         namespace: namespace.to_string(),
         pod: pod.to_string(),

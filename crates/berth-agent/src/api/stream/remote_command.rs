@@ -1,8 +1,9 @@
-//! exec (and attach) over WebSocket, `v5.channel.k8s.io` or v4: channel 0
-//! stdin, 1 stdout, 2 stderr, 3 the closing `Status`, 4 terminal resizes
-//! (`{"Width":w,"Height":h}`), and in v5 255, the client's "this stream of
-//! mine is closed" (`[255, 0]` ends stdin). A client that goes away ends
-//! the session, which kills the process.
+//! exec (and attach) over WebSocket, `v5.channel.k8s.io`, v4 or the older
+//! `channel.k8s.io` (each also in base64 but v5): channel 0 stdin, 1
+//! stdout, 2 stderr, 3 the closing `Status` (before v4, only a failure's
+//! message), 4 terminal resizes (`{"Width":w,"Height":h}`), and in v5 255,
+//! the client's "this stream of mine is closed" (`[255, 0]` ends stdin). A
+//! client that goes away ends the session, which kills the process.
 
 use std::time::Duration;
 
@@ -15,14 +16,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::super::routes::Query;
 use super::super::status::Failure;
-use super::websocket::{frame, normal_close, Socket};
+use super::websocket::{normal_close, ClientMessage, RemoteCommand, Socket};
 
 pub(crate) const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 pub(crate) const RESIZE: u8 = 4;
-pub(crate) const CLOSE: u8 = 255;
 
 /// How long output may keep coming after the process exited (a child may
 /// hold the pipe).
@@ -88,7 +88,12 @@ pub(crate) fn resize(json: &[u8]) -> Option<ExecSignal> {
 
 /// Pumps the session's streams over `socket` until the process exits (then
 /// its `Status` goes on channel 3) or the client leaves (then it is killed).
-pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: StreamOptions) {
+pub(crate) async fn serve(
+    socket: Socket,
+    protocol: RemoteCommand,
+    mut session: ExecSession,
+    options: StreamOptions,
+) {
     let (mut sink, mut incoming) = socket.split();
     let (outgoing, mut queue) = mpsc::channel::<Message>(16);
     let writer = tokio::spawn(async move {
@@ -102,12 +107,20 @@ pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: Str
     let mut outputs = tokio::task::JoinSet::new();
     outputs.spawn(forward(
         session.stdout,
-        STDOUT,
-        options.stdout,
+        Output {
+            protocol,
+            channel: STDOUT,
+            wanted: options.stdout,
+        },
         outgoing.clone(),
     ));
     if let Some(stderr) = session.stderr.take() {
-        outputs.spawn(forward(stderr, STDERR, options.stderr, outgoing.clone()));
+        let output = Output {
+            protocol,
+            channel: STDERR,
+            wanted: options.stderr,
+        };
+        outputs.spawn(forward(stderr, output, outgoing.clone()));
     }
     let mut stdin = Stdin::new(session.stdin.take(), session.control.clone());
 
@@ -115,16 +128,6 @@ pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: Str
         tokio::select! {
             exit = &mut session.exit => break exit,
             message = incoming.next() => match message {
-                Some(Ok(Message::Binary(data))) => match data.split_first() {
-                    Some((&STDIN, bytes)) => stdin.send(bytes),
-                    Some((&RESIZE, json)) => {
-                        if let Some(signal) = resize(json) {
-                            let _ = session.control.send(signal);
-                        }
-                    }
-                    Some((&CLOSE, [STDIN])) => stdin.close(),
-                    _ => {}
-                },
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
                     // Dropping the session and the stdin task's handle on it
                     // kills the process.
@@ -134,7 +137,16 @@ pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: Str
                     writer.abort();
                     return;
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(message)) => match protocol.read(&message) {
+                    Some(ClientMessage::Data(STDIN, bytes)) => stdin.send(&bytes),
+                    Some(ClientMessage::Data(RESIZE, json)) => {
+                        if let Some(signal) = resize(&json) {
+                            let _ = session.control.send(signal);
+                        }
+                    }
+                    Some(ClientMessage::Close(STDIN)) => stdin.close(),
+                    _ => {}
+                },
             },
         }
     };
@@ -153,22 +165,31 @@ pub(crate) async fn serve(socket: Socket, mut session: ExecSession, options: Str
         Err(_) => failure("the exec process was lost"),
     };
     stdin.abort();
-    let _ = outgoing
-        .send(frame(ERROR, status.to_string().as_bytes()))
-        .await;
+    if let Some(status) = protocol.status(&status) {
+        let _ = outgoing.send(protocol.frame(ERROR, &status)).await;
+    }
     let _ = outgoing.send(normal_close()).await;
     drop(outgoing);
     let _ = writer.await;
 }
 
-/// Sends what `reader` gives on `channel` (or reads it away unwanted).
-async fn forward(mut reader: ExecReader, channel: u8, wanted: bool, out: mpsc::Sender<Message>) {
+/// Where one of the process's outputs goes.
+struct Output {
+    protocol: RemoteCommand,
+    channel: u8,
+    /// Asked for by the client; else it is read away.
+    wanted: bool,
+}
+
+/// Sends what `reader` gives on the output's channel (or reads it away unwanted).
+async fn forward(mut reader: ExecReader, output: Output, out: mpsc::Sender<Message>) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match reader.read(&mut buf).await {
             Ok(0) => return,
-            Ok(n) if wanted => {
-                if out.send(frame(channel, &buf[..n])).await.is_err() {
+            Ok(n) if output.wanted => {
+                let message = output.protocol.frame(output.channel, &buf[..n]);
+                if out.send(message).await.is_err() {
                     return;
                 }
             }
