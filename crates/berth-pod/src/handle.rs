@@ -58,14 +58,15 @@ impl PodWorkerHandle {
     /// fails with reason `Evicted` and `message`, and its containers are
     /// stopped with a 1 s grace period; it is not restarted, whatever its
     /// restart policy. A pod already terminal, or evicted, stays as it is.
-    pub fn evict(&self, message: String) {
+    /// Returns whether this call evicted it (false: asked before).
+    pub fn evict(&self, message: String) -> bool {
         self.eviction.send_if_modified(|current| {
             if current.is_some() {
                 return false;
             }
             *current = Some(message);
             true
-        });
+        })
     }
 
     /// Stops the worker without touching the pod's containers.
