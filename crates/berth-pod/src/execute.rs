@@ -205,6 +205,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             PodFailure::DeadlineExceeded => EventType::Normal,
         };
         self.event(event_type, reason, None, message.clone());
+        if let Err(e) = crate::saved_failure::save(&self.dirs.pod, reason, &message) {
+            warn!(pod = %self.pod_ref, "save the pod's failure: {e}");
+        }
         self.stage = Stage::Finished {
             phase: PodPhase::Failed,
         };

@@ -60,6 +60,7 @@ mod record;
 mod restart_policy;
 mod sandbox;
 mod saved_conditions;
+mod saved_failure;
 mod security;
 mod sink;
 mod stage;

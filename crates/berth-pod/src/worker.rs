@@ -345,7 +345,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// Takes over what the runtime still runs for this pod (agent restart).
+    /// A pod that had failed as a whole stays Failed, whatever is left.
     async fn adopt(&mut self, adopted: Adopted) {
+        if let Some(failure) = crate::saved_failure::load(&self.dirs.pod) {
+            self.terminal_reason = Some(failure);
+        }
+        self.adopt_runtime(adopted).await;
+        if self.terminal_reason.is_some() {
+            self.stage = Stage::Finished {
+                phase: crate::restart_policy::PodPhase::Failed,
+            };
+        }
+    }
+
+    async fn adopt_runtime(&mut self, adopted: Adopted) {
         let Some(sandbox) = adopted.sandbox else {
             for c in adopted.containers {
                 self.remove_container(&c.id).await;

@@ -18,6 +18,7 @@ fn limited(name: &str, script: &str, limit: &str) -> Value {
     container
 }
 
+/// Waits until the pod is evicted and every container of it has stopped.
 async fn wait_evicted(agent: &AgentProcess, name: &str) -> Value {
     agent
         .wait_for("default", name, "Evicted", EVICTION_TIMEOUT, |p| {
@@ -94,9 +95,11 @@ async fn a_pod_over_its_ephemeral_storage_limit_is_evicted_and_stays_failed() {
     assert_eq!(phase(&kept), "Running", "{kept:#}");
 }
 
+/// Evicted for good: not even an agent restart (which adopts the pod's
+/// exited container) runs it again under `restartPolicy: Always`.
 #[tokio::test]
-async fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
-    let Some((_containerd, agent)) = setup().await else {
+async fn an_empty_dir_over_its_size_limit_evicts_the_pod_for_good() {
+    let Some((_containerd, mut agent)) = setup().await else {
         return;
     };
     let mut writer = sh_container(
@@ -119,6 +122,25 @@ async fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
         metrics.contains("kubelet_evictions_total{eviction_signal=\"emptydirfs.limit\"} 1"),
         "{metrics}"
     );
+
+    agent.stop().await;
+    agent.launch().await;
+    let adopted = agent
+        .wait_for("default", "sized-scratch", "adopted", START_TIMEOUT, |p| {
+            terminated(p, "writer").is_some()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // time for a wrong restart to show
+    let later = agent.get_pod_json("default", "sized-scratch").await;
+    for pod in [&adopted, &later] {
+        assert_eq!(phase(pod), "Failed", "{pod:#}");
+        assert_eq!(pod["status"]["reason"], "Evicted", "{pod:#}");
+        assert_eq!(
+            pod["status"]["message"], evicted["status"]["message"],
+            "{pod:#}"
+        );
+        assert_eq!(restart_count(pod, "writer"), 0, "{pod:#}");
+    }
 }
 
 #[tokio::test]
