@@ -293,7 +293,7 @@ fn start_supervisor<R: ContainerRuntime + ImageService>(
 }
 
 /// The manifest watcher, the local API and the periodic passes (image GC,
-/// log rotation), all ended by one token.
+/// log rotation, local storage eviction), all ended by one token.
 struct Services {
     watcher: tokio::task::JoinHandle<()>,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -301,6 +301,7 @@ struct Services {
     https: Option<tokio::task::JoinHandle<()>>,
     image_gc: tokio::task::JoinHandle<()>,
     log_rotation: Option<tokio::task::JoinHandle<()>>,
+    eviction: tokio::task::JoinHandle<()>,
 }
 
 impl Services {
@@ -361,12 +362,22 @@ impl Services {
                 sources.clone(),
             ))
         });
+        let eviction = tokio::spawn(crate::eviction::run(
+            supervisor.clone(),
+            crate::eviction::EvictionPolicy {
+                root_dir: config.root_dir.clone(),
+                log_dir: config.log_dir.clone(),
+                period: crate::eviction::MONITORING_PERIOD,
+            },
+            sources.clone(),
+        ));
         let services = Self {
             watcher,
             api,
             https,
             image_gc,
             log_rotation,
+            eviction,
         };
         Ok((services, manifest_rx))
     }
@@ -375,6 +386,7 @@ impl Services {
     async fn stop(&mut self) {
         let _ = (&mut self.watcher).await;
         let _ = (&mut self.image_gc).await;
+        let _ = (&mut self.eviction).await;
         if let Some(log_rotation) = &mut self.log_rotation {
             let _ = log_rotation.await;
         }

@@ -11,14 +11,16 @@
 //! - `manifests`: the static pod source; `api/`: the local API server;
 //!   `cluster/`: cluster mode (the Node, its Lease, the API server's pods
 //!   and their statuses).
-//! - `logs`: reading CRI logs; `log_rotation`, `image_gc`, `periodic`: the
-//!   background passes; `config`, `state_dir`, `node`: settings and host.
+//! - `logs`: reading CRI logs; `log_rotation`, `image_gc`, `eviction`
+//!   (local storage limits), `periodic`: the background passes; `config`,
+//!   `state_dir`, `node`: settings and host.
 
 pub mod admission;
 pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod eviction;
 pub mod image_gc;
 pub mod log_rotation;
 pub mod logs;

@@ -37,6 +37,9 @@ pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
 pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
 /// A pod ran past its `activeDeadlineSeconds` (`activeDeadlineHandler`).
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+/// The node evicted a pod: its status reason and the Warning event's
+/// (kubelet `pkg/kubelet/eviction` `Reason`).
+pub const EVICTED: &str = "Evicted";
 /// ClusterFirst fell back to the host's resolver: no cluster DNS is set.
 pub const MISSING_CLUSTER_DNS: &str = "MissingClusterDNS";
 /// Image garbage collection freed less than it had to (`FreeDiskSpaceFailed`).

@@ -9,7 +9,7 @@ use berth_runtime::{
 };
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::snapshots::{
-    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, UsageRequest,
 };
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
@@ -404,6 +404,22 @@ pub(crate) async fn rootfs_mounts(
         .map_err(|s| failed(&format!("rootfs mounts of {id}"), s))?
         .into_inner()
         .mounts)
+}
+
+/// The disk use of the container's active snapshot (its key is the
+/// container id): the snapshotter counts the upper directory's blocks, each
+/// hard-linked file once, without following symlinks.
+pub(crate) async fn writable_layer_usage(c: &Containerd, id: &str) -> Result<u64, RuntimeError> {
+    let usage = c
+        .snapshots()
+        .usage(UsageRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: id.to_string(),
+        })
+        .await
+        .map_err(|s| failed(&format!("writable layer usage of {id}"), s))?
+        .into_inner();
+    Ok(u64::try_from(usage.size).unwrap_or(0))
 }
 
 /// Task, record, snapshot: in this order, since containerd protects none of

@@ -139,6 +139,10 @@ impl ContainerRuntime for Containerd {
         list::list(self).await
     }
 
+    async fn writable_layer_usage(&self, id: &ContainerId) -> Result<u64, RuntimeError> {
+        container::writable_layer_usage(self, &id.0).await
+    }
+
     async fn container_images(&self) -> Result<Vec<String>, RuntimeError> {
         let records = list::records(self).await?;
         Ok(records.into_iter().map(|r| r.image).collect())

@@ -46,7 +46,8 @@ impl PodDirs {
         let _ = fs::remove_file(live);
     }
 
-    fn empty_dir(&self, volume: &str) -> PathBuf {
+    /// Where the emptyDir volume `volume` lives on disk.
+    pub fn empty_dir(&self, volume: &str) -> PathBuf {
         self.pod
             .join("volumes/kubernetes.io~empty-dir")
             .join(volume)

@@ -60,6 +60,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             sandbox,
             backoff: &self.backoff,
             deadline,
+            eviction: self.eviction.as_deref(),
         }
     }
 
@@ -118,7 +119,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             self.wake_no_later_than(at);
         }
         let mut acted = false;
-        if let Some(failure) = plan.failure {
+        if let Some(failure) = plan.failure.clone() {
             self.fail(failure);
             acted = true;
         }
@@ -203,14 +204,22 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// The pod failed as a whole: Failed with the kubelet's reason and
-    /// message, before its containers are stopped.
+    /// message, before its containers are stopped. An eviction is a
+    /// Warning, as the eviction manager records it.
     fn fail(&mut self, failure: PodFailure) {
         let (reason, message) = failure.reason_and_message();
-        self.event(EventType::Normal, reason, None, message.into());
+        let event_type = match failure {
+            PodFailure::Evicted(_) => EventType::Warning,
+            PodFailure::DeadlineExceeded => EventType::Normal,
+        };
+        self.event(event_type, reason, None, message.clone());
+        if let Err(e) = crate::saved_failure::save(&self.dirs.pod, reason, &message) {
+            warn!(pod = %self.pod_ref, "save the pod's failure: {e}");
+        }
         self.stage = Stage::Finished {
             phase: PodPhase::Failed,
         };
-        self.terminal_reason = Some((reason.into(), message.into()));
+        self.terminal_reason = Some((reason.into(), message));
     }
 
     /// Kills one container at a time, then stops the whole pod (the
@@ -229,7 +238,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
         }
         if let Some(kill) = kills.iter().find(|k| k.reason.whole_pod()) {
-            let grace = grace_period(self.pod_grace_seconds());
+            let grace = kill
+                .reason
+                .grace_override()
+                .unwrap_or_else(|| grace_period(self.pod_grace_seconds()));
             let stop = plan::stop(&self.view(), whole_pod, grace);
             if let Some(failure) = self.stop(&stop, kill.reason).await {
                 warn!(pod = %self.pod_ref, reason = ?kill.reason, "stop containers: {failure}");

@@ -31,6 +31,7 @@ pub struct Adopted {
 pub struct PodWorkerHandle {
     spec: watch::Sender<Arc<Pod>>,
     termination: watch::Sender<Option<Termination>>,
+    eviction: watch::Sender<Option<String>>,
     detach: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -53,6 +54,21 @@ impl PodWorkerHandle {
         });
     }
 
+    /// Evicts the pod (the kubelet's eviction manager's `evictPod`): it
+    /// fails with reason `Evicted` and `message`, and its containers are
+    /// stopped with a 1 s grace period; it is not restarted, whatever its
+    /// restart policy. A pod already terminal, or evicted, stays as it is.
+    /// Returns whether this call evicted it (false: asked before).
+    pub fn evict(&self, message: String) -> bool {
+        self.eviction.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(message);
+            true
+        })
+    }
+
     /// Stops the worker without touching the pod's containers.
     pub async fn detach(self) {
         self.detach.cancel();
@@ -70,8 +86,9 @@ pub fn spawn<R: ContainerRuntime, S: PodSink>(
 ) -> PodWorkerHandle {
     let (spec_tx, spec_rx) = watch::channel(pod);
     let (term_tx, term_rx) = watch::channel(None);
+    let (evict_tx, evict_rx) = watch::channel(None);
     let detach = CancellationToken::new();
-    let worker = Worker::new(runtime, sink, config, spec_rx, term_rx);
+    let worker = Worker::new(runtime, sink, config, spec_rx, term_rx, evict_rx);
     let token = detach.clone();
     let task = tokio::spawn(async move {
         tokio::select! {
@@ -83,6 +100,7 @@ pub fn spawn<R: ContainerRuntime, S: PodSink>(
     PodWorkerHandle {
         spec: spec_tx,
         termination: term_tx,
+        eviction: evict_tx,
         detach,
         task,
     }

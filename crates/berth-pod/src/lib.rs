@@ -23,8 +23,9 @@
 //! last plan changed what the next one sees; `terminate` plans the pod's end
 //! once (which containers stop, in what order, with which grace period and
 //! preStop hooks; what is removed) and carries it out. `kill` is the one
-//! kill path, taking a `KillReason` (a pod's deletion, the deadline, sidecars
-//! after the main containers, a failed probe or hook, a changed container).
+//! kill path, taking a `KillReason` (a pod's deletion, the deadline, an
+//! eviction, sidecars after the main containers, a failed probe or hook, a
+//! changed container).
 //! The rest are the steps they call:
 //!
 //! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
@@ -36,8 +37,10 @@
 //!   the restart policy and phase as enums.
 //! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks, whose
 //!   failures the next plan turns into kills.
-//! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host.
-//! - `handle`: the supervisor's side (newest spec wins, grace only shrinks);
+//! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host;
+//!   `saved_conditions`, `saved_failure`: what outlives an agent restart.
+//! - `handle`: the supervisor's side (newest spec wins, grace only shrinks,
+//!   an eviction is asked once);
 //!   `sink`, `timeline`, `reasons`: what the worker reports.
 //!
 //! The rules behind them are in `docs/kubelet-semantics.md`.
@@ -62,6 +65,7 @@ mod resources;
 mod restart_policy;
 mod sandbox;
 mod saved_conditions;
+mod saved_failure;
 mod security;
 mod sink;
 mod stage;

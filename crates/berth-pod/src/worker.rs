@@ -82,6 +82,9 @@ pub(crate) struct Worker<R, S> {
     pub(crate) cfg: Arc<WorkerConfig>,
     spec_rx: watch::Receiver<Arc<Pod>>,
     pub(crate) term_rx: watch::Receiver<Option<Termination>>,
+    evict_rx: watch::Receiver<Option<String>>,
+    /// The node evicts the pod, with this message (its next pass fails it).
+    pub(crate) eviction: Option<String>,
     pub(crate) pod: Arc<Pod>,
     pub(crate) pod_ref: PodRef,
     pub(crate) dirs: PodDirs,
@@ -122,6 +125,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         cfg: Arc<WorkerConfig>,
         spec_rx: watch::Receiver<Arc<Pod>>,
         term_rx: watch::Receiver<Option<Termination>>,
+        evict_rx: watch::Receiver<Option<String>>,
     ) -> Self {
         let pod = spec_rx.borrow().clone();
         let meta = &pod.metadata;
@@ -171,6 +175,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             cfg,
             spec_rx,
             term_rx,
+            evict_rx,
+            eviction: None,
             pod,
             pod_ref,
             dirs,
@@ -228,6 +234,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 Some(update) = self.probe_rx.recv() => self.on_probe(update),
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
+                }
+                Ok(()) = self.evict_rx.changed() => {
+                    self.eviction = self.evict_rx.borrow_and_update().clone();
                 }
                 _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
             }
@@ -351,7 +360,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     /// Takes over what the runtime still runs for this pod (agent restart).
+    /// A pod that had failed as a whole stays Failed, whatever is left.
     async fn adopt(&mut self, adopted: Adopted) {
+        if let Some(failure) = crate::saved_failure::load(&self.dirs.pod) {
+            self.terminal_reason = Some(failure);
+        }
+        self.adopt_runtime(adopted).await;
+        if self.terminal_reason.is_some() {
+            self.stage = Stage::Finished {
+                phase: crate::restart_policy::PodPhase::Failed,
+            };
+        }
+    }
+
+    async fn adopt_runtime(&mut self, adopted: Adopted) {
         let Some(sandbox) = adopted.sandbox else {
             for c in adopted.containers {
                 self.remove_container(&c.id).await;

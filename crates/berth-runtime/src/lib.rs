@@ -191,6 +191,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &ContainerId,
     ) -> impl Future<Output = Result<u64, RuntimeError>> + Send;
 
+    /// Bytes the container's writable layer takes on disk (the CRI's
+    /// `ContainerStats.writable_layer`): what the container wrote to its
+    /// root filesystem, for the eviction manager's local storage limits.
+    fn writable_layer_usage(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<u64, RuntimeError>> + Send {
+        let message = format!("container {id}: this runtime cannot measure its writable layer");
+        async move { Err(RuntimeError::other(message)) }
+    }
+
     /// Everything the runtime holds that carries berth's labels, for adoption
     /// after an agent restart and for cleanup of orphans.
     fn list(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

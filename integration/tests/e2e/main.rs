@@ -16,6 +16,7 @@ mod crash_recovery;
 mod deploy_files;
 mod env;
 mod events;
+mod eviction;
 mod hooks;
 mod image_pull_cli;
 mod init_containers;

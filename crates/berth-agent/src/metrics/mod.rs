@@ -94,6 +94,7 @@ pub struct NodeMetrics {
     started_containers: Family<Labels, Counter>,
     started_container_errors: Family<Labels, Counter>,
     terminated_containers: Family<Labels, Counter>,
+    evictions: Family<Labels, Counter>,
     image_pull: Histograms,
     probes: Family<Labels, Counter>,
     probe_duration: Histograms,
@@ -166,6 +167,12 @@ impl NodeMetrics {
             "Cumulative number of container terminations.",
             terminated_containers.clone(),
         );
+        let evictions = Family::default();
+        registry.register(
+            "kubelet_evictions",
+            "Cumulative number of pod evictions by eviction signal",
+            evictions.clone(),
+        );
         let image_pull: Histograms = Family::new_with_constructor(image_pull_histogram);
         registry.register(
             "kubelet_image_pull_duration_seconds",
@@ -212,6 +219,7 @@ impl NodeMetrics {
             started_containers,
             started_container_errors,
             terminated_containers,
+            evictions,
             image_pull,
             probes,
             probe_duration,
@@ -275,6 +283,12 @@ impl NodeMetrics {
             state.marks.status(phase, created.unwrap_or(now), now)
         });
         self.observe(seen);
+    }
+
+    /// A pod evicted for `signal` (`kubelet_evictions{eviction_signal}`).
+    pub fn evicted(&self, signal: &str) {
+        let labels: Labels = vec![("eviction_signal", signal.to_string())];
+        self.evictions.get_or_create(&labels).inc();
     }
 
     pub fn probe(&self, attempt: &ProbeAttempt) {

@@ -368,6 +368,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
         &self.store
     }
 
+    pub fn runtime(&self) -> &Arc<R> {
+        &self.runtime
+    }
+
+    /// Evicts the pod `uid` with `message` (the eviction manager's
+    /// `evictPod`); false when it has no worker or was evicted before.
+    pub fn evict(&self, uid: &str, message: String) -> bool {
+        let workers = self.workers.lock().expect("workers lock");
+        workers.get(uid).is_some_and(|w| w.evict(message))
+    }
+
     /// `namespace/name` of the known pods with a running or created container
     /// on the image `reference` (as the runtime names it), with the
     /// container's name.

@@ -43,6 +43,8 @@ pub(crate) struct PodView<'a> {
     pub backoff: &'a Backoff,
     /// When `activeDeadlineSeconds` runs out, if the spec sets it.
     pub deadline: Option<Instant>,
+    /// The node evicts the pod, with this message.
+    pub eviction: Option<&'a str>,
 }
 
 impl PodView<'_> {
@@ -94,6 +96,7 @@ pub(crate) enum KillReason {
     ResizeRestart,
     SidecarsAfterMainDone,
     DeadlineExceeded,
+    Evicted,
     PodDeleted,
 }
 
@@ -104,7 +107,7 @@ impl KillReason {
     pub(crate) fn whole_pod(self) -> bool {
         matches!(
             self,
-            Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::PodDeleted
+            Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::Evicted | Self::PodDeleted
         )
     }
 
@@ -125,9 +128,20 @@ impl KillReason {
                 format!("Container {name} definition changed, will be restarted")
             }
             Self::ResizeRestart => format!("Container {name} resize requires restart"),
-            Self::SidecarsAfterMainDone | Self::DeadlineExceeded | Self::PodDeleted => {
-                format!("Stopping container {name}")
-            }
+            Self::SidecarsAfterMainDone
+            | Self::DeadlineExceeded
+            | Self::Evicted
+            | Self::PodDeleted => format!("Stopping container {name}"),
+        }
+    }
+
+    /// The grace period override of a whole-pod stop: the eviction
+    /// manager's `immediateEvictionGracePeriodSeconds` (1 s) for an eviction;
+    /// otherwise the pod's own.
+    pub(crate) fn grace_override(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Evicted => Some(std::time::Duration::from_secs(1)),
+            _ => None,
         }
     }
 }
@@ -148,19 +162,23 @@ pub(crate) struct Start {
 }
 
 /// Why the pod as a whole failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PodFailure {
     DeadlineExceeded,
+    /// The node evicted it, with the eviction manager's message.
+    Evicted(String),
 }
 
 impl PodFailure {
-    /// The pod's `reason` and `message` (the kubelet's `activeDeadlineHandler`).
-    pub(crate) fn reason_and_message(self) -> (&'static str, &'static str) {
+    /// The pod's `reason` and `message` (the kubelet's `activeDeadlineHandler`,
+    /// or its eviction manager's `evictPod`).
+    pub(crate) fn reason_and_message(&self) -> (&'static str, String) {
         match self {
             Self::DeadlineExceeded => (
                 crate::reasons::DEADLINE_EXCEEDED,
-                "Pod was active on the node longer than the specified deadline",
+                "Pod was active on the node longer than the specified deadline".into(),
             ),
+            Self::Evicted(message) => (crate::reasons::EVICTED, message.clone()),
         }
     }
 }
@@ -220,6 +238,12 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
             return plan;
         }
         Stage::Preparing | Stage::Running => {}
+    }
+    if let Some(message) = view.eviction {
+        plan.failure = Some(PodFailure::Evicted(message.into()));
+        plan.finish = Some(PodPhase::Failed);
+        plan.kills = kill_running(view, KillReason::Evicted);
+        return plan;
     }
     if let Some(deadline) = view.deadline {
         if now >= deadline {

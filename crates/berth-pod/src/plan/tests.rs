@@ -25,6 +25,7 @@ struct Pod {
     deadline: Option<Instant>,
     /// Running containers whose startup probe has not passed yet.
     unstarted: Vec<String>,
+    eviction: Option<String>,
     /// The clock every fact counts from; the plan is made `at` after it.
     t0: Instant,
     at: Duration,
@@ -43,6 +44,7 @@ fn pod(restart_policy: &str) -> Pod {
         backoff: Backoff::new(BackoffPolicy::default()),
         deadline: None,
         unstarted: Vec::new(),
+        eviction: None,
         t0: Instant::now(),
         at: Duration::ZERO,
     }
@@ -199,6 +201,11 @@ impl Pod {
         self
     }
 
+    fn evicted(mut self, message: &str) -> Self {
+        self.eviction = Some(message.into());
+        self
+    }
+
     fn at(mut self, secs: u64) -> Self {
         self.at = Duration::from_secs(secs);
         self
@@ -274,6 +281,7 @@ impl Pod {
             sandbox: self.sandbox,
             backoff: &self.backoff,
             deadline: self.deadline,
+            eviction: self.eviction.as_deref(),
         };
         let now = self.t0 + self.at;
         describe(&plan(&view, now), &self.records, now)
@@ -291,7 +299,7 @@ fn describe(plan: &Plan, records: &[ContainerRecord], now: Instant) -> Vec<Strin
         format!("start {what} {}{counted}", name(s.index))
     };
     let mut lines = Vec::new();
-    lines.extend(plan.failure.map(|f| format!("fail {f:?}")));
+    lines.extend(plan.failure.as_ref().map(|f| format!("fail {f:?}")));
     lines.extend(
         plan.kills
             .iter()
@@ -393,6 +401,13 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
             vec!["fail DeadlineExceeded", "kill side DeadlineExceeded", "kill app DeadlineExceeded", "finish Failed"]),
         ("deadline: passed before the sandbox exists, the pod fails", pod("Always").app("app").new_pod().deadline_in(3).at(3), vec!["fail DeadlineExceeded", "finish Failed"]),
         ("deadline: passed, nothing starts", pod("Always").app("app").exited("app", 1).deadline_in(30).at(31), vec!["fail DeadlineExceeded", "finish Failed"]),
+        // eviction (the kubelet's evictPod)
+        ("evicted: the pod fails and everything stops", pod("Always").sidecar("side").app("app").running("side").running("app").evicted("m"),
+            vec!["fail Evicted(\"m\")", "kill side Evicted", "kill app Evicted", "finish Failed"]),
+        ("evicted: no restart, whatever the policy", pod("Always").app("app").exited("app", 1).evicted("m"), vec!["fail Evicted(\"m\")", "finish Failed"]),
+        ("evicted: a terminal pod stays as it is", pod("Never").app("app").exited("app", 1).terminal().evicted("m"), vec![]),
+        ("evicted while deleted: the deletion", pod("Always").app("app").running("app").evicted("m").deleted(30),
+            vec!["grace 30s", "stop app", "remove app", "sandbox Remove"]),
         // the pod as a whole
         ("terminal: nothing is planned", pod("Always").app("app").exited("app", 1).deadline_in(0).terminal(), vec![]),
         ("new pod: volumes, sandbox, then the containers", pod("Always").app("a").app("b").new_pod(), vec!["volumes", "sandbox Create", "start app a", "start app b"]),

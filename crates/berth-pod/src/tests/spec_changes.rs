@@ -133,3 +133,46 @@ async fn a_lowered_deadline_applies_at_once() {
     h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(30));
 }
+
+const EVICTABLE: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 30
+  containers:
+  - {name: app, image: busybox}
+";
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_pod_fails_stops_at_once_and_never_restarts() {
+    let h = Harness::new();
+    h.rt.script("app", ignores_stop());
+    let w = h.spawn(pod(EVICTABLE));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let message = "Pod ephemeral local storage usage exceeds the total limit of containers 5Mi. ";
+    let begin = Instant::now();
+    w.evict(message.into());
+    let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
+    assert_eq!(s.reason.as_deref(), Some("Evicted"));
+    assert_eq!(s.message.as_deref(), Some(message));
+    // The eviction's 1 s grace period, held to the kill path's 2 s floor,
+    // not the pod's 30 s.
+    h.rt.wait_for_calls(|calls| signals(calls).contains(&Signal::KILL))
+        .await;
+    assert_eq!(Instant::now() - begin, Duration::from_secs(2));
+    let events = h.sink.events.lock().unwrap().clone();
+    let evicted: Vec<_> = events.iter().filter(|e| e.reason == "Evicted").collect();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].event_type, EventType::Warning);
+    assert_eq!(evicted[0].message, message);
+    // A second eviction changes nothing; nor does the restart policy.
+    w.evict("another".into());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.starts("app"), 1, "an evicted pod starts nothing");
+    let s = h.sink.latest();
+    assert_eq!(phase(&s), "Failed");
+    assert_eq!(s.message.as_deref(), Some(message));
+    assert_eq!(messages(&h, reasons::EVICTED).len(), 1);
+}
