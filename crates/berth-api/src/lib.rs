@@ -14,6 +14,7 @@
 //! - `kubectl/`: the `get pods` columns; `cri_log`: the CRI log format.
 //! - `command`, `env`, `expansion`: a container's argv and environment.
 //! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each.
+//! - `restart_rules`: a container's own restart policy and rules.
 //! - `reasons`: the kubelet's event reasons, for the worker, describe and
 //!   the tests.
 
@@ -31,6 +32,7 @@ pub mod pod;
 pub mod quantity;
 pub mod reasons;
 pub mod resource_field;
+pub mod restart_rules;
 pub mod security_context;
 pub mod status;
 pub mod sysctl;

@@ -33,7 +33,7 @@
 //!   and replaced; `teardown`: a deleted pod's removal.
 //! - `record`: what the worker knows of each container; `status`: the API
 //!   status built from it; `backoff`: CrashLoopBackOff; `restart_policy`:
-//!   the restart policy and phase as enums.
+//!   the pod phase as an enum.
 //! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks, whose
 //!   failures the next plan turns into kills.
 //! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host.

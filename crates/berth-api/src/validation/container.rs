@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar};
 
 use super::errors::{s, BadValue, FieldError};
-use super::{handler, names, one_of, resources};
+use super::{handler, names, one_of, resources, restart_rules};
 
 /// Pod-wide facts containers are checked against.
 pub(super) struct Ctx<'a> {
@@ -33,12 +33,7 @@ pub(super) fn containers(containers: &[Container], ctx: &Ctx) -> Vec<FieldError>
             errs.push(FieldError::duplicate(format!("{path}.name"), s(&c.name)));
         }
         errs.extend(hooks_and_probes(c, &path, ctx));
-        if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(
-                format!("{path}.restartPolicy"),
-                "may not be set for non-init containers",
-            ));
-        }
+        errs.extend(restart_rules::container(c, &path));
     }
     errs.extend(host_port_conflicts(containers, "spec.containers"));
     errs
@@ -55,17 +50,8 @@ pub(super) fn init_containers(
     for (i, c) in inits.iter().enumerate() {
         let path = format!("spec.initContainers[{i}]");
         errs.extend(common(c, &path, ctx));
-        let mut sidecar = false;
-        if let Some(policy) = &c.restart_policy {
-            sidecar = policy == "Always";
-            if !sidecar {
-                errs.push(FieldError::not_supported(
-                    format!("{path}.restartPolicy"),
-                    s(policy),
-                    &["Always"],
-                ));
-            }
-        }
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        errs.extend(restart_rules::init_container(c, &path));
         if seen.contains(c.name.as_str()) {
             errs.push(FieldError::duplicate(format!("{path}.name"), s(&c.name)));
         } else if !c.name.is_empty() {

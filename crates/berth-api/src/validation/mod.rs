@@ -12,6 +12,7 @@ mod log_options;
 pub mod names;
 mod resource_field;
 mod resources;
+mod restart_rules;
 mod security;
 mod unhonoured;
 mod update;
