@@ -23,6 +23,7 @@ pub mod cri_log;
 pub mod defaults;
 pub mod empty_dir;
 pub mod env;
+pub mod env_file;
 pub mod expansion;
 #[doc(hidden)]
 pub mod fuzzing;

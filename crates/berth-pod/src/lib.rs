@@ -27,7 +27,8 @@
 //! after the main containers, a failed probe or hook, a changed container).
 //! The rest are the steps they call:
 //!
-//! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
+//! - `start` (with `image_pull`, `container_config`, `env_files`, `subpath`,
+//!   `security`):
 //!   one container instance from spec to running.
 //! - `sandbox`: the pod's sandbox (absent, ready, or found dead), made
 //!   and replaced; `teardown`: a deleted pod's removal.
@@ -46,6 +47,7 @@ mod backoff;
 mod container_config;
 mod dirs;
 mod dns;
+mod env_files;
 mod execute;
 mod handle;
 mod hooks;

@@ -311,6 +311,7 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
             from.resource_field_ref.is_some(),
             from.config_map_key_ref.is_some(),
             from.secret_key_ref.is_some(),
+            from.file_key_ref.is_some(),
         ]
         .into_iter()
         .filter(|set| *set)
@@ -328,11 +329,15 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
                 &format!("{from_path}.resourceFieldRef"),
             ));
         }
+        if let Some(file_ref) = &from.file_key_ref {
+            let at = format!("{from_path}.fileKeyRef");
+            errs.extend(super::env_files::selector(file_ref, &at));
+        }
         if sources == 0 {
             errs.push(FieldError::invalid(
                 &from_path,
                 s(""),
-                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef`, `secretKeyRef` or `fileKeyRef`",
             ));
         } else if !var.value.as_deref().unwrap_or_default().is_empty() {
             errs.push(FieldError::invalid(

@@ -105,9 +105,29 @@ fn valid_pods_pass() {
         }),
         ..Default::default()
     });
-    c.env = Some(vec![env("A", "1"), env("my.var-x", "2")]);
+    c.env = Some(vec![
+        env("A", "1"),
+        env("my.var-x", "2"),
+        file_env("C", "C", "data", "vars/env"),
+    ]);
     apply_defaults(&mut p);
     assert_eq!(errors_of(&p), Vec::<String>::new());
+}
+
+fn file_env(name: &str, key: &str, volume: &str, path: &str) -> k8s_openapi::api::core::v1::EnvVar {
+    k8s_openapi::api::core::v1::EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            file_key_ref: Some(k8s_openapi::api::core::v1::FileKeySelector {
+                key: key.into(),
+                path: path.into(),
+                volume_name: volume.into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn restart_rule(action: &str, operator: &str, values: Vec<i32>) -> ContainerRestartRule {
@@ -303,6 +323,27 @@ fn validation_error_table() {
             vec!["spec.hostnameOverride: Forbidden: may not be specified when setHostnameAsFQDN is true".into()],
         ),
         ("container restart policy", Box::new(|p| app(p).restart_policy = Some("Sometimes".into())), vec![r#"spec.containers[0].restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "Never", "OnFailure""#.into()]),
+        (
+            "fileKeyRef selector",
+            Box::new(|p| app(p).env = Some(vec![file_env("A", "", "", "../env")])),
+            vec![
+                "spec.containers[0].env[0].valueFrom.fileKeyRef.key: Required value".into(),
+                "spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Required value".into(),
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.path: Invalid value: "../env": must not contain '..'"#.into(),
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Not found: """#.into(),
+            ],
+        ),
+        (
+            "fileKeyRef volumes",
+            Box::new(|p| {
+                spec(p).volumes.as_mut().unwrap().push(host_path("host", "/var/log", None));
+                app(p).env = Some(vec![file_env("A", "A", "nope", "env"), file_env("B", "B", "host", "env")]);
+            }),
+            vec![
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Not found: "nope""#.into(),
+                r#"spec.containers[0].env[1].valueFrom.fileKeyRef.volumeName: Invalid value: "host": referenced volume must be of type emptyDir"#.into(),
+            ],
+        ),
         ("restart rules without a policy", Box::new(|p| app(p).restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![1])])), vec!["spec.containers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used".into()]),
         (
             "restart rule action, operator and exit codes",
@@ -682,9 +723,7 @@ fn annotations_are_bounded_in_total() {
 
 #[test]
 fn fields_berth_does_not_honour_are_refused_by_name() {
-    use k8s_openapi::api::core::v1::{
-        EnvVar, FileKeySelector, GRPCAction, KeyToPath, SecretVolumeSource,
-    };
+    use k8s_openapi::api::core::v1::{GRPCAction, KeyToPath, SecretVolumeSource};
     let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "restart all containers",
@@ -693,25 +732,6 @@ fn fields_berth_does_not_honour_are_refused_by_name() {
                 app(p).restart_policy_rules = Some(vec![restart_rule("RestartAllContainers", "In", vec![1])]);
             }),
             "spec.containers[0].restartPolicyRules[0].action: Forbidden: berth does not support the RestartAllContainers action",
-        ),
-        (
-            "env from a file",
-            Box::new(|p| {
-                app(p).env = Some(vec![EnvVar {
-                    name: "A".into(),
-                    value_from: Some(EnvVarSource {
-                        file_key_ref: Some(FileKeySelector {
-                            key: "a".into(),
-                            path: "env".into(),
-                            volume_name: "data".into(),
-                            optional: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }])
-            }),
-            "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: berth does not support environment variables from files",
         ),
         (
             "emptyDir mode",

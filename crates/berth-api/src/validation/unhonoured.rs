@@ -48,18 +48,6 @@ fn container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
     }
-    for (i, var) in c.env.iter().flatten().enumerate() {
-        if var
-            .value_from
-            .as_ref()
-            .is_some_and(|v| v.file_key_ref.is_some())
-        {
-            errs.push(FieldError::forbidden(
-                format!("{path}.env[{i}].valueFrom.fileKeyRef"),
-                "berth does not support environment variables from files",
-            ));
-        }
-    }
     for (i, mount) in c.volume_mounts.iter().flatten().enumerate() {
         if mount.bind_mount_options.is_some() {
             let field = format!("{path}.volumeMounts[{i}].bindMountOptions");
