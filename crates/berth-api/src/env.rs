@@ -76,6 +76,7 @@ pub fn kubelet_env(
         node_name,
         objects: None,
         allocatable: &NodeAllocatable::default(),
+        files: None,
     };
     container_vars(Vec::new(), &scope, &container)
 }
@@ -88,6 +89,15 @@ pub trait EnvObjects {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
     /// A secret's data, decoded; `None` when it does not exist.
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+}
+
+/// The files of the pod's volumes that `fileKeyRef` reads (the worker's
+/// emptyDir directories).
+pub trait EnvFiles {
+    /// The value of `key` in the env file at `path` in volume `volume`, and
+    /// the file's host path: the value is empty when the file does not
+    /// define it. `Err` carries the kubelet's message.
+    fn file_value(&self, volume: &str, path: &str, key: &str) -> Result<(String, String), String>;
 }
 
 /// What a container's variables resolve against.
@@ -104,6 +114,8 @@ pub struct EnvScope<'a> {
     pub objects: Option<&'a dyn EnvObjects>,
     /// What `resourceFieldRef` reads for a limit nothing sets.
     pub allocatable: &'a NodeAllocatable,
+    /// Where `fileKeyRef` reads (none: no volume is found).
+    pub files: Option<&'a dyn EnvFiles>,
 }
 
 /// The kubelet's variables for `container`, over `services`' variables
@@ -242,6 +254,7 @@ fn value_from(
         node_name,
         objects,
         allocatable,
+        files,
     } = *scope;
     if let Some(field) = &source.field_ref {
         let version = field.api_version.as_deref().unwrap_or("v1");
@@ -263,6 +276,24 @@ fn value_from(
     }
     if let Some(resource) = &source.resource_field_ref {
         return resource_field::env_value(resource, pod, container, allocatable).map(Some);
+    }
+    if let Some(file) = &source.file_key_ref {
+        let no_volume = || {
+            let volume = &file.volume_name;
+            format!("cannot find the volume {volume:?} referenced by FileKeyRef")
+        };
+        let files = files.ok_or_else(no_volume)?;
+        let (host_path, value) = files.file_value(&file.volume_name, &file.path, &file.key)?;
+        if !value.is_empty() {
+            return Ok(Some(value));
+        }
+        if file.optional == Some(true) {
+            return Ok(None);
+        }
+        let key = &file.key;
+        return Err(format!(
+            "environment variable key {key:?} not found in file {host_path:?}"
+        ));
     }
     Ok(Some(String::new()))
 }
@@ -457,6 +488,7 @@ mod tests {
         let pod = sample_pod();
         let pod_ips = ["10.1.0.7".to_string(), "fd00::7".to_string()];
         let scope = EnvScope {
+            files: None,
             pod: &pod,
             pod_ips: &pod_ips,
             host_ip: "192.0.2.1",
@@ -528,6 +560,7 @@ mod tests {
     fn vars_of(container: &Container) -> Result<Vec<(String, String)>, EnvError> {
         let pod = sample_pod();
         let scope = EnvScope {
+            files: None,
             pod: &pod,
             pod_ips: &[],
             host_ip: "",
@@ -536,6 +569,76 @@ mod tests {
             allocatable: &NodeAllocatable::default(),
         };
         container_vars(Vec::new(), &scope, container)
+    }
+
+    /// One file, `/v/env`, in volume `data`.
+    struct Files;
+    impl EnvFiles for Files {
+        fn file_value(&self, volume: &str, _: &str, key: &str) -> Result<(String, String), String> {
+            if volume != "data" {
+                return Err(format!(
+                    "cannot find the volume {volume:?} referenced by FileKeyRef"
+                ));
+            }
+            let value = crate::env_file::value_of("A='1'\nEMPTY=''\n", key)?;
+            Ok(("/v/env".into(), value))
+        }
+    }
+
+    #[test]
+    fn file_key_refs_resolve_with_the_kubelets_messages() {
+        use k8s_openapi::api::core::v1::FileKeySelector;
+        let var = |key: &str, volume: &str, optional: bool| EnvVar {
+            name: "V".into(),
+            value_from: Some(EnvVarSource {
+                file_key_ref: Some(FileKeySelector {
+                    key: key.into(),
+                    path: "env".into(),
+                    volume_name: volume.into(),
+                    optional: Some(optional),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resolve = |var: EnvVar, files: Option<&dyn EnvFiles>| {
+            let pod = sample_pod();
+            let scope = EnvScope {
+                files,
+                pod: &pod,
+                pod_ips: &[],
+                host_ip: "",
+                node_name: "n",
+                objects: None,
+                allocatable: &NodeAllocatable::default(),
+            };
+            let container = Container {
+                env: Some(vec![var]),
+                ..Default::default()
+            };
+            container_vars(Vec::new(), &scope, &container).map_err(|e| e.0)
+        };
+        assert_eq!(
+            resolve(var("A", "data", false), Some(&Files)),
+            Ok(pairs(&[("V", "1")]))
+        );
+        assert_eq!(resolve(var("B", "data", true), Some(&Files)), Ok(vec![]));
+        // An empty value is a missing key, as in the kubelet.
+        let missing = r#"environment variable key "EMPTY" not found in file "/v/env""#;
+        assert_eq!(
+            resolve(var("EMPTY", "data", false), Some(&Files)),
+            Err(missing.into())
+        );
+        let no_volume = r#"cannot find the volume "other" referenced by FileKeyRef"#;
+        assert_eq!(
+            resolve(var("A", "other", true), Some(&Files)),
+            Err(no_volume.into())
+        );
+        let no_volume = r#"cannot find the volume "data" referenced by FileKeyRef"#;
+        assert_eq!(
+            resolve(var("A", "data", false), None),
+            Err(no_volume.into())
+        );
     }
 
     fn with_objects(env: &[EnvVar]) -> Result<Vec<(String, String)>, EnvError> {
@@ -623,6 +726,7 @@ mod tests {
     ) -> Result<Vec<(String, String)>, EnvError> {
         let pod = sample_pod();
         let scope = EnvScope {
+            files: None,
             pod: &pod,
             pod_ips: &[],
             host_ip: "",
@@ -691,6 +795,7 @@ mod tests {
         };
         let pod = sample_pod();
         let scope = EnvScope {
+            files: None,
             pod: &pod,
             pod_ips: &[],
             host_ip: "",
@@ -733,6 +838,7 @@ mod tests {
         };
         let pod = sample_pod();
         let scope = EnvScope {
+            files: None,
             pod: &pod,
             pod_ips: &[],
             host_ip: "",

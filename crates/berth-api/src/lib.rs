@@ -15,6 +15,7 @@
 //! - `command`, `env`, `expansion`: a container's argv and environment.
 //! - `quantity`, `empty_dir`, `security_context`, `sysctl`: one rule each;
 //!   `resource_fit`: whether a pod's requests fit the node.
+//! - `restart_rules`: a container's own restart policy and rules.
 //! - `reasons`: the kubelet's event reasons, for the worker, describe and
 //!   the tests.
 
@@ -23,6 +24,7 @@ pub mod cri_log;
 pub mod defaults;
 pub mod empty_dir;
 pub mod env;
+pub mod env_file;
 pub mod expansion;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -33,6 +35,7 @@ pub mod quantity;
 pub mod reasons;
 pub mod resource_field;
 pub mod resource_fit;
+pub mod restart_rules;
 pub mod security_context;
 pub mod status;
 pub mod sysctl;

@@ -50,6 +50,10 @@ pub(crate) fn build(
     termination_message_file: Option<&std::path::Path>,
 ) -> Result<ContainerConfig, ConfigError> {
     let config_error = |e: env::EnvError| ConfigError(e.to_string());
+    let files = crate::env_files::VolumeFiles {
+        pod: ctx.pod,
+        dirs: ctx.dirs,
+    };
     let scope = env::EnvScope {
         pod: ctx.pod,
         pod_ips: &ctx.pod_ips,
@@ -57,6 +61,7 @@ pub(crate) fn build(
         node_name: ctx.node_name,
         objects: ctx.objects.map(|o| o as &dyn env::EnvObjects),
         allocatable: ctx.allocatable,
+        files: Some(&files),
     };
     // command and args see the kubelet's variables only, not the image's.
     let kubelet_vars =

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_api::restart_rules::restarts_after_kill;
 use berth_runtime::{ContainerId, ContainerRuntime, RuntimeError, RuntimeErrorKind, Signal};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -148,7 +149,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .and_then(Signal::parse)
             .unwrap_or(Signal::TERM);
         let name = self.records[i].name.clone();
-        let message = reason.message(&name, self.restart_policy());
+        let restarts = restarts_after_kill(self.spec_container(i), self.spec());
+        let message = reason.message(&name, restarts);
         let field_path = self.field_path(i);
         self.event(
             EventType::Normal,

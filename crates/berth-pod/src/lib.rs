@@ -28,13 +28,14 @@
 //! changed container).
 //! The rest are the steps they call:
 //!
-//! - `start` (with `image_pull`, `container_config`, `subpath`, `security`):
+//! - `start` (with `image_pull`, `container_config`, `env_files`, `subpath`,
+//!   `security`):
 //!   one container instance from spec to running.
 //! - `sandbox`: the pod's sandbox (absent, ready, or found dead), made
 //!   and replaced; `teardown`: a deleted pod's removal.
 //! - `record`: what the worker knows of each container; `status`: the API
 //!   status built from it; `backoff`: CrashLoopBackOff; `restart_policy`:
-//!   the restart policy and phase as enums.
+//!   the pod phase as an enum.
 //! - `probe/`, `hooks`, `http_get`: probes and lifecycle hooks, whose
 //!   failures the next plan turns into kills.
 //! - `dirs`, `mount_table`, `volume_ownership`: the pod's files on the host;
@@ -49,6 +50,7 @@ mod backoff;
 mod container_config;
 mod dirs;
 mod dns;
+mod env_files;
 mod execute;
 mod handle;
 mod hooks;

@@ -1,24 +1,6 @@
-//! The pod's `restartPolicy` and phase as the worker reasons with them; the
-//! strings live only where the API's types are read and written.
-
-/// `spec.restartPolicy` (default `Always`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    /// The spec's value; validation admits only the three names.
-    pub(crate) fn of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Self {
-        match spec.restart_policy.as_deref() {
-            Some("Never") => Self::Never,
-            Some("OnFailure") => Self::OnFailure,
-            _ => Self::Always,
-        }
-    }
-}
+//! The pod's phase as the worker reasons with it; the strings live only
+//! where the API's types are read and written. (Restart policies are
+//! `berth_api::restart_rules`'.)
 
 /// `status.phase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,6 @@ use crate::dirs::PodDirs;
 use crate::handle::{Adopted, Termination};
 use crate::probe::{InstanceProbes, ProbeUpdate};
 use crate::record::{ContainerRecord, Instance, InstanceState};
-use crate::restart_policy::RestartPolicy;
 use crate::sandbox::Sandbox;
 use crate::sink::{EventType, PodSink};
 use crate::stage::Stage;
@@ -282,10 +281,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
-    }
-
-    pub(crate) fn restart_policy(&self) -> RestartPolicy {
-        RestartPolicy::of(self.spec())
     }
 
     pub(crate) fn on_exit(&mut self, note: ExitNote) {

@@ -124,3 +124,69 @@ async fn ip_field_refs_read_the_pods_and_the_nodes_ips() {
         format!("{pod_ip} {pod_ip} {host_ip} {host_ip}")
     );
 }
+
+fn file_key(name: &str, key: &str, optional: bool) -> Value {
+    json!({
+        "name": name,
+        "valueFrom": { "fileKeyRef": {
+            "volumeName": "config", "path": "vars/app.env", "key": key, "optional": optional
+        } }
+    })
+}
+
+#[tokio::test]
+async fn file_key_refs_read_an_env_file_an_init_container_wrote() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mount = json!([{ "name": "config", "mountPath": "/config" }]);
+    let mut writer = sh_container(
+        "writer",
+        "mkdir -p /config/vars && printf \"# written at init\\nGREETING='hello world' # inline\\nMULTI='a\\nb'\\n\" > /config/vars/app.env",
+    );
+    writer["volumeMounts"] = mount.clone();
+    let mut app = sh_container(
+        "app",
+        "echo \"[$GREETING] [$MULTI] [${OPT-unset}]\"; sleep 3600",
+    );
+    app["env"] = json!([
+        file_key("GREETING", "GREETING", false),
+        file_key("MULTI", "MULTI", false),
+        file_key("OPT", "ABSENT", true),
+    ]);
+    let mut missing = sh_container("missing", "sleep 3600");
+    missing["env"] = json!([file_key("NOPE", "NOPE", false)]);
+    let mut spec = pod("env-files", "Always", vec![app, missing]);
+    spec["spec"]["initContainers"] = json!([writer]);
+    spec["spec"]["volumes"] = json!([{ "name": "config", "emptyDir": {} }]);
+    spec["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    agent.apply_yaml(&manifest(&spec)).await;
+
+    let pod = agent
+        .wait_for(
+            "default",
+            "env-files",
+            "app running, the missing key reported",
+            START_TIMEOUT,
+            |p| {
+                is_running(p, "app")
+                    && waiting_reason(p, "missing") == Some("CreateContainerConfigError")
+            },
+        )
+        .await;
+    let message = container_status(&pod, "missing").unwrap()["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let file = format!(
+        "/pods/{}/volumes/kubernetes.io~empty-dir/config/vars/app.env\"",
+        uid(&pod)
+    );
+    assert!(
+        message.starts_with("environment variable key \"NOPE\" not found in file \"")
+            && message.ends_with(&file),
+        "{message}"
+    );
+    let log = wait_log_contains(&agent, "env-files", "app", "unset]").await;
+    assert_eq!(log.trim_end(), "[hello world] [a\nb] [unset]");
+}

@@ -32,6 +32,7 @@ mod previous_logs;
 mod probes;
 mod registry_pulls;
 mod restart_matrix;
+mod restart_rules;
 mod security_context;
 mod spec_changes;
 mod state_files;

@@ -1,12 +1,16 @@
 //! The kubelet's `getPhase` (kubelet_pods.go, docs/kubelet-semantics.md §5.1), with
-//! default feature gates (no per-container restart rules).
+//! the v1.37 default feature gates: whether an exited container counts as
+//! restarting is its own restart policy and rules' say
+//! (`podutil.ContainerShouldRestart`), and a container stopped for a
+//! `RestartAllContainers` restart always restarts.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, ContainerStatus, PodSpec};
 
 use crate::pod::{
     find_status, init_containers, is_restartable_init_container, is_started, last_terminated,
     running, terminated, waiting,
 };
+use crate::restart_rules::{container_should_restart, RESTARTING_ALL_CONTAINERS};
 
 /// The pod phase from its container statuses. `pod_is_terminal` is set on the
 /// termination path, where nothing will be restarted any more. Whether the
@@ -48,7 +52,12 @@ pub fn pod_phase_initialized(
         |name: &str| find_status(statuses, name).or_else(|| find_status(init_statuses, name));
     let mut pending_init = 0;
     let mut pending_sidecars = 0;
-    let mut failed_init = 0;
+    let mut failed_init_not_restartable = 0;
+    let mut stopped_not_restartable = 0;
+    let restartable = |c: &Container, t: &ContainerStateTerminated| {
+        container_should_restart(c, spec, t.exit_code)
+            || t.reason.as_deref() == Some(RESTARTING_ALL_CONTAINERS)
+    };
     let (mut unknown, mut running_n, mut waiting_n, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
 
     for c in init_containers(spec) {
@@ -64,12 +73,14 @@ pub fn pod_phase_initialized(
             if running(s).is_some() {
                 pending_init += 1;
             } else if let Some(t) = terminated(s) {
-                if t.exit_code != 0 {
-                    failed_init += 1;
+                if t.exit_code != 0 && !restartable(c, t) {
+                    failed_init_not_restartable += 1;
                 }
             } else if waiting(s).is_some() {
                 match last_terminated(s) {
-                    Some(t) if t.exit_code != 0 => failed_init += 1,
+                    Some(t) if t.exit_code != 0 && !restartable(c, t) => {
+                        failed_init_not_restartable += 1
+                    }
                     Some(_) => {}
                     None => pending_init += 1,
                 }
@@ -103,12 +114,18 @@ pub fn pod_phase_initialized(
             running_n += 1;
         } else if let Some(t) = terminated(s) {
             stopped += 1;
+            if !restartable(c, t) {
+                stopped_not_restartable += 1;
+            }
             if t.exit_code == 0 {
                 succeeded += 1;
             }
         } else if waiting(s).is_some() {
-            if last_terminated(s).is_some() {
+            if let Some(t) = last_terminated(s) {
                 stopped += 1;
+                if !restartable(c, t) {
+                    stopped_not_restartable += 1;
+                }
             } else {
                 waiting_n += 1;
             }
@@ -117,8 +134,7 @@ pub fn pod_phase_initialized(
         }
     }
 
-    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let phase = if failed_init > 0 && policy == "Never" {
+    let phase = if failed_init_not_restartable > 0 {
         "Failed"
     } else if pending_init > 0 || (pending_sidecars > 0 && !pod_has_initialized) || waiting_n > 0 {
         "Pending"
@@ -132,15 +148,13 @@ pub fn pod_phase_initialized(
             } else {
                 "Failed"
             }
-        } else if policy == "Always" {
-            // Crash-looping containers keep the pod Running.
+        } else if stopped != stopped_not_restartable {
+            // Containers about to restart keep the pod Running.
             "Running"
         } else if stopped == succeeded {
             "Succeeded"
-        } else if policy == "Never" {
-            "Failed"
         } else {
-            "Running"
+            "Failed"
         }
     } else {
         "Pending"
@@ -246,10 +260,12 @@ mod tests {
                 after_exit(wait("a", "CrashLoopBackOff"), 1),
                 after_exit(wait("b", "CrashLoopBackOff"), 2),
             ]),
+            // Nothing restarts either: with ContainerRestartRules the pod
+            // is done, and a waiting container never counts as succeeded.
             case(
                 "waiting after exit 0 under OnFailure",
                 "OnFailure",
-                "Running",
+                "Failed",
             )
             .st(vec![
                 after_exit(wait("a", "CrashLoopBackOff"), 0),
@@ -435,6 +451,60 @@ mod tests {
             let got = pod_phase(&spec, &case.init_statuses, &case.statuses, case.terminal);
             assert_eq!(got, case.want, "case {:?}", case.name);
         }
+    }
+
+    #[test]
+    fn containers_own_restart_policy_and_rules_decide_what_restarts() {
+        use k8s_openapi::api::core::v1::{ContainerRestartRule, ContainerRestartRuleOnExitCodes};
+        let with = |policy: &str, rule: Option<i32>| {
+            let mut a = c("a");
+            a.restart_policy = Some(policy.into());
+            a.restart_policy_rules = rule.map(|code| {
+                vec![ContainerRestartRule {
+                    action: "Restart".into(),
+                    exit_codes: Some(ContainerRestartRuleOnExitCodes {
+                        operator: "In".into(),
+                        values: Some(vec![code]),
+                    }),
+                }]
+            });
+            a
+        };
+        let phase = |a, pod_policy, st: ContainerStatus| {
+            let spec = spec_with(vec![], vec![a], pod_policy);
+            pod_phase(&spec, &[], &[st], false)
+        };
+        let done = || exited("a", 0, "Completed");
+        let failed = |code| exited("a", code, "Error");
+        assert_eq!(phase(with("Always", None), "Never", done()), "Running");
+        assert_eq!(phase(with("Never", None), "Always", failed(1)), "Failed");
+        assert_eq!(
+            phase(with("OnFailure", None), "Always", done()),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(with("Never", Some(42)), "Never", failed(42)),
+            "Running"
+        );
+        assert_eq!(
+            phase(with("Never", Some(42)), "Never", failed(41)),
+            "Failed"
+        );
+        let crashing = after_exit(wait("a", "CrashLoopBackOff"), 42);
+        assert_eq!(phase(with("Never", Some(42)), "Never", crashing), "Running");
+        // Stopped for a RestartAllContainers restart: it runs again.
+        let reset = exited("a", 137, RESTARTING_ALL_CONTAINERS);
+        assert_eq!(phase(c("a"), "Never", reset), "Running");
+
+        // An init container that may not restart fails the pod.
+        let mut setup = c("setup");
+        setup.restart_policy = Some("Never".into());
+        let spec = spec_with(vec![setup.clone()], vec![c("a")], "Always");
+        let st = [exited("setup", 1, "Error")];
+        assert_eq!(pod_phase(&spec, &st, &[], false), "Failed");
+        setup.restart_policy = Some("OnFailure".into());
+        let spec = spec_with(vec![setup], vec![c("a")], "Never");
+        assert_eq!(pod_phase(&spec, &st, &[], false), "Pending");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar};
 
 use super::errors::{s, BadValue, FieldError};
-use super::{handler, names, one_of, resources};
+use super::{handler, names, one_of, resources, restart_rules};
 
 /// Pod-wide facts containers are checked against.
 pub(super) struct Ctx<'a> {
@@ -33,12 +33,7 @@ pub(super) fn containers(containers: &[Container], ctx: &Ctx) -> Vec<FieldError>
             errs.push(FieldError::duplicate(format!("{path}.name"), s(&c.name)));
         }
         errs.extend(hooks_and_probes(c, &path, ctx));
-        if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(
-                format!("{path}.restartPolicy"),
-                "may not be set for non-init containers",
-            ));
-        }
+        errs.extend(restart_rules::container(c, &path));
     }
     errs.extend(host_port_conflicts(containers, "spec.containers"));
     errs
@@ -55,17 +50,8 @@ pub(super) fn init_containers(
     for (i, c) in inits.iter().enumerate() {
         let path = format!("spec.initContainers[{i}]");
         errs.extend(common(c, &path, ctx));
-        let mut sidecar = false;
-        if let Some(policy) = &c.restart_policy {
-            sidecar = policy == "Always";
-            if !sidecar {
-                errs.push(FieldError::not_supported(
-                    format!("{path}.restartPolicy"),
-                    s(policy),
-                    &["Always"],
-                ));
-            }
-        }
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        errs.extend(restart_rules::init_container(c, &path));
         if seen.contains(c.name.as_str()) {
             errs.push(FieldError::duplicate(format!("{path}.name"), s(&c.name)));
         } else if !c.name.is_empty() {
@@ -325,6 +311,7 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
             from.resource_field_ref.is_some(),
             from.config_map_key_ref.is_some(),
             from.secret_key_ref.is_some(),
+            from.file_key_ref.is_some(),
         ]
         .into_iter()
         .filter(|set| *set)
@@ -342,11 +329,15 @@ fn env(vars: &[EnvVar], base: &str) -> Vec<FieldError> {
                 &format!("{from_path}.resourceFieldRef"),
             ));
         }
+        if let Some(file_ref) = &from.file_key_ref {
+            let at = format!("{from_path}.fileKeyRef");
+            errs.extend(super::env_files::selector(file_ref, &at));
+        }
         if sources == 0 {
             errs.push(FieldError::invalid(
                 &from_path,
                 s(""),
-                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef`, `secretKeyRef` or `fileKeyRef`",
             ));
         } else if !var.value.as_deref().unwrap_or_default().is_empty() {
             errs.push(FieldError::invalid(

@@ -13,6 +13,7 @@ pub enum ErrorKind {
     NotFound,
     Forbidden,
     TooLong,
+    TooMany,
 }
 
 impl ErrorKind {
@@ -25,6 +26,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "Not found",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::TooLong => "Too long",
+            ErrorKind::TooMany => "Too many",
         }
     }
 }
@@ -85,6 +87,13 @@ impl FieldError {
     pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
         let detail = format!("may not be more than {max_bytes} bytes");
         Self::new(field, ErrorKind::TooLong, BadValue::Omitted, detail)
+    }
+
+    /// `Too many: 21: must have at most 20 items`.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        let detail = format!("must have at most {max} items");
+        let actual = BadValue::Int(i64::try_from(actual).unwrap_or(i64::MAX));
+        Self::new(field, ErrorKind::TooMany, actual, detail)
     }
 
     /// `Unsupported value: "x": supported values: "a", "b"`.

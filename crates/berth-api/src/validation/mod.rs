@@ -6,12 +6,14 @@
 //! the defaults fill in are accepted when unset.
 
 mod container;
+mod env_files;
 mod errors;
 mod handler;
 mod log_options;
 pub mod names;
 mod resource_field;
 mod resources;
+mod restart_rules;
 mod security;
 mod unhonoured;
 mod update;
@@ -138,6 +140,7 @@ fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
     let inits = spec.init_containers.as_deref().unwrap_or_default();
     let regular_names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     errs.extend(container::init_containers(inits, &regular_names, &ctx));
+    errs.extend(env_files::volumes(spec));
     errs.extend(security::pod(spec));
     if let Some(policy) = &spec.restart_policy {
         errs.extend(one_of(

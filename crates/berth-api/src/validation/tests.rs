@@ -1,8 +1,9 @@
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    EnvVarSource, ExecAction, HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, Probe, ResourceFieldSelector, ResourceRequirements, SecretEnvSource,
-    SleepAction, TCPSocketAction, Toleration, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, ContainerRestartRule,
+    ContainerRestartRuleOnExitCodes, EmptyDirVolumeSource, EnvFromSource, EnvVarSource, ExecAction,
+    HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe,
+    ResourceFieldSelector, ResourceRequirements, SecretEnvSource, SleepAction, TCPSocketAction,
+    Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -104,7 +105,57 @@ fn valid_pods_pass() {
         }),
         ..Default::default()
     });
-    c.env = Some(vec![env("A", "1"), env("my.var-x", "2")]);
+    c.env = Some(vec![
+        env("A", "1"),
+        env("my.var-x", "2"),
+        file_env("C", "C", "data", "vars/env"),
+    ]);
+    apply_defaults(&mut p);
+    assert_eq!(errors_of(&p), Vec::<String>::new());
+}
+
+fn file_env(name: &str, key: &str, volume: &str, path: &str) -> k8s_openapi::api::core::v1::EnvVar {
+    k8s_openapi::api::core::v1::EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            file_key_ref: Some(k8s_openapi::api::core::v1::FileKeySelector {
+                key: key.into(),
+                path: path.into(),
+                volume_name: volume.into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn restart_rule(action: &str, operator: &str, values: Vec<i32>) -> ContainerRestartRule {
+    ContainerRestartRule {
+        action: action.into(),
+        exit_codes: Some(ContainerRestartRuleOnExitCodes {
+            operator: operator.into(),
+            values: Some(values),
+        }),
+    }
+}
+
+#[test]
+fn containers_may_set_their_own_restart_policy_and_rules() {
+    let mut p = base();
+    let s = spec(&mut p);
+    let mut setup = container("setup", "busybox");
+    setup.restart_policy = Some("Never".into());
+    setup.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![42])]);
+    let mut proxy = sidecar("proxy");
+    proxy.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![3])]);
+    s.init_containers = Some(vec![setup, proxy]);
+    let c = &mut s.containers[0];
+    c.restart_policy = Some("OnFailure".into());
+    c.restart_policy_rules = Some(vec![
+        restart_rule("Restart", "NotIn", vec![0, 1]),
+        restart_rule("Restart", "In", vec![1]),
+    ]);
     apply_defaults(&mut p);
     assert_eq!(errors_of(&p), Vec::<String>::new());
 }
@@ -230,10 +281,19 @@ fn validation_error_table() {
             "init restart policy",
             Box::new(|p| {
                 let mut c = container("setup", "busybox");
-                c.restart_policy = Some("Never".into());
+                c.restart_policy = Some("Sometimes".into());
                 spec(p).init_containers = Some(vec![c]);
             }),
-            vec![r#"spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#.into()],
+            vec![r#"spec.initContainers[0].restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "Never", "OnFailure""#.into()],
+        ),
+        (
+            "init restart rules without a policy",
+            Box::new(|p| {
+                let mut c = container("setup", "busybox");
+                c.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![1])]);
+                spec(p).init_containers = Some(vec![c]);
+            }),
+            vec!["spec.initContainers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used".into()],
         ),
         (
             "probe on a regular init container",
@@ -262,7 +322,54 @@ fn validation_error_table() {
             }),
             vec!["spec.hostnameOverride: Forbidden: may not be specified when setHostnameAsFQDN is true".into()],
         ),
-        ("restart policy on a regular container", Box::new(|p| app(p).restart_policy = Some("Always".into())), vec!["spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers".into()]),
+        ("container restart policy", Box::new(|p| app(p).restart_policy = Some("Sometimes".into())), vec![r#"spec.containers[0].restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "Never", "OnFailure""#.into()]),
+        (
+            "fileKeyRef selector",
+            Box::new(|p| app(p).env = Some(vec![file_env("A", "", "", "../env")])),
+            vec![
+                "spec.containers[0].env[0].valueFrom.fileKeyRef.key: Required value".into(),
+                "spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Required value".into(),
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.path: Invalid value: "../env": must not contain '..'"#.into(),
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Not found: """#.into(),
+            ],
+        ),
+        (
+            "fileKeyRef volumes",
+            Box::new(|p| {
+                spec(p).volumes.as_mut().unwrap().push(host_path("host", "/var/log", None));
+                app(p).env = Some(vec![file_env("A", "A", "nope", "env"), file_env("B", "B", "host", "env")]);
+            }),
+            vec![
+                r#"spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Not found: "nope""#.into(),
+                r#"spec.containers[0].env[1].valueFrom.fileKeyRef.volumeName: Invalid value: "host": referenced volume must be of type emptyDir"#.into(),
+            ],
+        ),
+        ("restart rules without a policy", Box::new(|p| app(p).restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![1])])), vec!["spec.containers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used".into()]),
+        (
+            "restart rule action, operator and exit codes",
+            Box::new(|p| {
+                let c = app(p);
+                c.restart_policy = Some("Never".into());
+                let mut no_codes = restart_rule("Restart", "In", vec![]);
+                no_codes.exit_codes = None;
+                c.restart_policy_rules = Some(vec![restart_rule("Reboot", "Is", (0..256).collect()), no_codes]);
+            }),
+            vec![
+                r#"spec.containers[0].restartPolicyRules[0].action: Unsupported value: "Reboot": supported values: "Restart", "RestartAllContainers""#.into(),
+                r#"spec.containers[0].restartPolicyRules[0].exitCodes.operator: Unsupported value: "Is": supported values: "In", "NotIn""#.into(),
+                "spec.containers[0].restartPolicyRules[0].exitCodes.values: Too many: 256: must have at most 255 items".into(),
+                "spec.containers[0].restartPolicyRules[1].exitCodes: Required value: must be specified".into(),
+            ],
+        ),
+        (
+            "too many restart rules",
+            Box::new(|p| {
+                let c = app(p);
+                c.restart_policy = Some("Never".into());
+                c.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![1]); 21]);
+            }),
+            vec!["spec.containers[0].restartPolicyRules: Too many: 21: must have at most 20 items".into()],
+        ),
         ("env name with =", Box::new(|p| app(p).env = Some(vec![env("A=B", "1")])), vec![r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#.into()]),
         ("env name required", Box::new(|p| app(p).env = Some(vec![env("", "1")])), vec!["spec.containers[0].env[0].name: Required value".into()]),
         (
@@ -616,38 +723,15 @@ fn annotations_are_bounded_in_total() {
 
 #[test]
 fn fields_berth_does_not_honour_are_refused_by_name() {
-    use k8s_openapi::api::core::v1::{
-        ContainerRestartRule, EnvVar, FileKeySelector, GRPCAction, KeyToPath, SecretVolumeSource,
-    };
+    use k8s_openapi::api::core::v1::{GRPCAction, KeyToPath, SecretVolumeSource};
     let cases: Vec<(&str, Mutation, &str)> = vec![
         (
-            "restart rules",
+            "restart all containers",
             Box::new(|p| {
-                app(p).restart_policy_rules = Some(vec![ContainerRestartRule {
-                    action: "Restart".into(),
-                    exit_codes: None,
-                }])
+                app(p).restart_policy = Some("Never".into());
+                app(p).restart_policy_rules = Some(vec![restart_rule("RestartAllContainers", "In", vec![1])]);
             }),
-            "spec.containers[0].restartPolicyRules: Forbidden: berth does not support container restart rules",
-        ),
-        (
-            "env from a file",
-            Box::new(|p| {
-                app(p).env = Some(vec![EnvVar {
-                    name: "A".into(),
-                    value_from: Some(EnvVarSource {
-                        file_key_ref: Some(FileKeySelector {
-                            key: "a".into(),
-                            path: "env".into(),
-                            volume_name: "data".into(),
-                            optional: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }])
-            }),
-            "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: berth does not support environment variables from files",
+            "spec.containers[0].restartPolicyRules[0].action: Forbidden: berth does not support the RestartAllContainers action",
         ),
         (
             "emptyDir mode",

@@ -40,24 +40,11 @@ pub(super) fn spec(spec: &PodSpec) -> Vec<FieldError> {
 }
 
 fn container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
-    if c.restart_policy_rules
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            format!("{path}.restartPolicyRules"),
-            "berth does not support container restart rules",
-        ));
-    }
-    for (i, var) in c.env.iter().flatten().enumerate() {
-        if var
-            .value_from
-            .as_ref()
-            .is_some_and(|v| v.file_key_ref.is_some())
-        {
+    for (i, rule) in c.restart_policy_rules.iter().flatten().enumerate() {
+        if rule.action == crate::restart_rules::RESTART_ALL_CONTAINERS {
             errs.push(FieldError::forbidden(
-                format!("{path}.env[{i}].valueFrom.fileKeyRef"),
-                "berth does not support environment variables from files",
+                format!("{path}.restartPolicyRules[{i}].action"),
+                "berth does not support the RestartAllContainers action",
             ));
         }
     }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::record::{ContainerRecord, Waiting};
-use crate::restart_policy::{PodPhase, RestartPolicy};
+use crate::restart_policy::PodPhase;
 use crate::stage::Stage;
 
 pub(crate) use terminate::{stop, SandboxRemoval, Stop, TerminationPlan};
@@ -48,10 +48,6 @@ pub(crate) struct PodView<'a> {
 }
 
 impl PodView<'_> {
-    pub(crate) fn restart_policy(&self) -> RestartPolicy {
-        RestartPolicy::of(self.spec)
-    }
-
     /// The spec of the container behind record `i`.
     pub(crate) fn container(&self, i: usize) -> Option<&Container> {
         spec_container(self.spec, i)
@@ -111,11 +107,12 @@ impl KillReason {
         )
     }
 
-    /// The Killing event's message for container `name`.
-    pub(crate) fn message(self, name: &str, policy: RestartPolicy) -> String {
+    /// The Killing event's message for container `name`, which `restarts`
+    /// after a kill or not (its own `restartPolicy`, else the pod's).
+    pub(crate) fn message(self, name: &str, restarts: bool) -> String {
         let probe = |kind: &str| {
             let mut message = format!("Container {name} failed {kind} probe");
-            if policy != RestartPolicy::Never {
+            if restarts {
                 message.push_str(", will be restarted");
             }
             message

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::restart::{self, next_start};
 use super::{Plan, PodView};
 use crate::record::Instance;
-use crate::restart_policy::RestartPolicy;
+use berth_api::restart_rules::restarts_after_kill;
 
 /// Plans the init containers and sidecars; true once the pod is initialized,
 /// so that its regular containers may run.
@@ -48,8 +48,12 @@ pub(super) fn init_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan)
                 if rec.is_running() && !changed {
                     return false;
                 }
-                let exited = rec.current.as_ref().and_then(Instance::exit).is_some();
-                if (exited || changed) && view.restart_policy() == RestartPolicy::Never {
+                let exit = rec.current.as_ref().and_then(Instance::exit);
+                let gives_up = match exit {
+                    Some(exit) => !restart::should_restart(view, i, exit),
+                    None => changed && !restarts_after_kill(view.container(i), view.spec),
+                };
+                if gives_up {
                     return false; // the pod fails
                 }
                 plan.init = next_start(view, i, now, plan);
@@ -72,15 +76,14 @@ pub(super) fn regular_containers(view: &PodView<'_>, now: Instant, plan: &mut Pl
 
 /// Every regular container has exited for good.
 pub(super) fn main_containers_done(view: &PodView<'_>) -> bool {
-    let policy = view.restart_policy();
-    view.records
-        .iter()
-        .filter(|r| r.kind == ContainerKind::Regular)
-        .all(|r| {
+    (0..view.records.len())
+        .filter(|&i| view.records[i].kind == ContainerKind::Regular)
+        .all(|i| {
+            let r = &view.records[i];
             !r.definition_changed
                 && r.current
                     .as_ref()
                     .and_then(Instance::exit)
-                    .is_some_and(|exit| !restart::should_restart(r.kind, policy, exit))
+                    .is_some_and(|exit| !restart::should_restart(view, i, exit))
         })
 }

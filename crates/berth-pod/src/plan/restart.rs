@@ -1,28 +1,35 @@
-//! One container's next step: restartPolicy (the kubelet's
+//! One container's next step: its restart policy and rules (the kubelet's
 //! `ShouldContainerBeRestarted`), CrashLoopBackOff, a failed start's retry,
 //! and a changed definition.
 
+use berth_api::restart_rules::container_should_restart;
 use berth_api::status as rules;
 use berth_runtime::{ContainerKind, ExitInfo};
 use tokio::time::Instant;
 
 use super::{Plan, PodView, Start};
 use crate::record::{InstanceState, Waiting};
-use crate::restart_policy::RestartPolicy;
 
-/// Whether a container of `kind` that exited with `exit` runs again: sidecars
-/// always, init containers after a failure unless the policy is Never,
-/// regular containers as the policy says.
-pub(crate) fn should_restart(kind: ContainerKind, policy: RestartPolicy, exit: &ExitInfo) -> bool {
-    let failed = exit.exit_code != 0 || exit.oom_killed;
+/// Whether container `i`, exited with `exit`, runs again: a sidecar always;
+/// an init container after a failure, and a regular container, as the
+/// first matching rule, else its own `restartPolicy`, else the pod's says.
+pub(crate) fn should_restart(view: &PodView<'_>, i: usize, exit: &ExitInfo) -> bool {
+    let kind = view.records[i].kind;
+    // An OOM kill is a failure whatever code the runtime reported.
+    let code = if exit.oom_killed && exit.exit_code == 0 {
+        137
+    } else {
+        exit.exit_code
+    };
+    let restarts = || {
+        let fallback = k8s_openapi::api::core::v1::Container::default();
+        let container = view.container(i).unwrap_or(&fallback);
+        container_should_restart(container, view.spec, code)
+    };
     match kind {
         ContainerKind::Sidecar => true,
-        ContainerKind::Init => failed && policy != RestartPolicy::Never,
-        ContainerKind::Regular => match policy {
-            RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => failed,
-            RestartPolicy::Always => true,
-        },
+        ContainerKind::Init => code != 0 && restarts(),
+        ContainerKind::Regular => restarts(),
     }
 }
 
@@ -72,7 +79,7 @@ pub(super) fn next_start(
         // Killed for its new definition: no back-off, whatever the policy.
         InstanceState::Exited { .. } if rec.definition_changed => Some(fresh),
         InstanceState::Exited { exit, observed, .. } => {
-            if !should_restart(rec.kind, view.restart_policy(), exit) {
+            if !should_restart(view, i, exit) {
                 return None;
             }
             let image = view.container(i)?.image.clone()?;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use berth_runtime::{ContainerId, ContainerKind, ExitInfo, ImageInfo, PodRef};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Lifecycle, LifecycleHandler, PodSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerRestartRule, ContainerRestartRuleOnExitCodes, Lifecycle, LifecycleHandler,
+    PodSpec,
+};
 use tokio::time::Instant;
 
 use super::*;
@@ -250,6 +253,35 @@ impl Pod {
         self
     }
 
+    fn spec_of(&mut self, name: &str) -> &mut Container {
+        let all = self.spec.init_containers.iter_mut().flatten();
+        all.chain(&mut self.spec.containers)
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    /// Sets the container's own `restartPolicy`.
+    fn policy(mut self, name: &str, policy: &str) -> Self {
+        self.spec_of(name).restart_policy = Some(policy.into());
+        self
+    }
+
+    /// Adds a restart rule: `action` on exit codes `operator` `values`.
+    fn rule(mut self, name: &str, action: &str, operator: &str, values: &[i32]) -> Self {
+        let rule = ContainerRestartRule {
+            action: action.into(),
+            exit_codes: Some(ContainerRestartRuleOnExitCodes {
+                operator: operator.into(),
+                values: Some(values.to_vec()),
+            }),
+        };
+        let spec = self.spec_of(name);
+        spec.restart_policy_rules
+            .get_or_insert_with(Vec::new)
+            .push(rule);
+        self
+    }
+
     /// Exited once before its current instance ran.
     fn restarted(mut self, name: &str) -> Self {
         self = self.exited(name, 1);
@@ -360,6 +392,19 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("Never leaves exit 1: Failed", pod("Never").app("app").exited("app", 1), vec!["finish Failed"]),
         ("a running pod needs nothing", pod("Always").app("app").running("app"), vec![]),
         ("Never waits for the last container", pod("Never").app("a").app("b").exited("a", 0).running("b"), vec![]),
+        // a container's own restartPolicy and rules (ContainerRestartRules)
+        ("container Always overrides the pod's Never", pod("Never").app("app").policy("app", "Always").exited("app", 0), vec!["start app app (back-off)"]),
+        ("container Never overrides the pod's Always: Failed", pod("Always").app("app").policy("app", "Never").exited("app", 1), vec!["finish Failed"]),
+        ("container OnFailure leaves exit 0: Succeeded", pod("Always").app("app").policy("app", "OnFailure").exited("app", 0), vec!["finish Succeeded"]),
+        ("one container restarting keeps the pod going", pod("Never").app("a").app("b").policy("b", "Always").exited("a", 0).exited("b", 0), vec!["start app b (back-off)"]),
+        ("rule: a matching In rule restarts", pod("Never").app("app").policy("app", "Never").rule("app", "Restart", "In", &[42]).exited("app", 42), vec!["start app app (back-off)"]),
+        ("rule: no match, the container's policy decides", pod("Never").app("app").policy("app", "Never").rule("app", "Restart", "In", &[42]).exited("app", 1), vec!["finish Failed"]),
+        ("rule: NotIn matches the other codes", pod("Never").app("app").policy("app", "Never").rule("app", "Restart", "NotIn", &[0]).exited("app", 3), vec!["start app app (back-off)"]),
+        ("rule: NotIn leaves the listed ones", pod("Never").app("app").policy("app", "Never").rule("app", "Restart", "NotIn", &[0]).exited("app", 0), vec!["finish Succeeded"]),
+        ("rule: the sidecar stays while a rule restarts the main one", pod("Never").sidecar("side").app("app").policy("app", "Never").rule("app", "Restart", "In", &[2]).running("side").exited("app", 2), vec!["start app app (back-off)"]),
+        ("init rule: a matching failure restarts under Never", pod("Never").init("init").policy("init", "Never").rule("init", "Restart", "In", &[3]).app("app").exited("init", 3), vec!["start init init (back-off)"]),
+        ("init Never fails the pod under Always", pod("Always").init("init").policy("init", "Never").app("app").exited("init", 1), vec![]),
+        ("init OnFailure restarts a failure under Never", pod("Never").init("init").policy("init", "OnFailure").app("app").exited("init", 1), vec!["start init init (back-off)"]),
         // restartPolicy for init containers
         ("init: Always restarts a failure", pod("Always").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),
         ("init: OnFailure restarts a failure", pod("OnFailure").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),

@@ -355,3 +355,32 @@ async fn a_failed_exit_wait_is_armed_again_not_taken_for_an_exit() {
         .await;
     assert_eq!(last_terminated(&s, "app").exit_code, 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_rule_restarts_on_its_exit_code_under_a_never_pod() {
+    let h = Harness::new();
+    h.rt.script("app", Script::exits(42, Duration::from_secs(1)));
+    let _w = h.spawn(pod("
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    restartPolicy: Never
+    restartPolicyRules:
+    - {action: Restart, exitCodes: {operator: In, values: [42]}}
+"));
+    h.rt.wait_for_calls(|calls| start_count(calls) >= 1).await;
+    // The next run ends with a code no rule matches.
+    h.rt.script("app", Script::exits(3, Duration::from_secs(1)));
+    let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
+    let app = container(&s, "app");
+    assert_eq!(app.restart_count, 1);
+    assert_eq!(terminated(&s, "app").exit_code, 3);
+    assert_eq!(last_terminated(&s, "app").exit_code, 42);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.starts("app"), 2);
+}
