@@ -6,26 +6,14 @@
 use std::io::Write;
 
 use crate::client::Client;
-use crate::exec::{Stream, StreamRequest};
+use crate::exec::{Stream, StreamArgs};
 use crate::target::single_pod;
 use crate::VerbResult;
 
 #[derive(Debug, clap::Args)]
 pub struct AttachArgs {
-    /// The pod (`NAME` or `pod/NAME`)
-    pod: String,
-    /// The container to attach to
-    #[arg(short, long)]
-    container: Option<String>,
-    /// The namespace of the request
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// Pass stdin to the container
-    #[arg(short = 'i', long)]
-    stdin: bool,
-    /// Stdin is a TTY
-    #[arg(short = 't', long)]
-    tty: bool,
+    #[command(flatten)]
+    target: StreamArgs,
     /// Only print output from the remote session
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -40,15 +28,8 @@ pub async fn run(
     let mut quiet_err = std::io::sink();
     let stream = Stream::open(
         client,
-        StreamRequest {
-            pod: &args.pod,
-            namespace: args.namespace.as_deref(),
-            container: args.container,
-            stdin: args.stdin,
-            tty: args.tty,
-            refusal: "cannot attach a container in a completed pod",
-            containers_terminal: true,
-        },
+        args.target
+            .request("cannot attach a container in a completed pod", true),
         if args.quiet { &mut quiet_err } else { err },
     )
     .await?;
@@ -59,10 +40,10 @@ pub async fn run(
             "If you don't see a command prompt, try pressing enter."
         )?;
     }
-    let resume = (args.stdin && stream.tty && !args.quiet).then(|| {
+    let resume = (args.target.stdin && stream.tty && !args.quiet).then(|| {
         format!(
             "Session ended, resume using 'berth attach {} -c {} -n {} -i -t' command",
-            single_pod(&args.pod).unwrap_or_default(),
+            single_pod(&args.target.pod).unwrap_or_default(),
             stream.container,
             stream.namespace
         )

@@ -11,11 +11,13 @@ use crate::logs::container_or_default;
 use crate::target::{decode_pod, single_pod};
 use crate::{namespace_or_default, remote_command, VerbResult};
 
+/// What exec and attach stream to: the pod, its container, and whether
+/// stdin and a terminal go with it.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {
+pub(crate) struct StreamArgs {
     /// The pod (`NAME` or `pod/NAME`)
-    pod: String,
-    /// The container to run the command in
+    pub(crate) pod: String,
+    /// The container (default: the pod's default container)
     #[arg(short, long)]
     container: Option<String>,
     /// The namespace of the request
@@ -23,10 +25,36 @@ pub struct ExecArgs {
     namespace: Option<String>,
     /// Pass stdin to the container
     #[arg(short = 'i', long)]
-    stdin: bool,
+    pub(crate) stdin: bool,
     /// Stdin is a TTY
     #[arg(short = 't', long)]
     tty: bool,
+}
+
+impl StreamArgs {
+    /// The request for this target; `refusal` is kubectl's message for a
+    /// finished pod.
+    pub(crate) fn request<'a>(
+        &'a self,
+        refusal: &'a str,
+        containers_terminal: bool,
+    ) -> StreamRequest<'a> {
+        StreamRequest {
+            pod: &self.pod,
+            namespace: self.namespace.as_deref(),
+            container: self.container.clone(),
+            stdin: self.stdin,
+            tty: self.tty,
+            refusal,
+            containers_terminal,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    target: StreamArgs,
     /// The command and its arguments, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -45,15 +73,8 @@ pub async fn run(
     }
     let mut stream = Stream::open(
         client,
-        StreamRequest {
-            pod: &args.pod,
-            namespace: args.namespace.as_deref(),
-            container: args.container,
-            stdin: args.stdin,
-            tty: args.tty,
-            refusal: "cannot exec into a container in a completed pod",
-            containers_terminal: false,
-        },
+        args.target
+            .request("cannot exec into a container in a completed pod", false),
         err,
     )
     .await?;
