@@ -174,8 +174,10 @@ build_busybox() { # OUT
   rm -rf "$work"
 }
 
-# Keyed by the builder's source and the busybox too: a changed image is built anew.
-builder_hash=$({ cat integration/src/bin/berth-e2e-images.rs; echo "$BUSYBOX_SOURCE $BUSYBOX_SUMS"; } |
+# Keyed by the builder's source, the busybox and curl's source too: a changed
+# image is built anew.
+builder_hash=$({ cat integration/src/bin/berth-e2e-images.rs integration/k8s/cmd/curl/main.go
+  echo "$BUSYBOX_SOURCE $BUSYBOX_SUMS"; } |
   sha256sum | cut -c1-12)
 IMAGES=$(dirname "$BIN")/images-$builder_hash
 if [[ ! -f $IMAGES/.complete ]]; then
@@ -187,6 +189,10 @@ if [[ ! -f $IMAGES/.complete ]]; then
   # nonewprivs' program, from the module as agnhost is (static, as upstream builds it).
   (cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod CGO_ENABLED=0 \
     go build -ldflags "-s -w" -o "$tmp/nnp" k8s.io/kubernetes/test/images/nonewprivs)
+  # agnhost's curl (upstream's image has the real one; Debian has no static
+  # curl, and busybox wget's TLS shares no cipher suite with the kubelet API).
+  (cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod CGO_ENABLED=0 \
+    go build -ldflags "-s -w" -o "$tmp/curl" ./cmd/curl)
   # The manifest's references; the private and invalid registries' are
   # meant to fail, so they are not made.
   mapfile -t refs < <("$BIN/nodee2e.test" --list-images | grep -v -e authenticated-image-pulling -e '^invalid')
@@ -203,7 +209,7 @@ if [[ ! -f $IMAGES/.complete ]]; then
   done
   say "busybox $BUSYBOX_SOURCE from source (a few minutes)"
   build_busybox "$tmp/busybox"
-  target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --pause "$tmp/pause" --nnp "$tmp/nnp" \
+  target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --curl "$tmp/curl" --pause "$tmp/pause" --nnp "$tmp/nnp" \
     --busybox "$tmp/busybox" \
     --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
   rm -rf "$(dirname "$BIN")"/images-*
