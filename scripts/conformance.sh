@@ -241,6 +241,10 @@ stop_leftovers() {
     rm -f "$DIR/containerd.pid"
   fi
   { grep -o " $DIR/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  # The Mount propagation spec's host directories, which the node makes (as
+  # containerd's CRI does) and the spec cannot remove here (its cleanup
+  # enters /proc/1/ns/mnt); only empty ones, so a kubelet's are never touched.
+  rmdir /var/lib/kubelet/mount-propagation-* /var/lib/kubelet 2>/dev/null || true
   ip link delete "$BRIDGE" 2>/dev/null || true
   true
 }
