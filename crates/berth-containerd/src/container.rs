@@ -208,6 +208,10 @@ pub(crate) async fn create(
 ) -> Result<ContainerId, RuntimeError> {
     let sandbox_id = sandbox.id.0.as_str();
     let id = new_container_id(sandbox_id, &config.name);
+    let mounts = config.mounts.clone();
+    tokio::task::spawn_blocking(move || crate::host_mounts::prepare(&mounts))
+        .await
+        .map_err(|e| RuntimeError::other(format!("prepare mounts: {e}")))??;
     let (pause, parent, lease) = tokio::join!(
         get(c, sandbox_id),
         c.snapshot_parent(&config.image),

@@ -28,6 +28,7 @@ mod devices;
 mod events;
 mod exec;
 mod exec_stream;
+mod host_mounts;
 mod init_exec;
 mod list;
 pub mod logger;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use berth_runtime::{
-    ContainerConfig, ImageInfo, PidNamespace, Resources, RuntimeError, RuntimeErrorKind,
-    SandboxSecurity,
+    ContainerConfig, ImageInfo, Mount, MountPropagation, PidNamespace, Resources, RuntimeError,
+    RuntimeErrorKind, SandboxSecurity,
 };
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
@@ -264,7 +264,7 @@ pub(crate) fn container_spec(
             "destination": clean(&mount.container_path),
             "type": "bind",
             "source": mount.host_path,
-            "options": ["rbind", "rprivate", mode],
+            "options": ["rbind", propagation_option(mount.propagation), mode],
         }));
     }
 
@@ -278,6 +278,9 @@ pub(crate) fn container_spec(
         "resources": resources(&config.resources, config.privileged),
         "namespaces": namespaces,
     });
+    if let Some(propagation) = rootfs_propagation(&config.mounts) {
+        linux["rootfsPropagation"] = json!(propagation);
+    }
     // Privileged: nothing masked, every host device (CRI's WithPrivileged,
     // WithHostDevices); procMount Unmasked: nothing masked either.
     if config.privileged {
@@ -323,6 +326,29 @@ pub(crate) fn container_spec(
         "linux": linux,
     });
     to_spec(spec, input.container_id)
+}
+
+/// A volume's bind propagation, as the CRI plugin's `WithMounts` sets it.
+fn propagation_option(propagation: MountPropagation) -> &'static str {
+    match propagation {
+        MountPropagation::Private => "rprivate",
+        MountPropagation::HostToContainer => "rslave",
+        MountPropagation::Bidirectional => "rshared",
+    }
+}
+
+/// The root's propagation, which a volume's must not be narrower than (the
+/// CRI plugin's `WithMounts`): rshared with a Bidirectional volume, else
+/// rslave with a HostToContainer one, else runc's default (rprivate).
+fn rootfs_propagation(mounts: &[Mount]) -> Option<&'static str> {
+    let has = |p| mounts.iter().any(|m| m.propagation == p);
+    if has(MountPropagation::Bidirectional) {
+        Some("rshared")
+    } else if has(MountPropagation::HostToContainer) {
+        Some("rslave")
+    } else {
+        None
+    }
 }
 
 /// Parses the written JSON into oci-spec's [`Spec`], and refuses a spec
@@ -596,6 +622,7 @@ mod tests {
                 host_path: "/var/lib/berth/pods/uid-1/volumes/data".into(),
                 container_path: "/data/".into(),
                 read_only: true,
+                propagation: MountPropagation::Private,
             }],
             log_path: "/var/log/pods/x/app/0.log".into(),
             read_only_root: false,
@@ -734,12 +761,56 @@ mod tests {
     }
 
     #[test]
+    fn mount_propagation_sets_the_bind_and_the_roots_propagation() {
+        let volume = |path: &str, propagation| Mount {
+            host_path: format!("/host{path}").into(),
+            container_path: path.into(),
+            read_only: false,
+            propagation,
+        };
+        let options = |spec: &Spec, destination: &str| {
+            spec.mounts()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|m| m.destination() == Path::new(destination))
+                .and_then(|m| m.options().clone())
+                .unwrap()
+        };
+        let rootfs = |spec: &Spec| {
+            let linux = spec.linux().as_ref().unwrap();
+            linux.rootfs_propagation().clone()
+        };
+
+        let mut config = config();
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
+        assert_eq!(rootfs(&spec), None, "runc's default, rprivate");
+
+        config.mounts = vec![
+            volume("/none", MountPropagation::Private),
+            volume("/slave", MountPropagation::HostToContainer),
+        ];
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
+        assert_eq!(options(&spec, "/none"), ["rbind", "rprivate", "rw"]);
+        assert_eq!(options(&spec, "/slave"), ["rbind", "rslave", "rw"]);
+        assert_eq!(rootfs(&spec).as_deref(), Some("rslave"));
+
+        config
+            .mounts
+            .push(volume("/shared", MountPropagation::Bidirectional));
+        let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
+        assert_eq!(options(&spec, "/shared"), ["rbind", "rshared", "rw"]);
+        assert_eq!(rootfs(&spec).as_deref(), Some("rshared"));
+    }
+
+    #[test]
     fn mounts_are_the_defaults_plus_volumes_as_rprivate_binds() {
         let mut config = config();
         config.mounts.push(Mount {
             host_path: "/big".into(),
             container_path: "/dev/shm".into(),
             read_only: false,
+            propagation: MountPropagation::Private,
         });
         let spec = container_spec(&config, &input(&HOST_NS)).unwrap();
         let mounts = spec.mounts().as_ref().unwrap();

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use berth_api::{command, env};
 use berth_runtime::{
-    ContainerConfig, ContainerKind, ContainerStdio, ImageInfo, Mount, PodRef, Resources,
+    ContainerConfig, ContainerKind, ContainerStdio, ImageInfo, Mount, MountPropagation, PodRef,
+    Resources,
 };
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 
@@ -162,11 +163,15 @@ fn mounts(
     // Staging mounts made so far, released if a later volume mount fails.
     let mut staged: Vec<std::path::PathBuf> = Vec::new();
     for (index, vm) in container.volume_mounts.iter().flatten().enumerate() {
-        let source = volume_source(ctx, volumes, container, vars, index, vm).inspect_err(|_| {
+        let release_staged = |_: &ConfigError| {
             for target in &staged {
                 let _ = subpath::release(target);
             }
-        })?;
+        };
+        let propagation =
+            mount_propagation(vm.mount_propagation.as_deref()).inspect_err(release_staged)?;
+        let source =
+            volume_source(ctx, volumes, container, vars, index, vm).inspect_err(release_staged)?;
         if source.staged {
             staged.push(source.path.clone());
         }
@@ -176,6 +181,7 @@ fn mounts(
             // API data (configMap, secret, downwardAPI, projected) is
             // always mounted read-only, as by the kubelet.
             read_only: vm.read_only.unwrap_or(false) || source.api_data,
+            propagation,
         });
     }
     let taken = |path: &str| mounts.iter().any(|m: &Mount| m.container_path == path);
@@ -190,6 +196,7 @@ fn mounts(
                 host_path: ctx.dirs.etc_file(file),
                 container_path: path.into(),
                 read_only: false,
+                propagation: MountPropagation::Private,
             });
         }
     }
@@ -203,11 +210,24 @@ fn mounts(
                 host_path: file.to_path_buf(),
                 container_path: path.into(),
                 read_only: false,
+                propagation: MountPropagation::Private,
             });
         }
     }
     mounts.extend(extra);
     Ok(mounts)
+}
+
+/// The kubelet's `translateMountPropagation`: unset and `None` are private.
+fn mount_propagation(mode: Option<&str>) -> Result<MountPropagation, ConfigError> {
+    match mode {
+        None | Some("None") => Ok(MountPropagation::Private),
+        Some("HostToContainer") => Ok(MountPropagation::HostToContainer),
+        Some("Bidirectional") => Ok(MountPropagation::Bidirectional),
+        Some(other) => Err(ConfigError(format!(
+            "invalid MountPropagation mode: {other:?}"
+        ))),
+    }
 }
 
 /// The host path runc mounts for one volume mount.
@@ -457,6 +477,47 @@ spec:
         assert!(c.mounts[0]
             .host_path
             .ends_with("pods/u1/volumes/kubernetes.io~empty-dir/data"));
+    }
+
+    #[test]
+    fn mount_propagation_is_translated_as_the_kubelet_does() {
+        let c = build_for(
+            "
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  volumes:
+  - {name: host, hostPath: {path: /srv/x}}
+  containers:
+  - name: app
+    image: 'app:1'
+    securityContext: {privileged: true}
+    volumeMounts:
+    - {name: host, mountPath: /unset}
+    - {name: host, mountPath: /none, mountPropagation: None}
+    - {name: host, mountPath: /slave, mountPropagation: HostToContainer}
+    - {name: host, mountPath: /shared, mountPropagation: Bidirectional}
+",
+        );
+        let modes: Vec<_> = c
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.propagation))
+            .collect();
+        assert_eq!(
+            modes[..4],
+            [
+                ("/unset", MountPropagation::Private),
+                ("/none", MountPropagation::Private),
+                ("/slave", MountPropagation::HostToContainer),
+                ("/shared", MountPropagation::Bidirectional),
+            ]
+        );
+        assert_eq!(
+            mount_propagation(Some("Shared")).unwrap_err().0,
+            r#"invalid MountPropagation mode: "Shared""#
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn mount_points() -> Vec<std::path::PathBuf> {
 }
 
 /// The mount table writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_field(field: &str) -> String {
+pub fn unescape_mount_field(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -27,7 +27,9 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use error::{RuntimeError, RuntimeErrorKind};
-pub use host::{kernel_version, mount_points, node_hostname, parse_kernel_version};
+pub use host::{
+    kernel_version, mount_points, node_hostname, parse_kernel_version, unescape_mount_field,
+};
 pub use types::*;
 
 /// A container runtime as the pod worker sees it.

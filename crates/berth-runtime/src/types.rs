@@ -273,6 +273,22 @@ pub struct Mount {
     pub host_path: PathBuf,
     pub container_path: String,
     pub read_only: bool,
+    pub propagation: MountPropagation,
+}
+
+/// Whether mounts made under a volume later reach the other side: the
+/// volume mount's `mountPropagation`, as the kubelet's
+/// `translateMountPropagation` hands it to the runtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MountPropagation {
+    /// `None` or unset: neither way (`rprivate`).
+    #[default]
+    Private,
+    /// `HostToContainer`: the node's new mounts reach the container
+    /// (`rslave`).
+    HostToContainer,
+    /// `Bidirectional`: both ways (`rshared`); privileged containers only.
+    Bidirectional,
 }
 
 /// How a container takes part in the pod.

@@ -1,4 +1,4 @@
-//! `berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] [--busybox BIN] --out DIR KIND=REF...`: writes
+//! `berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] --out DIR KIND=REF...`: writes
 //! the images the upstream Kubernetes node e2e specs run, built locally, as
 //! one OCI archive per reference (`DIR/<ref with / and : as _>.oci.tar`), for
 //! `berth image import` or a registry push. scripts/conformance.sh calls it
@@ -9,8 +9,9 @@
 //!   (`--busybox`; the host's Debian busybox-static without it). Every image
 //!   below but pause is made on it.
 //! - `agnhost`: upstream's agnhost (the static binary given) on that busybox,
-//!   with what its specs call: `sh` (also as `bash`), `nc`, a `curl`
-//!   stand-in over busybox `wget`, `/agnhost-2`, porter's `localhost.crt`/`.key` (`--porter-dir`),
+//!   with what its specs call: `sh` (also as `bash`), `nc`, `curl` (the
+//!   static binary given, `--curl`, built from integration/k8s/cmd/curl),
+//!   `/agnhost-2`, porter's `localhost.crt`/`.key` (`--porter-dir`),
 //!   `/uploads`, the user `user-defined-in-image` (uid 1000) in the group
 //!   `group-defined-in-image` (gid 50000), and the pause image (`--pause`)
 //!   as `pause:testing` in `/var/registry`, which `agnhost
@@ -28,7 +29,7 @@ use anyhow::{bail, Context};
 use berth_containerd::archive::ImageBuilder;
 
 const USAGE: &str =
-    "usage: berth-e2e-images --agnhost BIN --pause BIN [--nnp BIN] [--busybox BIN] [--porter-dir DIR] --out DIR KIND=REF...\n\
+    "usage: berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] [--porter-dir DIR] --out DIR KIND=REF...\n\
                      KIND: busybox, agnhost, pause, nginx, nonroot, nonewprivs";
 
 const AGNHOST_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -39,33 +40,13 @@ const AGNHOST_GROUP: &str = "root:x:0:\n\
                              user-defined-in-image:x:1000:\n\
                              group-defined-in-image:x:50000:user-defined-in-image\n";
 
-/// `curl URL` as the specs call it, over busybox wget: the body goes to
-/// stdout (or `-o FILE`), headers (`-H`) and POST data (`-d`) are passed on,
-/// other options are accepted and ignored.
-const CURL_SHIM: &str = r#"#!/bin/sh
-# A curl stand-in over busybox wget (the e2e images' curl calls need no more).
-out=- n=$#
-while [ "$n" -gt 0 ]; do
-  a=$1; shift; n=$((n - 1))
-  case $a in
-    -H|--header) set -- "$@" --header "$1"; shift; n=$((n - 1)) ;;
-    -d|--data|--data-raw|--data-binary) set -- "$@" --post-data "$1"; shift; n=$((n - 1)) ;;
-    -o|--output) out=$1; shift; n=$((n - 1)) ;;
-    -m|--max-time|--connect-timeout) set -- "$@" -T "$1"; shift; n=$((n - 1)) ;;
-    -X|--request|-w|--write-out|-u|--user|-A|--user-agent) shift; n=$((n - 1)) ;;
-    -*) ;;
-    *) set -- "$@" "$a" ;;
-  esac
-done
-exec wget -q -O "$out" "$@"
-"#;
-
 /// Specs run `/bin/bash -c SCRIPT` in agnhost (upstream's has bash); their
 /// scripts are POSIX shell with `trap`, which busybox's sh runs.
 const BASH_SHIM: &str = "#!/bin/sh\nexec /bin/sh \"$@\"\n";
 
 struct Inputs {
     agnhost: Option<Vec<u8>>,
+    curl: Option<Vec<u8>>,
     pause: Option<Vec<u8>>,
     nnp: Option<Vec<u8>>,
     busybox: PathBuf,
@@ -74,6 +55,7 @@ struct Inputs {
 
 fn main() -> anyhow::Result<()> {
     let mut agnhost = None;
+    let mut curl = None;
     let mut pause = None;
     let mut nnp = None;
     let mut busybox = PathBuf::from(berth_testkit::busybox::BUSYBOX_BIN);
@@ -88,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                     args.next().context("--agnhost needs a value")?,
                 ))
             }
+            "--curl" => curl = Some(PathBuf::from(args.next().context("--curl needs a value")?)),
             "--pause" => pause = Some(PathBuf::from(args.next().context("--pause needs a value")?)),
             "--nnp" => nnp = Some(PathBuf::from(args.next().context("--nnp needs a value")?)),
             "--busybox" => busybox = PathBuf::from(args.next().context("--busybox needs a value")?),
@@ -117,6 +100,7 @@ fn main() -> anyhow::Result<()> {
     };
     let inputs = Inputs {
         agnhost: read(agnhost)?,
+        curl: read(curl)?,
         pause: read(pause)?,
         nnp: read(nnp)?,
         busybox,
@@ -181,10 +165,14 @@ fn agnhost_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilde
         .agnhost
         .clone()
         .context("agnhost=REF needs --agnhost BIN")?;
+    let curl = inputs
+        .curl
+        .clone()
+        .context("agnhost=REF needs --curl BIN")?;
     let mut image = busybox(reference, inputs)
         .file("agnhost", binary, 0o755)
         .symlink("agnhost-2", "agnhost")
-        .file("usr/bin/curl", CURL_SHIM.as_bytes().to_vec(), 0o755)
+        .file("usr/bin/curl", curl, 0o755)
         .file("bin/bash", BASH_SHIM.as_bytes().to_vec(), 0o755)
         .file("etc/passwd", AGNHOST_PASSWD.as_bytes().to_vec(), 0o644)
         .file("etc/group", AGNHOST_GROUP.as_bytes().to_vec(), 0o644)

@@ -525,6 +525,59 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
         "403",
         "metrics are authorized too"
     );
+    // The refusal names every subresource that would have allowed the path,
+    // as the kubelet's: its own (KubeletFineGrainedAuthz), then proxy.
+    let body = std::process::Command::new("curl")
+        .args(["-sk", "-H", &header])
+        .arg(format!("{base}/pods"))
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        stdout(&body),
+        "Forbidden (user=system:serviceaccount:default:default, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+    );
+    // nodes/healthz opens /healthz, and nothing else.
+    c.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "healthz-reader",
+        "--verb=get",
+        "--resource=nodes/healthz",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "healthz-reader",
+        "--clusterrole=healthz-reader",
+        "--serviceaccount=default:default",
+    ]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let as_default = "--as=system:serviceaccount:default:default";
+    while c
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "get",
+            "nodes",
+            "--subresource=healthz",
+            as_default,
+        ])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binding never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        curl_at("/healthz", &["-H", &header]),
+        "200",
+        "nodes/healthz"
+    );
+    assert_eq!(curl_at("/pods", &["-H", &header]), "403", "not nodes/pods");
 
     // The API server's kubelet client certificate reads the node's metrics,
     // in the classic format.

@@ -25,6 +25,7 @@ mod kubectl;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod mount_propagation;
 mod network;
 mod node_shutdown;
 mod oom;

@@ -487,6 +487,35 @@ fn volume_mounts(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
             }
             errs.extend(local_descending_path(expr, &format!("{base}.subPathExpr")));
         }
+        if let Some(mode) = m.mount_propagation.as_deref() {
+            errs.extend(mount_propagation(
+                mode,
+                c,
+                &format!("{mp}.mountPropagation"),
+            ));
+        }
+    }
+    errs
+}
+
+/// The API server's `validateMountPropagation`: a known mode, and
+/// Bidirectional only in a privileged container.
+fn mount_propagation(mode: &str, c: &Container, path: &str) -> Vec<FieldError> {
+    const MODES: [&str; 3] = ["Bidirectional", "HostToContainer", "None"];
+    let mut errs = Vec::new();
+    if !MODES.contains(&mode) {
+        errs.push(FieldError::not_supported(path, s(mode), &MODES));
+    }
+    let privileged = c
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.privileged)
+        .unwrap_or(false);
+    if mode == "Bidirectional" && !privileged {
+        errs.push(FieldError::forbidden(
+            path,
+            "Bidirectional mount propagation is available only to privileged containers",
+        ));
     }
     errs
 }

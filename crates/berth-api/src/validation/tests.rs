@@ -80,7 +80,13 @@ fn valid_pods_pass() {
         .unwrap()
         .push(host_path("logs", "/var/log", Some("DirectoryOrCreate")));
     let c = &mut s.containers[0];
-    c.volume_mounts = Some(vec![mount("data", "/data"), mount("logs", "/logs")]);
+    c.volume_mounts = Some(vec![
+        mount("data", "/data"),
+        VolumeMount {
+            mount_propagation: Some("HostToContainer".into()),
+            ..mount("logs", "/logs")
+        },
+    ]);
     c.ports = Some(vec![ContainerPort {
         name: Some("http".into()),
         container_port: 8080,
@@ -111,6 +117,18 @@ fn valid_pods_pass() {
         file_env("C", "C", "data", "vars/env"),
     ]);
     apply_defaults(&mut p);
+    assert_eq!(errors_of(&p), Vec::<String>::new());
+
+    let mut p = base();
+    let c = app(&mut p);
+    c.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    });
+    c.volume_mounts = Some(vec![VolumeMount {
+        mount_propagation: Some("Bidirectional".into()),
+        ..mount("data", "/data")
+    }]);
     assert_eq!(errors_of(&p), Vec::<String>::new());
 }
 
@@ -248,6 +266,8 @@ fn validation_error_table() {
         ("mount path relative", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "data")])), vec![r#"spec.containers[0].volumeMounts[0].mountPath: Invalid value: "data": must be an absolute path"#.into()]),
         ("mount path required", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "")])), vec!["spec.containers[0].volumeMounts[0].mountPath: Required value".into()]),
         ("mount path unique", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "/d"), mount("data", "/d")])), vec![r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/d": must be unique"#.into()]),
+        ("mount propagation unknown", Box::new(|p| app(p).volume_mounts = Some(vec![VolumeMount { mount_propagation: Some("Shared".into()), ..mount("data", "/d") }])), vec![r#"spec.containers[0].volumeMounts[0].mountPropagation: Unsupported value: "Shared": supported values: "Bidirectional", "HostToContainer", "None""#.into()]),
+        ("bidirectional unprivileged", Box::new(|p| app(p).volume_mounts = Some(vec![VolumeMount { mount_propagation: Some("Bidirectional".into()), ..mount("data", "/d") }])), vec!["spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available only to privileged containers".into()]),
         ("liveness success threshold", Box::new(|p| app(p).liveness_probe = Some(Probe { exec: Some(exec(&["true"])), success_threshold: Some(3), ..Default::default() })), vec!["spec.containers[0].livenessProbe.successThreshold: Invalid value: 3: must be 1".into()]),
         ("startup success threshold", Box::new(|p| app(p).startup_probe = Some(Probe { exec: Some(exec(&["true"])), success_threshold: Some(2), ..Default::default() })), vec!["spec.containers[0].startupProbe.successThreshold: Invalid value: 2: must be 1".into()]),
         ("probe without handler", Box::new(|p| app(p).liveness_probe = Some(Probe::default())), vec!["spec.containers[0].livenessProbe: Required value: must specify a handler type".into()]),

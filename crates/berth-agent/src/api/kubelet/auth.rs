@@ -49,8 +49,12 @@ pub struct Attributes {
     pub subresource: &'static str,
 }
 
-/// The kubelet's mapping of method and path to verb and subresource.
-pub fn attributes(method: &http::Method, path: &str) -> Attributes {
+/// The kubelet's mapping of method and path to verb and the subresources
+/// that allow it, tried in order (`GetRequestAttributes` in the kubelet's
+/// `pkg/kubelet/server/auth.go`, with `KubeletFineGrainedAuthz`, GA and
+/// locked on): `/pods`, `/runningpods`, `/healthz` and `/configz` first ask
+/// for their own subresource, then for the coarse one (`proxy`).
+pub fn attributes(method: &http::Method, path: &str) -> Vec<Attributes> {
     let verb = match *method {
         http::Method::POST => "create",
         http::Method::PUT => "update",
@@ -58,18 +62,38 @@ pub fn attributes(method: &http::Method, path: &str) -> Attributes {
         http::Method::DELETE => "delete",
         _ => "get",
     };
-    let subresource = if path.starts_with("/stats") {
-        "stats"
-    } else if path.starts_with("/metrics") {
-        "metrics"
-    } else if path.starts_with("/logs") {
-        "log"
-    } else if path.starts_with("/checkpoint") {
-        "checkpoint"
-    } else {
-        "proxy"
-    };
-    Attributes { verb, subresource }
+    let fine = [
+        ("/allocatedPods", "pods"),
+        ("/pods", "pods"),
+        ("/healthz", "healthz"),
+        ("/configz", "configz"),
+        ("/runningpods/", "pods"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| is_subpath(path, prefix));
+    let coarse = [
+        ("/stats/", "stats"),
+        ("/metrics", "metrics"),
+        ("/logs/", "log"),
+        ("/checkpoint/", "checkpoint"),
+        ("/statusz", "statusz"),
+        ("/flagz", "configz"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| is_subpath(path, prefix))
+    .map_or("proxy", |(_, subresource)| subresource);
+    fine.map(|(_, subresource)| subresource)
+        .into_iter()
+        .chain([coarse])
+        .map(|subresource| Attributes { verb, subresource })
+        .collect()
+}
+
+/// `path` is `prefix` (less a trailing slash) or below it.
+fn is_subpath(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 pub struct Authorizer {
@@ -127,7 +151,25 @@ impl Authorizer {
         })
     }
 
-    pub async fn authorize(&self, who: &Identity, what: &Attributes) -> Result<(), Refusal> {
+    /// Allowed when any of the request's attributes is (the kubelet's
+    /// `InstallAuthFilter`); refused with all of their subresources named.
+    pub async fn authorize(&self, who: &Identity, what: &[Attributes]) -> Result<(), Refusal> {
+        for attributes in what {
+            if self.allowed(who, attributes).await {
+                return Ok(());
+            }
+        }
+        let verb = what.first().map_or("", |a| a.verb);
+        let subresources: Vec<&str> = what.iter().map(|a| a.subresource).collect();
+        Err(Refusal::Forbidden(format!(
+            "Forbidden (user={}, verb={verb}, resource=nodes, subresource(s)=[{}])\n",
+            who.user,
+            subresources.join(" ")
+        )))
+    }
+
+    /// One attribute's answer, from the cache while it holds.
+    async fn allowed(&self, who: &Identity, what: &Attributes) -> bool {
         let key = (who.clone(), what.clone());
         let cached = self
             .answers
@@ -135,7 +177,7 @@ impl Authorizer {
             .expect("answers lock")
             .get(&key)
             .copied();
-        let allowed = match cached {
+        match cached {
             Some((allowed, until)) if Instant::now() < until => allowed,
             _ => {
                 let allowed = self.review(who, what).await;
@@ -145,14 +187,6 @@ impl Authorizer {
                 answers.insert(key, (allowed, Instant::now() + ttl));
                 allowed
             }
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(Refusal::Forbidden(format!(
-                "Forbidden (user={}, verb={}, resource=nodes, subresource={})",
-                who.user, what.verb, what.subresource
-            )))
         }
     }
 
@@ -189,20 +223,52 @@ impl Authorizer {
 mod tests {
     use super::*;
 
+    fn subresources(method: http::Method, path: &str) -> Vec<&'static str> {
+        attributes(&method, path)
+            .into_iter()
+            .map(|a| a.subresource)
+            .collect()
+    }
+
     #[test]
     fn paths_map_to_the_kubelets_subresources() {
         let get = http::Method::GET;
         assert_eq!(
-            attributes(&get, "/containerLogs/ns/p/c").subresource,
-            "proxy"
+            subresources(get.clone(), "/containerLogs/ns/p/c"),
+            ["proxy"]
         );
-        assert_eq!(attributes(&get, "/stats/summary").subresource, "stats");
-        assert_eq!(attributes(&get, "/metrics/resource").subresource, "metrics");
-        assert_eq!(attributes(&get, "/logs/syslog").subresource, "log");
+        assert_eq!(subresources(get.clone(), "/stats/summary"), ["stats"]);
+        assert_eq!(subresources(get.clone(), "/stats"), ["stats"]);
+        assert_eq!(subresources(get.clone(), "/metrics/resource"), ["metrics"]);
+        assert_eq!(subresources(get.clone(), "/logs/syslog"), ["log"]);
+        assert_eq!(subresources(get.clone(), "/flagz"), ["configz"]);
+        assert_eq!(subresources(get.clone(), "/statsx"), ["proxy"]);
         assert_eq!(
-            attributes(&http::Method::POST, "/exec/a/b/c").verb,
+            attributes(&http::Method::POST, "/exec/a/b/c")[0].verb,
             "create"
         );
+    }
+
+    #[test]
+    fn fine_grained_subresources_come_before_proxy() {
+        let get = http::Method::GET;
+        assert_eq!(subresources(get.clone(), "/healthz"), ["healthz", "proxy"]);
+        assert_eq!(
+            subresources(get.clone(), "/healthz/ping"),
+            ["healthz", "proxy"]
+        );
+        assert_eq!(subresources(get.clone(), "/pods"), ["pods", "proxy"]);
+        assert_eq!(subresources(get.clone(), "/pods/"), ["pods", "proxy"]);
+        assert_eq!(
+            subresources(get.clone(), "/runningpods/"),
+            ["pods", "proxy"]
+        );
+        assert_eq!(
+            subresources(get.clone(), "/allocatedPods"),
+            ["pods", "proxy"]
+        );
+        assert_eq!(subresources(get.clone(), "/configz"), ["configz", "proxy"]);
+        assert_eq!(subresources(get, "/podsx"), ["proxy"]);
     }
 
     #[test]
