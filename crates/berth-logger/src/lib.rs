@@ -89,6 +89,11 @@ impl Invocation {
 /// Longest log entry before a line is split into partial fragments (containerd's default).
 const MAX_ENTRY: usize = 16 * 1024;
 
+/// One read from a pipe. Small, because each container has a logger and the
+/// buffer is resident in each (64 KiB cost 48 KiB more per logger); a flood
+/// takes a few more reads per pipeful.
+const READ_SIZE: usize = 16 * 1024;
+
 /// The most one stream copies before the other gets its turn.
 const ROUND_LIMIT: usize = 1024 * 1024;
 
@@ -240,7 +245,7 @@ impl Logger {
         Logger {
             file,
             sources,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; READ_SIZE],
             write_failed: false,
         }
     }
