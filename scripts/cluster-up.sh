@@ -60,7 +60,7 @@ BERTH_K8S_BIN=$(bash scripts/build-control-plane.sh)
 export BERTH_K8S_BIN
 
 say "build"
-cargo build --bin berth --bin berth-cluster-up --bin berth-mkimage
+cargo build --bin berth --bin berth-logger --bin berth-cluster-up --bin berth-mkimage
 
 # One agent per host: the standalone one of scripts/up.sh holds the same
 # socket, state and containerd namespace.

@@ -129,7 +129,7 @@ BIN=$(bash scripts/build-control-plane.sh --e2e)
 version=$(basename "$(dirname "$BIN")")
 
 say "build"
-cargo build --bin berth --bin berth-cluster-up --bin berth-e2e-images
+cargo build --bin berth --bin berth-logger --bin berth-cluster-up --bin berth-e2e-images
 BERTH=$REPO/target/debug/berth
 
 # The images' busybox: Debian's busybox-static 1.37.0-6, built from its

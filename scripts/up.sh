@@ -54,8 +54,10 @@ if ! containerd_up; then
 fi
 
 say "build (release)"
-cargo build --release --bin berth --bin berth-mkimage
+cargo build --release --bin berth --bin berth-logger --bin berth-mkimage
 install -D -m 0755 target/release/berth /usr/local/bin/berth
+# The per-container log writer the shim spawns; the agent finds it beside itself.
+install -D -m 0755 target/release/berth-logger /usr/local/bin/berth-logger
 
 say "configuration"
 install -d -m 0755 /etc/berth "$MANIFESTS"

@@ -4,8 +4,9 @@
 //!
 //! This one file: the command line (clap), logging (tracing, quiet unless
 //! `BERTH_LOG` says otherwise), and the hand-off to `berth_agent::run` or to
-//! the client verbs of `berth_cli`; `berth logger` is the log writer the
-//! containerd shim spawns.
+//! the client verbs of `berth_cli`. `berth logger` is the container log
+//! writer (the `berth_logger` crate), for agents without the small
+//! `berth-logger` binary beside them (`src/bin/berth-logger.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,16 +41,6 @@ struct Cli {
 enum Top {
     /// Run the node agent
     Agent(Box<AgentFlags>),
-    /// Write a container's output as CRI log lines (spawned by the shim)
-    #[command(hide = true)]
-    Logger {
-        log_path: PathBuf,
-        /// The stdout FIFO (spawned by the agent, not the shim).
-        stdout: Option<PathBuf>,
-        /// The stderr FIFO.
-        #[arg(requires = "stdout")]
-        stderr: Option<PathBuf>,
-    },
     /// Print the admin kubeconfig of the agent's HTTPS API (for kubectl)
     Kubeconfig {
         /// The file the agent wrote (its `adminKubeconfig`).
@@ -75,19 +66,14 @@ enum CompletionShell {
 }
 
 fn main() -> ExitCode {
-    // The shim spawns a logger for every container start and waits for it:
-    // it skips building the whole command line (clap's tree of every
-    // subcommand), which costs it time and resident memory.
-    if let Some(log_path) = logger_invocation(std::env::args_os()) {
-        return run_logger(&log_path, None);
+    // A logger (see `logger_binary`) skips building the whole command line
+    // (clap's tree of every subcommand): the shim waits for it at every
+    // container start.
+    if let Some(logger) = berth_logger::Invocation::from_args(std::env::args_os()) {
+        return logger.run();
     }
     let cli = Cli::parse();
     match cli.command {
-        Top::Logger {
-            log_path,
-            stdout,
-            stderr,
-        } => run_logger(&log_path, stdout.as_deref().zip(stderr.as_deref())),
         Top::Completion { shell } => {
             use clap::CommandFactory;
             let shell = match shell {
@@ -141,31 +127,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `berth logger <path>` exactly, as the shim runs it; anything else (help,
-/// flags) goes through clap.
-fn logger_invocation(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
-    let mut args = args.into_iter().skip(1);
-    let (command, path) = (args.next()?, args.next()?);
-    let plain = !path.as_encoded_bytes().starts_with(b"-");
-    (command == berth_containerd::logger::LOGGER_SUBCOMMAND && plain && args.next().is_none())
-        .then(|| PathBuf::from(path))
-}
-
-/// `fifos`: the container's stdout and stderr FIFOs, when berth spawned
-/// the logger itself; else the shim's pipes on fds 3 and 4.
-fn run_logger(
-    log_path: &std::path::Path,
-    fifos: Option<(&std::path::Path, &std::path::Path)>,
-) -> ExitCode {
-    match berth_containerd::logger::run_logger(log_path, fifos) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("berth logger: {}: {e}", log_path.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// berth's own crates, for a bare `BERTH_LOG=debug`.
 const BERTH_CRATES: [&str; 4] = ["berth", "berth_agent", "berth_pod", "berth_containerd"];
 
@@ -212,7 +173,7 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
             cni_bin_dirs: config.cni_bin_dirs.clone(),
             cni_conf_dir: config.cni_conf_dir.clone(),
             pod_infra_image: config.pod_infra_image.clone(),
-            logger_binary: std::env::current_exe().context("locate the berth binary")?,
+            logger_binary: logger_binary()?,
             shim_timeout: berth_containerd::DEFAULT_SHIM_TIMEOUT,
         })
         .await?
@@ -226,6 +187,15 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
         .await?;
         Ok(())
     })
+}
+
+/// The container log writer the shim spawns: `berth-logger` beside this
+/// binary, a small program that maps far less than the agent; without it,
+/// this binary itself (`berth logger`).
+fn logger_binary() -> anyhow::Result<PathBuf> {
+    let agent = std::env::current_exe().context("locate the berth binary")?;
+    let small = agent.with_file_name("berth-logger");
+    Ok(if small.is_file() { small } else { agent })
 }
 
 /// SIGTERM or SIGINT stops the agent; its pods keep running.
@@ -243,31 +213,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("stopping on signal");
     shutdown.cancel();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
-        list.iter().map(Into::into).collect()
-    }
-
-    #[test]
-    fn the_shims_logger_command_skips_clap() {
-        assert_eq!(
-            logger_invocation(args(&["/usr/bin/berth", "logger", "/var/log/pods/a/0.log"])),
-            Some(PathBuf::from("/var/log/pods/a/0.log"))
-        );
-        for other in [
-            &["berth"][..],
-            &["berth", "logger"],
-            &["berth", "logger", "--help"],
-            &["berth", "logger", "a", "b"],
-            &["berth", "get", "pods"],
-            &["berth", "--socket", "logger"],
-        ] {
-            assert_eq!(logger_invocation(args(other)), None, "{other:?}");
-        }
-    }
 }

@@ -19,7 +19,7 @@
 //! judges: it exits non-zero on a leak, a restart or a duplicate.
 //!
 //! The other modes report and never judge. Run the release build as root: `cargo build
-//! --release --bin berth --bin berth-bench && target/release/berth-bench 20`.
+//! --release --bin berth --bin berth-logger --bin berth-bench && target/release/berth-bench 20`.
 
 mod cri;
 mod faults;

@@ -513,3 +513,39 @@ async fn poll_until_running(agent: &AgentProcess, name: &str) -> serde_json::Val
         assert!(Instant::now() < deadline, "{name} did not run within 60 s");
     }
 }
+
+/// The shim spawns `berth-logger`, the small binary beside the agent, not
+/// the agent's own binary: each container's logger maps a few hundred
+/// kilobytes rather than the whole agent.
+#[tokio::test]
+async fn each_containers_logger_is_the_small_binary_beside_the_agent() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    agent
+        .apply_yaml(&manifest(&pod(
+            "quiet",
+            "Never",
+            vec![sh_container("main", "echo up; sleep 300")],
+        )))
+        .await;
+    let running = wait_running(&agent, "quiet").await;
+    let log = agent
+        .log_dir()
+        .join(format!("default_quiet_{}", uid(&running)))
+        .join("main")
+        .join("0.log");
+    let loggers: Vec<std::path::PathBuf> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            (args.get(1) == Some(&&b"logger"[..])
+                && args.get(2) == Some(&log.as_os_str().as_encoded_bytes()))
+            .then(|| std::fs::read_link(entry.path().join("exe")).ok())?
+        })
+        .collect();
+    let small = berth_testkit::agent::berth_bin().with_file_name("berth-logger");
+    assert_eq!(loggers, [small], "the loggers of {}", log.display());
+}
