@@ -63,3 +63,38 @@ async fn pods_whose_requests_do_not_fit_the_node_are_rejected_out_of_cpu() {
         .await;
     wait_running(&agent, "third").await;
 }
+
+/// A pod its source removed (here: its manifest file) no longer holds the
+/// node's resources while it still terminates, as the kubelet's pod manager
+/// forgets it at once: the scheduler has already placed the next pod.
+#[tokio::test]
+async fn a_removed_pod_still_terminating_frees_its_requests() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let most = cores * 1000 * 6 / 10;
+    // It ignores SIGTERM: it terminates for its whole 30 s grace period.
+    let mut held = requesting("held", most);
+    held["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+    held["spec"]["terminationGracePeriodSeconds"] = 30.into();
+    let file = agent.manifest_dir().join("held.yaml");
+    std::fs::write(&file, manifest(&held)).unwrap();
+    let running = wait_static_pod(&agent, "held-", "Running", all_running).await;
+    let name = running["metadata"]["name"].as_str().unwrap().to_owned();
+
+    std::fs::remove_file(&file).unwrap();
+    wait_static_pod(&agent, "held-", "terminating", |p| {
+        !p["metadata"]["deletionTimestamp"].is_null()
+    })
+    .await;
+    agent.apply_yaml(&manifest(&requesting("next", most))).await;
+    let next = wait_running(&agent, "next").await;
+    assert_eq!(phase(&next), "Running", "{next:#}");
+    let still = agent.get_pod_json("default", &name).await;
+    assert!(
+        !still["metadata"]["deletionTimestamp"].is_null(),
+        "the removed pod was still terminating when the next was admitted: {still:#}"
+    );
+}

@@ -21,6 +21,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             ClusterPodEvent::Deleted(pod) => {
                 let uid = pod.metadata.uid.as_deref().unwrap_or_default();
                 if self.store.get(uid).is_some() {
+                    self.source_removed(uid);
                     self.terminate_uid(uid, pod.metadata.deletion_grace_period_seconds);
                 }
             }
@@ -41,6 +42,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
                     pod = stored.metadata.name.as_deref().unwrap_or(""),
                     "pod gone from the API server"
                 );
+                self.source_removed(&uid);
                 self.terminate_uid(&uid, None);
             }
         }

@@ -42,6 +42,12 @@ pub struct Supervisor<R> {
     queued: Mutex<Vec<Pod>>,
     /// What may run on this node at all.
     admission: Admission,
+    /// Pods their source removed (deleted on the API server, their manifest
+    /// file gone) that still terminate. Their requests no longer count
+    /// against new pods, as the kubelet's pod manager forgets a removed pod
+    /// at once (`HandlePodRemoves`) while its worker still stops it: the
+    /// scheduler has already given its share to the next pod.
+    removed: Mutex<HashSet<String>>,
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -66,6 +72,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             files: Mutex::default(),
             queued: Mutex::default(),
             admission: Admission::default(),
+            removed: Mutex::default(),
         }
     }
 
@@ -124,8 +131,9 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .insert(uid, handle);
     }
 
-    /// The specs of the pods with a worker that have not finished, but
-    /// `uid`'s: what the node's resources are already admitted to.
+    /// The specs of the pods with a worker that have not finished and that
+    /// their source still has, but `uid`'s: what the node's resources are
+    /// already admitted to.
     fn admitted_specs(&self, uid: &str) -> Vec<PodSpec> {
         let workers: HashSet<String> = self
             .workers
@@ -134,12 +142,14 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .keys()
             .cloned()
             .collect();
+        let removed = self.removed.lock().expect("removed lock");
         self.store
             .list(None)
             .into_iter()
             .filter(|p| {
                 let other = p.metadata.uid.as_deref().is_some_and(|u| u != uid);
-                let running = workers.contains(p.metadata.uid.as_deref().unwrap_or_default());
+                let pod_uid = p.metadata.uid.as_deref().unwrap_or_default();
+                let running = workers.contains(pod_uid) && !removed.contains(pod_uid);
                 let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
                 other && running && !matches!(phase, Some("Succeeded" | "Failed"))
             })
@@ -224,6 +234,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
     /// that waited for its name.
     pub fn on_finished(&self, uid: &str) {
         self.workers.lock().expect("workers lock").remove(uid);
+        self.removed.lock().expect("removed lock").remove(uid);
         if let Some(pod) = self.store.remove(uid) {
             debug!(
                 pod = pod.metadata.name.as_deref().unwrap_or(""),
@@ -303,8 +314,21 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .expect("queued lock")
             .retain(|q| !old.contains(q.metadata.uid.as_ref().unwrap_or(&String::new())));
         for uid in old {
+            self.source_removed(&uid);
             self.terminate_uid(&uid, None);
         }
+    }
+
+    /// Pod `uid`'s source no longer has it: its requests are free for new
+    /// pods (and resizes) while it terminates.
+    fn source_removed(&self, uid: &str) {
+        if self.workers.lock().expect("workers lock").contains_key(uid) {
+            self.removed
+                .lock()
+                .expect("removed lock")
+                .insert(uid.to_string());
+        }
+        self.worker_config.allocations.remove(uid);
     }
 
     /// Starts a graceful delete of one pod; `grace` defaults to the pod's

@@ -32,7 +32,9 @@ impl NodeAllocations {
         self.lock().insert(uid.to_string(), requests);
     }
 
-    pub(crate) fn remove(&self, uid: &str) {
+    /// Pod `uid` holds nothing of the node any more (its worker ended, or its
+    /// source removed it and it only terminates).
+    pub fn remove(&self, uid: &str) {
         self.lock().remove(uid);
     }
 
