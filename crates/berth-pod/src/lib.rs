@@ -57,6 +57,7 @@ mod hooks;
 mod hostname;
 mod http_get;
 mod image_pull;
+mod image_volume;
 mod kill;
 mod mount_table;
 mod plan;
