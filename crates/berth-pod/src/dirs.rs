@@ -55,7 +55,7 @@ impl PodDirs {
 
     /// Where the image volume `volume` is mounted.
     pub fn image_volume(&self, volume: &str) -> PathBuf {
-        self.pod.join("volumes/kubernetes.io~image").join(volume)
+        image_volumes_dir(&self.pod).join(volume)
     }
 
     /// Where a volume whose content comes from API objects (configMap,
@@ -195,6 +195,12 @@ impl PodDirs {
     pub(crate) fn remove(&self) -> io::Result<()> {
         remove_dirs([&self.pod, &self.logs])
     }
+}
+
+/// The directory of a pod's image volume mounts, by the kubelet's plugin
+/// name.
+pub(crate) fn image_volumes_dir(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("volumes/kubernetes.io~image")
 }
 
 /// The kubelet's `hostsEntriesFromHostAliases`: a header, then one line

@@ -8,7 +8,7 @@
 //! CRI's `mutateImageMount`) and bound into the containers from there.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_runtime::{ContainerRuntime, ImageInfo};
 use k8s_openapi::api::core::v1::{ImageVolumeSource, Pod};
@@ -31,6 +31,29 @@ fn image_volumes(pod: &Pod) -> impl Iterator<Item = (&str, &ImageVolumeSource)> 
 /// The snapshot an image volume is mounted from: one per pod and volume.
 pub(crate) fn snapshot_key(pod_uid: &str, volume: &str) -> String {
     format!("berth/image-volume/{pod_uid}/{volume}")
+}
+
+/// Unmounts the image volumes of a pod that is gone (deleted while the
+/// agent was down), found by their mount points under its directory in
+/// `root_dir`, and removes their snapshots; call it before the pod's
+/// directory goes.
+pub async fn remove_orphaned_image_volumes<R: ContainerRuntime>(
+    rt: &R,
+    root_dir: &Path,
+    uid: &str,
+) {
+    let dir = crate::dirs::image_volumes_dir(&root_dir.join("pods").join(uid));
+    let names = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+    for name in names.filter_map(|e| e.file_name().into_string().ok()) {
+        let key = snapshot_key(uid, &name);
+        if let Err(e) = rt.unmount_image_volume(&key, &dir.join(&name)).await {
+            warn!(
+                uid,
+                volume = name,
+                "unmount the image volume of an orphaned pod: {e}"
+            );
+        }
+    }
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {

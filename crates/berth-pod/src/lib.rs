@@ -86,6 +86,7 @@ pub use berth_api::reasons;
 pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
 pub use dns::ClusterDns;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
+pub use image_volume::remove_orphaned_image_volumes;
 pub use resize::NodeAllocations;
 pub use sink::{EventType, PodEvent, PodSink, ProbeAttempt, ProbeResult};
 pub use timeline::{TimelineEntry, TimelineStep};

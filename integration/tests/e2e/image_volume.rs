@@ -343,3 +343,37 @@ async fn an_agent_restart_adopts_the_mount_and_a_containerd_restart_keeps_it() {
     assert_eq!(active_snapshots(&agent), Vec::<String>::new());
     assert_eq!(mounts_under(&agent.root_dir()), Vec::<PathBuf>::new());
 }
+
+#[tokio::test]
+async fn the_image_volume_of_a_pod_deleted_while_the_agent_was_down_goes() {
+    let Some((registry, _dir, config)) = registry().await else {
+        return;
+    };
+    let Some((_containerd, mut agent)) = agent_with(&config, &[]).await else {
+        return;
+    };
+    let image = registry.reference("kitten:1");
+    let mounts = json!([{ "name": "img", "mountPath": "/volume" }]);
+    let spec = image_volume_pod("gone", &image, "IfNotPresent", mounts, "exec sleep 3600");
+    let file = agent.manifest_dir().join("gone.yaml");
+    std::fs::write(&file, manifest(&spec)).unwrap();
+    let running = wait_static_pod(&agent, "gone-", "Running", all_running).await;
+    let volume = volume_dir(&agent, &running);
+    assert_eq!(mounts_at(&volume), 1);
+    assert!(active_snapshots(&agent).contains(&snapshot_key(&running)));
+
+    agent.kill().await;
+    std::fs::remove_file(&file).unwrap();
+    agent.launch().await;
+
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    while !active_snapshots(&agent).is_empty() || !mounts_under(&agent.root_dir()).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left: {:?} {:?}",
+            active_snapshots(&agent),
+            mounts_under(&agent.root_dir())
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
