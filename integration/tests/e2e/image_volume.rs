@@ -48,6 +48,8 @@ fn image_volume_pod(
     let mut main = sh_container("main", script);
     main["volumeMounts"] = mounts;
     let mut pod = pod(name, "Always", vec![main]);
+    // `sleep` as PID 1 ignores SIGTERM: no need to wait 30 s at deletion.
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(1);
     pod["spec"]["volumes"] = json!([
         { "name": "img", "image": { "reference": reference, "pullPolicy": policy } }
     ]);
@@ -127,17 +129,27 @@ async fn an_image_volume_is_pulled_mounted_read_only_and_goes_with_its_pod() {
     assert!(active_snapshots(&agent).contains(&snapshot_key(&running)));
 
     // Always asks the registry again for the next pod; IfNotPresent does not.
+    // This one has two volumes of the image, each mounted on its own.
     let asked = registry.manifest_requests();
-    agent
-        .apply_yaml(&manifest(&image_volume_pod(
-            "again",
-            &image,
-            "Always",
-            mounts.clone(),
-            script,
-        )))
-        .await;
+    let mut two = mounts.clone();
+    two.as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "img2", "mountPath": "/volume2" }));
+    let script2 = format!("cat /volume2/etc/group; {script}");
+    let mut again = image_volume_pod("again", &image, "Always", two, &script2);
+    let second = json!({ "name": "img2", "image": { "reference": image, "pullPolicy": "Always" } });
+    again["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    agent.apply_yaml(&manifest(&again)).await;
+    let again = wait_running(&agent, "again").await;
     wait_log_contains(&agent, "again", "main", "READY").await;
+    let log = logs(&agent, "again", "main").await;
+    assert_eq!(log.matches("nobody:x:65534:\n").count(), 2, "{log}");
+    let second = format!("berth/image-volume/{}/img2", uid(&again));
+    let snapshots = active_snapshots(&agent);
+    assert!(snapshots.contains(&snapshot_key(&again)) && snapshots.contains(&second));
     let asked_again = registry.manifest_requests();
     assert!(asked_again > asked, "{asked} then {asked_again}");
     agent
