@@ -85,7 +85,6 @@ known_gaps=(
   'Ephemeral Containers|ephemeralContainer'$'\t''berth gap: ephemeral containers are not run'
   'RestartAllContainers'$'\t''berth gap: the RestartAllContainers rule action is refused by name'
   'Pod InPlace Resize'$'\t''berth gap: in-place resize of containers works (cluster mode, e2e-tested) but is not yet checked against these specs; pod-level resize is refused'
-  'ImageVolume'$'\t''berth gap: image volumes'
   'Mount propagation'$'\t''machine gap: the spec enters the node'\''s mount namespace through /proc/1/ns/mnt, which this VM'\''s init refuses even to root on the host (EACCES), and expects /var/lib/kubelet on a shared mount and a process named kubelet; berth'\''s mountPropagation is e2e-tested (integration/tests/e2e/mount_propagation.rs)'
 )
 # Gaps left out of every tier, --full too: each of these 156 specs waits
@@ -183,8 +182,9 @@ if [[ ! -f $IMAGES/.complete ]]; then
   say "images for $version into $IMAGES"
   tmp=$(mktemp -d "$(dirname "$BIN")/.images.XXXXXX")
   gcc -static -Os -o "$tmp/pause" crates/berth-containerd/pause/pause.c
-  porter=$(cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod \
-    go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+  k8s_src=$(cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod \
+    go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  porter=$k8s_src/test/images/agnhost/porter
   # nonewprivs' program, from the module as agnhost is (static, as upstream builds it).
   (cd integration/k8s && PATH="/usr/local/go/bin:$PATH" GOFLAGS=-mod=mod CGO_ENABLED=0 \
     go build -ldflags "-s -w" -o "$tmp/nnp" k8s.io/kubernetes/test/images/nonewprivs)
@@ -203,6 +203,7 @@ if [[ ! -f $IMAGES/.complete ]]; then
       */e2e-test-images/nginx:*) kinds+=("nginx=$ref") ;;
       */e2e-test-images/nonroot:*) kinds+=("nonroot=$ref") ;;
       */e2e-test-images/nonewprivs:*) kinds+=("nonewprivs=$ref") ;;
+      */e2e-test-images/kitten:*) kinds+=("kitten=$ref") ;;
       */pause:*) kinds+=("pause=$ref") ;;
     esac
   done
@@ -210,7 +211,8 @@ if [[ ! -f $IMAGES/.complete ]]; then
   build_busybox "$tmp/busybox"
   target/debug/berth-e2e-images --agnhost "$BIN/agnhost" --curl "$tmp/curl" --pause "$tmp/pause" --nnp "$tmp/nnp" \
     --busybox "$tmp/busybox" \
-    --porter-dir "$porter" --out "$tmp/archives" "${kinds[@]}"
+    --porter-dir "$porter" --kitten-dir "$k8s_src/test/images/kitten/html" \
+    --out "$tmp/archives" "${kinds[@]}"
   rm -rf "$(dirname "$BIN")"/images-*
   mv "$tmp/archives" "$IMAGES"
   rm -rf "$tmp"

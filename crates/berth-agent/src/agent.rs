@@ -214,6 +214,9 @@ async fn adopt<R: ContainerRuntime>(
         for orphan in orphans {
             crate::orphans::remove_orphan(runtime.as_ref(), orphan).await;
         }
+        for uid in &on_disk {
+            berth_pod::remove_orphaned_image_volumes(runtime.as_ref(), &root_dir, uid).await;
+        }
         berth_pod::remove_orphaned_pod_dirs(&root_dir, &log_dir, |uid| {
             !on_disk.iter().any(|o| o == uid)
         });

@@ -110,16 +110,21 @@ impl PodStore {
             .cloned()
     }
 
-    /// Every image the pods' containers name (init and sidecar ones too),
-    /// once each.
+    /// Every image the pods' containers name (init and sidecar ones too)
+    /// and their image volumes (which the kubelet's image GC counts as in
+    /// use too), once each.
     pub fn images(&self) -> Vec<String> {
-        let mut images: Vec<String> = self
-            .lock()
-            .pods
-            .values()
-            .filter_map(|p| p.spec.as_ref())
-            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
-            .filter_map(|c| c.image.clone())
+        let inner = self.lock();
+        let specs = inner.pods.values().filter_map(|p| p.spec.as_ref());
+        let mut images: Vec<String> = specs
+            .flat_map(|s| {
+                let containers = s.init_containers.iter().flatten().chain(&s.containers);
+                let volumes = s.volumes.iter().flatten();
+                let volume_images = volumes.filter_map(|v| v.image.as_ref()?.reference.clone());
+                containers
+                    .filter_map(|c| c.image.clone())
+                    .chain(volume_images)
+            })
             .collect();
         images.sort();
         images.dedup();
@@ -414,6 +419,19 @@ mod tests {
             step: TimelineStep::ContainerStarted,
             detail: n.to_string(),
         }
+    }
+
+    #[test]
+    fn images_include_those_of_image_volumes() {
+        let store = PodStore::new(tokio::sync::mpsc::unbounded_channel().0);
+        let mut pod = berth_api::manifest::parse_pods(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, uid: u1}\nspec:\n  containers: [{name: a, image: app:1}]\n  volumes: [{name: v, image: {reference: kitten:1.8}}, {name: e, emptyDir: {}}]\n",
+        )
+        .unwrap()
+        .remove(0);
+        pod.metadata.namespace = Some("default".into());
+        store.put(pod);
+        assert_eq!(store.images(), ["app:1", "kitten:1.8"]);
     }
 
     #[test]

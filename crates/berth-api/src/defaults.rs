@@ -154,6 +154,12 @@ fn default_volume(v: &mut Volume) {
     if let Some(host_path) = &mut v.host_path {
         or_set(&mut host_path.type_, String::new());
     }
+    // An image volume's pull policy defaults as a container image's
+    // (SetDefaults_Volume).
+    if let Some(image) = &mut v.image {
+        let policy = default_pull_policy(image.reference.as_deref().unwrap_or_default());
+        or_set_str(&mut image.pull_policy, policy);
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +426,30 @@ mod tests {
             vols[3].empty_dir.as_ref().unwrap().medium.as_deref(),
             Some("Memory")
         );
+    }
+
+    #[test]
+    fn image_volume_pull_policy_defaults_as_a_container_images() {
+        use k8s_openapi::api::core::v1::ImageVolumeSource;
+        let image = |reference: &str, policy: Option<&str>| Volume {
+            name: "v".into(),
+            image: Some(ImageVolumeSource {
+                reference: Some(reference.into()),
+                pull_policy: policy.map(str::to_string),
+            }),
+            ..Default::default()
+        };
+        for (volume, want) in [
+            (image("kitten:1.8", None), "IfNotPresent"),
+            (image("kitten", None), "Always"),
+            (image("kitten:latest", None), "Always"),
+            (image("kitten:1.8", Some("")), "IfNotPresent"),
+            (image("kitten:latest", Some("Never")), "Never"),
+        ] {
+            let mut v = volume;
+            default_volume(&mut v);
+            assert_eq!(v.image.unwrap().pull_policy.as_deref(), Some(want));
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod archive;
 mod client;
 mod image;
 mod image_service;
+mod image_volume;
 
 mod capabilities;
 mod cgroups;

@@ -8,7 +8,10 @@ use berth_runtime::{
     Reclaimed, Resources, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
-use crate::{container, events, exec, exec_stream, list, reclaim, sandbox, shim, task, Containerd};
+use crate::{
+    container, events, exec, exec_stream, image_volume, list, reclaim, sandbox, shim, task,
+    Containerd,
+};
 
 impl ContainerRuntime for Containerd {
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
@@ -21,6 +24,23 @@ impl ContainerRuntime for Containerd {
         progress: Option<tokio::sync::mpsc::UnboundedSender<berth_runtime::PullProgress>>,
     ) -> Result<ImageInfo, RuntimeError> {
         Containerd::pull_image(self, image, progress).await
+    }
+
+    async fn mount_image_volume(
+        &self,
+        image: &ImageInfo,
+        key: &str,
+        target: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        image_volume::mount_volume(self, image, key, target).await
+    }
+
+    async fn unmount_image_volume(
+        &self,
+        key: &str,
+        target: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        image_volume::unmount_volume(self, key, target).await
     }
 
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {

@@ -16,11 +16,27 @@ use crate::security::{self, SecurityDefaults};
 use crate::subpath;
 use berth_api::quantity;
 
-/// Why a container cannot be configured: the kubelet's
-/// `CreateContainerConfigError`.
+/// Why a container cannot be configured.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct ConfigError(pub String);
+pub(crate) enum ConfigError {
+    /// The kubelet's `CreateContainerConfigError`.
+    #[error("{0}")]
+    Config(String),
+    /// What containerd's CRI finds at `CreateContainer` (an image volume's
+    /// subPath): `CreateContainerError`.
+    #[error("{0}")]
+    Create(String),
+}
+
+impl ConfigError {
+    /// The container's waiting reason.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            ConfigError::Config(_) => "CreateContainerConfigError",
+            ConfigError::Create(_) => "CreateContainerError",
+        }
+    }
+}
 
 /// Everything about the pod a container config needs.
 pub(crate) struct PodContext<'a> {
@@ -50,7 +66,7 @@ pub(crate) fn build(
     image: &ImageInfo,
     termination_message_file: Option<&std::path::Path>,
 ) -> Result<ContainerConfig, ConfigError> {
-    let config_error = |e: env::EnvError| ConfigError(e.to_string());
+    let config_error = |e: env::EnvError| ConfigError::Config(e.to_string());
     let files = crate::env_files::VolumeFiles {
         pod: ctx.pod,
         dirs: ctx.dirs,
@@ -80,7 +96,7 @@ pub(crate) fn build(
     let args =
         command::container_args(&image.config.entrypoint, &image.config.cmd, &command, &args);
     if args.is_empty() {
-        return Err(ConfigError(
+        return Err(ConfigError::Config(
             "no command specified: the image has no ENTRYPOINT or CMD and the container no command"
                 .into(),
         ));
@@ -99,7 +115,7 @@ pub(crate) fn build(
         image,
         ctx.security,
     )
-    .map_err(ConfigError)?;
+    .map_err(ConfigError::Config)?;
 
     let mut annotations = BTreeMap::new();
     annotations.insert(
@@ -178,9 +194,9 @@ fn mounts(
         mounts.push(Mount {
             host_path: source.path,
             container_path: vm.mount_path.clone(),
-            // API data (configMap, secret, downwardAPI, projected) is
-            // always mounted read-only, as by the kubelet.
-            read_only: vm.read_only.unwrap_or(false) || source.api_data,
+            // API data (configMap, secret, downwardAPI, projected) and
+            // images are always mounted read-only, as by the kubelet.
+            read_only: vm.read_only.unwrap_or(false) || source.read_only,
             propagation,
         });
     }
@@ -224,7 +240,7 @@ fn mount_propagation(mode: Option<&str>) -> Result<MountPropagation, ConfigError
         None | Some("None") => Ok(MountPropagation::Private),
         Some("HostToContainer") => Ok(MountPropagation::HostToContainer),
         Some("Bidirectional") => Ok(MountPropagation::Bidirectional),
-        Some(other) => Err(ConfigError(format!(
+        Some(other) => Err(ConfigError::Config(format!(
             "invalid MountPropagation mode: {other:?}"
         ))),
     }
@@ -235,8 +251,8 @@ struct VolumeSource {
     path: std::path::PathBuf,
     /// A subPath staging mount berth made for this start.
     staged: bool,
-    /// The volume holds API data.
-    api_data: bool,
+    /// The volume is read-only whatever the mount says (API data, images).
+    read_only: bool,
 }
 
 /// The volume's path, or for a subPath the staging mount of it that
@@ -252,17 +268,17 @@ fn volume_source(
     let volume = volumes
         .iter()
         .find(|v| v.name == vm.name)
-        .ok_or_else(|| ConfigError(format!("volume {:?} not found", vm.name)))?;
-    let path = ctx
-        .dirs
-        .volume_path(volume)
-        .ok_or_else(|| ConfigError(format!("volume {:?} has no supported source", vm.name)))?;
-    let api_data = ctx.dirs.api_object_volume(volume).is_some();
-    let Some(sub_path) = subpath::requested(vm, vars).map_err(ConfigError)? else {
+        .ok_or_else(|| ConfigError::Config(format!("volume {:?} not found", vm.name)))?;
+    let path = ctx.dirs.volume_path(volume).ok_or_else(|| {
+        ConfigError::Config(format!("volume {:?} has no supported source", vm.name))
+    })?;
+    let image = volume.image.is_some();
+    let read_only = image || ctx.dirs.api_object_volume(volume).is_some();
+    let Some(sub_path) = subpath::requested(vm, vars).map_err(ConfigError::Config)? else {
         return Ok(VolumeSource {
             path,
             staged: false,
-            api_data,
+            read_only,
         });
     };
     let staging = subpath::SubPathMount {
@@ -272,13 +288,21 @@ fn volume_source(
         sub_path: &sub_path,
         container: &container.name,
         index,
-    }
-    .prepare()
-    .map_err(ConfigError)?;
+    };
+    let staged = if image {
+        // containerd's CRI resolves an image subPath at CreateContainer.
+        staging.prepare_in_image().map_err(|e| {
+            ConfigError::Create(format!(
+                "failed to mount image volume: ImageVolumeMountFailed: {e}"
+            ))
+        })?
+    } else {
+        staging.prepare().map_err(ConfigError::Config)?
+    };
     Ok(VolumeSource {
-        path: staging,
+        path: staged,
         staged: true,
-        api_data,
+        read_only,
     })
 }
 
@@ -515,7 +539,7 @@ spec:
             ]
         );
         assert_eq!(
-            mount_propagation(Some("Shared")).unwrap_err().0,
+            mount_propagation(Some("Shared")).unwrap_err().to_string(),
             r#"invalid MountPropagation mode: "Shared""#
         );
     }

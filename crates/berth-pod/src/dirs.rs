@@ -53,6 +53,11 @@ impl PodDirs {
             .join(volume)
     }
 
+    /// Where the image volume `volume` is mounted.
+    pub fn image_volume(&self, volume: &str) -> PathBuf {
+        image_volumes_dir(&self.pod).join(volume)
+    }
+
     /// Where a volume whose content comes from API objects (configMap,
     /// secret, downwardAPI, projected) is written, by the kubelet's plugin
     /// names; `None` for other kinds. Cluster mode writes it.
@@ -132,6 +137,8 @@ impl PodDirs {
             Some(self.empty_dir(&volume.name))
         } else if let Some(host) = &volume.host_path {
             Some(PathBuf::from(&host.path))
+        } else if volume.image.is_some() {
+            Some(self.image_volume(&volume.name))
         } else {
             self.api_object_volume(volume)
         }
@@ -188,6 +195,12 @@ impl PodDirs {
     pub(crate) fn remove(&self) -> io::Result<()> {
         remove_dirs([&self.pod, &self.logs])
     }
+}
+
+/// The directory of a pod's image volume mounts, by the kubelet's plugin
+/// name.
+pub(crate) fn image_volumes_dir(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("volumes/kubernetes.io~image")
 }
 
 /// The kubelet's `hostsEntriesFromHostAliases`: a header, then one line

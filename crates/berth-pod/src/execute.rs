@@ -72,6 +72,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// failed) is due on the next pass.
     pub(crate) async fn sync(&mut self) {
         self.wake_at = None;
+        self.image_volume_pulls = None;
         let mut done = Touched {
             killed: vec![false; self.records.len()],
             started: vec![false; self.records.len()],

@@ -14,6 +14,22 @@ use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
 use crate::worker::{Worker, RETRY_AFTER};
 
+/// Why an image is not there for its user.
+#[derive(Debug, Clone)]
+pub(crate) enum ImageFailure {
+    /// The pod is being deleted: the pull was abandoned, nothing to report.
+    Abandoned,
+    /// The kubelet's image errors: the waiting reason and message of the
+    /// containers that needed the image, the event to send for each, and
+    /// when to look again (sooner than the default retry).
+    Failed {
+        reason: &'static str,
+        message: String,
+        event: Option<(&'static str, String)>,
+        retry_at: Option<Instant>,
+    },
+}
+
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// The image of container `i`, present in the runtime, or `None` with the
     /// container's waiting reason set and its next try scheduled.
@@ -25,19 +41,58 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
         let field_path = self.field_path(i);
-        let present = match self.rt.image_status(&image).await {
+        match self.ensure_image_exists(field_path, &image, &policy).await {
+            Ok(info) => {
+                let name = self.records[i].name.clone();
+                self.step(Some(&name), TimelineStep::ImageReady, image);
+                Some(info)
+            }
+            Err(failure) => {
+                self.image_failed(i, failure);
+                None
+            }
+        }
+    }
+
+    /// Records an image failure as container `i`'s waiting reason.
+    pub(crate) fn image_failed(&mut self, i: usize, failure: ImageFailure) {
+        let ImageFailure::Failed {
+            reason,
+            message,
+            event,
+            retry_at,
+        } = failure
+        else {
+            return;
+        };
+        self.start_failed(i, reason, message, event);
+        if let Some(at) = retry_at {
+            self.records[i].retry_at = Some(at);
+        }
+    }
+
+    /// The kubelet's `EnsureImageExists`: `image` present in the runtime by
+    /// `policy`, pulled if need be, with the pull events on the object
+    /// `field_path` names (a container, or the pod itself for an image
+    /// volume).
+    pub(crate) async fn ensure_image_exists(
+        &mut self,
+        field_path: Option<String>,
+        image: &str,
+        policy: &str,
+    ) -> Result<ImageInfo, ImageFailure> {
+        let present = match self.rt.image_status(image).await {
             Ok(present) => present,
             Err(e) => {
-                self.start_failed(
-                    i,
-                    "ImageInspectError",
-                    format!("Failed to inspect image \"{image}\": {e}"),
-                    None,
-                );
-                return None;
+                return Err(ImageFailure::Failed {
+                    reason: "ImageInspectError",
+                    message: format!("Failed to inspect image \"{image}\": {e}"),
+                    event: None,
+                    retry_at: None,
+                });
             }
         };
-        match (present, policy.as_str()) {
+        match (present, policy) {
             (Some(info), "IfNotPresent" | "Never") => {
                 self.event(
                     EventType::Normal,
@@ -45,29 +100,29 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     field_path,
                     format!("Container image \"{image}\" already present on machine"),
                 );
-                let name = self.records[i].name.clone();
-                self.step(Some(&name), TimelineStep::ImageReady, image);
-                Some(info)
+                Ok(info)
             }
             (None, "Never") => {
                 let message =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.start_failed(
-                    i,
-                    "ErrImageNeverPull",
-                    message.clone(),
-                    Some((reasons::ERR_IMAGE_NEVER_PULL, message)),
-                );
-                None
+                Err(ImageFailure::Failed {
+                    reason: "ErrImageNeverPull",
+                    message: message.clone(),
+                    event: Some((reasons::ERR_IMAGE_NEVER_PULL, message)),
+                    retry_at: None,
+                })
             }
-            _ => self.pull(i, image).await,
+            _ => self.pull(field_path, image.to_string()).await,
         }
     }
 
-    /// Pulls `image` for container `i` unless its back-off holds it; a
-    /// deletion arriving meanwhile abandons the pull.
-    async fn pull(&mut self, i: usize, image: String) -> Option<ImageInfo> {
-        let field_path = self.field_path(i);
+    /// Pulls `image` unless its back-off holds it; a deletion arriving
+    /// meanwhile abandons the pull.
+    async fn pull(
+        &mut self,
+        field_path: Option<String>,
+        image: String,
+    ) -> Result<ImageInfo, ImageFailure> {
         let key = (image.clone(), String::new());
         if let Some((until, _)) = self.pull_backoff.held(&key) {
             let message = format!("Back-off pulling image \"{image}\"");
@@ -77,14 +132,12 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 field_path,
                 message.clone(),
             );
-            self.start_failed(
-                i,
-                "ImagePullBackOff",
+            return Err(ImageFailure::Failed {
+                reason: "ImagePullBackOff",
                 message,
-                Some((reasons::FAILED, "Error: ImagePullBackOff".into())),
-            );
-            self.records[i].retry_at = Some(until.min(Instant::now() + self.pull_resync()));
-            return None;
+                event: Some((reasons::FAILED, "Error: ImagePullBackOff".into())),
+                retry_at: Some(until.min(Instant::now() + self.pull_resync())),
+            });
         }
         self.event(
             EventType::Normal,
@@ -96,7 +149,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let mut termination = self.term_rx.clone();
         let pulled = tokio::select! {
             pulled = limited_pull(self.rt.as_ref(), self.cfg.image_pulls.as_deref(), &image) => pulled,
-            _ = termination.changed() => return None,
+            _ = termination.changed() => return Err(ImageFailure::Abandoned),
         };
         match pulled {
             Ok((info, times)) => {
@@ -111,9 +164,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         info.size
                     ),
                 );
-                let name = self.records[i].name.clone();
-                self.step(Some(&name), TimelineStep::ImageReady, image);
-                Some(info)
+                Ok(info)
             }
             Err(e) => {
                 self.pull_backoff.advance(key);
@@ -128,15 +179,13 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     field_path,
                     format!("Failed to pull image \"{image}\": {e}"),
                 );
-                self.start_failed(
-                    i,
+                Err(ImageFailure::Failed {
                     reason,
-                    e.to_string(),
-                    Some((reasons::FAILED, format!("Error: {reason}"))),
-                );
-                // Look again soon, to show the back-off, and retry at its end.
-                self.records[i].retry_at = Some(Instant::now() + self.pull_resync());
-                None
+                    message: e.to_string(),
+                    event: Some((reasons::FAILED, format!("Error: {reason}"))),
+                    // Look again soon, to show the back-off, and retry at its end.
+                    retry_at: Some(Instant::now() + self.pull_resync()),
+                })
             }
         }
     }

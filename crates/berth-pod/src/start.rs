@@ -38,6 +38,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Creates and starts a new instance of container `i`.
     pub(crate) async fn start_container(&mut self, i: usize) {
+        if !self.ready_image_volumes(i).await {
+            return;
+        }
         let Some(image) = self.ensure_image(i).await else {
             return;
         };
@@ -121,7 +124,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         ) {
             Ok(config) => config,
             Err(e) => {
-                self.start_failed(i, "CreateContainerConfigError", e.0, None);
+                self.start_failed(i, e.reason(), e.to_string(), None);
                 return;
             }
         };

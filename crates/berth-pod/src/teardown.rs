@@ -112,6 +112,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 let _ = retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
             }
         }
+        self.unmount_image_volumes().await;
         if let Err(e) = self.dirs.remove() {
             warn!(pod = %self.pod_ref, "remove pod directories: {e}");
         }

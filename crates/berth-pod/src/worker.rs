@@ -96,6 +96,9 @@ pub(crate) struct Worker<R, S> {
     pub(crate) records: Vec<ContainerRecord>,
     pub(crate) backoff: Backoff,
     pub(crate) pull_backoff: Backoff,
+    /// This pass's pulls of the pod's image volumes, made before its first
+    /// container start (the kubelet's `getImageVolumes`).
+    pub(crate) image_volume_pulls: Option<crate::image_volume::Pulls>,
     pub(crate) exits_tx: mpsc::UnboundedSender<ExitNote>,
     pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
     pub(crate) start_time: Timestamp,
@@ -169,6 +172,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             report: Reporter::new(sink.clone(), pod_ref.clone()),
             backoff: Backoff::new(cfg.backoff),
             pull_backoff: Backoff::new(cfg.image_pull_backoff),
+            image_volume_pulls: None,
             rt,
             sink,
             cfg,

@@ -71,6 +71,8 @@ pub enum Call {
     RemoveImage { image: String },
     ForceStopSandbox { id: String },
     UpdateResources { name: String, resources: Resources },
+    MountImageVolume { key: String, image: String },
+    UnmountImageVolume { key: String },
 }
 
 struct FakeContainer {
@@ -108,6 +110,8 @@ struct Inner {
     next_id: u64,
     /// What each container "uses", by name (0 unless set).
     memory_usage: HashMap<String, u64>,
+    /// Image volumes "mounted": snapshot key to image reference.
+    image_volumes: BTreeMap<String, String>,
 }
 
 /// The in-memory runtime. Cheap to clone; clones share state.
@@ -205,8 +209,24 @@ impl FakeRuntime {
             .map(|c| c.config.resources.clone())
     }
 
+    /// The mounts the newest container named `name` was created with.
+    pub fn mounts(&self, name: &str) -> Option<Vec<Mount>> {
+        let inner = self.lock();
+        let mut containers = inner.containers.values().rev();
+        containers
+            .find(|c| c.name == name)
+            .map(|c| c.config.mounts.clone())
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
+    }
+
+    /// The image volumes mounted now: snapshot key and image reference.
+    pub fn image_volumes(&self) -> Vec<(String, String)> {
+        let inner = self.lock();
+        let volumes = inner.image_volumes.iter();
+        volumes.map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Ids of the containers that exist, with their names and states.
@@ -378,6 +398,50 @@ impl ContainerRuntime for FakeRuntime {
             });
         }
         Ok(pulled)
+    }
+
+    async fn mount_image_volume(
+        &self,
+        image: &ImageInfo,
+        key: &str,
+        target: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        let mut inner = self.lock();
+        if inner.image_volumes.contains_key(key) {
+            return Ok(());
+        }
+        if !inner.images.values().any(|i| i.digest == image.digest) {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::ImageNotPresent,
+                format!("image {} is not present", image.reference),
+            ));
+        }
+        // The volume's "content": an empty directory.
+        std::fs::create_dir_all(target)
+            .map_err(|e| RuntimeError::other(format!("create {}: {e}", target.display())))?;
+        inner
+            .image_volumes
+            .insert(key.to_string(), image.reference.clone());
+        inner.calls.push(Call::MountImageVolume {
+            key: key.to_string(),
+            image: image.reference.clone(),
+        });
+        drop(inner);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn unmount_image_volume(
+        &self,
+        key: &str,
+        _target: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        if self.lock().image_volumes.remove(key).is_some() {
+            self.record(Call::UnmountImageVolume {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
     }
 
     async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {

@@ -54,6 +54,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
     ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send;
 
+    /// Mounts the root filesystem of `image` (present) read-only at
+    /// `target`, as containerd's CRI mounts an image volume: a view
+    /// snapshot of the image's top layer, named `key`, that survives
+    /// restarts of the runtime. A `target` mounted already is kept as it is,
+    /// so an agent that restarts adopts its pods' image volumes.
+    fn mount_image_volume(
+        &self,
+        image: &ImageInfo,
+        key: &str,
+        target: &std::path::Path,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Unmounts `target` and removes the snapshot `key`; either being gone
+    /// already is fine.
+    fn unmount_image_volume(
+        &self,
+        key: &str,
+        target: &std::path::Path,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
     /// Creates the pod's sandbox: network namespace and CNI (unless host network),
     /// the pause container holding IPC and UTS, the pod cgroup.
     fn create_sandbox(

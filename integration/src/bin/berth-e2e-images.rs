@@ -1,4 +1,4 @@
-//! `berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] --out DIR KIND=REF...`: writes
+//! `berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] [--kitten-dir DIR] --out DIR KIND=REF...`: writes
 //! the images the upstream Kubernetes node e2e specs run, built locally, as
 //! one OCI archive per reference (`DIR/<ref with / and : as _>.oci.tar`), for
 //! `berth image import` or a registry push. scripts/conformance.sh calls it
@@ -22,6 +22,12 @@
 //! - `nonewprivs`: upstream's `nnp` (the static binary given, `--nnp`, built
 //!   from test/images/nonewprivs) on busybox as `/usr/local/bin/nnp`, setuid
 //!   and setgid root as upstream's Dockerfile makes it (`chmod +s`); Cmd `nnp`.
+//! - `kitten`: upstream's kitten (agnhost with `/kitten.jpg` and
+//!   `/data.json` from test/images/kitten/html, `--kitten-dir`; Cmd
+//!   `test-webserver`), made on the agnhost above. Upstream's agnhost is
+//!   Alpine's, and the ImageVolume specs read that from `/etc/os-release`:
+//!   the stand-in carries Alpine 3.21's (the base upstream names), marked as
+//!   a stand-in in a comment.
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +35,8 @@ use anyhow::{bail, Context};
 use berth_containerd::archive::ImageBuilder;
 
 const USAGE: &str =
-    "usage: berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] [--porter-dir DIR] --out DIR KIND=REF...\n\
-                     KIND: busybox, agnhost, pause, nginx, nonroot, nonewprivs";
+    "usage: berth-e2e-images --agnhost BIN --curl BIN --pause BIN [--nnp BIN] [--busybox BIN] [--porter-dir DIR] [--kitten-dir DIR] --out DIR KIND=REF...\n\
+                     KIND: busybox, agnhost, pause, nginx, nonroot, nonewprivs, kitten";
 
 const AGNHOST_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
                               nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
@@ -39,6 +45,16 @@ const AGNHOST_GROUP: &str = "root:x:0:\n\
                              nobody:x:65534:\n\
                              user-defined-in-image:x:1000:\n\
                              group-defined-in-image:x:50000:user-defined-in-image\n";
+
+/// Alpine 3.21's `/etc/os-release` (agnhost's base upstream), which the
+/// ImageVolume specs read through the kitten image.
+const ALPINE_OS_RELEASE: &str = "# berth's stand-in for upstream's kitten image, whose base is alpine:3.21\n\
+                                 NAME=\"Alpine Linux\"\n\
+                                 ID=alpine\n\
+                                 VERSION_ID=3.21.0\n\
+                                 PRETTY_NAME=\"Alpine Linux v3.21\"\n\
+                                 HOME_URL=\"https://alpinelinux.org/\"\n\
+                                 BUG_REPORT_URL=\"https://gitlab.alpinelinux.org/alpine/aports/-/issues\"\n";
 
 /// Specs run `/bin/bash -c SCRIPT` in agnhost (upstream's has bash); their
 /// scripts are POSIX shell with `trap`, which busybox's sh runs.
@@ -51,6 +67,7 @@ struct Inputs {
     nnp: Option<Vec<u8>>,
     busybox: PathBuf,
     porter_dir: Option<PathBuf>,
+    kitten_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     let mut nnp = None;
     let mut busybox = PathBuf::from(berth_testkit::busybox::BUSYBOX_BIN);
     let mut porter_dir = None;
+    let mut kitten_dir = None;
     let mut out = None;
     let mut images = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -77,6 +95,11 @@ fn main() -> anyhow::Result<()> {
             "--porter-dir" => {
                 porter_dir = Some(PathBuf::from(
                     args.next().context("--porter-dir needs a value")?,
+                ))
+            }
+            "--kitten-dir" => {
+                kitten_dir = Some(PathBuf::from(
+                    args.next().context("--kitten-dir needs a value")?,
                 ))
             }
             "--out" => out = Some(PathBuf::from(args.next().context("--out needs a value")?)),
@@ -105,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         nnp: read(nnp)?,
         busybox,
         porter_dir,
+        kitten_dir,
     };
     for (kind, reference) in &images {
         let image = build(kind, reference, &inputs)?;
@@ -151,6 +175,7 @@ fn build(kind: &str, reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBu
                 .file("usr/local/bin/nnp", nnp, 0o6755)
                 .cmd(vec!["nnp".to_owned()])
         }
+        "kitten" => kitten_image(reference, inputs)?,
         _ => bail!("unknown image kind {kind:?} for {reference}\n{USAGE}"),
     })
 }
@@ -194,6 +219,26 @@ fn agnhost_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilde
                 std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             image = image.file(name, contents, 0o644);
         }
+    }
+    Ok(image)
+}
+
+fn kitten_image(reference: &str, inputs: &Inputs) -> anyhow::Result<ImageBuilder> {
+    let dir = inputs
+        .kitten_dir
+        .as_ref()
+        .context("kitten=REF needs --kitten-dir DIR")?;
+    let mut image = agnhost_image(reference, inputs)?
+        .file(
+            "etc/os-release",
+            ALPINE_OS_RELEASE.as_bytes().to_vec(),
+            0o644,
+        )
+        .cmd(vec!["test-webserver".to_owned()]);
+    for name in ["kitten.jpg", "data.json"] {
+        let path = dir.join(name);
+        let contents = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        image = image.file(name, contents, 0o644);
     }
     Ok(image)
 }

@@ -19,6 +19,7 @@ mod events;
 mod eviction;
 mod hooks;
 mod image_pull_cli;
+mod image_volume;
 mod init_containers;
 mod input_bounds;
 mod kubectl;

@@ -1,9 +1,9 @@
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, Container, ContainerPort, ContainerRestartRule,
     ContainerRestartRuleOnExitCodes, EmptyDirVolumeSource, EnvFromSource, EnvVarSource, ExecAction,
-    HTTPGetAction, HostPathVolumeSource, Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe,
-    ResourceFieldSelector, ResourceRequirements, SecretEnvSource, SleepAction, TCPSocketAction,
-    Toleration, Volume, VolumeMount,
+    HTTPGetAction, HostPathVolumeSource, ImageVolumeSource, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, Probe, ResourceFieldSelector, ResourceRequirements, SecretEnvSource,
+    SleepAction, TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -45,6 +45,17 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn image(name: &str, reference: Option<&str>, policy: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        image: Some(ImageVolumeSource {
+            reference: reference.map(Into::into),
+            pull_policy: policy.map(Into::into),
+        }),
         ..Default::default()
     }
 }
@@ -251,7 +262,7 @@ fn validation_error_table() {
                     ..Default::default()
                 })
             }),
-            vec![r#"spec.volumes[1].configMap: Unsupported value: "configMap": supported values: "emptyDir", "hostPath""#.into()],
+            vec![r#"spec.volumes[1].configMap: Unsupported value: "configMap": supported values: "emptyDir", "hostPath", "image""#.into()],
         ),
         (
             "two volume sources",
@@ -262,6 +273,12 @@ fn validation_error_table() {
         ("hostPath backsteps", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "/var/../etc", Some("")))), vec![r#"spec.volumes[1].hostPath.path: Invalid value: "/var/../etc": must not contain '..'"#.into()]),
         ("hostPath path required", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "", None))), vec!["spec.volumes[1].hostPath.path: Required value".into()]),
         ("hostPath type", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(host_path("h", "/x", Some("Dir")))), vec![r#"spec.volumes[1].hostPath.type: Unsupported value: "Dir": supported values: "", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket""#.into()]),
+        ("image volume", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(image("img", Some("kitten:1.8"), Some("IfNotPresent")))), vec![]),
+        ("image reference required", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(image("img", None, Some("Always")))), vec!["spec.volumes[1].image.reference: Required value".into()]),
+        ("image reference empty", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(image("img", Some(""), Some("Always")))), vec!["spec.volumes[1].image.reference: Required value".into()]),
+        ("image pull policy required", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(image("img", Some("kitten:1.8"), None))), vec!["spec.volumes[1].image.pullPolicy: Required value".into()]),
+        ("image pull policy", Box::new(|p| spec(p).volumes.as_mut().unwrap().push(image("img", Some("kitten:1.8"), Some("Sometimes")))), vec![r#"spec.volumes[1].image.pullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#.into()]),
+        ("image and emptyDir", Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].image = image("x", Some("kitten:1.8"), Some("Always")).image), vec!["spec.volumes[0].image: Forbidden: may not specify more than 1 volume type".into()]),
         ("mount of unknown volume", Box::new(|p| app(p).volume_mounts = Some(vec![mount("nope", "/x")])), vec![r#"spec.containers[0].volumeMounts[0].name: Not found: "nope""#.into()]),
         ("mount path relative", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "data")])), vec![r#"spec.containers[0].volumeMounts[0].mountPath: Invalid value: "data": must be an absolute path"#.into()]),
         ("mount path required", Box::new(|p| app(p).volume_mounts = Some(vec![mount("data", "")])), vec!["spec.containers[0].volumeMounts[0].mountPath: Required value".into()]),

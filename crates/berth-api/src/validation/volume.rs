@@ -1,9 +1,9 @@
 //! `spec.volumes`: names, exactly one source, and berth's supported sources
-//! (emptyDir, hostPath).
+//! (emptyDir, hostPath, image).
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, Volume};
+use k8s_openapi::api::core::v1::{HostPathVolumeSource, ImageVolumeSource, Volume};
 
 use super::errors::{s, FieldError};
 use super::{names, resources};
@@ -43,7 +43,7 @@ const SOURCES: [&str; 30] = [
     "image",
 ];
 
-const SUPPORTED: [&str; 2] = ["emptyDir", "hostPath"];
+const SUPPORTED: [&str; 3] = ["emptyDir", "hostPath", "image"];
 
 /// Sources whose content comes from the API server: berth runs them in
 /// cluster mode only.
@@ -118,6 +118,9 @@ fn source_errors(vol: &Volume, path: &str) -> (Vec<FieldError>, Option<FieldErro
     if let Some(host_path) = vol.host_path.as_ref().filter(|_| *first == "hostPath") {
         errs.extend(host_path_errors(host_path, &format!("{path}.hostPath")));
     }
+    if let Some(image) = vol.image.as_ref().filter(|_| *first == "image") {
+        errs.extend(image_errors(image, &format!("{path}.image")));
+    }
     let size_limit = vol.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref());
     if let Some(limit) = size_limit.filter(|_| *first == "emptyDir") {
         let limit_path = format!("{path}.emptyDir.sizeLimit");
@@ -127,6 +130,29 @@ fn source_errors(vol: &Volume, path: &str) -> (Vec<FieldError>, Option<FieldErro
         .then(|| FieldError::not_supported(format!("{path}.{first}"), s(first), &SUPPORTED));
     (errs, unsupported)
 }
+
+/// `validateImageVolumeSource`: a reference, and a pull policy (which
+/// defaulting fills in) of the container image's values.
+fn image_errors(image: &ImageVolumeSource, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if image.reference.as_deref().unwrap_or_default().is_empty() {
+        errs.push(FieldError::required(format!("{path}.reference"), ""));
+    }
+    let policy_path = format!("{path}.pullPolicy");
+    match image.pull_policy.as_deref().unwrap_or_default() {
+        "Always" | "IfNotPresent" | "Never" => {}
+        "" => errs.push(FieldError::required(policy_path, "")),
+        other => errs.push(FieldError::not_supported(
+            policy_path,
+            s(other),
+            &PULL_POLICIES,
+        )),
+    }
+    errs
+}
+
+/// `supportedPullPolicies`, sorted as the API server lists them.
+const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
 fn host_path_errors(hp: &HostPathVolumeSource, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();

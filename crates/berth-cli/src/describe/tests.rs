@@ -223,3 +223,16 @@ fn qos_is_computed_when_the_status_has_none() {
     pod.spec.as_mut().unwrap().containers[0].resources = None;
     assert_eq!(qos_class(&pod), "BestEffort");
 }
+
+#[test]
+fn an_image_volume_shows_its_reference_and_pull_policy() {
+    let mut pod = rich_pod();
+    pod.spec.as_mut().unwrap().volumes = Some(
+        serde_json::from_value(json!([{"name": "data", "image": {
+            "reference": "registry.k8s.io/e2e-test-images/kitten:1.8", "pullPolicy": "Always"}}]))
+        .unwrap(),
+    );
+    let text = describe_pod(&pod, &[], now(), &TimeZone::UTC);
+    let want = "Volumes:\n  data:\n    Type:        Image (a container image or OCI artifact)\n    Reference:   registry.k8s.io/e2e-test-images/kitten:1.8\n    PullPolicy:  Always\n";
+    assert!(text.contains(want), "{text}");
+}

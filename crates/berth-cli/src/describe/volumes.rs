@@ -65,6 +65,15 @@ pub(super) fn volumes(w: &mut Writer, volumes: &[Volume]) {
                 2,
                 "Type:\tProjected (a volume that contains injected data from multiple sources)\n",
             );
+        } else if let Some(image) = &volume.image {
+            w.write(
+                2,
+                &format!(
+                    "Type:\tImage (a container image or OCI artifact)\n    Reference:\t{}\n    PullPolicy:\t{}\n",
+                    image.reference.as_deref().unwrap_or_default(),
+                    image.pull_policy.as_deref().unwrap_or_default()
+                ),
+            );
         } else if volume.downward_api.is_some() {
             w.write(2, "Type:\tDownwardAPI (a volume populated by information about the pod)\n    Items:\n");
         } else {

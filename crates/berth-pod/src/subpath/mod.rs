@@ -117,7 +117,7 @@ impl SubPathMount<'_> {
                 warn!(volume = self.volume, "subPath: stat volume: {e}");
                 self.failed_to_prepare(None)
             })?;
-        let walk = resolve::open_beneath(self.volume_path, self.sub_path, dir_mode);
+        let walk = resolve::open_beneath(self.volume_path, self.sub_path, Some(dir_mode));
         let opened = walk.result.map_err(|refusal| {
             debug!(
                 volume = self.volume,
@@ -147,6 +147,38 @@ impl SubPathMount<'_> {
             target = %target.display(),
             "subPath mounted"
         );
+        Ok(target)
+    }
+
+    /// For an image volume (read-only, as containerd's CRI resolves its
+    /// `ImageSubPath`): opens the subPath inside the image's root without
+    /// following a link out of it and without creating anything; it must be
+    /// a directory. Errors say what was wrong in terms of the volume only.
+    pub(crate) fn prepare_in_image(&self) -> Result<PathBuf, String> {
+        let ensure_failed = |what: &dyn std::fmt::Display| {
+            format!(
+                "failed to ensure image subpath {:?} in volume {:?}: {what}",
+                self.sub_path, self.volume
+            )
+        };
+        if !is_plain_name(self.volume) || !is_plain_name(self.container) {
+            return Err(ensure_failed(&"invalid volume or container name"));
+        }
+        let walk = resolve::open_beneath(self.volume_path, self.sub_path, None);
+        let opened = walk.result.map_err(|refusal| ensure_failed(&refusal))?;
+        if !opened.is_dir {
+            return Err(ensure_failed(&"only directory subpath is supported"));
+        }
+        let target = self.staging_path();
+        bind_fd(&opened, &target).map_err(|e| {
+            warn!(
+                volume = self.volume,
+                container = self.container,
+                "image subPath: {e}"
+            );
+            let _ = release(&target);
+            ensure_failed(&"cannot be mounted")
+        })?;
         Ok(target)
     }
 

@@ -64,9 +64,10 @@ pub(crate) struct Walk {
 
 /// Opens `sub_path` below the directory `volume`, creating missing
 /// directories (mode `dir_mode`, as the kubelet gives them the volume's) on
-/// the way. `volume` itself is trusted (berth's or the admin's path) and may
+/// the way; with no `dir_mode` (a read-only volume) a missing one is an
+/// error. `volume` itself is trusted (berth's or the admin's path) and may
 /// be reached through symlinks; nothing below it is.
-pub(crate) fn open_beneath(volume: &Path, sub_path: &str, dir_mode: Mode) -> Walk {
+pub(crate) fn open_beneath(volume: &Path, sub_path: &str, dir_mode: Option<Mode>) -> Walk {
     let mut walker = Walker {
         was_missing: false,
         links: 0,
@@ -84,7 +85,12 @@ struct Walker {
 }
 
 impl Walker {
-    fn walk(&mut self, volume: &Path, sub_path: &str, dir_mode: Mode) -> Result<Opened, Refusal> {
+    fn walk(
+        &mut self,
+        volume: &Path,
+        sub_path: &str,
+        dir_mode: Option<Mode>,
+    ) -> Result<Opened, Refusal> {
         let real_volume = std::fs::canonicalize(volume)
             .map_err(|e| Refusal::Io(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
         let root = open_dir_path(&real_volume)?;
@@ -111,6 +117,9 @@ impl Walker {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => {
                     self.was_missing = true;
+                    let Some(dir_mode) = dir_mode else {
+                        return Err(Refusal::Io(Errno::ENOENT));
+                    };
                     match make_dir(parent, &name, dir_mode) {
                         Ok(fd) => fd,
                         // Made by someone else meanwhile: look again.
@@ -244,7 +253,7 @@ mod tests {
     }
 
     fn open(volume: &Path, sub: &str) -> Result<Opened, Refusal> {
-        open_beneath(volume, sub, MODE).result
+        open_beneath(volume, sub, Some(MODE)).result
     }
 
     /// The inode an `Opened` names, to compare with what a path names.
@@ -312,7 +321,7 @@ mod tests {
     #[test]
     fn nested_missing_directories_are_created_with_the_given_mode() {
         let (_tmp, vol) = volume();
-        let walk = open_beneath(&vol, "a/b/c", Mode::from_bits_truncate(0o2775));
+        let walk = open_beneath(&vol, "a/b/c", Some(Mode::from_bits_truncate(0o2775)));
         let opened = walk.result.unwrap();
         assert!(walk.was_missing);
         assert!(opened.is_dir && same(&opened, &vol.join("a/b/c")));
@@ -320,8 +329,18 @@ mod tests {
             let mode = fs::metadata(vol.join(dir)).unwrap().permissions().mode();
             assert_eq!(mode & 0o7777, 0o2775, "{dir}");
         }
-        let again = open_beneath(&vol, "a/b/c", MODE);
+        let again = open_beneath(&vol, "a/b/c", Some(MODE));
         assert!(!again.was_missing);
+    }
+
+    #[test]
+    fn without_a_mode_nothing_missing_is_created() {
+        let (_tmp, vol) = volume();
+        fs::create_dir(vol.join("a")).unwrap();
+        let walk = open_beneath(&vol, "a/b/c", None);
+        assert_eq!(walk.result.unwrap_err(), Refusal::Io(Errno::ENOENT));
+        assert!(walk.was_missing);
+        assert!(!vol.join("a/b").exists());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod big_pods;
 mod hooks;
+mod image_volumes;
 mod images;
 mod probes;
 mod resize;
