@@ -84,14 +84,14 @@ skip_rules=(
 known_gaps=(
   'Ephemeral Containers|ephemeralContainer'$'\t''berth gap: ephemeral containers are not run'
   'RestartAllContainers'$'\t''berth gap: the RestartAllContainers rule action is refused by name'
-  'Pod InPlace Resize'$'\t''berth gap: in-place resize of containers works (cluster mode, e2e-tested) but is not yet checked against these specs; pod-level resize is refused'
+  'Pod InPlace Resize Container \((deferred-resizes|scheduler-focused)\)'$'\t''order-dependent: these [Serial] specs size their pods from the node'\''s free CPU measured as they begin, which counts the previous spec'\''s pods while they are still being deleted; pod-resize-retry-deferred-test-1 passes when run alone'
   'Mount propagation'$'\t''machine gap: the spec enters the node'\''s mount namespace through /proc/1/ns/mnt, which this VM'\''s init refuses even to root on the host (EACCES), and expects /var/lib/kubelet on a shared mount and a process named kubelet; berth'\''s mountPropagation is e2e-tested (integration/tests/e2e/mount_propagation.rs)'
 )
-# Gaps left out of every tier, --full too: each of these 156 specs waits
-# out a 5-minute timeout, which would add over 3 hours to --full.
+# Gaps left out of every tier, --full too: each of these 126 specs waits
+# out a 5-minute timeout, which would add hours to --full.
 # --with-slow-gaps runs them.
 slow_gaps=(
-  'InPlace Resize|PodLevelResourcesVerticalScaling'$'\t''berth gap: in-place resize is not yet checked against these specs (skipped by every tier: 156 specs that each wait 5 minutes when they fail; --with-slow-gaps runs them)'
+  'PLR Pod InPlace Resize|PodLevelResourcesVerticalScaling'$'\t''berth gap: resizing pod-level resources (spec.resources of the pod) is refused as Infeasible (skipped by every tier: 126 specs that each wait 5 minutes when they fail; --with-slow-gaps runs them)'
 )
 # Left out of the quick tier only (they run with --full). The quick tier
 # runs the [Conformance] specs (a rule starting with ! skips what does not
