@@ -5,6 +5,7 @@ mod hooks;
 mod images;
 mod probes;
 mod resize;
+mod restart_all;
 mod restarts;
 mod security;
 mod spec_changes;
