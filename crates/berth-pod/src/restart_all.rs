@@ -83,6 +83,18 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         self.restarting_all = false;
         self.publish(false);
+        // Shown once, as the kubelet's next status has the usual waiting
+        // reason again for a container not started yet.
+        for reset in resets {
+            let rec = &mut self.records[reset.index];
+            if rec
+                .waiting
+                .as_ref()
+                .is_some_and(|w| w.reason == RESTARTING_ALL_CONTAINERS)
+            {
+                rec.waiting = None;
+            }
+        }
     }
 
     /// Removes every instance of container `i`; it waits to run again as
