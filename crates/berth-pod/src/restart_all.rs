@@ -1,7 +1,9 @@
 //! Carrying out a restart of all the pod's containers (the kubelet's
 //! `SyncPod` over `ContainersToReset`): the running ones are killed without
-//! a grace period, then every instance is removed, the sandbox kept; the
-//! next plan runs the pod again from its first init container.
+//! a grace period, together (the kubelet kills them one after another: the
+//! same end, sooner), then every instance is removed in the plan's order,
+//! the sandbox kept; the next plan runs the pod again from its first init
+//! container.
 //!
 //! It survives an agent restart: before anything is killed, the attempt
 //! each container's next instance gets is saved in the pod's directory. An

@@ -38,8 +38,8 @@ fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
 }
 
 /// The last state of a container a restart of all containers removed, as
-/// the kubelet's `convertToAPIContainerStatuses` makes it up (the instance
-/// is gone, and what it ended with with it).
+/// the kubelet's `convertToAPIContainerStatuses` makes it up: the instance
+/// is gone, and how it ended went with it.
 fn removed_for_restart_all() -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: 137,
