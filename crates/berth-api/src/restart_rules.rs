@@ -17,6 +17,11 @@ pub const RESTART_ALL_CONTAINERS: &str = "RestartAllContainers";
 /// `RestartAllContainers` restart: it runs again, whatever its policy.
 pub const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
 
+/// The message of a container removed for a `RestartAllContainers` restart,
+/// on its waiting state and its last (terminated) state.
+pub const RESTARTING_ALL_CONTAINERS_MESSAGE: &str =
+    "The container is removed because RestartAllContainers in place";
+
 /// The first of the container's rules whose exit codes match `exit_code`.
 /// A rule without exit codes or with another operator matches nothing.
 pub fn matching_rule(container: &Container, exit_code: i32) -> Option<&ContainerRestartRule> {

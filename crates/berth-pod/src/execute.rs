@@ -124,6 +124,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             self.fail(failure);
             acted = true;
         }
+        if let Some(resets) = &plan.restart_all {
+            self.restart_all(resets).await;
+            // Removed, they are new containers to this pass.
+            for reset in resets {
+                done.killed[reset.index] = false;
+                done.started[reset.index] = false;
+            }
+            return true;
+        }
         let kills: Vec<Kill> = plan
             .kills
             .iter()

@@ -25,7 +25,9 @@
 //! preStop hooks; what is removed) and carries it out. `kill` is the one
 //! kill path, taking a `KillReason` (a pod's deletion, the deadline, an
 //! eviction, sidecars after the main containers, a failed probe or hook, a
-//! changed container).
+//! changed container, a restart of all containers). `restart_all` carries
+//! out a `RestartAllContainers` rule's restart and keeps it across an
+//! agent restart.
 //! The rest are the steps they call:
 //!
 //! - `start` (with `image_pull`, `container_config`, `env_files`, `subpath`,
@@ -65,6 +67,7 @@ mod probe;
 mod record;
 mod resize;
 mod resources;
+mod restart_all;
 mod restart_policy;
 mod sandbox;
 mod saved_conditions;

@@ -48,6 +48,10 @@ impl Instance {
         matches!(self.state, InstanceState::Running { .. })
     }
 
+    pub(crate) fn is_exited(&self) -> bool {
+        matches!(self.state, InstanceState::Exited { .. })
+    }
+
     pub(crate) fn exit(&self) -> Option<&ExitInfo> {
         match &self.state {
             InstanceState::Exited { exit, .. } => Some(exit),
@@ -82,6 +86,10 @@ pub(crate) struct ContainerRecord {
     /// The resources the node allocated to the container: the spec's at
     /// admission, a resize's once accepted. New instances get these.
     pub allocated: ResourceRequirements,
+    /// A restart of all the pod's containers removed its instances: the
+    /// attempt its next instance gets. It counts as a restart and shows as
+    /// the last state until an instance of its own takes over.
+    pub reset: Option<u32>,
 }
 
 impl ContainerRecord {
@@ -96,19 +104,23 @@ impl ContainerRecord {
             definition_changed: false,
             kill_pending: None,
             allocated,
+            reset: None,
         }
     }
 
-    /// The attempt the next instance gets: one more than the newest.
+    /// The attempt the next instance gets: one more than the newest, else
+    /// the one a restart of all containers left.
     pub(crate) fn next_attempt(&self) -> u32 {
         self.current
             .as_ref()
             .or(self.previous.as_ref())
-            .map_or(0, |i| i.attempt + 1)
+            .map_or(self.reset.unwrap_or(0), |i| i.attempt + 1)
     }
 
     pub(crate) fn restart_count(&self) -> u32 {
-        self.current.as_ref().map_or(0, |i| i.attempt)
+        self.current
+            .as_ref()
+            .map_or(self.reset.unwrap_or(0), |i| i.attempt)
     }
 
     pub(crate) fn is_running(&self) -> bool {

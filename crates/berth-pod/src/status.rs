@@ -1,6 +1,7 @@
 //! The pod's API status, built from the worker's records as the kubelet's
 //! `generateAPIPodStatus` builds it (docs/kubelet-semantics.md §4, §5).
 
+use berth_api::restart_rules::{RESTARTING_ALL_CONTAINERS, RESTARTING_ALL_CONTAINERS_MESSAGE};
 use berth_api::status as rules;
 use berth_runtime::{ContainerKind, ContainerRuntime};
 use jiff::Timestamp;
@@ -34,6 +35,18 @@ fn terminated(instance: &Instance) -> Option<ContainerStateTerminated> {
         container_id: Some(format!("containerd://{}", instance.id)),
         signal: None,
     })
+}
+
+/// The last state of a container a restart of all containers removed, as
+/// the kubelet's `convertToAPIContainerStatuses` makes it up: the instance
+/// is gone, and how it ended went with it.
+fn removed_for_restart_all() -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: 137,
+        reason: Some(RESTARTING_ALL_CONTAINERS.into()),
+        message: Some(RESTARTING_ALL_CONTAINERS_MESSAGE.into()),
+        ..Default::default()
+    }
 }
 
 /// `probed` is `(started, ready)` as the container's probes say (docs/kubelet-semantics.md §8.8).
@@ -78,10 +91,13 @@ fn container_status(
     } else {
         rec.previous.as_ref()
     };
-    let last_state = last.and_then(terminated).map(|t| ContainerState {
-        terminated: Some(t),
-        ..Default::default()
-    });
+    let last_state = last
+        .and_then(terminated)
+        .or_else(|| rec.reset.map(|_| removed_for_restart_all()))
+        .map(|t| ContainerState {
+            terminated: Some(t),
+            ..Default::default()
+        });
     let ready = match rec.kind {
         ContainerKind::Init => rec.succeeded(),
         _ => running && probed.1,
@@ -177,15 +193,23 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         .iter()
         .filter(|c| rules::is_kubelet_condition(&c.type_));
     let previous: Vec<PodCondition> = foreign.iter().cloned().chain(own.cloned()).collect();
-    let generated = rules::pod_conditions(
+    let now = Time(Timestamp::now());
+    let mut generated = rules::pod_conditions(
         spec,
         &init,
         &regular,
         &phase,
         sandbox_ready,
         &previous,
-        Time(Timestamp::now()),
+        now.clone(),
     );
+    generated.extend(rules::all_containers_restarting_condition(
+        spec,
+        &phase,
+        w.restarting_all,
+        &previous,
+        now,
+    ));
     let mut conditions = rules::with_foreign_conditions(&foreign, generated);
     conditions.extend(w.resize.list());
     let pod_ips = w.pod_ips();

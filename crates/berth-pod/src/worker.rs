@@ -118,6 +118,9 @@ pub(crate) struct Worker<R, S> {
     pub(crate) resize: crate::resize::ResizeConditions,
     /// The resources checkpoint last saved (or adopted).
     pub(crate) saved_resources: Option<crate::resize::Checkpoint>,
+    /// A container's exit is restarting all containers: they are being
+    /// killed and removed.
+    pub(crate) restarting_all: bool,
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
@@ -204,6 +207,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             allocated_pod_resources: spec.resources.clone().unwrap_or_default(),
             resize: Default::default(),
             saved_resources: None,
+            restarting_all: false,
         }
     }
 
@@ -390,6 +394,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             return;
         }
         self.load_resources();
+        let reset = crate::restart_all::load(&self.dirs.pod);
         let mut containers = adopted.containers;
         containers.sort_by_key(|c| std::cmp::Reverse(c.attempt));
         for c in containers {
@@ -403,7 +408,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.remove_container(&c.id).await;
                 continue;
             };
-            if c.sandbox != sandbox.id || self.records[i].previous.is_some() {
+            let before_reset = crate::restart_all::from_before(&reset, &c.name, c.attempt);
+            if c.sandbox != sandbox.id || self.records[i].previous.is_some() || before_reset {
                 self.remove_container(&c.id).await;
                 continue;
             }
@@ -448,6 +454,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             } else {
                 rec.previous = Some(instance);
             }
+        }
+        // Restart counts and last states carry on from the last restart of
+        // all containers.
+        for rec in &mut self.records {
+            rec.reset = reset.get(&rec.name).copied();
         }
         if self.dirs.prepare(&self.pod).is_ok() {
             crate::volume_ownership::apply(&self.dirs, &self.pod);

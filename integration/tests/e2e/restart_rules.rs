@@ -102,3 +102,81 @@ async fn an_init_container_rule_restarts_it_under_never() {
     assert_eq!(init["restartCount"], 1, "{done:#}");
     assert_eq!(init["lastState"]["terminated"]["exitCode"], 7, "{done:#}");
 }
+
+/// The status of `name`, an init or a regular container.
+fn any_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    container_status(pod, name).or_else(|| init_container_status(pod, name))
+}
+
+fn running(pod: &Value, name: &str) -> bool {
+    any_status(pod, name).is_some_and(|s| s["state"]["running"].is_object())
+}
+
+#[tokio::test]
+async fn a_restart_all_containers_rule_runs_the_pod_again_from_its_first_init_container() {
+    let Some((_containerd, agent)) = setup_with_back_off(1, 2).await else {
+        return;
+    };
+    // The upstream e2e's pod: `source` exits 42 on its first run only.
+    let init = sh_container("init", "exit 0");
+    let mut sidecar = sh_container("sidecar", "sleep 10000");
+    sidecar["restartPolicy"] = json!("Always");
+    let mut source = sh_container(
+        "source",
+        "if [ -f /mnt/restart-complete ]; then sleep 10000; else touch /mnt/restart-complete; exit 42; fi",
+    );
+    source["restartPolicy"] = json!("Never");
+    source["restartPolicyRules"] = json!([
+        { "action": "RestartAllContainers", "exitCodes": { "operator": "In", "values": [42] } }
+    ]);
+    source["volumeMounts"] = json!([{ "name": "workdir", "mountPath": "/mnt" }]);
+    let regular = sh_container("regular", "sleep 10000");
+    let mut spec = pod("restart-all", "Never", vec![source, regular]);
+    spec["spec"]["initContainers"] = json!([init, sidecar]);
+    spec["spec"]["volumes"] = json!([{ "name": "workdir", "emptyDir": {} }]);
+    spec["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    agent.apply_yaml(&manifest(&spec)).await;
+
+    let names = ["init", "sidecar", "source", "regular"];
+    let restarted = agent
+        .wait_for(
+            "default",
+            "restart-all",
+            "every container restarted, source and regular running",
+            START_TIMEOUT,
+            |p| {
+                names.iter().all(|n| {
+                    any_status(p, n).is_some_and(|s| s["restartCount"].as_i64() >= Some(1))
+                }) && running(p, "source")
+                    && running(p, "regular")
+            },
+        )
+        .await;
+    assert_eq!(phase(&restarted), "Running", "{restarted:#}");
+    for name in names {
+        let status = any_status(&restarted, name).expect("status");
+        assert_eq!(status["restartCount"], 1, "{name}: {restarted:#}");
+        let last = &status["lastState"]["terminated"];
+        assert_eq!(
+            last["reason"], "RestartingAllContainers",
+            "{name}: {restarted:#}"
+        );
+        assert_eq!(last["exitCode"], 137, "{name}: {restarted:#}");
+    }
+    let condition = restarted["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "AllContainersRestarting")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(condition["status"], "False", "{restarted:#}");
+    let initialized = restarted["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Initialized")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(initialized["status"], "True", "{restarted:#}");
+}

@@ -186,14 +186,18 @@ pub fn node_status(
             system_uuid: facts.system_uuid.clone(),
             ..Default::default()
         }),
-        // The API server then proxies exec over WebSocket to this node
-        // instead of translating it to SPDY, and lets resizes of init
-        // containers through. Pod-level resources resize
+        // The scheduler then places pods with a RestartAllContainers rule
+        // here (its NodeDeclaredFeatures filter); the API server proxies
+        // exec over WebSocket to this node instead of translating it to
+        // SPDY, and lets resizes of init containers through. Sorted: the
+        // API server refuses a node status whose list is not
+        // (validateNodeDeclaredFeatures). Pod-level resources resize
         // (`InPlacePodLevelResourcesVerticalScaling`) is not declared:
         // berth's pods have no cgroup limits of their own.
         declared_features: Some(vec![
             "ExtendWebSocketsToKubelet".into(),
             "InPlacePodVerticalScalingInitContainers".into(),
+            "RestartAllContainersOnContainerExits".into(),
         ]),
         ..Default::default()
     }
@@ -346,6 +350,10 @@ mod tests {
         let allocatable = status.allocatable.unwrap();
         assert_eq!(allocatable["memory"].0, "897600Ki");
         assert_eq!(allocatable["ephemeral-storage"].0, "900");
+        let declared = status.declared_features.unwrap();
+        assert!(declared.contains(&"RestartAllContainersOnContainerExits".into()));
+        // The API server takes only a sorted list without duplicates.
+        assert!(declared.windows(2).all(|w| w[0] < w[1]), "{declared:?}");
         let info = status.node_info.unwrap();
         assert_eq!(info.container_runtime_version, "containerd://1.6.20");
         assert!(info.kubelet_version.starts_with("v1.37.2+berth-"));

@@ -12,8 +12,13 @@ pub const POD_FAILED: &str = "PodFailed";
 pub const CONTAINERS_NOT_READY: &str = "ContainersNotReady";
 pub const CONTAINERS_NOT_INITIALIZED: &str = "ContainersNotInitialized";
 pub const READINESS_GATES_NOT_READY: &str = "ReadinessGatesNotReady";
+/// The condition a pod with `RestartAllContainers` rules carries
+/// (RestartAllContainersOnContainerExits, beta and on in v1.36).
+pub const ALL_CONTAINERS_RESTARTING: &str = "AllContainersRestarting";
+/// Its reason while a container's exit restarts all the pod's containers.
+pub const RESTART_ALL_CONTAINERS_STARTED: &str = "RestartAllContainersStarted";
 
-const KUBELET_CONDITIONS: [&str; 7] = [
+const KUBELET_CONDITIONS: [&str; 8] = [
     "PodScheduled",
     "Ready",
     "Initialized",
@@ -21,6 +26,7 @@ const KUBELET_CONDITIONS: [&str; 7] = [
     "PodReadyToStartContainers",
     "PodResizePending",
     "PodResizeInProgress",
+    ALL_CONTAINERS_RESTARTING,
 ];
 
 /// Conditions the kubelet regenerates (everything else is preserved).
@@ -49,7 +55,7 @@ pub fn pod_conditions(
     let all = all.as_deref();
 
     let ready_to_start = condition("PodReadyToStartContainers", sandbox_ready, None, None);
-    let initialized = initialized_condition(spec, all, phase);
+    let initialized = initialized_condition(spec, all, phase, previous);
     let containers_ready = containers_ready_condition(spec, all, phase);
     let mut gate_conditions: Vec<&PodCondition> = previous
         .iter()
@@ -67,15 +73,52 @@ pub fn pod_conditions(
         scheduled,
     ]
     .into_iter()
-    .map(|mut c| {
-        let old = previous.iter().find(|o| o.type_ == c.type_);
-        c.last_transition_time = match old {
-            Some(o) if o.status == c.status => o.last_transition_time.clone().or(Some(now.clone())),
-            _ => Some(now.clone()),
-        };
-        c
-    })
+    .map(|c| with_transition_time(c, previous, &now))
     .collect()
+}
+
+/// `c` with the `lastTransitionTime` of the same condition in `previous`
+/// unless its status flipped, else `now`.
+fn with_transition_time(
+    mut c: PodCondition,
+    previous: &[PodCondition],
+    now: &Time,
+) -> PodCondition {
+    let old = previous.iter().find(|o| o.type_ == c.type_);
+    c.last_transition_time = match old {
+        Some(o) if o.status == c.status => o.last_transition_time.clone().or(Some(now.clone())),
+        _ => Some(now.clone()),
+    };
+    c
+}
+
+/// The `AllContainersRestarting` condition, which only a pod with a
+/// `RestartAllContainers` rule carries (`AllContainersCouldRestart`): True
+/// from a matching exit until every container of the pod is removed
+/// (`restarting`), False once the pod is done (the kubelet's
+/// `GenerateAllContainersRestartingCondition`).
+pub fn all_containers_restarting_condition(
+    spec: &PodSpec,
+    phase: &str,
+    restarting: bool,
+    previous: &[PodCondition],
+    now: Time,
+) -> Option<PodCondition> {
+    if !crate::restart_rules::all_containers_could_restart(spec) {
+        return None;
+    }
+    let c = match phase {
+        "Succeeded" => condition(ALL_CONTAINERS_RESTARTING, false, Some(POD_COMPLETED), None),
+        "Failed" => condition(ALL_CONTAINERS_RESTARTING, false, Some(POD_FAILED), None),
+        _ if restarting => condition(
+            ALL_CONTAINERS_RESTARTING,
+            true,
+            Some(RESTART_ALL_CONTAINERS_STARTED),
+            Some("container exited with restart policy rule".into()),
+        ),
+        _ => condition(ALL_CONTAINERS_RESTARTING, false, None, None),
+    };
+    Some(with_transition_time(c, previous, &now))
 }
 
 /// `previous`'s non-kubelet conditions followed by `generated`: the pod's
@@ -121,13 +164,14 @@ fn initialized_condition(
     spec: &PodSpec,
     all: Option<&[&ContainerStatus]>,
     phase: &str,
+    previous: &[PodCondition],
 ) -> PodCondition {
     let inits = init_containers(spec);
     let Some(all) = all else {
         if !inits.is_empty() {
             return condition("Initialized", false, Some(UNKNOWN_CONTAINER_STATUSES), None);
         }
-        return initialized_from(spec, &[], &[], &[], phase);
+        return initialized_from(spec, &[], &[], &[], phase, previous);
     };
     let mut unknown = Vec::new();
     let mut incomplete = Vec::new();
@@ -146,7 +190,7 @@ fn initialized_condition(
             }
         }
     }
-    initialized_from(spec, all, &unknown, &incomplete, phase)
+    initialized_from(spec, all, &unknown, &incomplete, phase, previous)
 }
 
 fn initialized_from(
@@ -155,6 +199,7 @@ fn initialized_from(
     unknown: &[&str],
     incomplete: &[&str],
     phase: &str,
+    previous: &[PodCondition],
 ) -> PodCondition {
     if phase == "Succeeded" && unknown.is_empty() {
         return condition("Initialized", true, Some(POD_COMPLETED), None);
@@ -185,6 +230,14 @@ fn initialized_from(
         ));
     }
     if messages.is_empty() {
+        return condition("Initialized", true, None, None);
+    }
+    // A pod once initialized stays so while a RestartAllContainers restart
+    // runs its init containers again (RestartAllContainersOnContainerExits).
+    let was_initialized = previous
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
+    if was_initialized {
         return condition("Initialized", true, None, None);
     }
     condition(
@@ -295,7 +348,7 @@ mod tests {
         after_exit, at, container, ready, running, running_unstarted, sidecar, spec_with,
         terminated, waiting,
     };
-    use k8s_openapi::api::core::v1::PodReadinessGate;
+    use k8s_openapi::api::core::v1::{ContainerRestartRule, PodReadinessGate};
 
     /// (type, status, reason, message) in the kubelet's order.
     type Row = (
@@ -635,5 +688,64 @@ mod tests {
         );
         assert_eq!(time_of(&fourth, "Ready"), Some(at(30)));
         assert_eq!(time_of(&fourth, "PodReadyToStartContainers"), Some(at(30)));
+    }
+
+    #[test]
+    fn all_containers_restarting_only_with_such_a_rule() {
+        let mut source = container("a", "busybox");
+        source.restart_policy = Some("Never".into());
+        let mut spec = spec_with(vec![], vec![source], "Never");
+        assert_eq!(
+            all_containers_restarting_condition(&spec, "Running", true, &[], at(1)),
+            None
+        );
+        spec.containers[0].restart_policy_rules = Some(vec![ContainerRestartRule {
+            action: "RestartAllContainers".into(),
+            exit_codes: None,
+        }]);
+        let row = |phase: &str, restarting: bool| {
+            let c = all_containers_restarting_condition(&spec, phase, restarting, &[], at(1))
+                .expect("carried");
+            assert_eq!(c.type_, "AllContainersRestarting");
+            (c.status, c.reason, c.message)
+        };
+        let restarting = (
+            "True".to_string(),
+            Some("RestartAllContainersStarted".to_string()),
+            Some("container exited with restart policy rule".to_string()),
+        );
+        assert_eq!(row("Running", true), restarting);
+        assert_eq!(row("Running", false), ("False".into(), None, None));
+        assert_eq!(
+            row("Failed", false),
+            ("False".into(), Some("PodFailed".into()), None)
+        );
+        assert_eq!(
+            row("Succeeded", false),
+            ("False".into(), Some("PodCompleted".into()), None)
+        );
+        assert!(is_kubelet_condition("AllContainersRestarting"));
+    }
+
+    #[test]
+    fn an_initialized_pod_stays_initialized_while_its_init_containers_run_again() {
+        let spec = spec_with(
+            vec![container("setup", "busybox")],
+            vec![container("a", "busybox")],
+            "Always",
+        );
+        let again = [waiting("setup", "RestartingAllContainers")];
+        let regular = [waiting("a", "RestartingAllContainers")];
+        let initialized = |previous: &[PodCondition]| {
+            let conds = pod_conditions(&spec, &again, &regular, "Running", true, previous, at(2));
+            conds
+                .into_iter()
+                .find(|c| c.type_ == "Initialized")
+                .unwrap()
+        };
+        assert_eq!(initialized(&[]).status, "False");
+        let before = condition("Initialized", true, None, None);
+        let kept = initialized(&[before]);
+        assert_eq!((kept.status.as_str(), kept.reason), ("True", None));
     }
 }

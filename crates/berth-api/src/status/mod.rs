@@ -9,9 +9,10 @@ mod phase;
 mod qos;
 
 pub use conditions::{
-    is_kubelet_condition, pod_conditions, with_foreign_conditions, CONTAINERS_NOT_INITIALIZED,
+    all_containers_restarting_condition, is_kubelet_condition, pod_conditions,
+    with_foreign_conditions, ALL_CONTAINERS_RESTARTING, CONTAINERS_NOT_INITIALIZED,
     CONTAINERS_NOT_READY, POD_COMPLETED, POD_FAILED, READINESS_GATES_NOT_READY,
-    UNKNOWN_CONTAINER_STATUSES,
+    RESTART_ALL_CONTAINERS_STARTED, UNKNOWN_CONTAINER_STATUSES,
 };
 pub use container::{
     crash_loop_message, default_waiting_state, terminated_reason, CONTAINER_CREATING,

@@ -177,13 +177,13 @@ fn containers_may_set_their_own_restart_policy_and_rules() {
     setup.restart_policy = Some("Never".into());
     setup.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![42])]);
     let mut proxy = sidecar("proxy");
-    proxy.restart_policy_rules = Some(vec![restart_rule("Restart", "In", vec![3])]);
+    proxy.restart_policy_rules = Some(vec![restart_rule("RestartAllContainers", "In", vec![3])]);
     s.init_containers = Some(vec![setup, proxy]);
     let c = &mut s.containers[0];
     c.restart_policy = Some("OnFailure".into());
     c.restart_policy_rules = Some(vec![
         restart_rule("Restart", "NotIn", vec![0, 1]),
-        restart_rule("Restart", "In", vec![1]),
+        restart_rule("RestartAllContainers", "In", vec![1]),
     ]);
     apply_defaults(&mut p);
     assert_eq!(errors_of(&p), Vec::<String>::new());
@@ -762,14 +762,6 @@ fn annotations_are_bounded_in_total() {
 fn fields_berth_does_not_honour_are_refused_by_name() {
     use k8s_openapi::api::core::v1::{GRPCAction, KeyToPath, SecretVolumeSource};
     let cases: Vec<(&str, Mutation, &str)> = vec![
-        (
-            "restart all containers",
-            Box::new(|p| {
-                app(p).restart_policy = Some("Never".into());
-                app(p).restart_policy_rules = Some(vec![restart_rule("RestartAllContainers", "In", vec![1])]);
-            }),
-            "spec.containers[0].restartPolicyRules[0].action: Forbidden: berth does not support the RestartAllContainers action",
-        ),
         (
             "emptyDir mode",
             Box::new(|p| spec(p).volumes.as_mut().unwrap()[0].empty_dir.as_mut().unwrap().mode = Some(0o700)),

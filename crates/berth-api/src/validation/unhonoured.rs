@@ -40,14 +40,6 @@ pub(super) fn spec(spec: &PodSpec) -> Vec<FieldError> {
 }
 
 fn container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
-    for (i, rule) in c.restart_policy_rules.iter().flatten().enumerate() {
-        if rule.action == crate::restart_rules::RESTART_ALL_CONTAINERS {
-            errs.push(FieldError::forbidden(
-                format!("{path}.restartPolicyRules[{i}].action"),
-                "berth does not support the RestartAllContainers action",
-            ));
-        }
-    }
     for (i, mount) in c.volume_mounts.iter().flatten().enumerate() {
         if mount.bind_mount_options.is_some() {
             let field = format!("{path}.volumeMounts[{i}].bindMountOptions");

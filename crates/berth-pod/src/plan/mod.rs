@@ -14,6 +14,7 @@
 mod order;
 pub(crate) mod resize;
 mod restart;
+mod restart_all;
 mod terminate;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::record::{ContainerRecord, Waiting};
 use crate::restart_policy::PodPhase;
 use crate::stage::Stage;
 
+pub(crate) use restart_all::Reset;
 pub(crate) use terminate::{stop, SandboxRemoval, Stop, TerminationPlan};
 
 /// What the worker knows of its pod, borrowed for one plan.
@@ -94,6 +96,8 @@ pub(crate) enum KillReason {
     DeadlineExceeded,
     Evicted,
     PodDeleted,
+    /// A restart of all the pod's containers, without a grace period.
+    RestartAllContainers,
 }
 
 impl KillReason {
@@ -125,6 +129,8 @@ impl KillReason {
                 format!("Container {name} definition changed, will be restarted")
             }
             Self::ResizeRestart => format!("Container {name} resize requires restart"),
+            // The kubelet's `SyncPod` passes this literal message.
+            Self::RestartAllContainers => "killing".into(),
             Self::SidecarsAfterMainDone
             | Self::DeadlineExceeded
             | Self::Evicted
@@ -203,6 +209,9 @@ pub(crate) struct Plan {
     /// The pod is being deleted: how it stops and what goes. Nothing else
     /// is planned then.
     pub terminate: Option<TerminationPlan>,
+    /// A container's exit restarts all containers: these are killed and
+    /// removed, in this order. Nothing else is planned then.
+    pub restart_all: Option<Vec<Reset>>,
 }
 
 impl Plan {
@@ -250,6 +259,10 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
             return plan;
         }
         plan.wake_no_later_than(deadline);
+    }
+    if let Some(resets) = restart_all::resets(view) {
+        plan.restart_all = Some(resets);
+        return plan;
     }
     plan.prepare_volumes = view.stage == Stage::Preparing;
     plan.sandbox = match view.sandbox {

@@ -290,6 +290,12 @@ impl Pod {
         self
     }
 
+    /// A restart of all containers removed it; its next instance is `attempt`.
+    fn was_reset(mut self, name: &str, attempt: u32) -> Self {
+        self.record(name).reset = Some(attempt);
+        self
+    }
+
     /// The plan, one line per action.
     fn plan(&self) -> Vec<String> {
         let pod = PodRef {
@@ -332,6 +338,10 @@ fn describe(plan: &Plan, records: &[ContainerRecord], now: Instant) -> Vec<Strin
     };
     let mut lines = Vec::new();
     lines.extend(plan.failure.as_ref().map(|f| format!("fail {f:?}")));
+    lines.extend(plan.restart_all.iter().flatten().map(|r| {
+        let kill = if r.kill { "kill and " } else { "" };
+        format!("{kill}remove {}", name(r.index))
+    }));
     lines.extend(
         plan.kills
             .iter()
@@ -405,6 +415,25 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("init rule: a matching failure restarts under Never", pod("Never").init("init").policy("init", "Never").rule("init", "Restart", "In", &[3]).app("app").exited("init", 3), vec!["start init init (back-off)"]),
         ("init Never fails the pod under Always", pod("Always").init("init").policy("init", "Never").app("app").exited("init", 1), vec![]),
         ("init OnFailure restarts a failure under Never", pod("Never").init("init").policy("init", "OnFailure").app("app").exited("init", 1), vec!["start init init (back-off)"]),
+        // the RestartAllContainers action (RestartAllContainersOnContainerExits)
+        ("restart all: a regular container's exit; the others, init containers, then it", pod("Never").init("init").sidecar("side").app("source").app("regular").policy("source", "Never").rule("source", "RestartAllContainers", "In", &[42]).exited("init", 0).running("side").exited("source", 42).running("regular"),
+            vec!["kill and remove regular", "remove init", "kill and remove side", "remove source"]),
+        ("restart all: a sidecar's exit, not its own restart", pod("Never").sidecar("side").sidecar("source").app("regular").rule("source", "RestartAllContainers", "In", &[42]).running("side").exited("source", 42).running("regular"),
+            vec!["kill and remove regular", "kill and remove side", "remove source"]),
+        ("restart all: an init container's exit; a container that never ran is left", pod("Never").sidecar("side").init("init").init("source").app("regular").policy("source", "Never").rule("source", "RestartAllContainers", "In", &[42]).running("side").exited("init", 0).exited("source", 42),
+            vec!["kill and remove side", "remove init", "remove source"]),
+        ("restart all: a restarted container's old instance goes too", pod("Always").app("source").app("regular").policy("source", "Always").rule("source", "RestartAllContainers", "In", &[42]).restarted("source").exited("source", 42).running("regular"),
+            vec!["kill and remove regular", "remove source"]),
+        ("restart all: two exits asking for it, both last", pod("Never").app("a").app("b").app("c").policy("a", "Never").policy("b", "Never").rule("a", "RestartAllContainers", "In", &[42]).rule("b", "RestartAllContainers", "NotIn", &[0]).exited("a", 42).exited("b", 3).exited("c", 0),
+            vec!["remove c", "remove a", "remove b"]),
+        ("restart all: a Never pod done but for it is not finished", pod("Never").app("a").app("source").policy("source", "Never").rule("source", "RestartAllContainers", "In", &[42]).exited("a", 1).exited("source", 42),
+            vec!["remove a", "remove source"]),
+        ("restart all: an unmatched exit, the container's policy decides", pod("Never").app("source").policy("source", "Never").rule("source", "RestartAllContainers", "In", &[42]).exited("source", 1), vec!["finish Failed"]),
+        ("restart all: a rule needs the container's own policy", pod("Never").app("source").rule("source", "RestartAllContainers", "In", &[42]).exited("source", 42), vec!["finish Failed"]),
+        ("restart all: removed, the pod runs again from its first init container, no back-off", pod("Never").init("init").app("source").was_reset("init", 1).was_reset("source", 1).crashed_before("source"), vec!["start init init"]),
+        ("restart all: then the regular containers, no back-off", pod("Never").init("init").app("source").app("regular").was_reset("source", 1).was_reset("regular", 1).was_reset("init", 1).exited("init", 0).crashed_before("source"),
+            vec!["start app source", "start app regular"]),
+        ("restart all: the deadline comes first", pod("Never").app("source").policy("source", "Never").rule("source", "RestartAllContainers", "In", &[42]).exited("source", 42).deadline_in(3).at(3), vec!["fail DeadlineExceeded", "finish Failed"]),
         // restartPolicy for init containers
         ("init: Always restarts a failure", pod("Always").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),
         ("init: OnFailure restarts a failure", pod("OnFailure").init("init").app("app").exited("init", 1), vec!["start init init (back-off)"]),

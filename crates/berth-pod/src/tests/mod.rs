@@ -6,6 +6,7 @@ mod image_volumes;
 mod images;
 mod probes;
 mod resize;
+mod restart_all;
 mod restarts;
 mod security;
 mod spec_changes;
