@@ -110,16 +110,21 @@ impl PodStore {
             .cloned()
     }
 
-    /// Every image the pods' containers name (init and sidecar ones too),
-    /// once each.
+    /// Every image the pods' containers name (init, sidecar and ephemeral
+    /// ones too), once each.
     pub fn images(&self) -> Vec<String> {
         let mut images: Vec<String> = self
             .lock()
             .pods
             .values()
             .filter_map(|p| p.spec.as_ref())
-            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
-            .filter_map(|c| c.image.clone())
+            .flat_map(|s| {
+                let ephemeral = berth_api::pod::ephemeral_containers(s).iter();
+                let containers = s.init_containers.iter().flatten().chain(&s.containers);
+                containers
+                    .filter_map(|c| c.image.clone())
+                    .chain(ephemeral.filter_map(|e| e.image.clone()))
+            })
             .collect();
         images.sort();
         images.dedup();
