@@ -82,7 +82,6 @@ skip_rules=(
 # What berth does not do yet: these fail (each after the spec's 5-minute
 # wait), so the quick tier leaves them out to stay quick; --full runs them.
 known_gaps=(
-  'Ephemeral Containers|ephemeralContainer'$'\t''berth gap: ephemeral containers are not run'
   'RestartAllContainers'$'\t''berth gap: the RestartAllContainers rule action is refused by name'
   'Pod InPlace Resize'$'\t''berth gap: in-place resize of containers works (cluster mode, e2e-tested) but is not yet checked against these specs; pod-level resize is refused'
   'ImageVolume'$'\t''berth gap: image volumes'
