@@ -82,7 +82,6 @@ skip_rules=(
 # What berth does not do yet: these fail (each after the spec's 5-minute
 # wait), so the quick tier leaves them out to stay quick; --full runs them.
 known_gaps=(
-  'Ephemeral Containers|ephemeralContainer'$'\t''berth gap: ephemeral containers are not run'
   'Pod InPlace Resize Container \((deferred-resizes|scheduler-focused)\)'$'\t''order-dependent: these [Serial] specs size their pods from the node'\''s free CPU measured as they begin, which counts the previous spec'\''s pods while they are still being deleted; pod-resize-retry-deferred-test-1 passes when run alone'
   'Mount propagation'$'\t''machine gap: the spec enters the node'\''s mount namespace through /proc/1/ns/mnt, which this VM'\''s init refuses even to root on the host (EACCES), and expects /var/lib/kubelet on a shared mount and a process named kubelet; berth'\''s mountPropagation is e2e-tested (integration/tests/e2e/mount_propagation.rs)'
 )

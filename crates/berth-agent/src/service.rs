@@ -81,6 +81,20 @@ pub trait PodService: Send + Sync + 'static {
         pod: Pod,
     ) -> impl Future<Output = Result<Pod, ApiError>> + Send;
 
+    /// Replaces a pod's ephemeral containers (the `ephemeralcontainers`
+    /// subresource): everything else of `pod` is ignored, and they can only
+    /// be added. Services that run no pods do not serve it.
+    fn replace_ephemeral_containers(
+        &self,
+        namespace: &str,
+        name: &str,
+        pod: Pod,
+    ) -> impl Future<Output = Result<Pod, ApiError>> + Send {
+        let _ = (namespace, pod);
+        let name = name.to_string();
+        async move { Err(ApiError::NotFound(format!("pods \"{name}\" not found"))) }
+    }
+
     fn get(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
 
     /// All pods, or those of one namespace.

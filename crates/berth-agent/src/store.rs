@@ -110,19 +110,21 @@ impl PodStore {
             .cloned()
     }
 
-    /// Every image the pods' containers name (init and sidecar ones too)
-    /// and their image volumes (which the kubelet's image GC counts as in
-    /// use too), once each.
+    /// Every image the pods' containers name (init, sidecar and ephemeral
+    /// ones too) and their image volumes (which the kubelet's image GC
+    /// counts as in use too), once each.
     pub fn images(&self) -> Vec<String> {
         let inner = self.lock();
         let specs = inner.pods.values().filter_map(|p| p.spec.as_ref());
         let mut images: Vec<String> = specs
             .flat_map(|s| {
+                let ephemeral = berth_api::pod::ephemeral_containers(s).iter();
                 let containers = s.init_containers.iter().flatten().chain(&s.containers);
                 let volumes = s.volumes.iter().flatten();
                 let volume_images = volumes.filter_map(|v| v.image.as_ref()?.reference.clone());
                 containers
                     .filter_map(|c| c.image.clone())
+                    .chain(ephemeral.filter_map(|e| e.image.clone()))
                     .chain(volume_images)
             })
             .collect();

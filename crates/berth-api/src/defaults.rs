@@ -31,6 +31,12 @@ pub fn apply_defaults(pod: &mut Pod) {
     for container in inits.chain(spec.containers.iter_mut()) {
         default_container(container, host_network);
     }
+    // Ephemeral containers are defaulted as the containers they run as.
+    for ec in spec.ephemeral_containers.iter_mut().flatten() {
+        let mut c = crate::pod::ephemeral_as_container(ec);
+        default_container(&mut c, host_network);
+        *ec = crate::pod::container_as_ephemeral(c, ec.target_container_name.take());
+    }
     for volume in spec.volumes.iter_mut().flatten() {
         default_volume(volume);
     }

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodSpec,
+    ContainerStatus, EphemeralContainer, Pod, PodSpec,
 };
 
 /// `restartPolicy: Always` on an init container makes it a sidecar.
@@ -14,6 +14,132 @@ pub fn is_restartable_init_container(container: &Container) -> bool {
 /// The spec's init containers (empty when unset).
 pub fn init_containers(spec: &PodSpec) -> &[Container] {
     spec.init_containers.as_deref().unwrap_or_default()
+}
+
+/// The spec's ephemeral containers (empty when unset).
+pub fn ephemeral_containers(spec: &PodSpec) -> &[EphemeralContainer] {
+    spec.ephemeral_containers.as_deref().unwrap_or_default()
+}
+
+/// An ephemeral container as the container it runs as: the kubelet's
+/// `(*v1.Container)(&ec.EphemeralContainerCommon)`, which drops only
+/// `targetContainerName`.
+pub fn ephemeral_as_container(ec: &EphemeralContainer) -> Container {
+    let EphemeralContainer {
+        args,
+        command,
+        env,
+        env_from,
+        image,
+        image_pull_policy,
+        lifecycle,
+        liveness_probe,
+        name,
+        ports,
+        readiness_probe,
+        resize_policy,
+        resources,
+        restart_policy,
+        restart_policy_rules,
+        security_context,
+        startup_probe,
+        stdin,
+        stdin_once,
+        target_container_name: _,
+        termination_message_path,
+        termination_message_policy,
+        tty,
+        volume_devices,
+        volume_mounts,
+        working_dir,
+    } = ec.clone();
+    Container {
+        args,
+        command,
+        env,
+        env_from,
+        image,
+        image_pull_policy,
+        lifecycle,
+        liveness_probe,
+        name,
+        ports,
+        readiness_probe,
+        resize_policy,
+        resources,
+        restart_policy,
+        restart_policy_rules,
+        security_context,
+        startup_probe,
+        stdin,
+        stdin_once,
+        termination_message_path,
+        termination_message_policy,
+        tty,
+        volume_devices,
+        volume_mounts,
+        working_dir,
+    }
+}
+
+/// The ephemeral container that runs as `c`, with `target` as its
+/// `targetContainerName` (the inverse of [`ephemeral_as_container`]).
+pub fn container_as_ephemeral(c: Container, target: Option<String>) -> EphemeralContainer {
+    let Container {
+        args,
+        command,
+        env,
+        env_from,
+        image,
+        image_pull_policy,
+        lifecycle,
+        liveness_probe,
+        name,
+        ports,
+        readiness_probe,
+        resize_policy,
+        resources,
+        restart_policy,
+        restart_policy_rules,
+        security_context,
+        startup_probe,
+        stdin,
+        stdin_once,
+        termination_message_path,
+        termination_message_policy,
+        tty,
+        volume_devices,
+        volume_mounts,
+        working_dir,
+    } = c;
+    EphemeralContainer {
+        args,
+        command,
+        env,
+        env_from,
+        image,
+        image_pull_policy,
+        lifecycle,
+        liveness_probe,
+        name,
+        ports,
+        readiness_probe,
+        resize_policy,
+        resources,
+        restart_policy,
+        restart_policy_rules,
+        security_context,
+        startup_probe,
+        stdin,
+        stdin_once,
+        target_container_name: target,
+        termination_message_path,
+        termination_message_policy,
+        tty,
+        volume_devices,
+        volume_mounts,
+        working_dir,
+    }
 }
 
 /// First status with this name, like `podutil.GetContainerStatus`.

@@ -258,6 +258,16 @@ pub(crate) async fn create(
         sandbox.host_network,
         host_ipc,
     );
+    let target_pid = match &config.security.pid_target {
+        None => None,
+        Some(target) => match target_pid(c, sandbox_id, target).await {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                lease.release(c);
+                return Err(e);
+            }
+        },
+    };
     let host_capabilities = crate::capabilities::host();
     let host_devices = if config.privileged {
         crate::devices::host_devices(Path::new("/dev"))
@@ -279,6 +289,7 @@ pub(crate) async fn create(
                 sandbox_id,
                 namespaces: &namespaces,
                 sandbox_pid: sandbox.pause.pid(),
+                target_pid,
                 hostname: &hostname,
                 user,
                 shm: shm.exists().then_some(shm.as_path()),
@@ -290,6 +301,43 @@ pub(crate) async fn create(
     create_record(c, lease, &id, &config.image, &parent, labels, build).await?;
     tracing::debug!(container = id, name = config.name, pod = %config.pod, "created container");
     Ok(ContainerId(id))
+}
+
+/// The process of `target`, a running container of the same sandbox, whose
+/// PID namespace a new container joins (containerd CRI's
+/// `validateTargetContainer`, with its errors).
+async fn target_pid(
+    c: &Containerd,
+    sandbox_id: &str,
+    target: &ContainerId,
+) -> Result<u32, RuntimeError> {
+    let target = target.0.as_str();
+    let invalid = |reason: String| {
+        RuntimeError::new(
+            RuntimeErrorKind::Other,
+            format!("invalid target container: {reason}"),
+        )
+    };
+    let record = get(c, target)
+        .await?
+        .ok_or_else(|| invalid(format!("container {target:?} does not exist")))?;
+    let owner = record
+        .labels
+        .get(labels::SANDBOX_ID)
+        .map(String::as_str)
+        .unwrap_or_default();
+    if owner != sandbox_id {
+        return Err(invalid(format!(
+            "container {target:?} (sandbox {owner}) does not belong to sandbox {sandbox_id}"
+        )));
+    }
+    let running = containerd_client::types::v1::Status::Running as i32;
+    match task::find(c, target).await? {
+        Some(process) if process.status == running && process.pid != 0 => Ok(process.pid),
+        _ => Err(invalid(format!(
+            "container {target:?} is not running - in state CONTAINER_EXITED"
+        ))),
+    }
 }
 
 /// Creates the task (stdio to the CRI logger) and starts it.

@@ -76,6 +76,9 @@ pub(crate) struct ContainerSpec<'a> {
     /// The pause process, whose PID namespace a `shareProcessNamespace`
     /// pod's containers join (0: not running).
     pub sandbox_pid: Option<u32>,
+    /// The running process whose PID namespace the container joins instead
+    /// (`ContainerSecurity::pid_target`, resolved).
+    pub target_pid: Option<u32>,
     /// The pod's hostname (for `HOSTNAME`).
     pub hostname: &'a str,
     pub user: UserIds,
@@ -221,6 +224,12 @@ pub(crate) fn container_spec(
 
     let security = &config.security;
     let pid = match security.namespaces.pid {
+        _ if input.target_pid.is_some() => input.target_pid.map(|target| {
+            json!({
+                "type": "pid",
+                "path": format!("/proc/{target}/ns/pid"),
+            })
+        }),
         PidNamespace::Container => Some(ns("pid", None)),
         PidNamespace::Pod => {
             let Some(pause) = input.sandbox_pid else {
@@ -659,6 +668,7 @@ mod tests {
             sandbox_id: "sb1",
             namespaces,
             sandbox_pid: None,
+            target_pid: None,
             hostname: "web",
             user: UserIds {
                 uid: 1000,

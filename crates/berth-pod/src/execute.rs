@@ -53,6 +53,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             spec: self.spec(),
             pod: &self.pod_ref,
             records: &self.records,
+            ephemeral: &self.ephemeral,
             probed: (0..self.records.len())
                 .map(|i| self.probe_status(i))
                 .collect(),

@@ -149,6 +149,8 @@ pub(crate) fn container(
                 == Some("Strict"),
             unmasked_proc: sc.proc_mount.as_deref() == Some("Unmasked"),
             namespaces: namespaces(spec),
+            // Set by the worker for an ephemeral container with a target.
+            pid_target: None,
         },
     })
 }

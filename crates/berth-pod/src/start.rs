@@ -2,7 +2,7 @@
 //! `startContainer` (docs/kubelet-semantics.md §2.4), each failure with its waiting
 //! reason: image → config → create → arm the exit waiter → start → postStart.
 
-use berth_runtime::{ContainerRuntime, RuntimeErrorKind};
+use berth_runtime::{ContainerId, ContainerKind, ContainerRuntime, RuntimeErrorKind};
 use jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::debug;
@@ -34,6 +34,32 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             message,
         });
         rec.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+
+    /// The container whose PID namespace ephemeral container `i` joins, if
+    /// it names one: the current instance of its target, or why there is
+    /// none.
+    fn ephemeral_target(&self, i: usize) -> Option<Result<ContainerId, String>> {
+        let rec = &self.records[i];
+        if rec.kind != ContainerKind::Ephemeral {
+            return None;
+        }
+        let target = berth_api::pod::ephemeral_containers(self.spec())
+            .iter()
+            .find(|ec| ec.name == rec.name)?
+            .target_container_name
+            .as_deref()
+            .filter(|t| !t.is_empty())?;
+        let instance = self
+            .records
+            .iter()
+            .filter(|r| r.kind != ContainerKind::Ephemeral && r.name == target)
+            .find_map(|r| r.current.as_ref());
+        Some(
+            instance
+                .map(|c| c.id.clone())
+                .ok_or_else(|| format!("unable to find target container {target}")),
+        )
     }
 
     /// Creates and starts a new instance of container `i`.
@@ -114,7 +140,17 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 .as_ref()
                 .map(|source| &*source.0 as &(dyn berth_api::env::EnvObjects + Sync)),
         };
-        let config = match container_config::build(
+        // An ephemeral container with `targetContainerName` joins that
+        // container's PID namespace (the kubelet's `getTargetID`).
+        let pid_target = match self.ephemeral_target(i) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(message)) => {
+                self.start_failed(i, "CreateContainerConfigError", message, None);
+                return;
+            }
+        };
+        let mut config = match container_config::build(
             &ctx,
             &container,
             kind,
@@ -128,6 +164,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 return;
             }
         };
+        config.security.pid_target = pid_target;
         if let Some(dir) = config.log_path.parent() {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 self.start_failed(

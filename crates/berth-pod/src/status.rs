@@ -6,8 +6,8 @@ use berth_api::status as rules;
 use berth_runtime::{ContainerKind, ContainerRuntime};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, PodCondition, PodIP, PodSpec, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -100,8 +100,12 @@ fn container_status(
         });
     let ready = match rec.kind {
         ContainerKind::Init => rec.succeeded(),
-        _ => running && probed.1,
+        // The prober manager sets no readiness for ephemeral containers.
+        ContainerKind::Ephemeral => false,
+        ContainerKind::Sidecar | ContainerKind::Regular => running && probed.1,
     };
+    // Nor does it say whether they started.
+    let started = (rec.kind != ContainerKind::Ephemeral).then_some(running && probed.0);
     ContainerStatus {
         name: rec.name.clone(),
         image: current.map_or_else(|| spec_image.to_string(), |c| c.image.reference.clone()),
@@ -117,7 +121,7 @@ fn container_status(
         last_state: Some(last_state.unwrap_or_default()),
         ready,
         restart_count: rec.restart_count() as i32,
-        started: Some(running && probed.0),
+        started,
         // Reported for containers the runtime has (kubelet
         // `convertToAPIContainerStatuses`).
         resources: current
@@ -128,11 +132,20 @@ fn container_status(
     }
 }
 
-/// The init and the regular container statuses, in spec order.
-pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
-    w: &Worker<R, S>,
-) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
-    container_statuses_of(&w.records, w.spec(), |i| w.probe_status(i))
+/// The container statuses of each kind.
+pub(crate) struct Statuses {
+    /// Init containers (sidecars among them), in spec order.
+    pub init: Vec<ContainerStatus>,
+    /// Regular containers, in spec order.
+    pub regular: Vec<ContainerStatus>,
+    /// Ephemeral containers, by name (the status manager's
+    /// `normalizeStatus` sorts them).
+    pub ephemeral: Vec<ContainerStatus>,
+}
+
+/// The container statuses of the worker's records.
+pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(w: &Worker<R, S>) -> Statuses {
+    container_statuses_of(&w.records, w.spec(), &w.ephemeral, |i| w.probe_status(i))
 }
 
 /// [`container_statuses`] from the records alone; `probed(i)` is record
@@ -140,15 +153,21 @@ pub(crate) fn container_statuses<R: ContainerRuntime, S: PodSink>(
 pub(crate) fn container_statuses_of(
     records: &[ContainerRecord],
     spec: &PodSpec,
+    ephemeral: &[Container],
     probed: impl Fn(usize) -> (bool, bool),
-) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
+) -> Statuses {
     // The kubelet shares 12 KiB of messages evenly among the pod's containers.
     let share = crate::termination_message::POD_LIMIT / records.len().max(1);
-    let has_init = records.iter().any(|r| r.kind != ContainerKind::Regular);
-    let mut init = Vec::new();
-    let mut regular = Vec::new();
+    let has_init = records
+        .iter()
+        .any(|r| matches!(r.kind, ContainerKind::Init | ContainerKind::Sidecar));
+    let mut statuses = Statuses {
+        init: Vec::new(),
+        regular: Vec::new(),
+        ephemeral: Vec::new(),
+    };
     for (i, rec) in records.iter().enumerate() {
-        let image = crate::plan::spec_container(spec, i)
+        let image = crate::plan::spec_container(spec, ephemeral, i)
             .and_then(|c| c.image.as_deref())
             .unwrap_or_default();
         let mut status = container_status(rec, image, has_init, probed(i));
@@ -161,18 +180,24 @@ pub(crate) fn container_statuses_of(
             }
         }
         match rec.kind {
-            ContainerKind::Regular => regular.push(status),
-            _ => init.push(status),
+            ContainerKind::Regular => statuses.regular.push(status),
+            ContainerKind::Ephemeral => statuses.ephemeral.push(status),
+            ContainerKind::Init | ContainerKind::Sidecar => statuses.init.push(status),
         }
     }
-    (init, regular)
+    statuses.ephemeral.sort_by(|a, b| a.name.cmp(&b.name));
+    statuses
 }
 
 pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
     w: &Worker<R, S>,
     pod_is_terminal: bool,
 ) -> PodStatus {
-    let (init, regular) = container_statuses(w);
+    let Statuses {
+        init,
+        regular,
+        ephemeral,
+    } = container_statuses(w);
     let spec = w.spec();
     let phase = w.phase_of(&init, &regular, pod_is_terminal);
     let sandbox_ready =
@@ -226,6 +251,7 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         start_time: Some(Time(w.start_time)),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         qos_class: Some(rules::qos_class(spec).into()),
         // The generation of the spec this status reflects: a resize shows
         // as observed only once it was admitted and acted on.

@@ -92,8 +92,12 @@ pub(crate) struct Worker<R, S> {
     /// agent writes (cluster mode's API data), if it does.
     pub(crate) volumes_awaited_since: Option<Instant>,
     pub(crate) sandbox: Sandbox,
-    /// Init containers first, then the main ones, in spec order.
+    /// Init containers first, then the main ones, then the ephemeral ones,
+    /// in spec order.
     pub(crate) records: Vec<ContainerRecord>,
+    /// The ephemeral containers behind the last records, as containers, in
+    /// the order they were added (which never changes).
+    pub(crate) ephemeral: Vec<Container>,
     pub(crate) backoff: Backoff,
     pub(crate) pull_backoff: Backoff,
     /// This pass's pulls of the pod's image volumes, made before its first
@@ -171,7 +175,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map_or_else(Timestamp::now, |t| t.0);
-        Self {
+        let mut worker = Self {
             report: Reporter::new(sink.clone(), pod_ref.clone()),
             backoff: Backoff::new(cfg.backoff),
             pull_backoff: Backoff::new(cfg.image_pull_backoff),
@@ -190,6 +194,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             volumes_awaited_since: None,
             sandbox: Sandbox::Absent,
             records,
+            ephemeral: Vec::new(),
             exits_tx,
             exits_rx,
             start_time,
@@ -208,6 +213,29 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             resize: Default::default(),
             saved_resources: None,
             restarting_all: false,
+        };
+        worker.add_ephemeral_records();
+        worker
+    }
+
+    /// Gives each ephemeral container new in the spec its record. They can
+    /// only be added (the API server refuses changes and removals); a name
+    /// another container already has is ignored.
+    pub(crate) fn add_ephemeral_records(&mut self) {
+        let Some(spec) = self.pod.spec.as_ref() else {
+            return;
+        };
+        for ec in berth_api::pod::ephemeral_containers(spec) {
+            if self.records.iter().any(|r| r.name == ec.name) {
+                continue;
+            }
+            self.records.push(ContainerRecord::new(
+                &ec.name,
+                ContainerKind::Ephemeral,
+                Default::default(),
+            ));
+            self.ephemeral
+                .push(berth_api::pod::ephemeral_as_container(ec));
         }
     }
 
@@ -241,6 +269,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 Some(update) = self.probe_rx.recv() => self.on_probe(update),
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
+                    self.add_ephemeral_records();
                 }
                 Ok(()) = self.evict_rx.changed() => {
                     self.eviction = self.evict_rx.borrow_and_update().clone();
@@ -270,14 +299,15 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// The spec of the container behind record `i`.
     pub(crate) fn spec_container(&self, i: usize) -> Option<&Container> {
-        crate::plan::spec_container(self.pod.spec.as_ref()?, i)
+        crate::plan::spec_container(self.pod.spec.as_ref()?, &self.ephemeral, i)
     }
 
     pub(crate) fn field_path(&self, i: usize) -> Option<String> {
         let rec = &self.records[i];
         let list = match rec.kind {
             ContainerKind::Regular => "containers",
-            _ => "initContainers",
+            ContainerKind::Ephemeral => "ephemeralContainers",
+            ContainerKind::Init | ContainerKind::Sidecar => "initContainers",
         };
         Some(format!("spec.{list}{{{}}}", rec.name))
     }

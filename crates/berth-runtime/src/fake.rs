@@ -218,6 +218,29 @@ impl FakeRuntime {
             .map(|c| c.config.mounts.clone())
     }
 
+    /// The container whose PID namespace the newest container named `name`
+    /// was created to join.
+    pub fn pid_target(&self, name: &str) -> Option<ContainerId> {
+        let inner = self.lock();
+        inner
+            .containers
+            .values()
+            .rev()
+            .find(|c| c.name == name)
+            .and_then(|c| c.config.security.pid_target.clone())
+    }
+
+    /// The id of the newest container named `name`.
+    pub fn id_of(&self, name: &str) -> Option<ContainerId> {
+        let inner = self.lock();
+        inner
+            .containers
+            .iter()
+            .rev()
+            .find(|(_, c)| c.name == name)
+            .map(|(id, _)| ContainerId(id.clone()))
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }

@@ -297,6 +297,8 @@ pub enum ContainerKind {
     Init,
     Sidecar,
     Regular,
+    /// `spec.ephemeralContainers`: started once, never restarted.
+    Ephemeral,
 }
 
 impl ContainerKind {
@@ -305,6 +307,7 @@ impl ContainerKind {
             ContainerKind::Init => "init",
             ContainerKind::Sidecar => "sidecar",
             ContainerKind::Regular => "regular",
+            ContainerKind::Ephemeral => "ephemeral",
         }
     }
 
@@ -313,6 +316,7 @@ impl ContainerKind {
             "init" => Some(ContainerKind::Init),
             "sidecar" => Some(ContainerKind::Sidecar),
             "regular" => Some(ContainerKind::Regular),
+            "ephemeral" => Some(ContainerKind::Ephemeral),
             _ => None,
         }
     }
@@ -346,6 +350,10 @@ pub struct ContainerSecurity {
     /// `procMount: Unmasked`: nothing in `/proc` is masked or read-only.
     pub unmasked_proc: bool,
     pub namespaces: NamespaceOptions,
+    /// Join this running container's PID namespace instead (CRI's
+    /// `NamespaceMode_TARGET`: an ephemeral container's
+    /// `targetContainerName`).
+    pub pid_target: Option<ContainerId>,
 }
 
 /// A fully resolved container: the worker has merged the image config with the

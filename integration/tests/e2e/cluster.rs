@@ -14,6 +14,7 @@ use berth_testkit::{ControlPlane, NodeNetns};
 use serde_json::Value;
 
 mod bad_input;
+mod ephemeral;
 mod eviction;
 mod resize;
 mod stats;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 mod attach;
+mod debug;
 mod stream;
 
 /// A standalone agent serving HTTPS, and kubectl pointed at it.

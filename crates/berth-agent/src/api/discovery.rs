@@ -46,6 +46,7 @@ const SERVED: &[Served] = &[
         short_names: &["po"],
         categories: &["all"],
         subresources: &[
+            ("ephemeralcontainers", "Pod", &["get", "patch", "update"]),
             ("exec", "PodExecOptions", &["create", "get"]),
             ("log", "Pod", &["get"]),
         ],

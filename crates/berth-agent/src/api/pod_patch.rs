@@ -1,6 +1,7 @@
 //! `PATCH /api/v1/namespaces/{ns}/pods/{name}`: the patch (see `patch`)
 //! applied to the stored pod, then stored as a PUT would be, so the same
 //! update rules hold. Server-side apply creates a pod that does not exist.
+//! The `ephemeralcontainers` subresource is patched the same way.
 
 use http::{header, Request, StatusCode};
 use hyper::body::Incoming;
@@ -8,12 +9,13 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::body::{json_response, read_body};
 use super::patch::{self, PatchType};
-use super::routes::{check_resource_version, Context, Query, Reply};
+use super::routes::{check_resource_version, Context, Query, Reply, Update};
 use super::status::Failure;
 use crate::service::{ApiError, PodService};
 
 pub(crate) async fn patch_pod<S: PodService>(
     cx: &Context<S>,
+    update: Update,
     namespace: &str,
     name: &str,
     query: &Query,
@@ -36,7 +38,7 @@ pub(crate) async fn patch_pod<S: PodService>(
     let patch = patch::decode(kind, &bytes)?;
     let current = match cx.service.get(namespace, name) {
         Ok(pod) => pod,
-        Err(ApiError::NotFound(_)) if kind == PatchType::Apply => {
+        Err(ApiError::NotFound(_)) if kind == PatchType::Apply && update == Update::Pod => {
             return create_applied(cx, namespace, name, patch).await;
         }
         Err(e) => return Err(Failure::from(e).for_pod(name)),
@@ -52,11 +54,7 @@ pub(crate) async fn patch_pod<S: PodService>(
         pod.metadata.resource_version = None;
     }
     check_resource_version(cx, namespace, name, &mut pod)?;
-    let patched = cx
-        .service
-        .replace(namespace, name, pod)
-        .await
-        .map_err(|e| Failure::from(e).for_pod(name))?;
+    let patched = update.store(cx, namespace, name, pod).await?;
     Ok(json_response(StatusCode::OK, &patched))
 }
 

@@ -58,6 +58,7 @@ enum Resource<'a> {
     PodExec(&'a str, &'a str),
     PodPortForward(&'a str, &'a str),
     PodAttach(&'a str, &'a str),
+    PodEphemeralContainers(&'a str, &'a str),
     Events(Option<&'a str>),
     Timeline(&'a str, &'a str),
     Images,
@@ -85,6 +86,9 @@ impl<'a> Resource<'a> {
             ["api", "v1", "namespaces", ns, "pods", name, "log"] => Self::PodLog(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Self::PodExec(ns, name),
             ["api", "v1", "namespaces", ns, "pods", name, "attach"] => Self::PodAttach(ns, name),
+            ["api", "v1", "namespaces", ns, "pods", name, "ephemeralcontainers"] => {
+                Self::PodEphemeralContainers(ns, name)
+            }
             ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
                 Self::PodPortForward(ns, name)
             }
@@ -146,9 +150,25 @@ async fn route<S: PodService>(request: Request<Incoming>, cx: &Context<S>) -> Re
             }
             Ok(json_response(StatusCode::OK, &pod))
         }
-        (Resource::Pod(ns, name), &Method::PUT) => replace_pod(cx, ns, name, request).await,
+        (Resource::Pod(ns, name), &Method::PUT) => {
+            replace_pod(cx, Update::Pod, ns, name, request).await
+        }
         (Resource::Pod(ns, name), &Method::PATCH) => {
-            super::pod_patch::patch_pod(cx, ns, name, &query, request).await
+            super::pod_patch::patch_pod(cx, Update::Pod, ns, name, &query, request).await
+        }
+        (Resource::PodEphemeralContainers(ns, name), &Method::GET) => {
+            let pod = cx
+                .service
+                .get(ns, name)
+                .map_err(|e| Failure::from(e).for_pod(name))?;
+            Ok(json_response(StatusCode::OK, &pod))
+        }
+        (Resource::PodEphemeralContainers(ns, name), &Method::PUT) => {
+            replace_pod(cx, Update::EphemeralContainers, ns, name, request).await
+        }
+        (Resource::PodEphemeralContainers(ns, name), &Method::PATCH) => {
+            let update = Update::EphemeralContainers;
+            super::pod_patch::patch_pod(cx, update, ns, name, &query, request).await
         }
         (Resource::Pod(ns, name), &Method::DELETE) => {
             delete_pod(cx, ns, name, &query, request).await
@@ -275,8 +295,39 @@ async fn create_pod<S: PodService>(
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
+/// What a PUT or PATCH of a pod replaces: the pod, or (its
+/// `ephemeralcontainers` subresource) only its ephemeral containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Update {
+    Pod,
+    EphemeralContainers,
+}
+
+impl Update {
+    /// Stores `pod` as the update says.
+    pub(crate) async fn store<S: PodService>(
+        self,
+        cx: &Context<S>,
+        namespace: &str,
+        name: &str,
+        pod: Pod,
+    ) -> Result<Pod, Failure> {
+        let stored = match self {
+            Self::Pod => cx.service.replace(namespace, name, pod).await,
+            Self::EphemeralContainers => {
+                let service = &cx.service;
+                service
+                    .replace_ephemeral_containers(namespace, name, pod)
+                    .await
+            }
+        };
+        stored.map_err(|e| Failure::from(e).for_pod(name))
+    }
+}
+
 async fn replace_pod<S: PodService>(
     cx: &Context<S>,
+    update: Update,
     namespace: &str,
     name: &str,
     request: Request<Incoming>,
@@ -301,11 +352,7 @@ async fn replace_pod<S: PodService>(
         }
     }
     check_resource_version(cx, namespace, name, &mut pod)?;
-    let replaced = cx
-        .service
-        .replace(namespace, name, pod)
-        .await
-        .map_err(|e| Failure::from(e).for_pod(name))?;
+    let replaced = update.store(cx, namespace, name, pod).await?;
     Ok(json_response(StatusCode::OK, &replaced))
 }
 

@@ -32,11 +32,16 @@ fn references(pod: &Pod) -> Vec<Key> {
     let Some(spec) = &pod.spec else {
         return Vec::new();
     };
+    let ephemeral: Vec<_> = berth_api::pod::ephemeral_containers(spec)
+        .iter()
+        .map(berth_api::pod::ephemeral_as_container)
+        .collect();
     let containers = spec
         .init_containers
         .iter()
         .flatten()
-        .chain(&spec.containers);
+        .chain(&spec.containers)
+        .chain(&ephemeral);
     let mut keys: Vec<Key> = Vec::new();
     for container in containers {
         for source in container.env_from.iter().flatten() {

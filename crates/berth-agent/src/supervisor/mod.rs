@@ -443,6 +443,7 @@ fn statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus
             .iter()
             .flatten()
             .chain(s.container_statuses.iter().flatten())
+            .chain(s.ephemeral_container_statuses.iter().flatten())
     })
 }
 
@@ -533,13 +534,35 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = old.spec.as_ref().and_then(|s| s.node_name.clone());
         }
-        berth_api::validation::validate_pod(&pod).map_err(|e| ApiError::Invalid(e.to_string()))?;
         berth_api::validation::validate_update(&old, &pod)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
         // The generation is the server's, never the client's.
         pod.metadata.generation = old.metadata.generation;
         let uid = old.metadata.uid.clone().unwrap_or_default();
         self.update_spec(&uid, &pod).ok_or_else(|| not_found(name))
+    }
+
+    async fn replace_ephemeral_containers(
+        &self,
+        namespace: &str,
+        name: &str,
+        pod: Pod,
+    ) -> Result<Pod, ApiError> {
+        let old = self.pod(namespace, name)?;
+        // Only the ephemeral containers change (the API server's
+        // `dropNonEphemeralContainerUpdates`); the identity is checked.
+        let mut new = old.clone();
+        new.metadata.name = pod.metadata.name;
+        new.metadata.namespace = Some(namespace.to_string());
+        new.metadata.uid = pod.metadata.uid.or(old.metadata.uid.clone());
+        if let Some(spec) = new.spec.as_mut() {
+            spec.ephemeral_containers = pod.spec.and_then(|s| s.ephemeral_containers);
+        }
+        berth_api::defaults::apply_defaults(&mut new);
+        berth_api::validation::validate_ephemeral_update(&old, &new, is_static(&old))
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let uid = old.metadata.uid.clone().unwrap_or_default();
+        self.update_spec(&uid, &new).ok_or_else(|| not_found(name))
     }
 
     fn get(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
@@ -699,10 +722,17 @@ impl<R: ContainerRuntime + ImageService> PodService for Supervisor<R> {
         let pod = self.pod(namespace, name)?;
         let id = running_container(&pod, container)?;
         let wanted = pick_container(&pod, container)?.name.clone();
+        let ephemeral = pod
+            .spec
+            .iter()
+            .flat_map(berth_api::pod::ephemeral_containers)
+            .map(berth_api::pod::ephemeral_as_container);
         let spec = pod
             .spec
             .iter()
             .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .cloned()
+            .chain(ephemeral)
             .find(|c| c.name == wanted)
             .ok_or_else(|| ApiError::NotFound(format!("container not found ({wanted:?})")))?;
         let (tty, has_stdin) = (spec.tty == Some(true), spec.stdin == Some(true));

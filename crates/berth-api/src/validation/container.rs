@@ -103,7 +103,7 @@ pub(super) fn image_whitespace(containers: &[Container], base: &str) -> Vec<Fiel
 }
 
 /// `validateContainerCommon`.
-fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
+pub(super) fn common(c: &Container, path: &str, ctx: &Ctx) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name_path = format!("{path}.name");
     if c.name.is_empty() {

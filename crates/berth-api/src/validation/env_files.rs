@@ -49,12 +49,17 @@ pub(super) fn selector(sel: &FileKeySelector, path: &str) -> Vec<FieldError> {
 pub(super) fn volumes(spec: &PodSpec) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let ephemeral: Vec<_> = crate::pod::ephemeral_containers(spec)
+        .iter()
+        .map(crate::pod::ephemeral_as_container)
+        .collect();
     let groups = [
         (
             "spec.initContainers",
             spec.init_containers.as_deref().unwrap_or_default(),
         ),
         ("spec.containers", spec.containers.as_slice()),
+        ("spec.ephemeralContainers", ephemeral.as_slice()),
     ];
     for (group, containers) in groups {
         for (i, c) in containers.iter().enumerate() {

@@ -7,6 +7,7 @@
 
 mod container;
 mod env_files;
+mod ephemeral;
 mod errors;
 mod handler;
 mod log_options;
@@ -27,6 +28,7 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
+pub use ephemeral::validate_ephemeral_update;
 pub use errors::{BadValue, ErrorKind, FieldError, ValidationErrors};
 pub use log_options::{validate_log_options, PodLogOptions};
 pub use update::validate_update;
@@ -36,12 +38,24 @@ pub use uid::validate_uid;
 
 use errors::s;
 
-/// Validates a pod for creation.
+/// Validates a pod for creation (`ValidatePodCreate`).
 pub fn validate_pod(pod: &Pod) -> Result<(), ValidationErrors> {
+    let mut errors = pod_errors(pod);
+    let ephemeral = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref());
+    if ephemeral.is_some_and(|e| !e.is_empty()) {
+        // Added later, through the `ephemeralcontainers` subresource only.
+        errors.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
     ValidationErrors::check(
         "Pod",
         pod.metadata.name.as_deref().unwrap_or_default(),
-        pod_errors(pod),
+        errors,
     )
 }
 
@@ -65,7 +79,8 @@ pub fn validate_cluster_pod(pod: &Pod) -> Result<(), ValidationErrors> {
     )
 }
 
-/// Every creation error, in the API server's order.
+/// Every error of the pod's metadata and spec, in the API server's order
+/// (`validatePodMetadataAndSpec`, with berth's limits).
 pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
     let mut errs = metadata_errors(pod);
     let Some(spec) = &pod.spec else {
@@ -74,16 +89,6 @@ pub(crate) fn pod_errors(pod: &Pod) -> Vec<FieldError> {
     };
     errs.extend(spec_errors(spec));
     errs.extend(capacity::container_count(spec));
-    if spec
-        .ephemeral_containers
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            "spec.ephemeralContainers",
-            "cannot be set on create",
-        ));
-    }
     errs.extend(container::image_whitespace(
         &spec.containers,
         "spec.containers",
@@ -140,6 +145,7 @@ fn spec_errors(spec: &PodSpec) -> Vec<FieldError> {
     let inits = spec.init_containers.as_deref().unwrap_or_default();
     let regular_names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     errs.extend(container::init_containers(inits, &regular_names, &ctx));
+    errs.extend(ephemeral::containers(spec, &ctx));
     errs.extend(env_files::volumes(spec));
     errs.extend(security::pod(spec));
     if let Some(policy) = &spec.restart_policy {
@@ -238,3 +244,6 @@ pub(crate) fn one_of(field: &str, value: &str, supported: &[&str]) -> Option<Fie
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ephemeral_tests;

@@ -15,26 +15,34 @@ const UPDATABLE: &str = "pod updates may not change fields other than \
 /// a valid pod, keep its identity, and change only the updatable fields.
 pub fn validate_update(old: &Pod, new: &Pod) -> Result<(), ValidationErrors> {
     let mut errs = pod_errors(new);
+    errs.extend(identity_errors(old, new));
+    let nm = &new.metadata;
+    let empty = PodSpec::default();
+    let old_spec = old.spec.as_ref().unwrap_or(&empty);
+    let new_spec = new.spec.as_ref().unwrap_or(&empty);
+    errs.extend(spec_update_errors(old_spec, new_spec));
+    ValidationErrors::check("Pod", nm.name.as_deref().unwrap_or_default(), errs)
+}
+
+/// `ValidateObjectMetaUpdate`'s immutable identity.
+pub(super) fn identity_errors(old: &Pod, new: &Pod) -> Vec<FieldError> {
     let (om, nm) = (&old.metadata, &new.metadata);
     let identity = [
         ("metadata.name", &om.name, &nm.name),
         ("metadata.namespace", &om.namespace, &nm.namespace),
         ("metadata.uid", &om.uid, &nm.uid),
     ];
-    for (field, before, after) in identity {
-        if before != after {
-            errs.push(FieldError::invalid(
+    identity
+        .into_iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(field, _, after)| {
+            FieldError::invalid(
                 field,
                 s(after.as_deref().unwrap_or_default()),
                 "field is immutable",
-            ));
-        }
-    }
-    let empty = PodSpec::default();
-    let old_spec = old.spec.as_ref().unwrap_or(&empty);
-    let new_spec = new.spec.as_ref().unwrap_or(&empty);
-    errs.extend(spec_update_errors(old_spec, new_spec));
-    ValidationErrors::check("Pod", nm.name.as_deref().unwrap_or_default(), errs)
+            )
+        })
+        .collect()
 }
 
 fn spec_update_errors(old: &PodSpec, new: &PodSpec) -> Vec<FieldError> {

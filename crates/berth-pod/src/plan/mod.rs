@@ -36,8 +36,11 @@ pub(crate) use terminate::{stop, SandboxRemoval, Stop, TerminationPlan};
 pub(crate) struct PodView<'a> {
     pub spec: &'a PodSpec,
     pub pod: &'a PodRef,
-    /// Init containers first, then the main ones, in spec order.
+    /// Init containers first, then the main ones, then the ephemeral ones,
+    /// in spec order.
     pub records: &'a [ContainerRecord],
+    /// The ephemeral containers behind the last records, as containers.
+    pub ephemeral: &'a [Container],
     /// `(started, ready)` of each record as its probes say.
     pub probed: Vec<(bool, bool)>,
     pub stage: Stage,
@@ -52,17 +55,25 @@ pub(crate) struct PodView<'a> {
 impl PodView<'_> {
     /// The spec of the container behind record `i`.
     pub(crate) fn container(&self, i: usize) -> Option<&Container> {
-        spec_container(self.spec, i)
+        spec_container(self.spec, self.ephemeral, i)
     }
 }
 
-/// The spec of the container behind record `i` (init containers first).
-pub(crate) fn spec_container(spec: &PodSpec, i: usize) -> Option<&Container> {
+/// The spec of the container behind record `i` (init containers first, the
+/// ephemeral ones, as the worker keeps them, last).
+pub(crate) fn spec_container<'a>(
+    spec: &'a PodSpec,
+    ephemeral: &'a [Container],
+    i: usize,
+) -> Option<&'a Container> {
     let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let regular = inits.len() + spec.containers.len();
     if i < inits.len() {
         inits.get(i)
-    } else {
+    } else if i < regular {
         spec.containers.get(i - inits.len())
+    } else {
+        ephemeral.get(i - regular)
     }
 }
 
@@ -198,6 +209,8 @@ pub(crate) struct Plan {
     pub init: Option<Start>,
     pub sidecars: Vec<Start>,
     pub regular: Vec<Start>,
+    /// Ephemeral containers never started yet.
+    pub ephemeral: Vec<Start>,
     /// Running containers whose cgroup takes an accepted resize in place.
     pub resizes: Vec<usize>,
     /// Containers held back by CrashLoopBackOff, with why.
@@ -225,10 +238,15 @@ impl Plan {
             || self.init.is_some()
             || !self.sidecars.is_empty()
             || !self.regular.is_empty()
+            || !self.ephemeral.is_empty()
     }
 
     pub(crate) fn starts(&self) -> impl Iterator<Item = &Start> {
-        self.init.iter().chain(&self.sidecars).chain(&self.regular)
+        self.ephemeral
+            .iter()
+            .chain(&self.init)
+            .chain(&self.sidecars)
+            .chain(&self.regular)
     }
 }
 
@@ -275,6 +293,9 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         .filter(|&i| resize::action(view, i) == Some(resize::ResizeAction::InPlace))
         .filter(|&i| !plan.kills.iter().any(|k| k.index == i))
         .collect();
+    if plan.sandbox.is_none() {
+        plan.ephemeral = order::ephemeral_containers(view, now, &mut plan);
+    }
     let initialized = order::init_containers(view, now, &mut plan);
     if !initialized {
         return plan;
@@ -335,9 +356,14 @@ fn failed_checks(view: &PodView<'_>) -> Vec<Kill> {
 
 /// The pod's phase from its container states (the kubelet's `getPhase`).
 pub(crate) fn phase(view: &PodView<'_>) -> PodPhase {
-    let (init, regular) =
-        crate::status::container_statuses_of(view.records, view.spec, |i| view.probed[i]);
+    let statuses =
+        crate::status::container_statuses_of(view.records, view.spec, view.ephemeral, |i| {
+            view.probed[i]
+        });
     PodPhase::parse(&berth_api::status::pod_phase(
-        view.spec, &init, &regular, false,
+        view.spec,
+        &statuses.init,
+        &statuses.regular,
+        false,
     ))
 }

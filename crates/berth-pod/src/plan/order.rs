@@ -4,13 +4,15 @@
 //! regular containers once the pod is initialized; and when every regular
 //! container has exited for good, nothing starts any more and the sidecars
 //! are stopped (the kubelet's `computeInitContainerActions` and its
-//! Job-with-sidecars rule).
+//! Job-with-sidecars rule). Ephemeral containers start once each, whether
+//! or not the pod is initialized, and never again (`computePodActions`'
+//! `EphemeralContainersToStart`).
 
 use berth_runtime::ContainerKind;
 use tokio::time::Instant;
 
 use super::restart::{self, next_start};
-use super::{Plan, PodView};
+use super::{Plan, PodView, Start};
 use crate::record::Instance;
 use berth_api::restart_rules::restarts_after_kill;
 
@@ -26,7 +28,7 @@ pub(super) fn init_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan)
     }
     for (i, rec) in view.records.iter().enumerate() {
         match rec.kind {
-            ContainerKind::Regular => continue,
+            ContainerKind::Regular | ContainerKind::Ephemeral => continue,
             ContainerKind::Sidecar => {
                 let start = next_start(view, i, now, plan);
                 let starting = start.is_some();
@@ -62,6 +64,29 @@ pub(super) fn init_containers(view: &PodView<'_>, now: Instant, plan: &mut Plan)
         }
     }
     true
+}
+
+/// The ephemeral containers to start: those that never had an instance
+/// (a failed start is tried again after its retry delay).
+pub(super) fn ephemeral_containers(
+    view: &PodView<'_>,
+    now: Instant,
+    plan: &mut Plan,
+) -> Vec<Start> {
+    let mut starts = Vec::new();
+    for (i, rec) in view.records.iter().enumerate() {
+        if rec.kind != ContainerKind::Ephemeral || rec.current.is_some() || rec.previous.is_some() {
+            continue;
+        }
+        match rec.retry_at.filter(|at| *at > now) {
+            Some(at) => plan.wake_no_later_than(at),
+            None => starts.push(Start {
+                index: i,
+                backoff: None,
+            }),
+        }
+    }
+    starts
 }
 
 /// Plans the regular containers of an initialized pod.

@@ -30,6 +30,8 @@ pub(crate) fn should_restart(view: &PodView<'_>, i: usize, exit: &ExitInfo) -> b
         ContainerKind::Sidecar => true,
         ContainerKind::Init => code != 0 && restarts(),
         ContainerKind::Regular => restarts(),
+        // Never restarted, whatever the restart policy.
+        ContainerKind::Ephemeral => false,
     }
 }
 

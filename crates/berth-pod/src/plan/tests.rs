@@ -22,6 +22,8 @@ use crate::stage::Stage;
 struct Pod {
     spec: PodSpec,
     records: Vec<ContainerRecord>,
+    /// The ephemeral containers behind the last records.
+    ephemeral: Vec<Container>,
     stage: Stage,
     sandbox: SandboxView,
     backoff: Backoff,
@@ -42,6 +44,7 @@ fn pod(restart_policy: &str) -> Pod {
             ..Default::default()
         },
         records: Vec::new(),
+        ephemeral: Vec::new(),
         stage: Stage::Running,
         sandbox: SandboxView::Ready,
         backoff: Backoff::new(BackoffPolicy::default()),
@@ -94,6 +97,17 @@ impl Pod {
         self.records.push(ContainerRecord::new(
             name,
             ContainerKind::Regular,
+            Default::default(),
+        ));
+        self
+    }
+
+    /// An ephemeral container added to the pod (`kubectl debug`).
+    fn debug(mut self, name: &str) -> Self {
+        self.ephemeral.push(container(name));
+        self.records.push(ContainerRecord::new(
+            name,
+            ContainerKind::Ephemeral,
             Default::default(),
         ));
         self
@@ -307,6 +321,7 @@ impl Pod {
             spec: &self.spec,
             pod: &pod,
             records: &self.records,
+            ephemeral: &self.ephemeral,
             probed: self
                 .records
                 .iter()
@@ -351,6 +366,7 @@ fn describe(plan: &Plan, records: &[ContainerRecord], now: Instant) -> Vec<Strin
         lines.push("volumes".into());
     }
     lines.extend(plan.sandbox.map(|s| format!("sandbox {s:?}")));
+    lines.extend(plan.ephemeral.iter().map(|s| start("ephemeral", s)));
     lines.extend(plan.init.iter().map(|s| start("init", s)));
     lines.extend(plan.sidecars.iter().map(|s| start("sidecar", s)));
     lines.extend(plan.regular.iter().map(|s| start("app", s)));
@@ -482,6 +498,20 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("evicted: a terminal pod stays as it is", pod("Never").app("app").exited("app", 1).terminal().evicted("m"), vec![]),
         ("evicted while deleted: the deletion", pod("Always").app("app").running("app").evicted("m").deleted(30),
             vec!["grace 30s", "stop app", "remove app", "sandbox Remove"]),
+        // ephemeral containers (computePodActions' EphemeralContainersToStart)
+        ("ephemeral: started once added", pod("Always").app("app").running("app").debug("dbg"), vec!["start ephemeral dbg"]),
+        ("ephemeral: started before the pod is initialized", pod("Always").init("one").app("app").running("one").debug("dbg"), vec!["start ephemeral dbg"]),
+        ("ephemeral: not before the sandbox exists", pod("Always").app("app").new_pod().debug("dbg"), vec!["volumes", "sandbox Create", "start app app"]),
+        ("ephemeral: never restarted, whatever the policy", pod("Always").app("app").running("app").debug("dbg").exited("dbg", 1), vec![]),
+        ("ephemeral: exit 0 is not restarted either", pod("Always").app("app").running("app").debug("dbg").exited("dbg", 0), vec![]),
+        ("ephemeral: a running one needs nothing", pod("Always").app("app").running("app").debug("dbg").running("dbg"), vec![]),
+        ("ephemeral: a failed start waits for its retry", pod("Always").app("app").running("app").debug("dbg").retry_in("dbg", 10), vec!["wake +10s"]),
+        ("ephemeral: a failed start is tried again on time", pod("Always").app("app").running("app").debug("dbg").retry_in("dbg", 10).at(10), vec!["start ephemeral dbg"]),
+        ("ephemeral: ignored for the phase: Succeeded while it runs, and stopped", pod("Never").app("app").exited("app", 0).debug("dbg").running("dbg"), vec!["kill dbg SidecarsAfterMainDone"]),
+        ("ephemeral: an exited one leaves the pod Succeeded", pod("Never").app("app").exited("app", 0).debug("dbg").exited("dbg", 1), vec!["finish Succeeded"]),
+        ("ephemeral: a failed one leaves a running pod Running", pod("Never").app("app").running("app").debug("dbg").exited("dbg", 1), vec![]),
+        ("ephemeral: stopped with the pod", pod("Always").app("app").running("app").debug("dbg").running("dbg").deleted(30),
+            vec!["grace 30s", "stop app, dbg", "remove app, dbg", "sandbox Remove"]),
         // the pod as a whole
         ("terminal: nothing is planned", pod("Always").app("app").exited("app", 1).deadline_in(0).terminal(), vec![]),
         ("new pod: volumes, sandbox, then the containers", pod("Always").app("a").app("b").new_pod(), vec!["volumes", "sandbox Create", "start app a", "start app b"]),

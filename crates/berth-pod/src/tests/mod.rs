@@ -1,6 +1,7 @@
 //! The worker against the in-memory runtime, under tokio's paused clock.
 
 mod big_pods;
+mod ephemeral;
 mod hooks;
 mod image_volumes;
 mod images;

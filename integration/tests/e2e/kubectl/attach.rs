@@ -33,7 +33,7 @@ fn apply_with_stdio(node: &Node, name: &str, script: &str, stdio: serde_json::Va
 }
 
 /// `kubectl ARGS` with `input` on its stdin, then the end of it; its output.
-async fn with_input(node: &Node, args: &[&str], input: &str) -> std::process::Output {
+pub(super) async fn with_input(node: &Node, args: &[&str], input: &str) -> std::process::Output {
     let mut child = tokio::process::Command::from(node.command(&node.kubeconfig(), args))
         .kill_on_drop(true)
         .stdin(Stdio::piped())
@@ -55,7 +55,12 @@ async fn with_input(node: &Node, args: &[&str], input: &str) -> std::process::Ou
 /// `kubectl ARGS` with `input` on its stdin, kept open until the output
 /// shows `answer` (the session ends with the input, as containerd's CRI
 /// ends it); what it printed by then, and its exit code.
-async fn answered(node: &Node, args: &[&str], input: &str, answer: &str) -> (String, Option<i32>) {
+pub(super) async fn answered(
+    node: &Node,
+    args: &[&str],
+    input: &str,
+    answer: &str,
+) -> (String, Option<i32>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut child = tokio::process::Command::from(node.command(&node.kubeconfig(), args))
         .kill_on_drop(true)
