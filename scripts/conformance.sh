@@ -170,9 +170,11 @@ build_busybox() { # OUT
   rm -rf "$work"
 }
 
-# Keyed by the builder's source, the busybox and curl's source too: a changed
-# image is built anew.
+# Keyed by the builder's source, the busybox and curl's source and which
+# image each reference is made as (the case below) too: a changed image is
+# built anew.
 builder_hash=$({ cat integration/src/bin/berth-e2e-images.rs integration/k8s/cmd/curl/main.go
+  sed -n '/^    case \$ref in$/,/^    esac$/p' scripts/conformance.sh
   echo "$BUSYBOX_SOURCE $BUSYBOX_SUMS"; } |
   sha256sum | cut -c1-12)
 IMAGES=$(dirname "$BIN")/images-$builder_hash
@@ -197,6 +199,9 @@ if [[ ! -f $IMAGES/.complete ]]; then
   for ref in "${refs[@]}"; do
     case $ref in
       */e2e-test-images/busybox:*) kinds+=("busybox=$ref") ;;
+      # The hostname specs' `hostname -f` through the C library's resolver:
+      # glibc (which the static busybox carries) reading /etc/hosts.
+      */e2e-test-images/glibc-dns-testing:*) kinds+=("busybox=$ref") ;;
       */e2e-test-images/agnhost:*) kinds+=("agnhost=$ref") ;;
       */e2e-test-images/nginx:*) kinds+=("nginx=$ref") ;;
       */e2e-test-images/nonroot:*) kinds+=("nonroot=$ref") ;;
