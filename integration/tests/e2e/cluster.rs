@@ -1188,31 +1188,20 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
     c.wait_pod_phase("shell", "Running").await;
 
     // stdin through `cat`; its end (kubectl's v5 close) ends the command.
-    let mut cat = tokio::process::Command::from(c.cp.kubectl_command(&[
-        "exec",
-        "-i",
-        "shell",
-        "--",
-        "sh",
-        "-c",
-        "cat; echo done >&2",
-    ]));
-    let mut child = cat
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"through the API server\n")
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("kubectl exec -i did not end after stdin closed")
-        .unwrap();
+    let out = kubectl_with_input(
+        &c.cp,
+        &[
+            "exec",
+            "-i",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done >&2",
+        ],
+        b"through the API server\n",
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(stdout(&out), "through the API server\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
@@ -1270,35 +1259,25 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_api_server() {
 
     // run -i --rm: attach -i to a stdinOnce container, whose stdin ends
     // with kubectl's input.
-    let mut run = tokio::process::Command::from(c.cp.kubectl_command(&[
-        "run",
-        "once",
-        "-i",
-        "--rm",
-        "--restart=Never",
-        &format!("--image={TEST_IMAGE}"),
-        "--image-pull-policy=Never",
-        "--",
-        "sh",
-        "-c",
-        "while read x; do echo got $x; done; echo eof",
-    ]));
-    let mut child = run
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"hello\n")
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("kubectl run -i did not end with its input")
-        .unwrap();
+    let image = format!("--image={TEST_IMAGE}");
+    let out = kubectl_with_input(
+        &c.cp,
+        &[
+            "run",
+            "once",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            &image,
+            "--image-pull-policy=Never",
+            "--",
+            "sh",
+            "-c",
+            "while read x; do echo got $x; done; echo eof",
+        ],
+        b"hello\n",
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(stdout(&out).starts_with("got hello\neof\n"), "{out:?}");
 
@@ -1825,4 +1804,29 @@ fn tls_bridge(
             });
         }
     })
+}
+
+/// Runs kubectl with `input` as its whole stdin (closed after it) and
+/// waits for it to end.
+async fn kubectl_with_input(
+    cp: &ControlPlane,
+    args: &[&str],
+    input: &[u8],
+) -> std::process::Output {
+    let mut child = tokio::process::Command::from(cp.kubectl_command(args))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input)
+        .await
+        .unwrap();
+    drop(stdin);
+    tokio::time::timeout(CLUSTER_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not end after its input"))
+        .unwrap()
 }
