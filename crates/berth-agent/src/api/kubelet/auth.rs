@@ -102,11 +102,13 @@ pub struct Authorizer {
     answers: Mutex<HashMap<(Identity, Attributes), (bool, Instant)>>,
 }
 
-/// Why a request was refused: 401 or 403 with the kubelet's message.
+/// Why a request was refused: 401, 403, or 500 when the API server could
+/// not answer, each with the kubelet's message.
 #[derive(Debug)]
 pub enum Refusal {
     Unauthorized,
     Forbidden(String),
+    Error(String),
 }
 
 impl Authorizer {
@@ -139,7 +141,10 @@ impl Authorizer {
         let answer = api
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|_| Refusal::Unauthorized)?;
+            .map_err(|e| {
+                tracing::warn!("TokenReview: {e}");
+                Refusal::Unauthorized
+            })?;
         let status = answer.status.ok_or(Refusal::Unauthorized)?;
         if status.authenticated != Some(true) {
             return Err(Refusal::Unauthorized);
@@ -155,8 +160,16 @@ impl Authorizer {
     /// `InstallAuthFilter`); refused with all of their subresources named.
     pub async fn authorize(&self, who: &Identity, what: &[Attributes]) -> Result<(), Refusal> {
         for attributes in what {
-            if self.allowed(who, attributes).await {
-                return Ok(());
+            match self.allowed(who, attributes).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(user = %who.user, subresource = attributes.subresource, "authorization error: {e}");
+                    return Err(Refusal::Error(format!(
+                        "Authorization error (user={}, verb={}, resource=nodes, subresource={})",
+                        who.user, attributes.verb, attributes.subresource
+                    )));
+                }
             }
         }
         let verb = what.first().map_or("", |a| a.verb);
@@ -168,8 +181,10 @@ impl Authorizer {
         )))
     }
 
-    /// One attribute's answer, from the cache while it holds.
-    async fn allowed(&self, who: &Identity, what: &Attributes) -> bool {
+    /// One attribute's answer, from the cache while it holds. An API server
+    /// that cannot answer is an error, never cached: a denial remembered for
+    /// a timeout would refuse the API server's own calls for 30 s.
+    async fn allowed(&self, who: &Identity, what: &Attributes) -> Result<bool, String> {
         let key = (who.clone(), what.clone());
         let cached = self
             .answers
@@ -178,20 +193,20 @@ impl Authorizer {
             .get(&key)
             .copied();
         match cached {
-            Some((allowed, until)) if Instant::now() < until => allowed,
+            Some((allowed, until)) if Instant::now() < until => Ok(allowed),
             _ => {
-                let allowed = self.review(who, what).await;
+                let allowed = self.review(who, what).await?;
                 let ttl = if allowed { ALLOWED_TTL } else { DENIED_TTL };
                 let mut answers = self.answers.lock().expect("answers lock");
                 answers.retain(|_, (_, until)| Instant::now() < *until);
                 answers.insert(key, (allowed, Instant::now() + ttl));
-                allowed
+                Ok(allowed)
             }
         }
     }
 
-    /// One SubjectAccessReview; an API server that cannot answer denies.
-    async fn review(&self, who: &Identity, what: &Attributes) -> bool {
+    /// One SubjectAccessReview.
+    async fn review(&self, who: &Identity, what: &Attributes) -> Result<bool, String> {
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(who.user.clone()),
@@ -209,13 +224,11 @@ impl Authorizer {
             ..Default::default()
         };
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        match api.create(&PostParams::default(), &review).await {
-            Ok(answer) => answer.status.is_some_and(|s| s.allowed),
-            Err(e) => {
-                tracing::warn!("SubjectAccessReview: {e}");
-                false
-            }
-        }
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| format!("SubjectAccessReview: {e}"))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
     }
 }
 
@@ -285,5 +298,59 @@ mod tests {
         let who = from_certificate(cert.der()).unwrap();
         assert_eq!(who.user, "kube-apiserver-kubelet-client");
         assert_eq!(who.groups, ["system:masters"]);
+    }
+
+    /// An API server answering each SubjectAccessReview with the next
+    /// status: 500 (etcd timed out), then allowed.
+    fn api_server(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> kube::Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let (code, body) = if n == 0 {
+                    (
+                        500,
+                        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"etcdserver: request timed out","code":500}"#,
+                    )
+                } else {
+                    (
+                        201,
+                        r#"{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{},"status":{"allowed":true}}"#,
+                    )
+                };
+                let response = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_cannot_answer_is_a_500_and_is_asked_again() {
+        let calls = std::sync::Arc::default();
+        let authorizer = Authorizer::new(api_server(std::sync::Arc::clone(&calls)), "n".into());
+        let who = Identity {
+            user: "kube-apiserver-kubelet-client".into(),
+            groups: vec![],
+        };
+        let what = attributes(&http::Method::GET, "/containerLogs/ns/p/c");
+        match authorizer.authorize(&who, &what).await {
+            Err(Refusal::Error(message)) => assert_eq!(
+                message,
+                "Authorization error (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource=proxy)"
+            ),
+            other => panic!("want a 500, got {other:?}"),
+        }
+        // Not remembered as a denial: the next request asks again.
+        assert!(authorizer.authorize(&who, &what).await.is_ok());
+        assert!(authorizer.authorize(&who, &what).await.is_ok());
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the allow is cached"
+        );
     }
 }

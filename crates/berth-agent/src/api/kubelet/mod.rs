@@ -119,6 +119,7 @@ async fn serve_connection<S: PodService, I>(
                 Ok(()) => route(request, cx, stats).await,
                 Err(Refusal::Unauthorized) => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
                 Err(Refusal::Forbidden(message)) => text(StatusCode::FORBIDDEN, message),
+                Err(Refusal::Error(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, message),
             }
         }
     };
