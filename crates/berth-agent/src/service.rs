@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -31,11 +32,21 @@ pub enum ApiError {
 }
 
 /// A change to a pod, for `get pods -w` (the Kubernetes watch event types).
+/// The pod is shared: a broadcast channel keeps its last events, and a copy
+/// in each of them (and per receiver) would be most of the agent's memory.
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
-    Added(Pod),
-    Modified(Pod),
-    Deleted(Pod),
+    Added(Arc<Pod>),
+    Modified(Arc<Pod>),
+    Deleted(Arc<Pod>),
+}
+
+impl WatchEvent {
+    pub fn pod(&self) -> &Pod {
+        match self {
+            WatchEvent::Added(pod) | WatchEvent::Modified(pod) | WatchEvent::Deleted(pod) => pod,
+        }
+    }
 }
 
 /// What `logs` asks for.

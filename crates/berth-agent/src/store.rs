@@ -2,7 +2,7 @@
 //! newest status, the watch stream, and the kubelet-style event log.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use berth_pod::{EventType, PodEvent, PodSink, ProbeAttempt, TimelineEntry};
 use jiff::Timestamp;
@@ -13,6 +13,10 @@ use tokio::sync::broadcast;
 use crate::metrics::{self, NodeMetrics};
 use crate::service::WatchEvent;
 
+/// Changes kept for watchers that fall behind; one further behind re-lists
+/// (410 Expired on the API, as the API server's watch cache does). Each
+/// keeps an old copy of its pod alive, so this bounds that memory too.
+const WATCH_BACKLOG: usize = 256;
 /// Events are kept for at most this many per node and this long, so a
 /// crash-looping pod cannot fill memory (the API server's TTL is one hour).
 const MAX_EVENTS: usize = 2000;
@@ -48,7 +52,7 @@ impl PodStore {
     pub fn new(finished: tokio::sync::mpsc::UnboundedSender<String>) -> Self {
         Self {
             inner: Mutex::default(),
-            changes: broadcast::channel(1024).0,
+            changes: broadcast::channel(WATCH_BACKLOG).0,
             finished,
             metrics: NodeMetrics::new(),
         }
@@ -88,9 +92,9 @@ impl PodStore {
             self.metrics.seen(&uid);
         }
         let _ = self.changes.send(if existed {
-            WatchEvent::Modified(pod.clone())
+            WatchEvent::Modified(Arc::new(pod.clone()))
         } else {
-            WatchEvent::Added(pod.clone())
+            WatchEvent::Added(Arc::new(pod.clone()))
         });
         pod
     }
@@ -158,7 +162,9 @@ impl PodStore {
         pod.metadata.resource_version = Some(rv);
         let pod = pod.clone();
         drop(inner);
-        let _ = self.changes.send(WatchEvent::Modified(pod.clone()));
+        let _ = self
+            .changes
+            .send(WatchEvent::Modified(Arc::new(pod.clone())));
         Some(pod)
     }
 
@@ -170,7 +176,9 @@ impl PodStore {
             inner.pods.remove(uid)?
         };
         self.metrics.forget(uid);
-        let _ = self.changes.send(WatchEvent::Deleted(pod.clone()));
+        let _ = self
+            .changes
+            .send(WatchEvent::Deleted(Arc::new(pod.clone())));
         Some(pod)
     }
 
@@ -178,7 +186,9 @@ impl PodStore {
     /// mirror): watchers see it go and come, the pod's timeline stays.
     pub fn recreate(&self, uid: &str) -> Option<Pod> {
         let pod = self.lock().pods.remove(uid)?;
-        let _ = self.changes.send(WatchEvent::Deleted(pod.clone()));
+        let _ = self
+            .changes
+            .send(WatchEvent::Deleted(Arc::new(pod.clone())));
         Some(self.put(pod))
     }
 
@@ -342,7 +352,7 @@ impl PodSink for PodStore {
         pod.metadata.resource_version = Some(rv);
         let pod = pod.clone();
         drop(inner);
-        let _ = self.changes.send(WatchEvent::Modified(pod));
+        let _ = self.changes.send(WatchEvent::Modified(Arc::new(pod)));
     }
 
     fn event(&self, event: PodEvent) {
@@ -434,6 +444,29 @@ mod tests {
         pod.metadata.namespace = Some("default".into());
         store.put(pod);
         assert_eq!(store.images(), ["app:1", "kitten:1.8"]);
+    }
+
+    #[test]
+    fn watchers_share_each_change_and_one_that_falls_behind_is_told() {
+        let store = store_with("u1");
+        let (mut first, mut second) = (store.subscribe(), store.subscribe());
+        store.modify("u1", |pod| pod.metadata.generation = Some(2));
+        let (a, b) = (first.try_recv().unwrap(), second.try_recv().unwrap());
+        let (WatchEvent::Modified(a), WatchEvent::Modified(b)) = (a, b) else {
+            panic!("want MODIFIED");
+        };
+        assert!(Arc::ptr_eq(&a, &b), "one copy of the pod for every watcher");
+        assert_eq!(a.metadata.generation, Some(2));
+        // Past the backlog, the oldest changes (and their pods) are gone and
+        // the watcher learns it missed some, to re-list.
+        for n in 0..WATCH_BACKLOG + 1 {
+            store.modify("u1", |pod| pod.metadata.generation = Some(n as i64));
+        }
+        assert!(matches!(
+            first.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(1))
+        ));
+        assert_eq!(first.len(), WATCH_BACKLOG);
     }
 
     #[test]

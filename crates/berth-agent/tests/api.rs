@@ -87,7 +87,9 @@ impl PodService for FakeService {
         pod.metadata.uid = Some(format!("uid-{name}"));
         pod.metadata.resource_version = Some(state.next_version.to_string());
         state.pods.insert(key, pod.clone());
-        let _ = self.events.send(WatchEvent::Added(pod.clone()));
+        let _ = self
+            .events
+            .send(WatchEvent::Added(std::sync::Arc::new(pod.clone())));
         Ok(pod)
     }
 
@@ -98,7 +100,9 @@ impl PodService for FakeService {
             return Err(not_found(name));
         }
         state.pods.insert(key, pod.clone());
-        let _ = self.events.send(WatchEvent::Modified(pod.clone()));
+        let _ = self
+            .events
+            .send(WatchEvent::Modified(std::sync::Arc::new(pod.clone())));
         Ok(pod)
     }
 
@@ -130,7 +134,9 @@ impl PodService for FakeService {
         let key = (namespace.to_owned(), name.to_owned());
         let pod = state.pods.remove(&key).ok_or_else(|| not_found(name))?;
         state.deletes.push((name.to_owned(), grace));
-        let _ = self.events.send(WatchEvent::Deleted(pod.clone()));
+        let _ = self
+            .events
+            .send(WatchEvent::Deleted(std::sync::Arc::new(pod.clone())));
         Ok(pod)
     }
 

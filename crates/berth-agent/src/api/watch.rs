@@ -2,6 +2,7 @@
 //! streams them: pods, or one-row Tables of them for kubectl get -w.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Response;
@@ -147,29 +148,30 @@ fn as_seen(
     selector: &PodSelector,
     in_view: &mut HashSet<String>,
 ) -> Option<KubeWatchEvent<Pod>> {
-    let pod = match &change {
-        WatchEvent::Added(pod) | WatchEvent::Modified(pod) | WatchEvent::Deleted(pod) => pod,
-    };
+    let pod = change.pod();
     if namespace.is_some_and(|ns| pod.metadata.namespace.as_deref() != Some(ns)) {
         return None;
     }
     let key = key(pod);
     let matches = selector.matches(pod);
     match change {
-        WatchEvent::Deleted(pod) => in_view.remove(&key).then_some(KubeWatchEvent::Deleted(pod)),
+        WatchEvent::Deleted(pod) => in_view
+            .remove(&key)
+            .then(|| KubeWatchEvent::Deleted(Arc::unwrap_or_clone(pod))),
         WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
-            match (matches, in_view.contains(&key)) {
-                (true, true) => Some(KubeWatchEvent::Modified(pod)),
+            let seen: fn(Pod) -> KubeWatchEvent<Pod> = match (matches, in_view.contains(&key)) {
+                (true, true) => KubeWatchEvent::Modified,
                 (true, false) => {
                     in_view.insert(key);
-                    Some(KubeWatchEvent::Added(pod))
+                    KubeWatchEvent::Added
                 }
                 (false, true) => {
                     in_view.remove(&key);
-                    Some(KubeWatchEvent::Deleted(pod))
+                    KubeWatchEvent::Deleted
                 }
-                (false, false) => None,
-            }
+                (false, false) => return None,
+            };
+            Some(seen(Arc::unwrap_or_clone(pod)))
         }
     }
 }

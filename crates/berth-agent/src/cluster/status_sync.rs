@@ -42,7 +42,9 @@ pub async fn run(
                 store.get(&uid).into_iter().collect()
             }
             change = changes.recv() => match change {
-                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => vec![pod],
+                Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod)) => {
+                    vec![Arc::unwrap_or_clone(pod)]
+                }
                 Ok(WatchEvent::Deleted(pod)) => {
                     if is_cluster_pod(&pod) {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
