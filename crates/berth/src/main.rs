@@ -152,6 +152,21 @@ fn init_tracing() {
         .init();
 }
 
+/// glibc gives each thread that allocates an arena of its own, up to eight
+/// per core, and memory freed in one is not reused by the others. The agent
+/// waits far more than it computes, so one shared arena costs it nothing in
+/// speed and saves about 20 KiB per pod (measured: 12.3 to 10.4 MiB of
+/// anonymous memory with 100 pods).
+#[allow(unsafe_code)]
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a parameter of glibc's allocator, under the
+    // allocator's own lock; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
     // Settings are checked (from_flags validates) before anything is touched.
     let config = AgentConfig::from_flags(flags)?;
@@ -161,6 +176,7 @@ fn run_agent(flags: AgentFlags) -> anyhow::Result<()> {
         None => RegistryConfig::default(),
     };
     init_tracing();
+    one_malloc_arena();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
