@@ -101,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: the first pod pays for the sandbox image and the CNI bridge.
     apply_and_wait(&agent, "warmup").await;
+    if rss {
+        let pid = agent.pid().expect("agent runs");
+        println!("agent RSS with 1 pod: {}", vm_rss(pid));
+    }
 
     let mut sequential = Vec::with_capacity(n);
     for i in 0..n {

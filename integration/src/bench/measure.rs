@@ -17,12 +17,22 @@ pub fn percentile(samples: &[Duration], p: usize) -> Duration {
     sorted[rank - 1]
 }
 
+/// A process's RSS, with how much of it is anonymous (heap, stacks) and
+/// how much is mapped from files (mostly the binary's code).
 pub fn vm_rss(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
-        .unwrap_or_else(|| "unknown".into())
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    format!(
+        "{} (anonymous {}, file {})",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    )
 }
 
 /// Linux reports CPU times in USER_HZ ticks, 100 per second on every
