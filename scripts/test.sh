@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it began (seconds since the run started), so a slow
+# CI run shows where its time went.
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "packages"
 # A no-op when everything is installed; on a fresh machine this makes the
@@ -73,6 +75,7 @@ step "upstream node conformance (CI tier)"
 bash scripts/conformance.sh --ci
 
 step "summary"
+echo "the run took $SECONDS s"
 # The Rust tests' closing line last, as the run's closing line.
 grep -m1 -E '^[0-9]+ passed' target/conformance/results.md || true
 grep -E '^ *Summary|^test result' target/nextest.log | tail -n 1
