@@ -36,6 +36,13 @@ const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// How long a task waits for its pod to be admitted before it gives up.
 const ADMISSION_WINDOW: Duration = Duration::from_secs(120);
 
+/// After a failed read, the next try waits this long, doubling up to
+/// `RETRY_MAX` (the kubelet's volume operations back off the same way,
+/// from 500 ms to 2 min 2 s): an object that stays forbidden or missing
+/// must not cost the API server a request every 2 s per pod.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(122);
+
 /// The volume writers of the node's pods.
 pub struct PodVolumes {
     client: kube::Client,
@@ -101,6 +108,7 @@ impl PodVolumes {
         let started = Instant::now();
         let mut admitted = false;
         let mut tokens = Tokens::default();
+        let mut retry = RETRY_FIRST;
         loop {
             let pod = match self.store.get(&uid) {
                 Some(pod) => {
@@ -110,7 +118,21 @@ impl PodVolumes {
                 None if admitted || started.elapsed() > ADMISSION_WINDOW => return,
                 None => first.clone(),
             };
-            let wake = self.write_all(&pod, &mut tokens).await;
+            // A terminating pod starts no container again, so its volumes
+            // are left as they are (the kubelet adds no volumes for a pod
+            // whose containers should be terminating); a namespace being
+            // deleted takes their objects away first.
+            if pod.metadata.deletion_timestamp.is_some() {
+                return;
+            }
+            let (mut wake, failed) = self.write_all(&pod, &mut tokens).await;
+            if failed {
+                // Soon again, as the object may appear; later each time.
+                wake = wake.min(Instant::now() + retry);
+                retry = (retry * 2).min(RETRY_MAX);
+            } else {
+                retry = RETRY_FIRST;
+            }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep_until(wake) => {}
@@ -127,8 +149,8 @@ impl PodVolumes {
     }
 
     /// Writes each volume (and reads the env's objects again); returns when
-    /// to write them again.
-    async fn write_all(&self, pod: &Pod, tokens: &mut Tokens) -> Instant {
+    /// to write them again, and whether a volume's objects could not be read.
+    async fn write_all(&self, pod: &Pod, tokens: &mut Tokens) -> (Instant, bool) {
         self.prefetch(pod).await;
         let meta = &pod.metadata;
         let dirs = berth_pod::PodDirs::new(
@@ -138,7 +160,8 @@ impl PodVolumes {
             meta.name.as_deref().unwrap_or_default(),
             meta.uid.as_deref().unwrap_or_default(),
         );
-        let mut wake = Instant::now() + REFRESH_EVERY;
+        let wake = Instant::now() + REFRESH_EVERY;
+        let mut failed = false;
         for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
             let Some(dir) = dirs.api_object_volume(volume) else {
                 continue;
@@ -148,8 +171,7 @@ impl PodVolumes {
                 Ok(files) => files,
                 Err(e) => {
                     warn!(pod = meta.name.as_deref().unwrap_or(""), volume = %volume.name, "MountVolume.SetUp failed: {e}");
-                    // Soon again: the object may appear.
-                    wake = wake.min(Instant::now() + Duration::from_secs(2));
+                    failed = true;
                     continue;
                 }
             };
@@ -159,7 +181,8 @@ impl PodVolumes {
                 Err(e) => warn!(volume = %volume.name, "write volume {}: {e}", dir.display()),
             }
         }
-        tokens.earliest_refresh().map_or(wake, |at| wake.min(at))
+        let wake = tokens.earliest_refresh().map_or(wake, |at| wake.min(at));
+        (wake, failed)
     }
 
     /// One volume's files.
@@ -423,5 +446,71 @@ impl Tokens {
 
     fn earliest_refresh(&self) -> Option<Instant> {
         self.held.values().map(|(_, at)| *at).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// An API server that forbids every read, as the node authorizer does
+    /// once a namespace's objects are gone, counting the requests.
+    fn forbidding_api_server(requests: Arc<AtomicUsize>) -> kube::Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            requests.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps \"cm\" is forbidden","reason":"Forbidden","code":403}"#;
+                let response = http::Response::builder()
+                    .status(403)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_read_backs_off_and_a_terminating_pod_is_left_alone() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(PodStore::new(tokio::sync::mpsc::unbounded_channel().0));
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "i"}],
+                     "volumes": [{"name": "v", "configMap": {"name": "cm"}}]}
+        }))
+        .unwrap();
+        store.put(pod.clone());
+        let volumes = PodVolumes::new(
+            forbidding_api_server(requests.clone()),
+            dir.path().join("root"),
+            dir.path().join("logs"),
+            store.clone(),
+            Arc::new(crate::cluster::NodeData {
+                services: Default::default(),
+                objects: Default::default(),
+                allocatable: Default::default(),
+            }),
+            CancellationToken::new(),
+        );
+        let task = tokio::spawn({
+            let (volumes, pod) = (volumes.clone(), pod.clone());
+            async move { volumes.keep_written(pod).await }
+        });
+        // Tries at 0, 2, 6 and 14 s (every 2 s, this would be 15 tries).
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(requests.load(Ordering::SeqCst), 4);
+        // The pod is deleted: the next wake-up ends the task, with no read.
+        pod.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+        store.put(pod);
+        tokio::time::sleep(RETRY_MAX).await;
+        assert!(task.is_finished());
+        assert_eq!(requests.load(Ordering::SeqCst), 4);
     }
 }
