@@ -89,6 +89,14 @@ async fn stats_summary_and_resource_metrics_show_a_busy_pods_cpu_and_memory() {
     );
     let node_working_set = node["memory"]["workingSetBytes"].as_u64().unwrap();
     assert!(node_working_set > HELD_BYTES, "{node}");
+    // Every memory figure is there: the e2e framework's resource monitor
+    // dereferences usage, working set and RSS without checking.
+    for field in ["usageBytes", "workingSetBytes", "rssBytes"] {
+        assert!(
+            node["memory"][field].as_u64().unwrap() > 0,
+            "{field}: {node}"
+        );
+    }
     assert!(node["fs"]["capacityBytes"].as_u64().unwrap() > 0, "{node}");
 
     let burn = container(&summary, "burn", "burn").unwrap();

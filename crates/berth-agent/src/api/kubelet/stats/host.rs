@@ -48,10 +48,12 @@ pub struct NodeMemory {
     pub capacity: u64,
     pub usage: u64,
     pub working_set: u64,
+    pub rss: u64,
 }
 
 /// From /proc/meminfo: usage is what is not free, the working set that
-/// less the inactive file cache (cadvisor's root container).
+/// less the inactive file cache, RSS the anonymous pages (cadvisor's root
+/// container; every field is there, as clients dereference them unchecked).
 pub fn node_memory(meminfo: &str) -> Option<NodeMemory> {
     let kib = |key: &str| -> Option<u64> {
         meminfo.lines().find_map(|line| {
@@ -71,6 +73,7 @@ pub fn node_memory(meminfo: &str) -> Option<NodeMemory> {
         capacity,
         usage,
         working_set,
+        rss: kib("AnonPages").unwrap_or(0) * 1024,
     })
 }
 
@@ -120,13 +123,15 @@ mod tests {
     #[test]
     fn node_memory_is_what_is_not_free_less_inactive_file() {
         let meminfo = "MemTotal:        1000 kB\nMemFree:          300 kB\n\
-                       MemAvailable:     600 kB\nInactive(file):   200 kB\n";
+                       MemAvailable:     600 kB\nInactive(file):   200 kB\n\
+                       AnonPages:        150 kB\n";
         assert_eq!(
             node_memory(meminfo),
             Some(NodeMemory {
                 capacity: 1_024_000,
                 usage: 700 * 1024,
-                working_set: 500 * 1024
+                working_set: 500 * 1024,
+                rss: 150 * 1024,
             })
         );
         assert_eq!(node_memory("MemFree: 1 kB\n"), None);

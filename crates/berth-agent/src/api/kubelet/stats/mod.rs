@@ -98,7 +98,7 @@ impl StatsProvider {
                 available_bytes: Some(m.capacity.saturating_sub(m.working_set)),
                 usage_bytes: m.usage,
                 working_set_bytes: m.working_set,
-                rss_bytes: None,
+                rss_bytes: Some(m.rss),
                 page_faults: None,
                 major_page_faults: None,
             }),
