@@ -77,7 +77,6 @@ skip_rules=(
   # that needs nothing more (no other [sig-node] feature starts with "En").
   '\[Feature:([^E]|E[^n]|En[^v])'$'\t''needs an optional feature (a second feature gate or a cluster add-on)'
   'PrivilegedPod .*should enable privileged commands'$'\t''needs dummy network links, which this machine'\''s kernel lacks (ip link add … type dummy fails on the host too)'
-  'pull from private registry with secret'$'\t''needs upstream'\''s private registry and its credentials; only loopback registries are reachable'
 )
 # What berth does not do yet: these fail (each after the spec's 5-minute
 # wait), so the quick tier leaves them out to stay quick; --full runs them.
