@@ -129,6 +129,33 @@ async fn a_pod_runs_from_the_registry_with_pulling_and_pulled_events() {
 }
 
 #[tokio::test]
+async fn a_registry_on_this_machine_is_reached_over_plain_http_with_no_config() {
+    let Some((registry, _dir)) = registry(None).await else {
+        return;
+    };
+    let Some(containerd) = PrivateContainerd::start_or_skip().await else {
+        return;
+    };
+    let agent = AgentProcess::start(&containerd).await;
+    // As the CRI plugin: localhost and loopback registries default to http.
+    let port = registry
+        .host()
+        .rsplit_once(':')
+        .expect("host:port")
+        .1
+        .to_owned();
+    for (name, image) in [
+        ("by-name", format!("localhost:{port}/busybox:1")),
+        ("by-address", registry.reference("busybox:1")),
+    ] {
+        agent
+            .apply_yaml(&manifest(&image_pod(name, &image, "sleep 3600")))
+            .await;
+        wait_running(&agent, name).await;
+    }
+}
+
+#[tokio::test]
 async fn always_pulls_on_every_start_and_ten_pods_fetch_each_blob_once() {
     let Some((registry, dir)) = registry(None).await else {
         return;

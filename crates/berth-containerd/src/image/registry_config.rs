@@ -17,7 +17,10 @@
 //! ```
 //!
 //! A mirror is a host with settings of its own in the same file; a mirror
-//! written `http://host:port` is reached over plain HTTP. Unknown keys are
+//! written `http://host:port` is reached over plain HTTP. A registry on
+//! `localhost` or a loopback address is reached over plain HTTP unless it
+//! has `insecureSkipVerify` (containerd's CRI plugin, the kubelet's puller,
+//! defaults such hosts to `http`). Unknown keys are
 //! refused, naming the key. Credentials never reach a log: their `Debug`
 //! shows only the user name.
 
@@ -242,16 +245,19 @@ impl RegistryConfig {
                 let host = canonical_host(mirror);
                 let settings = self.host(&host);
                 Endpoint {
-                    plain_http: settings.plain_http || mirror.trim().starts_with("http://"),
+                    plain_http: settings.plain_http
+                        || mirror.trim().starts_with("http://")
+                        || local_http(&host, &settings),
                     insecure_skip_verify: settings.insecure_skip_verify,
                     credentials: settings.credentials,
                     host,
                 }
             })
             .collect();
+        let host = canonical_host(registry);
         endpoints.push(Endpoint {
-            host: canonical_host(registry),
-            plain_http: own.plain_http,
+            plain_http: own.plain_http || local_http(&host, &own),
+            host,
             insecure_skip_verify: own.insecure_skip_verify,
             credentials: own.credentials,
         });
@@ -259,9 +265,57 @@ impl RegistryConfig {
     }
 }
 
+/// A registry on this machine speaks plain HTTP unless it is set up for
+/// TLS (`insecureSkipVerify`).
+fn local_http(host: &str, settings: &RegistryHost) -> bool {
+    is_localhost(host) && !settings.insecure_skip_verify
+}
+
+/// `localhost` or a loopback address, with or without a port (containerd's
+/// `docker.IsLocalhost`).
+fn is_localhost(host: &str) -> bool {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_on_this_machine_default_to_plain_http() {
+        let config = RegistryConfig::parse(
+            "registries:\n  \"localhost:5443\": { insecureSkipVerify: true }\n",
+        )
+        .unwrap();
+        for host in [
+            "localhost:5000",
+            "localhost",
+            "127.0.0.1:5000",
+            "127.9.9.9",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(config.endpoints(host)[0].plain_http, "{host}");
+        }
+        for host in [
+            "localhost:5443",
+            "localhost.example:5000",
+            "10.0.0.1:5000",
+            "quay.io",
+        ] {
+            assert!(!config.endpoints(host)[0].plain_http, "{host}");
+        }
+    }
 
     #[test]
     fn the_documented_example_parses() {
