@@ -574,7 +574,21 @@ async fn a_self_signed_registry_needs_insecure_skip_verify() {
         .await;
     let reference = env.registry.reference("tls/busybox:1");
 
-    let verifying = env.client("registries: {}\n").await;
+    // Unconfigured, a loopback registry is spoken to over plain HTTP (the
+    // CRI plugin's default for local hosts), which a TLS one refuses.
+    let unconfigured = env.client("registries: {}\n").await;
+    let error = unconfigured.pull_image(&reference, None).await.unwrap_err();
+    assert!(
+        error.message.contains("HTTP request to an HTTPS server"),
+        "{error}"
+    );
+    // Named without insecureSkipVerify, it is HTTPS with certificate checks.
+    let verifying = env
+        .client(&format!(
+            "registries:\n  \"{}\": {{ mirrors: [] }}\n",
+            env.registry.host()
+        ))
+        .await;
     let error = verifying.pull_image(&reference, None).await.unwrap_err();
     assert!(
         error.message.to_lowercase().contains("certificate"),

@@ -18,9 +18,9 @@
 //!
 //! A mirror is a host with settings of its own in the same file; a mirror
 //! written `http://host:port` is reached over plain HTTP. A registry on
-//! `localhost` or a loopback address is reached over plain HTTP unless it
-//! has `insecureSkipVerify` (containerd's CRI plugin, the kubelet's puller,
-//! defaults such hosts to `http`). Unknown keys are
+//! `localhost` or a loopback address that `registries` does not name is
+//! reached over plain HTTP (containerd's CRI plugin, the kubelet's puller,
+//! defaults such hosts to `http`); named, it follows its settings. Unknown keys are
 //! refused, naming the key. Credentials never reach a log: their `Debug`
 //! shows only the user name.
 
@@ -61,6 +61,8 @@ impl fmt::Debug for Credentials {
 /// How to reach one registry host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryHost {
+    /// Named in `registries` (not only in `auths`).
+    pub named: bool,
     pub plain_http: bool,
     pub insecure_skip_verify: bool,
     /// Hosts tried, in order, before this one.
@@ -77,7 +79,8 @@ pub(crate) struct Endpoint {
     pub credentials: Option<Credentials>,
 }
 
-/// Every registry's settings; hosts not named use HTTPS without credentials.
+/// Every registry's settings; hosts not named use HTTPS (plain HTTP on this
+/// machine) without credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
     hosts: BTreeMap<String, RegistryHost>,
@@ -216,6 +219,7 @@ impl RegistryConfig {
                 }
             }
             let settings = hosts.entry(host).or_default();
+            settings.named = true;
             settings.plain_http = entry.plain_http;
             settings.insecure_skip_verify = entry.insecure_skip_verify;
             settings.mirrors = entry.mirrors;
@@ -265,10 +269,10 @@ impl RegistryConfig {
     }
 }
 
-/// A registry on this machine speaks plain HTTP unless it is set up for
-/// TLS (`insecureSkipVerify`).
+/// A registry on this machine speaks plain HTTP unless the file says how
+/// to reach it.
 fn local_http(host: &str, settings: &RegistryHost) -> bool {
-    is_localhost(host) && !settings.insecure_skip_verify
+    is_localhost(host) && !settings.named
 }
 
 /// `localhost` or a loopback address, with or without a port (containerd's
@@ -294,7 +298,8 @@ mod tests {
     #[test]
     fn registries_on_this_machine_default_to_plain_http() {
         let config = RegistryConfig::parse(
-            "registries:\n  \"localhost:5443\": { insecureSkipVerify: true }\n",
+            "auths: { \"localhost:5000\": { auth: \"dTpw\" } }\n\
+             registries:\n  \"localhost:5443\": { insecureSkipVerify: true }\n  \"127.0.0.1:5443\": {}\n",
         )
         .unwrap();
         for host in [
