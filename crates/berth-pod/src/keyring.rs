@@ -241,14 +241,34 @@ fn urls_match(key: &str, repository: &str) -> bool {
             .all(|(glob, label)| glob_match(glob.as_bytes(), label.as_bytes()))
 }
 
-/// `filepath.Match` for one host label: `*` any run, `?` one character.
+/// `filepath.Match` for one host label: `*` any run, `?` one character
+/// (no character classes). Backtracks to the last `*` only, so a hostile
+/// pattern costs at most glob × text steps.
 fn glob_match(glob: &[u8], text: &[u8]) -> bool {
-    match glob.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
-        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
-        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    let (mut g, mut t) = (0, 0);
+    // The last `*` seen, and where in the text its run now ends.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some(b'*') => {
+                star = Some((g, t));
+                g += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                g += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_at, run_end)) => {
+                    star = Some((star_at, run_end + 1));
+                    g = star_at + 1;
+                    t = run_end + 1;
+                }
+                None => return false,
+            },
+        }
     }
+    glob[g..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -366,6 +386,21 @@ mod tests {
             vec![creds("port", "4")]
         );
         assert!(keyring.lookup("reg.io/app:1").is_empty());
+    }
+
+    #[test]
+    fn host_label_globs() {
+        assert!(glob_match(b"*", b"abc"));
+        assert!(glob_match(b"a*c", b"abbbc"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"a?c", b"ac"));
+        assert!(glob_match(b"*b*", b"aaabaaa"));
+        assert!(!glob_match(b"a*b", b"aaa"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"", b"a"));
+        // A hostile pattern must not take exponential time.
+        let pattern = format!("{}b", "*a".repeat(40));
+        assert!(!glob_match(pattern.as_bytes(), "a".repeat(200).as_bytes()));
     }
 
     #[test]
