@@ -97,6 +97,7 @@ pub async fn run<R: ContainerRuntime + ImageService>(
     let cluster_services = config.kubeconfig.as_ref().map(|_| {
         Arc::new(crate::cluster::NodeData {
             allocatable: node_allocatable(&config),
+            client: cluster_client.clone(),
             ..Default::default()
         })
     });

@@ -19,6 +19,8 @@ pub const PULLING: &str = "Pulling";
 pub const PULLED: &str = "Pulled";
 /// An absent image with pull policy Never (`ErrImageNeverPullPolicy`).
 pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+/// Warning: some of the pod's image pull secrets could not be read.
+pub const FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET: &str = "FailedToRetrieveImagePullSecret";
 /// The pod's volumes could not be set up (`FailedMountVolume`).
 pub const FAILED_MOUNT: &str = "FailedMount";
 /// The sandbox could not be created (`FailedCreatePodSandBox`).

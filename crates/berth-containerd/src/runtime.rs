@@ -26,6 +26,15 @@ impl ContainerRuntime for Containerd {
         Containerd::pull_image(self, image, progress).await
     }
 
+    async fn pull_image_with_credentials(
+        &self,
+        image: &str,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<berth_runtime::PullProgress>>,
+        credentials: Option<&berth_runtime::RegistryCredentials>,
+    ) -> Result<ImageInfo, RuntimeError> {
+        Containerd::pull_image_with_credentials(self, image, progress, credentials).await
+    }
+
     async fn mount_image_volume(
         &self,
         image: &ImageInfo,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use berth_containerd::{Containerd, ContainerdConfig, RegistryConfig};
-use berth_runtime::{ImageInfo, PullProgress, RuntimeErrorKind};
+use berth_runtime::{ImageInfo, PullProgress, RegistryCredentials, RuntimeErrorKind};
 use berth_testkit::proxy::ThrottledProxy;
 use berth_testkit::{
     busybox_image, write_busybox_archive, LocalRegistry, PrivateContainerd, PushOptions,
@@ -649,4 +649,42 @@ async fn a_pull_cut_off_in_the_middle_of_a_blob_recovers_on_the_next_try() {
     proxy.restore();
     let image = client.pull_image(&reference, None).await.unwrap();
     env.assert_runs(&image, "after-cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulls_own_credentials_replace_the_registrys_and_each_is_used_afresh() {
+    let Some(env) = Env::start(Some(("puller", "s3cret"))).await else {
+        return;
+    };
+    env.registry
+        .push(&env.busybox_archive(), "private:v1")
+        .await;
+    let reference = env.registry.reference("private:v1");
+    // One client for all: it must not keep the first credentials it saw.
+    let client = env.client(&env.plain_http()).await;
+    let wrong = RegistryCredentials {
+        username: "puller".into(),
+        password: "wrong".into(),
+    };
+    let err = client
+        .pull_image_with_credentials(&reference, None, Some(&wrong))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("unauthorized"), "{err}");
+    assert!(
+        !err.message.contains("wrong"),
+        "no credential in errors: {err}"
+    );
+    let right = RegistryCredentials {
+        username: "puller".into(),
+        password: "s3cret".into(),
+    };
+    let image = client
+        .pull_image_with_credentials(&reference, None, Some(&right))
+        .await
+        .unwrap();
+    assert!(image.size > 0);
+    // Without credentials, still refused (the tag is resolved again).
+    let err = client.pull_image(&reference, None).await.unwrap_err();
+    assert!(err.message.contains("unauthorized"), "{err}");
 }

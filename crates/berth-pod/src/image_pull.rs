@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use berth_api::status::go_duration;
-use berth_runtime::{ContainerRuntime, ImageInfo, RuntimeError, RuntimeErrorKind};
+use berth_runtime::{
+    ContainerRuntime, ImageInfo, RegistryCredentials, RuntimeError, RuntimeErrorKind,
+};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::keyring::Keyring;
 use crate::reasons;
 use crate::sink::{EventType, PodSink};
 use crate::timeline::TimelineStep;
@@ -139,17 +142,24 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 retry_at: Some(until.min(Instant::now() + self.pull_resync())),
             });
         }
+        // A clone, so that the run loop still sees the change and stops the pod.
+        let mut termination = self.term_rx.clone();
+        let credentials = tokio::select! {
+            credentials = self.pull_credentials(&image) => credentials,
+            _ = termination.changed() => return Err(ImageFailure::Abandoned),
+        };
         self.event(
             EventType::Normal,
             reasons::PULLING,
             field_path.clone(),
             format!("Pulling image \"{image}\""),
         );
-        // A clone, so that the run loop still sees the change and stops the pod.
-        let mut termination = self.term_rx.clone();
-        let pulled = tokio::select! {
-            pulled = limited_pull(self.rt.as_ref(), self.cfg.image_pulls.as_deref(), &image) => pulled,
-            _ = termination.changed() => return Err(ImageFailure::Abandoned),
+        let pulled = match credentials {
+            Ok(credentials) => tokio::select! {
+                pulled = limited_pull(self.rt.as_ref(), self.cfg.image_pulls.as_deref(), &image, &credentials) => pulled,
+                _ = termination.changed() => return Err(ImageFailure::Abandoned),
+            },
+            Err(e) => Err(RuntimeError::other(e)),
         };
         match pulled {
             Ok((info, times)) => {
@@ -190,6 +200,58 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
+    /// The credentials of the pod's image pull secrets for `image`, in the
+    /// order to try them (kubelet `getPullSecretsForPod` and the keyring's
+    /// `Lookup`). Secrets are read at each pull, so one created after the
+    /// pod serves its next try; those that cannot be read (all of them
+    /// standalone, where there is no API server) get a Warning event and
+    /// are left out. A secret whose config does not parse is an error.
+    async fn pull_credentials(&self, image: &str) -> Result<Vec<RegistryCredentials>, String> {
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|spec| spec.image_pull_secrets.iter().flatten())
+            // The API allowed empty names; the kubelet skips them quietly.
+            .map(|secret| secret.name.clone())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let read = match &self.cfg.cluster_data {
+            Some(data) => data.0.pull_secrets(namespace, &names).await,
+            None => names
+                .iter()
+                .map(|name| Err((name.clone(), "no API server in standalone mode".into())))
+                .collect(),
+        };
+        let mut secrets = Vec::new();
+        let mut failed = Vec::new();
+        for secret in read {
+            match secret {
+                Ok(secret) => secrets.push(secret),
+                Err((name, why)) => {
+                    tracing::info!(secret = %name, error = %why, "Unable to retrieve pull secret, the image pull may not succeed.");
+                    failed.push(name);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.event(
+                EventType::Warning,
+                reasons::FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET,
+                None,
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    failed.join(", ")
+                ),
+            );
+        }
+        Ok(Keyring::from_secrets(&secrets)?.lookup(image))
+    }
+
     /// How soon a pod with a failed pull is looked at again: the kubelet
     /// re-syncs a failed pod after about 10 s; shorter back-offs (tests)
     /// are looked at once per initial delay.
@@ -204,11 +266,15 @@ struct PullTimes {
     total: Duration,
 }
 
-/// Pulls `image` once a slot of `limit` (if any) is free.
+/// Pulls `image` once a slot of `limit` (if any) is free: with each of
+/// `credentials` in turn until one pull succeeds, or without any when there
+/// are none (kubelet `kuberuntime` `PullImage`). Every attempt failing
+/// fails with all their errors.
 async fn limited_pull<R: ContainerRuntime>(
     rt: &R,
     limit: Option<&Semaphore>,
     image: &str,
+    credentials: &[RegistryCredentials],
 ) -> Result<(ImageInfo, PullTimes), RuntimeError> {
     let queued = Instant::now();
     // The semaphore is never closed, so acquiring only waits.
@@ -217,12 +283,47 @@ async fn limited_pull<R: ContainerRuntime>(
         None => None,
     };
     let began = Instant::now();
-    let info = rt.pull_image(image, None).await?;
+    let info = if credentials.is_empty() {
+        rt.pull_image(image, None).await?
+    } else {
+        pull_with_each(rt, image, credentials).await?
+    };
     let times = PullTimes {
         pulling: millis(began.elapsed()),
         total: millis(queued.elapsed()),
     };
     Ok((info, times))
+}
+
+async fn pull_with_each<R: ContainerRuntime>(
+    rt: &R,
+    image: &str,
+    credentials: &[RegistryCredentials],
+) -> Result<ImageInfo, RuntimeError> {
+    let mut errors: Vec<RuntimeError> = Vec::new();
+    for credentials in credentials {
+        match rt
+            .pull_image_with_credentials(image, None, Some(credentials))
+            .await
+        {
+            Ok(info) => return Ok(info),
+            Err(e) => errors.push(e),
+        }
+    }
+    // As apimachinery's `NewAggregate` prints several errors.
+    let last = errors.pop().expect("at least one credential was tried");
+    if errors.is_empty() {
+        return Err(last);
+    }
+    let all: Vec<String> = errors
+        .iter()
+        .chain(std::iter::once(&last))
+        .map(ToString::to_string)
+        .collect();
+    Err(RuntimeError::new(
+        last.kind,
+        format!("[{}]", all.join(", ")),
+    ))
 }
 
 /// The kubelet reports pull times to the millisecond.

@@ -60,6 +60,7 @@ mod hostname;
 mod http_get;
 mod image_pull;
 mod image_volume;
+mod keyring;
 mod kill;
 mod mount_table;
 mod plan;
@@ -90,10 +91,17 @@ pub use dirs::{remove_orphaned_pod_dirs, PodDirs, DATA_LINK};
 pub use dns::ClusterDns;
 pub use handle::{spawn, Adopted, PodWorkerHandle, Termination};
 pub use image_volume::remove_orphaned_image_volumes;
+pub use keyring::PullSecret;
 pub use resize::NodeAllocations;
 pub use sink::{EventType, PodEvent, PodSink, ProbeAttempt, ProbeResult};
 pub use timeline::{TimelineEntry, TimelineStep};
 pub use worker::WorkerConfig;
+
+/// The pull secrets read for a pod, each a secret or its name and why it
+/// could not be read.
+pub type PullSecretsRead<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<Result<PullSecret, (String, String)>>> + Send + 'a>,
+>;
 
 /// What cluster mode tells a container's environment: the service
 /// variables of its namespace, and the configMaps and secrets its env
@@ -110,6 +118,11 @@ pub trait ClusterData: Send + Sync + berth_api::env::EnvObjects {
         namespace: &str,
         service_links: bool,
     ) -> Result<Vec<(String, String)>, String>;
+
+    /// The secrets `names` in `namespace`, read now (the kubelet's secret
+    /// manager), each with its name; a secret that cannot be read is an
+    /// `Err` with its name and why.
+    fn pull_secrets<'a>(&'a self, namespace: &'a str, names: &'a [String]) -> PullSecretsRead<'a>;
 }
 
 /// A shared [`ClusterData`].

@@ -92,6 +92,10 @@ struct Inner {
     /// What the "registry" serves; a pull makes it present.
     pullable: HashMap<String, ImageInfo>,
     pull_errors: HashMap<String, RuntimeError>,
+    /// The only credentials the "registry" takes for an image.
+    private: HashMap<String, RegistryCredentials>,
+    /// Each pull's image and credentials, in order.
+    pull_credentials: Vec<(String, Option<RegistryCredentials>)>,
     pull_delay: Duration,
     scripts: HashMap<String, Script>,
     sandboxes: BTreeMap<String, SandboxInfo>,
@@ -159,6 +163,19 @@ impl FakeRuntime {
             Some(error) => inner.pull_errors.insert(reference.to_string(), error),
             None => inner.pull_errors.remove(reference),
         };
+    }
+
+    /// Makes `reference` served only to pulls given `credentials`; others
+    /// fail as a registry refuses them.
+    pub fn require_credentials(&self, reference: &str, credentials: RegistryCredentials) {
+        self.lock()
+            .private
+            .insert(reference.to_string(), credentials);
+    }
+
+    /// The image and credentials of each pull so far, in order.
+    pub fn pull_credentials(&self) -> Vec<(String, Option<RegistryCredentials>)> {
+        self.lock().pull_credentials.clone()
     }
 
     /// How long every container start takes (tokio time).
@@ -390,9 +407,22 @@ impl ContainerRuntime for FakeRuntime {
         image: &str,
         progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
     ) -> Result<ImageInfo, RuntimeError> {
+        self.pull_image_with_credentials(image, progress, None)
+            .await
+    }
+
+    async fn pull_image_with_credentials(
+        &self,
+        image: &str,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<ImageInfo, RuntimeError> {
         self.record(Call::Pull {
             image: image.to_string(),
         });
+        self.lock()
+            .pull_credentials
+            .push((image.to_string(), credentials.cloned()));
         let delay = self.lock().pull_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -400,6 +430,13 @@ impl ContainerRuntime for FakeRuntime {
         let mut inner = self.lock();
         if let Some(error) = inner.pull_errors.get(image) {
             return Err(error.clone());
+        }
+        if let Some(required) = inner.private.get(image) {
+            if credentials != Some(required) {
+                return Err(RuntimeError::other(format!(
+                    "failed to pull and unpack image \"{image}\": unauthorized: authentication required"
+                )));
+            }
         }
         let pulled = inner
             .pullable

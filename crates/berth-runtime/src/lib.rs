@@ -54,6 +54,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
     ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send;
 
+    /// `pull_image` with `credentials` for the image's own registry (a
+    /// mirror keeps its configured auth), as the CRI's `PullImage` with an
+    /// `AuthConfig`; `None` is `pull_image`. Concurrent pulls share one
+    /// fetch only when their credentials are the same.
+    fn pull_image_with_credentials(
+        &self,
+        image: &str,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
+        credentials: Option<&RegistryCredentials>,
+    ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send;
+
     /// Mounts the root filesystem of `image` (present) read-only at
     /// `target`, as containerd's CRI mounts an image volume: a view
     /// snapshot of the image's top layer, named `key`, that survives

@@ -158,6 +158,24 @@ pub struct PullProgress {
     pub total: u64,
 }
 
+/// A user name and password for one pull from an image's registry (from
+/// a pod's image pull secrets), as the CRI's `AuthConfig`. `Debug` shows
+/// only the user name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// A host port published by the pod's network (CNI portmap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMapping {

@@ -16,6 +16,7 @@ use serde_json::Value;
 mod bad_input;
 mod ephemeral;
 mod eviction;
+mod pull_secrets;
 mod resize;
 mod stats;
 

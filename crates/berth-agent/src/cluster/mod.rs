@@ -26,6 +26,7 @@ mod mirror_pods;
 pub(crate) mod node_object;
 mod node_status;
 mod pod_source;
+mod pull_secrets;
 pub mod services;
 mod status_sync;
 mod volumes;
@@ -193,6 +194,8 @@ pub struct NodeData {
     /// What downwardAPI volumes' `resourceFieldRef` reads for limits
     /// nothing sets.
     pub allocatable: berth_api::resource_field::NodeAllocatable,
+    /// Where image pull secrets are read, at each pull.
+    pub client: Option<kube::Client>,
 }
 
 impl berth_api::env::EnvObjects for NodeData {
@@ -222,6 +225,14 @@ impl berth_pod::ClusterData for NodeData {
     ) -> Result<Vec<(String, String)>, String> {
         self.services
             .env(namespace, service_links, !is_cluster_pod(pod))
+    }
+
+    fn pull_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        names: &'a [String],
+    ) -> berth_pod::PullSecretsRead<'a> {
+        Box::pin(pull_secrets::read(self.client.as_ref(), namespace, names))
     }
 }
 

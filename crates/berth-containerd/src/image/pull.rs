@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use berth_runtime::{ImageInfo, PullProgress, RuntimeError, RuntimeErrorKind};
+use berth_runtime::{ImageInfo, PullProgress, RegistryCredentials, RuntimeError, RuntimeErrorKind};
 use containerd_client::types::Descriptor as CdDescriptor;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -59,6 +59,14 @@ fn media_type_of(document: &[u8]) -> Result<String, RuntimeError> {
     Ok(media_type)
 }
 
+/// Tells credentials apart without carrying them.
+pub(super) fn credentials_hash(credentials: &RegistryCredentials) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    credentials.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn in_words(context: String) -> impl FnOnce(RuntimeError) -> RuntimeError {
     move |e| RuntimeError::new(e.kind, format!("{context}: {}", e.message))
 }
@@ -72,17 +80,39 @@ impl Containerd {
         image: &str,
         progress: Option<UnboundedSender<PullProgress>>,
     ) -> Result<ImageInfo, RuntimeError> {
+        self.pull_image_with_credentials(image, progress, None)
+            .await
+    }
+
+    /// `pull_image` with `credentials` for the image's own registry; only
+    /// pulls with the same credentials share a fetch.
+    pub async fn pull_image_with_credentials(
+        &self,
+        image: &str,
+        progress: Option<UnboundedSender<PullProgress>>,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<ImageInfo, RuntimeError> {
         let name = normalize_reference(image);
         let this = self.clone();
-        let key = name.clone();
+        let key = match credentials {
+            // A digest of the credentials: the key is logged.
+            Some(c) => format!("{name} auth:{:016x}", credentials_hash(c)),
+            None => name.clone(),
+        };
+        let credentials = credentials.cloned();
         self.pulls
             .join(&key, progress, move |hub| async move {
-                this.pull_fresh(&name, hub).await
+                this.pull_fresh(&name, credentials.as_ref(), hub).await
             })
             .await
     }
 
-    async fn pull_fresh(&self, name: &str, progress: Progress) -> Result<ImageInfo, RuntimeError> {
+    async fn pull_fresh(
+        &self,
+        name: &str,
+        credentials: Option<&RegistryCredentials>,
+        progress: Progress,
+    ) -> Result<ImageInfo, RuntimeError> {
         let started = Instant::now();
         let failed = in_words(format!("failed to pull and unpack image \"{name}\""));
         let reference: Reference = name.parse().map_err(|e| {
@@ -95,7 +125,9 @@ impl Containerd {
             Ok(lease) => lease,
             Err(e) => return Err(failed(e)),
         };
-        let pulled = self.pull_leased(&lease, name, &reference, &progress).await;
+        let pulled = self
+            .pull_leased(&lease, name, &reference, credentials, &progress)
+            .await;
         self.delete_lease(&lease).await;
         let image = pulled.map_err(failed)?;
         tracing::debug!(image = name, digest = image.digest, elapsed = ?started.elapsed(), "image pulled");
@@ -107,12 +139,13 @@ impl Containerd {
         lease: &str,
         name: &str,
         reference: &Reference,
+        credentials: Option<&RegistryCredentials>,
         progress: &Progress,
     ) -> Result<ImageInfo, RuntimeError> {
         let svc = self.svc_leased(lease);
         let (source, top, top_digest) = self
             .registries
-            .resolve(reference)
+            .resolve(reference, credentials)
             .await
             .map_err(in_words(format!("failed to resolve reference \"{name}\"")))?;
         let top_type = media_type_of(&top)?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_runtime::{RuntimeError, RuntimeErrorKind};
+use berth_runtime::{RegistryCredentials, RuntimeError, RuntimeErrorKind};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
@@ -15,6 +15,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use super::pull::credentials_hash;
 use super::registry_config::{Endpoint, RegistryConfig};
 use super::resolve::MANIFEST_TYPES;
 
@@ -46,9 +47,20 @@ impl Registries {
         }
     }
 
-    fn client(&self, endpoint: &Endpoint) -> Result<Client, RuntimeError> {
+    /// The client for `endpoint` used with `credentials`: a client keeps
+    /// the first auth it is given for a registry and the tokens got with
+    /// it, so each set of pull credentials has a client of its own.
+    fn client(
+        &self,
+        endpoint: &Endpoint,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<Client, RuntimeError> {
+        let key = match credentials {
+            Some(c) => format!("{} auth:{:016x}", endpoint.host, credentials_hash(c)),
+            None => endpoint.host.clone(),
+        };
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&endpoint.host) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
         let config = ClientConfig {
@@ -64,7 +76,7 @@ impl Registries {
             ..ClientConfig::default()
         };
         let client = Client::try_from(config).map_err(|e| registry_error(&endpoint.host, e))?;
-        clients.insert(endpoint.host.clone(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
 
@@ -72,9 +84,13 @@ impl Registries {
     /// endpoint that serves it: `(source, bytes, digest)`. A mirror's failure
     /// is logged and the next endpoint tried; the registry's own failure is
     /// the error.
+    ///
+    /// `credentials` (from a pod's pull secret) are the registry's auth in
+    /// place of its configured one; mirrors keep theirs.
     pub async fn resolve(
         &self,
         reference: &Reference,
+        credentials: Option<&RegistryCredentials>,
     ) -> Result<(Source, Bytes, String), RuntimeError> {
         let endpoints = self.config.endpoints(reference.registry());
         let last = endpoints.len() - 1;
@@ -83,11 +99,13 @@ impl Registries {
             if i < last {
                 reference.set_mirror_registry(endpoint.host.clone());
             }
-            let auth = match &endpoint.credentials {
-                Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                None => RegistryAuth::Anonymous,
+            let given = credentials.filter(|_| i == last);
+            let auth = match (given, &endpoint.credentials) {
+                (Some(c), _) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+                (None, Some(c)) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+                (None, None) => RegistryAuth::Anonymous,
             };
-            let client = self.client(&endpoint)?;
+            let client = self.client(&endpoint, given)?;
             let fetched = client
                 .pull_manifest_raw(&reference, &auth, &MANIFEST_TYPES)
                 .await

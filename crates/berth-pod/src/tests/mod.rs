@@ -6,6 +6,7 @@ mod hooks;
 mod image_volumes;
 mod images;
 mod probes;
+mod pull_secrets;
 mod resize;
 mod restart_all;
 mod restarts;

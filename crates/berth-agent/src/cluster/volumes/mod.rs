@@ -494,6 +494,7 @@ mod tests {
                 services: Default::default(),
                 objects: Default::default(),
                 allocatable: Default::default(),
+                client: None,
             }),
             CancellationToken::new(),
         );
