@@ -278,14 +278,26 @@ pub async fn list_pods(agent: &AgentProcess) -> Vec<Value> {
 
 /// The PID of a running containerd task, from `ctr tasks ls`.
 pub fn task_pid(agent: &AgentProcess, id: &str) -> Option<i32> {
-    let out = agent.ctr(&["tasks", "ls"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .find_map(|line| {
-            let mut fields = line.split_whitespace();
-            (fields.next()? == id).then(|| fields.next()?.parse().ok())?
-        })
+    let listed = || {
+        let out = agent.ctr(&["tasks", "ls"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next()? == id).then(|| fields.next()?.parse::<i32>().ok())?
+            })
+    };
+    // `ctr` lists PID 0 when the task's shim did not answer its state query
+    // in time (a loaded machine): ask again (each `ctr` run takes tens of
+    // milliseconds, so this waits seconds at most).
+    let mut tries = 100;
+    loop {
+        match listed() {
+            Some(0) if tries > 0 => tries -= 1,
+            pid => return pid,
+        }
+    }
 }
 
 /// The STATUS `ctr tasks ls` shows for a task (`RUNNING`, `STOPPED`, ...).
