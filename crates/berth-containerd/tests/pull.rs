@@ -583,24 +583,20 @@ async fn a_self_signed_registry_needs_insecure_skip_verify() {
         "{error}"
     );
     // Named without insecureSkipVerify, it is HTTPS with certificate checks.
-    let verifying = env
-        .client(&format!(
-            "registries:\n  \"{}\": {{ mirrors: [] }}\n",
+    let named = |settings: &str| {
+        format!(
+            "registries:\n  \"{}\": {{ {settings} }}\n",
             env.registry.host()
-        ))
-        .await;
+        )
+    };
+    let verifying = env.client(&named("mirrors: []")).await;
     let error = verifying.pull_image(&reference, None).await.unwrap_err();
     assert!(
         error.message.to_lowercase().contains("certificate"),
         "{error}"
     );
 
-    let trusting = env
-        .client(&format!(
-            "registries:\n  \"{}\": {{ insecureSkipVerify: true }}\n",
-            env.registry.host()
-        ))
-        .await;
+    let trusting = env.client(&named("insecureSkipVerify: true")).await;
     let image = trusting.pull_image(&reference, None).await.unwrap();
     env.assert_runs(&image, "over-tls");
 }
