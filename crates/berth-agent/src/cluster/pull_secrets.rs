@@ -15,6 +15,13 @@ pub async fn read(
 ) -> Vec<Result<PullSecret, (String, String)>> {
     let mut read = Vec::with_capacity(names.len());
     for name in names {
+        // The name goes into the request's path: one that is not a
+        // secret's name (`..`, `/`) is not asked for.
+        let problems = berth_api::validation::names::dns1123_subdomain(name);
+        if !problems.is_empty() {
+            read.push(Err((name.clone(), problems.join("; "))));
+            continue;
+        }
         let Some(client) = client else {
             read.push(Err((name.clone(), "no API server".to_string())));
             continue;
@@ -36,4 +43,21 @@ pub async fn read(
         });
     }
     read
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_that_is_no_secrets_name_is_not_asked_for() {
+        // No client: a valid name would fail for want of an API server.
+        let read = read(None, "ns", &["../../nodes/n".into(), "ok".into()]).await;
+        let why: Vec<&str> = read
+            .iter()
+            .map(|r| r.as_ref().err().unwrap().1.as_str())
+            .collect();
+        assert!(why[0].contains("RFC 1123 subdomain"), "{why:?}");
+        assert_eq!(why[1], "no API server");
+    }
 }
