@@ -15,7 +15,7 @@
 # a spec failed.
 #
 #   scripts/conformance.sh [--full | --ci] [--focus REGEX] [--dir DIR] [--procs N]
-#                          [--with-slow-gaps]
+#                          [--with-slow-gaps] [--repeat N]
 #
 # The default, quick tier leaves out the specs that watch a pod for minutes
 # to prove something does not happen; --full runs every selected spec.
@@ -25,6 +25,8 @@
 # --focus narrows either tier to the specs whose names match REGEX.
 # --procs runs the specs in N ginkgo processes ([Serial] ones still alone, at
 # the end), as upstream runs node e2e; --full defaults to 4, the others to 1.
+# --repeat runs the selected specs N more times, stopping at the first
+# failure: for chasing a flaky spec.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -40,6 +42,7 @@ ci=false
 focus=""
 procs=""
 slow=false
+repeat=0
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -52,7 +55,8 @@ while (($#)); do
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --procs) procs=${2:?--procs needs a value}; shift 2 ;;
     --with-slow-gaps) slow=true; shift ;;
-    *) die "usage: $0 [--full | --ci] [--focus REGEX] [--dir DIR] [--procs N] [--with-slow-gaps]" ;;
+    --repeat) repeat=${2:?--repeat needs a value}; shift 2 ;;
+    *) die "usage: $0 [--full | --ci] [--focus REGEX] [--dir DIR] [--procs N] [--with-slow-gaps] [--repeat N]" ;;
   esac
 done
 [[ $(id -u) == 0 ]] || die "run as root"
@@ -359,14 +363,14 @@ suite_args=(--kubeconfig="$KUBECONFIG" --provider=skeleton
 if ((procs == 1)); then
   "$BIN/nodee2e.test" "${suite_args[@]}" \
     --ginkgo.focus="$focus_regex" --ginkgo.skip="$skip_regex" \
-    --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
+    --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v --ginkgo.repeat="$repeat" \
     --ginkgo.junit-report="$OUT/junit.xml" >"$OUT/suite.log" 2>&1
 else
   # The CLI writes the merged report under --output-dir (a report path is
   # taken relative to the suite's directory otherwise).
   "$BIN/ginkgo" run --procs="$procs" \
     --focus="$focus_regex" --skip="$skip_regex" \
-    --timeout=4h --no-color -v --output-dir="$OUT" --junit-report=junit.xml \
+    --timeout=4h --no-color -v --repeat="$repeat" --output-dir="$OUT" --junit-report=junit.xml \
     "$BIN/nodee2e.test" -- "${suite_args[@]}" >"$OUT/suite.log" 2>&1
 fi
 suite_rc=$?

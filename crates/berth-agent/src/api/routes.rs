@@ -33,7 +33,10 @@ pub(crate) async fn handle<S: PodService>(
     tracing::debug!(%method, %path, "api request");
     match route(request, &cx).await {
         Ok(response) => response,
-        Err(failure) => failure.into_response(),
+        Err(failure) => {
+            tracing::debug!(%method, %path, code = %failure.code(), "api request refused: {}", failure.message());
+            failure.into_response()
+        }
     }
 }
 

@@ -17,6 +17,14 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    pub(crate) fn code(&self) -> StatusCode {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             code,

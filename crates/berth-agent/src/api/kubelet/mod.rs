@@ -115,12 +115,15 @@ async fn serve_connection<S: PodService, I>(
             certificate.clone(),
         );
         async move {
-            match authenticate(&authorizer, certificate, &request).await {
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let response = match authenticate(&authorizer, certificate, &request).await {
                 Ok(()) => route(request, cx, stats).await,
                 Err(Refusal::Unauthorized) => text(StatusCode::UNAUTHORIZED, "Unauthorized".into()),
                 Err(Refusal::Forbidden(message)) => text(StatusCode::FORBIDDEN, message),
                 Err(Refusal::Error(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, message),
-            }
+            };
+            tracing::debug!(%method, %path, status = %response.status(), "kubelet API");
+            response
         }
     };
     serve_http1(io, handler, false, &shutdown, "kubelet API").await;
