@@ -107,7 +107,7 @@ async fn serve_connection<S: PodService, I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let shutdown = cx.shutdown.clone();
-    let handler = move |request| {
+    let handler = move |request: Request<Incoming>| {
         let (cx, authorizer, stats, certificate) = (
             cx.clone(),
             authorizer.clone(),
