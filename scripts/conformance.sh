@@ -26,7 +26,7 @@
 # --procs runs the specs in N ginkgo processes ([Serial] ones still alone, at
 # the end), as upstream runs node e2e; --full defaults to 4, the others to 1.
 # --repeat runs the selected specs N more times, stopping at the first
-# failure: for chasing a flaky spec.
+# failure (through the ginkgo CLI): for chasing a flaky spec.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -360,10 +360,10 @@ suite_args=(--kubeconfig="$KUBECONFIG" --provider=skeleton
   --kubectl-path="$(command -v kubectl)" --report-dir="$DIR/report"
   --allowed-not-ready-nodes=0 --minStartupPods=0 --disable-log-dump --dump-logs-on-failure=false
   --node-os-distro=debian)
-if ((procs == 1)); then
+if ((procs == 1 && repeat == 0)); then
   "$BIN/nodee2e.test" "${suite_args[@]}" \
     --ginkgo.focus="$focus_regex" --ginkgo.skip="$skip_regex" \
-    --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v --ginkgo.repeat="$repeat" \
+    --ginkgo.timeout=4h --ginkgo.no-color --ginkgo.v \
     --ginkgo.junit-report="$OUT/junit.xml" >"$OUT/suite.log" 2>&1
 else
   # The CLI writes the merged report under --output-dir (a report path is
