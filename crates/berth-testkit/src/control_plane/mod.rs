@@ -251,6 +251,12 @@ impl ControlPlane {
         self.layout.pki("ca.crt")
     }
 
+    /// The admin's client certificate and key (PEM), for clients that are
+    /// not kubectl.
+    pub fn admin_identity(&self) -> (PathBuf, PathBuf) {
+        (self.layout.pki("admin.crt"), self.layout.pki("admin.key"))
+    }
+
     /// The directory holding certificates, kubeconfigs, logs and etcd's data.
     pub fn dir(&self) -> &Path {
         &self.layout.dir
