@@ -19,6 +19,7 @@ mod eviction;
 mod pull_secrets;
 mod resize;
 mod stats;
+mod websocket_logs;
 
 /// Long enough for a scheduled pod to start on 2 busy cores.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
