@@ -24,7 +24,8 @@
 # project's test command stays within its time.
 # --focus narrows either tier to the specs whose names match REGEX.
 # --procs runs the specs in N ginkgo processes ([Serial] ones still alone, at
-# the end), as upstream runs node e2e; --full defaults to 4, the others to 1.
+# the end), as upstream runs node e2e; --full defaults to 4, --ci to 2 (its
+# specs mostly wait on 2 s polls), the quick tier to 1.
 # --repeat runs the selected specs N more times, stopping at the first
 # failure (through the ginkgo CLI): for chasing a flaky spec.
 set -euo pipefail
@@ -63,7 +64,7 @@ done
 # One run at a time on a machine: they share the bridge, the subnet and DIR.
 exec 9>/run/berth-conformance.lock
 flock -n 9 || { say "waiting for another conformance run to end"; flock 9; }
-[[ -n $procs ]] || { procs=1; $full && procs=4; }
+[[ -n $procs ]] || { procs=1; $ci && procs=2; $full && procs=4; }
 [[ $procs =~ ^[1-9][0-9]*$ ]] || die "--procs needs a positive number"
 
 # ---- What runs ---------------------------------------------------------------
