@@ -470,7 +470,7 @@ pub async fn api_get(socket: &Path, path: &str) -> Option<(u16, Vec<u8>)> {
         .flatten()
 }
 
-fn parse_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
+pub(crate) fn parse_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
     let body = &response[split + 4..];

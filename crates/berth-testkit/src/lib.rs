@@ -9,13 +9,16 @@
 //! # Layout
 //!
 //! - `containerd`: `PrivateContainerd` (start, restart, clean-up on drop).
-//! - `agent`: `AgentProcess`, the real binary with private paths.
+//! - `agent`: `AgentProcess`, the real binary with private paths;
+//!   `api_watch`: its local API without a CLI process (a request with a
+//!   body, a watch read event by event), for the benchmark.
 //! - `control_plane`: `ControlPlane`, a real kube-apiserver with etcd, the
 //!   controller manager and the scheduler, and node credentials for it.
 //! - `busybox`: test images; `registry`, `proxy`: a registry and a faulty
 //!   link to it; `net`: a pod network per test; `mounts`, `process`: clean-up.
 
 pub mod agent;
+pub mod api_watch;
 pub mod busybox;
 pub mod containerd;
 pub mod control_plane;

@@ -31,6 +31,7 @@ mod versus;
 use std::time::Duration;
 
 use berth_integration::{all_running, manifest, pod, sh_container};
+use berth_testkit::api_watch::{api_request, ApiWatch};
 use berth_testkit::{AgentProcess, PrivateContainerd, TEST_IMAGE};
 use futures::future::join_all;
 use measure::{ms, percentile, vm_rss};
@@ -176,54 +177,79 @@ fn sleeper(name: &str) -> String {
     ))
 }
 
-/// Applies pods all at once (one `berth apply` each) and returns, per pod,
-/// the time until the API shows it Running. One poller lists the pods every
-/// 10 ms, so that measuring does not take the CPU from what is measured.
+/// Creates pods all at once and returns, per pod, the time until the API
+/// shows it Running. As the CRI side is driven in-process, so is this one:
+/// each pod is one POST to the local API (no CLI process per pod), and
+/// Running is seen on one watch (no list every few milliseconds taking the
+/// CPU from what is measured).
 async fn apply_all_and_wait(agent: &AgentProcess, names: &[String]) -> Vec<Duration> {
-    let started = Instant::now();
     let manifests: Vec<String> = names.iter().map(|name| sleeper(name)).collect();
-    let applies = join_all(manifests.iter().map(|m| agent.apply_yaml(m)));
-    let poll = async {
+    create_and_wait(agent, names, &manifests, "").await
+}
+
+/// [`apply_all_and_wait`] for pods of any manifests (YAML, one pod each);
+/// `selector` narrows the watch (a `&fieldSelector=...` query, or empty).
+pub(crate) async fn create_and_wait(
+    agent: &AgentProcess,
+    names: &[String],
+    manifests: &[String],
+    selector: &str,
+) -> Vec<Duration> {
+    let socket = agent.socket();
+    let path = format!("/api/v1/namespaces/default/pods?watch=true{selector}");
+    let mut watch = ApiWatch::open(&socket, &path)
+        .await
+        .expect("the agent serves a pod watch");
+    let started = Instant::now();
+    let creates = join_all(manifests.iter().map(|m| {
+        api_request(
+            &socket,
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/yaml",
+            m.as_bytes(),
+        )
+    }));
+    let running = async {
         let mut done: Vec<Option<Duration>> = vec![None; names.len()];
-        while done.iter().any(Option::is_none) && started.elapsed() < POD_TIMEOUT {
-            if let Some(list) = agent.api_get_json("/api/v1/namespaces/default/pods").await {
-                for pod in list["items"].as_array().into_iter().flatten() {
-                    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-                    if let Some(i) = names.iter().position(|n| n == name) {
-                        if done[i].is_none() && all_running(pod) {
-                            done[i] = Some(started.elapsed());
-                        }
+        let read = async {
+            while done.iter().any(Option::is_none) {
+                let Some(event) = watch.next().await else {
+                    break;
+                };
+                let pod = &event["object"];
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                if let Some(i) = names.iter().position(|n| n == name) {
+                    if done[i].is_none() && all_running(pod) {
+                        done[i] = Some(started.elapsed());
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if tokio::time::timeout(POD_TIMEOUT, read).await.is_err() {
+            eprintln!(
+                "not all of {} pods Running after {POD_TIMEOUT:?}",
+                names.len()
+            );
         }
         done.into_iter()
             .map(|d| d.unwrap_or_else(|| started.elapsed()))
             .collect::<Vec<_>>()
     };
-    let (_, times) = tokio::join!(applies, poll);
+    let (created, times) = tokio::join!(creates, running);
+    for (name, reply) in names.iter().zip(created) {
+        if !matches!(reply, Some((201 | 200, _))) {
+            eprintln!("create {name}: {reply:?}");
+        }
+    }
     times
 }
 
-/// Applies a `sleep 3600` pod and returns the time until the API shows it
-/// Running. Polls the API directly (no CLI process per look) every 5 ms.
+/// Creates a `sleep 3600` pod and returns the time until the API shows it
+/// Running (as [`apply_all_and_wait`], on a watch of that pod alone).
 async fn apply_and_wait(agent: &AgentProcess, name: &str) -> Duration {
-    let started = Instant::now();
-    agent.apply_yaml(&sleeper(name)).await;
-    let path = format!("/api/v1/namespaces/default/pods/{name}");
-    loop {
-        if let Some(pod) = agent.api_get_json(&path).await {
-            if all_running(&pod) {
-                return started.elapsed();
-            }
-        }
-        if started.elapsed() > POD_TIMEOUT {
-            eprintln!("{name}: not Running after {POD_TIMEOUT:?}");
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let selector = format!("&fieldSelector=metadata.name%3D{name}");
+    create_and_wait(agent, &[name.to_owned()], &[sleeper(name)], &selector).await[0]
 }
 
 fn row(label: &str, samples: &[Duration]) {

@@ -6,15 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_integration::{all_running, manifest, pod, sh_container, term_handling_container};
+use berth_integration::{manifest, pod, sh_container, term_handling_container};
+use berth_testkit::api_watch::{api_request, ApiWatch};
 use berth_testkit::{AgentProcess, CriPlugin, PrivateContainerd, TEST_IMAGE};
 use futures::future::join_all;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::cri::{Cri, CriPod};
 use crate::measure::{ms, percentile};
-use crate::{apply_all_and_wait, apply_and_wait, POD_TIMEOUT};
+use crate::{apply_all_and_wait, apply_and_wait, create_and_wait, POD_TIMEOUT};
 
 /// The CRI plugin's sandbox image: berth's own pause, tagged for it.
 const CRI_PAUSE: &str = "berth.local/pause:cri-bench";
@@ -140,12 +140,11 @@ pub async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
         let containers = (0..3)
             .map(|c| sh_container(&format!("c{c}"), SLEEP))
             .collect();
-        let started = Instant::now();
-        agent
-            .apply_yaml(&manifest(&pod(&name, "Always", containers)))
-            .await;
-        wait_berth_running(&agent, &name, started).await;
-        three.berth.push(started.elapsed());
+        let selector = format!("&fieldSelector=metadata.name%3D{name}");
+        let manifest = manifest(&pod(&name, "Always", containers));
+        three.berth.extend(
+            create_and_wait(&agent, std::slice::from_ref(&name), &[manifest], &selector).await,
+        );
         let started = Instant::now();
         let pod = cri
             .run_pod(&name, TEST_IMAGE, &[SLEEP, SLEEP, SLEEP])
@@ -312,51 +311,45 @@ async fn delete_berth(agent: &AgentProcess, name: &str) {
     delete_berth_with(agent, name, "?gracePeriodSeconds=0").await;
 }
 
-/// `DELETE` of a pod through the agent's socket (with `query`), then polls
-/// until the API no longer knows it (torn down).
+/// `DELETE` of a pod through the agent's socket (with `query`), then waits
+/// for its DELETED event on a watch of it: the API no longer knows it
+/// (torn down).
 async fn delete_berth_with(agent: &AgentProcess, name: &str, query: &str) {
+    let socket = agent.socket();
     let path = format!("/api/v1/namespaces/default/pods/{name}");
-    let started = Instant::now();
-    if let Err(e) = request(&agent.socket(), "DELETE", &format!("{path}{query}")).await {
-        eprintln!("delete {name}: {e}");
+    let watch_path =
+        format!("/api/v1/namespaces/default/pods?watch=true&fieldSelector=metadata.name%3D{name}");
+    let Some(mut watch) = ApiWatch::open(&socket, &watch_path).await else {
+        eprintln!("delete {name}: no watch");
+        return;
+    };
+    if api_request(
+        &socket,
+        "DELETE",
+        &format!("{path}{query}"),
+        "application/json",
+        b"",
+    )
+    .await
+    .is_none()
+    {
+        eprintln!("delete {name}: no answer");
         return;
     }
-    while started.elapsed() < POD_TIMEOUT {
-        if matches!(
-            berth_testkit::agent::api_get(&agent.socket(), &path).await,
-            Some((404, _))
-        ) {
-            return;
+    let gone = async {
+        while let Some(event) = watch.next().await {
+            if event["type"] == "DELETED" {
+                return true;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        false
+    };
+    if !tokio::time::timeout(POD_TIMEOUT, gone)
+        .await
+        .unwrap_or(false)
+    {
+        eprintln!("{name}: not gone after {POD_TIMEOUT:?}");
     }
-    eprintln!("{name}: not gone after {POD_TIMEOUT:?}");
-}
-
-async fn request(socket: &Path, method: &str, path: &str) -> std::io::Result<Vec<u8>> {
-    let mut stream = tokio::net::UnixStream::connect(socket).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    Ok(response)
-}
-
-async fn wait_berth_running(agent: &AgentProcess, name: &str, started: Instant) {
-    let path = format!("/api/v1/namespaces/default/pods/{name}");
-    while started.elapsed() < POD_TIMEOUT {
-        if agent
-            .api_get_json(&path)
-            .await
-            .is_some_and(|p| all_running(&p))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    eprintln!("{name}: not Running after {POD_TIMEOUT:?}");
 }
 
 async fn wait_berth_log(agent: &AgentProcess, name: &str, text: &str) {
