@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use berth_runtime::{
@@ -225,14 +226,23 @@ async fn create_pause(
     .await
 }
 
-/// How long the pause start waits for the pod's first container to start.
+/// How long the pause start waits for the pod's first container to start
+/// (when none has begun to: an image pull, say).
 const PAUSE_START_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a container start that has begun may hold the pause back. On a
+/// machine starting many pods at once a start takes seconds; a pause started
+/// beside it only takes CPU from the starts the pods wait for.
+const PAUSE_HELD_BY_START: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A pause start in flight. `go` lets it begin; `done` closes when it is over.
 #[derive(Clone)]
 pub(crate) struct PauseStart {
     go: Arc<Notify>,
     done: watch::Receiver<()>,
+    /// A container start of the pod has begun: its end (success or not)
+    /// lets the pause go.
+    held: Arc<AtomicBool>,
 }
 
 /// Pause starts in flight, by sandbox id.
@@ -303,16 +313,18 @@ fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
     let key = id.to_string();
     let (done, waiters) = watch::channel(());
     let go = Arc::new(Notify::new());
+    let held = Arc::new(AtomicBool::new(false));
     crate::client::lock(&c.state.pause_starts).insert(
         key.clone(),
         PauseStart {
             go: Arc::clone(&go),
             done: waiters,
+            held: Arc::clone(&held),
         },
     );
     let (c, id) = (c.clone(), id.to_string());
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(PAUSE_START_DEFERRAL, go.notified()).await;
+        pause_may_start(&go, &held).await;
         match run_pause(&c, &id, mounts).await {
             Ok(pid) => tracing::debug!(sandbox = id, pid, "started pause container"),
             Err(e) => {
@@ -322,6 +334,46 @@ fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
         crate::client::lock(&c.state.pause_starts).remove(&key);
         drop(done);
     });
+}
+
+/// Returns when the pause may start: on `go`, after
+/// [`PAUSE_START_DEFERRAL`] when no container start has begun by then, or
+/// after [`PAUSE_HELD_BY_START`] more when one has and never ended.
+async fn pause_may_start(go: &Notify, held: &AtomicBool) {
+    let go = go.notified();
+    tokio::pin!(go);
+    if tokio::time::timeout(PAUSE_START_DEFERRAL, go.as_mut())
+        .await
+        .is_err()
+        && held.load(Ordering::Acquire)
+    {
+        let _ = tokio::time::timeout(PAUSE_HELD_BY_START, go).await;
+    }
+}
+
+/// A container of the sandbox begins to start: the pause waits for the end
+/// of that start rather than for [`PAUSE_START_DEFERRAL`]. The guard lets
+/// it go when dropped, whether the start ended or was given up.
+pub(crate) fn container_starting(c: &Containerd, sandbox_id: &str) -> ContainerStart {
+    if let Some(pending) = pause_start(c, sandbox_id) {
+        pending.held.store(true, Ordering::Release);
+    }
+    ContainerStart {
+        c: c.clone(),
+        sandbox_id: sandbox_id.to_string(),
+    }
+}
+
+/// A container start in flight; see [`container_starting`].
+pub(crate) struct ContainerStart {
+    c: Containerd,
+    sandbox_id: String,
+}
+
+impl Drop for ContainerStart {
+    fn drop(&mut self) {
+        container_started(&self.c, &self.sandbox_id);
+    }
 }
 
 /// A container of the sandbox has started (or failed to): the pause may go.
@@ -495,6 +547,8 @@ pub(crate) fn unmount_shm(root_dir: &Path, id: &str) -> Result<(), RuntimeError>
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -508,5 +562,52 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         assert!(new_sandbox_id("__").starts_with("pod-"));
+    }
+
+    /// When `pause_may_start` returns, after `steps` (at a time, what to do).
+    async fn pause_wait(steps: &[(u64, &'static str)]) -> Duration {
+        let (go, held) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
+        let start = tokio::time::Instant::now();
+        let driver = {
+            let (go, held) = (go.clone(), held.clone());
+            let steps = steps.to_vec();
+            tokio::spawn(async move {
+                for (at_ms, what) in steps {
+                    tokio::time::sleep_until(start + Duration::from_millis(at_ms)).await;
+                    match what {
+                        "starting" => held.store(true, Ordering::Release),
+                        _ => go.notify_one(),
+                    }
+                }
+            })
+        };
+        pause_may_start(&go, &held).await;
+        let waited = start.elapsed();
+        driver.abort();
+        waited
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_waits_for_a_container_start_that_has_begun_not_for_a_fixed_second() {
+        // No container start by then: the pause goes after the deferral.
+        assert_eq!(pause_wait(&[]).await, PAUSE_START_DEFERRAL);
+        // The first container started quickly: the pause goes at once after.
+        assert_eq!(
+            pause_wait(&[(100, "starting"), (300, "started")]).await,
+            Duration::from_millis(300)
+        );
+        // A start slower than the deferral (many pods at once): the pause
+        // waits for its end instead of taking CPU from it.
+        assert_eq!(
+            pause_wait(&[(200, "starting"), (4500, "started")]).await,
+            Duration::from_millis(4500)
+        );
+        // A start that never reports its end holds the pause only so long.
+        assert_eq!(
+            pause_wait(&[(200, "starting")]).await,
+            PAUSE_START_DEFERRAL + PAUSE_HELD_BY_START
+        );
+        // A permit given before anyone waits is not lost.
+        assert_eq!(pause_wait(&[(0, "started")]).await, Duration::ZERO);
     }
 }
