@@ -1,5 +1,6 @@
-//! `berth-bench [N] [--rss]`: how long berth takes from `berth apply` to a
-//! Running pod, for N pods one after another and N at once, next to `ctr run
+//! `berth-bench [N] [--rss]`: how long berth takes from a pod's POST to the
+//! local API to the pod Running (seen on a watch), for N pods one after
+//! another and N at once, next to `ctr run
 //! -d` of the same image on the same private containerd. With `--rss`, also
 //! the agent's resident memory with 100 pods.
 //!
