@@ -10,7 +10,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::containerd::{ctr, purge_namespace, PrivateContainerd};
@@ -455,19 +454,8 @@ pub async fn healthz(socket: &Path) -> bool {
 /// Returns the status code and the (de-chunked) body; `None` when the agent
 /// does not answer within 2 s.
 pub async fn api_get(socket: &Path, path: &str) -> Option<(u16, Vec<u8>)> {
-    let attempt = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        parse_response(&response)
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    crate::api_watch::exchange(socket, request.as_bytes(), Duration::from_secs(2)).await
 }
 
 pub(crate) fn parse_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {

@@ -22,23 +22,32 @@ pub async fn api_request(
     content_type: &str,
     body: &[u8],
 ) -> Option<(u16, Vec<u8>)> {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    exchange(socket, &request, Duration::from_secs(10)).await
+}
+
+/// Sends one whole request on a new connection and reads the response to
+/// its end (the request asks for `Connection: close`); `None` on any
+/// failure or after `limit`.
+pub(crate) async fn exchange(
+    socket: &Path,
+    request: &[u8],
+    limit: Duration,
+) -> Option<(u16, Vec<u8>)> {
     let attempt = async {
         let mut stream = UnixStream::connect(socket).await.ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.ok()?;
-        stream.write_all(body).await.ok()?;
+        stream.write_all(request).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
         parse_response(&response)
     };
-    tokio::time::timeout(Duration::from_secs(10), attempt)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(limit, attempt).await.ok().flatten()
 }
 
 /// A watch (`?watch=true`) on the local API, read one event at a time.
