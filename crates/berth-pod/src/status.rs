@@ -199,7 +199,21 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         ephemeral,
     } = container_statuses(w);
     let spec = w.spec();
-    let phase = w.phase_of(&init, &regular, pod_is_terminal);
+    // The kubelet's `mergePodStatus`: a pod that could still have running
+    // containers is not reported terminal (what it holds exclusively is not
+    // yet released). Its phase, reason and message wait until they stopped.
+    let still_running = init.iter().chain(&regular).chain(&ephemeral).any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|state| state.running.is_some())
+    });
+    let terminal_held_back = still_running && w.stage.phase().is_some();
+    let phase = if terminal_held_back {
+        rules::pod_phase(spec, &init, &regular, false)
+    } else {
+        w.phase_of(&init, &regular, pod_is_terminal)
+    };
+    let terminal_reason = w.terminal_reason.as_ref().filter(|_| !terminal_held_back);
     let sandbox_ready =
         w.sandbox.ready().is_some() && !pod_is_terminal && w.stage.phase().is_none();
     // Conditions others own (readiness gates, DisruptionTarget) come with
@@ -256,8 +270,8 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         // The generation of the spec this status reflects: a resize shows
         // as observed only once it was admitted and acted on.
         observed_generation: w.pod.metadata.generation.filter(|g| *g > 0),
-        reason: w.terminal_reason.as_ref().map(|(r, _)| r.clone()),
-        message: w.terminal_reason.as_ref().map(|(_, m)| m.clone()),
+        reason: terminal_reason.map(|(r, _)| r.clone()),
+        message: terminal_reason.map(|(_, m)| m.clone()),
         ..Default::default()
     }
 }

@@ -158,10 +158,23 @@ async fn an_evicted_pod_fails_stops_at_once_and_never_restarts() {
     assert_eq!(s.reason.as_deref(), Some("Evicted"));
     assert_eq!(s.message.as_deref(), Some(message));
     // The eviction's 1 s grace period, held to the kill path's 2 s floor,
-    // not the pod's 30 s.
+    // not the pod's 30 s; and Failed only once the container is gone.
     h.rt.wait_for_calls(|calls| signals(calls).contains(&Signal::KILL))
         .await;
     assert_eq!(Instant::now() - begin, Duration::from_secs(2));
+    terminated(&s, "app");
+    // Never Failed (nor its reason) while the container still ran, as the
+    // kubelet's status manager holds a terminal phase back.
+    for status in h.sink.statuses.lock().unwrap().iter() {
+        if container(status, "app")
+            .state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some())
+        {
+            assert_eq!(phase(status), "Running", "{status:#?}");
+            assert_eq!(status.reason, None, "{status:#?}");
+        }
+    }
     let events = h.sink.events.lock().unwrap().clone();
     let evicted: Vec<_> = events.iter().filter(|e| e.reason == "Evicted").collect();
     assert_eq!(evicted.len(), 1);
