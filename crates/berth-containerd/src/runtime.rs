@@ -18,14 +18,6 @@ impl ContainerRuntime for Containerd {
         Containerd::image_status(self, image).await
     }
 
-    async fn pull_image(
-        &self,
-        image: &str,
-        progress: Option<tokio::sync::mpsc::UnboundedSender<berth_runtime::PullProgress>>,
-    ) -> Result<ImageInfo, RuntimeError> {
-        Containerd::pull_image(self, image, progress).await
-    }
-
     async fn pull_image_with_credentials(
         &self,
         image: &str,

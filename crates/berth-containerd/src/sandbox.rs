@@ -377,7 +377,7 @@ impl Drop for ContainerStart {
 }
 
 /// A container of the sandbox has started (or failed to): the pause may go.
-pub(crate) fn container_started(c: &Containerd, sandbox_id: &str) {
+fn container_started(c: &Containerd, sandbox_id: &str) {
     if let Some(pending) = pause_start(c, sandbox_id) {
         // A stored permit: the pause task may not be waiting yet.
         pending.go.notify_one();

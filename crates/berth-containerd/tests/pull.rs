@@ -28,6 +28,17 @@ impl Env {
         Some(Self { daemon, registry })
     }
 
+    /// A registry that takes only `puller`/`s3cret`, holding busybox as
+    /// `private:v1`; with that image's reference.
+    async fn start_private() -> Option<(Self, String)> {
+        let env = Self::start(Some(("puller", "s3cret"))).await?;
+        env.registry
+            .push(&env.busybox_archive(), "private:v1")
+            .await;
+        let reference = env.registry.reference("private:v1");
+        Some((env, reference))
+    }
+
     /// The registry over plain HTTP, plus `extra` YAML lines under it.
     fn plain_http(&self) -> String {
         format!(
@@ -281,13 +292,9 @@ async fn an_absent_tag_fails_in_the_registrys_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_refuses_without_credentials_and_serves_with_them() {
-    let Some(env) = Env::start(Some(("puller", "s3cret"))).await else {
+    let Some((env, reference)) = Env::start_private().await else {
         return;
     };
-    env.registry
-        .push(&env.busybox_archive(), "private:v1")
-        .await;
-    let reference = env.registry.reference("private:v1");
     let host = env.registry.host();
 
     let anonymous = env.client(&env.plain_http()).await;
@@ -649,13 +656,9 @@ async fn a_pull_cut_off_in_the_middle_of_a_blob_recovers_on_the_next_try() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pulls_own_credentials_replace_the_registrys_and_each_is_used_afresh() {
-    let Some(env) = Env::start(Some(("puller", "s3cret"))).await else {
+    let Some((env, reference)) = Env::start_private().await else {
         return;
     };
-    env.registry
-        .push(&env.busybox_archive(), "private:v1")
-        .await;
-    let reference = env.registry.reference("private:v1");
     // One client for all: it must not keep the first credentials it saw.
     let client = env.client(&env.plain_http()).await;
     let wrong = RegistryCredentials {

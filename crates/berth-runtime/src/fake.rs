@@ -402,15 +402,6 @@ impl ContainerRuntime for FakeRuntime {
         Ok(self.lock().images.get(image).cloned())
     }
 
-    async fn pull_image(
-        &self,
-        image: &str,
-        progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
-    ) -> Result<ImageInfo, RuntimeError> {
-        self.pull_image_with_credentials(image, progress, None)
-            .await
-    }
-
     async fn pull_image_with_credentials(
         &self,
         image: &str,

@@ -52,7 +52,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         image: &str,
         progress: Option<tokio::sync::mpsc::UnboundedSender<PullProgress>>,
-    ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<ImageInfo, RuntimeError>> + Send {
+        self.pull_image_with_credentials(image, progress, None)
+    }
 
     /// `pull_image` with `credentials` for the image's own registry (a
     /// mirror keeps its configured auth), as the CRI's `PullImage` with an

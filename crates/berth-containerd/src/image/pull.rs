@@ -59,12 +59,16 @@ fn media_type_of(document: &[u8]) -> Result<String, RuntimeError> {
     Ok(media_type)
 }
 
-/// Tells credentials apart without carrying them.
-pub(super) fn credentials_hash(credentials: &RegistryCredentials) -> u64 {
+/// `base` (a reference or a host) keyed by the credentials used with it:
+/// a digest tells credentials apart without carrying them (keys are logged).
+pub(super) fn credentials_key(base: &str, credentials: Option<&RegistryCredentials>) -> String {
     use std::hash::{Hash, Hasher};
+    let Some(credentials) = credentials else {
+        return base.to_string();
+    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     credentials.hash(&mut hasher);
-    hasher.finish()
+    format!("{base} auth:{:016x}", hasher.finish())
 }
 
 fn in_words(context: String) -> impl FnOnce(RuntimeError) -> RuntimeError {
@@ -94,11 +98,7 @@ impl Containerd {
     ) -> Result<ImageInfo, RuntimeError> {
         let name = normalize_reference(image);
         let this = self.clone();
-        let key = match credentials {
-            // A digest of the credentials: the key is logged.
-            Some(c) => format!("{name} auth:{:016x}", credentials_hash(c)),
-            None => name.clone(),
-        };
+        let key = credentials_key(&name, credentials);
         let credentials = credentials.cloned();
         self.pulls
             .join(&key, progress, move |hub| async move {

@@ -15,7 +15,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use super::pull::credentials_hash;
+use super::pull::credentials_key;
 use super::registry_config::{Endpoint, RegistryConfig};
 use super::resolve::MANIFEST_TYPES;
 
@@ -55,10 +55,7 @@ impl Registries {
         endpoint: &Endpoint,
         credentials: Option<&RegistryCredentials>,
     ) -> Result<Client, RuntimeError> {
-        let key = match credentials {
-            Some(c) => format!("{} auth:{:016x}", endpoint.host, credentials_hash(c)),
-            None => endpoint.host.clone(),
-        };
+        let key = credentials_key(&endpoint.host, credentials);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
@@ -100,10 +97,13 @@ impl Registries {
                 reference.set_mirror_registry(endpoint.host.clone());
             }
             let given = credentials.filter(|_| i == last);
-            let auth = match (given, &endpoint.credentials) {
-                (Some(c), _) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                (None, Some(c)) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                (None, None) => RegistryAuth::Anonymous,
+            let basic = given.map(|c| (&c.username, &c.password)).or(endpoint
+                .credentials
+                .as_ref()
+                .map(|c| (&c.username, &c.password)));
+            let auth = match basic {
+                Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+                None => RegistryAuth::Anonymous,
             };
             let client = self.client(&endpoint, given)?;
             let fetched = client
