@@ -348,11 +348,6 @@ pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, R
     let record =
         record?.ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
     let mounts = mounts?;
-    // The pod's pause goes once this start is over (or given up).
-    let _starting = record
-        .labels
-        .get(labels::SANDBOX_ID)
-        .map(|sandbox_id| crate::sandbox::container_starting(c, sandbox_id));
     start_task(c, id, &record, mounts).await
 }
 

@@ -11,8 +11,8 @@ use containerd_client::services::v1::{Container, ListContainersRequest, ListTask
 use containerd_client::types::v1::{Process, Status};
 use jiff::Timestamp;
 
-use crate::netns::PodNamespaces;
-use crate::sandbox::HOST_NETWORK_LABEL;
+use crate::netns::{self, PodNamespaces};
+use crate::sandbox::{HOST_IPC_LABEL, HOST_NETWORK_LABEL, PINNED_ON_BOOT_LABEL};
 use crate::spec::GROUP_ANNOTATION;
 use crate::task::failed;
 use crate::{cni, labels, Containerd};
@@ -147,15 +147,23 @@ fn pod_of(container: &Container) -> PodRef {
 
 fn sandbox_of(c: &Containerd, container: &Container, task: Option<&Process>) -> SandboxInfo {
     let host_network = label(container, HOST_NETWORK_LABEL) == "true";
+    let host_ipc = label(container, HOST_IPC_LABEL) == "true";
     let root = &c.config.root_dir;
+    let namespaces = PodNamespaces::of(root, &container.id, host_network, host_ipc);
+    let pause = match container.labels.get(PINNED_ON_BOOT_LABEL) {
+        // No pause process: alive while its pins are.
+        Some(boot) if netns::pins_alive(&namespaces, boot) => PauseProcess::Pinned,
+        Some(_) => PauseProcess::Gone,
+        None => task
+            .filter(|t| t.status == Status::Running as i32)
+            .map_or(PauseProcess::Gone, |t| PauseProcess::Running { pid: t.pid }),
+    };
     SandboxInfo {
         id: SandboxId(container.id.clone()),
         pod: pod_of(container),
         host_network,
-        netns: PodNamespaces::of(root, &container.id, host_network, false).net,
-        pause: task
-            .filter(|t| t.status == Status::Running as i32)
-            .map_or(PauseProcess::Gone, |t| PauseProcess::Running { pid: t.pid }),
+        netns: namespaces.net,
+        pause,
         ips: if host_network {
             Vec::new()
         } else {

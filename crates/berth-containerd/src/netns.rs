@@ -1,9 +1,9 @@
 //! Agent-owned pod namespaces (network, IPC, UTS), each pinned by a bind mount
 //! under `<root>/ns/<sandbox>/`.
 //!
-//! The namespaces outlive the pause process: CNI DEL always gets a valid path,
-//! and the pod's containers join them by path, so none of them waits for the
-//! pause container to run.
+//! The pins, not a process, keep the namespaces: CNI DEL always gets a valid
+//! path, and the pod's containers join them by path, so no pause process is
+//! needed to hold them. A sandbox whose pins are gone is dead.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,31 @@ pub(crate) fn create(
     Ok(())
 }
 
+/// The node's boot id: pins do not outlive a reboot.
+pub(crate) fn boot_id() -> &'static str {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| id.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether a sandbox's pins, made on the boot `pinned_on`, still hold its
+/// namespaces: the node has not rebooted since, and every pin is a namespace
+/// file (a pin unmounted, or a file left from another boot, is not).
+pub(crate) fn pins_alive(ns: &PodNamespaces, pinned_on: &str) -> bool {
+    let is_namespace = |pin: &PathBuf| {
+        nix::sys::statfs::statfs(pin)
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    };
+    pinned_on == boot_id()
+        && [&ns.net, &ns.ipc, &ns.uts]
+            .into_iter()
+            .flatten()
+            .all(is_namespace)
+}
+
 /// Unpins and removes a sandbox's namespaces (`dir` is its pin directory);
 /// missing pins are not an error.
 pub(crate) fn remove(dir: &Path) -> io::Result<()> {
@@ -193,7 +218,19 @@ mod tests {
             ["40000", "40100"]
         );
 
+        assert!(pins_alive(&ns, boot_id()));
+        assert!(!pins_alive(&ns, "another-boot"));
+        assert!(!boot_id().is_empty());
+
         remove(&ns.dir).unwrap();
+        assert!(!pins_alive(&ns, boot_id()));
+        // Plain files where the pins were (a pin directory on disk after a
+        // reboot) hold nothing.
+        std::fs::create_dir_all(&ns.dir).unwrap();
+        for kind in KINDS {
+            std::fs::write(ns.dir.join(kind), b"").unwrap();
+        }
+        assert!(!pins_alive(&ns, boot_id()));
         remove(&ns.dir).unwrap();
         assert!(!mounted(&ns.dir));
         assert!(!ns.dir.exists());

@@ -1,9 +1,8 @@
 //! What an agent killed in the middle of a pod start leaves behind, found and
 //! released at the next start: namespace pins, the pod's `/dev/shm` mount,
 //! CNI attachments (the veth and the host-local address), leases, and shims
-//! and loggers that serve no task containerd holds. A pause start it cut off
-//! is finished instead: the pod it belongs to runs, and a logger of berth's
-//! own that is gone is started again.
+//! and loggers that serve no task containerd holds. A logger of berth's own
+//! that is gone is started again.
 //!
 //! A sandbox is live when containerd holds its pause container record;
 //! everything else berth keeps per sandbox id belongs to no pod. This runs
@@ -21,16 +20,10 @@ use containerd_client::types::v1::{Process, Status};
 use crate::image::{EXPIRE_LABEL, LEASE_TTL};
 use crate::netns::PodNamespaces;
 use crate::sandbox::{cni_paths, sandbox_dir, unmount_shm};
-use crate::{cni, container, labels, list, netns, sandbox, Containerd};
+use crate::{cni, labels, list, netns, Containerd};
 
 /// How long after start leases, shims and loggers are swept a second time.
 const LATE_SWEEP: Duration = Duration::from_secs(5);
-/// How long a failed pause start waits before each retry.
-const PAUSE_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_millis(100),
-    Duration::from_millis(200),
-    Duration::from_millis(400),
-];
 
 pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     let started = jiff::Timestamp::now();
@@ -41,7 +34,6 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
         .filter(|r| r.labels.get(labels::SANDBOX).map(String::as_str) == Some("true"))
         .map(|r| r.id.clone())
         .collect();
-    finish_pause_starts(c, &records, &tasks, &live_sandboxes).await;
 
     let mut reclaimed = Reclaimed::default();
     let half_made: Vec<String> = sandbox_ids_on_disk(&c.config.root_dir)
@@ -94,69 +86,6 @@ async fn late_records_and_tasks(
     let records = list::records(c).await?;
     let tasks = list::tasks(c, &records).await?;
     Ok((records, tasks))
-}
-
-/// Starts the pause task of every live sandbox whose pause start an agent's
-/// death cut off. The pause starts after the pod's first container, in the
-/// background, so a pod can run with no pause task yet: its containers are
-/// in the pinned namespaces and it is alive. Left so, the next agent would
-/// take the sandbox for dead and make the pod again. A pause that ran and
-/// died (see `sandbox::pause_ever_started`) has its pod made again in a new
-/// sandbox, as the kubelet does.
-async fn finish_pause_starts(
-    c: &Containerd,
-    records: &[Container],
-    tasks: &HashMap<String, Process>,
-    live_sandboxes: &HashSet<String>,
-) {
-    let status = |id: &str| tasks.get(id).map(|t| t.status);
-    let running = Some(Status::Running as i32);
-    let cut_off = live_sandboxes.iter().filter(|id| {
-        let pause = status(id);
-        let alive = records.iter().any(|r| {
-            r.id != **id
-                && r.labels.get(labels::SANDBOX_ID) == Some(*id)
-                && status(&r.id) == running
-        });
-        if !alive || pause == running {
-            return false;
-        }
-        // A cut-off create may leave a task in any state; a pause that ran
-        // and died leaves the marker.
-        let never_started = !sandbox::pause_ever_started(&c.config.root_dir, id);
-        if !never_started {
-            tracing::debug!(sandbox = id, ?pause, "a running pod's pause died");
-        }
-        never_started
-    });
-    // At once: the API opens after reclaim.
-    futures::future::join_all(cut_off.map(|id| async move {
-        let start = || async {
-            let mounts = container::rootfs_mounts(c, id).await?;
-            sandbox::run_pause(c, id, mounts).await
-        };
-        // A create the dead agent left in flight may still be being undone
-        // (its bundle directory exists a moment longer): try again shortly.
-        let mut started = start().await;
-        for delay in PAUSE_RETRY_DELAYS {
-            if started.is_ok() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            started = start().await;
-        }
-        match started {
-            Ok(pid) => tracing::info!(
-                sandbox = id,
-                pid,
-                "started a pause an interrupted start left"
-            ),
-            Err(e) => {
-                tracing::warn!(sandbox = id, error = %e, "start the pause an interrupted start left")
-            }
-        }
-    }))
-    .await;
 }
 
 /// Every sandbox id berth keeps something for on disk: namespace pins, the

@@ -1,16 +1,19 @@
 //! Pod sandboxes: agent-owned network, IPC and UTS namespaces (pinned), CNI, a
-//! shared `/dev/shm`, and the pause container, all under the pod cgroup.
+//! shared `/dev/shm`, and the sandbox record (the kubelet's "POD" container),
+//! all under the pod cgroup.
 //!
-//! The pod's containers join the pinned namespaces by path, so nothing waits
-//! for the pause process: create writes the pause record concurrently with
-//! CNI ADD and returns; the pause task is created and started in the
-//! background after the pod's first container. Removal waits for that start. Teardown is
-//! idempotent and also cleans up after a create that failed halfway.
+//! The pod's containers join the pinned namespaces by path, so the pins, not
+//! a process, keep the namespaces alive. A pause process runs only where one
+//! is needed: as PID 1 of a process namespace the pod's containers share.
+//! Other sandboxes have a record and no task, which saves each pod a runc
+//! create and start, and lets its shim go with its last container. Such a
+//! sandbox is alive while its pins are in place on the boot that made them
+//! (see [`crate::netns::pins_alive`]). Create writes the record concurrently
+//! with CNI ADD. Teardown is idempotent and also cleans up after a create
+//! that failed halfway.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use berth_runtime::{
     PauseProcess, PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId,
@@ -20,7 +23,6 @@ use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
 use jiff::Timestamp;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use tokio::sync::{watch, Notify};
 
 use crate::cni::{self, CniPaths};
 use crate::container::{self, pod_labels, random_hex, sanitize};
@@ -32,6 +34,12 @@ use crate::{labels, netns, task, Containerd};
 pub(crate) const HOSTNAME_LABEL: &str = "io.berth.sandbox.hostname";
 /// `true` when the pod uses the node's network.
 pub(crate) const HOST_NETWORK_LABEL: &str = "io.berth.sandbox.host-network";
+/// On a sandbox with no pause process: the boot id of the node when its
+/// namespaces were pinned (pins do not survive a reboot; a stale file at the
+/// pin's path might look like one).
+/// `true` when the pod uses the node's IPC namespace (it has no IPC pin).
+pub(crate) const HOST_IPC_LABEL: &str = "io.berth.sandbox.host-ipc";
+pub(crate) const PINNED_ON_BOOT_LABEL: &str = "io.berth.sandbox.pinned-on-boot";
 /// The kubelet's container name for the pause container.
 const PAUSE_NAME: &str = "POD";
 
@@ -49,32 +57,6 @@ pub(crate) fn new_sandbox_id(pod_uid: &str) -> String {
 
 pub(crate) fn sandbox_dir(root_dir: &Path, sandbox_id: &str) -> PathBuf {
     root_dir.join("sandboxes").join(sandbox_id)
-}
-
-/// Written once the sandbox's pause task has started: a pause that is not
-/// running without it never started (its start was cut off), with it the
-/// pause ran and died.
-fn pause_started_marker(root_dir: &Path, sandbox_id: &str) -> PathBuf {
-    sandbox_dir(root_dir, sandbox_id).join("pause-started")
-}
-
-/// Whether the sandbox's pause task ever started (see
-/// [`pause_started_marker`]).
-pub(crate) fn pause_ever_started(root_dir: &Path, sandbox_id: &str) -> bool {
-    pause_started_marker(root_dir, sandbox_id).exists()
-}
-
-fn mark_pause_started(root_dir: &Path, sandbox_id: &str) {
-    let marker = pause_started_marker(root_dir, sandbox_id);
-    let written = marker
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| berth_runtime::files::write_private(&marker, b""));
-    if let Err(e) = written {
-        // A later agent then takes a dead pause for one never started, and
-        // starts it instead of making the pod again.
-        tracing::warn!(sandbox = sandbox_id, error = %e, "mark the pause started");
-    }
 }
 
 /// The pod's `/dev/shm`, a tmpfs shared by its containers (as in CRI).
@@ -143,14 +125,13 @@ pub(crate) async fn create(
         };
         let pause = async {
             let mounts = create_pause(c, &id, config, &namespaces, &hostname).await?;
-            if security.namespaces.pid == PidNamespace::Pod {
-                // The containers join the pause's PID namespace: it must run
-                // (as PID 1) before any of them.
-                let pid = run_pause(c, &id, mounts).await?;
-                return Ok(PauseProcess::Running { pid });
+            if security.namespaces.pid != PidNamespace::Pod {
+                return Ok(PauseProcess::Pinned);
             }
-            spawn_pause_start(c, &id, mounts);
-            Ok::<_, RuntimeError>(PauseProcess::Starting)
+            // The containers join the pause's PID namespace: it must run
+            // (as PID 1) before any of them.
+            let pid = run_pause(c, &id, mounts).await?;
+            Ok::<_, RuntimeError>(PauseProcess::Running { pid })
         };
         let (ips, pause) = tokio::join!(network, pause);
         let pid = pause?;
@@ -213,6 +194,13 @@ async fn create_pause(
     labels.insert(HOST_NETWORK_LABEL.into(), config.host_network.to_string());
     labels.insert(labels::POD_CREATED.into(), config.times.created.to_string());
     labels.insert(labels::POD_STARTED.into(), config.times.started.to_string());
+    labels.insert(
+        HOST_IPC_LABEL.into(),
+        config.security.namespaces.host_ipc.to_string(),
+    );
+    if config.security.namespaces.pid != PidNamespace::Pod {
+        labels.insert(PINNED_ON_BOOT_LABEL.into(), netns::boot_id().to_string());
+    }
     let spec_input = SandboxSpec {
         sandbox_id: id,
         pod_uid: &config.pod.uid,
@@ -226,36 +214,10 @@ async fn create_pause(
     .await
 }
 
-/// How long the pause start waits for the pod's first container to start
-/// (when none has begun to: an image pull, say).
-const PAUSE_START_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a container start that has begun may hold the pause back. On a
-/// machine starting many pods at once a start takes seconds; a pause started
-/// beside it only takes CPU from the starts the pods wait for.
-const PAUSE_HELD_BY_START: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A pause start in flight. `go` lets it begin; `done` closes when it is over.
-#[derive(Clone)]
-pub(crate) struct PauseStart {
-    go: Arc<Notify>,
-    done: watch::Receiver<()>,
-    /// A container start of the pod has begun: its end (success or not)
-    /// lets the pause go.
-    held: Arc<AtomicBool>,
-}
-
-/// Pause starts in flight, by sandbox id.
-pub(crate) type PauseStarts = Mutex<HashMap<String, PauseStart>>;
-
-fn pause_start(c: &Containerd, id: &str) -> Option<PauseStart> {
-    crate::client::lock(&c.state.pause_starts).get(id).cloned()
-}
-
 /// Creates and starts the pause task. A call cut off by a containerd
 /// restart is carried on from the state the new connection shows, so the
 /// pause task is never left created but not started.
-pub(crate) async fn run_pause(
+async fn run_pause(
     c: &Containerd,
     id: &str,
     mounts: Vec<RootfsMount>,
@@ -284,10 +246,7 @@ pub(crate) async fn run_pause(
             }
         };
         match attempt.await {
-            Ok(Some(pid)) => {
-                mark_pause_started(&c.config.root_dir, id);
-                return Ok(pid);
-            }
+            Ok(Some(pid)) => return Ok(pid),
             Ok(None) if redos < MAX_REDOS => redos += 1,
             Ok(None) => {
                 return Err(RuntimeError::other(format!(
@@ -301,106 +260,6 @@ pub(crate) async fn run_pause(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(1));
-    }
-}
-
-/// Creates and starts the pause task in the background, once the pod's first
-/// container has started (or after [`PAUSE_START_DEFERRAL`]): a shim serves
-/// one task create or start at a time, and nothing needs the pause process, so
-/// it must not delay the container. A failure is logged; the sandbox's
-/// removal cleans up whatever is left.
-fn spawn_pause_start(c: &Containerd, id: &str, mounts: Vec<RootfsMount>) {
-    let key = id.to_string();
-    let (done, waiters) = watch::channel(());
-    let go = Arc::new(Notify::new());
-    let held = Arc::new(AtomicBool::new(false));
-    crate::client::lock(&c.state.pause_starts).insert(
-        key.clone(),
-        PauseStart {
-            go: Arc::clone(&go),
-            done: waiters,
-            held: Arc::clone(&held),
-        },
-    );
-    let (c, id) = (c.clone(), id.to_string());
-    tokio::spawn(async move {
-        pause_may_start(&go, &held).await;
-        match run_pause(&c, &id, mounts).await {
-            Ok(pid) => tracing::debug!(sandbox = id, pid, "started pause container"),
-            Err(e) => {
-                tracing::warn!(sandbox = id, error = %e, "start pause container (removing the sandbox cleans up)")
-            }
-        }
-        crate::client::lock(&c.state.pause_starts).remove(&key);
-        drop(done);
-    });
-}
-
-/// Returns when the pause may start: on `go`, after
-/// [`PAUSE_START_DEFERRAL`] when no container start has begun by then, or
-/// after [`PAUSE_HELD_BY_START`] more when one has and never ended.
-async fn pause_may_start(go: &Notify, held: &AtomicBool) {
-    let go = go.notified();
-    tokio::pin!(go);
-    if tokio::time::timeout(PAUSE_START_DEFERRAL, go.as_mut())
-        .await
-        .is_err()
-        && held.load(Ordering::Acquire)
-    {
-        let _ = tokio::time::timeout(PAUSE_HELD_BY_START, go).await;
-    }
-}
-
-/// A container of the sandbox begins to start: the pause waits for the end
-/// of that start rather than for [`PAUSE_START_DEFERRAL`]. The guard lets
-/// it go when dropped, whether the start ended or was given up.
-pub(crate) fn container_starting(c: &Containerd, sandbox_id: &str) -> ContainerStart {
-    if let Some(pending) = pause_start(c, sandbox_id) {
-        pending.held.store(true, Ordering::Release);
-    }
-    ContainerStart {
-        c: c.clone(),
-        sandbox_id: sandbox_id.to_string(),
-    }
-}
-
-/// A container start in flight; see [`container_starting`].
-pub(crate) struct ContainerStart {
-    c: Containerd,
-    sandbox_id: String,
-}
-
-impl Drop for ContainerStart {
-    fn drop(&mut self) {
-        container_started(&self.c, &self.sandbox_id);
-    }
-}
-
-/// A container of the sandbox has started (or failed to): the pause may go.
-fn container_started(c: &Containerd, sandbox_id: &str) {
-    if let Some(pending) = pause_start(c, sandbox_id) {
-        // A stored permit: the pause task may not be waiting yet.
-        pending.go.notify_one();
-    }
-}
-
-/// Lets a pending pause start go at once and waits until it is over, or
-/// for as long as the shim may take to answer (a start stuck in a wedged
-/// shim ends once the shim is forced down; the removal then goes on).
-async fn pause_start_done(c: &Containerd, id: &str) {
-    if let Some(mut pending) = pause_start(c, id) {
-        pending.go.notify_one();
-        // Returns (with an error) once the sender is dropped.
-        let done = pending.done.changed();
-        if tokio::time::timeout(c.config.shim_timeout, done)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                sandbox = id,
-                "pause start still under way; removing the sandbox anyway"
-            );
-        }
     }
 }
 
@@ -427,8 +286,6 @@ async fn teardown(
     host_network: bool,
 ) -> Result<(), RuntimeError> {
     let root = &c.config.root_dir;
-    // A task created behind teardown's back would outlive the sandbox.
-    pause_start_done(c, id).await;
     let mut first_error: Option<RuntimeError> = None;
     let mut note = |result: Result<(), RuntimeError>| {
         if let Err(e) = result {
@@ -547,8 +404,6 @@ pub(crate) fn unmount_shm(root_dir: &Path, id: &str) -> Result<(), RuntimeError>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -562,52 +417,5 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         assert!(new_sandbox_id("__").starts_with("pod-"));
-    }
-
-    /// When `pause_may_start` returns, after `steps` (at a time, what to do).
-    async fn pause_wait(steps: &[(u64, &'static str)]) -> Duration {
-        let (go, held) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
-        let start = tokio::time::Instant::now();
-        let driver = {
-            let (go, held) = (go.clone(), held.clone());
-            let steps = steps.to_vec();
-            tokio::spawn(async move {
-                for (at_ms, what) in steps {
-                    tokio::time::sleep_until(start + Duration::from_millis(at_ms)).await;
-                    match what {
-                        "starting" => held.store(true, Ordering::Release),
-                        _ => go.notify_one(),
-                    }
-                }
-            })
-        };
-        pause_may_start(&go, &held).await;
-        let waited = start.elapsed();
-        driver.abort();
-        waited
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_pause_waits_for_a_container_start_that_has_begun_not_for_a_fixed_second() {
-        // No container start by then: the pause goes after the deferral.
-        assert_eq!(pause_wait(&[]).await, PAUSE_START_DEFERRAL);
-        // The first container started quickly: the pause goes at once after.
-        assert_eq!(
-            pause_wait(&[(100, "starting"), (300, "started")]).await,
-            Duration::from_millis(300)
-        );
-        // A start slower than the deferral (many pods at once): the pause
-        // waits for its end instead of taking CPU from it.
-        assert_eq!(
-            pause_wait(&[(200, "starting"), (4500, "started")]).await,
-            Duration::from_millis(4500)
-        );
-        // A start that never reports its end holds the pause only so long.
-        assert_eq!(
-            pause_wait(&[(200, "starting")]).await,
-            PAUSE_START_DEFERRAL + PAUSE_HELD_BY_START
-        );
-        // A permit given before anyone waits is not lost.
-        assert_eq!(pause_wait(&[(0, "started")]).await, Duration::ZERO);
     }
 }

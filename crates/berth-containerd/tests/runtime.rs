@@ -15,8 +15,8 @@ use std::time::Duration;
 use berth_containerd::{Containerd, ContainerdConfig};
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerKind, ContainerRuntime, ExecSession, ExecSignal,
-    ExecStreamRequest, ExitInfo, ExitWaiter, ImageInfo, ObservedState, PodRef, PodTimes,
-    PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
+    ExecStreamRequest, ExitInfo, ExitWaiter, ImageInfo, ObservedState, PauseProcess, PidNamespace,
+    PodRef, PodTimes, PortMapping, Resources, RuntimeErrorKind, SandboxConfig, SandboxInfo, Signal,
 };
 use berth_testkit::{busybox_image, PrivateContainerd, TEST_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -640,7 +640,11 @@ async fn exits_signals_list_and_oom() {
         (found.id.clone(), found.pod.clone(), found.host_network),
         (sandbox.id.clone(), pod.clone(), true)
     );
-    assert!(found.pause.pid().is_some(), "the pause container runs");
+    assert_eq!(
+        found.pause,
+        PauseProcess::Pinned,
+        "no pause process, the pins in place"
+    );
     assert_eq!(
         found.pod_times, sandbox.pod_times,
         "the pod's times are kept"
@@ -786,23 +790,26 @@ fn shims_of(socket: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The pause pid once the background start has run it.
+/// The pause pid of a sandbox whose pod shares its process namespace.
 async fn pause_pid(runtime: &Containerd, sandbox: &SandboxInfo) -> u32 {
-    eventually(
-        "the pause container runs",
-        Duration::from_secs(10),
-        || async {
-            let observed = runtime.list().await.ok()?;
-            let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id)?;
-            found.pause.pid()
-        },
-    )
-    .await
+    let observed = runtime.list().await.expect("list");
+    let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id);
+    found
+        .and_then(|s| s.pause.pid())
+        .expect("the pause container runs")
 }
 
-/// Containers start right after `create_sandbox` returns, while the pause task
-/// is still starting: all of a pod's processes still land in one shim and in
-/// the pod's pinned IPC, UTS and network namespaces; removal unpins them all.
+/// A sandbox config whose pod shares its process namespace (it has a pause).
+fn shared_pid_sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxConfig {
+    let mut config = sandbox_config(pod, host_network, log_dir);
+    config.security.namespaces.pid = PidNamespace::Pod;
+    config
+}
+
+/// Two containers of each pod, started right after `create_sandbox`
+/// returns, land in one shim and in the pod's pinned IPC, UTS and network
+/// namespaces, with no pause process unless the pod shares its process
+/// namespace (then the pause shares them too); removal unpins them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_share_the_pinned_namespaces_in_one_shim() {
     let Some((mut daemon, runtime, image, _, logs)) = set_up("share", Some(1)).await else {
@@ -817,9 +824,14 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
         .extend(pods.iter().map(|p| p.uid.clone()));
     let host_pod = pod("sharehost");
     daemon.host.pod_uids.push(host_pod.uid.clone());
+    // The first pod shares its process namespace.
     let configs: Vec<SandboxConfig> = pods
         .iter()
-        .map(|p| sandbox_config(p, false, &logs))
+        .enumerate()
+        .map(|(i, p)| match i {
+            0 => shared_pid_sandbox_config(p, false, &logs),
+            _ => sandbox_config(p, false, &logs),
+        })
         .chain([sandbox_config(&host_pod, true, &logs)])
         .collect();
     let runs = configs.iter().map(|config| {
@@ -829,28 +841,38 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
                 .create_sandbox(config)
                 .await
                 .expect("create sandbox");
-            let app = container(&config.pod, image, "app", &["sleep", "3600"], logs);
-            let id = runtime
-                .create_container(&sandbox, &app)
-                .await
-                .expect("create");
-            let started = runtime.start_container(&id).await.expect("start");
-            (sandbox, id, started.pid)
+            let mut started = Vec::new();
+            for name in ["app", "peer"] {
+                let mut app = container(&config.pod, image, name, &["sleep", "3600"], logs);
+                app.security.namespaces.pid = config.security.namespaces.pid;
+                let id = runtime
+                    .create_container(&sandbox, &app)
+                    .await
+                    .expect("create");
+                let pid = runtime.start_container(&id).await.expect("start").pid;
+                started.push((id, pid));
+            }
+            (sandbox, started)
         }
     });
     let pods_up = futures::future::join_all(runs).await;
 
     let root = daemon.root();
-    for (sandbox, id, app) in &pods_up {
-        let pause = pause_pid(&runtime, sandbox).await;
+    for (sandbox, started) in &pods_up {
+        let [(id, app), (_, peer)] = started.as_slice() else {
+            unreachable!()
+        };
+        let shared_pid = sandbox.pod == pods[0];
+        let pause = sandbox.pause.pid();
+        assert_eq!(pause.is_some(), shared_pid, "{:?}", sandbox.pause);
         let pins = root.join("ns").join(&sandbox.id.0);
         let host_network = sandbox.host_network;
         for kind in ["ipc", "uts", "net"] {
-            let (p, a) = (
-                ns_inode(format!("/proc/{pause}/ns/{kind}")),
-                ns_inode(format!("/proc/{app}/ns/{kind}")),
-            );
-            assert_eq!(p, a, "{kind} shared by pause and app of {}", sandbox.id);
+            let a = ns_inode(format!("/proc/{app}/ns/{kind}"));
+            for other in pause.iter().chain([peer]) {
+                let o = ns_inode(format!("/proc/{other}/ns/{kind}"));
+                assert_eq!(o, a, "{kind} shared by {other} and app of {}", sandbox.id);
+            }
             let own = kind == "ipc" || !host_network;
             let expected = if own {
                 ns_inode(pins.join(kind))
@@ -861,6 +883,13 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
                 a, expected,
                 "{kind} of {} (host network: {host_network})",
                 sandbox.id
+            );
+        }
+        if let Some(pause) = pause {
+            assert_eq!(
+                ns_inode(format!("/proc/{pause}/ns/pid")),
+                ns_inode(format!("/proc/{app}/ns/pid")),
+                "the pod's process namespace is the pause's"
             );
         }
         assert_ne!(
@@ -881,24 +910,34 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
             sandbox.pod.name.clone()
         };
         assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), expected);
-        assert_eq!(
-            parent_pid(pause),
-            parent_pid(*app),
-            "pause and app of {} share a shim",
-            sandbox.id
-        );
+        for other in pause.iter().chain([peer]) {
+            assert_eq!(
+                parent_pid(*other),
+                parent_pid(*app),
+                "{other} and app of {} share a shim",
+                sandbox.id
+            );
+        }
     }
     assert_eq!(
         shims_of(&socket).len() - shims_before,
         pods_up.len(),
         "one shim per pod"
     );
+    // As a restarted agent finds them: alive, with or without a pause.
+    let observed = runtime.list().await.expect("list");
+    for (sandbox, _) in &pods_up {
+        let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id);
+        assert_eq!(found.map(|s| s.pause), Some(sandbox.pause));
+    }
 
-    for (sandbox, id, _) in &pods_up {
-        runtime
-            .remove_container(id)
-            .await
-            .expect("remove container");
+    for (sandbox, started) in &pods_up {
+        for (id, _) in started {
+            runtime
+                .remove_container(id)
+                .await
+                .expect("remove container");
+        }
         runtime
             .remove_sandbox(sandbox)
             .await
@@ -908,8 +947,9 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
             .await
             .expect("remove sandbox again");
     }
-    for (sandbox, id, _) in &pods_up {
-        assert_sandbox_gone(&daemon, sandbox, &[&id.0]);
+    for (sandbox, started) in &pods_up {
+        let ids: Vec<&str> = started.iter().map(|(id, _)| id.0.as_str()).collect();
+        assert_sandbox_gone(&daemon, sandbox, &ids);
     }
     assert!(
         !mounts().contains(&root.join("ns").display().to_string()),
@@ -979,8 +1019,9 @@ async fn a_wedged_shim_is_forced_down_and_its_pod_removed() {
     .unwrap();
     let socket = daemon.config().socket;
     let shims_before = shims_of(&socket);
+    // With a pause (a shared process namespace): runc must speak for it too.
     let sandbox = runtime
-        .create_sandbox(&sandbox_config(&pod, true, &logs))
+        .create_sandbox(&shared_pid_sandbox_config(&pod, true, &logs))
         .await
         .expect("create sandbox");
     let mut ids = Vec::new();

@@ -15,8 +15,8 @@ pub(crate) enum Sandbox {
     /// Not created yet (or its creation failed).
     Absent,
     Ready(SandboxInfo),
-    /// Found at adoption with its pause process gone, with the containers it
-    /// held: removed before the pod gets a new one.
+    /// Found dead at adoption (its pause process or its namespace pins
+    /// gone), with the containers it held: removed before the pod gets a new one.
     Dead {
         sandbox: SandboxInfo,
         containers: Vec<ContainerId>,
@@ -42,7 +42,8 @@ impl Sandbox {
 }
 
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
-    /// The sandbox died (its pause process is gone): as the kubelet does,
+    /// The sandbox died (its pause process or its pins are gone): as the
+    /// kubelet does,
     /// kill it and what ran in it; the pod starts again in a new one.
     pub(crate) async fn remove_dead_sandbox(&mut self) {
         let Sandbox::Dead {

@@ -414,7 +414,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             return;
         };
         if sandbox.pause == berth_runtime::PauseProcess::Gone {
-            // The pause process is gone (containerd restarted, the node
+            // The pause process or the namespace pins are gone (the node
             // rebooted): the first plan replaces the sandbox.
             let containers = adopted.containers.into_iter().map(|c| c.id).collect();
             self.sandbox = Sandbox::Dead {

@@ -507,8 +507,13 @@ impl ContainerRuntime for FakeRuntime {
             pod: config.pod.clone(),
             host_network: config.host_network,
             netns: None,
-            pause: PauseProcess::Running {
-                pid: 1000 + n as u32,
+            // As the containerd runtime: a pause only for a shared
+            // process namespace.
+            pause: match config.security.namespaces.pid {
+                crate::PidNamespace::Pod => PauseProcess::Running {
+                    pid: 1000 + n as u32,
+                },
+                _ => PauseProcess::Pinned,
             },
             ips: vec![IpAddr::V4(Ipv4Addr::new(10, 88, 0, n as u8))],
             created_at: Timestamp::now(),

@@ -584,13 +584,14 @@ pub struct Reclaimed {
 /// A sandbox's pause process as the runtime last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseProcess {
-    /// Made with the sandbox, started in the background.
-    Starting,
-    Running {
-        pid: u32,
-    },
-    /// Not running: its task is gone or stopped (containerd or the node
-    /// restarted, or the agent died before it started).
+    /// The sandbox has no pause process: the pod shares no process
+    /// namespace, and its network, IPC and UTS namespaces are held by pins
+    /// that are still in place.
+    Pinned,
+    /// The pod shares its process namespace, whose PID 1 this is.
+    Running { pid: u32 },
+    /// The sandbox is dead: its pause is gone or stopped, or its pins are
+    /// (the node rebooted, or they were unmounted).
     Gone,
 }
 
@@ -599,7 +600,7 @@ impl PauseProcess {
     pub fn pid(self) -> Option<u32> {
         match self {
             Self::Running { pid } => Some(pid),
-            Self::Starting | Self::Gone => None,
+            Self::Pinned | Self::Gone => None,
         }
     }
 }

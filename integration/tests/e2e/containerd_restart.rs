@@ -29,28 +29,28 @@ async fn twenty_pods_survive_a_containerd_restart_without_restarts_or_duplicates
     let Some((mut containerd, agent)) = setup().await else {
         return;
     };
+    // Half the pods share their process namespace, so have a pause task.
     let docs: Vec<String> = (0..PODS)
         .map(|i| {
-            manifest(&pod(
+            let mut spec = pod(
                 &format!("p{i}"),
                 "Always",
                 vec![sh_container("main", "exec sleep 3600")],
-            ))
+            );
+            spec["spec"]["shareProcessNamespace"] = serde_json::json!(i % 2 == 0);
+            manifest(&spec)
         })
         .collect();
     agent.apply_yaml(&docs.join("\n---\n")).await;
     for i in 0..PODS {
         wait_running(&agent, &format!("p{i}")).await;
     }
-    // Every pause task running too (they start just after the pods' first
-    // containers).
-    let deadline = Instant::now() + START_TIMEOUT;
-    while running_tasks(&agent) < 2 * PODS {
-        assert!(Instant::now() < deadline, "pause tasks not running");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let tasks_before = sorted(ctr_list(&agent, "tasks"));
-    assert_eq!(tasks_before.len(), 2 * PODS, "a pause and a main task each");
+    assert_eq!(
+        tasks_before.len(),
+        PODS + PODS / 2,
+        "a main task each, and a pause for each pod sharing its process namespace"
+    );
     let shims_before = shims(agent.namespace());
     assert!(shims_before > 0);
 
@@ -146,13 +146,6 @@ async fn an_exit_while_containerd_is_down_is_seen_once_it_is_back() {
     let before = wait_running(&agent, "dies").await;
     let id = container_id(&before, "main").expect("containerID");
     let pid = task_pid(&agent, &id).expect("a task for the container");
-    // The pause task starts just after the first container; a restart in
-    // the middle of its creation is another test's subject.
-    let deadline = Instant::now() + START_TIMEOUT;
-    while running_tasks(&agent) < 2 {
-        assert!(Instant::now() < deadline, "the pause task never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
     containerd.stop_daemon();
     nix::sys::signal::kill(
@@ -177,8 +170,8 @@ async fn an_exit_while_containerd_is_down_is_seen_once_it_is_back() {
     let tasks = agent.ctr(&["tasks", "ls"]);
     assert_eq!(
         running_tasks(&agent),
-        2,
-        "one pause, one main:\n{}",
+        1,
+        "one main (and no pause):\n{}",
         String::from_utf8_lossy(&tasks.stdout)
     );
 }

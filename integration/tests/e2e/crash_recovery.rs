@@ -141,20 +141,12 @@ async fn a_pods_shim_outlives_its_first_containers_record() {
     );
 }
 
-/// How a cut-off pause start is made behind a killed agent's back: berth's
-/// mark that the pause started is removed, and its task is
-enum CutOff {
-    /// deleted (the kill came before the task create);
-    NoTask,
-    /// left stopped (as containerd shows one whose create it is undoing).
-    Stopped,
-}
-
-/// The pause task starts in the background after the pod's first container,
-/// so an agent killed in between leaves a running pod whose pause never
-/// started. The next agent finishes that start and adopts the pod as it is;
-/// it used to take the sandbox for dead and make the pod again in a new one.
-async fn pause_start_cut_off(how: CutOff) {
+/// A pod that shares no process namespace has no pause process: its
+/// namespaces are held by pins. Its sandbox record has no task, and an agent
+/// killed and started again adopts the pod as it is (the missing pause is
+/// not taken for a dead sandbox).
+#[tokio::test]
+async fn a_pod_without_a_shared_process_namespace_runs_with_no_pause_and_is_adopted_as_it_is() {
     let Some((_containerd, mut agent)) = setup().await else {
         return;
     };
@@ -168,30 +160,10 @@ async fn pause_start_cut_off(how: CutOff) {
     let before = wait_running(&agent, "unpaused").await;
     let id = container_id(&before, "main").expect("containerID");
     let pid = task_pid(&agent, &id).expect("a task for the container");
-    let sandbox = id.split("-main-").next().expect("sandbox id").to_owned();
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !pause_started_marker(&agent, &sandbox).exists() {
-        assert!(Instant::now() < deadline, "the pause never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sandbox = sandbox_of(&id);
+    assert_eq!(task_status(&agent, &sandbox), None, "a pause task was made");
 
     agent.kill().await;
-    let args: &[&str] = match how {
-        CutOff::NoTask => &["tasks", "delete", "-f", &sandbox],
-        CutOff::Stopped => &["tasks", "kill", "-s", "SIGKILL", &sandbox],
-    };
-    let out = agent.ctr(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + START_TIMEOUT;
-    while task_status(&agent, &sandbox).as_deref() == Some("RUNNING") {
-        assert!(Instant::now() < deadline, "the pause still runs");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    std::fs::remove_file(pause_started_marker(&agent, &sandbox)).expect("the pause was marked");
     agent.launch().await;
 
     let after = wait_running(&agent, "unpaused").await;
@@ -203,64 +175,59 @@ async fn pause_start_cut_off(how: CutOff) {
     assert_eq!(task_pid(&agent, &id), Some(pid));
     assert_eq!(restart_count(&after, "main"), 0);
     assert_eq!(pod_ip(&after), pod_ip(&before), "a new sandbox");
-    assert_eq!(
-        task_status(&agent, &sandbox).as_deref(),
-        Some("RUNNING"),
-        "the pause is not running"
-    );
+    assert_eq!(task_status(&agent, &sandbox), None, "a pause task was made");
 }
 
-#[tokio::test]
-async fn a_pause_start_cut_off_by_kill_9_is_finished_and_the_pod_kept() {
-    pause_start_cut_off(CutOff::NoTask).await;
+fn sandbox_of(container_id: &str) -> String {
+    let sandbox = container_id.split("-main-").next();
+    sandbox.expect("sandbox id").to_owned()
 }
 
-#[tokio::test]
-async fn a_pause_start_cut_off_in_its_create_is_finished_and_the_pod_kept() {
-    pause_start_cut_off(CutOff::Stopped).await;
+/// How a sandbox dies while the agent is down.
+enum Death {
+    /// The pause of a pod that shares its process namespace is killed.
+    PauseKilled,
+    /// The namespace pins are unmounted, as a reboot loses them.
+    PinsGone,
 }
 
-/// Where berth marks that a sandbox's pause started.
-fn pause_started_marker(agent: &AgentProcess, sandbox: &str) -> std::path::PathBuf {
-    agent
-        .root_dir()
-        .join("sandboxes")
-        .join(sandbox)
-        .join("pause-started")
-}
-
-/// A pause that ran and died while the agent was down: as the kubelet does
-/// with a sandbox that is not ready, the next agent makes the pod again in a
-/// new sandbox (it is not taken for a start the crash cut off).
-#[tokio::test]
-async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
+/// As the kubelet does with a sandbox that is not ready, the next agent
+/// makes the pod again in a new sandbox, with a `SandboxChanged` event.
+async fn sandbox_died_while_the_agent_was_down(death: Death) {
     let Some((_containerd, mut agent)) = setup().await else {
         return;
     };
-    agent
-        .apply_yaml(&manifest(&pod(
-            "orphaned",
-            "Always",
-            vec![sh_container("main", "exec sleep 3600")],
-        )))
-        .await;
+    let mut spec = pod(
+        "orphaned",
+        "Always",
+        vec![sh_container("main", "exec sleep 3600")],
+    );
+    if matches!(death, Death::PauseKilled) {
+        spec["spec"]["shareProcessNamespace"] = serde_json::json!(true);
+    }
+    agent.apply_yaml(&manifest(&spec)).await;
     let before = wait_running(&agent, "orphaned").await;
     let id = container_id(&before, "main").expect("containerID");
-    let sandbox = id.split("-main-").next().expect("sandbox id").to_owned();
-    // Once berth has marked it started, a pause that is gone has died.
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !pause_started_marker(&agent, &sandbox).exists() {
-        assert!(Instant::now() < deadline, "the pause never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pause = task_pid(&agent, &sandbox).expect("the pause runs");
+    let sandbox = sandbox_of(&id);
 
     agent.kill().await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pause),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the pause");
+    match death {
+        Death::PauseKilled => {
+            let pause = task_pid(&agent, &sandbox).expect("the pause runs");
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pause),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill the pause");
+        }
+        Death::PinsGone => {
+            let pins = agent.root_dir().join("ns").join(&sandbox);
+            for kind in ["net", "ipc", "uts"] {
+                nix::mount::umount2(&pins.join(kind), nix::mount::MntFlags::MNT_DETACH)
+                    .expect("unmount a pin");
+            }
+        }
+    }
     agent.launch().await;
 
     let after = agent
@@ -280,4 +247,14 @@ async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
         "{events:#?}"
     );
     assert_ne!(pod_ip(&after), None);
+}
+
+#[tokio::test]
+async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
+    sandbox_died_while_the_agent_was_down(Death::PauseKilled).await;
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_pins_went_while_the_agent_was_down_has_its_pod_made_again() {
+    sandbox_died_while_the_agent_was_down(Death::PinsGone).await;
 }

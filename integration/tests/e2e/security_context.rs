@@ -391,6 +391,8 @@ async fn users_groups_and_fs_group_ownership_are_applied() {
         "runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000, "supplementalGroups": [4000],
     });
     spec["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    // So that the pod has a pause process, whose identity is checked below.
+    spec["spec"]["shareProcessNamespace"] = json!(true);
     let out = run_to_completion(&agent, &spec).await;
     let log = &out["app"];
     assert!(
@@ -424,7 +426,7 @@ async fn users_groups_and_fs_group_ownership_are_applied() {
 }
 
 /// `/proc/<pid>/status` of the one running task, the pause of a pod whose
-/// containers have exited (it starts in the background: polled).
+/// containers have exited (polled until they are gone).
 async fn pause_status(agent: &AgentProcess) -> HashMap<String, String> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {

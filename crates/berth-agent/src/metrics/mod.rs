@@ -198,7 +198,7 @@ impl NodeMetrics {
             http_requests.clone(),
         );
         let steps = [
-            (Step::Sandbox, "berth_sandbox_create_duration_seconds", "Duration in seconds to create a pod's sandbox: namespaces, network and pause"),
+            (Step::Sandbox, "berth_sandbox_create_duration_seconds", "Duration in seconds to create a pod's sandbox: namespaces, network and the sandbox record"),
             (Step::Network, "berth_pod_network_setup_duration_seconds", "Duration in seconds from asking for a pod's sandbox to its network (CNI) being set up"),
             (Step::Create, "berth_container_create_duration_seconds", "Duration in seconds from a container's image being ready to the container being created"),
             (Step::Start, "berth_container_start_duration_seconds", "Duration in seconds from a container being created to it being started"),

@@ -82,7 +82,7 @@ pub(crate) fn spec_container<'a>(
 pub(crate) enum SandboxView {
     Ready,
     Absent,
-    /// Found at adoption with its pause process gone.
+    /// Found dead at adoption (its pause process or its pins gone).
     Dead,
 }
 
