@@ -152,17 +152,9 @@ async fn create_leased(
         .mounts;
     let spec = build_spec(&mounts)?;
     let container = Container {
-        id: id.to_string(),
-        labels,
-        image: image.reference.clone(),
-        runtime: Some(Runtime {
-            name: task::RUNTIME_NAME.to_string(),
-            options: None,
-        }),
-        spec: Some(crate::typeurl::spec_any(&spec)?),
         snapshotter: SNAPSHOTTER.to_string(),
         snapshot_key: id.to_string(),
-        ..Default::default()
+        ..record(id, image, labels, &spec)?
     };
     containerd_client::services::v1::containers_client::ContainersClient::new(svc)
         .create(CreateContainerRequest {
@@ -171,6 +163,43 @@ async fn create_leased(
         .await
         .map_err(|s| failed(&format!("create container {id}"), s))?;
     Ok(mounts)
+}
+
+/// Writes a container record with no snapshot, for one that never runs a
+/// task (a sandbox with no pause process).
+pub(crate) async fn create_bare_record(
+    c: &Containerd,
+    id: &str,
+    image: &ImageInfo,
+    labels: HashMap<String, String>,
+    spec: &Spec,
+) -> Result<(), RuntimeError> {
+    c.containers()
+        .create(CreateContainerRequest {
+            container: Some(record(id, image, labels, spec)?),
+        })
+        .await
+        .map_err(|s| failed(&format!("create container {id}"), s))?;
+    Ok(())
+}
+
+fn record(
+    id: &str,
+    image: &ImageInfo,
+    labels: HashMap<String, String>,
+    spec: &Spec,
+) -> Result<Container, RuntimeError> {
+    Ok(Container {
+        id: id.to_string(),
+        labels,
+        image: image.reference.clone(),
+        runtime: Some(Runtime {
+            name: task::RUNTIME_NAME.to_string(),
+            options: None,
+        }),
+        spec: Some(crate::typeurl::spec_any(spec)?),
+        ..Default::default()
+    })
 }
 
 /// Deletes the record and the snapshot (in that order); absent ones are fine.

@@ -124,8 +124,9 @@ pub(crate) async fn create(
             }
         };
         let pause = async {
-            let mounts = create_pause(c, &id, config, &namespaces, &hostname).await?;
-            if security.namespaces.pid != PidNamespace::Pod {
+            let shares_pid = security.namespaces.pid == PidNamespace::Pod;
+            let mounts = create_record(c, &id, config, &namespaces, &hostname, shares_pid).await?;
+            if !shares_pid {
                 return Ok(PauseProcess::Pinned);
             }
             // The containers join the pause's PID namespace: it must run
@@ -165,14 +166,32 @@ pub(crate) async fn create(
     }
 }
 
-/// The pause container's record and snapshot. Returns its rootfs mounts.
-async fn create_pause(
+/// The sandbox's record (the kubelet's "POD" container); with a pause
+/// process (`shares_pid`), its snapshot too. Returns the rootfs mounts (none
+/// without a pause).
+async fn create_record(
     c: &Containerd,
     id: &str,
     config: &SandboxConfig,
     namespaces: &PodNamespaces,
     hostname: &str,
+    shares_pid: bool,
 ) -> Result<Vec<RootfsMount>, RuntimeError> {
+    let labels = sandbox_labels(id, config, hostname, shares_pid);
+    let spec_input = |image| SandboxSpec {
+        sandbox_id: id,
+        pod_uid: &config.pod.uid,
+        image,
+        namespaces,
+        security: &config.security,
+    };
+    if !shares_pid {
+        // Nothing runs from it: no snapshot, and so no lease to guard one.
+        let image = c.pause_image().await?;
+        let spec = spec::sandbox_spec(&spec_input(&image))?;
+        container::create_bare_record(c, id, &image, labels, &spec).await?;
+        return Ok(Vec::new());
+    }
     let lookup = async {
         let image = c.pause_image().await?;
         let parent = c.snapshot_parent(&image).await?;
@@ -187,31 +206,31 @@ async fn create_pause(
             return Err(e);
         }
     };
+    container::create_record(c, lease, id, &image, &parent, labels, |_| {
+        spec::sandbox_spec(&spec_input(&image))
+    })
+    .await
+}
+
+fn sandbox_labels(
+    id: &str,
+    config: &SandboxConfig,
+    hostname: &str,
+    shares_pid: bool,
+) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = pod_labels(&config.pod, id);
+    let namespaces = &config.security.namespaces;
     labels.insert(labels::SANDBOX.into(), "true".into());
     labels.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
     labels.insert(HOSTNAME_LABEL.into(), hostname.to_string());
     labels.insert(HOST_NETWORK_LABEL.into(), config.host_network.to_string());
+    labels.insert(HOST_IPC_LABEL.into(), namespaces.host_ipc.to_string());
     labels.insert(labels::POD_CREATED.into(), config.times.created.to_string());
     labels.insert(labels::POD_STARTED.into(), config.times.started.to_string());
-    labels.insert(
-        HOST_IPC_LABEL.into(),
-        config.security.namespaces.host_ipc.to_string(),
-    );
-    if config.security.namespaces.pid != PidNamespace::Pod {
+    if !shares_pid {
         labels.insert(PINNED_ON_BOOT_LABEL.into(), netns::boot_id().to_string());
     }
-    let spec_input = SandboxSpec {
-        sandbox_id: id,
-        pod_uid: &config.pod.uid,
-        image: &image,
-        namespaces,
-        security: &config.security,
-    };
-    container::create_record(c, lease, id, &image, &parent, labels, |_| {
-        spec::sandbox_spec(&spec_input)
-    })
-    .await
+    labels
 }
 
 /// Creates and starts the pause task. A call cut off by a containerd
