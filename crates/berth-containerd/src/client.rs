@@ -47,13 +47,14 @@ pub struct Containerd {
 }
 
 /// The adapter's memory of one containerd and namespace: waiters for task
-/// starts, resolved images, the OOM event watcher.
+/// starts, sandboxes stopped, resolved images, the OOM event watcher.
 /// It lives on the instance (and its clones), never in a global, so two
 /// instances never see each other's; its background tasks stop once the
 /// last clone is dropped.
 #[derive(Default)]
 pub(crate) struct AdapterState {
     pub(crate) starts: crate::task::Starts,
+    pub(crate) stopped_sandboxes: crate::sandbox::Stopped,
     pub(crate) resolved: crate::image::Resolutions,
     pub(crate) oom_watcher: tokio::sync::Mutex<Option<std::sync::Arc<crate::events::OomWatcher>>>,
     /// Cancelled on drop: stops the event watcher.

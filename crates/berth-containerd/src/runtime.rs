@@ -48,6 +48,10 @@ impl ContainerRuntime for Containerd {
         sandbox::create(self, config).await
     }
 
+    async fn stop_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        sandbox::stop(self, sandbox).await
+    }
+
     async fn remove_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
         sandbox::remove(self, sandbox).await
     }

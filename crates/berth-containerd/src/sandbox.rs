@@ -12,8 +12,9 @@
 //! with CNI ADD. Teardown is idempotent and also cleans up after a create
 //! that failed halfway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use berth_runtime::{
     PauseProcess, PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId,
@@ -282,22 +283,57 @@ async fn run_pause(
     }
 }
 
+/// Sandboxes stopped by this agent: their removal skips the stop.
+pub(crate) type Stopped = Mutex<HashSet<String>>;
+
+pub(crate) async fn stop(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+    stop_by_id(c, &sandbox.id.0, &sandbox.pod, sandbox.host_network)
+        .await
+        .map_err(|e| in_sandbox("stop", sandbox, e))
+}
+
 pub(crate) async fn remove(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
     teardown(c, &sandbox.id.0, &sandbox.pod, sandbox.host_network)
         .await
-        .map_err(|e| {
-            RuntimeError::new(
-                e.kind,
-                format!(
-                    "remove sandbox {} of pod {}: {}",
-                    sandbox.id, sandbox.pod, e.message
-                ),
-            )
-        })
+        .map_err(|e| in_sandbox("remove", sandbox, e))
 }
 
-/// Pause container, CNI DEL, namespace pins, shm, pod cgroup. Every step runs even
-/// when an earlier one failed; the first failure is returned.
+fn in_sandbox(what: &str, sandbox: &SandboxInfo, e: RuntimeError) -> RuntimeError {
+    RuntimeError::new(
+        e.kind,
+        format!(
+            "{what} sandbox {} of pod {}: {}",
+            sandbox.id, sandbox.pod, e.message
+        ),
+    )
+}
+
+/// CNI DEL and the pause task's end, at once (CRI's StopPodSandbox tears the
+/// network down while the pause still runs): neither needs the other, and
+/// the pins keep the namespaces until both are done.
+async fn stop_by_id(
+    c: &Containerd,
+    id: &str,
+    pod: &PodRef,
+    host_network: bool,
+) -> Result<(), RuntimeError> {
+    // Only the network pin matters here.
+    let namespaces = PodNamespaces::of(&c.config.root_dir, id, host_network, false);
+    let network = async {
+        match &namespaces.net {
+            Some(net) => cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await,
+            None => Ok(()),
+        }
+    };
+    let (pause, network) = tokio::join!(task::destroy(c, id), network);
+    pause.and(network)?;
+    crate::client::lock(&c.state.stopped_sandboxes).insert(id.to_string());
+    Ok(())
+}
+
+/// The stop (unless this agent did it), the record, namespace pins, shm,
+/// pod cgroup. Every step runs even when an earlier one failed; the first
+/// failure is returned.
 async fn teardown(
     c: &Containerd,
     id: &str,
@@ -311,21 +347,13 @@ async fn teardown(
             first_error.get_or_insert(e);
         }
     };
-    // Only the pin directory and the network matter here: missing pins are
-    // skipped.
+    // Missing pins are skipped.
     let namespaces = PodNamespaces::of(root, id, host_network, false);
-    // The pause and the network go at once (CRI's StopPodSandbox tears the
-    // network down while the pause still runs): neither needs the other,
-    // and the pins keep the namespaces until both are done.
-    let network = async {
-        match &namespaces.net {
-            Some(net) => cni::teardown_pod_network(&cni_paths(c), id, Some(net), pod).await,
-            None => Ok(()),
-        }
-    };
-    let (pause, network) = tokio::join!(container::remove(c, id), network);
-    note(pause);
-    note(network);
+    let stopped = crate::client::lock(&c.state.stopped_sandboxes).contains(id);
+    if !stopped {
+        note(stop_by_id(c, id, pod, host_network).await);
+    }
+    note(container::remove(c, id).await);
     let (pins, root_dir, sandbox) = (namespaces.dir.clone(), root.clone(), id.to_string());
     let (unpinned, unmounted) = blocking(move || {
         let unpinned = netns::remove(&pins).map_err(io_error(format!(
@@ -346,6 +374,7 @@ async fn teardown(
             .and_then(|r| r.map_err(io_error(format!("remove the cgroup of pod {pod}")))),
     );
     if first_error.is_none() {
+        crate::client::lock(&c.state.stopped_sandboxes).remove(id);
         tracing::debug!(sandbox = id, pod = %pod, "removed sandbox");
     }
     first_error.map_or(Ok(()), Err)

@@ -932,6 +932,29 @@ async fn containers_share_the_pinned_namespaces_in_one_shim() {
     }
 
     for (sandbox, started) in &pods_up {
+        // Stopped first (as the kubelet does once the containers have been
+        // killed): the network and the pause go, the record stays.
+        for (id, _) in started {
+            let waiter = runtime.wait_container(id).await.expect("wait");
+            runtime
+                .signal_container(id, Signal::KILL)
+                .await
+                .expect("kill");
+            exit_within(Duration::from_secs(10), waiter).await;
+        }
+        runtime.stop_sandbox(sandbox).await.expect("stop sandbox");
+        runtime.stop_sandbox(sandbox).await.expect("stop again");
+        for ip in &sandbox.ips {
+            let lease = root.join("cni/networks/berth-test").join(ip.to_string());
+            assert!(!lease.exists(), "address kept after the stop: {ip}");
+        }
+        let observed = runtime.list().await.expect("list");
+        let found = observed.sandboxes.iter().find(|s| s.id == sandbox.id);
+        assert_eq!(
+            found.map(|s| s.pause.pid()),
+            Some(None),
+            "the record stays, the pause goes"
+        );
         for (id, _) in started {
             runtime
                 .remove_container(id)

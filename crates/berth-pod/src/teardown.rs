@@ -90,7 +90,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .flat_map(|r| r.current.iter().chain(r.previous.iter()))
             .map(|i| i.id.clone())
             .collect();
-        if let Err(e) = remove_containers(&self.rt, &ids).await {
+        let sandbox = end.sandbox.and_then(|_| self.sandbox.info().cloned());
+        // The sandbox stops (its network goes) while the containers are
+        // removed: their processes have exited, and the kubelet too stops
+        // the pod sandbox right after its containers. A failed stop is done
+        // again by the sandbox's removal.
+        let stop = async {
+            if let Some(sandbox) = &sandbox {
+                if let Err(e) = self.rt.stop_sandbox(sandbox).await {
+                    debug!(pod = %self.pod_ref, "stop the sandbox (its removal tries again): {e}");
+                }
+            }
+        };
+        let (removed, ()) = tokio::join!(remove_containers(&self.rt, &ids), stop);
+        if let Err(e) = removed {
             if !forced {
                 self.force_stop(&format!("remove containers: {}", e.message))
                     .await;
@@ -98,7 +111,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             let _ = remove_containers(&self.rt, &ids).await;
         }
-        let sandbox = end.sandbox.and_then(|_| self.sandbox.info().cloned());
+        // The pod's files go while its sandbox is removed: neither needs
+        // the other.
+        self.unmount_image_volumes().await;
+        let dirs = self.dirs.clone();
+        let files = tokio::task::spawn_blocking(move || dirs.remove());
         if let Some(sandbox) = sandbox {
             let removed = retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
             if let Err(e) = removed {
@@ -112,9 +129,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 let _ = retry("remove sandbox", || self.rt.remove_sandbox(&sandbox)).await;
             }
         }
-        self.unmount_image_volumes().await;
-        if let Err(e) = self.dirs.remove() {
-            warn!(pod = %self.pod_ref, "remove pod directories: {e}");
+        match files.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(pod = %self.pod_ref, "remove pod directories: {e}"),
+            Err(e) => warn!(pod = %self.pod_ref, "remove pod directories: {e}"),
         }
         debug!(pod = %self.pod_ref, "pod torn down");
     }

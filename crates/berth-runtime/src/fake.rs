@@ -61,6 +61,7 @@ impl Script {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     CreateSandbox { pod: String },
+    StopSandbox { id: String },
     RemoveSandbox { id: String },
     CreateContainer { name: String, attempt: u32 },
     Start { name: String, attempt: u32 },
@@ -522,6 +523,14 @@ impl ContainerRuntime for FakeRuntime {
         };
         inner.sandboxes.insert(info.id.0.clone(), info.clone());
         Ok(info)
+    }
+
+    async fn stop_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
+        self.through_wedge().await?;
+        self.record(Call::StopSandbox {
+            id: sandbox.id.0.clone(),
+        });
+        Ok(())
     }
 
     async fn remove_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {

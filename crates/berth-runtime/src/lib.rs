@@ -87,15 +87,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         target: &std::path::Path,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// Creates the pod's sandbox: network namespace and CNI (unless host network),
-    /// the pause container holding IPC and UTS, the pod cgroup.
+    /// Creates the pod's sandbox: its network (CNI, unless host network), IPC
+    /// and UTS namespaces, a pause process when the pod shares its process
+    /// namespace, the pod cgroup.
     fn create_sandbox(
         &self,
         config: &SandboxConfig,
     ) -> impl Future<Output = Result<SandboxInfo, RuntimeError>> + Send;
 
-    /// Tears the sandbox down: pause task, container, snapshot, CNI DEL, network
-    /// namespace, pod cgroup. The pod's containers must be removed first.
+    /// Stops the sandbox, as CRI's StopPodSandbox: the pod network is torn
+    /// down (CNI DEL) and the pause process, if any, stopped. Idempotent; it
+    /// need not wait for the pod's containers to be removed (their
+    /// processes must have exited).
+    fn stop_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Tears the sandbox down: what [`Self::stop_sandbox`] does unless it
+    /// was done, then the namespaces, `/dev/shm`, the pod cgroup and the
+    /// record. The pod's containers must be removed first.
     fn remove_sandbox(
         &self,
         sandbox: &SandboxInfo,

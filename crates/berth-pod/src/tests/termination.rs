@@ -13,6 +13,20 @@ async fn a_stop_signal_ignorer_is_killed_when_the_grace_period_ends() {
     assert_eq!(signals(&calls), vec![Signal::TERM, Signal::KILL]);
     assert!(calls.contains(&Call::RemoveContainer { name: "app".into() }));
     assert!(matches!(calls.last(), Some(Call::RemoveSandbox { .. })));
+    // The sandbox is stopped once the container has been killed, before it
+    // is removed.
+    let at = |wanted: fn(&Call) -> bool| calls.iter().position(wanted).expect("called");
+    let killed = at(|c| {
+        matches!(
+            c,
+            Call::Signal {
+                signal: Signal::KILL,
+                ..
+            }
+        )
+    });
+    let stopped = at(|c| matches!(c, Call::StopSandbox { .. }));
+    assert!(killed < stopped && stopped < calls.len() - 1, "{calls:?}");
     let s = h.sink.latest();
     assert_eq!(phase(&s), "Failed");
     let t = terminated(&s, "app");
