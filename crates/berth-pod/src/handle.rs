@@ -94,7 +94,7 @@ pub fn spawn<R: ContainerRuntime, S: PodSink>(
         tokio::select! {
             biased;
             _ = token.cancelled() => {}
-            _ = worker.run(adopted) => {}
+            _ = Box::new(worker).run(adopted) => {}
         }
     });
     PodWorkerHandle {

@@ -241,16 +241,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
 
     /// Takes over what the runtime still runs for the pod, then works it
     /// until it is deleted.
-    pub(crate) async fn run(mut self, adopted: Adopted) {
-        self.adopt(adopted).await;
+    /// The worker's life. It is boxed, as are the adoption, each pass and
+    /// the termination (the runtime's calls nested in them make their
+    /// states large and short lived): what a waiting pod's task keeps is
+    /// the worker and little more.
+    pub(crate) async fn run(mut self: Box<Self>, adopted: Adopted) {
+        Box::pin(self.adopt(adopted)).await;
         self.record_allocation();
         loop {
             let termination = *self.term_rx.borrow_and_update();
             if let Some(termination) = termination {
-                return self.terminate(termination).await;
+                return Box::pin((*self).terminate(termination)).await;
             }
             if self.stage.phase().is_none() {
-                self.sync().await;
+                Box::pin(self.sync()).await;
                 self.track_resize_progress();
                 if self.stage.phase().is_some() {
                     self.release_allocation();

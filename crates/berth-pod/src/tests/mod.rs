@@ -2,6 +2,7 @@
 
 mod big_pods;
 mod ephemeral;
+mod footprint;
 mod hooks;
 mod image_volumes;
 mod images;
