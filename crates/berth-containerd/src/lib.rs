@@ -67,7 +67,7 @@ pub mod labels {
     pub const CONTAINER_KIND: &str = "io.berth.container.kind";
     pub const ATTEMPT: &str = "io.kubernetes.container.restartCount";
     pub const SANDBOX_ID: &str = "io.berth.sandbox.id";
-    /// Marks a sandbox's pause container.
+    /// Marks a sandbox's record (the kubelet's "POD" container).
     pub const SANDBOX: &str = "io.berth.sandbox";
     /// Marks every object berth made.
     pub const MANAGED: &str = "io.berth.managed";
