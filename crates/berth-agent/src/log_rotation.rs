@@ -167,7 +167,11 @@ fn stamp_now() -> String {
 /// show them. The kubelet asks CRI, which answers from its own records; the
 /// statuses are berth's, so no runtime call is made (one that a wedged shim
 /// could hold up).
-pub fn running_logs(pods: &[Pod], root_dir: &Path, log_dir: &Path) -> Vec<PathBuf> {
+pub fn running_logs<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    root_dir: &Path,
+    log_dir: &Path,
+) -> Vec<PathBuf> {
     let mut logs = Vec::new();
     for pod in pods {
         let meta = &pod.metadata;
@@ -202,7 +206,7 @@ pub async fn run(
 ) {
     let mut every = crate::periodic::Every::new(policy.interval, &shutdown);
     while every.tick().await {
-        let logs = running_logs(&store.list(None), &root_dir, &log_dir);
+        let logs = store.read(|pods| running_logs(pods, &root_dir, &log_dir));
         let policy = policy.clone();
         let rotated = tokio::task::spawn_blocking(move || {
             let stamp = stamp_now();

@@ -137,6 +137,13 @@ impl PodStore {
         images
     }
 
+    /// What `f` takes from the stored pods, read in place under the store's
+    /// lock (so `f` must be quick): for work that needs a little of every
+    /// pod, where [`Self::list`] would copy and sort them all.
+    pub fn read<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Pod>) -> T) -> T {
+        f(&mut self.lock().pods.values())
+    }
+
     pub fn list(&self, namespace: Option<&str>) -> Vec<Pod> {
         let mut pods: Vec<Pod> = self
             .lock()
@@ -444,6 +451,18 @@ mod tests {
         pod.metadata.namespace = Some("default".into());
         store.put(pod);
         assert_eq!(store.images(), ["app:1", "kitten:1.8"]);
+    }
+
+    #[test]
+    fn read_sees_every_stored_pod_in_place() {
+        let store = store_with("u1");
+        let mut second = Pod::default();
+        second.metadata.uid = Some("u2".into());
+        store.put(second);
+        let mut uids: Vec<String> =
+            store.read(|pods| pods.filter_map(|p| p.metadata.uid.clone()).collect());
+        uids.sort();
+        assert_eq!(uids, ["u1", "u2"]);
     }
 
     #[test]

@@ -44,10 +44,13 @@ pub async fn run<R: ContainerRuntime + ImageService>(
 ) {
     let mut every = crate::periodic::Every::new(policy.period, &shutdown);
     while every.tick().await {
-        for pod in supervisor.store().list(None) {
-            if !is_active(&pod) || !has_storage_limits(&pod) {
-                continue;
-            }
+        // Only the pods that could be evicted are copied.
+        let limited: Vec<Pod> = supervisor.store().read(|pods| {
+            pods.filter(|p| is_active(p) && has_storage_limits(p))
+                .cloned()
+                .collect()
+        });
+        for pod in limited {
             let target = usage::Target::of(&pod, &policy.root_dir, &policy.log_dir);
             let used = target.measure(supervisor.runtime().as_ref()).await;
             let spec = pod.spec.as_ref().expect("stored pods have a spec");

@@ -143,18 +143,17 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             .cloned()
             .collect();
         let removed = self.removed.lock().expect("removed lock");
-        self.store
-            .list(None)
-            .into_iter()
-            .filter(|p| {
+        self.store.read(|pods| {
+            pods.filter(|p| {
                 let other = p.metadata.uid.as_deref().is_some_and(|u| u != uid);
                 let pod_uid = p.metadata.uid.as_deref().unwrap_or_default();
                 let running = workers.contains(pod_uid) && !removed.contains(pod_uid);
                 let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
                 other && running && !matches!(phase, Some("Succeeded" | "Failed"))
             })
-            .filter_map(|p| p.spec)
+            .filter_map(|p| p.spec.clone())
             .collect()
+        })
     }
 
     /// Keeps a pod the node may not run as Failed, with no worker (kubelet
@@ -381,10 +380,11 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
 
     /// Terminates every pod with at most `grace` (graceful node shutdown).
     pub fn terminate_all(&self, grace: Duration) {
-        for pod in self.store.list(None) {
-            if let Some(uid) = pod.metadata.uid {
-                self.terminate_uid(&uid, Some(grace.as_secs() as i64));
-            }
+        let uids: Vec<String> = self
+            .store
+            .read(|pods| pods.filter_map(|p| p.metadata.uid.clone()).collect());
+        for uid in uids {
+            self.terminate_uid(&uid, Some(grace.as_secs() as i64));
         }
     }
 
