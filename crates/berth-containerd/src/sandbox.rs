@@ -35,11 +35,11 @@ use crate::{labels, netns, task, Containerd};
 pub(crate) const HOSTNAME_LABEL: &str = "io.berth.sandbox.hostname";
 /// `true` when the pod uses the node's network.
 pub(crate) const HOST_NETWORK_LABEL: &str = "io.berth.sandbox.host-network";
+/// `true` when the pod uses the node's IPC namespace (it has no IPC pin).
+pub(crate) const HOST_IPC_LABEL: &str = "io.berth.sandbox.host-ipc";
 /// On a sandbox with no pause process: the boot id of the node when its
 /// namespaces were pinned (pins do not survive a reboot; a stale file at the
 /// pin's path might look like one).
-/// `true` when the pod uses the node's IPC namespace (it has no IPC pin).
-pub(crate) const HOST_IPC_LABEL: &str = "io.berth.sandbox.host-ipc";
 pub(crate) const PINNED_ON_BOOT_LABEL: &str = "io.berth.sandbox.pinned-on-boot";
 /// The kubelet's container name for the pause container.
 const PAUSE_NAME: &str = "POD";
