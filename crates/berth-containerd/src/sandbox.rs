@@ -125,9 +125,8 @@ pub(crate) async fn create(
             }
         };
         let pause = async {
-            let shares_pid = security.namespaces.pid == PidNamespace::Pod;
-            let mounts = create_record(c, &id, config, &namespaces, &hostname, shares_pid).await?;
-            if !shares_pid {
+            let mounts = create_record(c, &id, config, &namespaces, &hostname).await?;
+            if !has_pause(config) {
                 return Ok(PauseProcess::Pinned);
             }
             // The containers join the pause's PID namespace: it must run
@@ -168,7 +167,7 @@ pub(crate) async fn create(
 }
 
 /// The sandbox's record (the kubelet's "POD" container); with a pause
-/// process (`shares_pid`), its snapshot too. Returns the rootfs mounts (none
+/// process ([`has_pause`]), its snapshot too. Returns the rootfs mounts (none
 /// without a pause).
 async fn create_record(
     c: &Containerd,
@@ -176,9 +175,8 @@ async fn create_record(
     config: &SandboxConfig,
     namespaces: &PodNamespaces,
     hostname: &str,
-    shares_pid: bool,
 ) -> Result<Vec<RootfsMount>, RuntimeError> {
-    let labels = sandbox_labels(id, config, hostname, shares_pid);
+    let labels = sandbox_labels(id, config, hostname);
     let spec_input = |image| SandboxSpec {
         sandbox_id: id,
         pod_uid: &config.pod.uid,
@@ -186,7 +184,7 @@ async fn create_record(
         namespaces,
         security: &config.security,
     };
-    if !shares_pid {
+    if !has_pause(config) {
         // Nothing runs from it: no snapshot, and so no lease to guard one.
         let image = c.pause_image().await?;
         let spec = spec::sandbox_spec(&spec_input(&image))?;
@@ -213,12 +211,13 @@ async fn create_record(
     .await
 }
 
-fn sandbox_labels(
-    id: &str,
-    config: &SandboxConfig,
-    hostname: &str,
-    shares_pid: bool,
-) -> HashMap<String, String> {
+/// A pause process only where the pod shares its process namespace: it is
+/// that namespace's PID 1.
+fn has_pause(config: &SandboxConfig) -> bool {
+    config.security.namespaces.pid == PidNamespace::Pod
+}
+
+fn sandbox_labels(id: &str, config: &SandboxConfig, hostname: &str) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = pod_labels(&config.pod, id);
     let namespaces = &config.security.namespaces;
     labels.insert(labels::SANDBOX.into(), "true".into());
@@ -228,7 +227,7 @@ fn sandbox_labels(
     labels.insert(HOST_IPC_LABEL.into(), namespaces.host_ipc.to_string());
     labels.insert(labels::POD_CREATED.into(), config.times.created.to_string());
     labels.insert(labels::POD_STARTED.into(), config.times.started.to_string());
-    if !shares_pid {
+    if !has_pause(config) {
         labels.insert(PINNED_ON_BOOT_LABEL.into(), netns::boot_id().to_string());
     }
     labels
