@@ -7,6 +7,8 @@
 //! the client verbs of `berth_cli`. `berth logger` is the container log
 //! writer (the `berth_logger` crate), for agents without the small
 //! `berth-logger` binary beside them (`src/bin/berth-logger.rs`).
+//! `build.rs` lays out release builds: the functions the agent runs first
+//! and together (`hot-code.order`), relocations packed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
