@@ -27,8 +27,9 @@ pub const MAX_TIMELINE: usize = 1000;
 
 #[derive(Default)]
 struct Inner {
-    /// By UID.
-    pods: BTreeMap<String, Pod>,
+    /// By UID. Each version is shared with the watch backlog, which keeps
+    /// the last [`WATCH_BACKLOG`] changes: one copy of a pod, not two.
+    pods: BTreeMap<String, Arc<Pod>>,
     events: VecDeque<Event>,
     /// Lifecycle timelines by pod UID, kept as long as the pod is.
     timelines: BTreeMap<String, VecDeque<TimelineEntry>>,
@@ -86,21 +87,23 @@ impl PodStore {
             }
             None => false,
         };
-        inner.pods.insert(uid.clone(), pod.clone());
+        let shared = Arc::new(pod);
+        inner.pods.insert(uid.clone(), Arc::clone(&shared));
         drop(inner);
         if !existed {
             self.metrics.seen(&uid);
         }
+        let pod = Pod::clone(&shared);
         let _ = self.changes.send(if existed {
-            WatchEvent::Modified(Arc::new(pod.clone()))
+            WatchEvent::Modified(shared)
         } else {
-            WatchEvent::Added(Arc::new(pod.clone()))
+            WatchEvent::Added(shared)
         });
         pod
     }
 
     pub fn get(&self, uid: &str) -> Option<Pod> {
-        self.lock().pods.get(uid).cloned()
+        self.lock().pods.get(uid).map(|p| Pod::clone(p))
     }
 
     pub fn find(&self, namespace: &str, name: &str) -> Option<Pod> {
@@ -111,7 +114,7 @@ impl PodStore {
                 p.metadata.namespace.as_deref() == Some(namespace)
                     && p.metadata.name.as_deref() == Some(name)
             })
-            .cloned()
+            .map(|p| Pod::clone(p))
     }
 
     /// Every image the pods' containers name (init, sidecar and ephemeral
@@ -141,7 +144,7 @@ impl PodStore {
     /// lock (so `f` must be quick): for work that needs a little of every
     /// pod, where [`Self::list`] would copy and sort them all.
     pub fn read<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Pod>) -> T) -> T {
-        f(&mut self.lock().pods.values())
+        f(&mut self.lock().pods.values().map(|p| &**p))
     }
 
     pub fn list(&self, namespace: Option<&str>) -> Vec<Pod> {
@@ -150,7 +153,7 @@ impl PodStore {
             .pods
             .values()
             .filter(|p| namespace.is_none_or(|ns| p.metadata.namespace.as_deref() == Some(ns)))
-            .cloned()
+            .map(|p| Pod::clone(p))
             .collect();
         pods.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
@@ -164,14 +167,15 @@ impl PodStore {
         let mut inner = self.lock();
         inner.resource_version += 1;
         let rv = inner.resource_version.to_string();
-        let pod = inner.pods.get_mut(uid)?;
+        let shared = inner.pods.get_mut(uid)?;
+        // A copy only while the backlog still holds the previous version.
+        let pod = Arc::make_mut(shared);
         change(pod);
         pod.metadata.resource_version = Some(rv);
-        let pod = pod.clone();
+        let shared = Arc::clone(shared);
         drop(inner);
-        let _ = self
-            .changes
-            .send(WatchEvent::Modified(Arc::new(pod.clone())));
+        let pod = Pod::clone(&shared);
+        let _ = self.changes.send(WatchEvent::Modified(shared));
         Some(pod)
     }
 
@@ -183,20 +187,16 @@ impl PodStore {
             inner.pods.remove(uid)?
         };
         self.metrics.forget(uid);
-        let _ = self
-            .changes
-            .send(WatchEvent::Deleted(Arc::new(pod.clone())));
-        Some(pod)
+        let _ = self.changes.send(WatchEvent::Deleted(Arc::clone(&pod)));
+        Some(Arc::unwrap_or_clone(pod))
     }
 
     /// Deletes a pod's API object and puts it back at once (a static pod's
     /// mirror): watchers see it go and come, the pod's timeline stays.
     pub fn recreate(&self, uid: &str) -> Option<Pod> {
         let pod = self.lock().pods.remove(uid)?;
-        let _ = self
-            .changes
-            .send(WatchEvent::Deleted(Arc::new(pod.clone())));
-        Some(self.put(pod))
+        let _ = self.changes.send(WatchEvent::Deleted(Arc::clone(&pod)));
+        Some(self.put(Arc::unwrap_or_clone(pod)))
     }
 
     /// A pod's lifecycle timeline, oldest first; empty for unknown UIDs.
@@ -354,12 +354,13 @@ impl PodSink for PodStore {
             .status(uid, pod.status.as_ref(), &status, created);
         inner.resource_version += 1;
         let rv = inner.resource_version.to_string();
-        let pod = inner.pods.get_mut(uid).expect("checked");
+        let shared = inner.pods.get_mut(uid).expect("checked");
+        let pod = Arc::make_mut(shared);
         pod.status = Some(status);
         pod.metadata.resource_version = Some(rv);
-        let pod = pod.clone();
+        let shared = Arc::clone(shared);
         drop(inner);
-        let _ = self.changes.send(WatchEvent::Modified(Arc::new(pod)));
+        let _ = self.changes.send(WatchEvent::Modified(shared));
     }
 
     fn event(&self, event: PodEvent) {
@@ -486,6 +487,29 @@ mod tests {
             Err(broadcast::error::TryRecvError::Lagged(1))
         ));
         assert_eq!(first.len(), WATCH_BACKLOG);
+    }
+
+    #[test]
+    fn the_store_and_the_watch_backlog_share_each_version_of_a_pod() {
+        let store = store_with("u1");
+        let mut watcher = store.subscribe();
+        let stored = || Arc::clone(&store.lock().pods["u1"]);
+        PodSink::status(&store, "u1", PodStatus::default());
+        let Ok(WatchEvent::Modified(before)) = watcher.try_recv() else {
+            panic!("want MODIFIED");
+        };
+        assert!(
+            Arc::ptr_eq(&before, &stored()),
+            "a status change is one copy"
+        );
+        store.modify("u1", |pod| pod.metadata.generation = Some(2));
+        let Ok(WatchEvent::Modified(after)) = watcher.try_recv() else {
+            panic!("want MODIFIED");
+        };
+        assert!(Arc::ptr_eq(&after, &stored()), "a change is one copy");
+        assert_eq!(after.metadata.generation, Some(2));
+        // The version a watcher was sent never changes under it.
+        assert_eq!(before.metadata.generation, None);
     }
 
     #[test]

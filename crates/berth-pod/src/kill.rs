@@ -105,8 +105,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 tokio::select! {
                     // Dropping the kills stops those still under way.
                     Some(failure) = unanswered.recv() => return Some(failure),
-                    Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                    Some(update) = self.probe_rx.recv(), if deleting => self.on_readiness(update),
+                    Some(note) = self.exits_rx.recv() => self.on_exit(*note),
+                    Some(update) = self.probe_rx.recv(), if deleting => self.on_readiness(*update),
                     Ok(()) = term_rx.changed(), if follows_requests => {
                         if let Some(t) = *term_rx.borrow_and_update() {
                             let shorter = Instant::now() + t.grace;

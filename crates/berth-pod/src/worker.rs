@@ -103,8 +103,11 @@ pub(crate) struct Worker<R, S> {
     /// This pass's pulls of the pod's image volumes, made before its first
     /// container start (the kubelet's `getImageVolumes`).
     pub(crate) image_volume_pulls: Option<crate::image_volume::Pulls>,
-    pub(crate) exits_tx: mpsc::UnboundedSender<ExitNote>,
-    pub(crate) exits_rx: mpsc::UnboundedReceiver<ExitNote>,
+    // Boxed messages: a channel's first block holds 32 of them, allocated
+    // with the channel and kept while the pod is; boxed, it is 256 bytes,
+    // not 2 KiB, per channel.
+    pub(crate) exits_tx: mpsc::UnboundedSender<Box<ExitNote>>,
+    pub(crate) exits_rx: mpsc::UnboundedReceiver<Box<ExitNote>>,
     pub(crate) start_time: Timestamp,
     /// `start_time` on the worker's clock, for the active deadline.
     pub(crate) started: Instant,
@@ -115,8 +118,8 @@ pub(crate) struct Worker<R, S> {
     pub(crate) wake_at: Option<Instant>,
     /// The probers of each running instance, by container id.
     pub(crate) probes: std::collections::HashMap<ContainerId, InstanceProbes>,
-    pub(crate) probe_tx: mpsc::UnboundedSender<ProbeUpdate>,
-    pub(crate) probe_rx: mpsc::UnboundedReceiver<ProbeUpdate>,
+    pub(crate) probe_tx: mpsc::UnboundedSender<Box<ProbeUpdate>>,
+    pub(crate) probe_rx: mpsc::UnboundedReceiver<Box<ProbeUpdate>>,
     /// The pod-level resources (`spec.resources`) the node allocated.
     pub(crate) allocated_pod_resources: k8s_openapi::api::core::v1::ResourceRequirements,
     pub(crate) resize: crate::resize::ResizeConditions,
@@ -269,8 +272,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                         return; // the supervisor is gone
                     }
                 }
-                Some(note) = self.exits_rx.recv() => self.on_exit(note),
-                Some(update) = self.probe_rx.recv() => self.on_probe(update),
+                Some(note) = self.exits_rx.recv() => self.on_exit(*note),
+                Some(update) = self.probe_rx.recv() => self.on_probe(*update),
                 Ok(()) = self.spec_rx.changed() => {
                     self.pod = self.spec_rx.borrow_and_update().clone();
                     self.add_ephemeral_records();
@@ -511,7 +514,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let tx = self.exits_tx.clone();
         tokio::spawn(async move {
             let result = waiter.await;
-            let _ = tx.send(ExitNote { id, result });
+            let _ = tx.send(Box::new(ExitNote { id, result }));
         });
     }
 
@@ -526,7 +529,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 Ok(waiter) => waiter.await,
                 Err(e) => Err(e),
             };
-            let _ = tx.send(ExitNote { id, result });
+            let _ = tx.send(Box::new(ExitNote { id, result }));
         });
     }
 

@@ -33,7 +33,7 @@ pub(crate) struct Prober<R, S> {
     pub period: Duration,
     pub timeout: Duration,
     pub report: Reporter<S>,
-    pub tx: mpsc::UnboundedSender<ProbeUpdate>,
+    pub tx: mpsc::UnboundedSender<Box<ProbeUpdate>>,
 }
 
 impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
@@ -97,7 +97,7 @@ impl<R: ContainerRuntime, S: PodSink> Prober<R, S> {
                 kind: self.kind,
                 verdict,
             };
-            if self.tx.send(update).is_err() {
+            if self.tx.send(Box::new(update)).is_err() {
                 return;
             }
             // A failed liveness or a decided startup probe holds until a new
