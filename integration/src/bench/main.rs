@@ -2,7 +2,8 @@
 //! local API to the pod Running (seen on a watch), for N pods one after
 //! another and N at once, next to `ctr run
 //! -d` of the same image on the same private containerd. With `--rss`, also
-//! the agent's resident memory with 100 pods.
+//! the agent's resident memory with 100 pods: when the last is Running,
+//! and again 15 s later, with the agent idle.
 //!
 //! `berth-bench --cri [N] [ROUNDS]`: berth next to containerd's CRI plugin
 //! (the kubelet's runtime path), interleaved, with berth/CRI ratios and
@@ -39,6 +40,8 @@ use measure::{ms, percentile, vm_rss};
 use tokio::time::Instant;
 
 const POD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `--rss` lets the agent idle before it measures again.
+const SETTLE: Duration = Duration::from_secs(15);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -165,7 +168,16 @@ async fn main() -> anyhow::Result<()> {
             join_all(batch).await;
         }
         let pid = agent.pid().expect("agent runs");
-        println!("agent RSS with {} pods: {}", have + wanted, vm_rss(pid));
+        let pods = have + wanted;
+        println!("agent RSS with {pods} pods: {}", vm_rss(pid));
+        // Once the burst is over: tokio's idle blocking threads go after
+        // 10 s, and with them their stacks.
+        tokio::time::sleep(SETTLE).await;
+        println!(
+            "agent RSS with {pods} pods, {} s later: {}",
+            SETTLE.as_secs(),
+            vm_rss(pid)
+        );
     }
     Ok(())
 }
