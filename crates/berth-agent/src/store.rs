@@ -72,8 +72,9 @@ impl PodStore {
     }
 
     /// Inserts or replaces a pod's object (metadata and spec; status kept from
-    /// the stored one when the new one has none).
-    pub fn put(&self, mut pod: Pod) -> Pod {
+    /// the stored one when the new one has none). Returns the stored
+    /// version, which the caller may keep without a copy.
+    pub fn put(&self, mut pod: Pod) -> Arc<Pod> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut inner = self.lock();
         inner.resource_version += 1;
@@ -93,13 +94,12 @@ impl PodStore {
         if !existed {
             self.metrics.seen(&uid);
         }
-        let pod = Pod::clone(&shared);
         let _ = self.changes.send(if existed {
-            WatchEvent::Modified(shared)
+            WatchEvent::Modified(Arc::clone(&shared))
         } else {
-            WatchEvent::Added(shared)
+            WatchEvent::Added(Arc::clone(&shared))
         });
-        pod
+        shared
     }
 
     pub fn get(&self, uid: &str) -> Option<Pod> {
@@ -193,7 +193,7 @@ impl PodStore {
 
     /// Deletes a pod's API object and puts it back at once (a static pod's
     /// mirror): watchers see it go and come, the pod's timeline stays.
-    pub fn recreate(&self, uid: &str) -> Option<Pod> {
+    pub fn recreate(&self, uid: &str) -> Option<Arc<Pod>> {
         let pod = self.lock().pods.remove(uid)?;
         let _ = self.changes.send(WatchEvent::Deleted(Arc::clone(&pod)));
         Some(self.put(Arc::unwrap_or_clone(pod)))

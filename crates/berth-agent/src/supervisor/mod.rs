@@ -118,7 +118,7 @@ impl<R: ContainerRuntime + ImageService> Supervisor<R> {
             self.runtime.clone(),
             self.store.clone(),
             self.worker_config.clone(),
-            Arc::new(pod),
+            pod,
             adopted,
         );
         // A pod deleted before an agent restart goes on terminating.
