@@ -81,6 +81,7 @@ mod tests {
                     started: now,
                 },
                 security: Default::default(),
+                defer_network: false,
             })
             .await
             .unwrap();

@@ -403,7 +403,13 @@ impl PodSink for PodStore {
         if entries.len() >= MAX_TIMELINE {
             entries.pop_front();
         }
-        entries.push_back(entry);
+        // In time order: a step reported after the fact (the pod network's,
+        // set up while its first container was made) goes where it happened.
+        let at = entries
+            .iter()
+            .rposition(|e| e.at <= entry.at)
+            .map_or(0, |i| i + 1);
+        entries.insert(at, entry);
     }
 
     fn probe(&self, attempt: &ProbeAttempt) {
@@ -532,6 +538,18 @@ mod tests {
         // Late steps of a removed pod are not kept.
         PodSink::timeline(&store, "u1", entry(1));
         assert!(store.timeline("u1").is_empty());
+    }
+
+    #[test]
+    fn a_step_reported_after_the_fact_goes_where_it_happened() {
+        let store = store_with("u1");
+        for n in [1, 2, 4] {
+            PodSink::timeline(&store, "u1", entry(n));
+        }
+        PodSink::timeline(&store, "u1", entry(3));
+        PodSink::timeline(&store, "u1", entry(0));
+        let details: Vec<String> = store.timeline("u1").into_iter().map(|e| e.detail).collect();
+        assert_eq!(details, ["0", "1", "2", "3", "4"]);
     }
 
     #[test]

@@ -53,8 +53,12 @@ pub struct Containerd {
 /// last clone is dropped.
 #[derive(Default)]
 pub(crate) struct AdapterState {
+    /// When this instance connected: what was made before, an agent that
+    /// ran before made.
+    pub(crate) connected_at: std::sync::OnceLock<jiff::Timestamp>,
     pub(crate) starts: crate::task::Starts,
     pub(crate) stopped_sandboxes: crate::sandbox::Stopped,
+    pub(crate) prepared: crate::container::Prepared,
     pub(crate) resolved: crate::image::Resolutions,
     pub(crate) oom_watcher: tokio::sync::Mutex<Option<std::sync::Arc<crate::events::OomWatcher>>>,
     /// Cancelled on drop: stops the event watcher.
@@ -112,6 +116,7 @@ impl Containerd {
             pulls: Default::default(),
             state: Default::default(),
         };
+        let _ = this.state.connected_at.set(jiff::Timestamp::now());
         this.version().await?;
         Ok(this)
     }

@@ -370,55 +370,81 @@ async fn target_pid(
 }
 
 /// Creates the task (stdio to the CRI logger) and starts it.
+/// Containers whose task [`prepare_start`] made: their start only starts it.
+pub(crate) type Prepared = std::sync::Mutex<std::collections::HashSet<String>>;
+
 pub(crate) async fn start(c: &Containerd, id: &ContainerId) -> Result<Started, RuntimeError> {
     let id = id.0.as_str();
+    if crate::client::lock(&c.state.prepared).remove(id) {
+        return run_task(c, id, true).await;
+    }
+    let (record, mounts) = record_and_mounts(c, id).await?;
+    let created_here = create_task(c, id, &record, mounts).await.inspect_err(|_| {
+        // Like containerd's CRI: the container stays without a task and
+        // armed waiters see exit code 128 (StartError).
+        task::signal_started(c, id, true);
+    })?;
+    run_task(c, id, created_here).await
+}
+
+/// The task of a created container, made ahead of its start (while the
+/// pod's network is set up). A failure is left for [`start`] to meet again
+/// and report, so waiters are not told of it.
+pub(crate) async fn prepare_start(c: &Containerd, id: &ContainerId) -> Result<(), RuntimeError> {
+    let id = id.0.as_str();
+    let (record, mounts) = record_and_mounts(c, id).await?;
+    create_task(c, id, &record, mounts).await?;
+    crate::client::lock(&c.state.prepared).insert(id.to_string());
+    task::signal_started(c, id, false);
+    Ok(())
+}
+
+async fn record_and_mounts(
+    c: &Containerd,
+    id: &str,
+) -> Result<(Container, Vec<RootfsMount>), RuntimeError> {
     // The snapshot key is the container id (ours by construction).
     let (record, mounts) = tokio::join!(get(c, id), rootfs_mounts(c, id));
     let record =
         record?.ok_or_else(|| RuntimeError::not_found(format!("container {id} not found")))?;
-    let mounts = mounts?;
-    start_task(c, id, &record, mounts).await
+    Ok((record, mounts?))
 }
 
-/// Task create (stdio to the CRI logger, stdin and terminal as the
-/// container asks) and start of a container's record.
-async fn start_task(
+/// Task create of a container's record, with stdio to the CRI logger and
+/// stdin and terminal as the container asks; true when this call made it
+/// (false: one made before serves, as for a start retried).
+async fn create_task(
     c: &Containerd,
     id: &str,
     record: &Container,
     mounts: Vec<RootfsMount>,
-) -> Result<Started, RuntimeError> {
+) -> Result<bool, RuntimeError> {
     let log_path = record
         .labels
         .get(LOG_PATH_LABEL)
         .filter(|p| !p.is_empty())
         .map(Path::new);
     let stdio = crate::stdio::from_labels(&record.labels);
-    let io = match crate::stdio::TaskIo::prepare(c, id, &stdio, log_path) {
-        Ok(io) => io,
-        Err(e) => {
-            task::signal_started(c, id, true);
-            return Err(e);
-        }
-    };
-    let created_here = match task::create(c, id, mounts, &io).await {
+    let io = crate::stdio::TaskIo::prepare(c, id, &stdio, log_path)?;
+    match task::create(c, id, mounts, &io).await {
         Ok(_) => {
             io.created();
-            true
+            Ok(true)
         }
-        // A retried start after the task was made: go on to Start.
         Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => {
             io.abandoned().await;
-            false
+            Ok(false)
         }
         Err(e) => {
             io.abandoned().await;
-            // Like containerd's CRI: the container stays without a task and
-            // armed waiters see exit code 128 (StartError).
-            task::signal_started(c, id, true);
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// Starts a container's task; one `created_here` is deleted again when its
+/// start fails.
+async fn run_task(c: &Containerd, id: &str, created_here: bool) -> Result<Started, RuntimeError> {
     task::signal_started(c, id, false);
     match task::start(c, id).await {
         Ok(pid) => {
@@ -501,6 +527,7 @@ pub(crate) async fn writable_layer_usage(c: &Containerd, id: &str) -> Result<u64
 /// Task, record, snapshot: in this order, since containerd protects none of
 /// them from the others. Absent parts are fine.
 pub(crate) async fn remove(c: &Containerd, id: &str) -> Result<(), RuntimeError> {
+    crate::client::lock(&c.state.prepared).remove(id);
     task::destroy(c, id).await?;
     remove_record(c, id).await?;
     let _ = std::fs::remove_dir_all(crate::stdio::dir(c, id));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth_runtime::{
     ContainerConfig, ContainerId, ContainerRuntime, ExecOutput, ExitWaiter, ImageInfo, Observed,
-    Reclaimed, Resources, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
+    PodNetwork, Reclaimed, Resources, RuntimeError, SandboxConfig, SandboxInfo, Signal, Started,
 };
 
 use crate::{
@@ -56,6 +56,14 @@ impl ContainerRuntime for Containerd {
         sandbox::remove(self, sandbox).await
     }
 
+    async fn attach_network(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &SandboxConfig,
+    ) -> Result<PodNetwork, RuntimeError> {
+        sandbox::attach_network(self, sandbox, config).await
+    }
+
     async fn create_container(
         &self,
         sandbox: &SandboxInfo,
@@ -77,6 +85,10 @@ impl ContainerRuntime for Containerd {
             let _ = tx.send(task::wait_for_exit(&this, &id, oom_watcher).await);
         });
         Ok(waiter)
+    }
+
+    async fn prepare_start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        container::prepare_start(self, id).await
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<Started, RuntimeError> {

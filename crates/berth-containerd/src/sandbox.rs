@@ -9,7 +9,8 @@
 //! create and start, and lets its shim go with its last container. Such a
 //! sandbox is alive while its pins are in place on the boot that made them
 //! (see [`crate::netns::pins_alive`]). Create writes the record concurrently
-//! with CNI ADD. Teardown is idempotent and also cleans up after a create
+//! with CNI ADD, or leaves CNI ADD to `attach_network` when asked to (the
+//! worker then makes the pod's first container meanwhile). Teardown is idempotent and also cleans up after a create
 //! that failed halfway.
 
 use std::collections::{HashMap, HashSet};
@@ -17,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use berth_runtime::{
-    PauseProcess, PidNamespace, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig, SandboxId,
-    SandboxInfo,
+    PauseProcess, PidNamespace, PodNetwork, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig,
+    SandboxId, SandboxInfo,
 };
 use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
@@ -110,6 +111,7 @@ pub(crate) async fn create(
         kernel_setup(&namespaces, &hostname, &security.sysctls, shm).await?;
         let network = async {
             match &namespaces.net {
+                Some(_) if config.defer_network => Ok((Vec::new(), None)),
                 Some(path) => {
                     let ips = cni::setup_pod_network(
                         &cni_paths(c),
@@ -155,7 +157,7 @@ pub(crate) async fn create(
             })
         }
         Err(e) => {
-            if let Err(cleanup) = teardown(c, &id, &config.pod, config.host_network).await {
+            if let Err(cleanup) = teardown(c, &id, &config.pod, config.host_network, false).await {
                 tracing::warn!(sandbox = id, error = %cleanup, "clean up after a failed sandbox create");
             }
             Err(RuntimeError::new(
@@ -164,6 +166,37 @@ pub(crate) async fn create(
             ))
         }
     }
+}
+
+/// The network of a sandbox created with `defer_network`: CNI ADD into its
+/// pinned namespace (which removes what it added when it fails).
+pub(crate) async fn attach_network(
+    c: &Containerd,
+    sandbox: &SandboxInfo,
+    config: &SandboxConfig,
+) -> Result<PodNetwork, RuntimeError> {
+    let Some(netns) = &sandbox.netns else {
+        return Ok(PodNetwork {
+            ips: Vec::new(),
+            ready_at: Timestamp::now(),
+        });
+    };
+    let id = &sandbox.id.0;
+    let paths = cni_paths(c);
+    let ips = cni::setup_pod_network(&paths, id, netns, &sandbox.pod, &config.port_mappings)
+        .await
+        .map_err(|e| {
+            // As a create with the network in it says it.
+            RuntimeError::new(
+                e.kind,
+                format!("create sandbox for pod {}: {}", sandbox.pod, e.message),
+            )
+        })?;
+    tracing::debug!(sandbox = id, pod = %sandbox.pod, ?ips, "pod network ready");
+    Ok(PodNetwork {
+        ips,
+        ready_at: Timestamp::now(),
+    })
 }
 
 /// The sandbox's record (the kubelet's "POD" container); with a pause
@@ -292,9 +325,22 @@ pub(crate) async fn stop(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), Ru
 }
 
 pub(crate) async fn remove(c: &Containerd, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
-    teardown(c, &sandbox.id.0, &sandbox.pod, sandbox.host_network)
-        .await
-        .map_err(|e| in_sandbox("remove", sandbox, e))
+    // A sandbox an agent before this one made may have a shim that the dead
+    // agent's last requests left holding a half-made task.
+    let made_before = c
+        .state
+        .connected_at
+        .get()
+        .is_some_and(|connected| sandbox.created_at < *connected);
+    teardown(
+        c,
+        &sandbox.id.0,
+        &sandbox.pod,
+        sandbox.host_network,
+        made_before,
+    )
+    .await
+    .map_err(|e| in_sandbox("remove", sandbox, e))
 }
 
 fn in_sandbox(what: &str, sandbox: &SandboxInfo, e: RuntimeError) -> RuntimeError {
@@ -330,14 +376,16 @@ async fn stop_by_id(
     Ok(())
 }
 
-/// The stop (unless this agent did it), the record, namespace pins, shm,
-/// pod cgroup. Every step runs even when an earlier one failed; the first
-/// failure is returned.
+/// The stop (unless this agent did it), the record, with `leftovers` any
+/// shim of the sandbox still there, namespace pins, shm, pod cgroup. Every
+/// step runs even when an earlier one failed; the first failure is
+/// returned.
 async fn teardown(
     c: &Containerd,
     id: &str,
     pod: &PodRef,
     host_network: bool,
+    leftovers: bool,
 ) -> Result<(), RuntimeError> {
     let root = &c.config.root_dir;
     let mut first_error: Option<RuntimeError> = None;
@@ -353,6 +401,10 @@ async fn teardown(
         note(stop_by_id(c, id, pod, host_network).await);
     }
     note(container::remove(c, id).await);
+    if leftovers {
+        // Before the pod cgroup goes: a half-made task's process is in it.
+        note(crate::shim::end_leftovers(c, id).await);
+    }
     let (pins, root_dir, sandbox) = (namespaces.dir.clone(), root.clone(), id.to_string());
     let (unpinned, unmounted) = blocking(move || {
         let unpinned = netns::remove(&pins).map_err(io_error(format!(

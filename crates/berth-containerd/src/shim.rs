@@ -96,6 +96,33 @@ fn runc_root(c: &Containerd) -> PathBuf {
     Path::new(RUNC_ROOT).join(&c.config.namespace)
 }
 
+/// How long the shim of a sandbox whose tasks are all gone may take to exit
+/// on its own.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+
+/// Ends what still serves a sandbox whose containers are all removed: a
+/// shim exits with its last task, unless it holds a task containerd does
+/// not know (a create that an agent's death cut off); such a shim is
+/// killed, with the process of that task ([`force_stop`]).
+pub(crate) async fn end_leftovers(c: &Containerd, sandbox_id: &str) -> Result<(), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + LEFTOVER_GRACE;
+    loop {
+        let shims = pod_shims(c, sandbox_id);
+        if shims.iter().all(|&pid| exited(pid)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                sandbox = sandbox_id,
+                ?shims,
+                "a shim serves a removed sandbox"
+            );
+            return force_stop(c, sandbox_id).await.map(drop);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Kills the sandbox's shims and deletes, with runc, every container of the
 /// sandbox runc still knows (which kills its processes). Returns how many
 /// shims were killed.

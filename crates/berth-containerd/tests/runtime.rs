@@ -200,6 +200,7 @@ fn sandbox_config(pod: &PodRef, host_network: bool, log_dir: &Path) -> SandboxCo
             started: jiff::Timestamp::now(),
         },
         security: Default::default(),
+        defer_network: false,
     }
 }
 
@@ -1163,4 +1164,146 @@ async fn a_wedged_shim_is_forced_down_and_its_pod_removed() {
         "",
         "runc state left"
     );
+}
+
+/// A sandbox made with its network deferred has no IP until
+/// `attach_network`; a container created and prepared meanwhile starts in
+/// the network it then has. When the network cannot be set up, the
+/// prepared container and the sandbox are removed without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_network_is_there_when_the_prepared_container_starts() {
+    let Some((daemon, runtime, image, pod, logs)) = set_up("latenet", Some(3)).await else {
+        return;
+    };
+    let mut config = sandbox_config(&pod, false, &logs);
+    config.defer_network = true;
+    let sandbox = runtime
+        .create_sandbox(&config)
+        .await
+        .expect("create sandbox");
+    assert!(sandbox.ips.is_empty(), "no IP before attach: {sandbox:?}");
+    assert_eq!(sandbox.network_ready_at, None);
+    let show = container(
+        &pod,
+        &image,
+        "show",
+        &["sh", "-c", "ip -4 -o addr show dev eth0"],
+        &logs,
+    );
+    let id = runtime
+        .create_container(&sandbox, &show)
+        .await
+        .expect("create");
+    let waiter = runtime.wait_container(&id).await.expect("arm the waiter");
+    runtime.prepare_start(&id).await.expect("prepare the start");
+    let network = runtime
+        .attach_network(&sandbox, &config)
+        .await
+        .expect("attach the network");
+    let ip = *network.ips.first().expect("an IP once attached");
+    runtime.start_container(&id).await.expect("start");
+    assert_eq!(
+        exit_within(Duration::from_secs(10), waiter).await.exit_code,
+        0
+    );
+    let log = std::fs::read_to_string(&show.log_path).expect("the log");
+    assert!(log.contains(&format!("inet {ip}/")), "eth0 has {ip}: {log}");
+    runtime.remove_container(&id).await.expect("remove");
+    let attached = SandboxInfo {
+        ips: network.ips.clone(),
+        ..sandbox.clone()
+    };
+    runtime
+        .remove_sandbox(&attached)
+        .await
+        .expect("remove sandbox");
+    assert_sandbox_gone(&daemon, &attached, &[&id.0]);
+
+    // A network whose plugin is missing: the first in lexical order.
+    let conf_dir = daemon.config().cni_conf_dir;
+    let broken = serde_json::json!({"cniVersion": "1.0.0", "name": "broken",
+        "plugins": [{"type": "no-such-plugin"}]});
+    std::fs::write(conf_dir.join("00-broken.conflist"), broken.to_string()).unwrap();
+    let sandbox = runtime
+        .create_sandbox(&config)
+        .await
+        .expect("create sandbox");
+    let id = runtime
+        .create_container(&sandbox, &show)
+        .await
+        .expect("create");
+    runtime.prepare_start(&id).await.expect("prepare the start");
+    let error = runtime
+        .attach_network(&sandbox, &config)
+        .await
+        .expect_err("a missing plugin fails");
+    assert!(
+        error
+            .message
+            .starts_with(&format!("create sandbox for pod {pod}: "))
+            && error.message.contains("no-such-plugin"),
+        "{error}"
+    );
+    runtime.remove_container(&id).await.expect("remove");
+    // Its CNI DEL fails as its ADD did; the rest goes all the same.
+    let removal = runtime.remove_sandbox(&sandbox).await;
+    assert!(
+        removal
+            .as_ref()
+            .is_err_and(|e| e.message.contains("no-such-plugin DEL")),
+        "{removal:?}"
+    );
+    assert_sandbox_gone(&daemon, &sandbox, &[&id.0]);
+}
+
+/// A process that looks like a shim of `sandbox` to this containerd
+/// (`-namespace`, `-id`, `-address`), as one a dead agent's cut-off task
+/// create leaves: it waits on its stdin.
+fn stray_shim(daemon: &Daemon, sandbox: &SandboxInfo) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let config = daemon.config();
+    Command::new("/bin/sh")
+        .arg0(daemon.dir().join("containerd-shim-runc-v2"))
+        .args(["-c", "read line", "shim", "-namespace", &config.namespace])
+        .args(["-id", &format!("{}-main-0", sandbox.id)])
+        .arg("-address")
+        .arg(&config.socket)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the stray")
+}
+
+/// A shim left serving a sandbox an agent before this one made is ended
+/// when the sandbox is removed; a sandbox this agent made is not searched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_left_serving_a_sandbox_made_before_is_ended_with_it() {
+    let Some((daemon, before, _, pod, logs)) = set_up("leftover", None).await else {
+        return;
+    };
+    let config = sandbox_config(&pod, true, &logs);
+    let made_before = before.create_sandbox(&config).await.expect("create");
+    let mut stray = stray_shim(&daemon, &made_before);
+    // The next agent's connection finds the sandbox.
+    let after = daemon.connect().await;
+    let listed = after.list().await.expect("list");
+    let adopted = listed
+        .sandboxes
+        .iter()
+        .find(|s| s.id == made_before.id)
+        .expect("the sandbox is listed");
+    after.remove_sandbox(adopted).await.expect("remove");
+    let ended = eventually("the stray shim ended", Duration::from_secs(5), || {
+        std::future::ready(stray.try_wait().expect("wait").is_some().then_some(()))
+    });
+    ended.await;
+
+    let own = after.create_sandbox(&config).await.expect("create");
+    let mut spared = stray_shim(&daemon, &own);
+    after.remove_sandbox(&own).await.expect("remove");
+    assert!(
+        spared.try_wait().expect("wait").is_none(),
+        "a sandbox this agent made has no shim of a dead agent's"
+    );
+    spared.kill().expect("kill");
+    spared.wait().expect("reap");
 }

@@ -98,6 +98,8 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// published.
     pub(crate) async fn terminate(mut self, request: Termination) {
         self.stage = self.stage.terminating(request.grace);
+        // Its network is removed with the sandbox: set up first, or gone.
+        self.settle_network(None).await;
         let plan = plan::plan(&self.view(), Instant::now());
         let end = plan.terminate.unwrap_or_default();
         self.stop_liveness_probers();
@@ -193,6 +195,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     self.start(&start).await;
                     done.started[i] = true;
                     acted = true;
+                    // Its network could not be set up: the pod gets a new
+                    // sandbox after a while, not at once.
+                    if self.sandbox.ready().is_none() {
+                        return false;
+                    }
                     // Its postStart hook failed: the kill comes before any
                     // later container starts.
                     if self.records[i].kill_pending.is_some() {
@@ -206,6 +213,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.publish(false);
                 published = Some(Instant::now());
             }
+        }
+        // No start waited for the network (an image to pull first, say):
+        // the pod's status and /etc/hosts get its IPs now.
+        if !self.settle_network(None).await {
+            return false;
         }
         if let Some(phase) = plan.finish {
             debug!(pod = %self.pod_ref, phase = phase.as_str(), "pod reached a terminal phase");

@@ -1,7 +1,16 @@
 //! The pod's sandbox: what the worker knows of it, its creation, and the
 //! replacement of one found dead.
+//!
+//! The pod network (CNI ADD) is set up in a task of its own while the first
+//! container is created and its task made: only the container's start (and
+//! a container whose environment reads the pod IP) waits for it.
 
-use berth_runtime::{ContainerId, ContainerRuntime, PodTimes, SandboxConfig, SandboxInfo};
+use std::sync::Arc;
+
+use berth_runtime::{
+    ContainerId, ContainerRuntime, PodNetwork, PodTimes, RuntimeError, SandboxConfig, SandboxInfo,
+};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -41,6 +50,9 @@ impl Sandbox {
     }
 }
 
+/// The pod network of a new sandbox, being set up.
+pub(crate) struct PendingNetwork(JoinHandle<Result<PodNetwork, RuntimeError>>);
+
 impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// The sandbox died (its pause process or its pins are gone): as the
     /// kubelet does,
@@ -67,8 +79,9 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
     }
 
-    /// Creates the pod's sandbox and writes its /etc files; false (with a
-    /// FailedCreatePodSandBox event and a retry) when it could not.
+    /// Creates the pod's sandbox and writes its /etc files, and starts
+    /// setting up its network; false (with a FailedCreatePodSandBox event
+    /// and a retry) when it could not.
     pub(crate) async fn create_sandbox(&mut self) -> bool {
         let security = match crate::security::sandbox(&self.pod) {
             Ok(security) => security,
@@ -93,7 +106,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         let config = SandboxConfig {
             pod: self.pod_ref.clone(),
-            hostname: hostname.clone(),
+            hostname,
             host_network,
             log_dir: self.dirs.logs.clone(),
             port_mappings: port_mappings(&spec),
@@ -108,42 +121,23 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 started: self.start_time,
             },
             security,
+            defer_network: !host_network,
         };
         self.step(None, TimelineStep::SandboxCreating, String::new());
         match self.rt.create_sandbox(&config).await {
             Ok(sandbox) => {
                 let id = sandbox.id.to_string();
                 if let Some(at) = sandbox.network_ready_at {
-                    let ips: Vec<String> = sandbox.ips.iter().map(ToString::to_string).collect();
-                    self.report
-                        .step_at(at, None, TimelineStep::NetworkReady, ips.join(","));
+                    self.network_ready(at, &sandbox.ips);
+                }
+                if config.defer_network {
+                    let (rt, created) = (Arc::clone(&self.rt), sandbox.clone());
+                    self.network = Some(PendingNetwork(tokio::spawn(async move {
+                        rt.attach_network(&created, &config).await
+                    })));
                 }
                 self.sandbox = Sandbox::Ready(sandbox);
-                let ips = self.pod_ips();
-                let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                let (resolv, warning) =
-                    crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
-                // Standalone, there is no cluster DNS to miss: only a
-                // cluster node without one warns, as the kubelet does.
-                if let Some(message) = warning.filter(|_| self.cfg.cluster_data.is_some()) {
-                    let message = format!("pod: \"{}\". {message}", self.pod_ref);
-                    self.event(
-                        EventType::Warning,
-                        reasons::MISSING_CLUSTER_DNS,
-                        None,
-                        message,
-                    );
-                }
-                if let Err(e) = self.dirs.write_etc_files(
-                    &name,
-                    &hostname,
-                    &ips,
-                    host_network,
-                    spec.host_aliases.as_deref().unwrap_or_default(),
-                    &resolv,
-                ) {
-                    warn!(pod = %self.pod_ref, "write /etc files: {e}");
-                }
+                self.write_etc_files(true);
                 self.step(None, TimelineStep::SandboxCreated, id);
                 true
             }
@@ -151,6 +145,90 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 self.sandbox_failed(&e.to_string());
                 false
             }
+        }
+    }
+
+    /// Waits for the sandbox's network if it is being set up, and writes the
+    /// pod IPs into its `/etc/hosts`. False when it could not be set up:
+    /// then `made` (a container created in the sandbox meanwhile) and the
+    /// sandbox are removed, and the pod is retried with a new one
+    /// (FailedCreatePodSandBox), as when its create fails.
+    pub(crate) async fn settle_network(&mut self, made: Option<&ContainerId>) -> bool {
+        let Some(PendingNetwork(setup)) = self.network.take() else {
+            return true;
+        };
+        let result = setup
+            .await
+            .unwrap_or_else(|e| Err(RuntimeError::other(format!("pod network setup: {e}"))));
+        match result {
+            Ok(network) => {
+                self.network_ready(network.ready_at, &network.ips);
+                if let Sandbox::Ready(sandbox) = &mut self.sandbox {
+                    sandbox.ips = network.ips;
+                    sandbox.network_ready_at = Some(network.ready_at);
+                }
+                self.write_etc_files(false);
+                true
+            }
+            Err(e) => {
+                self.sandbox_failed(&e.to_string());
+                if let Some(id) = made {
+                    self.remove_container(id).await;
+                }
+                if let Some(sandbox) = self.sandbox.info().cloned() {
+                    self.sandbox = Sandbox::Absent;
+                    if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
+                        warn!(pod = %self.pod_ref, "remove a sandbox without its network: {e}");
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn network_ready(&self, at: jiff::Timestamp, ips: &[std::net::IpAddr]) {
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        self.report
+            .step_at(at, None, TimelineStep::NetworkReady, ips.join(","));
+    }
+
+    /// The pod's `/etc/hosts` (with the pod IPs known so far), `hostname` and
+    /// `resolv.conf`, rewritten in place: containers bind-mount them. A pod
+    /// on a cluster node without cluster DNS is warned of it when `new`.
+    fn write_etc_files(&mut self, new: bool) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let name = self.pod_hostname();
+        let hostname = if host_network {
+            berth_runtime::node_hostname()
+        } else {
+            // Checked when the sandbox was made.
+            name.for_kernel(Some(&spec))
+                .unwrap_or_else(|_| name.hostname.clone())
+        };
+        let ips = self.pod_ips();
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (resolv, warning) = crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
+        // Standalone, there is no cluster DNS to miss: only a
+        // cluster node without one warns, as the kubelet does.
+        if let Some(message) = warning.filter(|_| new && self.cfg.cluster_data.is_some()) {
+            let message = format!("pod: \"{}\". {message}", self.pod_ref);
+            self.event(
+                EventType::Warning,
+                reasons::MISSING_CLUSTER_DNS,
+                None,
+                message,
+            );
+        }
+        if let Err(e) = self.dirs.write_etc_files(
+            &name,
+            &hostname,
+            &ips,
+            host_network,
+            spec.host_aliases.as_deref().unwrap_or_default(),
+            &resolv,
+        ) {
+            warn!(pod = %self.pod_ref, "write /etc files: {e}");
         }
     }
 

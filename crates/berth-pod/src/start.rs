@@ -70,10 +70,14 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let Some(image) = self.ensure_image(i).await else {
             return;
         };
-        let Some(sandbox) = self.sandbox.ready().cloned() else {
+        let Some(mut container) = self.spec_container(i).cloned() else {
             return;
         };
-        let Some(mut container) = self.spec_container(i).cloned() else {
+        // Its environment is fixed at create: the pod IP must be known.
+        if reads_pod_ip(&container) && !self.settle_network(None).await {
+            return;
+        }
+        let Some(sandbox) = self.sandbox.ready().cloned() else {
             return;
         };
         // A new instance runs with what the node allocated, which a resize
@@ -193,6 +197,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 return;
             }
         };
+        self.step(
+            Some(&container.name),
+            TimelineStep::ContainerCreated,
+            id.to_string(),
+        );
+        if self.network.is_some() {
+            // Its task is made while the network is set up; it starts after.
+            if let Err(e) = self.rt.prepare_start(&id).await {
+                debug!(pod = %self.pod_ref, container = %container.name, "prepare the start (the start tries again): {e}");
+            }
+            if !self.settle_network(Some(&id)).await {
+                return;
+            }
+        }
         let field_path = self.field_path(i);
         self.event(
             EventType::Normal,
@@ -200,11 +218,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             field_path.clone(),
             "Container created".into(),
         );
-        self.step(
-            Some(&container.name),
-            TimelineStep::ContainerCreated,
-            id.to_string(),
-        );
+
         let waiter = match self.rt.wait_container(&id).await {
             Ok(waiter) => waiter,
             Err(e) => {
@@ -276,4 +290,17 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             self.start_probers(i, false);
         }
     }
+}
+
+/// Whether the container's environment names the pod IP (the downward
+/// API's `status.podIP` or `status.podIPs`).
+fn reads_pod_ip(container: &k8s_openapi::api::core::v1::Container) -> bool {
+    container.env.iter().flatten().any(|var| {
+        var.value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref())
+            .is_some_and(|field| {
+                matches!(field.field_path.as_str(), "status.podIP" | "status.podIPs")
+            })
+    })
 }

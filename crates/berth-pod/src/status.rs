@@ -214,8 +214,11 @@ pub(crate) fn pod_status<R: ContainerRuntime, S: PodSink>(
         w.phase_of(&init, &regular, pod_is_terminal)
     };
     let terminal_reason = w.terminal_reason.as_ref().filter(|_| !terminal_held_back);
-    let sandbox_ready =
-        w.sandbox.ready().is_some() && !pod_is_terminal && w.stage.phase().is_none();
+    // Ready to start containers: made, and its network set up.
+    let sandbox_ready = w.sandbox.ready().is_some()
+        && w.network.is_none()
+        && !pod_is_terminal
+        && w.stage.phase().is_none();
     // Conditions others own (readiness gates, DisruptionTarget) come with
     // the pod; they are kept, and the readiness gates read, as the
     // kubelet's status manager keeps and reads them.

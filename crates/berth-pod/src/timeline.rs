@@ -17,8 +17,11 @@ use crate::worker::Worker;
 pub enum TimelineStep {
     /// The worker asked the runtime for the pod's sandbox.
     SandboxCreating,
-    /// The pod's network (CNI) was set up; detail: the pod's IPs.
+    /// The pod's network (CNI) was set up; detail: the pod's IPs. It is
+    /// set up while the pod's first container is created, so it may come
+    /// after `SandboxCreated` and that container's `ContainerCreated`.
     NetworkReady,
+    /// The sandbox (namespaces, record) exists.
     SandboxCreated,
     /// The image is present; detail: the reference.
     ImageReady,

@@ -92,6 +92,8 @@ pub(crate) struct Worker<R, S> {
     /// agent writes (cluster mode's API data), if it does.
     pub(crate) volumes_awaited_since: Option<Instant>,
     pub(crate) sandbox: Sandbox,
+    /// The sandbox's network while it is being set up.
+    pub(crate) network: Option<crate::sandbox::PendingNetwork>,
     /// Init containers first, then the main ones, then the ephemeral ones,
     /// in spec order.
     pub(crate) records: Vec<ContainerRecord>,
@@ -196,6 +198,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             stage: Stage::Preparing,
             volumes_awaited_since: None,
             sandbox: Sandbox::Absent,
+            network: None,
             records,
             ephemeral: Vec::new(),
             exits_tx,
@@ -420,7 +423,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             }
             return;
         };
-        if sandbox.pause == berth_runtime::PauseProcess::Gone {
+        // As the kubelet's `podSandboxChanged`, a sandbox without an IP off
+        // the host network is replaced too: the agent stopped before its
+        // network was set up.
+        let no_network = !sandbox.host_network && sandbox.ips.is_empty();
+        if sandbox.pause == berth_runtime::PauseProcess::Gone || no_network {
             // The pause process or the namespace pins are gone (the node
             // rebooted): the first plan replaces the sandbox.
             let containers = adopted.containers.into_iter().map(|c| c.id).collect();

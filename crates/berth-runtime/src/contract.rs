@@ -42,6 +42,7 @@ pub fn host_network_sandbox(pod: &PodRef, log_dir: std::path::PathBuf) -> Sandbo
             started: jiff::Timestamp::now(),
         },
         security: Default::default(),
+        defer_network: false,
     }
 }
 
@@ -86,6 +87,8 @@ pub async fn check_all<S: Subject>(s: &S) {
     sigkill_ends_a_container_with_137(s).await;
     unknown_containers_are_not_found(s).await;
     list_shows_what_was_made(s).await;
+    a_prepared_start_is_a_start(s).await;
+    a_prepared_container_that_never_starts_is_removed(s).await;
 }
 
 fn pod(name: &str) -> PodRef {
@@ -207,6 +210,11 @@ pub async fn unknown_containers_are_not_found<S: Subject>(s: &S) {
         Some(RuntimeErrorKind::NotFound),
         "start"
     );
+    assert_eq!(
+        kind(rt.prepare_start(&unknown).await),
+        Some(RuntimeErrorKind::NotFound),
+        "prepare the start"
+    );
     rt.remove_container(&unknown)
         .await
         .expect("removing what never existed succeeds");
@@ -246,4 +254,42 @@ pub async fn list_shows_what_was_made<S: Subject>(s: &S) {
     let after = rt.list().await.expect("list");
     assert!(state(&after).is_none(), "a removed container is not listed");
     assert!(!after.sandboxes.iter().any(|b| b.id == sandbox.id));
+}
+
+/// A start prepared ahead (the container still listed as created) is then
+/// a start like any other: a waiter armed after the preparation sees the
+/// exit.
+pub async fn a_prepared_start_is_a_start<S: Subject>(s: &S) {
+    let rt = s.runtime();
+    let (_, sandbox, id) = made(s, "prepared", Behaviour::Exits(9)).await;
+    rt.prepare_start(&id).await.expect("prepare the start");
+    let observed = rt.list().await.expect("list");
+    let listed = observed.containers.iter().find(|c| c.id == id);
+    assert_eq!(
+        listed.map(|c| c.state),
+        Some(ObservedState::Created),
+        "a prepared container is still created: {observed:?}"
+    );
+    let waiter = rt.wait_container(&id).await.expect("arm the waiter");
+    rt.start_container(&id).await.expect("start");
+    assert_eq!(exit_of(waiter).await.exit_code, 9);
+    clean_up(s, &sandbox, &id).await;
+}
+
+/// A container whose start was prepared and never made (its pod's network
+/// failed) is removed like any other, and is gone.
+pub async fn a_prepared_container_that_never_starts_is_removed<S: Subject>(s: &S) {
+    let rt = s.runtime();
+    let (_, sandbox, id) = made(s, "prepared-removed", Behaviour::RunsUntilKilled).await;
+    let waiter = rt.wait_container(&id).await.expect("arm the waiter");
+    rt.prepare_start(&id).await.expect("prepare the start");
+    clean_up(s, &sandbox, &id).await;
+    let observed = rt.list().await.expect("list");
+    assert!(
+        !observed.containers.iter().any(|c| c.id == id),
+        "a removed container is not listed: {observed:?}"
+    );
+    // Its waiter ends (the container is gone), it does not hang.
+    let ended = tokio::time::timeout(EXIT_DEADLINE, waiter).await;
+    assert!(ended.is_ok(), "the waiter of a removed container ends");
 }

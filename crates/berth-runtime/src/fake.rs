@@ -8,6 +8,10 @@
 //! images made pullable with [`FakeRuntime::add_pullable`] (or present
 //! already), takes [`FakeRuntime::pull_delay`] of tokio time, and fails with
 //! the error set by [`FakeRuntime::fail_pull`].
+//!
+//! A deferred pod network ([`SandboxConfig::defer_network`]) is set up in
+//! [`FakeRuntime::network_delay`] of tokio time and fails with the error set
+//! by [`FakeRuntime::fail_network`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,20 +64,58 @@ impl Script {
 /// A recorded runtime call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    CreateSandbox { pod: String },
-    StopSandbox { id: String },
-    RemoveSandbox { id: String },
-    CreateContainer { name: String, attempt: u32 },
-    Start { name: String, attempt: u32 },
-    Signal { name: String, signal: Signal },
-    RemoveContainer { name: String },
-    Exec { name: String, command: Vec<String> },
-    Pull { image: String },
-    RemoveImage { image: String },
-    ForceStopSandbox { id: String },
-    UpdateResources { name: String, resources: Resources },
-    MountImageVolume { key: String, image: String },
-    UnmountImageVolume { key: String },
+    CreateSandbox {
+        pod: String,
+    },
+    StopSandbox {
+        id: String,
+    },
+    RemoveSandbox {
+        id: String,
+    },
+    /// A deferred network was set up (recorded once it is).
+    NetworkReady {
+        id: String,
+    },
+    CreateContainer {
+        name: String,
+        attempt: u32,
+    },
+    Start {
+        name: String,
+        attempt: u32,
+    },
+    Signal {
+        name: String,
+        signal: Signal,
+    },
+    RemoveContainer {
+        name: String,
+    },
+    Exec {
+        name: String,
+        command: Vec<String>,
+    },
+    Pull {
+        image: String,
+    },
+    RemoveImage {
+        image: String,
+    },
+    ForceStopSandbox {
+        id: String,
+    },
+    UpdateResources {
+        name: String,
+        resources: Resources,
+    },
+    MountImageVolume {
+        key: String,
+        image: String,
+    },
+    UnmountImageVolume {
+        key: String,
+    },
 }
 
 struct FakeContainer {
@@ -109,6 +151,9 @@ struct Inner {
     exec_delays: HashMap<String, Duration>,
     /// How long every start takes.
     start_delay: Duration,
+    /// How long a deferred network takes, and its error if it fails.
+    network_delay: Duration,
+    network_error: Option<RuntimeError>,
     /// Set while the runtime does not answer signals and removals: each
     /// takes this long, then times out (until a forced stop).
     wedged: Option<Duration>,
@@ -184,6 +229,17 @@ impl FakeRuntime {
         self.lock().start_delay = delay;
     }
 
+    /// How long setting up a deferred pod network takes (tokio time).
+    pub fn network_delay(&self, delay: Duration) {
+        self.lock().network_delay = delay;
+    }
+
+    /// Setting up a deferred pod network fails with `error` (`None`: it
+    /// works again).
+    pub fn fail_network(&self, error: Option<RuntimeError>) {
+        self.lock().network_error = error;
+    }
+
     /// How long every pull takes (tokio time, so instant under a paused clock).
     pub fn pull_delay(&self, delay: Duration) {
         self.lock().pull_delay = delay;
@@ -234,6 +290,15 @@ impl FakeRuntime {
         containers
             .find(|c| c.name == name)
             .map(|c| c.config.mounts.clone())
+    }
+
+    /// The environment the newest container named `name` was created with.
+    pub fn env(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let inner = self.lock();
+        let mut containers = inner.containers.values().rev();
+        containers
+            .find(|c| c.name == name)
+            .map(|c| c.config.env.clone())
     }
 
     /// The container whose PID namespace the newest container named `name`
@@ -521,6 +586,15 @@ impl ContainerRuntime for FakeRuntime {
             pod_times: Some(config.times),
             network_ready_at: (!config.host_network).then(Timestamp::now),
         };
+        if config.defer_network && !config.host_network {
+            // What `attach_network` gives it.
+            inner.sandboxes.insert(info.id.0.clone(), info.clone());
+            return Ok(SandboxInfo {
+                ips: Vec::new(),
+                network_ready_at: None,
+                ..info
+            });
+        }
         inner.sandboxes.insert(info.id.0.clone(), info.clone());
         Ok(info)
     }
@@ -540,6 +614,40 @@ impl ContainerRuntime for FakeRuntime {
         });
         self.lock().sandboxes.remove(&sandbox.id.0);
         Ok(())
+    }
+
+    async fn attach_network(
+        &self,
+        sandbox: &SandboxInfo,
+        _config: &SandboxConfig,
+    ) -> Result<PodNetwork, RuntimeError> {
+        let delay = self.lock().network_delay;
+        tokio::time::sleep(delay).await;
+        let inner = self.lock();
+        if let Some(error) = inner.network_error.clone() {
+            return Err(error);
+        }
+        let ips = inner
+            .sandboxes
+            .get(&sandbox.id.0)
+            .map(|made| made.ips.clone())
+            .ok_or_else(|| RuntimeError::not_found(format!("sandbox {}", sandbox.id)))?;
+        drop(inner);
+        self.record(Call::NetworkReady {
+            id: sandbox.id.0.clone(),
+        });
+        Ok(PodNetwork {
+            ips,
+            ready_at: Timestamp::now(),
+        })
+    }
+
+    async fn prepare_start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        if self.lock().containers.contains_key(&id.0) {
+            Ok(())
+        } else {
+            Err(RuntimeError::not_found(format!("container {id}")))
+        }
     }
 
     async fn create_container(

@@ -112,6 +112,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         sandbox: &SandboxInfo,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// Sets up the network of a sandbox created with
+    /// [`SandboxConfig::defer_network`] (`config` is the one it was created
+    /// with). On failure whatever was added is removed again; the sandbox
+    /// stays, for the caller to remove.
+    fn attach_network(
+        &self,
+        sandbox: &SandboxInfo,
+        config: &SandboxConfig,
+    ) -> impl Future<Output = Result<PodNetwork, RuntimeError>> + Send;
     /// Creates a container in the sandbox (not started).
     fn create_container(
         &self,
@@ -127,6 +136,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &ContainerId,
     ) -> impl Future<Output = Result<ExitWaiter, RuntimeError>> + Send;
 
+    /// Does what can be done of a created container's start before the
+    /// pod's network is up (containerd: the task, with its shim and runc's
+    /// create), so that [`Self::start_container`] only has what is left.
+    /// On failure nothing is kept: `start_container` tries it all again
+    /// and reports what fails.
+    fn prepare_start(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Starts a created container; returns when its process runs.
     fn start_container(
         &self,

@@ -199,6 +199,17 @@ pub struct SandboxConfig {
     /// Kept with the sandbox for a restarted agent.
     pub times: PodTimes,
     pub security: SandboxSecurity,
+    /// The pod network is left to [`crate::ContainerRuntime::attach_network`]
+    /// (its CNI ADD), so that the pod's first container can be made while
+    /// it is set up. Ignored on host network.
+    pub defer_network: bool,
+}
+
+/// The pod network of a sandbox, once set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    pub ips: Vec<IpAddr>,
+    pub ready_at: Timestamp,
 }
 
 /// Whose PID namespace a pod's processes live in (CRI's `NamespaceMode` for PID).

@@ -170,7 +170,8 @@ impl PodMarks {
             TimelineStep::NetworkReady => step(Step::Network, self.sandbox_creating)
                 .into_iter()
                 .collect(),
-            TimelineStep::SandboxCreated => step(Step::Sandbox, self.sandbox_creating.take())
+            // Not taken: the network may be ready after the sandbox is made.
+            TimelineStep::SandboxCreated => step(Step::Sandbox, self.sandbox_creating)
                 .into_iter()
                 .collect(),
             _ => {
@@ -349,11 +350,12 @@ mod tests {
         let kind = Some(ContainerType::Container);
         let mut seen = Vec::new();
         for (ms, container, step) in [
+            // The network is set up while the container is created.
             (10, None, TimelineStep::SandboxCreating),
-            (40, None, TimelineStep::NetworkReady),
             (60, None, TimelineStep::SandboxCreated),
             (70, main, TimelineStep::ImageReady),
             (90, main, TimelineStep::ContainerCreated),
+            (100, None, TimelineStep::NetworkReady),
             (120, main, TimelineStep::ContainerStarted),
             (125, main, TimelineStep::PostStartStarted),
             (150, main, TimelineStep::PostStartSucceeded),
@@ -369,9 +371,9 @@ mod tests {
             })
             .collect();
         let want = [
-            (Step::Network, 0.030),
             (Step::Sandbox, 0.050),
             (Step::Create, 0.020),
+            (Step::Network, 0.090),
             (Step::Start, 0.030),
             (Step::PostStart, 0.025),
         ];

@@ -6,6 +6,7 @@ mod footprint;
 mod hooks;
 mod image_volumes;
 mod images;
+mod network;
 mod probes;
 mod pull_secrets;
 mod resize;

@@ -328,6 +328,25 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_sandbox_adopted_without_its_network_is_replaced() {
+    let h = Harness::new();
+    let w = h.spawn(pod(ONE));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    w.detach().await;
+    let observed = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    let mut unnetworked = observed.sandboxes[0].clone();
+    // The agent stopped before the pod's CNI ADD was done.
+    unnetworked.ips.clear();
+    let (sink, _w) = h.adopt(pod(ONE), Some(unnetworked.clone())).await;
+    let running = sink.wait_for("Running", |s| phase(s) == "Running").await;
+    assert!(sink.reasons().contains(&reasons::SANDBOX_CHANGED));
+    assert!(running.pod_ip.is_some());
+    let now = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    assert_eq!(now.sandboxes.len(), 1);
+    assert_ne!(now.sandboxes[0].id, unnetworked.id, "a new sandbox");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_exit_wait_is_armed_again_not_taken_for_an_exit() {
     let h = Harness::new();
     let _w = h.spawn(pod(ONE));
