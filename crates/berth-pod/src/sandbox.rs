@@ -92,16 +92,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         };
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
-        let name = self.pod_hostname();
-        let hostname = if host_network {
-            berth_runtime::node_hostname()
-        } else {
-            match name.for_kernel(Some(&spec)) {
-                Ok(hostname) => hostname,
-                Err(e) => {
-                    self.sandbox_failed(&e);
-                    return false;
-                }
+        let hostname = match self.kernel_hostname(&spec) {
+            Ok(hostname) => hostname,
+            Err(e) => {
+                self.sandbox_failed(&e);
+                return false;
             }
         };
         let config = SandboxConfig {
@@ -199,13 +194,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
         let name = self.pod_hostname();
-        let hostname = if host_network {
-            berth_runtime::node_hostname()
-        } else {
-            // Checked when the sandbox was made.
-            name.for_kernel(Some(&spec))
-                .unwrap_or_else(|_| name.hostname.clone())
-        };
+        // Checked when the sandbox was made.
+        let hostname = self
+            .kernel_hostname(&spec)
+            .unwrap_or_else(|_| name.hostname.clone());
         let ips = self.pod_ips();
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv, warning) = crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
@@ -229,6 +221,19 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             &resolv,
         ) {
             warn!(pod = %self.pod_ref, "write /etc files: {e}");
+        }
+    }
+
+    /// The host name the pod's UTS namespace gets: the node's on its
+    /// network, else the pod's (an error when its FQDN is too long).
+    fn kernel_hostname(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+    ) -> Result<String, String> {
+        if spec.host_network.unwrap_or(false) {
+            Ok(berth_runtime::node_hostname())
+        } else {
+            self.pod_hostname().for_kernel(Some(spec))
         }
     }
 
