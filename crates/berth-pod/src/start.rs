@@ -218,7 +218,6 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             field_path.clone(),
             "Container created".into(),
         );
-
         let waiter = match self.rt.wait_container(&id).await {
             Ok(waiter) => waiter,
             Err(e) => {
