@@ -144,10 +144,9 @@ impl PodDirs {
         }
     }
 
-    /// Writes `/etc/hosts` (the kubelet's `managedHostsFileContent`, with
-    /// the pod's `hostAliases`), `/etc/hostname` and `/etc/resolv.conf` for
-    /// the pod: `name` goes into the hosts file, `kernel_hostname` (the
-    /// sandbox's) into `/etc/hostname`, as containerd's CRI writes it.
+    /// Writes `/etc/hosts` (see [`Self::write_hosts`]), `/etc/hostname` and
+    /// `/etc/resolv.conf` for the pod: `kernel_hostname` (the sandbox's)
+    /// goes into `/etc/hostname`, as containerd's CRI writes it.
     pub(crate) fn write_etc_files(
         &self,
         name: &PodHostname,
@@ -156,6 +155,21 @@ impl PodDirs {
         host_network: bool,
         host_aliases: &[HostAlias],
         resolv_conf: &str,
+    ) -> io::Result<()> {
+        self.write_hosts(name, pod_ips, host_network, host_aliases)?;
+        fs::write(self.etc_file("hostname"), format!("{kernel_hostname}\n"))?;
+        fs::write(self.etc_file("resolv.conf"), resolv_conf)
+    }
+
+    /// Writes the pod's `/etc/hosts` in place (containers bind-mount it):
+    /// the kubelet's `managedHostsFileContent`, `name` for the pod's IPs,
+    /// with the pod's `hostAliases`.
+    pub(crate) fn write_hosts(
+        &self,
+        name: &PodHostname,
+        pod_ips: &[String],
+        host_network: bool,
+        host_aliases: &[HostAlias],
     ) -> io::Result<()> {
         let hosts = if host_network {
             let host = fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -175,9 +189,7 @@ impl PodDirs {
             hosts
         };
         let hosts = hosts + &host_alias_entries(host_aliases);
-        fs::write(self.etc_file("etc-hosts"), hosts)?;
-        fs::write(self.etc_file("hostname"), format!("{kernel_hostname}\n"))?;
-        fs::write(self.etc_file("resolv.conf"), resolv_conf)
+        fs::write(self.etc_file("etc-hosts"), hosts)
     }
 
     /// A fresh, empty termination-message file for one container instance

@@ -125,6 +125,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                 if let Some(at) = sandbox.network_ready_at {
                     self.network_ready(at, &sandbox.ips);
                 }
+                let hostname = config.hostname.clone();
                 if config.defer_network {
                     let (rt, created) = (Arc::clone(&self.rt), sandbox.clone());
                     self.network = Some(PendingNetwork(tokio::spawn(async move {
@@ -132,7 +133,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     })));
                 }
                 self.sandbox = Sandbox::Ready(sandbox);
-                self.write_etc_files(true);
+                self.write_etc_files(&hostname);
                 self.step(None, TimelineStep::SandboxCreated, id);
                 true
             }
@@ -162,7 +163,17 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     sandbox.ips = network.ips;
                     sandbox.network_ready_at = Some(network.ready_at);
                 }
-                self.write_etc_files(false);
+                // Only a pod on its own network defers it.
+                let spec = self.pod.spec.clone().unwrap_or_default();
+                let written = self.dirs.write_hosts(
+                    &self.pod_hostname(),
+                    &self.pod_ips(),
+                    false,
+                    spec.host_aliases.as_deref().unwrap_or_default(),
+                );
+                if let Err(e) = written {
+                    warn!(pod = %self.pod_ref, "write /etc/hosts: {e}");
+                }
                 true
             }
             Err(e) => {
@@ -187,23 +198,19 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             .step_at(at, None, TimelineStep::NetworkReady, ips.join(","));
     }
 
-    /// The pod's `/etc/hosts` (with the pod IPs known so far), `hostname` and
-    /// `resolv.conf`, rewritten in place: containers bind-mount them. A pod
-    /// on a cluster node without cluster DNS is warned of it when `new`.
-    fn write_etc_files(&mut self, new: bool) {
+    /// The pod's `/etc/hosts` (with the pod IPs known so far: a deferred
+    /// network rewrites it), `hostname` and `resolv.conf`. A pod on a
+    /// cluster node without cluster DNS is warned of it.
+    fn write_etc_files(&mut self, kernel_hostname: &str) {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
         let name = self.pod_hostname();
-        // Checked when the sandbox was made.
-        let hostname = self
-            .kernel_hostname(&spec)
-            .unwrap_or_else(|_| name.hostname.clone());
         let ips = self.pod_ips();
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv, warning) = crate::dns::resolv_conf(&self.pod, &host, &self.cfg.cluster_dns);
         // Standalone, there is no cluster DNS to miss: only a
         // cluster node without one warns, as the kubelet does.
-        if let Some(message) = warning.filter(|_| new && self.cfg.cluster_data.is_some()) {
+        if let Some(message) = warning.filter(|_| self.cfg.cluster_data.is_some()) {
             let message = format!("pod: \"{}\". {message}", self.pod_ref);
             self.event(
                 EventType::Warning,
@@ -214,7 +221,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         }
         if let Err(e) = self.dirs.write_etc_files(
             &name,
-            &hostname,
+            kernel_hostname,
             &ips,
             host_network,
             spec.host_aliases.as_deref().unwrap_or_default(),
