@@ -10,8 +10,8 @@
 //! sandbox is alive while its pins are in place on the boot that made them
 //! (see [`crate::netns::pins_alive`]). Create writes the record concurrently
 //! with CNI ADD, or leaves CNI ADD to `attach_network` when asked to (the
-//! worker then makes the pod's first container meanwhile). Teardown is idempotent and also cleans up after a create
-//! that failed halfway.
+//! worker then makes the pod's first container meanwhile). Teardown is
+//! idempotent and also cleans up after a create that failed halfway.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -160,12 +160,16 @@ pub(crate) async fn create(
             if let Err(cleanup) = teardown(c, &id, &config.pod, config.host_network, false).await {
                 tracing::warn!(sandbox = id, error = %cleanup, "clean up after a failed sandbox create");
             }
-            Err(RuntimeError::new(
-                e.kind,
-                format!("create sandbox for pod {}: {}", config.pod, e.message),
-            ))
+            Err(create_failed(&config.pod, e))
         }
     }
+}
+
+fn create_failed(pod: &PodRef, e: RuntimeError) -> RuntimeError {
+    RuntimeError::new(
+        e.kind,
+        format!("create sandbox for pod {pod}: {}", e.message),
+    )
 }
 
 /// The network of a sandbox created with `defer_network`: CNI ADD into its
@@ -185,13 +189,8 @@ pub(crate) async fn attach_network(
     let paths = cni_paths(c);
     let ips = cni::setup_pod_network(&paths, id, netns, &sandbox.pod, &config.port_mappings)
         .await
-        .map_err(|e| {
-            // As a create with the network in it says it.
-            RuntimeError::new(
-                e.kind,
-                format!("create sandbox for pod {}: {}", sandbox.pod, e.message),
-            )
-        })?;
+        // As a create with the network in it says it.
+        .map_err(|e| create_failed(&sandbox.pod, e))?;
     tracing::debug!(sandbox = id, pod = %sandbox.pod, ?ips, "pod network ready");
     Ok(PodNetwork {
         ips,
