@@ -155,6 +155,19 @@ impl Cluster {
         self.wait_for_within(CLUSTER_TIMEOUT, what, check).await
     }
 
+    /// Waits until the API server's authorizer lets `user` get
+    /// `nodes/<subresource>`: a new RBAC binding reaches it through an
+    /// informer, and a node that asked too early would cache the denial.
+    async fn wait_allowed(&self, subresource: &str, user: &str) {
+        let subresource = format!("--subresource={subresource}");
+        let user = format!("--as={user}");
+        self.wait_for("the binding to take effect", |c| {
+            let can_i = ["auth", "can-i", "get", "nodes", &subresource, &user];
+            c.kubectl(&can_i).status.success().then_some(())
+        })
+        .await;
+    }
+
     async fn wait_for_within<T>(
         &self,
         timeout: Duration,
@@ -373,6 +386,8 @@ async fn kubectl_run_logs_and_delete_work_on_the_berth_node() {
         "--clusterrole=system:kubelet-api-admin",
         "--serviceaccount=default:node-reader",
     ]);
+    c.wait_allowed("pods", "system:serviceaccount:default:node-reader")
+        .await;
     let token = c.kubectl_ok(&["create", "token", "node-reader"]);
     let node = c.json(&["get", "node", &c.node]).unwrap();
     let port = &node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"];
@@ -554,27 +569,8 @@ async fn the_kubelet_api_refuses_anonymous_and_unauthorized_callers() {
         "--clusterrole=healthz-reader",
         "--serviceaccount=default:default",
     ]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let as_default = "--as=system:serviceaccount:default:default";
-    while c
-        .kubectl(&[
-            "auth",
-            "can-i",
-            "get",
-            "nodes",
-            "--subresource=healthz",
-            as_default,
-        ])
-        .status
-        .code()
-        != Some(0)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the binding never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.wait_allowed("healthz", "system:serviceaccount:default:default")
+        .await;
     assert_eq!(
         curl_at("/healthz", &["-H", &header]),
         "200",

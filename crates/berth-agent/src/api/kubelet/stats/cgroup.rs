@@ -50,6 +50,16 @@ impl Hierarchies {
         Self::from_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
     }
 
+    /// The hierarchies [`Self::usage`] reads: the v1 ones when both are
+    /// mounted, else the unified one.
+    #[cfg(test)]
+    pub fn read_from(&self) -> Vec<&Path> {
+        match (&self.cpuacct, &self.memory) {
+            (Some(cpuacct), Some(memory)) => vec![cpuacct, memory],
+            _ => self.unified.iter().map(PathBuf::as_path).collect(),
+        }
+    }
+
     /// The usage of `cgroup` (an absolute cgroupfs path); `None` when the
     /// cgroup does not exist. runc puts containers in the v1 hierarchies
     /// whenever they are mounted (hybrid hosts), else in the unified one.

@@ -135,7 +135,6 @@ impl StatsProvider {
     ) -> Option<PodStats> {
         let meta = &pod.metadata;
         let uid = meta.uid.as_deref().filter(|uid| path_safe(uid))?;
-        let usage = hierarchies.usage(&pod_cgroup(uid))?;
         let status = pod.status.as_ref();
         let containers = status
             .and_then(|s| s.container_statuses.as_ref())
@@ -163,7 +162,12 @@ impl StatsProvider {
                     memory,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The pod's cgroup is read after its containers': its CPU counter then
+        // holds at least each container's. Read first, it would miss what a
+        // busy container used between the two reads, and show a pod that used
+        // less than one of its containers.
+        let usage = hierarchies.usage(&pod_cgroup(uid))?;
         let (cpu, memory) = self.usage_stats(&format!("pod{uid}"), usage, now, seen);
         Some(PodStats {
             pod_ref: PodReference {
@@ -280,6 +284,86 @@ mod tests {
         );
         assert_eq!(later.usage_nano_cores, Some(500_000_000));
         assert_eq!(later.usage_core_nano_seconds, 3_000_000_000);
+    }
+
+    /// A pod and its container's cgroups on this host, with a busy loop in
+    /// the container's; removed on drop.
+    struct BusyPod {
+        dirs: Vec<PathBuf>,
+        busy: std::process::Child,
+    }
+
+    impl BusyPod {
+        /// `None` when this host's cgroups cannot be written (not root).
+        fn start(hierarchies: &Hierarchies, uid: &str, id: &str) -> Option<Self> {
+            let cgroup = container_cgroup(uid, id);
+            let mut dirs = Vec::new();
+            for mount in hierarchies.read_from() {
+                let dir = mount.join(cgroup.trim_start_matches('/'));
+                std::fs::create_dir_all(&dir).ok()?;
+                dirs.push(dir);
+            }
+            let busy = std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap();
+            let this = Self { dirs, busy };
+            for dir in &this.dirs {
+                std::fs::write(dir.join("cgroup.procs"), this.busy.id().to_string()).unwrap();
+            }
+            Some(this)
+        }
+    }
+
+    impl Drop for BusyPod {
+        fn drop(&mut self) {
+            let _ = self.busy.kill();
+            let _ = self.busy.wait();
+            for dir in &self.dirs {
+                let _ = std::fs::remove_dir(dir);
+                let _ = std::fs::remove_dir(dir.parent().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn a_busy_pods_cpu_is_never_less_than_its_containers() {
+        let hierarchies = Hierarchies::of_host();
+        let uid = format!("stats-test-{}", std::process::id());
+        let id = "busy";
+        let Some(_busy) = BusyPod::start(&hierarchies, &uid, id) else {
+            let required = std::env::var("BERTH_REQUIRE_CONTAINERD").as_deref() == Ok("1");
+            assert!(!required, "cannot make cgroups on this host");
+            eprintln!("skipping: cannot make cgroups on this host");
+            return;
+        };
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "busy", "namespace": "default", "uid": uid},
+            "status": {"containerStatuses": [{
+                "name": "busy", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                "containerID": format!("containerd://{id}"),
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }]},
+        }))
+        .unwrap();
+        let provider = StatsProvider::new("n".into(), "/".into());
+        // The loop's counter moves between two reads often enough that
+        // reading the pod first shows it behind within a few hundred reads.
+        for read in 0..2000 {
+            let stats = provider
+                .pod(&hierarchies, &pod, Timestamp::now(), &mut Vec::new())
+                .unwrap();
+            let pod_ns = stats.cpu.unwrap().usage_core_nano_seconds;
+            let container_ns = stats.containers[0]
+                .cpu
+                .as_ref()
+                .unwrap()
+                .usage_core_nano_seconds;
+            assert!(
+                pod_ns >= container_ns,
+                "read {read}: pod {pod_ns} ns < container {container_ns} ns"
+            );
+        }
     }
 
     #[test]
