@@ -30,6 +30,10 @@ pub struct LogReader {
     path: PathBuf,
     file: File,
     offset: u64,
+    /// Where reading stops, if it stops before the end the file grows to.
+    end: Option<u64>,
+    /// The file's size when it was opened.
+    opened_size: u64,
     renderer: LogRenderer,
     buf: Vec<u8>,
 }
@@ -42,6 +46,7 @@ impl LogReader {
         tail_lines: Option<u64>,
     ) -> std::io::Result<LogReader> {
         let mut file = File::open(path)?;
+        let opened_size = file.seek(SeekFrom::End(0))?;
         let offset = match tail_lines {
             Some(lines) => berth_api::cri_log::tail_start(&mut file, lines, u64::MAX)?,
             None => 0,
@@ -50,9 +55,18 @@ impl LogReader {
             path: path.to_owned(),
             file,
             offset,
+            end: None,
+            opened_size,
             renderer: LogRenderer::new(options),
             buf: vec![0; CHUNK],
         })
+    }
+
+    /// Reads no further than where the file ended when it was opened: a
+    /// read that does not follow shows the log as it was when asked for, so
+    /// its last `tail_lines` lines are that many even while more are written.
+    pub fn stop_at_opened_end(&mut self) {
+        self.end = Some(self.opened_size);
     }
 
     pub fn path(&self) -> &Path {
@@ -89,9 +103,16 @@ impl LogReader {
             self.offset = 0;
             self.renderer.forget_unterminated();
         }
+        let want = match self.end {
+            Some(end) => self.buf.len().min(end.saturating_sub(self.offset) as usize),
+            None => self.buf.len(),
+        };
+        if want == 0 {
+            return Ok(Progress::End);
+        }
         self.file.seek(SeekFrom::Start(self.offset))?;
         let n = loop {
-            match self.file.read(&mut self.buf) {
+            match self.file.read(&mut self.buf[..want]) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 result => break result?,
             }
@@ -223,6 +244,19 @@ mod tests {
         };
         let mut reader = LogReader::open(file.path(), limited, None).unwrap();
         assert_eq!(drain(&mut reader), ("one\nt".into(), Progress::Full));
+    }
+
+    #[test]
+    fn a_read_stopped_at_the_opened_end_ignores_lines_written_since() {
+        let mut file = log_file(&["stdout F one", "stdout F two"]);
+        let mut reader = LogReader::open(file.path(), RenderOptions::default(), Some(1)).unwrap();
+        reader.stop_at_opened_end();
+        writeln!(file, "{TS} stdout F three").unwrap();
+        assert_eq!(drain(&mut reader), ("two\n".into(), Progress::End));
+        // A follower's reader goes on past it.
+        let mut follower = LogReader::open(file.path(), RenderOptions::default(), Some(1)).unwrap();
+        writeln!(file, "{TS} stdout F four").unwrap();
+        assert_eq!(drain(&mut follower).0, "three\nfour\n");
     }
 
     #[test]

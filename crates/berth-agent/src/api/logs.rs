@@ -46,12 +46,15 @@ pub(crate) async fn pod_log<S: PodService>(
         let (path, render, tail) = (path.clone(), request.render, request.tail_lines);
         tokio::task::spawn_blocking(move || LogReader::open(&path, render, tail)).await
     };
-    let reader = opened
+    let mut reader = opened
         .map_err(|e| Failure::internal(format!("reading the log: {e}")))?
         .map_err(|e| Failure::internal(format!("cannot open log file {}: {e}", path.display())))?;
 
     let (response, tx) = streaming("text/plain");
     let follow = options.follow && target.running;
+    if !follow {
+        reader.stop_at_opened_end();
+    }
     let follower = Follower {
         service: cx.service.clone(),
         namespace: namespace.to_owned(),
