@@ -117,5 +117,19 @@ mod tests {
             "11: not root, 12: /tmp not 1777, 13: no busybox wget, 14: PATH; {}",
             String::from_utf8_lossy(&out.stderr)
         );
+
+        // runc left the namespace's cgroup; the daemon's drop removes it.
+        let namespace = containerd.namespace().to_owned();
+        let cgroups = || {
+            let root = std::path::Path::new("/sys/fs/cgroup");
+            let nested = std::fs::read_dir(root).unwrap().flatten();
+            let mut found: Vec<_> = nested.map(|e| e.path().join(&namespace)).collect();
+            found.push(root.join(&namespace));
+            found.retain(|dir| dir.is_dir());
+            found
+        };
+        assert!(!cgroups().is_empty(), "ctr run made no /{namespace} cgroup");
+        drop(containerd);
+        assert_eq!(cgroups(), Vec::<std::path::PathBuf>::new());
     }
 }

@@ -235,6 +235,7 @@ impl Drop for PrivateContainerd {
         for ns in &names {
             runc_purge(ns);
         }
+        remove_namespace_cgroups(&self.namespace);
         if let Some(dir) = self.dir.take() {
             mounts::unmount_all_under(dir.path());
             let _ = dir.close();
@@ -365,6 +366,22 @@ fn runc_purge(namespace: &str) {
         }
     }
     let _ = fs::remove_dir(&root);
+}
+
+/// Removes the empty cgroup `/<namespace>` that runc leaves in every
+/// hierarchy after a container made without a cgroups path (`ctr run`) is
+/// gone. Only this instance's own namespace: its name is unique, so nothing
+/// another containerd uses is touched, and `rmdir` spares a cgroup in use.
+fn remove_namespace_cgroups(namespace: &str) {
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path());
+    for dir in hierarchies.chain([root.to_path_buf()]) {
+        let _ = fs::remove_dir(dir.join(namespace));
+    }
 }
 
 /// How the CRI plugin runs, when it is enabled.
