@@ -589,12 +589,18 @@ pub fn shims(namespace: &str) -> usize {
 }
 
 /// The `-id` of every shim serving containerd `namespace`: the container
-/// that started it (a pod's shim is its sandbox's).
+/// that started it (a pod's shim is its sandbox's). The shim binary's
+/// `start` and `delete` runs, which containerd makes for a moment at each
+/// task's create and clean-up, serve nothing and are left out.
 pub fn shim_ids(namespace: &str) -> Vec<String> {
     let flag = format!("-namespace\0{namespace}\0");
     processes()
         .filter(|(cmd, _)| {
             contains(cmd, b"containerd-shim-runc-v2") && contains(cmd, flag.as_bytes())
+        })
+        .filter(|(cmd, _)| {
+            let last = cmd.split(|b| *b == 0).rfind(|arg| !arg.is_empty());
+            !matches!(last, Some(b"start" | b"delete"))
         })
         .map(|(cmd, _)| {
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
