@@ -287,41 +287,53 @@ mod tests {
     }
 
     /// A pod and its container's cgroups on this host, with a busy loop in
-    /// the container's; removed on drop.
+    /// the container's; removed on drop, with the cgroups above them that
+    /// it made.
     struct BusyPod {
-        dirs: Vec<PathBuf>,
-        busy: std::process::Child,
+        /// Made by this test, deepest first.
+        made: Vec<PathBuf>,
+        busy: Option<std::process::Child>,
     }
 
     impl BusyPod {
         /// `None` when this host's cgroups cannot be written (not root).
         fn start(hierarchies: &Hierarchies, uid: &str, id: &str) -> Option<Self> {
-            let cgroup = container_cgroup(uid, id);
-            let mut dirs = Vec::new();
+            let mut this = Self {
+                made: Vec::new(),
+                busy: None,
+            };
+            let mut leaves = Vec::new();
             for mount in hierarchies.read_from() {
-                let dir = mount.join(cgroup.trim_start_matches('/'));
-                std::fs::create_dir_all(&dir).ok()?;
-                dirs.push(dir);
+                let mut dir = mount.to_path_buf();
+                for part in container_cgroup(uid, id).trim_start_matches('/').split('/') {
+                    dir.push(part);
+                    if !dir.exists() {
+                        std::fs::create_dir(&dir).ok()?;
+                        this.made.insert(0, dir.clone());
+                    }
+                }
+                leaves.push(dir);
             }
             let busy = std::process::Command::new("sh")
                 .args(["-c", "while :; do :; done"])
                 .spawn()
                 .unwrap();
-            let this = Self { dirs, busy };
-            for dir in &this.dirs {
-                std::fs::write(dir.join("cgroup.procs"), this.busy.id().to_string()).unwrap();
+            for leaf in &leaves {
+                std::fs::write(leaf.join("cgroup.procs"), busy.id().to_string()).unwrap();
             }
+            this.busy = Some(busy);
             Some(this)
         }
     }
 
     impl Drop for BusyPod {
         fn drop(&mut self) {
-            let _ = self.busy.kill();
-            let _ = self.busy.wait();
-            for dir in &self.dirs {
+            if let Some(busy) = &mut self.busy {
+                let _ = busy.kill();
+                let _ = busy.wait();
+            }
+            for dir in &self.made {
                 let _ = std::fs::remove_dir(dir);
-                let _ = std::fs::remove_dir(dir.parent().unwrap());
             }
         }
     }
