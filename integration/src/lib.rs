@@ -598,17 +598,16 @@ pub fn shim_ids(namespace: &str) -> Vec<String> {
         .filter(|(cmd, _)| {
             contains(cmd, b"containerd-shim-runc-v2") && contains(cmd, flag.as_bytes())
         })
-        .filter(|(cmd, _)| {
-            let last = cmd.split(|b| *b == 0).rfind(|arg| !arg.is_empty());
-            !matches!(last, Some(b"start" | b"delete"))
-        })
-        .map(|(cmd, _)| {
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        .filter_map(|(cmd, _)| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            if matches!(args.last(), Some(&(b"start" | b"delete"))) {
+                return None;
+            }
             let id = args
                 .iter()
                 .position(|a| *a == b"-id")
                 .and_then(|i| args.get(i + 1));
-            String::from_utf8_lossy(id.copied().unwrap_or(b"?")).into_owned()
+            Some(String::from_utf8_lossy(id.copied().unwrap_or(b"?")).into_owned())
         })
         .collect()
 }

@@ -32,21 +32,24 @@ pub struct LogReader {
     offset: u64,
     /// Where reading stops, if it stops before the end the file grows to.
     end: Option<u64>,
-    /// The file's size when it was opened.
-    opened_size: u64,
     renderer: LogRenderer,
     buf: Vec<u8>,
 }
 
 impl LogReader {
     /// Opens the log at its start, or where its last `tail_lines` lines begin.
+    /// Unless it will `follow` the log, it reads no further than where the
+    /// file ends now: a read that does not follow shows the log as it was
+    /// when asked for, so its last `tail_lines` lines are that many even
+    /// while more are written.
     pub fn open(
         path: &Path,
         options: RenderOptions,
         tail_lines: Option<u64>,
+        follow: bool,
     ) -> std::io::Result<LogReader> {
         let mut file = File::open(path)?;
-        let opened_size = file.seek(SeekFrom::End(0))?;
+        let size = file.seek(SeekFrom::End(0))?;
         let offset = match tail_lines {
             Some(lines) => berth_api::cri_log::tail_start(&mut file, lines, u64::MAX)?,
             None => 0,
@@ -55,18 +58,10 @@ impl LogReader {
             path: path.to_owned(),
             file,
             offset,
-            end: None,
-            opened_size,
+            end: (!follow).then_some(size),
             renderer: LogRenderer::new(options),
             buf: vec![0; CHUNK],
         })
-    }
-
-    /// Reads no further than where the file ended when it was opened: a
-    /// read that does not follow shows the log as it was when asked for, so
-    /// its last `tail_lines` lines are that many even while more are written.
-    pub fn stop_at_opened_end(&mut self) {
-        self.end = Some(self.opened_size);
     }
 
     pub fn path(&self) -> &Path {
@@ -207,7 +202,8 @@ mod tests {
         let line = format!("stdout F {}", "x".repeat(1000));
         let lines = vec![line.as_str(); 1000];
         let file = log_file(&lines);
-        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        let mut reader =
+            LogReader::open(file.path(), RenderOptions::default(), None, true).unwrap();
         let mut chunks = 0;
         let mut shown = 0;
         loop {
@@ -234,27 +230,28 @@ mod tests {
             "stdout F o",
             "stdout F three",
         ]);
-        let last2 = LogReader::open(file.path(), RenderOptions::default(), Some(2));
+        let last2 = LogReader::open(file.path(), RenderOptions::default(), Some(2), true);
         assert_eq!(drain(&mut last2.unwrap()).0, "two\nthree\n");
-        let none = LogReader::open(file.path(), RenderOptions::default(), Some(0));
+        let none = LogReader::open(file.path(), RenderOptions::default(), Some(0), true);
         assert_eq!(drain(&mut none.unwrap()), (String::new(), Progress::End));
         let limited = RenderOptions {
             limit_bytes: Some(5),
             ..RenderOptions::default()
         };
-        let mut reader = LogReader::open(file.path(), limited, None).unwrap();
+        let mut reader = LogReader::open(file.path(), limited, None, true).unwrap();
         assert_eq!(drain(&mut reader), ("one\nt".into(), Progress::Full));
     }
 
     #[test]
     fn a_read_stopped_at_the_opened_end_ignores_lines_written_since() {
         let mut file = log_file(&["stdout F one", "stdout F two"]);
-        let mut reader = LogReader::open(file.path(), RenderOptions::default(), Some(1)).unwrap();
-        reader.stop_at_opened_end();
+        let mut reader =
+            LogReader::open(file.path(), RenderOptions::default(), Some(1), false).unwrap();
         writeln!(file, "{TS} stdout F three").unwrap();
         assert_eq!(drain(&mut reader), ("two\n".into(), Progress::End));
         // A follower's reader goes on past it.
-        let mut follower = LogReader::open(file.path(), RenderOptions::default(), Some(1)).unwrap();
+        let mut follower =
+            LogReader::open(file.path(), RenderOptions::default(), Some(1), true).unwrap();
         writeln!(file, "{TS} stdout F four").unwrap();
         assert_eq!(drain(&mut follower).0, "three\nfour\n");
     }
@@ -262,7 +259,8 @@ mod tests {
     #[test]
     fn reads_incrementally_across_split_writes() {
         let mut file = log_file(&["stdout F first"]);
-        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        let mut reader =
+            LogReader::open(file.path(), RenderOptions::default(), None, true).unwrap();
         assert_eq!(drain(&mut reader).0, "first\n");
         assert_eq!(drain(&mut reader).0, "");
 
@@ -284,7 +282,8 @@ mod tests {
     #[test]
     fn truncation_restarts_from_the_top() {
         let file = log_file(&["stdout F a", "stdout F b"]);
-        let mut reader = LogReader::open(file.path(), RenderOptions::default(), None).unwrap();
+        let mut reader =
+            LogReader::open(file.path(), RenderOptions::default(), None, true).unwrap();
         assert_eq!(drain(&mut reader).0, "a\nb\n");
         std::fs::write(file.path(), format!("{TS} stdout F c\n")).unwrap();
         assert_eq!(drain(&mut reader).0, "c\n");
@@ -295,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         std::fs::write(&path, format!("{TS} stdout F one\n")).unwrap();
-        let mut reader = LogReader::open(&path, RenderOptions::default(), None).unwrap();
+        let mut reader = LogReader::open(&path, RenderOptions::default(), None, true).unwrap();
         assert_eq!(drain(&mut reader).0, "one\n");
         assert!(!reader.rotated());
 

@@ -164,12 +164,11 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     sandbox.network_ready_at = Some(network.ready_at);
                 }
                 // Only a pod on its own network defers it.
-                let spec = self.pod.spec.clone().unwrap_or_default();
                 let written = self.dirs.write_hosts(
                     &self.pod_hostname(),
                     &self.pod_ips(),
                     false,
-                    spec.host_aliases.as_deref().unwrap_or_default(),
+                    self.host_aliases(),
                 );
                 if let Err(e) = written {
                     warn!(pod = %self.pod_ref, "write /etc/hosts: {e}");
@@ -202,8 +201,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     /// network rewrites it), `hostname` and `resolv.conf`. A pod on a
     /// cluster node without cluster DNS is warned of it.
     fn write_etc_files(&mut self, kernel_hostname: &str) {
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let host_network = spec.host_network.unwrap_or(false);
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let name = self.pod_hostname();
         let ips = self.pod_ips();
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -224,11 +222,20 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
             kernel_hostname,
             &ips,
             host_network,
-            spec.host_aliases.as_deref().unwrap_or_default(),
+            self.host_aliases(),
             &resolv,
         ) {
             warn!(pod = %self.pod_ref, "write /etc files: {e}");
         }
+    }
+
+    /// The pod's `hostAliases`, for its `/etc/hosts`.
+    fn host_aliases(&self) -> &[k8s_openapi::api::core::v1::HostAlias] {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_aliases.as_deref())
+            .unwrap_or_default()
     }
 
     /// The host name the pod's UTS namespace gets: the node's on its

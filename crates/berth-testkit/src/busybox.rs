@@ -121,10 +121,7 @@ mod tests {
         // runc left the namespace's cgroup; the daemon's drop removes it.
         let namespace = containerd.namespace().to_owned();
         let cgroups = || {
-            let root = std::path::Path::new("/sys/fs/cgroup");
-            let nested = std::fs::read_dir(root).unwrap().flatten();
-            let mut found: Vec<_> = nested.map(|e| e.path().join(&namespace)).collect();
-            found.push(root.join(&namespace));
+            let mut found = crate::containerd::namespace_cgroups(&namespace);
             found.retain(|dir| dir.is_dir());
             found
         };

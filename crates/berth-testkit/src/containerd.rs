@@ -373,15 +373,24 @@ fn runc_purge(namespace: &str) {
 /// gone. Only this instance's own namespace: its name is unique, so nothing
 /// another containerd uses is touched, and `rmdir` spares a cgroup in use.
 fn remove_namespace_cgroups(namespace: &str) {
+    for dir in namespace_cgroups(namespace) {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// Where `/<namespace>` is in each cgroup hierarchy (v1 and unified),
+/// whether or not it is there.
+pub(crate) fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let hierarchies = fs::read_dir(root)
         .into_iter()
         .flatten()
         .flatten()
         .map(|entry| entry.path());
-    for dir in hierarchies.chain([root.to_path_buf()]) {
-        let _ = fs::remove_dir(dir.join(namespace));
-    }
+    hierarchies
+        .chain([root.to_path_buf()])
+        .map(|dir| dir.join(namespace))
+        .collect()
 }
 
 /// How the CRI plugin runs, when it is enabled.

@@ -42,19 +42,16 @@ pub(crate) async fn pod_log<S: PodService>(
         .log_target(namespace, name, &options)
         .map_err(|e| Failure::from(e).for_pod(name))?;
     let path = target.path.clone();
+    let follow = options.follow && target.running;
     let opened = {
         let (path, render, tail) = (path.clone(), request.render, request.tail_lines);
-        tokio::task::spawn_blocking(move || LogReader::open(&path, render, tail)).await
+        tokio::task::spawn_blocking(move || LogReader::open(&path, render, tail, follow)).await
     };
-    let mut reader = opened
+    let reader = opened
         .map_err(|e| Failure::internal(format!("reading the log: {e}")))?
         .map_err(|e| Failure::internal(format!("cannot open log file {}: {e}", path.display())))?;
 
     let (response, tx) = streaming("text/plain");
-    let follow = options.follow && target.running;
-    if !follow {
-        reader.stop_at_opened_end();
-    }
     let follower = Follower {
         service: cx.service.clone(),
         namespace: namespace.to_owned(),
