@@ -7,6 +7,8 @@
 //! A sandbox is live when containerd holds its pause container record;
 //! everything else berth keeps per sandbox id belongs to no pod. This runs
 //! before any worker starts, so no start is in flight that could own them.
+//! The late sweep runs beside this agent's own starts: it only kills shims
+//! and loggers it saw before asking containerd what it holds.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -27,6 +29,7 @@ const LATE_SWEEP: Duration = Duration::from_secs(5);
 
 pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     let started = jiff::Timestamp::now();
+    let helpers = Helpers::running(c);
     let records = list::records(c).await?;
     let tasks = list::tasks(c, &records).await?;
     let live_sandboxes: HashSet<String> = records
@@ -48,7 +51,7 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     .await;
     reclaimed.sandboxes = half_made.len();
     reclaimed.leases = delete_leases(c, started).await;
-    reclaimed.processes = kill_strays(c, &Served::of(&records, &tasks, None));
+    reclaimed.processes = helpers.kill_unserved(&Served::of(&records, &tasks, None));
     for record in &records {
         if tasks.get(&record.id).map(|t| t.status) == Some(Status::Running as i32) {
             crate::stdio::restart_logger(c, &record.id, &record.labels);
@@ -60,9 +63,13 @@ pub(crate) async fn reclaim(c: &Containerd) -> Result<Reclaimed, RuntimeError> {
     tokio::spawn(async move {
         tokio::time::sleep(LATE_SWEEP).await;
         let leases = delete_leases(&later, started).await;
+        // Seen before the listing: this agent's starts are under way by
+        // now, and a shim or logger spawned after the listing serves a
+        // record the listing missed.
+        let helpers = Helpers::running(&later);
         let processes = match late_records_and_tasks(&later).await {
             Ok((records, tasks)) => {
-                kill_strays(&later, &Served::of(&records, &tasks, Some(started)))
+                helpers.kill_unserved(&Served::of(&records, &tasks, Some(started)))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "list containers and tasks");
@@ -258,35 +265,79 @@ impl Served {
     }
 }
 
-/// Kills the shims and loggers of berth's containerd namespace that serve no
-/// task: nothing will ever delete one, so they would run forever.
-fn kill_strays(c: &Containerd, served: &Served) -> usize {
-    let namespace = c.config.namespace.as_str();
-    let socket = c.config.socket.to_string_lossy();
-    let mut killed = 0;
-    for pid in crate::shim::pids() {
-        let Some((owner, is_shim)) = stray_owner(pid, namespace, &socket) else {
-            continue;
-        };
-        if served.serves(&owner, is_shim) {
-            continue;
-        }
-        tracing::debug!(
-            pid,
-            container = owner,
-            is_shim,
-            "killing a shim or logger that serves no task"
-        );
-        if nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .is_ok()
-        {
-            killed += 1;
-        }
+/// The shims and loggers of berth's containerd namespace running when
+/// looked at, before containerd is asked what it holds. A record is always
+/// made before its task's shim and logger, so one of these that serves a
+/// record made since is in the later listing; one spawned after the look is
+/// not here, whatever the listing missed.
+struct Helpers(Vec<Helper>);
+
+struct Helper {
+    pid: i32,
+    /// When it started (`/proc/<pid>/stat`), so a reused pid is not killed.
+    start_time: u64,
+    /// The container it was started for.
+    owner: String,
+    is_shim: bool,
+}
+
+impl Helpers {
+    fn running(c: &Containerd) -> Self {
+        Self::of(&c.config.namespace, &c.config.socket.to_string_lossy())
     }
-    killed
+
+    fn of(namespace: &str, socket: &str) -> Self {
+        Self(
+            crate::shim::pids()
+                .filter_map(|pid| {
+                    let start_time = start_time(pid)?;
+                    let (owner, is_shim) = stray_owner(pid, namespace, socket)?;
+                    Some(Helper {
+                        pid,
+                        start_time,
+                        owner,
+                        is_shim,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Kills those that serve no task: nothing will ever delete one, so it
+    /// would run forever. Returns how many were killed.
+    fn kill_unserved(&self, served: &Served) -> usize {
+        let mut killed = 0;
+        for helper in &self.0 {
+            if served.serves(&helper.owner, helper.is_shim)
+                || start_time(helper.pid) != Some(helper.start_time)
+            {
+                continue;
+            }
+            tracing::debug!(
+                pid = helper.pid,
+                container = helper.owner,
+                is_shim = helper.is_shim,
+                "killing a shim or logger that serves no task"
+            );
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(helper.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
+/// A process's start time in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`, counted after the parenthesised command name).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
@@ -379,6 +430,53 @@ mod tests {
         assert!(late.serves("bbbbbbbb-00000002-main-00000002", false));
         let at_start = Served::of(&records, &HashMap::new(), None);
         assert!(!at_start.serves("bbbbbbbb-00000002-main-00000002", true));
+    }
+
+    /// A process that looks like a shim of container `id` in `namespace`
+    /// (`-namespace`, `-id`, `-address`); it waits on its stdin.
+    fn look_alike_shim(dir: &Path, namespace: &str, id: &str) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("/bin/sh")
+            .arg0(dir.join("containerd-shim-runc-v2"))
+            .args(["-c", "read line", "shim", "-namespace", namespace])
+            .args(["-id", id, "-address", "/test/containerd.sock"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn a look-alike shim")
+    }
+
+    #[test]
+    fn only_helpers_running_before_containerd_is_asked_are_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let namespace = format!("reclaim-test-{}", std::process::id());
+        let mut before = look_alike_shim(dir.path(), &namespace, "aaaaaaaa-00000001");
+        let helpers = Helpers::of(&namespace, "/test/containerd.sock");
+        assert_eq!(helpers.0.len(), 1, "the shim running at the look");
+        // A start of this agent's spawns a shim for a record the listing
+        // (made after the look) did not show: it is not killed.
+        let mut after = look_alike_shim(dir.path(), &namespace, "bbbbbbbb-00000002");
+
+        assert_eq!(helpers.kill_unserved(&Served::default()), 1);
+        let status = before.wait().expect("reap");
+        assert!(!status.success(), "killed: {status:?}");
+        assert!(after.try_wait().expect("wait").is_none(), "spared");
+        after.kill().expect("kill");
+        after.wait().expect("reap");
+    }
+
+    #[test]
+    fn a_pid_taken_by_another_process_is_not_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let namespace = format!("reclaim-reuse-{}", std::process::id());
+        let mut shim = look_alike_shim(dir.path(), &namespace, "cccccccc-00000003");
+        let mut helpers = Helpers::of(&namespace, "/test/containerd.sock");
+        assert_eq!(helpers.0.len(), 1);
+        // As if the pid now named a process started at another time.
+        helpers.0[0].start_time += 1;
+        assert_eq!(helpers.kill_unserved(&Served::default()), 0);
+        assert!(shim.try_wait().expect("wait").is_none(), "spared");
+        shim.kill().expect("kill");
+        shim.wait().expect("reap");
     }
 
     #[test]

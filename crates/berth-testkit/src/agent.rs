@@ -23,6 +23,10 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often `wait_for` looks at the pod.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The agent's debug line for each API read.
+const API_REQUEST_LINE: &str = "api request method=GET";
+/// A directory where a failed test's whole agent log is copied, when set.
+pub const FAILED_LOG_DIR_ENV: &str = "BERTH_TEST_LOG_DIR";
 
 static FILES: AtomicU32 = AtomicU32::new(0);
 
@@ -426,11 +430,14 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let path = self.agent_log_path();
+            // A failing test usually polled the API up to its deadline:
+            // those request lines would fill the tail.
             eprintln!(
-                "--- berth agent log ({}; last 200 lines) ---\n{}",
+                "--- berth agent log ({}; last 200 lines, API requests left out) ---\n{}",
                 path.display(),
-                process::log_tail(&path, 200)
+                process::log_tail_without(&path, 200, Some(API_REQUEST_LINE))
             );
+            keep_failed_log(&path, &self.namespace);
         }
         if let Some(child) = self.child.take() {
             process::terminate(child, Signal::SIGTERM, STOP_GRACE);
@@ -441,6 +448,20 @@ impl Drop for AgentProcess {
             mounts::unmount_all_under(dir.path());
             let _ = dir.close();
         }
+    }
+}
+
+/// Copies a failed test's agent log to [`FAILED_LOG_DIR_ENV`], named by the
+/// agent's containerd namespace (unique per agent), when that is set.
+fn keep_failed_log(log: &Path, namespace: &str) {
+    let Some(dir) = std::env::var_os(FAILED_LOG_DIR_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let kept = dir.join(format!("{namespace}.log"));
+    match fs::create_dir_all(&dir).and_then(|()| fs::copy(log, &kept)) {
+        Ok(_) => eprintln!("--- the whole agent log is kept at {} ---", kept.display()),
+        Err(e) => eprintln!("cannot keep the agent log at {}: {e}", kept.display()),
     }
 }
 

@@ -77,6 +77,7 @@ impl PrivateContainerd {
     }
 
     async fn start_configured(cri: Option<&CriPlugin>) -> Self {
+        crate::panic_report::report_panics_at_once();
         let dir = tempfile::Builder::new()
             .prefix("berth-ctrd-")
             .tempdir()

@@ -14,6 +14,7 @@
 //!   body, a watch read event by event), for the benchmark.
 //! - `control_plane`: `ControlPlane`, a real kube-apiserver with etcd, the
 //!   controller manager and the scheduler, and node credentials for it.
+//! - `panic_report`: a failing test's message beside its `FAILED` line.
 //! - `busybox`: test images; `registry`, `proxy`: a registry and a faulty
 //!   link to it; `net`: a pod network per test; `mounts`, `process`: clean-up.
 
@@ -25,6 +26,7 @@ pub mod control_plane;
 pub mod mounts;
 pub mod net;
 pub mod node_netns;
+pub mod panic_report;
 pub mod process;
 pub mod proxy;
 pub mod registry;

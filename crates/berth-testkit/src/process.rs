@@ -76,7 +76,15 @@ pub fn alive(pid: i32) -> bool {
 
 /// The last `lines` lines of a log file (empty when it cannot be read).
 pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    log_tail_without(path, lines, None)
+}
+
+/// Like [`log_tail`], leaving out lines that contain `noise`.
+pub(crate) fn log_tail_without(path: &Path, lines: usize, noise: Option<&str>) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<&str> = text
+        .lines()
+        .filter(|l| noise.is_none_or(|n| !l.contains(n)))
+        .collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
