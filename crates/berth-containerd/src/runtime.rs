@@ -72,6 +72,21 @@ impl ContainerRuntime for Containerd {
         container::create(self, sandbox, config).await
     }
 
+    async fn wait_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> Result<Option<ExitWaiter>, RuntimeError> {
+        if sandbox.pause.pid().is_none() {
+            return Ok(None);
+        }
+        let (tx, waiter) = ExitWaiter::channel();
+        let (this, id) = (self.clone(), sandbox.id.0.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(crate::sandbox::wait_for_pause_exit(&this, &id).await);
+        });
+        Ok(Some(waiter))
+    }
+
     async fn wait_container(&self, id: &ContainerId) -> Result<ExitWaiter, RuntimeError> {
         if !container::exists(self, &id.0).await? {
             return Err(RuntimeError::not_found(format!("container {id} not found")));

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use berth_runtime::{
-    PauseProcess, PidNamespace, PodNetwork, PodRef, RuntimeError, RuntimeErrorKind, SandboxConfig,
-    SandboxId, SandboxInfo,
+    ExitInfo, PauseProcess, PidNamespace, PodNetwork, PodRef, RuntimeError, RuntimeErrorKind,
+    SandboxConfig, SandboxId, SandboxInfo,
 };
 use containerd_client::services::v1::Container;
 use containerd_client::types::Mount as RootfsMount;
@@ -311,6 +311,36 @@ async fn run_pause(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The exit of a sandbox's pause task. Only containerd's answer ends the
+/// wait: a call cut off by a containerd restart is asked again, as the
+/// shim keeps the task. A task that is not there (its shim died, or it was
+/// deleted) is a pause gone, with the code of an exit nobody saw.
+pub(crate) async fn wait_for_pause_exit(
+    c: &Containerd,
+    id: &str,
+) -> Result<ExitInfo, RuntimeError> {
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match task::wait(c, id).await {
+            Ok((status, exited_at)) => return Ok(task::exit_info(status, exited_at, false)),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return Ok(task::exit_info(task::UNKNOWN_EXIT, None, false))
+            }
+            Err(status) if crate::client::is_unavailable(&status) => {
+                tracing::debug!(sandbox = id, error = %status.message(), "containerd unavailable, waiting to re-arm the pause's wait");
+            }
+            Err(status) => {
+                return Err(RuntimeError::other(format!(
+                    "wait for the pause of sandbox {id}: {}",
+                    status.message()
+                )))
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
     }
 }
 

@@ -358,7 +358,7 @@ pub(crate) async fn wait_for_exit(
 }
 
 /// containerd CRI's exit code for a container whose exit was never seen.
-const UNKNOWN_EXIT: u32 = 255;
+pub(crate) const UNKNOWN_EXIT: u32 = 255;
 
 /// A waiter's memory of containerd going away.
 #[derive(Default)]

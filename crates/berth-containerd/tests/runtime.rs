@@ -1307,3 +1307,41 @@ async fn a_shim_left_serving_a_sandbox_made_before_is_ended_with_it() {
     spared.kill().expect("kill");
     spared.wait().expect("reap");
 }
+
+/// The pause of a sandbox can be waited for: its exit (here a kill) ends
+/// the wait with the kill's code; a sandbox without a pause has nothing to
+/// wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_exit_ends_its_sandbox_wait() {
+    let Some((_daemon, runtime, _, pod, logs)) = set_up("pausewait", None).await else {
+        return;
+    };
+    let pinned = runtime
+        .create_sandbox(&sandbox_config(&pod, true, &logs))
+        .await
+        .expect("create");
+    assert!(runtime.wait_sandbox(&pinned).await.expect("wait").is_none());
+    runtime.remove_sandbox(&pinned).await.expect("remove");
+
+    let shared = runtime
+        .create_sandbox(&shared_pid_sandbox_config(&pod, true, &logs))
+        .await
+        .expect("create");
+    let waiter = runtime
+        .wait_sandbox(&shared)
+        .await
+        .expect("wait")
+        .expect("a pause to wait for");
+    let pid = pause_pid(&runtime, &shared).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the pause");
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the wait ends")
+        .expect("an exit");
+    assert_eq!(exit.exit_code, 137);
+    runtime.remove_sandbox(&shared).await.expect("remove");
+}

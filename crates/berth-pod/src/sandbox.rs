@@ -24,8 +24,9 @@ pub(crate) enum Sandbox {
     /// Not created yet (or its creation failed).
     Absent,
     Ready(SandboxInfo),
-    /// Found dead at adoption (its pause process or its namespace pins
-    /// gone), with the containers it held: removed before the pod gets a new one.
+    /// Found dead (its pause process exited, or at adoption its namespace
+    /// pins were gone), with the containers it held: removed before the
+    /// pod gets a new one.
     Dead {
         sandbox: SandboxInfo,
         containers: Vec<ContainerId>,
@@ -77,6 +78,52 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         if let Err(e) = self.rt.remove_sandbox(&sandbox).await {
             warn!(pod = %self.pod_ref, "remove the dead sandbox: {e}");
         }
+    }
+
+    /// Arms the waiter for the exit of the sandbox's pause process, if it
+    /// has one; the exit comes to [`Self::on_exit`] as a container's would.
+    pub(crate) async fn watch_pause(&self) {
+        let Some(sandbox) = self.sandbox.ready() else {
+            return;
+        };
+        match self.rt.wait_sandbox(sandbox).await {
+            Ok(Some(waiter)) => self.forward_exit(ContainerId(sandbox.id.0.clone()), waiter),
+            Ok(None) => {}
+            Err(e) => warn!(pod = %self.pod_ref, "wait for the pause process: {e}"),
+        }
+    }
+
+    /// The pause process, PID 1 of the pod's process namespace, exited: the
+    /// kernel ended every process of the pod with it, and the sandbox is
+    /// dead. As the kubelet's `podSandboxChanged`, the next pass replaces it
+    /// (or, for a pod that must not restart, lets it end).
+    pub(crate) fn on_pause_exit(&mut self, note: crate::worker::ExitNote) {
+        let exit = match note.result {
+            Ok(exit) => exit,
+            Err(e) => {
+                tracing::debug!(pod = %self.pod_ref, "pause waiter failed, re-arming: {e}");
+                self.rearm_waiter(note.id);
+                return;
+            }
+        };
+        if matches!(self.stage, crate::stage::Stage::Terminating { .. }) {
+            // The pod's own teardown is ending it.
+            return;
+        }
+        let Sandbox::Ready(sandbox) = std::mem::replace(&mut self.sandbox, Sandbox::Absent) else {
+            return;
+        };
+        warn!(pod = %self.pod_ref, sandbox = %sandbox.id, code = exit.exit_code, "the pod's pause process exited: its sandbox is dead");
+        let containers = self
+            .records
+            .iter()
+            .flat_map(|r| r.current.iter().chain(&r.previous))
+            .map(|instance| instance.id.clone())
+            .collect();
+        self.sandbox = Sandbox::Dead {
+            sandbox,
+            containers,
+        };
     }
 
     /// Creates the pod's sandbox and writes its /etc files, and starts
@@ -133,6 +180,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
                     })));
                 }
                 self.sandbox = Sandbox::Ready(sandbox);
+                self.watch_pause().await;
                 self.write_etc_files(&hostname);
                 self.step(None, TimelineStep::SandboxCreated, id);
                 true

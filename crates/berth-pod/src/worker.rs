@@ -332,6 +332,10 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
     }
 
     pub(crate) fn on_exit(&mut self, note: ExitNote) {
+        if self.sandbox.ready().is_some_and(|s| s.id.0 == note.id.0) {
+            self.on_pause_exit(note);
+            return;
+        }
         let Some(i) = self
             .records
             .iter()
@@ -511,6 +515,7 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         // Their transition times go on from before the restart.
         self.conditions = crate::saved_conditions::load(&self.dirs.pod);
         self.sandbox = Sandbox::Ready(sandbox);
+        self.watch_pause().await;
         for i in 0..self.records.len() {
             self.start_probers(i, true);
         }
@@ -525,16 +530,24 @@ impl<R: ContainerRuntime, S: PodSink> Worker<R, S> {
         });
     }
 
-    /// Waits for the container's exit again, after a pause: the runtime
-    /// could not say how the last wait ended.
-    fn rearm_waiter(&self, id: ContainerId) {
+    /// Waits for the container's (or the sandbox's pause's) exit again,
+    /// after a pause: the runtime could not say how the last wait ended.
+    pub(crate) fn rearm_waiter(&self, id: ContainerId) {
+        let pause = self.sandbox.ready().filter(|s| s.id.0 == id.0).cloned();
         let rt = Arc::clone(&self.rt);
         let tx = self.exits_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REARM_AFTER).await;
-            let result = match rt.wait_container(&id).await {
-                Ok(waiter) => waiter.await,
-                Err(e) => Err(e),
+            let result = match &pause {
+                Some(sandbox) => match rt.wait_sandbox(sandbox).await {
+                    Ok(Some(waiter)) => waiter.await,
+                    Ok(None) => return,
+                    Err(e) => Err(e),
+                },
+                None => match rt.wait_container(&id).await {
+                    Ok(waiter) => waiter.await,
+                    Err(e) => Err(e),
+                },
             };
             let _ = tx.send(Box::new(ExitNote { id, result }));
         });

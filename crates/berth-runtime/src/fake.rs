@@ -142,6 +142,8 @@ struct Inner {
     pull_delay: Duration,
     scripts: HashMap<String, Script>,
     sandboxes: BTreeMap<String, SandboxInfo>,
+    /// Waiters for each sandbox's pause exit.
+    pause_waiters: HashMap<String, Vec<oneshot::Sender<Result<ExitInfo, RuntimeError>>>>,
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
     exec_results: HashMap<String, ExecOutput>,
@@ -367,6 +369,41 @@ impl FakeRuntime {
         let mut inner = self.lock();
         if let Some(id) = running_id(&inner, name) {
             finish(&mut inner, &id, code);
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Kills the pause process of pod `pod`'s sandbox, as someone on the
+    /// node might; like the kernel, ends every process of the pod's shared
+    /// PID namespace with it (exit 137).
+    pub fn kill_pause(&self, pod: &str) {
+        let mut inner = self.lock();
+        let Some(sandbox) = inner
+            .sandboxes
+            .values_mut()
+            .find(|s| s.pod.name == pod && s.pause.pid().is_some())
+        else {
+            return;
+        };
+        sandbox.pause = PauseProcess::Gone;
+        let id = sandbox.id.clone();
+        let exit = ExitInfo {
+            exit_code: 137,
+            finished_at: Timestamp::now(),
+            oom_killed: false,
+        };
+        for waiter in inner.pause_waiters.remove(&id.0).unwrap_or_default() {
+            let _ = waiter.send(Ok(exit));
+        }
+        let members: Vec<String> = inner
+            .containers
+            .iter()
+            .filter(|(_, c)| c.sandbox == id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for member in members {
+            finish(&mut inner, &member, 137);
         }
         drop(inner);
         self.changed.notify_waiters();
@@ -599,6 +636,35 @@ impl ContainerRuntime for FakeRuntime {
         Ok(info)
     }
 
+    async fn wait_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> Result<Option<ExitWaiter>, RuntimeError> {
+        let mut inner = self.lock();
+        let pause = match inner.sandboxes.get(&sandbox.id.0) {
+            Some(known) => known.pause,
+            None => PauseProcess::Gone,
+        };
+        if pause == PauseProcess::Pinned {
+            return Ok(None);
+        }
+        let (tx, waiter) = ExitWaiter::channel();
+        if pause == PauseProcess::Gone {
+            let _ = tx.send(Ok(ExitInfo {
+                exit_code: 255,
+                finished_at: Timestamp::now(),
+                oom_killed: false,
+            }));
+        } else {
+            inner
+                .pause_waiters
+                .entry(sandbox.id.0.clone())
+                .or_default()
+                .push(tx);
+        }
+        Ok(Some(waiter))
+    }
+
     async fn stop_sandbox(&self, sandbox: &SandboxInfo) -> Result<(), RuntimeError> {
         self.through_wedge().await?;
         self.record(Call::StopSandbox {
@@ -612,7 +678,20 @@ impl ContainerRuntime for FakeRuntime {
         self.record(Call::RemoveSandbox {
             id: sandbox.id.0.clone(),
         });
-        self.lock().sandboxes.remove(&sandbox.id.0);
+        let mut inner = self.lock();
+        inner.sandboxes.remove(&sandbox.id.0);
+        // Removing it ends the pause, as the runtime's task delete does.
+        for waiter in inner
+            .pause_waiters
+            .remove(&sandbox.id.0)
+            .unwrap_or_default()
+        {
+            let _ = waiter.send(Ok(ExitInfo {
+                exit_code: 137,
+                finished_at: Timestamp::now(),
+                oom_killed: false,
+            }));
+        }
         Ok(())
     }
 

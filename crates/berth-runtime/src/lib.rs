@@ -104,6 +104,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         sandbox: &SandboxInfo,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// Arms a waiter for the exit of the sandbox's pause process, the PID 1
+    /// of a pod that shares its process namespace; `None` for a sandbox
+    /// without one (pinned namespaces, which nothing in the pod can end).
+    /// A pause already gone is an exit at once.
+    fn wait_sandbox(
+        &self,
+        sandbox: &SandboxInfo,
+    ) -> impl Future<Output = Result<Option<ExitWaiter>, RuntimeError>> + Send;
+
     /// Tears the sandbox down: what [`Self::stop_sandbox`] does unless it
     /// was done, then the namespaces, `/dev/shm`, the pod cgroup and the
     /// record. The pod's containers must be removed first.

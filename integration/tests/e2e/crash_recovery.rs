@@ -1,7 +1,8 @@
 //! An agent killed in the middle of pod starts: the next agent releases what
 //! the interrupted starts made (network attachments and addresses, namespace
 //! pins, mounts, shims, loggers), answers its API at once, and once the pods
-//! are deleted the host is as clean as before.
+//! are deleted the host is as clean as before. A sandbox that dies, while
+//! the agent is down or while it runs, is made again.
 
 use std::time::Duration;
 
@@ -257,4 +258,60 @@ async fn a_pause_that_died_while_the_agent_was_down_has_its_pod_made_again() {
 #[tokio::test]
 async fn a_sandbox_whose_pins_went_while_the_agent_was_down_has_its_pod_made_again() {
     sandbox_died_while_the_agent_was_down(Death::PinsGone).await;
+}
+
+/// A pause killed while the agent runs: the kernel ends the pod's shared
+/// PID namespace with it, and the agent makes the pod again in a new
+/// sandbox (`SandboxChanged`), its container restarted once.
+#[tokio::test]
+async fn a_pause_killed_while_the_agent_runs_has_its_pod_made_again() {
+    let Some((_containerd, agent)) = setup().await else {
+        return;
+    };
+    let mut spec = pod(
+        "shared",
+        "Always",
+        vec![sh_container("main", "exec sleep 3600")],
+    );
+    spec["spec"]["shareProcessNamespace"] = serde_json::json!(true);
+    agent.apply_yaml(&manifest(&spec)).await;
+    let before = wait_running(&agent, "shared").await;
+    let id = container_id(&before, "main").expect("containerID");
+    let sandbox = sandbox_of(&id);
+    let pause = task_pid(&agent, &sandbox).expect("the pause runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pause),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the pause");
+
+    let after = agent
+        .wait_for(
+            "default",
+            "shared",
+            "running again in a new sandbox",
+            START_TIMEOUT,
+            |p| {
+                all_running(p) && container_id(p, "main").is_some_and(|c| sandbox_of(&c) != sandbox)
+            },
+        )
+        .await;
+    assert_eq!(restart_count(&after, "main"), 1, "{after:#}");
+    let last = &container_status(&after, "main").expect("status")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{after:#}");
+    let (_, events) = pod_events(&agent, "default", "shared").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == reasons::SANDBOX_CHANGED),
+        "{events:#?}"
+    );
+    // The old sandbox went with its container: a pause and a main task.
+    let new_id = container_id(&after, "main").expect("containerID");
+    let mut tasks = ctr_list(&agent, "tasks");
+    tasks.sort();
+    let mut want = vec![sandbox_of(&new_id), new_id];
+    want.sort();
+    assert_eq!(tasks, want);
+    assert_ne!(pod_ip(&after), None);
 }

@@ -283,6 +283,13 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         return plan;
     }
     plan.prepare_volumes = view.stage == Stage::Preparing;
+    if view.sandbox == SandboxView::Dead && !restarts_after_a_dead_sandbox(view) {
+        // As the kubelet: no new sandbox for a pod that must not restart
+        // and has run; it ends as its containers' exits say.
+        let phase = phase(view);
+        plan.finish = phase.is_terminal().then_some(phase);
+        return plan;
+    }
     plan.sandbox = match view.sandbox {
         SandboxView::Ready => None,
         SandboxView::Absent => Some(SandboxWork::Create),
@@ -315,6 +322,18 @@ pub(crate) fn plan(view: &PodView<'_>, now: Instant) -> Plan {
         plan.finish = phase.is_terminal().then_some(phase);
     }
     plan
+}
+
+/// Whether a pod whose sandbox died gets a new one: unless its policy is
+/// `Never` and one of its containers has run (the kubelet's
+/// `computePodActions`, `shouldRestartOnFailure`).
+fn restarts_after_a_dead_sandbox(view: &PodView<'_>) -> bool {
+    let never = view.spec.restart_policy.as_deref() == Some("Never");
+    let ran = view
+        .records
+        .iter()
+        .any(|r| r.current.is_some() || r.previous.is_some());
+    !never || !ran
 }
 
 /// Every running container, for a kill of the whole pod.

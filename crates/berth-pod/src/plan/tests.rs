@@ -518,6 +518,11 @@ fn rows() -> Vec<(&'static str, Pod, Vec<&'static str>)> {
         ("new pod: volumes and sandbox before the first init", pod("Always").init("one").app("app").new_pod(), vec!["volumes", "sandbox Create", "start init one"]),
         ("sandbox: a failed creation is tried again", pod("Always").app("app").sandbox(SandboxView::Absent), vec!["sandbox Create", "start app app"]),
         ("dead sandbox: recreated", pod("Always").app("app").sandbox(SandboxView::Dead), vec!["sandbox Recreate", "start app app"]),
+        ("dead sandbox under OnFailure: recreated, the exited container started again", pod("OnFailure").app("app").exited("app", 137).sandbox(SandboxView::Dead),
+            vec!["sandbox Recreate", "start app app (back-off)"]),
+        ("dead sandbox under Never after a run: none made, the pod ends", pod("Never").app("app").exited("app", 137).sandbox(SandboxView::Dead), vec!["finish Failed"]),
+        ("dead sandbox under Never, its container still running: it waits for the exit", pod("Never").app("app").running("app").sandbox(SandboxView::Dead), vec![]),
+        ("dead sandbox under Never before any run: made again", pod("Never").app("app").sandbox(SandboxView::Dead), vec!["sandbox Recreate", "start app app"]),
         // deletion (the kubelet's killPodWithSyncResult)
         ("delete: every running container at once, then containers and sandbox removed", pod("Always").app("a").app("b").running("a").running("b").deleted(30),
             vec!["grace 30s", "stop a, b", "remove a, b", "sandbox Remove"]),

@@ -327,6 +327,62 @@ async fn a_dead_sandbox_is_replaced_on_adoption() {
     assert!(now.containers.iter().all(|c| c.sandbox != dead.id));
 }
 
+const SHARED_PID: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  shareProcessNamespace: true
+  restartPolicy: RESTART
+  containers:
+  - {name: app, image: busybox}
+";
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_that_exits_is_replaced_with_its_sandbox() {
+    let h = Harness::new();
+    let _w = h.spawn(pod(&SHARED_PID.replace("RESTART", "Always")));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    let before = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    assert!(before.sandboxes[0].pause.pid().is_some(), "a pause runs");
+    h.rt.kill_pause("web");
+    let s = h
+        .sink
+        .wait_for("app restarted in a new sandbox", |s| {
+            container(s, "app").restart_count == 1
+                && container(s, "app")
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.running.is_some())
+        })
+        .await;
+    assert_eq!(last_terminated(&s, "app").exit_code, 137);
+    assert!(h.sink.reasons().contains(&reasons::SANDBOX_CHANGED));
+    let now = berth_runtime::ContainerRuntime::list(&h.rt).await.unwrap();
+    assert_eq!(now.sandboxes.len(), 1);
+    assert_ne!(now.sandboxes[0].id, before.sandboxes[0].id, "a new sandbox");
+    assert!(now.sandboxes[0].pause.pid().is_some());
+    assert!(now
+        .containers
+        .iter()
+        .all(|c| c.sandbox == now.sandboxes[0].id));
+    assert_eq!(h.starts("app"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_must_not_restart_ends_when_its_pause_exits() {
+    let h = Harness::new();
+    let _w = h.spawn(pod(&SHARED_PID.replace("RESTART", "Never")));
+    h.sink.wait_for("Running", |s| phase(s) == "Running").await;
+    h.rt.kill_pause("web");
+    let s = h.sink.wait_for("Failed", |s| phase(s) == "Failed").await;
+    assert_eq!(terminated(&s, "app").exit_code, 137);
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    assert_eq!(h.rt.sandbox_count(), 1, "no new sandbox");
+    assert!(!h.sink.reasons().contains(&reasons::SANDBOX_CHANGED));
+    assert_eq!(h.starts("app"), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_sandbox_adopted_without_its_network_is_replaced() {
     let h = Harness::new();
