@@ -388,11 +388,7 @@ impl FakeRuntime {
         };
         sandbox.pause = PauseProcess::Gone;
         let id = sandbox.id.clone();
-        let exit = ExitInfo {
-            exit_code: 137,
-            finished_at: Timestamp::now(),
-            oom_killed: false,
-        };
+        let exit = exit_now(137);
         for waiter in inner.pause_waiters.remove(&id.0).unwrap_or_default() {
             let _ = waiter.send(Ok(exit));
         }
@@ -478,6 +474,15 @@ fn running_id(inner: &Inner, name: &str) -> Option<String> {
         .map(|(id, _)| id.clone())
 }
 
+/// An exit at this moment with `code`, not by the OOM killer.
+fn exit_now(code: i32) -> ExitInfo {
+    ExitInfo {
+        exit_code: code,
+        finished_at: Timestamp::now(),
+        oom_killed: false,
+    }
+}
+
 fn finish(inner: &mut Inner, id: &str, code: i32) {
     let Some(c) = inner.containers.get_mut(id) else {
         return;
@@ -485,11 +490,7 @@ fn finish(inner: &mut Inner, id: &str, code: i32) {
     let ObservedState::Running { started_at } = c.state else {
         return;
     };
-    let exit = ExitInfo {
-        exit_code: code,
-        finished_at: Timestamp::now(),
-        oom_killed: false,
-    };
+    let exit = exit_now(code);
     c.state = ObservedState::Exited {
         started_at: Some(started_at),
         exit,
@@ -650,11 +651,7 @@ impl ContainerRuntime for FakeRuntime {
         }
         let (tx, waiter) = ExitWaiter::channel();
         if pause == PauseProcess::Gone {
-            let _ = tx.send(Ok(ExitInfo {
-                exit_code: 255,
-                finished_at: Timestamp::now(),
-                oom_killed: false,
-            }));
+            let _ = tx.send(Ok(exit_now(255)));
         } else {
             inner
                 .pause_waiters
@@ -686,11 +683,7 @@ impl ContainerRuntime for FakeRuntime {
             .remove(&sandbox.id.0)
             .unwrap_or_default()
         {
-            let _ = waiter.send(Ok(ExitInfo {
-                exit_code: 137,
-                finished_at: Timestamp::now(),
-                oom_killed: false,
-            }));
+            let _ = waiter.send(Ok(exit_now(137)));
         }
         Ok(())
     }
