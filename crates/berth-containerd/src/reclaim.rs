@@ -290,8 +290,8 @@ impl Helpers {
         Self(
             crate::shim::pids()
                 .filter_map(|pid| {
-                    let start_time = start_time(pid)?;
                     let (owner, is_shim) = stray_owner(pid, namespace, socket)?;
+                    let start_time = start_time(pid)?;
                     Some(Helper {
                         pid,
                         start_time,
@@ -333,11 +333,9 @@ impl Helpers {
 }
 
 /// A process's start time in clock ticks after boot (field 22 of
-/// `/proc/<pid>/stat`, counted after the parenthesised command name).
+/// `/proc/<pid>/stat`).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    crate::shim::stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// The container a shim (`-namespace NS -id ID -address SOCKET`) or a logger
@@ -434,27 +432,39 @@ mod tests {
 
     /// A process that looks like a shim of container `id` in `namespace`
     /// (`-namespace`, `-id`, `-address`); it waits on its stdin.
-    fn look_alike_shim(dir: &Path, namespace: &str, id: &str) -> std::process::Child {
+    async fn look_alike_shim(dir: &Path, namespace: &str, id: &str) -> std::process::Child {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new("/bin/sh")
+        let shim = std::process::Command::new("/bin/sh")
             .arg0(dir.join("containerd-shim-runc-v2"))
             .args(["-c", "read line", "shim", "-namespace", namespace])
             .args(["-id", id, "-address", "/test/containerd.sock"])
             .stdin(std::process::Stdio::piped())
             .spawn()
-            .expect("spawn a look-alike shim")
+            .expect("spawn a look-alike shim");
+        // The kernel fills in the arguments a moment after the exec that
+        // ends `spawn`: wait until a scan can see them.
+        let pid = shim.id() as i32;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while stray_owner(pid, namespace, "/test/containerd.sock").is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the look-alike's arguments, within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shim
     }
 
-    #[test]
-    fn only_helpers_running_before_containerd_is_asked_are_killed() {
+    #[tokio::test]
+    async fn only_helpers_running_before_containerd_is_asked_are_killed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let namespace = format!("reclaim-test-{}", std::process::id());
-        let mut before = look_alike_shim(dir.path(), &namespace, "aaaaaaaa-00000001");
+        let mut before = look_alike_shim(dir.path(), &namespace, "aaaaaaaa-00000001").await;
         let helpers = Helpers::of(&namespace, "/test/containerd.sock");
         assert_eq!(helpers.0.len(), 1, "the shim running at the look");
         // A start of this agent's spawns a shim for a record the listing
         // (made after the look) did not show: it is not killed.
-        let mut after = look_alike_shim(dir.path(), &namespace, "bbbbbbbb-00000002");
+        let mut after = look_alike_shim(dir.path(), &namespace, "bbbbbbbb-00000002").await;
 
         assert_eq!(helpers.kill_unserved(&Served::default()), 1);
         let status = before.wait().expect("reap");
@@ -464,11 +474,11 @@ mod tests {
         after.wait().expect("reap");
     }
 
-    #[test]
-    fn a_pid_taken_by_another_process_is_not_killed() {
+    #[tokio::test]
+    async fn a_pid_taken_by_another_process_is_not_killed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let namespace = format!("reclaim-reuse-{}", std::process::id());
-        let mut shim = look_alike_shim(dir.path(), &namespace, "cccccccc-00000003");
+        let mut shim = look_alike_shim(dir.path(), &namespace, "cccccccc-00000003").await;
         let mut helpers = Helpers::of(&namespace, "/test/containerd.sock");
         assert_eq!(helpers.0.len(), 1);
         // As if the pid now named a process started at another time.

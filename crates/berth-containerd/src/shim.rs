@@ -80,15 +80,21 @@ fn pod_shims(c: &Containerd, sandbox_id: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The fields of `/proc/<pid>/stat` after the parenthesised command name
+/// (which may hold spaces): the process state first.
+pub(crate) fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    Some(after_name.split_whitespace().map(str::to_string).collect())
+}
+
 /// Gone, or a zombie its parent has yet to reap.
 fn exited(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
+    stat_fields(pid).is_none_or(|fields| {
+        fields
+            .first()
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 /// runc's state directory for this namespace.

@@ -392,15 +392,7 @@ impl FakeRuntime {
         for waiter in inner.pause_waiters.remove(&id.0).unwrap_or_default() {
             let _ = waiter.send(Ok(exit));
         }
-        let members: Vec<String> = inner
-            .containers
-            .iter()
-            .filter(|(_, c)| c.sandbox == id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for member in members {
-            finish(&mut inner, &member, 137);
-        }
+        kill_sandbox(&mut inner, &id);
         drop(inner);
         self.changed.notify_waiters();
     }
@@ -480,6 +472,19 @@ fn exit_now(code: i32) -> ExitInfo {
         exit_code: code,
         finished_at: Timestamp::now(),
         oom_killed: false,
+    }
+}
+
+/// Ends every running container of the sandbox with SIGKILL's code.
+fn kill_sandbox(inner: &mut Inner, sandbox: &SandboxId) {
+    let ids: Vec<String> = inner
+        .containers
+        .iter()
+        .filter(|(_, c)| c.sandbox == *sandbox)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in ids {
+        finish(inner, &id, 137);
     }
 }
 
@@ -886,15 +891,7 @@ impl ContainerRuntime for FakeRuntime {
         });
         let mut inner = self.lock();
         inner.wedged = None;
-        let ids: Vec<String> = inner
-            .containers
-            .iter()
-            .filter(|(_, c)| c.sandbox == sandbox.id)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
-            finish(&mut inner, &id, 137);
-        }
+        kill_sandbox(&mut inner, &sandbox.id);
         drop(inner);
         self.changed.notify_waiters();
         Ok(())
